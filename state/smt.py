@@ -1,0 +1,311 @@
+"""The authenticated map: a binary sparse Merkle tree with one-leaf subtrees collapsed.
+
+Layout (the Celestia/Jellyfish form, identical to ICS-23's ``SmtSpec`` when the hash is SHA-256):
+
+- a key's *path* is ``H(key)``, 256 bits read from the most significant bit down;
+- a leaf hash is ``H(0x00 || path || H(value))``;
+- an inner hash is ``H(0x01 || left || right)``; an empty subtree hashes to 32 zero bytes;
+- a subtree holding a single leaf is replaced by that leaf, so a leaf sits at the depth of the
+  shortest prefix that separates it from every other key. The shape, and so the root, depends
+  only on the set of (key, value) pairs, never on the order they were inserted in.
+
+Nodes are immutable and shared between versions: :meth:`SparseMerkleTree.update` returns a new
+tree and leaves the old one valid. Keeping the tree of an earlier block therefore costs only the
+nodes that changed since, which is what a reorg of the non-final tail needs.
+
+``update`` takes a whole batch (one block's writes): the keys are sorted by path and the tree is
+descended once, so every inner node on the union of the touched paths is hashed exactly once.
+
+A :class:`Proof` lists the sibling hashes from the root down to where the key's path ends: at its
+own leaf (membership), at an empty subtree, or at another leaf whose path shares the prefix
+(absence). :func:`verify_proof` needs nothing but the root, the key, the value (``None`` for
+absence), the proof and the hash function.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from state.encoding import Record
+from state.hashing import blake3_256
+from state.types import Bytes32
+
+EMPTY = bytes(32)
+"""The hash of an empty subtree (ICS-23's ``empty_child``)."""
+
+KEY_BITS = 256
+_LEAF_PREFIX = b"\x00"
+_INNER_PREFIX = b"\x01"
+
+Digest = Callable[[bytes], bytes]
+
+
+# Nodes are plain tuples, not classes: CPython's cycle collector stops tracking a tuple whose
+# items are all untracked, so a tree of a million nodes costs the collector nothing, and tuples
+# are the cheapest object to build. The two shapes are told apart by length:
+#
+#   leaf  = (hash, path_int, path, value_hash)   4 items
+#   inner = (hash, left, right)                  3 items, each child a node or None
+#
+Leaf = tuple[Any, ...]
+Inner = tuple[Any, ...]
+Node = tuple[Any, ...] | None
+_LEAF_SIZE = 4
+
+
+def _leaf(path: bytes, path_int: int, value_hash: bytes, digest: Digest) -> Leaf:
+    return (digest(_LEAF_PREFIX + path + value_hash), path_int, path, value_hash)
+
+
+def _inner(left: Node, right: Node, digest: Digest) -> Inner:
+    return (
+        digest(_INNER_PREFIX + (EMPTY if left is None else left[0]) + (EMPTY if right is None else right[0])),
+        left,
+        right,
+    )
+
+
+class Proof(Record, frozen=True):
+    """A membership or absence proof for one key.
+
+    ``present`` is a bitmap over the depths ``0 .. depth-1`` (bit ``i`` of byte ``i // 8``, most
+    significant first): a set bit means the sibling at that depth is non-empty and is the next
+    entry of ``siblings``; a clear bit means the sibling is the empty subtree. ``other_path`` and
+    ``other_value_hash`` describe the leaf found on the key's path when it is a different key
+    (an absence proof); both are empty otherwise.
+    """
+
+    depth: int
+    present: bytes
+    siblings: tuple[Bytes32, ...]
+    other_path: bytes = b""
+    other_value_hash: bytes = b""
+
+
+class SparseMerkleTree:
+    """An immutable sparse Merkle tree; ``update`` returns a new version sharing nodes."""
+
+    __slots__ = ("_digest", "_root")
+
+    def __init__(self, digest: Digest = blake3_256, root: Node = None) -> None:
+        self._digest = digest
+        self._root = root
+
+    @property
+    def root(self) -> bytes:
+        """The 32-byte root hash; :data:`EMPTY` for an empty tree."""
+        return EMPTY if self._root is None else bytes(self._root[0])
+
+    @property
+    def digest(self) -> Digest:
+        return self._digest
+
+    @classmethod
+    def from_items(
+        cls, items: Iterable[tuple[bytes, bytes]], digest: Digest = blake3_256
+    ) -> SparseMerkleTree:
+        """Build a tree from (key, value) pairs in one pass."""
+        return cls(digest).update(dict(items))
+
+    def update(self, changes: Mapping[bytes, bytes | None]) -> SparseMerkleTree:
+        """A new tree with ``changes`` applied: a value sets the key, ``None`` deletes it."""
+        if not changes:
+            return self
+        digest = self._digest
+        batch: list[tuple[int, Leaf | None]] = []
+        for key, value in changes.items():
+            path = digest(key)
+            path_int = int.from_bytes(path, "big")
+            leaf = None if value is None else _leaf(path, path_int, digest(value), digest)
+            batch.append((path_int, leaf))
+        batch.sort(key=_first)
+        paths = [entry[0] for entry in batch]
+        return SparseMerkleTree(digest, self._update(self._root, 0, batch, paths, 0, len(batch)))
+
+    def _update(
+        self,
+        node: Node,
+        depth: int,
+        batch: list[tuple[int, Leaf | None]],
+        paths: list[int],
+        lo: int,
+        hi: int,
+    ) -> Node:
+        """Apply ``batch[lo:hi]`` (sorted, all sharing ``depth`` bits of path) below ``node``."""
+        if hi - lo == 1:
+            path_int, leaf = batch[lo]
+            return self._update_one(node, depth, path_int, leaf)
+        if node is None or len(node) == _LEAF_SIZE:
+            leaves = [leaf for _, leaf in batch[lo:hi] if leaf is not None]
+            if node is not None and not _contains(paths, node[1], lo, hi):
+                leaves.append(node)
+                leaves.sort(key=_first_after_hash)
+            return self._build(depth, leaves, [leaf[1] for leaf in leaves], 0, len(leaves))
+        mid = _split(paths, depth, lo, hi)
+        left = self._update(node[1], depth + 1, batch, paths, lo, mid) if lo < mid else node[1]
+        right = self._update(node[2], depth + 1, batch, paths, mid, hi) if mid < hi else node[2]
+        return self._join(left, right)
+
+    def _join(self, left: Node, right: Node) -> Node:
+        """The parent of two subtrees, collapsed when it would hold a single leaf."""
+        if left is None and (right is None or len(right) == _LEAF_SIZE):
+            return right
+        if right is None and len(left) == _LEAF_SIZE:  # type: ignore[arg-type]
+            return left
+        return _inner(left, right, self._digest)
+
+    def _update_one(self, node: Node, depth: int, path_int: int, leaf: Leaf | None) -> Node:
+        """Set (``leaf``) or delete (``None``) one path below ``node``: the common case."""
+        stack: list[tuple[Inner, int]] = []
+        top = node
+        while node is not None and len(node) != _LEAF_SIZE:
+            bit = (path_int >> (KEY_BITS - 1 - depth)) & 1
+            stack.append((node, bit))
+            node = node[2] if bit else node[1]
+            depth += 1
+        new: Node
+        if node is None or node[1] == path_int:
+            if node is None and leaf is None:
+                return top  # deleting an absent key changes nothing
+            new = leaf
+        elif leaf is None:
+            return top  # the path ends at another key's leaf: ours is absent
+        else:
+            new = self._pair(depth, node, leaf)
+        join = self._join
+        for parent, bit in reversed(stack):
+            new = join(parent[1], new) if bit else join(new, parent[2])
+        return new
+
+    def _pair(self, depth: int, a: Leaf, b: Leaf) -> Inner:
+        """The subtree at ``depth`` holding exactly the two leaves ``a`` and ``b``."""
+        split = KEY_BITS - (a[1] ^ b[1]).bit_length()
+        if (a[1] >> (KEY_BITS - 1 - split)) & 1:
+            a, b = b, a
+        digest = self._digest
+        node = _inner(a, b, digest)
+        for level in range(split - 1, depth - 1, -1):
+            if (a[1] >> (KEY_BITS - 1 - level)) & 1:
+                node = _inner(None, node, digest)
+            else:
+                node = _inner(node, None, digest)
+        return node
+
+    def _build(self, depth: int, leaves: list[Leaf], paths: list[int], lo: int, hi: int) -> Node:
+        """The canonical subtree at ``depth`` of ``leaves[lo:hi]`` (sorted by path)."""
+        count = hi - lo
+        if count == 0:
+            return None
+        if count == 1:
+            return leaves[lo]
+        if depth >= KEY_BITS:
+            raise AssertionError("two distinct keys with the same 256-bit path")
+        mid = _split(paths, depth, lo, hi)
+        return _inner(
+            self._build(depth + 1, leaves, paths, lo, mid),
+            self._build(depth + 1, leaves, paths, mid, hi),
+            self._digest,
+        )
+
+    def prove(self, key: bytes) -> Proof:
+        """A proof of ``key``'s value, or of its absence."""
+        path = self._digest(key)
+        path_int = int.from_bytes(path, "big")
+        node = self._root
+        depth = 0
+        present = bytearray(32)
+        siblings: list[bytes] = []
+        while node is not None and len(node) != _LEAF_SIZE:
+            if (path_int >> (KEY_BITS - 1 - depth)) & 1:
+                sibling, node = node[1], node[2]
+            else:
+                sibling, node = node[2], node[1]
+            if sibling is not None:
+                present[depth >> 3] |= 0x80 >> (depth & 7)
+                siblings.append(sibling[0])
+            depth += 1
+        bitmap = bytes(present[: (depth + 7) // 8])
+        if node is not None and node[2] != path:
+            return Proof(depth, bitmap, tuple(siblings), node[2], node[3])
+        return Proof(depth, bitmap, tuple(siblings))
+
+
+def _first(entry: tuple[int, object]) -> int:
+    return entry[0]
+
+
+def _first_after_hash(leaf: Leaf) -> int:
+    path_int: int = leaf[1]
+    return path_int
+
+
+def _split(paths: list[int], depth: int, lo: int, hi: int) -> int:
+    """Index of the first path in ``paths[lo:hi]`` whose bit at ``depth`` is 1."""
+    shift = KEY_BITS - 1 - depth
+    threshold = ((paths[lo] >> shift) | 1) << shift
+    return bisect_left(paths, threshold, lo, hi)
+
+
+def _contains(paths: list[int], path_int: int, lo: int, hi: int) -> bool:
+    index = bisect_left(paths, path_int, lo, hi)
+    return index < hi and paths[index] == path_int
+
+
+def compute_root(key: bytes, value: bytes | None, proof: Proof, digest: Digest = blake3_256) -> bytes | None:
+    """The root that ``proof`` implies for ``key`` holding ``value`` (``None``: absent).
+
+    Returns ``None`` when the proof is malformed or inconsistent with the claim.
+    """
+    depth = proof.depth
+    if not 0 <= depth <= KEY_BITS or len(proof.present) != (depth + 7) // 8:
+        return None
+    path = digest(key)
+    path_int = int.from_bytes(path, "big")
+    if value is not None:
+        if proof.other_path or proof.other_value_hash:
+            return None
+        node = digest(_LEAF_PREFIX + path + digest(value))
+    elif proof.other_path:
+        other = proof.other_path
+        if len(other) != 32 or len(proof.other_value_hash) != 32 or other == path:
+            return None
+        # The other leaf must lie on the key's path down to ``depth``.
+        if depth and (int.from_bytes(other, "big") ^ path_int) >> (KEY_BITS - depth):
+            return None
+        node = digest(_LEAF_PREFIX + other + proof.other_value_hash)
+    else:
+        if proof.other_value_hash:
+            return None
+        node = EMPTY
+    siblings = proof.siblings
+    used = len(siblings)
+    for level in range(depth - 1, -1, -1):
+        if proof.present[level >> 3] & (0x80 >> (level & 7)):
+            used -= 1
+            if used < 0:
+                return None
+            sibling = siblings[used]
+        else:
+            sibling = EMPTY
+        if (path_int >> (KEY_BITS - 1 - level)) & 1:
+            node = digest(_INNER_PREFIX + sibling + node)
+        else:
+            node = digest(_INNER_PREFIX + node + sibling)
+    if used != 0 or _has_stray_bits(proof.present, depth):
+        return None
+    return node
+
+
+def _has_stray_bits(present: bytes, depth: int) -> bool:
+    spare = len(present) * 8 - depth
+    return bool(spare and present and present[-1] & ((1 << spare) - 1))
+
+
+def verify_proof(
+    root: bytes, key: bytes, value: bytes | None, proof: Proof, digest: Digest = blake3_256
+) -> bool:
+    """True when ``proof`` shows ``key`` maps to ``value`` (or is absent, for ``None``) under ``root``."""
+    computed = compute_root(key, value, proof, digest)
+    return computed is not None and computed == root

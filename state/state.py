@@ -1,0 +1,112 @@
+"""The chain state: a key-value map committed to by a sparse Merkle tree, plus the tip.
+
+The map is the whole derived state (balances, nodes, names…); each domain module owns a key
+prefix. Values are canonical encodings, so the tree root commits to every field. The tip
+(height, block hash, timestamp) is not in the map: it is in the header the root goes into.
+
+A ``State`` changes only through :func:`state.transition.commit_block`. The tree is persistent,
+so :meth:`State.copy` is cheap in the tree and linear only in the plain dict mirror that makes
+reads fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from state.params import ChainParams
+from state.smt import Proof, SparseMerkleTree
+from state.types import Hash32
+
+PRE_GENESIS_HEIGHT = -1
+
+
+class State:
+    __slots__ = ("_kv", "_tree", "block_hash", "chain_id", "height", "params", "timestamp")
+
+    def __init__(
+        self,
+        chain_id: str,
+        params: ChainParams,
+        genesis_hash: Hash32,
+        genesis_time: int,
+    ) -> None:
+        """The empty state before block 0; block 0 must name ``genesis_hash`` as its parent."""
+        self.chain_id = chain_id
+        self.params = params
+        self.height = PRE_GENESIS_HEIGHT
+        self.block_hash = genesis_hash
+        self.timestamp = genesis_time
+        self._kv: dict[bytes, bytes] = {}
+        self._tree = SparseMerkleTree()
+
+    @classmethod
+    def from_snapshot(
+        cls,
+        chain_id: str,
+        params: ChainParams,
+        *,
+        height: int,
+        block_hash: Hash32,
+        timestamp: int,
+        items: Iterable[tuple[bytes, bytes]],
+    ) -> State:
+        state = cls(chain_id, params, block_hash, timestamp)
+        state.height = height
+        state._kv = dict(items)
+        state._tree = SparseMerkleTree(state._tree.digest).update(state._kv)
+        return state
+
+    @property
+    def root(self) -> Hash32:
+        return Hash32(self._tree.root)
+
+    @property
+    def tree(self) -> SparseMerkleTree:
+        return self._tree
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._kv.get(key)
+
+    def __len__(self) -> int:
+        return len(self._kv)
+
+    def items(self) -> Iterator[tuple[bytes, bytes]]:
+        """Every (key, value) pair in key order (for snapshots and exports)."""
+        for key in sorted(self._kv):
+            yield key, self._kv[key]
+
+    def prefixed(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """The pairs whose key starts with ``prefix``, in key order, prefix stripped."""
+        for key in sorted(k for k in self._kv if k.startswith(prefix)):
+            yield key[len(prefix) :], self._kv[key]
+
+    def prove(self, key: bytes) -> tuple[bytes | None, Proof]:
+        return self._kv.get(key), self._tree.prove(key)
+
+    def copy(self) -> State:
+        other = State(self.chain_id, self.params, self.block_hash, self.timestamp)
+        other.height = self.height
+        other._kv = dict(self._kv)
+        other._tree = self._tree
+        return other
+
+    def install(
+        self,
+        *,
+        height: int,
+        block_hash: Hash32,
+        timestamp: int,
+        writes: dict[bytes, bytes | None],
+        tree: SparseMerkleTree,
+    ) -> None:
+        """Make a validated block's writes current; only :mod:`state.transition` calls this."""
+        kv = self._kv
+        for key, value in writes.items():
+            if value is None:
+                kv.pop(key, None)
+            else:
+                kv[key] = value
+        self._tree = tree
+        self.height = height
+        self.block_hash = block_hash
+        self.timestamp = timestamp

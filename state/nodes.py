@@ -12,7 +12,7 @@ from state.encoding import Decoder, Record, encode
 from state.errors import InvalidEvent
 from state.events import Contribution, GenesisNode
 from state.params import ChainParams
-from state.types import AccountKey, BlsPublicKey, Height, NodeKey
+from state.types import AccountKey, BlsPublicKey, BlsSignature, Ed25519Signature, Height, NodeKey
 from state.view import Overlay
 
 NODE_PREFIX = b"node/"
@@ -20,8 +20,12 @@ BLS_PREFIX = b"bls/"
 
 
 class ServiceNode(Record, frozen=True):
+    """A registered node. The key proofs are kept so anyone can re-check them from the state."""
+
     operator: AccountKey
     bls_key: BlsPublicKey
+    bls_pop: BlsSignature
+    node_signature: Ed25519Signature
     operator_fee_bp: int
     contributions: tuple[Contribution, ...]
     registration_height: Height
@@ -56,6 +60,8 @@ def process_genesis_node(view: Overlay, event: GenesisNode, params: ChainParams)
     record = ServiceNode(
         operator=event.operator,
         bls_key=event.bls_key,
+        bls_pop=event.bls_pop,
+        node_signature=event.node_signature,
         operator_fee_bp=event.operator_fee_bp,
         contributions=event.contributions,
         registration_height=Height(0),

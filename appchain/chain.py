@@ -1,0 +1,214 @@
+"""The chain: the event log and the state derived from it, kept in step.
+
+Start-up handshake (:meth:`Chain.open`): check the database belongs to this genesis, load the
+newest snapshot (its root must match its manifest and its block header), replay the log from
+there to the applied height, and compare every recomputed state root with the stored header
+and every recomputed delta with the stored one. The first mismatch stops with
+:class:`ReplayMismatch` naming the height; nothing is written during the handshake.
+
+Appending (:meth:`Chain.append`): execute the block against the state (all checks, nothing
+mutated), commit it in memory, then write it with its delta and tip marker (and a snapshot
+every ``snapshot_interval`` blocks) in one batch. A failed write leaves memory one block ahead
+of the disk, so it is fatal: the process must stop, and the next start replays from the disk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from appchain.store import BlockStore, StoreCorrupt
+from genesis.build import create_genesis_state
+from genesis.document import Genesis
+from state.block import Block
+from state.encoding import encode
+from state.errors import InvalidBlock
+from state.events import Event
+from state.state import State
+from state.transition import PendingBlock, commit_block, execute_block, propose_block
+
+ProgressCallback = Callable[[int, int], None]
+"""Called with (blocks done, events in that block) after each replayed block."""
+
+
+class ChainError(Exception):
+    """A user-facing problem with a node folder or its input (one line, non-zero exit)."""
+
+
+class ReplayMismatch(StoreCorrupt):
+    """The log does not replay to what it recorded: a tampered or corrupt database."""
+
+    def __init__(self, height: int, message: str) -> None:
+        super().__init__(f"replay mismatch at height {height}: {message}")
+        self.height = height
+
+
+def replay_blocks(
+    state: State,
+    blocks: Iterable[Block],
+    *,
+    verify_signatures: bool = False,
+    stored_deltas: Callable[[int], bytes | None] | None = None,
+    progress: ProgressCallback | None = None,
+) -> State:
+    """Apply ``blocks`` to ``state`` in order, stopping at the first block that does not replay."""
+    for block in blocks:
+        height = block.header.height
+        try:
+            pending = execute_block(state, block, verify_signatures=verify_signatures)
+        except InvalidBlock as exc:
+            raise ReplayMismatch(height, str(exc)) from None
+        if stored_deltas is not None and stored_deltas(height) != encode(pending.changes):
+            raise ReplayMismatch(height, "the stored state delta differs from the replayed one")
+        commit_block(state, pending)
+        if progress is not None:
+            progress(1, len(block.events))
+    return state
+
+
+class Chain:
+    """A store and the state derived from it."""
+
+    def __init__(self, store: BlockStore, genesis: Genesis, state: State, snapshot_interval: int) -> None:
+        self.store = store
+        self.genesis = genesis
+        self.state = state
+        self.snapshot_interval = snapshot_interval
+
+    @classmethod
+    def create(cls, path: Path, genesis: Genesis, *, snapshot_interval: int, sync: bool = True) -> Chain:
+        """A new database holding block 0 of ``genesis``."""
+        if path.exists() and any(path.iterdir()):
+            raise ChainError(f"{path} already holds a database")
+        store = BlockStore(path, create=True, sync=sync)
+        state, pending = create_genesis_state(genesis)
+        store.write_block(pending, snapshot=state)
+        return cls(store, genesis, state, snapshot_interval)
+
+    @classmethod
+    def open(
+        cls,
+        path: Path,
+        genesis: Genesis,
+        *,
+        snapshot_interval: int,
+        sync: bool = True,
+        progress: ProgressCallback | None = None,
+    ) -> Chain:
+        """Open an existing database and bring the state to its tip (the handshake)."""
+        if not path.is_dir():
+            raise ChainError(f"no database at {path}: run `appchain init` first")
+        store = BlockStore(path, sync=sync)
+        try:
+            state = load_state(store, genesis, progress=progress)
+        except BaseException:
+            store.close()
+            raise
+        return cls(store, genesis, state, snapshot_interval)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Chain:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def height(self) -> int:
+        return self.state.height
+
+    def propose(self, events: list[Event], timestamp: int) -> PendingBlock:
+        return propose_block(self.state, events, timestamp)
+
+    def append(self, block: Block, *, verify_signatures: bool = True) -> PendingBlock:
+        """Validate ``block`` against the tip and make it part of the log and the state."""
+        pending = execute_block(self.state, block, verify_signatures=verify_signatures)
+        self.append_pending(pending)
+        return pending
+
+    def append_pending(self, pending: PendingBlock) -> None:
+        """Commit and write a block that already executed cleanly against the current tip."""
+        commit_block(self.state, pending)
+        due = self.snapshot_interval > 0 and self.state.height % self.snapshot_interval == 0
+        self.store.write_block(pending, snapshot=self.state if due else None)
+
+
+def check_genesis(store: BlockStore, genesis: Genesis) -> None:
+    stored = store.get_genesis_hash()
+    if stored is None:
+        raise StoreCorrupt("the database has no genesis record")
+    if stored != genesis.hash:
+        raise ChainError(
+            f"genesis mismatch: the database belongs to genesis {stored.hex()}, "
+            f"but the genesis file hashes to {genesis.hash.hex()}"
+        )
+
+
+def load_state(store: BlockStore, genesis: Genesis, *, progress: ProgressCallback | None = None) -> State:
+    """The handshake: newest snapshot, then replay of the tail, checking everything recorded."""
+    check_genesis(store, genesis)
+    applied = store.get_applied()
+    if applied is None:
+        raise StoreCorrupt("the database has no applied height")
+    manifest = store.get_latest_snapshot(applied.height)
+    if manifest is None:
+        state = genesis_state_checked(store, genesis)
+    else:
+        header = store.get_header(manifest.height)
+        if header is None or header.state_root != manifest.state_root:
+            raise ReplayMismatch(manifest.height, "the snapshot does not match the block header")
+        state = State.from_snapshot(
+            genesis.chain_id,
+            genesis.params,
+            height=manifest.height,
+            block_hash=manifest.block_hash,
+            timestamp=manifest.timestamp,
+            items=store.iter_snapshot(manifest),
+        )
+        if state.root != manifest.state_root:
+            raise ReplayMismatch(manifest.height, "the snapshot's entries do not hash to its state root")
+    replay_blocks(
+        state,
+        store.iter_blocks(state.height + 1, applied.height),
+        stored_deltas=store.get_delta_bytes,
+        progress=progress,
+    )
+    if state.block_hash != applied.block_hash:
+        raise ReplayMismatch(applied.height, "the tip hash differs from the recorded one")
+    return state
+
+
+def genesis_state_checked(store: BlockStore, genesis: Genesis) -> State:
+    """The state after block 0, checked against the block 0 the database recorded."""
+    state, pending = create_genesis_state(genesis)
+    stored = store.get_header(0)
+    if stored is None or stored != pending.block.header:
+        raise ReplayMismatch(0, "block 0 in the database is not the genesis block")
+    return state
+
+
+def replay_from_genesis(
+    store: BlockStore,
+    genesis: Genesis,
+    *,
+    verify_signatures: bool = False,
+    progress: ProgressCallback | None = None,
+) -> State:
+    """Rebuild the state from block 0, ignoring snapshots, checking every root and delta."""
+    check_genesis(store, genesis)
+    applied = store.get_applied()
+    if applied is None:
+        raise StoreCorrupt("the database has no applied height")
+    state = genesis_state_checked(store, genesis)
+    replay_blocks(
+        state,
+        store.iter_blocks(1, applied.height),
+        verify_signatures=verify_signatures,
+        stored_deltas=store.get_delta_bytes,
+        progress=progress,
+    )
+    if state.block_hash != applied.block_hash:
+        raise ReplayMismatch(applied.height, "the tip hash differs from the recorded one")
+    return state

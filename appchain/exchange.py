@@ -1,0 +1,168 @@
+"""Export and import of the event log: how a testnet operator moves or rebuilds a chain.
+
+File format (all integers big-endian)::
+
+    magic   b"APPCHAIN-EVENTS" 0x00, then format version 0x01
+    frame   u32 length, then that many bytes of msgpack
+    frame 0 :class:`ExportHeader` (chain id, genesis hash, the genesis file, last height)
+    frame 1.. one :class:`~state.block.Block` per height, from 0 to the last height
+
+Import replays every block through the normal append path, so each is checked for its
+parent hash, events root and state root (and signatures with ``--verify``). A refused block
+names its height, and the import is undone: the home is truncated back to where it started.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from appchain.chain import Chain, ChainError
+from appchain.store import Applied, BlockStore
+from state.block import Block
+from state.encoding import DecodeError, Decoder, Record, encode
+from state.errors import InvalidBlock
+from state.types import Hash32
+
+MAGIC = b"APPCHAIN-EVENTS\x00\x01"
+MAX_FRAME = 256 * 1024 * 1024
+
+
+class ExportHeader(Record, frozen=True):
+    chain_id: str
+    genesis_hash: Hash32
+    genesis_file: bytes
+    last_height: int
+
+
+class ImportRefused(ChainError):
+    def __init__(self, height: int | None, message: str) -> None:
+        where = "" if height is None else f" at height {height}"
+        super().__init__(f"import refused{where}: {message}")
+        self.height = height
+
+
+_header = Decoder(ExportHeader)
+_block = Decoder(Block)
+
+
+def _write_frame(out: BinaryIO, payload: bytes) -> None:
+    out.write(len(payload).to_bytes(4, "big"))
+    out.write(payload)
+
+
+def export_events(
+    store: BlockStore,
+    genesis_hash: bytes,
+    genesis_file: bytes,
+    out_path: Path,
+    *,
+    chain_id: str,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Write blocks 0..tip to ``out_path``; returns the last height."""
+    applied = store.get_applied()
+    if applied is None:
+        raise ChainError("the database has no blocks")
+    tmp = out_path.with_name(out_path.name + ".tmp")
+    with tmp.open("wb") as out:
+        out.write(MAGIC)
+        _write_frame(out, encode(ExportHeader(chain_id, Hash32(genesis_hash), genesis_file, applied.height)))
+        for block in store.iter_blocks(0, applied.height):
+            _write_frame(out, encode(block))
+            if progress is not None:
+                progress(1, len(block.events))
+    tmp.replace(out_path)
+    return applied.height
+
+
+def _read_frames(source: BinaryIO) -> Iterator[bytes]:
+    while True:
+        prefix = source.read(4)
+        if not prefix:
+            return
+        if len(prefix) != 4:
+            raise ImportRefused(None, "the file is truncated")
+        size = int.from_bytes(prefix, "big")
+        if size > MAX_FRAME:
+            raise ImportRefused(None, "a frame is larger than any block can be")
+        payload = source.read(size)
+        if len(payload) != size:
+            raise ImportRefused(None, "the file is truncated")
+        yield payload
+
+
+def read_export_header(in_path: Path) -> ExportHeader:
+    with in_path.open("rb") as source:
+        if source.read(len(MAGIC)) != MAGIC:
+            raise ImportRefused(None, f"{in_path} is not an appchain event export")
+        for frame in _read_frames(source):
+            try:
+                return _header.decode(frame)
+            except DecodeError as exc:
+                raise ImportRefused(None, f"bad export header: {exc}") from None
+    raise ImportRefused(None, "the file holds no header")
+
+
+def import_events(
+    chain: Chain,
+    in_path: Path,
+    *,
+    verify_signatures: bool,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Append every block of the export to ``chain`` (which must be at height 0)."""
+    if chain.height != 0:
+        raise ChainError(f"import needs a fresh home at height 0; this one is at height {chain.height}")
+    start = Applied(0, chain.state.block_hash, chain.state.root)
+    try:
+        with in_path.open("rb") as source:
+            if source.read(len(MAGIC)) != MAGIC:
+                raise ImportRefused(None, f"{in_path} is not an appchain event export")
+            frames = _read_frames(source)
+            header = _decode_header(next(frames, None))
+            if header.genesis_hash != chain.genesis.hash:
+                raise ImportRefused(
+                    None,
+                    f"the export belongs to genesis {header.genesis_hash.hex()}, "
+                    f"this home to {chain.genesis.hash.hex()}",
+                )
+            height = -1
+            for height, frame in enumerate(frames):
+                block = _decode_block(frame, height)
+                if height == 0:
+                    if block.header != chain.store.get_header(0):
+                        raise ImportRefused(0, "block 0 is not this genesis's block 0")
+                    continue
+                try:
+                    chain.append(block, verify_signatures=verify_signatures)
+                except InvalidBlock as exc:
+                    raise ImportRefused(height, str(exc)) from None
+                if progress is not None:
+                    progress(1, len(block.events))
+            if height != header.last_height:
+                raise ImportRefused(max(height, 0), f"the export ends at {height}, not {header.last_height}")
+    except ImportRefused:
+        chain.store.truncate(0, start)
+        raise
+    return chain.height
+
+
+def _decode_header(frame: bytes | None) -> ExportHeader:
+    if frame is None:
+        raise ImportRefused(None, "the file holds no header")
+    try:
+        return _header.decode(frame)
+    except DecodeError as exc:
+        raise ImportRefused(None, f"bad export header: {exc}") from None
+
+
+def _decode_block(frame: bytes, height: int) -> Block:
+    try:
+        block = _block.decode(frame)
+    except DecodeError as exc:
+        raise ImportRefused(height, str(exc)) from None
+    if block.header.height != height:
+        raise ImportRefused(height, f"the frame holds block {block.header.height}")
+    return block

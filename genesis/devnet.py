@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import blake3
+import msgspec
 
 from genesis.document import Genesis, compute_supply, dump_genesis
 from genesis.presets import DEVNET
@@ -108,12 +109,8 @@ def create_devnet_genesis(
         service_nodes=tuple(sorted(service_nodes, key=lambda n: n.node_key)),
         sns_records=(),
     )
-    genesis = Genesis(**{**_fields(draft), "total_supply": Atomic(compute_supply(draft))})
+    genesis = msgspec.structs.replace(draft, total_supply=Atomic(compute_supply(draft)))
     return genesis, dev_nodes, dev_users
-
-
-def _fields(genesis: Genesis) -> dict[str, object]:
-    return {name: getattr(genesis, name) for name in genesis.__struct_fields__}
 
 
 def write_devnet(

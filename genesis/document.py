@@ -111,6 +111,13 @@ def compute_supply(genesis: Genesis) -> int:
     return genesis.reward_pool + sum(a.amount for a in genesis.allocations) + stakes
 
 
+class _Missing:
+    """A field that is absent (already reported); every check skips it silently."""
+
+
+MISSING: Any = _Missing()
+
+
 class _Checker:
     """Walks the parsed JSON, collecting problems with their paths instead of stopping."""
 
@@ -120,21 +127,26 @@ class _Checker:
     def fail(self, path: str, message: str) -> None:
         self.problems.append(f"{path}: {message}")
 
-    def object(
-        self, value: Any, path: str, required: tuple[str, ...], optional: tuple[str, ...] = ()
-    ) -> bool:
+    def object(self, value: Any, path: str, required: tuple[str, ...]) -> dict[str, Any] | None:
+        """The object with missing and unknown fields reported; ``None`` if it is not an object.
+
+        Missing fields read as ``MISSING``, which every check skips, so the caller still checks
+        every field that is present.
+        """
         if not isinstance(value, dict):
             self.fail(path, "must be an object")
-            return False
+            return None
         for name in required:
             if name not in value:
                 self.fail(f"{path}.{name}", "missing field")
         for name in value:
-            if name not in required and name not in optional:
+            if name not in required:
                 self.fail(f"{path}.{name}", "unknown field")
-        return all(name in value for name in required)
+        return {name: value.get(name, MISSING) for name in required}
 
     def integer(self, value: Any, path: str, minimum: int = 0, maximum: int = MAX_U64) -> int | None:
+        if value is MISSING:
+            return None
         if isinstance(value, bool) or not isinstance(value, int):
             self.fail(path, "must be an integer")
             return None
@@ -147,6 +159,8 @@ class _Checker:
         return value
 
     def amount(self, value: Any, path: str, positive: bool = True) -> Atomic | None:
+        if value is MISSING:
+            return None
         if isinstance(value, int) and not isinstance(value, bool):
             self.fail(path, "amounts are decimal strings (JSON numbers lose precision)")
             return None
@@ -169,6 +183,8 @@ class _Checker:
         return Atomic(number)
 
     def hex_bytes(self, value: Any, path: str, size: int | None = None) -> bytes | None:
+        if value is MISSING:
+            return None
         if not isinstance(value, str):
             self.fail(path, "must be a hex string")
             return None
@@ -186,6 +202,8 @@ class _Checker:
         return data
 
     def array(self, value: Any, path: str) -> list[Any]:
+        if value is MISSING:
+            return []
         if not isinstance(value, list):
             self.fail(path, "must be an array")
             return []
@@ -237,11 +255,12 @@ def _sorted_with_origin(
     return tuple(item for _, item in ordered), [index for index, _ in ordered]
 
 
-def _parse(raw: Any, check: _Checker) -> tuple[Genesis, Origins] | None:
-    if not check.object(raw, "$", TOP_LEVEL):
+def _parse(document: Any, check: _Checker) -> tuple[Genesis, Origins] | None:
+    raw = check.object(document, "$", TOP_LEVEL)
+    if raw is None:
         return None
     chain_id = raw["chain_id"]
-    if not isinstance(chain_id, str) or not CHAIN_ID.match(chain_id):
+    if chain_id is not MISSING and (not isinstance(chain_id, str) or not CHAIN_ID.match(chain_id)):
         check.fail("$.chain_id", "must be 1..64 of a-z 0-9 . _ - starting with a letter or digit")
     genesis_time = check.integer(raw["genesis_time"], "$.genesis_time")
     params = _parse_params(raw["params"], check)
@@ -252,7 +271,8 @@ def _parse(raw: Any, check: _Checker) -> tuple[Genesis, Origins] | None:
     seen_accounts: set[bytes] = set()
     for i, item in enumerate(check.array(raw["allocations"], "$.allocations")):
         path = f"$.allocations[{i}]"
-        if not check.object(item, path, ("account", "amount")):
+        item = check.object(item, path, ("account", "amount"))
+        if item is None:
             continue
         account = check.hex_bytes(item["account"], f"{path}.account", 32)
         amount = check.amount(item["amount"], f"{path}.amount")
@@ -274,6 +294,7 @@ def _parse(raw: Any, check: _Checker) -> tuple[Genesis, Origins] | None:
     ]
     if check.problems or params is None or genesis_time is None:
         return None
+    assert isinstance(chain_id, str)
     assert total_supply is not None and reward_pool is not None
     sorted_allocations, allocation_origin = _sorted_with_origin(allocations, lambda a: a.account)
     sorted_nodes, node_origin = _sorted_with_origin(nodes, lambda n: n.node_key)
@@ -298,8 +319,11 @@ def _parse(raw: Any, check: _Checker) -> tuple[Genesis, Origins] | None:
     return genesis, origins
 
 
-def _parse_params(raw: Any, check: _Checker) -> ChainParams | None:
-    if not check.object(raw, "$.params", PARAM_NAMES):
+def _parse_params(document: Any, check: _Checker) -> ChainParams | None:
+    if document is MISSING:
+        return None
+    raw = check.object(document, "$.params", PARAM_NAMES)
+    if raw is None:
         return None
     values: dict[str, int] = {}
     for name in PARAM_NAMES:
@@ -316,7 +340,8 @@ def _parse_contributions(raw: Any, path: str, check: _Checker) -> list[Contribut
     contributions = []
     for i, item in enumerate(check.array(raw, path)):
         item_path = f"{path}[{i}]"
-        if not check.object(item, item_path, ("account", "amount")):
+        item = check.object(item, item_path, ("account", "amount"))
+        if item is None:
             continue
         account = check.hex_bytes(item["account"], f"{item_path}.account", 32)
         amount = check.amount(item["amount"], f"{item_path}.amount")
@@ -337,8 +362,9 @@ _NODE_FIELDS = (
 _NODE_SIZES = {"node_key": 32, "bls_key": 48, "bls_pop": 96, "node_signature": 64, "operator": 32}
 
 
-def _parse_node(raw: Any, path: str, check: _Checker) -> GenesisNode | None:
-    if not check.object(raw, path, _NODE_FIELDS):
+def _parse_node(document: Any, path: str, check: _Checker) -> GenesisNode | None:
+    raw = check.object(document, path, _NODE_FIELDS)
+    if raw is None:
         return None
     before = len(check.problems)
     fields: dict[str, Any] = {
@@ -356,8 +382,9 @@ def _parse_node(raw: Any, path: str, check: _Checker) -> GenesisNode | None:
 _NAME_FIELDS = ("name_hash", "encrypted_value", "owner", "backup_owner", "expiry_height")
 
 
-def _parse_name(raw: Any, path: str, check: _Checker) -> GenesisName | None:
-    if not check.object(raw, path, _NAME_FIELDS):
+def _parse_name(document: Any, path: str, check: _Checker) -> GenesisName | None:
+    raw = check.object(document, path, _NAME_FIELDS)
+    if raw is None:
         return None
     before = len(check.problems)
     name_hash = check.hex_bytes(raw["name_hash"], f"{path}.name_hash", 32)
@@ -365,7 +392,7 @@ def _parse_name(raw: Any, path: str, check: _Checker) -> GenesisName | None:
     owner = check.hex_bytes(raw["owner"], f"{path}.owner", 32)
     backup = (
         None
-        if raw["backup_owner"] is None
+        if raw["backup_owner"] is None or raw["backup_owner"] is MISSING
         else check.hex_bytes(raw["backup_owner"], f"{path}.backup_owner", 32)
     )
     expiry = check.integer(raw["expiry_height"], f"{path}.expiry_height", 1)
@@ -377,7 +404,7 @@ def _parse_name(raw: Any, path: str, check: _Checker) -> GenesisName | None:
 def _check_events(genesis: Genesis, origins: Origins, check: _Checker) -> None:
     """Run every genesis event through the state rules, reporting failures at their paths."""
     # Imported here: genesis.build needs this module's Genesis type.
-    from genesis.build import genesis_event_checker  # noqa: PLC0415
+    from genesis.build import genesis_event_checker
 
     paths = ["$.reward_pool"] if genesis.reward_pool else []
     for section in ("allocations", "service_nodes", "sns_records"):

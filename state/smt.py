@@ -38,6 +38,7 @@ EMPTY = bytes(32)
 KEY_BITS = 256
 _LEAF_PREFIX = b"\x00"
 _INNER_PREFIX = b"\x01"
+_EMPTY_LEFT = _INNER_PREFIX + EMPTY
 
 Digest = Callable[[bytes], bytes]
 
@@ -157,14 +158,18 @@ class SparseMerkleTree:
         return _inner(left, right, self._digest)
 
     def _update_one(self, node: Node, depth: int, path_int: int, leaf: Leaf | None) -> Node:
-        """Set (``leaf``) or delete (``None``) one path below ``node``: the common case."""
+        """Set (``leaf``) or delete (``None``) one path below ``node``: the common case.
+
+        The hottest loop of a replay, so :meth:`_join` and :func:`_inner` are written inline.
+        """
         stack: list[tuple[Inner, int]] = []
         top = node
+        shift = KEY_BITS - 1 - depth
         while node is not None and len(node) != _LEAF_SIZE:
-            bit = (path_int >> (KEY_BITS - 1 - depth)) & 1
+            bit = (path_int >> shift) & 1
             stack.append((node, bit))
             node = node[2] if bit else node[1]
-            depth += 1
+            shift -= 1
         new: Node
         if node is None or node[1] == path_int:
             if node is None and leaf is None:
@@ -173,10 +178,25 @@ class SparseMerkleTree:
         elif leaf is None:
             return top  # the path ends at another key's leaf: ours is absent
         else:
-            new = self._pair(depth, node, leaf)
-        join = self._join
+            new = self._pair(KEY_BITS - 1 - shift, node, leaf)
+        digest = self._digest
         for parent, bit in reversed(stack):
-            new = join(parent[1], new) if bit else join(new, parent[2])
+            if bit:
+                left, right = parent[1], new
+            else:
+                left, right = new, parent[2]
+            if left is None:
+                if right is None or len(right) == _LEAF_SIZE:
+                    new = right
+                    continue
+                new = (digest(_EMPTY_LEFT + right[0]), None, right)
+            elif right is None:
+                if len(left) == _LEAF_SIZE:
+                    new = left
+                    continue
+                new = (digest(_INNER_PREFIX + left[0] + EMPTY), left, None)
+            else:
+                new = (digest(_INNER_PREFIX + left[0] + right[0]), left, right)
         return new
 
     def _pair(self, depth: int, a: Leaf, b: Leaf) -> Inner:

@@ -71,9 +71,11 @@ class PyEccBackend:
     name = "pyecc"
 
     def public_key(self, sk: BlsSecretKey) -> BlsPublicKey:
+        _check_secret(sk)
         return BlsPublicKey(bytes(_PyEcc.SkToPk(int(sk))))
 
     def sign(self, sk: BlsSecretKey, message: bytes, dst: bytes) -> BlsSignature:
+        _check_secret(sk)
         if dst == SIGN_DST:
             return BlsSignature(bytes(_PyEcc.Sign(int(sk), message)))
         return BlsSignature(bytes(_PyEcc._CoreSign(int(sk), message, dst)))

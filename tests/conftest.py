@@ -1,0 +1,70 @@
+"""Shared fixtures: vectors from ../shared/vectors (or tests/vectors), small devnets, chains."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from appchain.chain import Chain
+from appchain.devchain import DevChainGenerator
+from appchain.home import Home, NodeConfig
+from genesis.devnet import load_dev_accounts, write_devnet
+from genesis.document import Genesis
+
+ROOT = Path(__file__).resolve().parent.parent
+VECTOR_DIRS = [ROOT.parent / "shared" / "vectors", ROOT / "tests" / "vectors"]
+
+
+def vector_path(name: str) -> Path:
+    for folder in VECTOR_DIRS:
+        if (folder / name).exists():
+            return folder / name
+    raise FileNotFoundError(f"test vector {name} not found in {VECTOR_DIRS}")
+
+
+def load_vectors(name: str) -> Any:
+    return json.loads(vector_path(name).read_text())
+
+
+@pytest.fixture(scope="session")
+def devnet_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("devnet")
+    write_devnet(folder / "genesis.json", nodes=4, seed="tests", users=6)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def devnet_genesis(devnet_dir: Path) -> Genesis:
+    from genesis.document import load_genesis
+
+    return load_genesis(devnet_dir / "genesis.json")
+
+
+MakeHome = Callable[..., Home]
+
+
+@pytest.fixture
+def make_home(tmp_path: Path, devnet_dir: Path) -> MakeHome:
+    counter = iter(range(1_000_000))
+
+    def make(blocks: int = 0, *, snapshot_interval: int = 1000, seed: str = "s", per_block: int = 20) -> Home:
+        home, _ = Home.init(
+            tmp_path / f"home{next(counter)}",
+            devnet_dir / "genesis.json",
+            NodeConfig(snapshot_interval=snapshot_interval, sync_writes=False),
+        )
+        if blocks:
+            with home.open_chain() as chain:
+                extend(chain, home, blocks, seed=seed, per_block=per_block)
+        return home
+
+    return make
+
+
+def extend(chain: Chain, home: Home, blocks: int, *, seed: str = "s", per_block: int = 20) -> None:
+    accounts = load_dev_accounts(home.keys_path / "dev-accounts.json")
+    DevChainGenerator(chain, accounts, seed, events_per_block=per_block).run(blocks)

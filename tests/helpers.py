@@ -1,0 +1,22 @@
+"""Building blocks for state tests: a genesis state with known keys, signed transfers."""
+
+from __future__ import annotations
+
+from state.crypto import ed25519
+from state.events import Event, Transfer, sign_transaction
+from state.state import State
+from state.transition import PendingBlock, propose_block
+from state.types import AccountKey, Atomic, Nonce
+
+
+def transfer(
+    state: State, key: ed25519.SigningKey, to: bytes, amount: int, nonce: int, chain_id: str | None = None
+) -> Transfer:
+    tx = Transfer(key.public_key, Nonce(nonce), AccountKey(to), Atomic(amount))
+    signed = sign_transaction(chain_id or state.chain_id, tx, key)
+    assert isinstance(signed, Transfer)
+    return signed
+
+
+def next_block(state: State, events: list[Event]) -> PendingBlock:
+    return propose_block(state, events, state.timestamp + state.params.block_time)

@@ -1,0 +1,188 @@
+"""apply_block and the ledger rules: each rule's valid case and every way it can be invalid."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from genesis.build import create_genesis_state
+from genesis.devnet import derive_user
+from genesis.document import Genesis
+from state.block import Block, Header, compute_events_root
+from state.errors import InvalidBlock
+from state.events import Allocation, Transfer
+from state.ledger import get_account
+from state.state import State
+from state.transition import apply_block, execute_block, propose_block
+from state.types import AccountKey, Atomic, Hash32
+from state.view import Overlay
+from tests.helpers import next_block, transfer
+
+ALICE = derive_user("tests", 0)
+BOB = derive_user("tests", 1)
+CAROL = AccountKey(b"\xcc" * 32)
+
+
+@pytest.fixture
+def state(devnet_genesis: Genesis) -> State:
+    return create_genesis_state(devnet_genesis)[0]
+
+
+def balance(state: State, account: bytes) -> int:
+    return get_account(Overlay(state.get), AccountKey(account)).balance
+
+
+def test_transfer_moves_exactly_the_amount(state: State) -> None:
+    before_a, before_c = balance(state, ALICE.public_key), balance(state, CAROL)
+    apply_block(state, next_block(state, [transfer(state, ALICE, CAROL, 7, 1)]).block)
+    assert balance(state, ALICE.public_key) == before_a - 7
+    assert balance(state, CAROL) == before_c + 7
+    assert get_account(Overlay(state.get), ALICE.public_key).nonce == 1
+
+
+def test_consecutive_nonces_in_one_block(state: State) -> None:
+    events = [transfer(state, ALICE, CAROL, 1, n) for n in (1, 2, 3)]
+    apply_block(state, next_block(state, events).block)  # type: ignore[arg-type]
+    assert balance(state, CAROL) == 3
+
+
+def test_self_transfer_keeps_the_balance(state: State) -> None:
+    before = balance(state, ALICE.public_key)
+    apply_block(state, next_block(state, [transfer(state, ALICE, ALICE.public_key, 5, 1)]).block)
+    assert balance(state, ALICE.public_key) == before
+
+
+def _invalid_transfers(state: State) -> dict[str, Transfer]:
+    rich = balance(state, ALICE.public_key)
+    good = transfer(state, ALICE, CAROL, 1, 1)
+    return {
+        "wrong nonce (replay of 0)": transfer(state, ALICE, CAROL, 1, 2),
+        "insufficient funds": transfer(state, ALICE, CAROL, rich + 1, 1),
+        "empty account sends": transfer(state, derive_user("nobody", 0), CAROL, 1, 1),
+        "bad signature": msgspec.structs.replace(good, amount=Atomic(2)),
+        "signed for another chain": transfer(state, ALICE, CAROL, 1, 1, chain_id="other-chain"),
+        "signed by someone else": msgspec.structs.replace(good, signature=BOB.sign(b"x" * 32)),
+        "zero amount": transfer(state, ALICE, CAROL, 0, 1),
+        "nonce zero": transfer(state, ALICE, CAROL, 1, 0),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "wrong nonce (replay of 0)",
+        "insufficient funds",
+        "empty account sends",
+        "bad signature",
+        "signed for another chain",
+        "signed by someone else",
+        "zero amount",
+        "nonce zero",
+    ],
+)
+def test_invalid_transfer_leaves_the_state_untouched(state: State, case: str) -> None:
+    tx = _invalid_transfers(state)[case]
+    root, height, items = state.root, state.height, list(state.items())
+    with pytest.raises(InvalidBlock):
+        propose_block(state, [transfer(state, BOB, CAROL, 1, 1), tx], state.timestamp + 1)
+    header = Header(
+        1, state.height + 1, state.block_hash, state.timestamp + 1, compute_events_root((tx,)), root
+    )
+    with pytest.raises(InvalidBlock) as caught:
+        apply_block(state, Block(header, (tx,)))
+    assert caught.value.event_index == 0
+    assert (state.root, state.height, list(state.items())) == (root, height, items)
+
+
+def test_a_replayed_transaction_is_refused(state: State) -> None:
+    tx = transfer(state, ALICE, CAROL, 1, 1)
+    apply_block(state, next_block(state, [tx]).block)
+    with pytest.raises(InvalidBlock, match="nonce"):
+        next_block(state, [tx])
+
+
+def test_genesis_events_are_refused_after_genesis(state: State) -> None:
+    with pytest.raises(InvalidBlock, match="not allowed outside the genesis block"):
+        next_block(state, [Allocation(CAROL, Atomic(10**9))])
+
+
+def test_transactions_are_refused_in_the_genesis_block(devnet_genesis: Genesis) -> None:
+    from genesis.build import create_pre_genesis_state
+
+    empty = create_pre_genesis_state(devnet_genesis)
+    tx = transfer(empty, ALICE, CAROL, 1, 1)
+    with pytest.raises(InvalidBlock, match="not allowed in the genesis block"):
+        propose_block(empty, [tx], devnet_genesis.genesis_time)
+
+
+def _header_cases(state: State) -> dict[str, Block]:
+    good = next_block(state, [transfer(state, ALICE, CAROL, 1, 1)]).block
+    h = good.header
+    replace = msgspec.structs.replace
+    return {
+        "wrong height": Block(replace(h, height=h.height + 1), good.events),
+        "wrong parent": Block(replace(h, prev_hash=Hash32(b"\x09" * 32)), good.events),
+        "time goes back": Block(replace(h, timestamp=state.timestamp - 1), good.events),
+        "events root": Block(replace(h, events_root=Hash32(b"\x09" * 32)), good.events),
+        "state root": Block(replace(h, state_root=Hash32(b"\x09" * 32)), good.events),
+        "version": Block(replace(h, version=2), good.events),
+        "event swapped": Block(h, (transfer(state, ALICE, CAROL, 2, 1),)),
+        "event dropped": Block(h, ()),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "wrong height",
+        "wrong parent",
+        "time goes back",
+        "events root",
+        "state root",
+        "version",
+        "event swapped",
+        "event dropped",
+    ],
+)
+def test_invalid_blocks_are_refused_and_change_nothing(state: State, case: str) -> None:
+    block = _header_cases(state)[case]
+    root, tip = state.root, state.block_hash
+    with pytest.raises(InvalidBlock):
+        apply_block(state, block)
+    assert (state.root, state.block_hash) == (root, tip)
+
+
+def test_block_size_limits(state: State) -> None:
+    small = msgspec.structs.replace(state.params, max_block_events=1, max_event_bytes=10_000)
+    limited = State(state.chain_id, small, state.block_hash, state.timestamp)
+    limited.height = state.height
+    limited._kv = dict(state.items())
+    limited._tree = state.tree
+    two = [transfer(state, ALICE, CAROL, 1, 1), transfer(state, ALICE, CAROL, 1, 2)]
+    with pytest.raises(InvalidBlock, match="more than 1 events"):
+        next_block(limited, two)  # type: ignore[arg-type]
+    tiny = msgspec.structs.replace(state.params, max_event_bytes=50)
+    limited.params = tiny
+    with pytest.raises(InvalidBlock, match="too large"):
+        next_block(limited, two[:1])  # type: ignore[arg-type]
+
+
+def test_execute_does_not_mutate_and_commit_needs_the_same_tip(state: State) -> None:
+    from state.transition import commit_block
+
+    pending = next_block(state, [transfer(state, ALICE, CAROL, 1, 1)])
+    assert state.height == 0
+    again = execute_block(state, pending.block)
+    assert again.tree.root == pending.tree.root
+    commit_block(state, pending)
+    with pytest.raises(RuntimeError):
+        commit_block(state, again)
+
+
+def test_signatures_can_be_trusted_on_replay_of_a_certified_log(state: State) -> None:
+    """Skipping signature checks never changes the state a valid log produces."""
+    other = state.copy()
+    block = next_block(state, [transfer(state, ALICE, CAROL, 3, 1)]).block
+    apply_block(state, block, verify_signatures=True)
+    apply_block(other, block, verify_signatures=False)
+    assert state.root == other.root

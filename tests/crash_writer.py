@@ -1,0 +1,29 @@
+"""Appends dev-chain blocks forever, reporting each one after it is written (for test_crash).
+
+Usage: python -m tests.crash_writer HOME SEED. Prints ``written <height> <block hash hex>``
+after every append returns, flushed, so the test knows what the node claimed to have written.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from appchain.devchain import DevChainGenerator
+from appchain.home import Home
+from genesis.devnet import load_dev_accounts
+
+
+def main() -> None:
+    home = Home(Path(sys.argv[1]))
+    with home.open_chain() as chain:
+        print(f"opened {chain.height} {chain.state.block_hash.hex()}", flush=True)
+        accounts = load_dev_accounts(home.keys_path / "dev-accounts.json")
+        generator = DevChainGenerator(chain, accounts, sys.argv[2], events_per_block=30)
+        while True:
+            pending = generator.next_block()
+            print(f"written {pending.block.header.height} {pending.block_hash.hex()}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""Node home folders and their config.toml."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from appchain.chain import ChainError
+from appchain.home import Home, NodeConfig, parse_config
+
+
+def test_defaults_and_values() -> None:
+    assert parse_config("") == NodeConfig()
+    config = parse_config("[storage]\nsnapshot_interval = 7\nsync_writes = false\n")
+    assert config == NodeConfig(snapshot_interval=7, sync_writes=False)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[storage\n", "config.toml:"),
+        ("[network]\n", "unknown section 'network'"),
+        ("[storage]\nsnapshots = 3\n", "unknown setting storage.snapshots"),
+        ("[storage]\nsnapshot_interval = 0\n", "must be a positive integer"),
+        ("[storage]\nsnapshot_interval = true\n", "must be a positive integer"),
+        ("[storage]\nsync_writes = 1\n", "must be true or false"),
+    ],
+)
+def test_bad_config_is_one_clear_error(text: str, message: str) -> None:
+    with pytest.raises(ChainError, match=message):
+        parse_config(text)
+
+
+def test_init_writes_a_config_the_parser_reads_back(tmp_path: Path, devnet_dir: Path) -> None:
+    home, genesis = Home.init(tmp_path / "h", devnet_dir / "genesis.json", NodeConfig(snapshot_interval=9))
+    assert home.load_config() == NodeConfig(snapshot_interval=9, sync_writes=True)
+    assert home.load_genesis() == genesis
+    assert (home.keys_path / "dev-accounts.json").exists()
+    with pytest.raises(ChainError, match="already initialised"):
+        Home.init(tmp_path / "h", devnet_dir / "genesis.json")

@@ -21,7 +21,7 @@ from appchain.exchange import export_events, import_events, read_export_header
 from appchain.home import Home, NodeConfig
 from appchain.progress import Progress
 from appchain.store import BlockStore, StoreCorrupt
-from genesis.devnet import load_dev_accounts, write_devnet
+from genesis.devnet import load_dev_accounts, load_dev_nodes, write_devnet
 from genesis.document import GenesisError, load_genesis
 
 EXIT_USER_ERROR = 1
@@ -73,8 +73,14 @@ def cmd_dev_chain(args: argparse.Namespace) -> int:
     if args.blocks < 0 or args.events_per_block < 1:
         raise ChainError("--blocks must not be negative and --events-per-block must be positive")
     with home.open_chain() as chain:
+        nodes_file = home.keys_path / "dev-nodes.json"
         generator = DevChainGenerator(
-            chain, load_dev_accounts(keys), args.seed, events_per_block=args.events_per_block
+            chain,
+            load_dev_accounts(keys),
+            args.seed,
+            events_per_block=args.events_per_block,
+            nodes=load_dev_nodes(nodes_file) if nodes_file.exists() else (),
+            mix=not args.transfers_only,
         )
         progress = Progress(args.blocks, "dev-chain")
         generator.run(args.blocks, progress)
@@ -197,6 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--blocks", type=int, required=True)
     dev.add_argument("--seed", required=True)
     dev.add_argument("--events-per-block", type=int, default=100)
+    dev.add_argument(
+        "--transfers-only", action="store_true", help="only transfers, no service-node or SNS events"
+    )
     dev.set_defaults(handler=cmd_dev_chain)
 
     replay = commands.add_parser("replay", help="rebuild the state from genesis and check every root")

@@ -1,23 +1,52 @@
-"""``appchain dev-chain``: append valid blocks of random signed transactions.
+"""``appchain dev-chain``: append valid blocks of random signed events.
 
 A tool for tests, benchmarks and replay rehearsals, not part of consensus: it may use Python's
 ``random`` seeded from ``--seed`` and the tip height, so the same home and seed give the same
-blocks. Senders are the dev accounts of a devnet genesis plus the accounts this run creates (a
-share of transfers pays fresh accounts, so the state grows as a real chain's does).
-Consensus signatures come with the consensus issue; until then blocks carry none.
+blocks. The mix: transfers (a share to fresh accounts, so the state grows as a real chain's
+does), reward claims, node registrations (some fully staked, some with open and reserved
+spots), contributions, unlock requests, state changes voted by the right obligations quorum,
+and SNS buys, updates and renewals.
+
+Every candidate is first run through the real rules on a scratch overlay of the block being
+built; only those that pass go into the block. So the blocks are valid by construction, and
+the generator does not need to re-implement a single rule. Consensus signatures come with the
+consensus issue; until then blocks carry none.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from appchain.chain import Chain
-from state.crypto import ed25519
-from state.events import Event, Transfer, sign_transaction
-from state.ledger import get_account
-from state.transition import PendingBlock
-from state.types import AccountKey, Atomic, Nonce
+from state import sns
+from state.context import BlockContext
+from state.crypto import bls, ed25519
+from state.errors import InvalidEvent
+from state.events import (
+    ClaimRewards,
+    Contribute,
+    Event,
+    NewState,
+    RegisterNode,
+    RequestUnlock,
+    Reservation,
+    SnsBuy,
+    SnsRenew,
+    SnsUpdate,
+    StateChange,
+    Transaction,
+    Transfer,
+    Vote,
+    compute_node_proof_message,
+    compute_vote_message,
+    sign_transaction,
+)
+from state.ledger import get_account, get_reward_account
+from state.nodes import NodeStatus, ServiceNode, compute_credit, get_node, iter_nodes
+from state.obligations import get_quorum
+from state.transition import PendingBlock, begin_block, process_event
+from state.types import AccountKey, Atomic, Bytes32, Height, NodeKey, Nonce
 from state.view import Overlay
 
 NEW_ACCOUNT_SHARE = 0.3
@@ -31,14 +60,21 @@ class DevChainGenerator:
         seed: str,
         *,
         events_per_block: int = 100,
+        nodes: Sequence[tuple[ed25519.SigningKey, bls.BlsSecretKey]] = (),
+        mix: bool = True,
     ) -> None:
         if not accounts:
             raise ValueError("the dev chain needs at least one funded account")
         self.chain = chain
         self.rng = random.Random(f"{seed}:{chain.height}")
         self.events_per_block = events_per_block
+        self.mix = mix
         self.signers: dict[AccountKey, ed25519.SigningKey] = {key.public_key: key for key in accounts}
         self.senders = list(self.signers)
+        self.node_keys: dict[NodeKey, ed25519.SigningKey] = {NodeKey(k.public_key): k for k, _ in nodes}
+        self.names: list[str] = []
+
+    # -- helpers ---------------------------------------------------------------------------
 
     def _new_account(self) -> ed25519.SigningKey:
         key = ed25519.SigningKey(self.rng.randbytes(32))
@@ -46,38 +82,200 @@ class DevChainGenerator:
         self.senders.append(key.public_key)
         return key
 
+    def _sign(self, view: Overlay, tx: Transaction) -> Transaction:
+        return sign_transaction(self.chain.state.chain_id, tx, self.signers[tx.sender])
+
+    def _nonce(self, view: Overlay, account: AccountKey) -> Nonce:
+        return Nonce(get_account(view, account).nonce + 1)
+
+    def _rich_sender(self, view: Overlay, minimum: int) -> AccountKey | None:
+        for _ in range(8):
+            sender = self.rng.choice(self.senders)
+            if get_account(view, sender).balance >= minimum:
+                return sender
+        return None
+
+    # -- candidates ------------------------------------------------------------------------
+
+    def _transfer(self, view: Overlay) -> Event | None:
+        sender = self.rng.choice(self.senders)
+        balance = get_account(view, sender).balance
+        if balance < 2:
+            return None
+        recipient = (
+            self._new_account().public_key
+            if self.rng.random() < NEW_ACCOUNT_SHARE
+            else self.rng.choice(self.senders)
+        )
+        amount = self.rng.randint(1, max(1, balance // 100))
+        return self._sign(view, Transfer(sender, self._nonce(view, sender), recipient, Atomic(amount)))
+
+    def _claim(self, view: Overlay) -> Event | None:
+        sender = self.rng.choice(self.senders)
+        if get_reward_account(view, sender).accrued == 0:
+            return None
+        return self._sign(view, ClaimRewards(sender, self._nonce(view, sender)))
+
+    def _register(self, view: Overlay) -> Event | None:
+        params = self.chain.state.params
+        sender = self._rich_sender(view, params.staking_requirement)
+        if sender is None:
+            return None
+        node = ed25519.SigningKey(self.rng.randbytes(32))
+        bls_secret = bls.secret_key_from_seed(self.rng.randbytes(32))
+        bls_key = bls.public_key(bls_secret)
+        full = self.rng.random() < 0.5
+        amount = params.staking_requirement if full else params.staking_requirement // 2
+        reserved: tuple[Reservation, ...] = ()
+        if not full and self.rng.random() < 0.5:
+            reserved = (Reservation(self.rng.choice(self.senders), Atomic(params.staking_requirement // 4)),)
+            if reserved[0].account == sender:
+                reserved = ()
+        self.node_keys[NodeKey(node.public_key)] = node
+        tx = RegisterNode(
+            sender=sender,
+            nonce=self._nonce(view, sender),
+            node_key=NodeKey(node.public_key),
+            bls_key=bls_key,
+            bls_pop=bls.prove_possession(bls_secret),
+            node_signature=node.sign(compute_node_proof_message(node.public_key, bls_key)),
+            operator_fee_bp=self.rng.choice([0, 500, 1000, 2500]),
+            amount=Atomic(amount),
+            reserved=reserved,
+        )
+        return self._sign(view, tx)
+
+    def _contribute(self, view: Overlay, awaiting: list[tuple[NodeKey, ServiceNode]]) -> Event | None:
+        if not awaiting:
+            return None
+        key, node = self.rng.choice(awaiting)
+        params = self.chain.state.params
+        room = params.staking_requirement - sum(c.amount for c in node.contributions)
+        reserved = list(node.reserved)
+        amount: int
+        if reserved and self.rng.random() < 0.7:
+            spot = self.rng.choice(reserved)
+            sender, amount = spot.account, spot.amount
+        else:
+            sender = self.rng.choice(self.senders)
+            amount = room - sum(r.amount for r in reserved)
+        if amount <= 0 or sender not in self.signers:
+            return None
+        return self._sign(view, Contribute(sender, self._nonce(view, sender), key, Atomic(amount)))
+
+    def _unlock(self, view: Overlay, nodes: list[tuple[NodeKey, ServiceNode]]) -> Event | None:
+        if not nodes:
+            return None
+        key, node = self.rng.choice(nodes)
+        account = self.rng.choice(node.contributions).account
+        if account not in self.signers:
+            return None
+        return self._sign(view, RequestUnlock(account, self._nonce(view, account), key))
+
+    def _name(self, view: Overlay, height: int) -> Event | None:
+        sender = self._rich_sender(view, self.chain.state.params.sns_price * 2)
+        if sender is None:
+            return None
+        if self.names and self.rng.random() < 0.5:
+            name = self.rng.choice(self.names)
+            record = sns.get_name(view, sns.compute_name_hash(name))
+            if record is not None and not sns.is_expired(record, height):
+                if record.owner in self.signers and self.rng.random() < 0.5:
+                    value = sns.encrypt_value(name, b"\x05" + self.rng.randbytes(32), self.rng.randbytes(24))
+                    tx: Transaction = SnsUpdate(
+                        record.owner,
+                        self._nonce(view, record.owner),
+                        Bytes32(sns.compute_name_hash(name)),
+                        record.update_id,
+                        encrypted_value=value,
+                    )
+                    return self._sign(view, tx)
+                return self._sign(
+                    view, SnsRenew(sender, self._nonce(view, sender), Bytes32(sns.compute_name_hash(name)))
+                )
+        name = f"dev-{self.rng.randrange(10**6)}"
+        self.names.append(name)
+        value = sns.encrypt_value(name, b"\x05" + self.rng.randbytes(32), self.rng.randbytes(24))
+        tx = SnsBuy(sender, self._nonce(view, sender), Bytes32(sns.compute_name_hash(name)), value, sender)
+        return self._sign(view, tx)
+
+    def _state_change(self, view: Overlay, height: int) -> Event | None:
+        params = self.chain.state.params
+        quorum = get_quorum(view, height)
+        if quorum is None or not quorum.workers:
+            return None
+        signers = [i for i, key in enumerate(quorum.validators) if key in self.node_keys]
+        if len(signers) < params.obligations_threshold:
+            return None
+        index = self.rng.randrange(len(quorum.workers))
+        node = get_node(view, quorum.workers[index])
+        if node is None:
+            return None
+        if node.status == NodeStatus.DECOMMISSIONED:
+            new_state = NewState.RECOMMISSION if self.rng.random() < 0.8 else NewState.DEREGISTER
+        elif (
+            compute_credit(node, height, params) >= params.decommission_min_credit and self.rng.random() < 0.8
+        ):
+            new_state = NewState.DECOMMISSION
+        else:
+            new_state = self.rng.choice([NewState.IP_CHANGE_PENALTY, NewState.DEREGISTER])
+        voters = self.rng.sample(signers, params.obligations_threshold)
+        reasons = self.rng.randrange(16) if new_state == NewState.DECOMMISSION else 0
+        message = compute_vote_message(self.chain.state.chain_id, height, index, int(new_state), reasons)
+        votes = tuple(
+            Vote(i, reasons, self.node_keys[quorum.validators[i]].sign(message)) for i in sorted(voters)
+        )
+        return StateChange(Height(height), index, int(new_state), votes)
+
+    # -- blocks ----------------------------------------------------------------------------
+
     def make_events(self) -> list[Event]:
-        chain = self.chain
-        view = Overlay(chain.state.get)
-        balances: dict[AccountKey, int] = {}
-        nonces: dict[AccountKey, int] = {}
+        state = self.chain.state
+        height = state.height + 1
+        timestamp = state.timestamp + state.params.block_time
+        ctx = BlockContext(height, timestamp, state.block_hash, state.chain_id, state.params, False)
+        view = Overlay(state.get)
+        begin_block(view, ctx)
+        nodes = iter_nodes(view) if self.mix else []
+        awaiting = [(k, n) for k, n in nodes if n.status == NodeStatus.AWAITING]
+        staked = [(k, n) for k, n in nodes if n.status != NodeStatus.AWAITING]
+        active = sum(1 for _, n in staked if n.status == NodeStatus.ACTIVE)
         events: list[Event] = []
         attempts = 0
-        while len(events) < self.events_per_block and attempts < self.events_per_block * 20:
+        while len(events) < self.events_per_block and attempts < self.events_per_block * 4:
             attempts += 1
-            sender = self.rng.choice(self.senders)
-            if sender not in balances:
-                account = get_account(view, sender)
-                balances[sender], nonces[sender] = account.balance, account.nonce
-            if balances[sender] < 2:
-                continue
-            if self.rng.random() < NEW_ACCOUNT_SHARE:
-                recipient = self._new_account().public_key
+            roll = self.rng.random() if self.mix else 0.0
+            candidate: Event | None
+            if roll < 0.80:
+                candidate = self._transfer(view)
+            elif roll < 0.85:
+                candidate = self._claim(view)
+            elif roll < 0.88:
+                candidate = self._name(view, height)
+            elif roll < 0.90:
+                candidate = self._contribute(view, awaiting)
+            elif roll < 0.905 + (0.01 if active < 20 else 0):
+                candidate = self._register(view)
+            elif roll < 0.91 and active > 16:
+                candidate = self._unlock(view, staked + awaiting)
+            elif roll < 0.915:
+                candidate = self._state_change(view, height)
             else:
-                recipient = self.rng.choice(self.senders)
-            amount = self.rng.randint(1, max(1, balances[sender] // 100))
-            nonces[sender] += 1
-            balances[sender] -= amount
-            if recipient in balances:
-                balances[recipient] += amount
-            tx = Transfer(sender, Nonce(nonces[sender]), recipient, Atomic(amount))
-            events.append(sign_transaction(chain.state.chain_id, tx, self.signers[sender]))
+                candidate = self._transfer(view)
+            if candidate is None:
+                continue
+            try:
+                process_event(view, candidate, ctx)
+            except InvalidEvent:
+                continue
+            events.append(candidate)
         return events
 
     def next_block(self) -> PendingBlock:
         """Build the next block on the tip and append it to the chain."""
+        events = self.make_events()
         timestamp = self.chain.state.timestamp + self.chain.state.params.block_time
-        pending = self.chain.propose(self.make_events(), timestamp)
+        pending = self.chain.propose(events, timestamp)
         self.chain.append_pending(pending)
         return pending
 

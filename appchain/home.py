@@ -79,10 +79,11 @@ class Home:
             )
         )
         shutil.copyfile(genesis_file, home.genesis_path)
-        dev_accounts = genesis_file.parent / "keys" / "accounts.json"
-        if dev_accounts.exists():
-            home.keys_path.mkdir(exist_ok=True)
-            shutil.copyfile(dev_accounts, home.keys_path / "dev-accounts.json")
+        for name in ("accounts", "nodes"):  # dev keys beside a devnet genesis (unsafe by design)
+            source = genesis_file.parent / "keys" / f"{name}.json"
+            if source.exists():
+                home.keys_path.mkdir(exist_ok=True)
+                shutil.copyfile(source, home.keys_path / f"dev-{name}.json")
         home.db_path.parent.mkdir(parents=True, exist_ok=True)
         Chain.create(home.db_path, genesis, snapshot_interval=config.snapshot_interval).close()
         return home, genesis

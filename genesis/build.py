@@ -14,13 +14,14 @@ from collections.abc import Callable
 from typing import Any
 
 from genesis.document import Genesis
+from state.context import BlockContext
 from state.encoding import Decoder
 from state.events import Allocation, GenesisName, GenesisNode
 from state.ledger import ACCOUNT_PREFIX, Account, get_pool_balance
 from state.nodes import NODE_PREFIX, ServiceNode
 from state.sns import NAME_PREFIX, NameRecord
 from state.state import State
-from state.transition import BlockContext, PendingBlock, commit_block, process_event, propose_block
+from state.transition import PendingBlock, commit_block, process_event, propose_block
 from state.types import AccountKey, Atomic, NodeKey
 from state.view import Overlay
 
@@ -51,7 +52,7 @@ def genesis_event_checker(genesis: Genesis) -> Callable[[Any], None]:
     """A function applying genesis events one by one to a scratch state (for validation)."""
     state = create_pre_genesis_state(genesis)
     view = Overlay(state.get)
-    ctx = BlockContext(0, genesis.genesis_time, state)
+    ctx = BlockContext(0, genesis.genesis_time, genesis.hash, genesis.chain_id, genesis.params, True)
 
     def apply_one(event: Any) -> None:
         process_event(view, event, ctx)

@@ -135,6 +135,11 @@ def write_devnet(
                 "operator": node.operator.public_key.hex(),
             },
         )
+    node_seeds = [
+        {"node_seed": n.node.seed.hex(), "bls_seed": n.bls_seed.hex(), "operator_seed": n.operator.seed.hex()}
+        for n in dev_nodes
+    ]
+    _write_json(keys / "nodes.json", {"warning": UNSAFE_WARNING, "nodes": node_seeds})
     accounts = [{"name": f"operator-{n.index}", "seed": n.operator.seed.hex()} for n in dev_nodes]
     accounts += [{"name": f"user-{i}", "seed": u.seed.hex()} for i, u in enumerate(dev_users)]
     _write_json(keys / "accounts.json", {"warning": UNSAFE_WARNING, "accounts": accounts})
@@ -145,10 +150,29 @@ def _write_json(path: Path, data: object) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n")
 
 
+def load_dev_nodes(path: Path) -> list[tuple[ed25519.SigningKey, bls.BlsSecretKey]]:
+    """The (node key, BLS secret) pairs listed in a ``nodes.json`` written by :func:`write_devnet`."""
+    data = json.loads(path.read_text())
+    return [
+        (
+            ed25519.SigningKey(bytes.fromhex(e["node_seed"])),
+            bls.secret_key_from_seed(bytes.fromhex(e["bls_seed"])),
+        )
+        for e in data["nodes"]
+    ]
+
+
 def load_dev_accounts(path: Path) -> list[ed25519.SigningKey]:
     """The signing keys listed in an ``accounts.json`` written by :func:`write_devnet`."""
     data = json.loads(path.read_text())
     return [ed25519.SigningKey(bytes.fromhex(entry["seed"])) for entry in data["accounts"]]
 
 
-__all__ = ["AccountKey", "DevNode", "create_devnet_genesis", "load_dev_accounts", "write_devnet"]
+__all__ = [
+    "AccountKey",
+    "DevNode",
+    "create_devnet_genesis",
+    "load_dev_accounts",
+    "load_dev_nodes",
+    "write_devnet",
+]

@@ -53,7 +53,26 @@ from state.params import ChainParams
 from state.types import MAX_U64, AccountKey, Atomic, Hash32
 
 CHAIN_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-AMOUNT_PARAMS = frozenset({"staking_requirement"})
+AMOUNT_PARAMS = frozenset(field.name for field in msgspec.structs.fields(ChainParams) if field.type is Atomic)
+POSITIVE_PARAMS = frozenset(
+    {
+        "block_time",
+        "max_block_events",
+        "max_event_bytes",
+        "staking_requirement",
+        "max_contributors",
+        "min_operator_stake_divisor",
+        "obligations_quorum_size",
+        "obligations_threshold",
+        "obligations_worker_divisor",
+        "credit_period",
+        "seconds_per_year",
+        "min_swarm_size",
+        "new_swarm_size",
+        "sns_period",
+    }
+)
+"""Parameters that must be at least 1; every other one may be 0."""
 PARAM_NAMES = tuple(field.name for field in msgspec.structs.fields(ChainParams))
 TOP_LEVEL = (
     "chain_id",
@@ -328,11 +347,27 @@ def _parse_params(document: Any, check: _Checker) -> ChainParams | None:
     values: dict[str, int] = {}
     for name in PARAM_NAMES:
         path = f"$.params.{name}"
-        value = check.amount(raw[name], path) if name in AMOUNT_PARAMS else check.integer(raw[name], path, 1)
+        value: int | None
+        if name in AMOUNT_PARAMS:
+            value = check.amount(raw[name], path, positive=name in POSITIVE_PARAMS)
+        else:
+            value = check.integer(raw[name], path, 1 if name in POSITIVE_PARAMS else 0)
         if value is not None:
             values[name] = value
     if len(values) != len(PARAM_NAMES):
         return None
+    for name, limit in (
+        ("swarm_fill_percentile", 100),
+        ("swarm_steal_percentile", 100),
+        ("small_contributor_bp", 10_000),
+        ("reward_rate_bp", 10_000),
+    ):
+        if values[name] > limit:
+            check.fail(f"$.params.{name}", f"must be at most {limit}")
+    if values["obligations_threshold"] > values["obligations_quorum_size"]:
+        check.fail("$.params.obligations_threshold", "must not exceed obligations_quorum_size")
+    if values["new_swarm_size"] < values["min_swarm_size"]:
+        check.fail("$.params.new_swarm_size", "must be at least min_swarm_size")
     return ChainParams(**values)  # type: ignore[arg-type]
 
 

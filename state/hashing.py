@@ -31,6 +31,8 @@ class Domain:
     TX_SIGNING = "tx signing"
     GENESIS = "genesis"
     NODE_PROOF = "node proof"
+    STATE_CHANGE_VOTE = "state change vote"
+    SNS_UPDATE = "sns update"
 
 
 def _key_for(tag: str) -> bytes:

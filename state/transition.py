@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-from state import ledger, nodes, sns
+from state import ledger, nodes, obligations, rewards, sns
 from state.block import (
     HEADER_VERSION,
     Block,
@@ -25,17 +25,29 @@ from state.block import (
     compute_events_root,
     validate_block_basic,
 )
+from state.context import BlockContext
 from state.errors import InvalidBlock, InvalidEvent
 from state.events import (
     GENESIS_EVENTS,
+    TRANSACTIONS,
     Allocation,
+    ClaimRewards,
+    Contribute,
     Event,
     FundRewardPool,
     GenesisName,
     GenesisNode,
+    RegisterNode,
+    RequestUnlock,
+    SnsBuy,
+    SnsRenew,
+    SnsUpdate,
+    StateChange,
     Transfer,
     validate_basic,
 )
+from state.membership import update_swarms
+from state.schedule import EXIT, EXPIRE_NAME, RETURN_STAKE, take_due
 from state.smt import SparseMerkleTree
 from state.state import State
 from state.types import Hash32, Height
@@ -43,14 +55,6 @@ from state.view import Overlay
 
 Change = tuple[bytes, bytes | None, bytes | None]
 """(key, value before, value after); ``None`` means absent."""
-
-
-class BlockContext(NamedTuple):
-    """What a rule may know about the block it runs in."""
-
-    height: int
-    timestamp: int
-    state: State
 
 
 class PendingBlock(NamedTuple):
@@ -62,6 +66,7 @@ class PendingBlock(NamedTuple):
     writes: dict[bytes, bytes | None]
     changes: list[Change]
     tree: SparseMerkleTree
+    effects: tuple[Any, ...]
 
 
 Rule = Callable[[Overlay, Any, BlockContext], None]
@@ -69,9 +74,17 @@ Rule = Callable[[Overlay, Any, BlockContext], None]
 _RULES: dict[type, Rule] = {
     Allocation: lambda view, event, ctx: ledger.process_allocation(view, event),
     FundRewardPool: lambda view, event, ctx: ledger.process_fund_reward_pool(view, event),
-    GenesisNode: lambda view, event, ctx: nodes.process_genesis_node(view, event, ctx.state.params),
-    GenesisName: lambda view, event, ctx: sns.process_genesis_name(view, event),
-    Transfer: lambda view, event, ctx: ledger.process_transfer(view, event),
+    GenesisNode: nodes.process_genesis_node,
+    GenesisName: sns.process_genesis_name,
+    Transfer: ledger.process_transfer,
+    RegisterNode: nodes.process_register_node,
+    Contribute: nodes.process_contribute,
+    RequestUnlock: nodes.process_request_unlock,
+    ClaimRewards: ledger.process_claim_rewards,
+    SnsBuy: sns.process_sns_buy,
+    SnsUpdate: sns.process_sns_update,
+    SnsRenew: sns.process_sns_renew,
+    StateChange: obligations.process_state_change,
 }
 
 
@@ -82,15 +95,39 @@ def process_event(view: Overlay, event: Event, ctx: BlockContext) -> None:
         where = "outside" if is_genesis_event else "in"
         raise InvalidEvent(f"{type(event).__name__} is not allowed {where} the genesis block")
     child = view.child()
+    if isinstance(event, TRANSACTIONS):
+        ledger.charge_transaction(child, event, ctx)
     _RULES[type(event)](child, event, ctx)
     view.merge(child)
+
+
+def begin_block(view: Overlay, ctx: BlockContext) -> None:
+    """Work due at this height (exits, stake returns, name expiries), then this height's quorum."""
+    for item in take_due(view, ctx.height):
+        if item.kind == EXIT:
+            nodes.process_due_exit(view, item.key, ctx.height)
+        elif item.kind == RETURN_STAKE:
+            nodes.process_due_stake_return(view, item.key)
+        elif item.kind == EXPIRE_NAME:
+            sns.process_due_expiry(view, item.key, ctx.height)
+        else:
+            raise AssertionError(f"unknown scheduled work {item.kind!r}")
+    obligations.store_quorum(view, ctx)
+
+
+def end_block(view: Overlay, ctx: BlockContext) -> None:
+    """Swarms (when the active set changed), then the block's rewards."""
+    if view.active_set_changed:
+        update_swarms(view, ctx)
+    rewards.distribute_rewards(view, ctx)
 
 
 def _execute_events(
     state: State, events: Sequence[Event], height: int, timestamp: int, verify_signatures: bool
 ) -> Overlay:
-    ctx = BlockContext(height, timestamp, state)
+    ctx = BlockContext(height, timestamp, state.block_hash, state.chain_id, state.params, verify_signatures)
     view = Overlay(state.get)
+    begin_block(view, ctx)
     for index, event in enumerate(events):
         try:
             if verify_signatures:
@@ -102,6 +139,7 @@ def _execute_events(
             raise InvalidBlock(
                 f"block {height}: event {index} ({type(event).__name__}): {exc}", index
             ) from exc
+    end_block(view, ctx)
     return view
 
 
@@ -138,7 +176,9 @@ def execute_block(state: State, block: Block, *, verify_signatures: bool = True)
             f"block {header.height}: state root {tree.root.hex()} does not match the header's "
             f"{header.state_root.hex()}"
         )
-    return PendingBlock(block, compute_block_hash(header), state.block_hash, writes, changes, tree)
+    return PendingBlock(
+        block, compute_block_hash(header), state.block_hash, writes, changes, tree, tuple(view.effects)
+    )
 
 
 def commit_block(state: State, pending: PendingBlock) -> None:
@@ -178,4 +218,6 @@ def propose_block(state: State, events: Sequence[Event], timestamp: int) -> Pend
     )
     block = Block(header, tuple(events))
     validate_block_basic(block, state.params)
-    return PendingBlock(block, compute_block_hash(header), state.block_hash, writes, changes, tree)
+    return PendingBlock(
+        block, compute_block_hash(header), state.block_hash, writes, changes, tree, tuple(view.effects)
+    )

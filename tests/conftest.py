@@ -12,7 +12,7 @@ import pytest
 from appchain.chain import Chain
 from appchain.devchain import DevChainGenerator
 from appchain.home import Home, NodeConfig
-from genesis.devnet import load_dev_accounts, write_devnet
+from genesis.devnet import load_dev_accounts, load_dev_nodes, write_devnet
 from genesis.document import Genesis
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,4 +67,5 @@ def make_home(tmp_path: Path, devnet_dir: Path) -> MakeHome:
 
 def extend(chain: Chain, home: Home, blocks: int, *, seed: str = "s", per_block: int = 20) -> None:
     accounts = load_dev_accounts(home.keys_path / "dev-accounts.json")
-    DevChainGenerator(chain, accounts, seed, events_per_block=per_block).run(blocks)
+    nodes = load_dev_nodes(home.keys_path / "dev-nodes.json")
+    DevChainGenerator(chain, accounts, seed, events_per_block=per_block, nodes=nodes).run(blocks)

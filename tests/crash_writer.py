@@ -11,7 +11,7 @@ from pathlib import Path
 
 from appchain.devchain import DevChainGenerator
 from appchain.home import Home
-from genesis.devnet import load_dev_accounts
+from genesis.devnet import load_dev_accounts, load_dev_nodes
 
 
 def main() -> None:
@@ -19,7 +19,8 @@ def main() -> None:
     with home.open_chain() as chain:
         print(f"opened {chain.height} {chain.state.block_hash.hex()}", flush=True)
         accounts = load_dev_accounts(home.keys_path / "dev-accounts.json")
-        generator = DevChainGenerator(chain, accounts, sys.argv[2], events_per_block=30)
+        nodes = load_dev_nodes(home.keys_path / "dev-nodes.json")
+        generator = DevChainGenerator(chain, accounts, sys.argv[2], events_per_block=30, nodes=nodes)
         while True:
             pending = generator.next_block()
             print(f"written {pending.block.header.height} {pending.block_hash.hex()}", flush=True)

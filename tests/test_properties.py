@@ -23,7 +23,7 @@ from state.block import Block
 from state.crypto import ed25519
 from state.errors import InvalidBlock
 from state.events import Event
-from state.ledger import get_account
+from state.ledger import compute_fee, get_account
 from state.state import State
 from state.transition import apply_block, propose_block
 from state.types import Atomic
@@ -51,13 +51,16 @@ def build_blocks(genesis: Genesis, plan: list[list[tuple[int, int, int]]]) -> li
         for sender_index, recipient_index, share in ops_in_block:
             sender = USERS[sender_index]
             account = get_account(view, sender.public_key)
-            available = account.balance - spent.get(sender.public_key, 0)
+            fee_reserve = 2 * compute_fee(
+                state.params, transfer(state, sender, recipients[recipient_index], 1, 1)
+            )
+            available = account.balance - spent.get(sender.public_key, 0) - fee_reserve
             amount = max(1, available * share // 1000)
             if amount > available:
                 continue
             nonce = nonces.get(sender.public_key, account.nonce) + 1
             nonces[sender.public_key] = nonce
-            spent[sender.public_key] = spent.get(sender.public_key, 0) + amount
+            spent[sender.public_key] = spent.get(sender.public_key, 0) + amount + fee_reserve
             events.append(transfer(state, sender, recipients[recipient_index], amount, nonce))
         pending = propose_block(state, events, state.timestamp + state.params.block_time)
         apply_block(state, pending.block)

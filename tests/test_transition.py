@@ -9,9 +9,10 @@ from genesis.build import create_genesis_state
 from genesis.devnet import derive_user
 from genesis.document import Genesis
 from state.block import Block, Header, compute_events_root
+from state.encoding import encode
 from state.errors import InvalidBlock
 from state.events import Allocation, Transfer
-from state.ledger import get_account
+from state.ledger import compute_fee, get_account, get_pool_balance
 from state.state import State
 from state.transition import apply_block, execute_block, propose_block
 from state.types import AccountKey, Atomic, Hash32
@@ -32,11 +33,18 @@ def balance(state: State, account: bytes) -> int:
     return get_account(Overlay(state.get), AccountKey(account)).balance
 
 
-def test_transfer_moves_exactly_the_amount(state: State) -> None:
+def test_transfer_moves_exactly_the_amount_and_pays_its_fee(state: State) -> None:
     before_a, before_c = balance(state, ALICE.public_key), balance(state, CAROL)
-    apply_block(state, next_block(state, [transfer(state, ALICE, CAROL, 7, 1)]).block)
-    assert balance(state, ALICE.public_key) == before_a - 7
+    pool = get_pool_balance(Overlay(state.get))
+    tx = transfer(state, ALICE, CAROL, 7, 1)
+    fee = compute_fee(state.params, tx)
+    assert fee == state.params.fee_transfer + state.params.fee_per_byte * len(encode(tx))
+    block = next_block(state, [tx])
+    apply_block(state, block.block)
+    assert balance(state, ALICE.public_key) == before_a - 7 - fee
     assert balance(state, CAROL) == before_c + 7
+    # the fee went to the pool (which then paid nothing: no node is payable yet)
+    assert get_pool_balance(Overlay(state.get)) == pool + fee
     assert get_account(Overlay(state.get), ALICE.public_key).nonce == 1
 
 
@@ -46,10 +54,20 @@ def test_consecutive_nonces_in_one_block(state: State) -> None:
     assert balance(state, CAROL) == 3
 
 
-def test_self_transfer_keeps_the_balance(state: State) -> None:
+def test_self_transfer_costs_only_the_fee(state: State) -> None:
     before = balance(state, ALICE.public_key)
-    apply_block(state, next_block(state, [transfer(state, ALICE, ALICE.public_key, 5, 1)]).block)
-    assert balance(state, ALICE.public_key) == before
+    tx = transfer(state, ALICE, ALICE.public_key, 5, 1)
+    apply_block(state, next_block(state, [tx]).block)
+    assert balance(state, ALICE.public_key) == before - compute_fee(state.params, tx)
+
+
+def test_a_sender_who_cannot_pay_the_fee_changes_nothing(state: State) -> None:
+    poor = derive_user("poor", 0)
+    apply_block(state, next_block(state, [transfer(state, ALICE, poor.public_key, 1000, 1)]).block)
+    root = state.root
+    with pytest.raises(InvalidBlock, match="cannot pay the fee"):
+        next_block(state, [transfer(state, poor, CAROL, 1, 1)])
+    assert state.root == root
 
 
 def _invalid_transfers(state: State) -> dict[str, Transfer]:

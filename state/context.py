@@ -1,0 +1,17 @@
+"""What a rule may know about the block it runs in."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from state.params import ChainParams
+from state.types import Hash32
+
+
+class BlockContext(NamedTuple):
+    height: int
+    timestamp: int
+    prev_hash: Hash32
+    chain_id: str
+    params: ChainParams
+    verify_signatures: bool

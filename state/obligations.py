@@ -1,0 +1,186 @@
+"""Obligations quorums and the state changes they vote (PROTOCOL.md §3; Oxen ``service_node_quorum_cop``).
+
+Key: ``quorum/<height>`` → :class:`ObligationsQuorum`, kept for ``vote_lifetime`` blocks.
+
+At the start of each block ``h`` the quorum for ``h`` is drawn from the state left by block
+``h - 1``, with a :class:`~state.sampler.Sampler` tagged ``obligations`` and seeded with
+``h - 1``'s hash and ``h`` (the block's own hash cannot seed it: it commits to the result):
+
+1. the active nodes, sorted by key, are shuffled; the first ``obligations_quorum_size`` are the
+   validators (no quorum when there are fewer active nodes);
+2. the other active and the decommissioned nodes, sorted by key, are shuffled; the first
+   ``min(rest, max(obligations_min_workers, rest // obligations_worker_divisor))`` are the
+   workers the validators test.
+
+:func:`compute_obligations_quorum` is that pure function; the consensus issue reuses it.
+
+A ``StateChange`` names a quorum height within ``vote_lifetime`` blocks, a worker index and a
+new state, and needs at least ``obligations_threshold`` votes of distinct validators, each an
+Ed25519 signature by the validator's node key over (chain id, quorum height, worker index, new
+state, reason bits). A quorum height not above the worker's last applied state change is
+refused, so old votes cannot be replayed. Credits follow :func:`state.nodes.compute_credit`:
+
+- decommission: only an active node with at least ``decommission_min_credit`` (a node with less
+  must be deregistered); it leaves the active set and its swarm, keeping its credit, which then
+  drops one per block;
+- recommission: only a decommissioned node; it keeps ``max(0, credit - 2 x blocks down)`` and
+  goes to the back of the reward queue;
+- deregister: an active or decommissioned node; its stakes lock (see :mod:`state.nodes`);
+- IP-change penalty: an active node goes to the back of the reward queue.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from state.context import BlockContext
+from state.crypto import ed25519
+from state.effects import NodeDecommissioned, NodePenalised, NodeRecommissioned, SwarmChanged
+from state.encoding import Decoder, Record, encode
+from state.errors import InvalidEvent, InvalidSignature
+from state.events import NewState, StateChange, compute_vote_message
+from state.nodes import NodeStatus, compute_credit, deregister_node, iter_nodes, put_node, require_node
+from state.params import ChainParams
+from state.sampler import Sampler
+from state.swarms import UNASSIGNED_SWARM_ID
+from state.types import NodeKey
+from state.view import Overlay
+
+QUORUM_PREFIX = b"quorum/"
+
+
+class ObligationsQuorum(Record, frozen=True):
+    validators: tuple[NodeKey, ...]
+    workers: tuple[NodeKey, ...]
+
+
+_quorum = Decoder(ObligationsQuorum)
+
+
+def quorum_key(height: int) -> bytes:
+    return QUORUM_PREFIX + height.to_bytes(8, "big")
+
+
+def compute_obligations_quorum(
+    active: list[NodeKey], decommissioned: list[NodeKey], seed: bytes, params: ChainParams
+) -> ObligationsQuorum | None:
+    """The quorum for a height, or ``None`` when there are too few active nodes."""
+    if len(active) < params.obligations_quorum_size:
+        return None
+    sampler = Sampler("obligations", seed)
+    candidates = sorted(active)
+    sampler.shuffle(candidates)
+    validators = candidates[: params.obligations_quorum_size]
+    rest = sorted(candidates[params.obligations_quorum_size :] + list(decommissioned))
+    count = min(
+        len(rest), max(params.obligations_min_workers, len(rest) // params.obligations_worker_divisor)
+    )
+    sampler.shuffle(rest)
+    return ObligationsQuorum(tuple(validators), tuple(rest[:count]))
+
+
+def compute_quorum_seed(prev_hash: bytes, height: int) -> bytes:
+    return bytes(prev_hash) + height.to_bytes(8, "big")
+
+
+def get_quorum(view: Overlay, height: int) -> ObligationsQuorum | None:
+    raw = view.get(quorum_key(height))
+    return None if raw is None else _quorum.decode(raw)
+
+
+def store_quorum(view: Overlay, ctx: BlockContext) -> None:
+    """Draw and keep this height's quorum; forget the one that just left the vote window."""
+    active, decommissioned = [], []
+    for key, node in iter_nodes(view):
+        if node.status == NodeStatus.ACTIVE:
+            active.append(key)
+        elif node.status == NodeStatus.DECOMMISSIONED:
+            decommissioned.append(key)
+    seed = compute_quorum_seed(ctx.prev_hash, ctx.height)
+    quorum = compute_obligations_quorum(active, decommissioned, seed, ctx.params)
+    if quorum is not None:
+        view.put(quorum_key(ctx.height), encode(quorum))
+    expired = ctx.height - ctx.params.vote_lifetime - 1
+    if expired >= 0 and view.get(quorum_key(expired)) is not None:
+        view.delete(quorum_key(expired))
+
+
+def process_state_change(view: Overlay, event: StateChange, ctx: BlockContext) -> None:
+    params = ctx.params
+    if event.quorum_height > ctx.height or ctx.height - event.quorum_height > params.vote_lifetime:
+        raise InvalidEvent(
+            f"votes of height {event.quorum_height} are not valid at height {ctx.height} "
+            f"(lifetime {params.vote_lifetime} blocks)"
+        )
+    quorum = get_quorum(view, event.quorum_height)
+    if quorum is None:
+        raise InvalidEvent(f"there is no obligations quorum at height {event.quorum_height}")
+    if not 0 <= event.worker_index < len(quorum.workers):
+        raise InvalidEvent(f"worker index {event.worker_index} is not in the quorum")
+    if len(event.votes) < params.obligations_threshold:
+        raise InvalidEvent(f"{len(event.votes)} votes, {params.obligations_threshold} needed")
+    for vote in event.votes:
+        if not 0 <= vote.validator_index < len(quorum.validators):
+            raise InvalidEvent(f"validator index {vote.validator_index} is not in the quorum")
+        if ctx.verify_signatures:
+            message = compute_vote_message(
+                ctx.chain_id, event.quorum_height, event.worker_index, event.new_state, vote.reasons
+            )
+            if not ed25519.verify(quorum.validators[vote.validator_index], message, vote.signature):
+                raise InvalidSignature(f"vote of validator {vote.validator_index} does not verify")
+    node_key = quorum.workers[event.worker_index]
+    node = require_node(view, node_key)
+    if event.quorum_height <= node.last_state_change_height:
+        raise InvalidEvent("the node changed state after these votes: they are stale")
+    node = msgspec.structs.replace(node, last_state_change_height=event.quorum_height)
+    height = ctx.height
+    if event.new_state == NewState.DECOMMISSION:
+        if node.status != NodeStatus.ACTIVE:
+            raise InvalidEvent("only an active node can be decommissioned")
+        credit = compute_credit(node, height, params)
+        if credit < params.decommission_min_credit:
+            raise InvalidEvent(
+                f"credit {credit} is below {params.decommission_min_credit}: deregister instead"
+            )
+        reasons_all = reasons_any = event.votes[0].reasons
+        for vote in event.votes[1:]:
+            reasons_all &= vote.reasons
+            reasons_any |= vote.reasons
+        if node.swarm_id != UNASSIGNED_SWARM_ID:
+            view.emit(SwarmChanged(node_key, node.swarm_id, UNASSIGNED_SWARM_ID))
+        node = msgspec.structs.replace(
+            node,
+            status=NodeStatus.DECOMMISSIONED,
+            decommission_height=height,
+            decommission_credit=credit,
+            decommission_count=node.decommission_count + 1,
+            reasons_all=reasons_all,
+            reasons_any=reasons_any,
+            swarm_id=UNASSIGNED_SWARM_ID,
+        )
+        view.active_set_changed = True
+        view.emit(NodeDecommissioned(node_key, credit, reasons_all, reasons_any))
+    elif event.new_state == NewState.RECOMMISSION:
+        if node.status != NodeStatus.DECOMMISSIONED:
+            raise InvalidEvent("only a decommissioned node can be recommissioned")
+        credit = max(0, node.decommission_credit - 2 * (height - node.decommission_height))
+        node = msgspec.structs.replace(
+            node,
+            status=NodeStatus.ACTIVE,
+            active_since=height,
+            recommission_credit=credit,
+            last_reward_height=height,
+        )
+        view.active_set_changed = True
+        view.emit(NodeRecommissioned(node_key, credit))
+    elif event.new_state == NewState.DEREGISTER:
+        if node.status not in (NodeStatus.ACTIVE, NodeStatus.DECOMMISSIONED):
+            raise InvalidEvent("only an active or decommissioned node can be deregistered")
+        deregister_node(view, node_key, node, ctx)
+        return
+    else:  # NewState.IP_CHANGE_PENALTY
+        if node.status != NodeStatus.ACTIVE:
+            raise InvalidEvent("only an active node can take an IP-change penalty")
+        node = msgspec.structs.replace(node, last_reward_height=height)
+        view.emit(NodePenalised(node_key))
+    put_node(view, node_key, node)

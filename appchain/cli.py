@@ -23,6 +23,7 @@ from appchain.progress import Progress
 from appchain.store import BlockStore, StoreCorrupt
 from genesis.devnet import load_dev_accounts, load_dev_nodes, write_devnet
 from genesis.document import GenesisError, load_genesis
+from state.supply import compute_supply
 
 EXIT_USER_ERROR = 1
 EXIT_CORRUPT = 2
@@ -104,6 +105,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         seconds = time.perf_counter() - started
         progress.finish()
     rate = progress.events / seconds if seconds > 0 else 0.0
+    supply = compute_supply(state)
     result = {
         "height": state.height,
         "state_root": state.root.hex(),
@@ -113,6 +115,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
         "seconds": round(seconds, 3),
         "events_per_second": round(rate),
         "signatures_verified": args.verify_signatures,
+        "supply": {
+            "genesis": str(genesis.total_supply),
+            "balances": str(supply.balances),
+            "stakes": str(supply.stakes),
+            "locked_stakes": str(supply.locked_stakes),
+            "pool": str(supply.pool),
+            "accrued_rewards": str(supply.accrued_rewards),
+            "total": str(supply.total),
+            "conserved": supply.total == genesis.total_supply,
+        },
     }
     if args.json:
         _print_json(result)
@@ -121,6 +133,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"{rate:,.0f} events/s")
         print(f"height {state.height}")
         print(f"state root {state.root.hex()}")
+        verdict = "conserved" if supply.total == genesis.total_supply else "NOT CONSERVED"
+        print(f"supply {supply.total} of genesis {genesis.total_supply}: {verdict}")
     return 0
 
 

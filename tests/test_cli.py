@@ -107,6 +107,10 @@ def test_replay_json_and_status(home: Path, capsys: pytest.CaptureFixture[str]) 
     result = json.loads(out)
     assert result["height"] == 10 and len(result["state_root"]) == 64
     assert result["events"] == 150
+    supply = result["supply"]
+    assert supply["conserved"] is True
+    parts = ("balances", "stakes", "locked_stakes", "pool", "accrued_rewards")
+    assert sum(int(supply[p]) for p in parts) == int(supply["genesis"]) == int(supply["total"])
     code, out, _ = run(capsys, "replay", "--home", str(home), "--json", "--verify-signatures")
     assert json.loads(out)["state_root"] == result["state_root"]
     code, out, _ = run(capsys, "status", "--home", str(home), "--json")

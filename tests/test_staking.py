@@ -122,7 +122,7 @@ def test_reserved_spots(sim: Sim) -> None:
 
 def test_duplicate_keys_are_refused(sim: Sim) -> None:
     alice = sim.users[0]
-    node, tx = sim.new_node(alice, req(sim))
+    _, tx = sim.new_node(alice, req(sim))
     sim.block(tx)
     again = sim.tx(
         type(tx),

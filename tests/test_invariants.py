@@ -1,0 +1,99 @@
+"""Hypothesis: any sequence of valid and invalid events keeps the state's invariants.
+
+Blocks come from the dev-chain generator (every event kind, seeded by Hypothesis); between them,
+random invalid events (a mutated copy of a valid one) must be refused with the root unchanged.
+After every block: supply conserved to the atomic unit, one state per node, swarms sound, one
+owner per name, stakes equal to their contributions (:mod:`state.invariants`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from appchain.devchain import DevChainGenerator
+from genesis.build import create_genesis_state
+from genesis.devnet import create_devnet_genesis
+from state.errors import InvalidBlock
+from state.events import StateChange, Transaction
+from state.invariants import check_invariants
+from state.state import State
+from state.transition import PendingBlock, apply_block, propose_block
+from state.types import Atomic, Nonce
+
+GENESIS, NODES, USERS = create_devnet_genesis(14, "invariants", users=8)
+
+
+class MemoryChain:
+    """What the generator needs of a chain, kept in memory."""
+
+    def __init__(self) -> None:
+        self.state: State = create_genesis_state(GENESIS)[0]
+
+    @property
+    def height(self) -> int:
+        return self.state.height
+
+    def propose(self, events: list[Any], timestamp: int) -> PendingBlock:
+        return propose_block(self.state, events, timestamp)
+
+    def append_pending(self, pending: PendingBlock) -> None:
+        apply_block(self.state, pending.block)
+
+
+def mutate(event: Any, how: str) -> Any | None:
+    if isinstance(event, StateChange):
+        return msgspec.structs.replace(event, votes=event.votes[: len(event.votes) - 1 - (how == "funds")])
+    if not isinstance(event, Transaction):
+        return None
+    if how == "nonce":
+        return msgspec.structs.replace(event, nonce=Nonce(event.nonce + 3))
+    if how == "signature":
+        return msgspec.structs.replace(event, signature=bytes(64))
+    if how == "funds" and hasattr(event, "amount"):
+        return msgspec.structs.replace(event, amount=Atomic(2**62))
+    return None
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**32),
+    blocks=st.integers(10, 60),
+    faults=st.lists(
+        st.tuples(st.integers(0, 59), st.sampled_from(["nonce", "signature", "funds"])), max_size=6
+    ),
+)
+def test_invariants_hold_for_any_event_sequence(
+    seed: int, blocks: int, faults: list[tuple[int, str]]
+) -> None:
+    chain = MemoryChain()
+    generator = DevChainGenerator(
+        chain,  # type: ignore[arg-type]
+        [n.operator for n in NODES] + USERS,
+        str(seed),
+        events_per_block=25,
+        nodes=[(n.node, n.bls_secret) for n in NODES],
+    )
+    for height in range(blocks):
+        events = generator.make_events()
+        for _, how in (f for f in faults if f[0] == height):
+            for event in events:
+                bad = mutate(event, how)
+                if bad is None:
+                    continue
+                root, entries = chain.state.root, list(chain.state.items())
+                try:
+                    propose_block(chain.state, [bad], chain.state.timestamp + 1)
+                except InvalidBlock:
+                    pass
+                else:
+                    raise AssertionError(f"a {how} mutation of {type(event).__name__} was accepted")
+                assert chain.state.root == root and list(chain.state.items()) == entries
+                break
+        pending = chain.propose(events, chain.state.timestamp + chain.state.params.block_time)
+        chain.append_pending(pending)
+        problems = check_invariants(chain.state, GENESIS.total_supply)
+        assert problems == [], (height, problems)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+from collections import Counter
 from contextlib import redirect_stdout
 from io import StringIO
 from pathlib import Path
@@ -21,7 +22,10 @@ from appchain.home import Home
 from state.crypto import ed25519
 from state.encoding import decode
 from state.ledger import Account, account_key
+from state.membership import get_swarms
+from state.nodes import NodeStatus, iter_nodes
 from state.smt import verify_proof
+from state.view import Overlay
 
 FOLDER = Path(".devnet")
 BLOCKS = 200
@@ -66,6 +70,20 @@ def main() -> int:
     step("replay from genesis")
     replay = json.loads(run("replay", "--home", str(node1), "--json", capture=True))
     print(f"height {replay['height']}, {replay['events_per_second']:,} events/s, root {replay['state_root']}")
+    supply = replay["supply"]
+    print(
+        f"supply: balances {supply['balances']}, stakes {supply['stakes']}, locked {supply['locked_stakes']},"
+    )
+    print(f"        pool {supply['pool']}, accrued rewards {supply['accrued_rewards']}")
+    print(f"        total {supply['total']} of genesis {supply['genesis']}: conserved {supply['conserved']}")
+
+    step("service nodes and swarms")
+    with Home(node1).open_chain() as chain:
+        view = Overlay(chain.state.get)
+        states = Counter(NodeStatus(node.status).name.lower() for _, node in iter_nodes(view))
+        print("nodes: " + ", ".join(f"{count} {name}" for name, count in sorted(states.items())))
+        for swarm in get_swarms(view):
+            print(f"swarm {swarm.swarm_id:>20}: {len(swarm.members)} members")
 
     step("export the log and rebuild a second home from it, verifying signatures")
     export = FOLDER / "chain.events"
@@ -87,7 +105,7 @@ def main() -> int:
             f"account {user.hex()[:16]}… balance {balance} proven: {proven} ({len(proof.siblings)} siblings)"
         )
 
-    agree = status["state_root"] == replay["state_root"] == rebuilt["state_root"]
+    agree = status["state_root"] == replay["state_root"] == rebuilt["state_root"] and supply["conserved"]
     step("result")
     print(f"node1 after restart : {status['state_root']}")
     print(f"replay from genesis : {replay['state_root']}")

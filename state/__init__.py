@@ -2,7 +2,8 @@
 
 Everything that decides what the chain *is* lives here and nowhere else: named types, the
 canonical encoding, hashing and signature facades, events and blocks, the state with its
-per-domain rules, ``apply_block`` and the authenticated sparse Merkle map with its proofs.
+per-domain rules (ledger and fees, service nodes, obligations and credits, rewards, SNS,
+swarms), ``apply_block`` with its effects, and the authenticated sparse Merkle map with proofs.
 
 Rules this package keeps:
 

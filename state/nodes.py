@@ -249,14 +249,15 @@ def deregister_node(view: Overlay, node_key: bytes, node: ServiceNode, ctx: Bloc
     key = lock_key(returns_at, node_key)
     view.put(key, encode(LockedStake(NodeKey(node_key), node.contributions)))
     schedule(view, returns_at, RETURN_STAKE, key)
-    _remove_from_registry(view, node_key, node)
     view.emit(NodeDeregistered(NodeKey(node_key), Height(returns_at)))
+    _remove_from_registry(view, node_key, node)
 
 
 def exit_node(view: Overlay, node_key: bytes, node: ServiceNode) -> None:
+    """The node leaves the registry (and its swarm) and every stake returns."""
+    view.emit(NodeExited(NodeKey(node_key)))
     _remove_from_registry(view, node_key, node)
     return_stakes(view, node_key, node.contributions)
-    view.emit(NodeExited(NodeKey(node_key)))
 
 
 def process_due_exit(view: Overlay, node_key: bytes, height: int) -> None:

@@ -26,8 +26,9 @@ devnet: $(STAMP)
 	$(BIN)/python -m appchain.devnet
 
 bench: $(STAMP)
-	$(BIN)/python bench/smt.py
-	$(BIN)/python bench/replay.py
+	$(BIN)/python -m bench.smt
+	$(BIN)/python -m bench.replay
+	$(BIN)/python -m bench.consensus
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .devnet

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from appchain.store import BlockStore, StoreCorrupt
+from consensus.validation import RandomValueAt, compute_block_entropy, validate_pulse
 from genesis.build import create_genesis_state
 from genesis.document import Genesis
 from state.block import Block
@@ -26,6 +27,7 @@ from state.errors import InvalidBlock
 from state.events import Event
 from state.state import State
 from state.transition import PendingBlock, commit_block, execute_block, propose_block
+from state.types import NodeKey
 
 ProgressCallback = Callable[[int, int], None]
 """Called with (blocks done, events in that block) after each replayed block."""
@@ -43,18 +45,31 @@ class ReplayMismatch(StoreCorrupt):
         self.height = height
 
 
+def check_pulse(state: State, block: Block, random_value_at: RandomValueAt) -> None:
+    """Consensus checks of a block on top of ``state``: its quorum's producer and signatures."""
+    if block.header.height > 0:
+        validate_pulse(state, block, compute_block_entropy(random_value_at, block.header.height))
+
+
 def replay_blocks(
     state: State,
     blocks: Iterable[Block],
     *,
     verify_signatures: bool = False,
+    random_value_at: RandomValueAt | None = None,
     stored_deltas: Callable[[int], bytes | None] | None = None,
     progress: ProgressCallback | None = None,
 ) -> State:
-    """Apply ``blocks`` to ``state`` in order, stopping at the first block that does not replay."""
+    """Apply ``blocks`` to ``state`` in order, stopping at the first block that does not replay.
+
+    With ``verify_signatures`` every signature is checked again, the Pulse ones included (which
+    needs ``random_value_at``); otherwise the log is trusted as certified when it was written.
+    """
     for block in blocks:
         height = block.header.height
         try:
+            if verify_signatures and random_value_at is not None:
+                check_pulse(state, block, random_value_at)
             pending = execute_block(state, block, verify_signatures=verify_signatures)
         except InvalidBlock as exc:
             raise ReplayMismatch(height, str(exc)) from None
@@ -119,11 +134,21 @@ class Chain:
     def height(self) -> int:
         return self.state.height
 
-    def propose(self, events: list[Event], timestamp: int) -> PendingBlock:
-        return propose_block(self.state, events, timestamp)
+    def random_value_at(self, height: int) -> bytes:
+        header = self.store.get_header(height)
+        if header is None:
+            raise StoreCorrupt(f"header {height} is missing from the log")
+        return header.random_value
+
+    def propose(
+        self, events: list[Event], timestamp: int, *, producer: NodeKey, round_: int = 0
+    ) -> PendingBlock:
+        return propose_block(self.state, events, timestamp, producer=producer, round_=round_)
 
     def append(self, block: Block, *, verify_signatures: bool = True) -> PendingBlock:
-        """Validate ``block`` against the tip and make it part of the log and the state."""
+        """Validate ``block`` (Pulse data included) against the tip; make it part of the log and state."""
+        if verify_signatures:
+            check_pulse(self.state, block, self.random_value_at)
         pending = execute_block(self.state, block, verify_signatures=verify_signatures)
         self.append_pending(pending)
         return pending
@@ -202,10 +227,18 @@ def replay_from_genesis(
     if applied is None:
         raise StoreCorrupt("the database has no applied height")
     state = genesis_state_checked(store, genesis)
+
+    def random_value_at(height: int) -> bytes:
+        header = store.get_header(height)
+        if header is None:
+            raise StoreCorrupt(f"header {height} is missing from the log")
+        return header.random_value
+
     replay_blocks(
         state,
         store.iter_blocks(1, applied.height),
         verify_signatures=verify_signatures,
+        random_value_at=random_value_at,
         stored_deltas=store.get_delta_bytes,
         progress=progress,
     )

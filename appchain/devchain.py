@@ -9,8 +9,13 @@ and SNS buys, updates and renewals.
 
 Every candidate is first run through the real rules on a scratch overlay of the block being
 built; only those that pass go into the block. So the blocks are valid by construction, and
-the generator does not need to re-implement a single rule. Consensus signatures come with the
-consensus issue; until then blocks carry none.
+the generator does not need to re-implement a single rule.
+
+Blocks are Pulse-signed: the generator takes the first round whose quorum it holds the keys of
+(the producer and at least 7 validators) and runs that round in process
+(:mod:`consensus.local`). It knows the genesis nodes' dev keys and the keys of the nodes it
+registers, which it derives from their registration index (:func:`derive_devchain_node`), so a
+later run on the same home knows them too. Like every dev key, they are public.
 """
 
 from __future__ import annotations
@@ -18,10 +23,16 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 
-from appchain.chain import Chain
+import blake3
+
+from appchain.chain import Chain, ChainError
+from consensus.local import can_sign, sign_round_locally
+from consensus.quorum import PulseQuorum
+from consensus.validation import compute_block_entropy, compute_block_quorum
 from state import sns
 from state.context import BlockContext
 from state.crypto import bls, ed25519
+from state.encoding import decode
 from state.errors import InvalidEvent
 from state.events import (
     ClaimRewards,
@@ -43,13 +54,22 @@ from state.events import (
     sign_transaction,
 )
 from state.ledger import get_account, get_reward_account
-from state.nodes import NodeStatus, ServiceNode, compute_credit, get_node, iter_nodes
+from state.nodes import REGISTRATIONS_KEY, NodeStatus, ServiceNode, compute_credit, get_node, iter_nodes
 from state.obligations import get_quorum
-from state.transition import PendingBlock, begin_block, process_event
+from state.transition import PendingBlock, begin_block, process_event, with_final_block
 from state.types import AccountKey, Atomic, Bytes32, Height, NodeKey, Nonce
 from state.view import Overlay
 
 NEW_ACCOUNT_SHARE = 0.3
+MIN_ACTIVE_FOR_REMOVALS = 15
+"""Below this many active nodes the generator stops decommissioning, deregistering and
+unlocking, so the chain keeps the 12 active nodes Pulse needs."""
+
+
+def derive_devchain_node(index: int) -> tuple[ed25519.SigningKey, bls.BlsSecretKey]:
+    """The (public, unsafe) keys of the node the generator registers with registration ``index``."""
+    seed = blake3.blake3(b"appchain devchain node %d" % index).digest()
+    return ed25519.SigningKey(seed), bls.secret_key_from_seed(blake3.blake3(b"bls" + seed).digest())
 
 
 class DevChainGenerator:
@@ -71,7 +91,11 @@ class DevChainGenerator:
         self.mix = mix
         self.signers: dict[AccountKey, ed25519.SigningKey] = {key.public_key: key for key in accounts}
         self.senders = list(self.signers)
-        self.node_keys: dict[NodeKey, ed25519.SigningKey] = {NodeKey(k.public_key): k for k, _ in nodes}
+        self.node_keys: dict[bytes, ed25519.SigningKey] = {k.public_key: k for k, _ in nodes}
+        for key, node in iter_nodes(Overlay(chain.state.get)):
+            derived, _ = derive_devchain_node(node.registration_index)
+            if bytes(derived.public_key) == bytes(key):
+                self.node_keys[key] = derived
         self.names: list[str] = []
 
     # -- helpers ---------------------------------------------------------------------------
@@ -121,8 +145,9 @@ class DevChainGenerator:
         sender = self._rich_sender(view, params.staking_requirement)
         if sender is None:
             return None
-        node = ed25519.SigningKey(self.rng.randbytes(32))
-        bls_secret = bls.secret_key_from_seed(self.rng.randbytes(32))
+        raw_index = view.get(REGISTRATIONS_KEY)
+        index = 0 if raw_index is None else decode(raw_index, int)  # this registration's index
+        node, bls_secret = derive_devchain_node(index)
         bls_key = bls.public_key(bls_secret)
         full = self.rng.random() < 0.5
         amount = params.staking_requirement if full else params.staking_requirement // 2
@@ -131,7 +156,7 @@ class DevChainGenerator:
             reserved = (Reservation(self.rng.choice(self.senders), Atomic(params.staking_requirement // 4)),)
             if reserved[0].account == sender:
                 reserved = ()
-        self.node_keys[NodeKey(node.public_key)] = node
+        self.node_keys[node.public_key] = node
         tx = RegisterNode(
             sender=sender,
             nonce=self._nonce(view, sender),
@@ -199,7 +224,7 @@ class DevChainGenerator:
         tx = SnsBuy(sender, self._nonce(view, sender), Bytes32(sns.compute_name_hash(name)), value, sender)
         return self._sign(view, tx)
 
-    def _state_change(self, view: Overlay, height: int) -> Event | None:
+    def _state_change(self, view: Overlay, height: int, *, removals: bool) -> Event | None:
         params = self.chain.state.params
         quorum = get_quorum(view, height)
         if quorum is None or not quorum.workers:
@@ -229,11 +254,24 @@ class DevChainGenerator:
 
     # -- blocks ----------------------------------------------------------------------------
 
-    def make_events(self) -> list[Event]:
+    def choose_round(self) -> tuple[int, PulseQuorum]:
+        """The first round whose producer and 7 validators this generator can sign for."""
+        state = self.chain.state
+        height = state.height + 1
+        entropy = compute_block_entropy(self.chain.random_value_at, height)
+        for round_ in range(256):
+            quorum = compute_block_quorum(state, entropy, height, round_)
+            if quorum is None:
+                raise ChainError("fewer than 12 active service nodes: Pulse cannot produce a block")
+            if can_sign(quorum, self.node_keys):
+                return round_, quorum
+        raise ChainError("no round in 256 has a quorum this generator holds the keys of")
+
+    def make_events(self, producer: NodeKey) -> list[Event]:
         state = self.chain.state
         height = state.height + 1
         timestamp = state.timestamp + state.params.block_time
-        ctx = BlockContext(height, timestamp, state.block_hash, state.chain_id, state.params, False)
+        ctx = BlockContext(height, timestamp, state.block_hash, state.chain_id, state.params, False, producer)
         view = Overlay(state.get)
         begin_block(view, ctx)
         nodes = iter_nodes(view) if self.mix else []
@@ -259,7 +297,7 @@ class DevChainGenerator:
             elif roll < 0.91 and active > 16:
                 candidate = self._unlock(view, staked + awaiting)
             elif roll < 0.915:
-                candidate = self._state_change(view, height)
+                candidate = self._state_change(view, height, removals=active >= MIN_ACTIVE_FOR_REMOVALS)
             else:
                 candidate = self._transfer(view)
             if candidate is None:
@@ -272,10 +310,13 @@ class DevChainGenerator:
         return events
 
     def next_block(self) -> PendingBlock:
-        """Build the next block on the tip and append it to the chain."""
-        events = self.make_events()
+        """Build, Pulse-sign and append the next block on the tip."""
+        round_, quorum = self.choose_round()
+        events = self.make_events(quorum.producer)
         timestamp = self.chain.state.timestamp + self.chain.state.params.block_time
-        pending = self.chain.propose(events, timestamp)
+        template = self.chain.propose(events, timestamp, producer=quorum.producer, round_=round_)
+        block = sign_round_locally(template.block, quorum, self.node_keys, self.rng.randbytes)
+        pending = with_final_block(template, block)
         self.chain.append_pending(pending)
         return pending
 

@@ -9,7 +9,7 @@ key                           value
 ``m/genesis``                 the genesis hash (32 bytes) this database belongs to
 ``m/applied``                 :class:`Applied`: height, block hash and state root of the tip
 ``h/<height>``                the block :class:`~state.block.Header`
-``e/<height>``                the block's events (``tuple[Event, ...]``)
+``e/<height>``                the block's body: :class:`BlockBody` (events and Pulse signatures)
 ``d/<height>``                the block's state delta: ``(key, before, after)`` per changed key
 ``S/<height>``                :class:`SnapshotManifest` of the state after that block
 ``s/<height>/<chunk>``        snapshot chunk: up to 4,096 ``(key, value)`` pairs in key order
@@ -35,7 +35,7 @@ from typing import TypeVar
 
 import plyvel
 
-from state.block import Block, Header
+from state.block import Block, Header, PulseSignature
 from state.encoding import DecodeError, Decoder, Record, encode
 from state.events import Event
 from state.state import State
@@ -63,6 +63,11 @@ class Applied(Record, frozen=True):
     state_root: Hash32
 
 
+class BlockBody(Record, frozen=True):
+    events: tuple[Event, ...]
+    signatures: tuple[PulseSignature, ...]
+
+
 class SnapshotManifest(Record, frozen=True):
     height: int
     block_hash: Hash32
@@ -86,7 +91,7 @@ def prefix_end(prefix: bytes) -> bytes:
 
 _applied = Decoder(Applied)
 _header = Decoder(Header)
-_events = Decoder(tuple[Event, ...])
+_body = Decoder(BlockBody)
 _delta = Decoder(list[tuple[bytes, bytes | None, bytes | None]])
 _manifest = Decoder(SnapshotManifest)
 _chunk = Decoder(list[tuple[bytes, bytes]])
@@ -136,10 +141,10 @@ class BlockStore:
         raw = self._get(key)
         return None if raw is None else self._decode(_header, key, raw)
 
-    def get_events(self, height: int) -> tuple[Event, ...] | None:
+    def get_body(self, height: int) -> BlockBody | None:
         key = height_key(EVENTS_PREFIX, height)
         raw = self._get(key)
-        return None if raw is None else self._decode(_events, key, raw)
+        return None if raw is None else self._decode(_body, key, raw)
 
     def get_delta_bytes(self, height: int) -> bytes | None:
         return self._get(height_key(DELTA_PREFIX, height))
@@ -151,10 +156,10 @@ class BlockStore:
 
     def get_block(self, height: int) -> Block:
         header = self.get_header(height)
-        events = self.get_events(height)
-        if header is None or events is None:
+        body = self.get_body(height)
+        if header is None or body is None:
             raise StoreCorrupt(f"block {height} is missing from the log")
-        return Block(header, events)
+        return Block(header, body.events, body.signatures)
 
     def iter_blocks(self, start: int, stop: int) -> Iterator[Block]:
         """Blocks ``start .. stop`` inclusive, read with two ordered iterators."""
@@ -169,16 +174,14 @@ class BlockStore:
             height = int.from_bytes(header_key[2:], "big")
             if height != expected or int.from_bytes(events_key[2:], "big") != expected:
                 raise StoreCorrupt(f"block {expected} is missing from the log")
-            yield Block(
-                self._decode(_header, header_key, header_raw),
-                self._decode(_events, events_key, events_raw),
-            )
+            body = self._decode(_body, events_key, events_raw)
+            yield Block(self._decode(_header, header_key, header_raw), body.events, body.signatures)
             expected += 1
         if expected != stop + 1:
             raise StoreCorrupt(f"block {expected} is missing from the log")
 
-    def iter_raw_events(self, start: int = 0) -> Iterator[bytes]:
-        """The raw encoded event lists from ``start`` on (for benchmarks and exports)."""
+    def iter_raw_bodies(self, start: int = 0) -> Iterator[bytes]:
+        """The raw encoded block bodies from ``start`` on (for benchmarks)."""
         for _, raw in self._db.iterator(
             start=height_key(EVENTS_PREFIX, start), stop=prefix_end(EVENTS_PREFIX)
         ):
@@ -225,7 +228,8 @@ class BlockStore:
             if height == 0:
                 batch.put(GENESIS_KEY, bytes(header.prev_hash))
             batch.put(height_key(HEADER_PREFIX, height), encode(header))
-            batch.put(height_key(EVENTS_PREFIX, height), encode(pending.block.events))
+            body = BlockBody(pending.block.events, pending.block.signatures)
+            batch.put(height_key(EVENTS_PREFIX, height), encode(body))
             batch.put(height_key(DELTA_PREFIX, height), encode(pending.changes))
             batch.put(APPLIED_KEY, encode(Applied(height, pending.block_hash, header.state_root)))
             if snapshot is not None:

@@ -1,9 +1,9 @@
-"""Blocks: a header committing to the chain, the events and the resulting state, plus the events.
+"""Blocks: a header committing to the chain, the events, the resulting state and its Pulse round.
 
 The block hash is the tagged hash of the encoded header, so it commits to the events (through
-``events_root``) and to the state after them (``state_root``). Consensus fields (pulse round,
-random value, validator signatures, checkpoint quorum commitment) join the header with the
-consensus issue.
+``events_root``), to the state after them (``state_root``) and to the Pulse round that made it
+(round, producer, random value, participating validators). The validators' signatures are over
+that hash, so they travel beside the header, in the block, not in it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from state.events import Event, compute_event_hash
 from state.hashing import Domain, tagged_hasher
 from state.merkle import merkle_root
 from state.params import ChainParams
-from state.types import Hash32, Height, Timestamp
+from state.types import Ed25519Signature, Hash32, Height, NodeKey, Timestamp
 
 HEADER_VERSION = 1
 _header_hash = tagged_hasher(Domain.BLOCK_HEADER)
@@ -41,10 +41,28 @@ class Header(Record, frozen=True):
     state_root: Hash32
     """Root of the authenticated state map after applying the events."""
 
+    round: int = 0
+    """The Pulse round that produced the block (0 unless earlier rounds failed)."""
+
+    producer: NodeKey = NodeKey(bytes(32))
+    """The round's producer; it goes to the back of the reward queue. Zero for block 0."""
+
+    random_value: bytes = bytes(16)
+    """Hash of the participants' revealed values: entropy for the quorums of later heights."""
+
+    validators: int = 0
+    """Bitset of the quorum validators (by index) that took part in the round."""
+
+
+PulseSignature = tuple[int, Ed25519Signature]
+"""(validator index in the round's quorum, Ed25519 signature over the block hash)."""
+
 
 class Block(Record, frozen=True):
     header: Header
     events: tuple[Event, ...]
+    signatures: tuple[PulseSignature, ...] = ()
+    """At least 7 quorum validators' signatures over the block hash (none for block 0)."""
 
 
 def compute_block_hash(header: Header) -> Hash32:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from state.params import ChainParams
-from state.types import Hash32
+from state.types import Hash32, NodeKey
+
+NO_PRODUCER = NodeKey(bytes(32))
 
 
 class BlockContext(NamedTuple):
@@ -15,3 +17,4 @@ class BlockContext(NamedTuple):
     chain_id: str
     params: ChainParams
     verify_signatures: bool
+    producer: NodeKey = NO_PRODUCER

@@ -170,6 +170,12 @@ def compute_credit(node: ServiceNode, height: int, params: ChainParams) -> int:
     return 0
 
 
+def compute_leader(view: Overlay) -> NodeKey | None:
+    """The head of the reward queue: the producer of the next block's round 0."""
+    queue = compute_reward_queue(view)
+    return queue[0] if queue else None
+
+
 def compute_reward_queue(view: Overlay) -> list[NodeKey]:
     """Active nodes in leader order: ``(last_reward_height, registration order, key)``."""
     active = [(n.last_reward_height, n.registration_index, k) for k, n in iter_nodes(view) if is_active(n)]
@@ -273,6 +279,16 @@ def process_due_stake_return(view: Overlay, key: bytes) -> None:
     locked = _locked.decode(raw)
     view.delete(key)
     return_stakes(view, locked.node_key, locked.contributions)
+
+
+def move_producer_to_back(view: Overlay, ctx: BlockContext) -> None:
+    """Producing a block sends the producer to the back of the reward queue (PROTOCOL.md §4)."""
+    if ctx.height == 0:
+        return
+    node = get_node(view, ctx.producer)
+    if node is None or not is_active(node):
+        raise InvalidEvent("the block producer is not an active service node")
+    put_node(view, ctx.producer, _replace(node, last_reward_height=ctx.height))
 
 
 # -- rules -------------------------------------------------------------------------------------

@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
+import msgspec
+
 from state import ledger, nodes, obligations, rewards, sns
 from state.block import (
     HEADER_VERSION,
@@ -25,7 +27,7 @@ from state.block import (
     compute_events_root,
     validate_block_basic,
 )
-from state.context import BlockContext
+from state.context import NO_PRODUCER, BlockContext
 from state.errors import InvalidBlock, InvalidEvent
 from state.events import (
     GENESIS_EVENTS,
@@ -50,7 +52,7 @@ from state.membership import update_swarms
 from state.schedule import EXIT, EXPIRE_NAME, RETURN_STAKE, take_due
 from state.smt import SparseMerkleTree
 from state.state import State
-from state.types import Hash32, Height
+from state.types import Hash32, Height, NodeKey
 from state.view import Overlay
 
 Change = tuple[bytes, bytes | None, bytes | None]
@@ -102,7 +104,9 @@ def process_event(view: Overlay, event: Event, ctx: BlockContext) -> None:
 
 
 def begin_block(view: Overlay, ctx: BlockContext) -> None:
-    """Work due at this height (exits, stake returns, name expiries), then this height's quorum."""
+    """The producer to the back of the reward queue; work due at this height (exits, stake
+    returns, name expiries); then this height's obligations quorum."""
+    nodes.move_producer_to_back(view, ctx)
     for item in take_due(view, ctx.height):
         if item.kind == EXIT:
             nodes.process_due_exit(view, item.key, ctx.height)
@@ -123,11 +127,21 @@ def end_block(view: Overlay, ctx: BlockContext) -> None:
 
 
 def _execute_events(
-    state: State, events: Sequence[Event], height: int, timestamp: int, verify_signatures: bool
+    state: State,
+    events: Sequence[Event],
+    height: int,
+    timestamp: int,
+    verify_signatures: bool,
+    producer: NodeKey = NO_PRODUCER,
 ) -> Overlay:
-    ctx = BlockContext(height, timestamp, state.block_hash, state.chain_id, state.params, verify_signatures)
+    ctx = BlockContext(
+        height, timestamp, state.block_hash, state.chain_id, state.params, verify_signatures, producer
+    )
     view = Overlay(state.get)
-    begin_block(view, ctx)
+    try:
+        begin_block(view, ctx)
+    except InvalidEvent as exc:
+        raise InvalidBlock(f"block {height}: {exc}") from exc
     for index, event in enumerate(events):
         try:
             if verify_signatures:
@@ -168,7 +182,9 @@ def execute_block(state: State, block: Block, *, verify_signatures: bool = True)
     if header.timestamp < state.timestamp:
         raise InvalidBlock(f"block {header.height}: timestamp goes back in time")
     validate_block_basic(block, state.params)
-    view = _execute_events(state, block.events, header.height, header.timestamp, verify_signatures)
+    view = _execute_events(
+        state, block.events, header.height, header.timestamp, verify_signatures, header.producer
+    )
     writes, changes = _changes(state, view.writes)
     tree = state.tree.update(writes)
     if tree.root != header.state_root:
@@ -202,10 +218,36 @@ def apply_block(state: State, block: Block, *, verify_signatures: bool = True) -
     return pending
 
 
-def propose_block(state: State, events: Sequence[Event], timestamp: int) -> PendingBlock:
-    """Build the block that applies ``events`` on top of ``state`` (roots filled in)."""
+def with_final_block(pending: PendingBlock, block: Block) -> PendingBlock:
+    """``pending`` with its template replaced by the round's final block.
+
+    Only the random value, the validator bitset and the signatures may differ: they do not take
+    part in execution, so the writes, the tree and the effects stay those of the template.
+    """
+    template = pending.block.header
+    final = block.header
+    if (
+        msgspec.structs.replace(final, random_value=template.random_value, validators=template.validators)
+        != template
+    ):
+        raise ValueError(
+            "the final block differs from its template beyond the round's random value and bitset"
+        )
+    if block.events != pending.block.events:
+        raise ValueError("the final block's events differ from its template's")
+    return pending._replace(block=block, block_hash=compute_block_hash(final))
+
+
+def propose_block(
+    state: State, events: Sequence[Event], timestamp: int, *, producer: NodeKey = NO_PRODUCER, round_: int = 0
+) -> PendingBlock:
+    """Build the block template that applies ``events`` on top of ``state`` (roots filled in).
+
+    The Pulse ceremony then sets the random value and the validator bitset (which leave the
+    state root as it is) and collects the signatures.
+    """
     height = state.height + 1
-    view = _execute_events(state, events, height, timestamp, verify_signatures=True)
+    view = _execute_events(state, events, height, timestamp, verify_signatures=True, producer=producer)
     writes, changes = _changes(state, view.writes)
     tree = state.tree.update(writes)
     header = Header(
@@ -215,6 +257,8 @@ def propose_block(state: State, events: Sequence[Event], timestamp: int) -> Pend
         timestamp=timestamp,
         events_root=compute_events_root(tuple(events)),
         state_root=Hash32(tree.root),
+        round=round_,
+        producer=producer,
     )
     block = Block(header, tuple(events))
     validate_block_basic(block, state.params)

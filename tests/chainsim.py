@@ -31,7 +31,7 @@ from state.events import (
 )
 from state.invariants import check_invariants
 from state.ledger import compute_fee, get_account, get_pool_balance, get_reward_account
-from state.nodes import ServiceNode, get_node
+from state.nodes import ServiceNode, compute_leader, get_node
 from state.obligations import ObligationsQuorum, get_quorum
 from state.state import State
 from state.transition import PendingBlock, apply_block, begin_block, propose_block
@@ -158,7 +158,9 @@ class Sim:
             return self.quorum(height)
         # The next block's quorum is drawn at its start: run that start on a scratch overlay.
         view = self.view
-        ctx = BlockContext(height, 0, self.state.block_hash, self.state.chain_id, self.params, True)
+        ctx = BlockContext(
+            height, 0, self.state.block_hash, self.state.chain_id, self.params, True, self.producer()
+        )
         begin_block(view, ctx)
         quorum = get_quorum(view, height)
         assert quorum is not None
@@ -176,8 +178,14 @@ class Sim:
 
     # -- blocks ------------------------------------------------------------------------------
 
+    def producer(self) -> NodeKey:
+        leader = compute_leader(self.view)
+        assert leader is not None
+        return leader
+
     def block(self, *events: Event) -> PendingBlock:
-        pending = propose_block(self.state, list(events), self.state.timestamp + self.params.block_time)
+        timestamp = self.state.timestamp + self.params.block_time
+        pending = propose_block(self.state, list(events), timestamp, producer=self.producer())
         apply_block(self.state, pending.block)
         self.nonces.clear()
         self.last = pending
@@ -194,7 +202,8 @@ class Sim:
         """A block with ``events`` is refused with ``match`` in the message; nothing changes."""
         root, entries = self.state.root, list(self.state.items())
         with pytest.raises(InvalidBlock, match=match):
-            propose_block(self.state, list(events), self.state.timestamp + self.params.block_time)
+            timestamp = self.state.timestamp + self.params.block_time
+            propose_block(self.state, list(events), timestamp, producer=self.producer())
         assert self.state.root == root and list(self.state.items()) == entries
         self.nonces.clear()
 

@@ -33,7 +33,7 @@ def load_vectors(name: str) -> Any:
 @pytest.fixture(scope="session")
 def devnet_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("devnet")
-    write_devnet(folder / "genesis.json", nodes=4, seed="tests", users=6)
+    write_devnet(folder / "genesis.json", nodes=12, seed="tests", users=6)
     return folder
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from state.crypto import ed25519
 from state.events import Event, Transfer, sign_transaction
+from state.nodes import compute_leader
 from state.state import State
 from state.transition import PendingBlock, propose_block
 from state.types import AccountKey, Atomic, Nonce
+from state.view import Overlay
 
 
 def transfer(
@@ -19,4 +21,7 @@ def transfer(
 
 
 def next_block(state: State, events: list[Event]) -> PendingBlock:
-    return propose_block(state, events, state.timestamp + state.params.block_time)
+    """The next block with the head of the reward queue as producer (state rules only: no Pulse)."""
+    leader = compute_leader(Overlay(state.get))
+    assert leader is not None
+    return propose_block(state, events, state.timestamp + state.params.block_time, producer=leader)

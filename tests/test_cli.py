@@ -31,7 +31,7 @@ def net(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
         "genesis",
         "new",
         "--nodes",
-        "4",
+        "12",
         "--seed",
         "cli",
         "--users",
@@ -158,7 +158,9 @@ def test_a_tampered_export_is_refused_at_its_height(
     tx = block.events[3]
     assert isinstance(tx, Transfer)
     changed = msgspec.structs.replace(tx, amount=Atomic(tx.amount + 1))
-    frames[1 + 7] = encode(Block(block.header, (*block.events[:3], changed, *block.events[4:])))
+    frames[1 + 7] = encode(
+        msgspec.structs.replace(block, events=(*block.events[:3], changed, *block.events[4:]))
+    )
     export.write_bytes(_join(frames))
     fresh = tmp_path / "node3"
     run(capsys, "init", "--home", str(fresh), "--genesis", str(net))

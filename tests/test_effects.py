@@ -22,8 +22,7 @@ def test_replay_recomputes_the_same_effects() -> None:
     )
     blocks, effects = [], []
     for _ in range(40):
-        pending = chain.propose(generator.make_events(), chain.state.timestamp + 2)
-        chain.append_pending(pending)
+        pending = generator.next_block()
         blocks.append(pending.block)
         effects.append(pending.effects)
     replayed = create_genesis_state(GENESIS)[0]

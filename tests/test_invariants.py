@@ -14,34 +14,42 @@ import msgspec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from appchain.chain import check_pulse
 from appchain.devchain import DevChainGenerator
+from consensus.local import sign_round_locally
 from genesis.build import create_genesis_state
 from genesis.devnet import create_devnet_genesis
 from state.errors import InvalidBlock
 from state.events import StateChange, Transaction
 from state.invariants import check_invariants
 from state.state import State
-from state.transition import PendingBlock, apply_block, propose_block
+from state.transition import PendingBlock, apply_block, propose_block, with_final_block
 from state.types import Atomic, Nonce
 
 GENESIS, NODES, USERS = create_devnet_genesis(14, "invariants", users=8)
 
 
 class MemoryChain:
-    """What the generator needs of a chain, kept in memory."""
+    """What the generator needs of a chain, kept in memory (Pulse data checked on every block)."""
 
     def __init__(self) -> None:
         self.state: State = create_genesis_state(GENESIS)[0]
+        self.random_values: list[bytes] = [bytes(16)]
 
     @property
     def height(self) -> int:
         return self.state.height
 
-    def propose(self, events: list[Any], timestamp: int) -> PendingBlock:
-        return propose_block(self.state, events, timestamp)
+    def random_value_at(self, height: int) -> bytes:
+        return self.random_values[height]
+
+    def propose(self, events: list[Any], timestamp: int, *, producer: Any, round_: int = 0) -> PendingBlock:
+        return propose_block(self.state, events, timestamp, producer=producer, round_=round_)
 
     def append_pending(self, pending: PendingBlock) -> None:
+        check_pulse(self.state, pending.block, self.random_value_at)
         apply_block(self.state, pending.block)
+        self.random_values.append(pending.block.header.random_value)
 
 
 def mutate(event: Any, how: str) -> Any | None:
@@ -78,7 +86,8 @@ def test_invariants_hold_for_any_event_sequence(
         nodes=[(n.node, n.bls_secret) for n in NODES],
     )
     for height in range(blocks):
-        events = generator.make_events()
+        round_, quorum = generator.choose_round()
+        events = generator.make_events(quorum.producer)
         for _, how in (f for f in faults if f[0] == height):
             for event in events:
                 bad = mutate(event, how)
@@ -86,14 +95,15 @@ def test_invariants_hold_for_any_event_sequence(
                     continue
                 root, entries = chain.state.root, list(chain.state.items())
                 try:
-                    propose_block(chain.state, [bad], chain.state.timestamp + 1)
+                    propose_block(chain.state, [bad], chain.state.timestamp + 1, producer=quorum.producer)
                 except InvalidBlock:
                     pass
                 else:
                     raise AssertionError(f"a {how} mutation of {type(event).__name__} was accepted")
                 assert chain.state.root == root and list(chain.state.items()) == entries
                 break
-        pending = chain.propose(events, chain.state.timestamp + chain.state.params.block_time)
-        chain.append_pending(pending)
+        template = chain.propose(events, chain.state.timestamp + 2, producer=quorum.producer, round_=round_)
+        block = sign_round_locally(template.block, quorum, generator.node_keys, generator.rng.randbytes)
+        chain.append_pending(with_final_block(template, block))
         problems = check_invariants(chain.state, GENESIS.total_supply)
         assert problems == [], (height, problems)

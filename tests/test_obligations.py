@@ -74,7 +74,7 @@ def test_decommission_then_recommission_with_credit_rules(sim: Sim) -> None:
     record = sim.node(worker)
     assert record is not None and record.status == NodeStatus.ACTIVE
     assert compute_credit(record, sim.height, sim.params) == expected
-    assert compute_reward_queue(sim.view)[-1] == worker  # back of the queue
+    assert record.last_reward_height == sim.height  # back of the queue, with this block's producer
     assert record.swarm_id != UNASSIGNED_SWARM_ID
     sim.check()
 
@@ -176,9 +176,18 @@ def test_deregistered_stakes_return_after_the_lock(sim: Sim) -> None:
 
 def test_ip_change_penalty_sends_the_node_to_the_back(sim: Sim) -> None:
     worker = active_worker(sim)
-    assert compute_reward_queue(sim.view)[-1] != worker
+    assert sim.node(worker).last_reward_height < sim.height  # type: ignore[union-attr]
     sim.block(sim.votes(worker, NewState.IP_CHANGE_PENALTY))
-    assert compute_reward_queue(sim.view)[-1] == worker
+    tail = compute_reward_queue(sim.view)[-2:]  # this block's producer went to the back too
+    assert worker in tail
+    assert sim.node(worker).last_reward_height == sim.height  # type: ignore[union-attr]
+
+
+def test_the_producer_goes_to_the_back_of_the_queue(sim: Sim) -> None:
+    leader = compute_reward_queue(sim.view)[0]
+    sim.block()
+    assert compute_reward_queue(sim.view)[-1] == leader
+    assert sim.node(leader).last_reward_height == sim.height  # type: ignore[union-attr]
 
 
 def test_reward_queue_order(sim: Sim) -> None:

@@ -25,10 +25,10 @@ from state.errors import InvalidBlock
 from state.events import Event
 from state.ledger import compute_fee, get_account
 from state.state import State
-from state.transition import apply_block, propose_block
+from state.transition import apply_block
 from state.types import Atomic
 from state.view import Overlay
-from tests.helpers import transfer
+from tests.helpers import next_block, transfer
 
 USERS = [derive_user("tests", i) for i in range(6)]
 STRANGERS = [ed25519.SigningKey(bytes([0xA0 + i]) * 32) for i in range(4)]
@@ -62,7 +62,7 @@ def build_blocks(genesis: Genesis, plan: list[list[tuple[int, int, int]]]) -> li
             nonces[sender.public_key] = nonce
             spent[sender.public_key] = spent.get(sender.public_key, 0) + amount + fee_reserve
             events.append(transfer(state, sender, recipients[recipient_index], amount, nonce))
-        pending = propose_block(state, events, state.timestamp + state.params.block_time)
+        pending = next_block(state, events)
         apply_block(state, pending.block)
         blocks.append(pending.block)
     return blocks
@@ -147,7 +147,7 @@ def test_a_random_invalid_event_leaves_the_root_unchanged(
     events.insert(min(position, len(events)), bad)
     root, entries = state.root, list(state.items())
     try:
-        propose_block(state, events, state.timestamp + 1)
+        next_block(state, events)
     except InvalidBlock as exc:
         assert exc.event_index == min(position, 2)
     else:

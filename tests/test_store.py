@@ -16,6 +16,7 @@ from appchain.store import (
     EVENTS_PREFIX,
     HEADER_PREFIX,
     Applied,
+    BlockBody,
     BlockStore,
     StoreCorrupt,
     height_key,
@@ -23,7 +24,7 @@ from appchain.store import (
 from genesis.document import Genesis, load_genesis
 from state.block import Header, compute_block_hash
 from state.encoding import decode, encode
-from state.events import Event, Transfer
+from state.events import Transfer
 from state.types import Atomic
 from tests.conftest import MakeHome
 
@@ -77,7 +78,7 @@ def test_every_block_record_is_written_with_its_tip(make_home: MakeHome) -> None
         assert applied is not None and applied.height == 3
         for height in range(4):
             assert store.get_header(height) is not None
-            assert store.get_events(height) is not None
+            assert store.get_body(height) is not None
             assert store.get_delta(height) is not None
         assert store.get_header(4) is None
 
@@ -85,11 +86,11 @@ def test_every_block_record_is_written_with_its_tip(make_home: MakeHome) -> None
 def test_tampered_event_is_caught_at_its_height(make_home: MakeHome) -> None:
     home = make_home(8, snapshot_interval=1000)
     key = height_key(EVENTS_PREFIX, 6)
-    events = list(decode(_read(home, key), tuple[Event, ...]))  # type: ignore[arg-type]
-    first = events[0]
-    assert isinstance(first, Transfer)
-    events[0] = msgspec.structs.replace(first, amount=Atomic(first.amount + 1))
-    _tamper(home, key, encode(tuple(events)))
+    body = decode(_read(home, key), BlockBody)
+    events = list(body.events)
+    first = next(i for i, e in enumerate(events) if isinstance(e, Transfer))
+    events[first] = msgspec.structs.replace(events[first], amount=Atomic(events[first].amount + 1))
+    _tamper(home, key, encode(BlockBody(tuple(events), body.signatures)))
     with pytest.raises(ReplayMismatch, match="height 6") as caught:
         _open(home)
     assert caught.value.height == 6

@@ -13,6 +13,7 @@ from state.encoding import encode
 from state.errors import InvalidBlock
 from state.events import Allocation, Transfer
 from state.ledger import compute_fee, get_account, get_pool_balance
+from state.nodes import compute_leader
 from state.state import State
 from state.transition import apply_block, execute_block, propose_block
 from state.types import AccountKey, Atomic, Hash32
@@ -103,8 +104,16 @@ def test_invalid_transfer_leaves_the_state_untouched(state: State, case: str) ->
     root, height, items = state.root, state.height, list(state.items())
     with pytest.raises(InvalidBlock):
         propose_block(state, [transfer(state, BOB, CAROL, 1, 1), tx], state.timestamp + 1)
+    leader = compute_leader(Overlay(state.get))
+    assert leader is not None
     header = Header(
-        1, state.height + 1, state.block_hash, state.timestamp + 1, compute_events_root((tx,)), root
+        1,
+        state.height + 1,
+        state.block_hash,
+        state.timestamp + 1,
+        compute_events_root((tx,)),
+        root,
+        producer=leader,
     )
     with pytest.raises(InvalidBlock) as caught:
         apply_block(state, Block(header, (tx,)))

@@ -1,0 +1,90 @@
+"""Checking a block's Pulse data against the quorum that had to make it.
+
+The quorum of ``(height, round)`` is drawn (:func:`consensus.quorum.compute_pulse_quorum`) from
+the parent state's active nodes and reward queue, with the entropy of the lagged headers: the
+random values of heights ``height-22 .. height-11`` (the parent is ``tip = height-1``, so these
+are ``tip-21 .. tip-10``; heights below 0 are skipped). A block is valid Pulse output when:
+
+- its producer is that quorum's producer;
+- its validator bitset names at least 7 of the 11 validators;
+- it carries at least 7 signatures, by distinct validators named in the bitset, each a valid
+  Ed25519 signature over the block hash by that validator's node key.
+
+The state never checks these (it only moves the producer to the back of the reward queue):
+consensus checks them before the state runs the block, and a replay of a log whose blocks were
+certified may trust them (``--verify-signatures`` checks them again).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import msgspec
+
+from consensus.quorum import (
+    ENTROPY_LAG_FIRST,
+    ENTROPY_LAG_LAST,
+    PULSE_THRESHOLD,
+    PulseQuorum,
+    compute_pulse_entropy,
+    compute_pulse_quorum,
+)
+from state.block import Block, compute_block_hash
+from state.crypto import ed25519
+from state.errors import InvalidBlock
+from state.nodes import compute_reward_queue
+from state.state import State
+from state.types import Hash32
+from state.view import Overlay
+
+RandomValueAt = Callable[[int], bytes]
+"""The random value of the header at a height (for the entropy of later quorums)."""
+
+
+def compute_entropy_heights(height: int) -> range:
+    tip = height - 1
+    return range(max(0, tip - ENTROPY_LAG_FIRST), max(0, tip - ENTROPY_LAG_LAST + 1))
+
+
+def compute_block_entropy(random_value_at: RandomValueAt, height: int) -> Hash32:
+    return compute_pulse_entropy([random_value_at(h) for h in compute_entropy_heights(height)])
+
+
+def compute_block_quorum(state: State, entropy: bytes, height: int, round_: int) -> PulseQuorum | None:
+    """The Pulse quorum of ``(height, round_)`` on top of ``state`` (the parent's state)."""
+    queue = compute_reward_queue(Overlay(state.get))
+    if not queue:
+        return None
+    return compute_pulse_quorum(queue[0], queue, entropy, height, round_)
+
+
+def finalize_template(template: Block, random_value: bytes, validators: int) -> tuple[Block, Hash32]:
+    """The final block of a round: the template with its random value and validator bitset."""
+    header = msgspec.structs.replace(template.header, random_value=random_value, validators=validators)
+    return Block(header, template.events), compute_block_hash(header)
+
+
+def validate_pulse(state: State, block: Block, entropy: bytes) -> PulseQuorum:
+    """Raise :class:`InvalidBlock` unless ``block`` is its quorum's signed output; return the quorum."""
+    header = block.header
+    where = f"block {header.height}"
+    quorum = compute_block_quorum(state, entropy, header.height, header.round)
+    if quorum is None:
+        raise InvalidBlock(f"{where}: fewer than 12 active service nodes: there is no Pulse quorum")
+    if header.producer != quorum.producer:
+        raise InvalidBlock(f"{where}: the producer is not round {header.round}'s producer")
+    named = [i for i in range(len(quorum.validators)) if header.validators >> i & 1]
+    if header.validators >> len(quorum.validators) or len(named) < PULSE_THRESHOLD:
+        raise InvalidBlock(f"{where}: the validator bitset must name at least {PULSE_THRESHOLD} validators")
+    indices = [index for index, _ in block.signatures]
+    if len(set(indices)) != len(indices):
+        raise InvalidBlock(f"{where}: a validator signed twice")
+    if len(indices) < PULSE_THRESHOLD:
+        raise InvalidBlock(f"{where}: {len(indices)} validator signatures, {PULSE_THRESHOLD} needed")
+    block_hash = compute_block_hash(header)
+    for index, signature in block.signatures:
+        if index not in named:
+            raise InvalidBlock(f"{where}: a signature by validator {index}, who is not in the bitset")
+        if not ed25519.verify(quorum.validators[index], block_hash, signature):
+            raise InvalidBlock(f"{where}: the signature of validator {index} does not verify")
+    return quorum

@@ -18,16 +18,19 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from appchain.store import BlockStore, StoreCorrupt
+from consensus.checkpoint import CheckpointCertificate, InvalidCertificate, verify_certificate
 from consensus.validation import RandomValueAt, compute_block_entropy, validate_pulse
 from genesis.build import create_genesis_state
 from genesis.document import Genesis
-from state.block import Block
+from state.block import Block, compute_block_hash
+from state.checkpoints import get_checkpoint_quorum, is_checkpoint_height
 from state.encoding import encode
 from state.errors import InvalidBlock
 from state.events import Event
 from state.state import State
 from state.transition import PendingBlock, commit_block, execute_block, propose_block
 from state.types import NodeKey
+from state.view import Overlay
 
 ProgressCallback = Callable[[int, int], None]
 """Called with (blocks done, events in that block) after each replayed block."""
@@ -152,6 +155,34 @@ class Chain:
         pending = execute_block(self.state, block, verify_signatures=verify_signatures)
         self.append_pending(pending)
         return pending
+
+    @property
+    def final_height(self) -> int:
+        """The highest certified checkpoint (block 0, trusted from genesis, at least)."""
+        final = self.store.get_final()
+        return 0 if final is None else final.height
+
+    def add_certificate(self, certificate: CheckpointCertificate) -> None:
+        """Verify a checkpoint certificate against the quorum the chain chose, then keep it."""
+        self.check_certificate(certificate)
+        self.store.write_certificate(certificate)
+
+    def check_certificate(self, certificate: CheckpointCertificate) -> None:
+        """Raise :class:`ChainError` unless ``certificate`` certifies our block at its height."""
+        height = certificate.height
+        header = self.store.get_header(height)
+        if not is_checkpoint_height(height) or height == 0 or header is None:
+            raise ChainError(f"no checkpoint block at height {height} to certify")
+        if compute_block_hash(header) != certificate.block_hash:
+            raise ChainError(f"the certificate is for another block than ours at height {height}")
+        quorum = get_checkpoint_quorum(Overlay(self.state.get), height)
+        if quorum is None:
+            raise ChainError(f"the checkpoint quorum of height {height} is no longer kept")
+        keys = [m.bls_key for m in quorum.members]
+        try:
+            verify_certificate(certificate, self.genesis.chain_id, keys)
+        except InvalidCertificate as exc:
+            raise ChainError(f"certificate for height {height} refused: {exc}") from None
 
     def append_pending(self, pending: PendingBlock) -> None:
         """Commit and write a block that already executed cleanly against the current tip."""

@@ -86,7 +86,7 @@ def cmd_dev_chain(args: argparse.Namespace) -> int:
         progress = Progress(args.blocks, "dev-chain")
         generator.run(args.blocks, progress)
         progress.finish()
-        print(f"height {chain.height}, state root {chain.state.root.hex()}")
+        print(f"height {chain.height} (final {chain.final_height}), state root {chain.state.root.hex()}")
     return 0
 
 
@@ -145,6 +145,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             "chain_id": chain.genesis.chain_id,
             "genesis_hash": chain.genesis.hash.hex(),
             "height": chain.height,
+            "final_height": chain.final_height,
             "block_hash": chain.state.block_hash.hex(),
             "state_root": chain.state.root.hex(),
             "state_entries": len(chain.state),

@@ -26,10 +26,12 @@ from collections.abc import Callable, Sequence
 import blake3
 
 from appchain.chain import Chain, ChainError
+from consensus.checkpoint import CheckpointCertificate, aggregate_certificate, sign_checkpoint
 from consensus.local import can_sign, sign_round_locally
-from consensus.quorum import PulseQuorum
+from consensus.quorum import PulseQuorum, compute_checkpoint_threshold
 from consensus.validation import compute_block_entropy, compute_block_quorum
 from state import sns
+from state.checkpoints import get_checkpoint_quorum, is_checkpoint_height
 from state.context import BlockContext
 from state.crypto import bls, ed25519
 from state.encoding import decode
@@ -92,10 +94,12 @@ class DevChainGenerator:
         self.signers: dict[AccountKey, ed25519.SigningKey] = {key.public_key: key for key in accounts}
         self.senders = list(self.signers)
         self.node_keys: dict[bytes, ed25519.SigningKey] = {k.public_key: k for k, _ in nodes}
+        self.bls_secrets: dict[bytes, bls.BlsSecretKey] = {k.public_key: b for k, b in nodes}
         for key, node in iter_nodes(Overlay(chain.state.get)):
-            derived, _ = derive_devchain_node(node.registration_index)
+            derived, derived_bls = derive_devchain_node(node.registration_index)
             if bytes(derived.public_key) == bytes(key):
                 self.node_keys[key] = derived
+                self.bls_secrets[key] = derived_bls
         self.names: list[str] = []
 
     # -- helpers ---------------------------------------------------------------------------
@@ -149,6 +153,7 @@ class DevChainGenerator:
         index = 0 if raw_index is None else decode(raw_index, int)  # this registration's index
         node, bls_secret = derive_devchain_node(index)
         bls_key = bls.public_key(bls_secret)
+        self.bls_secrets[node.public_key] = bls_secret
         full = self.rng.random() < 0.5
         amount = params.staking_requirement if full else params.staking_requirement // 2
         reserved: tuple[Reservation, ...] = ()
@@ -320,8 +325,29 @@ class DevChainGenerator:
         self.chain.append_pending(pending)
         return pending
 
+    def certify_tip(self) -> CheckpointCertificate | None:
+        """On a checkpoint height: the certificate of the quorum members whose BLS keys we hold."""
+        state = self.chain.state
+        height = state.height
+        if height == 0 or not is_checkpoint_height(height):
+            return None
+        quorum = get_checkpoint_quorum(Overlay(state.get), height)
+        if quorum is None:
+            return None
+        votes = {
+            i: sign_checkpoint(self.bls_secrets[m.node_key], state.chain_id, height, state.block_hash)
+            for i, m in enumerate(quorum.members)
+            if m.node_key in self.bls_secrets
+        }
+        if len(votes) < compute_checkpoint_threshold(len(quorum.members)):
+            return None
+        return aggregate_certificate(height, state.block_hash, votes, len(quorum.members))
+
     def run(self, blocks: int, progress: Callable[[int, int], None] | None = None) -> None:
         for _ in range(blocks):
             pending = self.next_block()
+            certificate = self.certify_tip()
+            if certificate is not None:
+                self.chain.add_certificate(certificate)
             if progress is not None:
                 progress(1, len(pending.block.events))

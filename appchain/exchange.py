@@ -5,11 +5,14 @@ File format (all integers big-endian)::
     magic   b"APPCHAIN-EVENTS" 0x00, then format version 0x01
     frame   u32 length, then that many bytes of msgpack
     frame 0 :class:`ExportHeader` (chain id, genesis hash, the genesis file, last height)
-    frame 1.. one :class:`~state.block.Block` per height, from 0 to the last height
+    frame 1.. one :class:`ExportedBlock` per height, from 0 to the last height: the block and,
+            on a certified checkpoint, its certificate
 
 Import replays every block through the normal append path, so each is checked for its
-parent hash, events root and state root (and signatures with ``--verify``). A refused block
-names its height, and the import is undone: the home is truncated back to where it started.
+parent hash, events root and state root (and its Pulse data and every signature with
+``--verify``); each certificate is checked as its block arrives and kept once the whole import
+succeeded. A refused block names its height, and the import is undone: the home is truncated
+back to where it started.
 """
 
 from __future__ import annotations
@@ -20,12 +23,13 @@ from typing import BinaryIO
 
 from appchain.chain import Chain, ChainError
 from appchain.store import Applied, BlockStore
+from consensus.checkpoint import CheckpointCertificate
 from state.block import Block
 from state.encoding import DecodeError, Decoder, Record, encode
 from state.errors import InvalidBlock
 from state.types import Hash32
 
-MAGIC = b"APPCHAIN-EVENTS\x00\x01"
+MAGIC = b"APPCHAIN-EVENTS\x00\x02"
 MAX_FRAME = 256 * 1024 * 1024
 
 
@@ -36,6 +40,11 @@ class ExportHeader(Record, frozen=True):
     last_height: int
 
 
+class ExportedBlock(Record, frozen=True):
+    block: Block
+    certificate: CheckpointCertificate | None = None
+
+
 class ImportRefused(ChainError):
     def __init__(self, height: int | None, message: str) -> None:
         where = "" if height is None else f" at height {height}"
@@ -44,7 +53,7 @@ class ImportRefused(ChainError):
 
 
 _header = Decoder(ExportHeader)
-_block = Decoder(Block)
+_block = Decoder(ExportedBlock)
 
 
 def _write_frame(out: BinaryIO, payload: bytes) -> None:
@@ -70,7 +79,7 @@ def export_events(
         out.write(MAGIC)
         _write_frame(out, encode(ExportHeader(chain_id, Hash32(genesis_hash), genesis_file, applied.height)))
         for block in store.iter_blocks(0, applied.height):
-            _write_frame(out, encode(block))
+            _write_frame(out, encode(ExportedBlock(block, store.get_certificate(block.header.height))))
             if progress is not None:
                 progress(1, len(block.events))
     tmp.replace(out_path)
@@ -129,15 +138,20 @@ def import_events(
                     f"this home to {chain.genesis.hash.hex()}",
                 )
             height = -1
+            certificates = []
             for height, frame in enumerate(frames):
-                block = _decode_block(frame, height)
+                exported = _decode_block(frame, height)
+                block = exported.block
                 if height == 0:
                     if block.header != chain.store.get_header(0):
                         raise ImportRefused(0, "block 0 is not this genesis's block 0")
                     continue
                 try:
                     chain.append(block, verify_signatures=verify_signatures)
-                except InvalidBlock as exc:
+                    if exported.certificate is not None:
+                        chain.check_certificate(exported.certificate)
+                        certificates.append(exported.certificate)
+                except (InvalidBlock, ChainError) as exc:
                     raise ImportRefused(height, str(exc)) from None
                 if progress is not None:
                     progress(1, len(block.events))
@@ -146,6 +160,8 @@ def import_events(
     except ImportRefused:
         chain.store.truncate(0, start)
         raise
+    for certificate in certificates:
+        chain.store.write_certificate(certificate)
     return chain.height
 
 
@@ -158,11 +174,11 @@ def _decode_header(frame: bytes | None) -> ExportHeader:
         raise ImportRefused(None, f"bad export header: {exc}") from None
 
 
-def _decode_block(frame: bytes, height: int) -> Block:
+def _decode_block(frame: bytes, height: int) -> ExportedBlock:
     try:
-        block = _block.decode(frame)
+        exported = _block.decode(frame)
     except DecodeError as exc:
         raise ImportRefused(height, str(exc)) from None
-    if block.header.height != height:
-        raise ImportRefused(height, f"the frame holds block {block.header.height}")
-    return block
+    if exported.block.header.height != height:
+        raise ImportRefused(height, f"the frame holds block {exported.block.header.height}")
+    return exported

@@ -11,6 +11,8 @@ key                           value
 ``h/<height>``                the block :class:`~state.block.Header`
 ``e/<height>``                the block's body: :class:`BlockBody` (events and Pulse signatures)
 ``d/<height>``                the block's state delta: ``(key, before, after)`` per changed key
+``c/<height>``                the :class:`~consensus.checkpoint.CheckpointCertificate` of a checkpoint
+``m/final``                   :class:`Final`: the highest certified (so final) checkpoint
 ``S/<height>``                :class:`SnapshotManifest` of the state after that block
 ``s/<height>/<chunk>``        snapshot chunk: up to 4,096 ``(key, value)`` pairs in key order
 ============================  ===============================================================
@@ -35,6 +37,7 @@ from typing import TypeVar
 
 import plyvel
 
+from consensus.checkpoint import CheckpointCertificate
 from state.block import Block, Header, PulseSignature
 from state.encoding import DecodeError, Decoder, Record, encode
 from state.events import Event
@@ -43,6 +46,8 @@ from state.transition import Change, PendingBlock
 from state.types import Hash32
 
 GENESIS_KEY = b"m/genesis"
+FINAL_KEY = b"m/final"
+CERTIFICATE_PREFIX = b"c/"
 APPLIED_KEY = b"m/applied"
 HEADER_PREFIX = b"h/"
 EVENTS_PREFIX = b"e/"
@@ -61,6 +66,11 @@ class Applied(Record, frozen=True):
     height: int
     block_hash: Hash32
     state_root: Hash32
+
+
+class Final(Record, frozen=True):
+    height: int
+    block_hash: Hash32
 
 
 class BlockBody(Record, frozen=True):
@@ -92,6 +102,8 @@ def prefix_end(prefix: bytes) -> bytes:
 _applied = Decoder(Applied)
 _header = Decoder(Header)
 _body = Decoder(BlockBody)
+_final = Decoder(Final)
+_certificate = Decoder(CheckpointCertificate)
 _delta = Decoder(list[tuple[bytes, bytes | None, bytes | None]])
 _manifest = Decoder(SnapshotManifest)
 _chunk = Decoder(list[tuple[bytes, bytes]])
@@ -153,6 +165,23 @@ class BlockStore:
         key = height_key(DELTA_PREFIX, height)
         raw = self._get(key)
         return None if raw is None else self._decode(_delta, key, raw)
+
+    def get_final(self) -> Final | None:
+        raw = self._get(FINAL_KEY)
+        return None if raw is None else self._decode(_final, FINAL_KEY, raw)
+
+    def get_certificate(self, height: int) -> CheckpointCertificate | None:
+        key = height_key(CERTIFICATE_PREFIX, height)
+        raw = self._get(key)
+        return None if raw is None else self._decode(_certificate, key, raw)
+
+    def write_certificate(self, certificate: CheckpointCertificate) -> None:
+        """Keep a verified certificate; the finality marker moves up to it, never down."""
+        final = self.get_final()
+        with self._db.write_batch(sync=self.sync) as batch:
+            batch.put(height_key(CERTIFICATE_PREFIX, certificate.height), encode(certificate))
+            if final is None or certificate.height > final.height:
+                batch.put(FINAL_KEY, encode(Final(certificate.height, certificate.block_hash)))
 
     def get_block(self, height: int) -> Block:
         header = self.get_header(height)
@@ -266,10 +295,14 @@ class BlockStore:
     def truncate(self, height: int, applied: Applied) -> None:
         """Remove every block above ``height`` (and snapshots above it) and set the tip, atomically.
 
-        Used to undo an import that was refused part way, and by rollback of a non-final tail.
+        Used to undo an import that was refused part way, and by rollback of a non-final tail. A
+        final block is never removed.
         """
+        final = self.get_final()
+        if final is not None and final.height > height:
+            raise StoreCorrupt(f"truncating to {height} would remove the final block {final.height}")
         with self._db.write_batch(sync=self.sync) as batch:
-            for prefix in (HEADER_PREFIX, EVENTS_PREFIX, DELTA_PREFIX):
+            for prefix in (HEADER_PREFIX, EVENTS_PREFIX, DELTA_PREFIX, CERTIFICATE_PREFIX):
                 for key in self._db.iterator(
                     start=height_key(prefix, height + 1), stop=prefix_end(prefix), include_value=False
                 ):

@@ -53,6 +53,10 @@ class Header(Record, frozen=True):
     validators: int = 0
     """Bitset of the quorum validators (by index) that took part in the round."""
 
+    next_checkpoint_quorum: Hash32 = Hash32(bytes(32))
+    """On a checkpoint height: the hash of the BLS keys that may certify the next checkpoint
+    (:mod:`state.checkpoints`); zero elsewhere."""
+
 
 PulseSignature = tuple[int, Ed25519Signature]
 """(validator index in the round's quorum, Ed25519 signature over the block hash)."""

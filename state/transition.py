@@ -27,6 +27,7 @@ from state.block import (
     compute_events_root,
     validate_block_basic,
 )
+from state.checkpoints import compute_next_checkpoint_commitment, store_next_checkpoint_quorum
 from state.context import NO_PRODUCER, BlockContext
 from state.errors import InvalidBlock, InvalidEvent
 from state.events import (
@@ -120,10 +121,12 @@ def begin_block(view: Overlay, ctx: BlockContext) -> None:
 
 
 def end_block(view: Overlay, ctx: BlockContext) -> None:
-    """Swarms (when the active set changed), then the block's rewards."""
+    """Swarms (when the active set changed), the block's rewards, then (on a checkpoint height)
+    the next checkpoint's quorum."""
     if view.active_set_changed:
         update_swarms(view, ctx)
     rewards.distribute_rewards(view, ctx)
+    store_next_checkpoint_quorum(view, ctx)
 
 
 def _execute_events(
@@ -185,6 +188,8 @@ def execute_block(state: State, block: Block, *, verify_signatures: bool = True)
     view = _execute_events(
         state, block.events, header.height, header.timestamp, verify_signatures, header.producer
     )
+    if compute_next_checkpoint_commitment(view, header.height) != header.next_checkpoint_quorum:
+        raise InvalidBlock(f"block {header.height}: the next checkpoint quorum commitment is wrong")
     writes, changes = _changes(state, view.writes)
     tree = state.tree.update(writes)
     if tree.root != header.state_root:
@@ -259,6 +264,7 @@ def propose_block(
         state_root=Hash32(tree.root),
         round=round_,
         producer=producer,
+        next_checkpoint_quorum=compute_next_checkpoint_commitment(view, height),
     )
     block = Block(header, tuple(events))
     validate_block_basic(block, state.params)

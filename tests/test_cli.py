@@ -11,8 +11,7 @@ import msgspec
 import pytest
 
 from appchain.cli import main
-from appchain.exchange import MAGIC
-from state.block import Block
+from appchain.exchange import MAGIC, ExportedBlock
 from state.encoding import decode, encode
 from state.events import Transfer
 from state.types import Atomic
@@ -154,13 +153,13 @@ def test_a_tampered_export_is_refused_at_its_height(
     export = tmp_path / "chain.events"
     run(capsys, "export-events", "--home", str(home), "--out", str(export))
     frames = _frames(export.read_bytes())
-    block = decode(frames[1 + 7], Block)  # frame 0 is the header; block 7 follows
+    exported = decode(frames[1 + 7], ExportedBlock)  # frame 0 is the header; block 7 follows
+    block = exported.block
     tx = block.events[3]
     assert isinstance(tx, Transfer)
     changed = msgspec.structs.replace(tx, amount=Atomic(tx.amount + 1))
-    frames[1 + 7] = encode(
-        msgspec.structs.replace(block, events=(*block.events[:3], changed, *block.events[4:]))
-    )
+    tampered = msgspec.structs.replace(block, events=(*block.events[:3], changed, *block.events[4:]))
+    frames[1 + 7] = encode(ExportedBlock(tampered, exported.certificate))
     export.write_bytes(_join(frames))
     fresh = tmp_path / "node3"
     run(capsys, "init", "--home", str(fresh), "--genesis", str(net))

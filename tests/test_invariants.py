@@ -35,6 +35,8 @@ class MemoryChain:
     def __init__(self) -> None:
         self.state: State = create_genesis_state(GENESIS)[0]
         self.random_values: list[bytes] = [bytes(16)]
+        self.headers: list[Any] = [create_genesis_state(GENESIS)[1].block.header]
+        self.certificates: dict[int, Any] = {}
 
     @property
     def height(self) -> int:
@@ -50,6 +52,10 @@ class MemoryChain:
         check_pulse(self.state, pending.block, self.random_value_at)
         apply_block(self.state, pending.block)
         self.random_values.append(pending.block.header.random_value)
+        self.headers.append(pending.block.header)
+
+    def add_certificate(self, certificate: Any) -> None:
+        self.certificates[certificate.height] = certificate
 
 
 def mutate(event: Any, how: str) -> Any | None:

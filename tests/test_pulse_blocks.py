@@ -127,7 +127,7 @@ def test_replay_trusts_the_log_unless_asked_to_verify(
 def test_import_with_verify_refuses_a_forged_signature(
     make_home: MakeHome, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from appchain.exchange import MAGIC
+    from appchain.exchange import MAGIC, ExportedBlock
 
     home = make_home(15)
     export = tmp_path / "chain.events"
@@ -138,8 +138,9 @@ def test_import_with_verify_refuses_a_forged_signature(
         size = int.from_bytes(data[i : i + 4], "big")
         frames.append(data[i + 4 : i + 4 + size])
         i += 4 + size
-    block = decode(frames[1 + 9], Block)
-    frames[1 + 9] = encode(msgspec.structs.replace(block, signatures=block.signatures[:6]))
+    exported = decode(frames[1 + 9], ExportedBlock)
+    block = exported.block
+    frames[1 + 9] = encode(ExportedBlock(msgspec.structs.replace(block, signatures=block.signatures[:6])))
     export.write_bytes(MAGIC + b"".join(len(f).to_bytes(4, "big") + f for f in frames))
     fresh = make_home(0)
     capsys.readouterr()

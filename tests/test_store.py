@@ -166,14 +166,18 @@ def test_applied_marker_beyond_the_log_is_corruption(make_home: MakeHome) -> Non
         Chain.open(home.db_path, genesis, snapshot_interval=10)
 
 
-def test_truncate_removes_the_tail_atomically(make_home: MakeHome) -> None:
-    home = make_home(6, snapshot_interval=2)
+def test_truncate_removes_the_tail_atomically_but_never_a_final_block(make_home: MakeHome) -> None:
+    home = make_home(10, snapshot_interval=2)
     with _open(home) as chain:
-        header = chain.store.get_header(3)
+        assert chain.final_height == 8  # the dev chain certifies its checkpoints
+        header = chain.store.get_header(9)
         assert header is not None
-        chain.store.truncate(3, Applied(3, compute_block_hash(header), header.state_root))
-        assert chain.store.get_header(4) is None
-        assert chain.store.list_snapshots() == []  # 4 and 6 were the kept ones
-    with _open(home) as reopened:  # no snapshot left: the handshake replays from genesis
-        assert reopened.height == 3
+        with pytest.raises(StoreCorrupt, match="would remove the final block 8"):
+            chain.store.truncate(7, Applied(7, compute_block_hash(header), header.state_root))
+        assert chain.store.get_header(10) is not None  # nothing was written
+        chain.store.truncate(9, Applied(9, compute_block_hash(header), header.state_root))
+        assert chain.store.get_header(10) is None
+        assert chain.store.list_snapshots() == [8]  # 10 went with its block
+    with _open(home) as reopened:
+        assert reopened.height == 9
         assert reopened.state.root == header.state_root

@@ -1,0 +1,97 @@
+"""Checkpoint quorums in the state, and the header's commitment to the next one.
+
+Every ``CHECKPOINT_INTERVAL`` blocks a checkpoint quorum signs the block with BLS; two thirds
+of it make a certificate, and a certified block is final (:mod:`consensus.checkpoint`).
+
+At the end of each checkpoint height ``h`` (block 0 included) the state draws the quorum that
+will sign checkpoint ``h + 4``: the active nodes after block ``h``, sorted by key, shuffled by a
+:class:`~state.sampler.Sampler` tagged ``checkpoint`` seeded with ``h``'s parent hash and
+``h + 4``; the first 20 (all if fewer). It keeps them (node and BLS keys) under
+``ckq/<h + 4>``, and the header of ``h`` carries ``next_checkpoint_quorum``: the tagged hash of
+their BLS keys in quorum order. So a light client that trusts header ``h`` knows exactly which
+keys may certify ``h + 4``, and can walk from genesis certificate by certificate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from state.context import BlockContext
+from state.encoding import Decoder, Record, encode
+from state.hashing import hash_tagged
+from state.nodes import is_active, iter_nodes
+from state.sampler import Sampler
+from state.types import BlsPublicKey, Hash32, NodeKey
+from state.view import Overlay
+
+CHECKPOINT_INTERVAL = 4
+CHECKPOINT_QUORUM_SIZE = 20
+QUORUMS_KEPT = 64
+"""Checkpoint quorums kept in the state (256 blocks): late certificates can still be checked."""
+CHECKPOINT_QUORUM_PREFIX = b"ckq/"
+NO_COMMITMENT = Hash32(bytes(32))
+
+
+class CheckpointMember(Record, frozen=True):
+    node_key: NodeKey
+    bls_key: BlsPublicKey
+
+
+class CheckpointQuorum(Record, frozen=True):
+    height: int
+    members: tuple[CheckpointMember, ...]
+
+
+_quorum = Decoder(CheckpointQuorum)
+
+
+def is_checkpoint_height(height: int) -> bool:
+    return height % CHECKPOINT_INTERVAL == 0
+
+
+def checkpoint_quorum_key(height: int) -> bytes:
+    return CHECKPOINT_QUORUM_PREFIX + height.to_bytes(8, "big")
+
+
+def select_checkpoint_members(active: Sequence[NodeKey], seed: bytes) -> list[NodeKey]:
+    """The checkpoint quorum drawn from ``active``: 20 of them (all if fewer)."""
+    candidates = sorted(active)
+    Sampler("checkpoint", seed).shuffle(candidates)
+    return candidates[:CHECKPOINT_QUORUM_SIZE]
+
+
+def compute_checkpoint_seed(prev_hash: bytes, checkpoint_height: int) -> bytes:
+    return bytes(prev_hash) + checkpoint_height.to_bytes(8, "big")
+
+
+def compute_quorum_commitment(bls_keys: Sequence[bytes]) -> Hash32:
+    return hash_tagged("checkpoint quorum", encode([bytes(k) for k in bls_keys]))
+
+
+def get_checkpoint_quorum(view: Overlay, height: int) -> CheckpointQuorum | None:
+    raw = view.get(checkpoint_quorum_key(height))
+    return None if raw is None else _quorum.decode(raw)
+
+
+def store_next_checkpoint_quorum(view: Overlay, ctx: BlockContext) -> None:
+    """At a checkpoint height: draw and keep the quorum of the next checkpoint."""
+    if not is_checkpoint_height(ctx.height):
+        return
+    target = ctx.height + CHECKPOINT_INTERVAL
+    nodes = {key: node for key, node in iter_nodes(view) if is_active(node)}
+    chosen = select_checkpoint_members(list(nodes), compute_checkpoint_seed(ctx.prev_hash, target))
+    members = tuple(CheckpointMember(key, nodes[key].bls_key) for key in chosen)
+    view.put(checkpoint_quorum_key(target), encode(CheckpointQuorum(target, members)))
+    expired = target - CHECKPOINT_INTERVAL * QUORUMS_KEPT
+    if expired >= 0 and view.get(checkpoint_quorum_key(expired)) is not None:
+        view.delete(checkpoint_quorum_key(expired))
+
+
+def compute_next_checkpoint_commitment(view: Overlay, height: int) -> Hash32:
+    """What the header of ``height`` must carry (zero off checkpoint heights)."""
+    if not is_checkpoint_height(height):
+        return NO_COMMITMENT
+    quorum = get_checkpoint_quorum(view, height + CHECKPOINT_INTERVAL)
+    if quorum is None:
+        raise AssertionError("a checkpoint height without its next checkpoint quorum")
+    return compute_quorum_commitment([m.bls_key for m in quorum.members])

@@ -13,6 +13,8 @@ key                           value
 ``d/<height>``                the block's state delta: ``(key, before, after)`` per changed key
 ``c/<height>``                the :class:`~consensus.checkpoint.CheckpointCertificate` of a checkpoint
 ``m/final``                   :class:`Final`: the highest certified (so final) checkpoint
+``g/<height><round><stage>``  double-sign guard: the hash of what this node signed in that slot
+                              (:mod:`appchain.guard`; written with sync before signing)
 ``S/<height>``                :class:`SnapshotManifest` of the state after that block
 ``s/<height>/<chunk>``        snapshot chunk: up to 4,096 ``(key, value)`` pairs in key order
 ============================  ===============================================================
@@ -119,6 +121,11 @@ class BlockStore:
             self._db = plyvel.DB(str(path), create_if_missing=create)
         except plyvel.Error as exc:
             raise StoreCorrupt(f"cannot open the database at {path}: {exc}") from None
+
+    @property
+    def db(self) -> plyvel.DB:
+        """The raw database, for the modules documented in the keyspace table (the guard)."""
+        return self._db
 
     def close(self) -> None:
         self._db.close()

@@ -25,7 +25,9 @@ signature) continue, at their deadline, with the participants that completed the
 at least ``threshold`` remain: so one to four validators dropping at any stage still produce the
 block in this round; five or more make the round fail, and the next round (a backup producer,
 new validators) takes over. Every message is signed by its sender's node key and names the
-parent block, height and round: anything else is ignored.
+parent block, height and round: anything else is ignored. Every signature this node makes
+goes through its double-sign guard (:mod:`consensus.guard`); if the guard refuses, the node
+drops out of the round rather than sign a second payload for a slot.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from typing import Any
 
 import msgspec
 
+from consensus.guard import DoubleSign, GuardedSigner
 from consensus.quorum import PULSE_THRESHOLD, PulseQuorum
 from state.crypto import ed25519
 from state.encoding import Record, encode
@@ -45,6 +48,8 @@ from state.hashing import hash_tagged
 from state.types import Ed25519Signature, Hash32, NodeKey
 
 PRODUCER_INDEX = 255
+BLOCK_SIGNATURE_SLOT = 10
+"""Guard slot of the signature over the final block (the messages use their stage number)."""
 RANDOM_VALUE_SIZE = 16
 
 
@@ -159,7 +164,7 @@ class PulseRound:
         height: int,
         round_: int,
         quorum: PulseQuorum,
-        me: ed25519.SigningKey,
+        me: GuardedSigner,
         start: float,
         timing: Timing,
         finalize: Finalize,
@@ -212,7 +217,10 @@ class PulseRound:
         actions: list[Action] = []
         if not self.is_producer:
             self.handshakes.add(self.index)
-            actions.append(self._send(Stage.HANDSHAKE, b""))
+            try:
+                actions.append(self._send(Stage.HANDSHAKE, b""))
+            except DoubleSign as exc:
+                return self._fail(f"the double-sign guard refused: {exc}")
         actions.append(WakeAt(self.deadline))
         return actions + self._advance(self._start)
 
@@ -237,8 +245,10 @@ class PulseRound:
     # -- internals -------------------------------------------------------------------------------
 
     def _send(self, kind: Stage, payload: bytes) -> Broadcast:
+        """Sign through the double-sign guard; a refusal raises :class:`DoubleSign`."""
         message = PulseMessage(self.parent, self.height, self.round, self.index, int(kind), payload)
-        return Broadcast(sign_message(message, self.key))
+        signature = self.key.sign(self.height, self.round, int(kind), compute_message_digest(message))
+        return Broadcast(msgspec.structs.replace(message, signature=signature))
 
     def _sender_key(self, sender: int) -> NodeKey | None:
         if sender == PRODUCER_INDEX:
@@ -304,11 +314,21 @@ class PulseRound:
 
     def _advance(self, now: float) -> list[Action]:
         actions: list[Action] = []
-        while self.stage < Stage.DONE and self._is_stage_complete():
-            actions += self._next_stage(now)
+        try:
+            while self.stage < Stage.DONE and self._is_stage_complete():
+                actions += self._next_stage(now)
+        except DoubleSign as exc:
+            # e.g. restarted mid-round with a new random value: never sign it; drop out instead
+            return actions + self._fail(f"the double-sign guard refused: {exc}")
         return actions
 
     def _on_deadline(self, now: float) -> list[Action]:
+        try:
+            return self._on_deadline_unguarded(now)
+        except DoubleSign as exc:
+            return self._fail(f"the double-sign guard refused: {exc}")
+
+    def _on_deadline_unguarded(self, now: float) -> list[Action]:
         if self.stage in (Stage.HANDSHAKE, Stage.BITSET):
             return self._next_stage(now) + self._advance(now)  # go on with whoever answered
         if self.stage == Stage.TEMPLATE:
@@ -386,7 +406,7 @@ class PulseRound:
             )
             actions = self._enter(Stage.SIGNATURE, now)
             if self.is_participant:
-                signature = self.key.sign(self.block_hash)
+                signature = self.key.sign(self.height, self.round, BLOCK_SIGNATURE_SLOT, self.block_hash)
                 self.signatures[self.index] = signature
                 actions.append(self._send(Stage.SIGNATURE, signature))
             return actions

@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from consensus.guard import GuardedSigner, MemorySlotRecord
 from consensus.pulse import (
     PRODUCER_INDEX,
     BlockSigned,
@@ -54,7 +55,7 @@ class Network:
                 height=9,
                 round_=0,
                 quorum=QUORUM,
-                me=key,
+                me=GuardedSigner(key, MemorySlotRecord()),
                 start=0.0,
                 timing=TIMING,
                 finalize=finalize,
@@ -205,3 +206,32 @@ def test_bitset_choice() -> None:
     assert choose_bitset([0b111111], 7) is None
     assert choose_bitset([0b1111111, 0b11111110], 7) == 0b1111111  # tie: smaller value
     assert PRODUCER_INDEX == 255
+
+
+def test_a_restarted_validator_never_commits_a_second_random_value() -> None:
+    """Crash after committing, restart with a fresh random value: the guard keeps it silent."""
+    record = MemorySlotRecord()
+
+    def machine(seed: bytes) -> PulseRound:
+        return PulseRound(
+            parent=PARENT,
+            height=9,
+            round_=0,
+            quorum=QUORUM,
+            me=GuardedSigner(KEYS[1], record),
+            start=0.0,
+            timing=TIMING,
+            finalize=finalize,
+            random_source=lambda n: seed[:n],
+        )
+
+    first = Network()
+    first.machines[1] = machine(b"a" * 16)
+    first.run()
+    assert isinstance(first.results[1], BlockSigned)
+    second = Network()
+    second.machines[1] = machine(b"b" * 16)  # same height and round, a new random value
+    results = second.run()
+    assert isinstance(results[1], RoundFailed) and "double-sign guard" in results[1].reason
+    # the others carry on without it: one dropout still makes the block
+    assert all(isinstance(results[n], BlockSigned) for n in range(12) if n != 1)

@@ -28,6 +28,12 @@ new validators) takes over. Every message is signed by its sender's node key and
 parent block, height and round: anything else is ignored. Every signature this node makes
 goes through its double-sign guard (:mod:`consensus.guard`); if the guard refuses, the node
 drops out of the round rather than sign a second payload for a slot.
+
+A known limit, shared with Oxen's design: each node reduces the late stages at its *own*
+deadline, so a validator that lags by about a stage timeout can be counted by some members and
+dropped by others; they then sign different final blocks and the round fails (never two blocks:
+7 of 11 cannot sign both). The next round, with other members, usually succeeds. The simulator
+measures how often (``rounds_used``).
 """
 
 from __future__ import annotations

@@ -21,6 +21,8 @@ from appchain.exchange import export_events, import_events, read_export_header
 from appchain.home import Home, NodeConfig
 from appchain.progress import Progress
 from appchain.store import BlockStore, StoreCorrupt
+from consensus.faults import FaultSpecError, parse_faults
+from consensus.simulator import SimConfig, Simulation
 from genesis.devnet import load_dev_accounts, load_dev_nodes, write_devnet
 from genesis.document import GenesisError, load_genesis
 from state.supply import compute_supply
@@ -190,6 +192,30 @@ def cmd_import_events(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    if args.nodes < 12 or args.blocks < 1:
+        raise ChainError("--nodes must be at least 12 (Pulse needs 12 active nodes) and --blocks positive")
+    try:
+        config = parse_faults(args.faults, SimConfig(nodes=args.nodes, blocks=args.blocks, seed=args.seed))
+    except FaultSpecError as exc:
+        raise ChainError(str(exc)) from None
+    report = Simulation(config).run()
+    if args.json:
+        _print_json(report)
+    else:
+        print(f"final heights: {report['final_heights']}")
+        print(
+            f"roots agree: {report['roots_agree']}, safety violations: {report['safety_violations']}, "
+            f"honest double signs: {report['double_signs']}"
+        )
+        print(
+            f"highest round used: {report['rounds_used']}, messages: {report['messages']}, "
+            f"simulated seconds: {report['simulated_seconds']}"
+        )
+    safe = report["roots_agree"] and report["safety_violations"] == 0 and report["double_signs"] == 0
+    return 0 if safe else EXIT_CORRUPT
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="appchain", description="A service-node appchain node.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -246,6 +272,14 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--in", dest="in_file", required=True)
     imp.add_argument("--verify", action="store_true", help="also verify every signature")
     imp.set_defaults(handler=cmd_import_events)
+
+    sim = commands.add_parser("simulate", help="run N nodes in the deterministic network simulator")
+    sim.add_argument("--nodes", type=int, default=30)
+    sim.add_argument("--blocks", type=int, default=20, help="stop once every honest node has this many final")
+    sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument("--faults", default="", help="e.g. loss=0.05,crash=3@5-40,partition=0-9|10-29@6-40")
+    sim.add_argument("--json", action="store_true")
+    sim.set_defaults(handler=cmd_simulate)
     return parser
 
 

@@ -20,9 +20,10 @@ from appchain.devchain import DevChainGenerator
 from appchain.exchange import export_events, import_events, read_export_header
 from appchain.home import Home, NodeConfig
 from appchain.progress import Progress
+from appchain.simulate import make_simulation
 from appchain.store import BlockStore, StoreCorrupt
 from consensus.faults import FaultSpecError, parse_faults
-from consensus.simulator import SimConfig, Simulation
+from consensus.simulator import SimConfig
 from genesis.devnet import load_dev_accounts, load_dev_nodes, write_devnet
 from genesis.document import GenesisError, load_genesis
 from state.supply import compute_supply
@@ -199,7 +200,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         config = parse_faults(args.faults, SimConfig(nodes=args.nodes, blocks=args.blocks, seed=args.seed))
     except FaultSpecError as exc:
         raise ChainError(str(exc)) from None
-    report = Simulation(config).run()
+    report = make_simulation(config).run()
     if args.json:
         _print_json(report)
     else:

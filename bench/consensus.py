@@ -53,7 +53,8 @@ class SignatureClock:
 
 
 def measure_simulation(blocks: int) -> None:
-    from consensus.simulator import SimConfig, Simulation
+    from appchain.simulate import make_simulation
+    from consensus.simulator import SimConfig
     from state.crypto import ed25519
 
     clock = SignatureClock()
@@ -63,7 +64,7 @@ def measure_simulation(blocks: int) -> None:
         clock.wrap(bls, name)
     config = SimConfig(nodes=30, blocks=blocks, seed=1, latency=0.0, jitter=0.0)
     started = time.process_time()
-    report = Simulation(config).run()
+    report = make_simulation(config).run()
     total = time.process_time() - started
     clock.restore()
     final = min(report["final_heights"])

@@ -419,14 +419,15 @@ class PulseRound:
         if self.stage == Stage.SIGNATURE:
             signatures = tuple(sorted((i, self.signatures[i]) for i in self.participants))
             assert self.block_hash is not None
-            return self._finish(BlockSigned(self.block, self.block_hash, signatures))
+            return self._finish(BlockSigned(self.block, self.block_hash, signatures), now)
         raise AssertionError(f"no stage after {self.stage}")
 
-    def _fail(self, reason: str) -> list[Action]:
-        return self._finish(RoundFailed(int(self.stage), reason))
+    def _fail(self, reason: str, now: float | None = None) -> list[Action]:
+        return self._finish(RoundFailed(int(self.stage), reason), now)
 
-    def _finish(self, result: Action) -> list[Action]:
-        self.stage_times[Stage(self.stage).name.lower()] = self.deadline - self._start
+    def _finish(self, result: Action, now: float | None = None) -> list[Action]:
+        ended = self.deadline if now is None else now
+        self.stage_times[Stage(self.stage).name.lower()] = ended - self._start
         self.stage = Stage.DONE if isinstance(result, BlockSigned) else Stage.FAILED
         self.result = result
         return [result]

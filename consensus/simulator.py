@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import heapq
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,9 +53,6 @@ from consensus.validation import (
     finalize_template,
     validate_pulse,
 )
-from genesis.build import create_genesis_state
-from genesis.devnet import create_devnet_genesis
-from genesis.presets import DEVNET
 from state.block import Block, compute_block_hash
 from state.checkpoints import get_checkpoint_quorum, is_checkpoint_height
 from state.crypto import bls, ed25519
@@ -177,17 +174,25 @@ class SimNode:
         return self.states[height].block_hash if height < len(self.states) else b""
 
 
+@dataclass
+class SimGenesis:
+    """What the simulation starts from: the state after block 0 and every node's keys."""
+
+    chain_id: str
+    genesis_time: int
+    state: State
+    keys: list[tuple[ed25519.SigningKey, bls.BlsSecretKey]]
+
+
 class Simulation:
-    def __init__(self, config: SimConfig) -> None:
+    def __init__(self, config: SimConfig, genesis: SimGenesis) -> None:
+        if len(genesis.keys) != config.nodes:
+            raise ValueError("the genesis must hold one key pair per simulated node")
         self.config = config
         self.rng = random.Random(config.seed)
-        genesis, dev_nodes, _ = create_devnet_genesis(
-            config.nodes, f"sim-{config.seed}", users=0, params=DEVNET
-        )
         self.genesis = genesis
-        base_state, _ = create_genesis_state(genesis)
         self.nodes = [
-            SimNode(i, dev.node, dev.bls_secret, base_state.copy()) for i, dev in enumerate(dev_nodes)
+            SimNode(i, key, secret, genesis.state.copy()) for i, (key, secret) in enumerate(genesis.keys)
         ]
         for node, kind in config.faults.byzantine.items():
             self.nodes[node].byzantine = kind
@@ -206,10 +211,14 @@ class Simulation:
         self.seq += 1
         heapq.heappush(self.queue, (at, self.seq, node, kind, payload))
 
-    def run(self) -> dict[str, Any]:
+    def run(
+        self, watch: Callable[[Simulation], None] | None = None, watch_every: float = 2.0
+    ) -> dict[str, Any]:
+        """Run to the target finality (or the time limit); ``watch`` sees the network periodically."""
         config = self.config
         origin = self.genesis.genesis_time
         self.now = float(origin)
+        next_watch = origin + watch_every
         limit = origin + (config.time_limit or config.blocks * config.block_time * 20)
         for index, down, back in config.faults.crashes:
             self.push(origin + down, index, "crash")
@@ -220,6 +229,10 @@ class Simulation:
             at, _, target, kind, payload = heapq.heappop(self.queue)
             if at > limit:
                 break
+            while watch is not None and at >= next_watch:
+                self.now = next_watch
+                watch(self)
+                next_watch += watch_every
             self.now = at
             node = self.nodes[target]
             if kind == "crash":
@@ -241,6 +254,8 @@ class Simulation:
                 self.drive(node, node.round.on_time(self.local_time(node)))
             if all(n.final_height >= config.blocks for n in self.honest_nodes()):
                 break
+        if watch is not None:
+            watch(self)
         return self.report()
 
     def local_time(self, node: SimNode) -> float:

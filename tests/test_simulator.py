@@ -13,8 +13,9 @@ import random
 import pytest
 
 from appchain.cli import main
+from appchain.simulate import make_simulation
 from consensus.faults import FaultSpecError, parse_faults
-from consensus.simulator import Faults, SimConfig, Simulation
+from consensus.simulator import Faults, SimConfig
 
 SEEDS = int(os.environ.get("APPCHAIN_SIM_SEEDS", "50"))
 NODES = 30
@@ -50,7 +51,7 @@ def random_faults(seed: int) -> Faults:
 @pytest.mark.parametrize("seed", range(SEEDS))
 def test_safety_and_finality_under_faults(seed: int) -> None:
     faults = random_faults(seed)
-    report = Simulation(SimConfig(nodes=NODES, blocks=BLOCKS, seed=seed, faults=faults)).run()
+    report = make_simulation(SimConfig(nodes=NODES, blocks=BLOCKS, seed=seed, faults=faults)).run()
     assert report["safety_violations"] == 0, report
     assert report["roots_agree"], report
     assert report["double_signs"] == 0, report
@@ -63,15 +64,17 @@ def test_the_same_seed_gives_the_same_run() -> None:
     runs = []
     for _ in range(2):
         config = parse_faults(faults, SimConfig(nodes=NODES, blocks=6, seed=7))
-        runs.append(json.dumps(Simulation(config).run(), sort_keys=True))
+        runs.append(json.dumps(make_simulation(config).run(), sort_keys=True))
     assert runs[0] == runs[1]
     other = parse_faults(faults, SimConfig(nodes=NODES, blocks=6, seed=8))
-    assert json.dumps(Simulation(other).run(), sort_keys=True) != runs[0]
+    assert json.dumps(make_simulation(other).run(), sort_keys=True) != runs[0]
 
 
 def test_equivocating_producers_never_finalise_two_blocks() -> None:
     byzantine = dict.fromkeys(range(0, 9, 2), "equivocate")
-    report = Simulation(SimConfig(nodes=NODES, blocks=8, seed=3, faults=Faults(byzantine=byzantine))).run()
+    report = make_simulation(
+        SimConfig(nodes=NODES, blocks=8, seed=3, faults=Faults(byzantine=byzantine))
+    ).run()
     assert report["safety_violations"] == 0 and report["roots_agree"]
     assert min(h for i, h in enumerate(report["final_heights"]) if i not in byzantine) >= 8
 
@@ -79,7 +82,7 @@ def test_equivocating_producers_never_finalise_two_blocks() -> None:
 def test_finality_resumes_after_a_long_partition() -> None:
     halves = [set(range(15)), set(range(15, 30))]  # no side has two thirds: finality stalls
     faults = Faults(partitions=[(halves, 4.0, 40.0)])
-    report = Simulation(SimConfig(nodes=NODES, blocks=10, seed=5, faults=faults)).run()
+    report = make_simulation(SimConfig(nodes=NODES, blocks=10, seed=5, faults=faults)).run()
     assert report["simulated_seconds"] > 40.0
     assert min(report["final_heights"]) >= 10 and report["roots_agree"] and report["safety_violations"] == 0
 

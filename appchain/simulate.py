@@ -1,0 +1,19 @@
+"""Building simulations: a devnet genesis with one node per simulated service node.
+
+The simulator itself (:mod:`consensus.simulator`) only needs a genesis state and keys; this module
+makes them the way ``appchain genesis new`` does (deterministic dev keys, devnet parameters), so
+the simulated chain runs exactly the rules a devnet runs.
+"""
+
+from __future__ import annotations
+
+from consensus.simulator import SimConfig, SimGenesis, Simulation
+from genesis.build import create_genesis_state
+from genesis.devnet import create_devnet_genesis
+
+
+def make_simulation(config: SimConfig) -> Simulation:
+    genesis, nodes, _ = create_devnet_genesis(config.nodes, f"sim-{config.seed}", users=0)
+    state, _ = create_genesis_state(genesis)
+    start = SimGenesis(genesis.chain_id, genesis.genesis_time, state, [(n.node, n.bls_secret) for n in nodes])
+    return Simulation(config, start)

@@ -35,7 +35,7 @@ from consensus.checkpoint import (
     compute_checkpoint_message,
     verify_certificate,
 )
-from consensus.guard import CHECKPOINT, DoubleSign, GuardedSigner, MemorySlotRecord
+from consensus.guard import CHECKPOINT, VOTE, DoubleSign, GuardedSigner, MemorySlotRecord
 from consensus.pulse import (
     BlockSigned,
     Broadcast,
@@ -47,6 +47,15 @@ from consensus.pulse import (
     sign_message,
 )
 from consensus.quorum import compute_checkpoint_threshold
+from consensus.uptime import (
+    DEVNET_UPTIME,
+    ProofBook,
+    PulseRecord,
+    QuorumCop,
+    UptimeProof,
+    compute_test_reasons,
+    sign_proof,
+)
 from consensus.validation import (
     compute_block_entropy,
     compute_block_quorum,
@@ -58,9 +67,12 @@ from state.checkpoints import get_checkpoint_quorum, is_checkpoint_height
 from state.crypto import bls, ed25519
 from state.encoding import Decoder, Record, encode
 from state.errors import InvalidBlock
+from state.events import StateChange, Vote, compute_vote_message
+from state.nodes import get_node
+from state.obligations import get_quorum
 from state.state import State
 from state.transition import commit_block, execute_block, propose_block
-from state.types import BlsSignature, Hash32, NodeKey
+from state.types import BlsSignature, Hash32, Height, NodeKey
 from state.view import Overlay
 
 # -- messages other than Pulse's ---------------------------------------------------------------
@@ -79,6 +91,13 @@ class CheckpointVote(Record, frozen=True, tag="checkpoint_vote"):
 
 class Certified(Record, frozen=True, tag="certificate"):
     certificate: CheckpointCertificate
+
+
+class VoteMessage(Record, frozen=True, tag="vote"):
+    quorum_height: int
+    worker_index: int
+    new_state: int
+    vote: Vote
 
 
 class SyncRequest(Record, frozen=True, tag="sync_request"):
@@ -158,6 +177,11 @@ class SimNode:
         self.syncing_until = -1.0
         self.started: set[tuple[int, int]] = set()
         self.quorum_members: list[SimNode] = []
+        self.proofs = ProofBook(DEVNET_UPTIME)
+        self.cop = QuorumCop(DEVNET_UPTIME)
+        self.pulse_record = PulseRecord()
+        self.vote_pool: dict[tuple[int, int, int], dict[int, Vote]] = {}
+        self.state_changes: list[tuple[int, int]] = []  # (height, new state) applied to this node
 
     @property
     def state(self) -> State:
@@ -225,6 +249,7 @@ class Simulation:
             self.push(origin + back, index, "restart")
         for node in self.nodes:
             self.schedule_height(node)
+            self.push(self.now + self.rng.random(), node.index, "proof")
         while self.queue:
             at, _, target, kind, payload = heapq.heappop(self.queue)
             if at > limit:
@@ -242,6 +267,7 @@ class Simulation:
                 node.up = True
                 self.schedule_height(node)
                 self.request_sync(node)
+                self.push(self.now, node.index, "proof")
                 continue
             if not node.up:
                 continue
@@ -250,6 +276,8 @@ class Simulation:
                 self.on_message(node, message, self.nodes[sender])
             elif kind == "round":
                 self.start_round(node, *payload)
+            elif kind == "proof":
+                self.send_proof(node)
             elif kind == "wake" and node.round is not None and payload == node.round_id:
                 self.drive(node, node.round.on_time(self.local_time(node)))
             if all(n.final_height >= config.blocks for n in self.honest_nodes()):
@@ -311,8 +339,7 @@ class Simulation:
             return
         template = None
         if node.node_key == quorum.producer:
-            pending = propose_block(state, [], int(start), producer=quorum.producer, round_=round_)
-            template = pending.block
+            template = self.build_template(node, state, int(start), quorum.producer, round_)
         node.round_id = (height, round_)
         node.quorum_members = [self.by_key[k] for k in (quorum.producer, *quorum.validators)]
         node.round = PulseRound(
@@ -333,6 +360,81 @@ class Simulation:
             ),
         )
         self.drive(node, node.round.on_start())
+
+    def build_template(
+        self, node: SimNode, state: State, timestamp: int, producer: NodeKey, round_: int
+    ) -> Block:
+        """The producer's block: every state change with enough votes that is still valid."""
+        threshold = state.params.obligations_threshold
+        events: list[Any] = [
+            StateChange(
+                Height(h), w, new_state, tuple(sorted(votes.values(), key=lambda v: v.validator_index))
+            )
+            for (h, w, new_state), votes in sorted(node.vote_pool.items())
+            if len(votes) >= threshold and state.height + 1 - h <= state.params.vote_lifetime
+        ]
+        while True:
+            try:
+                return propose_block(state, events, timestamp, producer=producer, round_=round_).block
+            except InvalidBlock as exc:
+                if exc.event_index is None:
+                    raise
+                events.pop(exc.event_index)  # stale or already applied: leave it out
+
+    def send_proof(self, node: SimNode) -> None:
+        state = node.state
+        record = get_node(Overlay(state.get), node.node_key)
+        if record is not None:
+            proof = UptimeProof(
+                node.node_key,
+                f"10.0.0.{node.index}",
+                22020,
+                22021,
+                (1, 0, 0),
+                int(self.local_time(node)),
+                record.bls_key,
+            )
+            signed = sign_proof(proof, node.key)
+            self.broadcast(node, signed)
+            node.proofs.on_proof(signed, self.local_time(node), record.bls_key)
+        self.push(self.now + DEVNET_UPTIME.interval, node.index, "proof")
+
+    def run_tests(self, node: SimNode) -> None:
+        """As a validator of this height's obligations quorum: test the workers, vote."""
+        height = node.height
+        view = Overlay(node.state.get)
+        quorum = get_quorum(view, height)
+        if quorum is None or node.node_key not in quorum.validators:
+            return
+        me = quorum.validators.index(node.node_key)
+        now = self.local_time(node)
+        for index, worker in enumerate(quorum.workers):
+            record = get_node(view, worker)
+            target = self.by_key.get(worker)
+            if record is None or target is None:
+                continue
+            reachable = target.up and self.connected(node.index, target.index)
+            reasons = compute_test_reasons(
+                proof_fresh=node.proofs.is_fresh(worker, now),
+                reachable=reachable,
+                storage_reachable=reachable,
+                pulse_fails=node.pulse_record.fails(worker),
+            )
+            decision = node.cop.decide(worker, record, height, reasons, node.state.params)
+            if decision is None:
+                continue
+            message = compute_vote_message(self.genesis.chain_id, height, index, int(decision), reasons)
+            try:
+                signature = node.signer.sign(height, index, VOTE, message)
+            except DoubleSign:
+                continue
+            vote = VoteMessage(height, index, int(decision), Vote(me, reasons, signature))
+            self.broadcast(node, vote)
+            self.on_vote_message(node, vote)
+
+    def on_vote_message(self, node: SimNode, message: VoteMessage) -> None:
+        key = (message.quorum_height, message.worker_index, message.new_state)
+        node.vote_pool.setdefault(key, {}).setdefault(message.vote.validator_index, message.vote)
 
     def is_valid_template(
         self, node: SimNode, block: Block, height: int, round_: int, producer: bytes
@@ -411,6 +513,11 @@ class Simulation:
             self.on_block(node, message.block, None)
         elif isinstance(message, CheckpointVote):
             self.on_vote(node, message)
+        elif isinstance(message, VoteMessage):
+            self.on_vote_message(node, message)
+        elif isinstance(message, UptimeProof):
+            record = get_node(Overlay(node.state.get), message.node_key)
+            node.proofs.on_proof(message, self.local_time(node), record.bls_key if record else None)
         elif isinstance(message, Certified):
             self.on_certificate(node, message.certificate)
         elif isinstance(message, SyncRequest):
@@ -461,12 +568,17 @@ class Simulation:
         node.states.append(state)
         node.blocks.append(block)
         node.rounds_used.append(block.header.round)
+        node.pulse_record.note_round(quorum.validators, block.header.validators)
+        for event in block.events:
+            if isinstance(event, StateChange):
+                node.state_changes.append((block.header.height, event.new_state))
         self.note_signatures(block, quorum.validators)
         return True
 
     def after_block(self, node: SimNode) -> None:
         node.round = None
         self.vote_checkpoint(node)
+        self.run_tests(node)
         certificate = node.certificates.get(node.height)
         if certificate is not None:
             self.on_certificate(node, certificate)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from appchain.store import BlockStore, StoreCorrupt
+from appchain.store import Applied, BlockStore, StoreCorrupt
 from consensus.checkpoint import CheckpointCertificate, InvalidCertificate, verify_certificate
 from consensus.validation import RandomValueAt, compute_block_entropy, validate_pulse
 from genesis.build import create_genesis_state
@@ -183,6 +183,35 @@ class Chain:
             verify_certificate(certificate, self.genesis.chain_id, keys)
         except InvalidCertificate as exc:
             raise ChainError(f"certificate for height {height} refused: {exc}") from None
+
+    def rollback(self, height: int) -> None:
+        """Undo every block above ``height``, exactly, from their stored deltas (a non-final reorg).
+
+        The state is rebuilt from the deltas' "before" values, its root checked against header
+        ``height``, and only then is the log truncated. A final block is never undone.
+        """
+        if height < self.final_height:
+            raise ChainError(f"cannot roll back below the final block {self.final_height}")
+        if not 0 <= height < self.height:
+            raise ChainError(f"height {height} is not below the tip {self.height}")
+        restore: dict[bytes, bytes | None] = {}
+        for undone in range(self.height, height, -1):
+            delta = self.store.get_delta(undone)
+            if delta is None:
+                raise StoreCorrupt(f"the delta of block {undone} is missing")
+            for key, before, _after in reversed(delta):
+                restore[key] = before  # lower heights come later: the oldest "before" wins
+        header = self.store.get_header(height)
+        if header is None:
+            raise StoreCorrupt(f"header {height} is missing from the log")
+        tree = self.state.tree.update(restore)
+        if tree.root != header.state_root:
+            raise ReplayMismatch(height, "the deltas do not restore the state root of this header")
+        block_hash = compute_block_hash(header)
+        self.store.truncate(height, Applied(height, block_hash, header.state_root))
+        self.state.install(
+            height=height, block_hash=block_hash, timestamp=header.timestamp, writes=restore, tree=tree
+        )
 
     def append_pending(self, pending: PendingBlock) -> None:
         """Commit and write a block that already executed cleanly against the current tip."""

@@ -193,6 +193,14 @@ def cmd_import_events(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rollback(args: argparse.Namespace) -> int:
+    home = Home(Path(args.home))
+    with home.open_chain() as chain:
+        chain.rollback(args.height)
+        print(f"rolled back to height {chain.height}; state root {chain.state.root.hex()}")
+    return 0
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     if args.nodes < 12 or args.blocks < 1:
         raise ChainError("--nodes must be at least 12 (Pulse needs 12 active nodes) and --blocks positive")
@@ -273,6 +281,11 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--in", dest="in_file", required=True)
     imp.add_argument("--verify", action="store_true", help="also verify every signature")
     imp.set_defaults(handler=cmd_import_events)
+
+    rollback = commands.add_parser("rollback", help="undo the non-final blocks above a height")
+    rollback.add_argument("--home", required=True)
+    rollback.add_argument("--height", type=int, required=True)
+    rollback.set_defaults(handler=cmd_rollback)
 
     sim = commands.add_parser("simulate", help="run N nodes in the deterministic network simulator")
     sim.add_argument("--nodes", type=int, default=30)

@@ -98,3 +98,31 @@ def test_fault_spec_errors_and_cli(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["simulate", "--nodes", "5"]) == 1
     assert main(["simulate", "--faults", "nonsense=1"]) == 1
     assert capsys.readouterr().err.count("\n") == 2
+
+
+def test_round_zero_survives_four_dead_validators_and_five_move_to_the_next_round() -> None:
+    """Eight of 30 nodes are down throughout: at each height, the round-0 quorum is known, so
+    whether round 0 can make the block is known too."""
+    from consensus.validation import compute_block_entropy, compute_block_quorum
+
+    dead = set(range(8))
+    faults = Faults(crashes=[(n, 0.0, 10_000.0) for n in dead])
+    sim = make_simulation(SimConfig(nodes=NODES, blocks=12, seed=11, faults=faults, time_limit=400))
+    sim.run()
+    watcher = sim.nodes[29]
+    dead_keys = {sim.nodes[n].node_key for n in dead}
+    seen = {"round 0": 0, "later round": 0}
+    for height in range(1, watcher.height + 1):
+        state = watcher.states[height - 1]
+        entropy = compute_block_entropy(watcher.random_value_at, height)
+        quorum = compute_block_quorum(state, entropy, height, 0)
+        assert quorum is not None
+        dead_validators = sum(v in dead_keys for v in quorum.validators)
+        block_round = watcher.blocks[height - 1].header.round
+        if quorum.producer in dead_keys or dead_validators >= 5:
+            assert block_round >= 1, (height, dead_validators)
+            seen["later round"] += 1
+        else:
+            assert block_round == 0, (height, dead_validators)
+            seen["round 0"] += 1
+    assert seen["round 0"] and seen["later round"]

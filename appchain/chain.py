@@ -138,10 +138,7 @@ class Chain:
         return self.state.height
 
     def random_value_at(self, height: int) -> bytes:
-        header = self.store.get_header(height)
-        if header is None:
-            raise StoreCorrupt(f"header {height} is missing from the log")
-        return header.random_value
+        return self.store.get_random_value(height)
 
     def propose(
         self, events: list[Event], timestamp: int, *, producer: NodeKey, round_: int = 0
@@ -287,18 +284,11 @@ def replay_from_genesis(
     if applied is None:
         raise StoreCorrupt("the database has no applied height")
     state = genesis_state_checked(store, genesis)
-
-    def random_value_at(height: int) -> bytes:
-        header = store.get_header(height)
-        if header is None:
-            raise StoreCorrupt(f"header {height} is missing from the log")
-        return header.random_value
-
     replay_blocks(
         state,
         store.iter_blocks(1, applied.height),
         verify_signatures=verify_signatures,
-        random_value_at=random_value_at,
+        random_value_at=store.get_random_value,
         stored_deltas=store.get_delta_bytes,
         progress=progress,
     )

@@ -165,6 +165,13 @@ class BlockStore:
         raw = self._get(key)
         return None if raw is None else self._decode(_body, key, raw)
 
+    def get_random_value(self, height: int) -> bytes:
+        """The Pulse random value of block ``height`` (entropy of later quorums)."""
+        header = self.get_header(height)
+        if header is None:
+            raise StoreCorrupt(f"header {height} is missing from the log")
+        return header.random_value
+
     def get_delta_bytes(self, height: int) -> bytes | None:
         return self._get(height_key(DELTA_PREFIX, height))
 

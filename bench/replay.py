@@ -23,7 +23,7 @@ from appchain.chain import replay_from_genesis
 from appchain.devchain import DevChainGenerator
 from appchain.home import Home, NodeConfig
 from appchain.store import BlockBody, BlockStore
-from genesis.devnet import load_dev_accounts, write_devnet
+from genesis.devnet import load_dev_accounts, load_dev_nodes, write_devnet
 from state.block import Block, Header
 from state.encoding import Decoder
 
@@ -40,6 +40,7 @@ def build_chain(root: Path, events: int, per_block: int) -> Home:
             load_dev_accounts(home.keys_path / "dev-accounts.json"),
             "bench",
             events_per_block=per_block,
+            nodes=load_dev_nodes(home.keys_path / "dev-nodes.json"),
         )
         started = time.perf_counter()
         generator.run(blocks)

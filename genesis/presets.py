@@ -7,6 +7,8 @@ ratios of blocks (decommission credits) keep their mainnet values: they are alre
 
 from __future__ import annotations
 
+import msgspec
+
 from state.params import ChainParams
 from state.types import ATOMIC_PER_COIN, Atomic
 
@@ -53,10 +55,9 @@ MAINNET = ChainParams(
     sns_period=262_800,
 )
 
-DEVNET = ChainParams(
+DEVNET = msgspec.structs.replace(
+    MAINNET,
     block_time=2,
-    max_block_events=10_000,
-    max_event_bytes=16_384,
     fee_per_byte=Atomic(1_000),
     fee_transfer=Atomic(COIN // 1000),
     fee_register_node=Atomic(COIN // 100),
@@ -65,33 +66,14 @@ DEVNET = ChainParams(
     fee_claim_rewards=Atomic(COIN // 1000),
     fee_sns=Atomic(COIN // 1000),
     staking_requirement=Atomic(100 * COIN),
-    max_contributors=10,
-    min_operator_stake_divisor=4,
     payable_delay=20,
     unlock_delay=30,
-    small_contributor_bp=2_500,
     small_contributor_lock=60,
     contribution_lock=20,
     deregistration_lock=60,
-    obligations_quorum_size=10,
-    obligations_threshold=7,
-    obligations_min_workers=50,
-    obligations_worker_divisor=100,
-    vote_lifetime=60,
-    credit_initial=60,
-    credit_per_period=24,
-    credit_period=720,
-    credit_max=1_440,
-    decommission_min_credit=60,
-    reward_rate_bp=1_510,
-    seconds_per_year=31_536_000,
-    min_swarm_size=5,
-    new_swarm_size=7,
-    swarm_margin=2,
-    swarm_fill_percentile=25,
-    swarm_steal_percentile=75,
     sns_price=Atomic(COIN),
     sns_period=720,
 )
+"""Mainnet with shorter times and smaller amounts; quorum sizes, credits and swarms unchanged."""
 
 PRESETS = {"mainnet": MAINNET, "devnet": DEVNET}

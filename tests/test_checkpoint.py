@@ -38,18 +38,15 @@ def test_one_short_is_refused() -> None:
 
 def test_forgeries_are_refused() -> None:
     good = certificate(list(range(14)))
-    cases = {
-        "other block": msgspec.structs.replace(good, block_hash=Hash32(b"\xac" * 32)),
-        "other height": msgspec.structs.replace(good, height=12),
-        "bitset claims a non-signer": msgspec.structs.replace(
-            good, signers=encode_bitset(list(range(1, 14)), 20)
-        ),
-        "identity signature": msgspec.structs.replace(good, signature=bls.IDENTITY_G2),
-    }
-    for name, forged in cases.items():
-        with pytest.raises(InvalidCertificate):
+    forgeries = [
+        msgspec.structs.replace(good, block_hash=Hash32(b"\xac" * 32)),  # another block
+        msgspec.structs.replace(good, height=12),  # another height
+        msgspec.structs.replace(good, signers=encode_bitset(list(range(1, 15)), 20)),  # names a non-signer
+        msgspec.structs.replace(good, signature=bls.IDENTITY_G2),  # the identity signature
+    ]
+    for forged in forgeries:
+        with pytest.raises(InvalidCertificate, match="does not verify"):
             verify_certificate(forged, "chain", KEYS)
-        assert name
     with pytest.raises(InvalidCertificate):
         verify_certificate(good, "other chain", KEYS)
     # a signature by a key outside the quorum, counted in a quorum position

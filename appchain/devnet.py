@@ -57,20 +57,22 @@ def run(*args: str, capture: bool = False) -> str:
 def run_network() -> bool:
     step("a 12-node network in the simulator (real Pulse rounds and checkpoints, in-memory network)")
     config = SimConfig(nodes=12, blocks=16, seed=2026, latency=0.05, jitter=0.05)
-    print(
-        "   t   heights (per node)                 final (per node)                  round  last stages (s)"
-    )
+    header = "    t | height/final per node (nodes 0..11)" + " " * 26 + "| round | last round (s), per node"
+    print(header)
 
     def watch(sim: Simulation) -> None:
-        heights = " ".join(f"{n.height:2d}" for n in sim.nodes)
-        finals = " ".join(f"{n.final_height:2d}" for n in sim.nodes)
-        last = max(n.rounds_used[-1] if n.rounds_used else 0 for n in sim.nodes)
-        timings = next((n.stage_times for n in sim.nodes if n.stage_times), {})
-        stages = " ".join(f"{name[:4]} {seconds:.2f}" for name, seconds in timings.items())
+        cells = " ".join(f"{n.height:2d}/{n.final_height:<2d}" for n in sim.nodes)
+        last_round = max(n.rounds_used[-1] if n.rounds_used else 0 for n in sim.nodes)
+        durations = " ".join(f"{max(n.stage_times.values(), default=0):.2f}" for n in sim.nodes)
         elapsed = sim.now - sim.genesis.genesis_time
-        print(f"{elapsed:5.1f}  {heights}  |  {finals}  |  {last}  {stages}", flush=True)
+        print(f"{elapsed:5.1f} | {cells} | {last_round:5d} | {durations}", flush=True)
 
-    report = make_simulation(config).run(watch=watch, watch_every=2.0)
+    simulation = make_simulation(config)
+    report = simulation.run(watch=watch, watch_every=2.0)
+    print("stage timings of each node's last round (seconds from the round's start):")
+    for node in simulation.nodes:
+        stages = "  ".join(f"{name} {seconds:.2f}" for name, seconds in node.stage_times.items())
+        print(f"  node {node.index:2d}: {stages or 'not in the last quorum'}")
     ok = report["roots_agree"] and report["safety_violations"] == 0 and report["double_signs"] == 0
     print(
         f"final heights {report['final_heights']}; roots agree {report['roots_agree']}; "

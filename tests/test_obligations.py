@@ -195,3 +195,14 @@ def test_reward_queue_order(sim: Sim) -> None:
     nodes = [sim.node(k) for k in queue]
     order = [(n.last_reward_height, n.registration_index) for n in nodes if n is not None]
     assert order == sorted(order)
+
+
+def test_votes_must_name_a_real_worker_and_quorum(sim: Sim) -> None:
+    worker = active_worker(sim)
+    good = sim.votes(worker, NewState.DECOMMISSION)
+    sim.refuse(
+        replace(good, worker_index=len(sim._quorum_for(sim.height + 1).workers)),
+        match="worker index .* is not in the quorum",
+    )
+    sim.refuse(replace(good, quorum_height=0), match="no obligations quorum at height 0")
+    sim.refuse(replace(good, new_state=9), match="unknown new state 9")

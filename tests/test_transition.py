@@ -16,7 +16,7 @@ from state.ledger import compute_fee, get_account, get_pool_balance
 from state.nodes import compute_leader
 from state.state import State
 from state.transition import apply_block, execute_block, propose_block
-from state.types import AccountKey, Atomic, Hash32
+from state.types import AccountKey, Atomic, Hash32, NodeKey
 from state.view import Overlay
 from tests.helpers import next_block, transfer
 
@@ -213,3 +213,12 @@ def test_signatures_can_be_trusted_on_replay_of_a_certified_log(state: State) ->
     apply_block(state, block, verify_signatures=True)
     apply_block(other, block, verify_signatures=False)
     assert state.root == other.root
+
+
+def test_the_producer_must_be_an_active_service_node(state: State) -> None:
+    root = state.root
+    with pytest.raises(InvalidBlock, match="producer is not an active service node"):
+        propose_block(state, [], state.timestamp + 2, producer=NodeKey(b"\x42" * 32))
+    with pytest.raises(InvalidBlock, match="producer is not an active service node"):
+        propose_block(state, [], state.timestamp + 2)  # no producer at all
+    assert state.root == root

@@ -21,7 +21,7 @@ from appchain.exchange import export_events, import_events, read_export_header
 from appchain.home import Home, NodeConfig
 from appchain.progress import Progress
 from appchain.simulate import make_simulation
-from appchain.store import BlockStore, StoreCorrupt
+from appchain.store import BlockStore, StoreCorrupt, StoreInUse
 from consensus.faults import FaultSpecError, parse_faults
 from consensus.simulator import SimConfig
 from genesis.devnet import load_dev_accounts, load_dev_nodes, write_devnet
@@ -305,7 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         more = f" (and {len(exc.problems) - 1} more)" if len(exc.problems) > 1 else ""
         print(f"error: genesis: {exc.problems[0]}{more}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except ChainError as exc:
+    except (ChainError, StoreInUse) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     except StoreCorrupt as exc:

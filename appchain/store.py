@@ -64,6 +64,10 @@ class StoreCorrupt(Exception):
     """The database contradicts itself or holds bytes that do not decode: stop the node."""
 
 
+class StoreInUse(Exception):
+    """Another process holds the database (a node, or a command, on the same home)."""
+
+
 class Applied(Record, frozen=True):
     height: int
     block_hash: Hash32
@@ -119,6 +123,10 @@ class BlockStore:
         self.sync = sync
         try:
             self._db = plyvel.DB(str(path), create_if_missing=create)
+        except plyvel.IOError as exc:
+            if "already held" in str(exc):
+                raise StoreInUse(f"the database at {path} is in use by another process") from None
+            raise StoreCorrupt(f"cannot open the database at {path}: {exc}") from None
         except plyvel.Error as exc:
             raise StoreCorrupt(f"cannot open the database at {path}: {exc}") from None
 

@@ -231,3 +231,15 @@ def test_the_console_script_runs(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "cannot read" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_home_in_use_is_a_clear_error(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import plyvel
+
+    holder = plyvel.DB(str(home / "data" / "chain"))  # another process would hold this lock
+    try:
+        code, _, err = run(capsys, "status", "--home", str(home))
+    finally:
+        holder.close()
+    assert code == 1
+    assert err == f"error: the database at {home / 'data' / 'chain'} is in use by another process\n"

@@ -9,9 +9,11 @@ and restart (their chain and double-sign record survive, as on disk), clocks are
 byzantine members equivocate, withhold, double-sign or send garbage.
 
 Time is simulated by a discrete-event loop: a heap of (time, sequence) events, every random
-choice drawn from one seeded generator. The same seed gives the same run, byte for byte. (The
-trio driver of a real node uses the same cores; a heap rather than trio tasks on the mock clock
-keeps the order of simultaneous events fixed, where trio deliberately varies it.)
+choice drawn from one seeded generator. The same seed gives the same run, byte for byte.
+:meth:`Simulation.run_on_trio` drives the very same loop from one trio task that sleeps until
+each event, so simulated time is trio's clock (``MockClock`` with autojump in the tests): one
+task, rather than one per node, because trio deliberately varies the order in which
+simultaneous tasks run, and the run must not depend on it.
 
 Checks, reported by :meth:`Simulation.report`: final heights per node; whether every honest node
 has the same block and root at every height final for it (``roots_agree``); safety violations
@@ -22,11 +24,12 @@ from __future__ import annotations
 
 import heapq
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
+import trio
 
 from consensus.checkpoint import (
     CheckpointCertificate,
@@ -239,6 +242,24 @@ class Simulation:
         self, watch: Callable[[Simulation], None] | None = None, watch_every: float = 2.0
     ) -> dict[str, Any]:
         """Run to the target finality (or the time limit); ``watch`` sees the network periodically."""
+        for _at in self._events(watch, watch_every):
+            pass
+        return self.report()
+
+    async def run_on_trio(self) -> dict[str, Any]:
+        """The same run, with simulated time kept by trio's clock.
+
+        One task sleeps until each event's time (``trio.testing.MockClock`` with autojump makes
+        that instant), so the run is the heap's, event for event; the report is identical.
+        """
+        start = trio.current_time()
+        origin = self.genesis.genesis_time
+        for at in self._events(None, 0.0):
+            await trio.sleep_until(start + (at - origin))
+        return self.report()
+
+    def _events(self, watch: Callable[[Simulation], None] | None, watch_every: float) -> Iterator[float]:
+        """Process events in time order; yield each event's time before handling it."""
         config = self.config
         origin = self.genesis.genesis_time
         self.now = float(origin)
@@ -258,33 +279,33 @@ class Simulation:
                 self.now = next_watch
                 watch(self)
                 next_watch += watch_every
+            yield at
             self.now = at
-            node = self.nodes[target]
-            if kind == "crash":
-                node.up, node.round = False, None
-                continue
-            if kind == "restart":
-                node.up = True
-                self.schedule_height(node)
-                self.request_sync(node)
-                self.push(self.now, node.index, "proof")
-                continue
-            if not node.up:
-                continue
-            if kind == "deliver":
-                sender, message = payload
-                self.on_message(node, message, self.nodes[sender])
-            elif kind == "round":
-                self.start_round(node, *payload)
-            elif kind == "proof":
-                self.send_proof(node)
-            elif kind == "wake" and node.round is not None and payload == node.round_id:
-                self.drive(node, node.round.on_time(self.local_time(node)))
+            self._handle(self.nodes[target], kind, payload)
             if all(n.final_height >= config.blocks for n in self.honest_nodes()):
                 break
         if watch is not None:
             watch(self)
-        return self.report()
+
+    def _handle(self, node: SimNode, kind: str, payload: Any) -> None:
+        if kind == "crash":
+            node.up, node.round = False, None
+        elif kind == "restart":
+            node.up = True
+            self.schedule_height(node)
+            self.request_sync(node)
+            self.push(self.now, node.index, "proof")
+        elif not node.up:
+            return
+        elif kind == "deliver":
+            sender, message = payload
+            self.on_message(node, message, self.nodes[sender])
+        elif kind == "round":
+            self.start_round(node, *payload)
+        elif kind == "proof":
+            self.send_proof(node)
+        elif kind == "wake" and node.round is not None and payload == node.round_id:
+            self.drive(node, node.round.on_time(self.local_time(node)))
 
     def local_time(self, node: SimNode) -> float:
         return self.now + self.config.faults.skew.get(node.index, 0.0)

@@ -126,3 +126,19 @@ def test_round_zero_survives_four_dead_validators_and_five_move_to_the_next_roun
             assert block_round == 0, (height, dead_validators)
             seen["round 0"] += 1
     assert seen["round 0"] and seen["later round"]
+
+
+async def test_the_run_on_trios_mock_clock_is_the_same_run(autojump_clock) -> None:  # type: ignore[no-untyped-def]
+    import trio
+
+    config = parse_faults(
+        "loss=0.05,crash=3@3-20,byzantine=1:garbage", SimConfig(nodes=NODES, blocks=5, seed=9)
+    )
+    expected = make_simulation(config).run()
+    config = parse_faults(
+        "loss=0.05,crash=3@3-20,byzantine=1:garbage", SimConfig(nodes=NODES, blocks=5, seed=9)
+    )
+    started = trio.current_time()
+    report = await make_simulation(config).run_on_trio()
+    assert report == expected
+    assert trio.current_time() - started == pytest.approx(report["simulated_seconds"], abs=1e-3)

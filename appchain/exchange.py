@@ -102,16 +102,17 @@ def _read_frames(source: BinaryIO) -> Iterator[bytes]:
         yield payload
 
 
+def _open_export(source: BinaryIO, name: Path) -> tuple[ExportHeader, Iterator[bytes]]:
+    """Check the magic, read the header; the block frames follow."""
+    if source.read(len(MAGIC)) != MAGIC:
+        raise ImportRefused(None, f"{name} is not an appchain event export")
+    frames = _read_frames(source)
+    return _decode_header(next(frames, None)), frames
+
+
 def read_export_header(in_path: Path) -> ExportHeader:
     with in_path.open("rb") as source:
-        if source.read(len(MAGIC)) != MAGIC:
-            raise ImportRefused(None, f"{in_path} is not an appchain event export")
-        for frame in _read_frames(source):
-            try:
-                return _header.decode(frame)
-            except DecodeError as exc:
-                raise ImportRefused(None, f"bad export header: {exc}") from None
-    raise ImportRefused(None, "the file holds no header")
+        return _open_export(source, in_path)[0]
 
 
 def import_events(
@@ -127,10 +128,7 @@ def import_events(
     start = Applied(0, chain.state.block_hash, chain.state.root)
     try:
         with in_path.open("rb") as source:
-            if source.read(len(MAGIC)) != MAGIC:
-                raise ImportRefused(None, f"{in_path} is not an appchain event export")
-            frames = _read_frames(source)
-            header = _decode_header(next(frames, None))
+            header, frames = _open_export(source, in_path)
             if header.genesis_hash != chain.genesis.hash:
                 raise ImportRefused(
                     None,

@@ -14,7 +14,7 @@ key                           value
 ``c/<height>``                the :class:`~consensus.checkpoint.CheckpointCertificate` of a checkpoint
 ``m/final``                   :class:`Final`: the highest certified (so final) checkpoint
 ``g/<height><round><stage>``  double-sign guard: the hash of what this node signed in that slot
-                              (:mod:`appchain.guard`; written with sync before signing)
+                              (:meth:`BlockStore.remember`; written with sync before signing)
 ``S/<height>``                :class:`SnapshotManifest` of the state after that block
 ``s/<height>/<chunk>``        snapshot chunk: up to 4,096 ``(key, value)`` pairs in key order
 ============================  ===============================================================
@@ -47,6 +47,7 @@ from state.state import State
 from state.transition import Change, PendingBlock
 from state.types import Hash32
 
+GUARD_PREFIX = b"g/"
 GENESIS_KEY = b"m/genesis"
 FINAL_KEY = b"m/final"
 CERTIFICATE_PREFIX = b"c/"
@@ -129,11 +130,6 @@ class BlockStore:
             raise StoreCorrupt(f"cannot open the database at {path}: {exc}") from None
         except plyvel.Error as exc:
             raise StoreCorrupt(f"cannot open the database at {path}: {exc}") from None
-
-    @property
-    def db(self) -> plyvel.DB:
-        """The raw database, for the modules documented in the keyspace table (the guard)."""
-        return self._db
 
     def close(self) -> None:
         self._db.close()
@@ -313,6 +309,24 @@ class BlockStore:
         batch.delete(height_key(MANIFEST_PREFIX, height))
         for key in self._db.iterator(prefix=height_key(CHUNK_PREFIX, height) + b"/", include_value=False):
             batch.delete(key)
+
+    # -- the double-sign guard's record (consensus.guard.SlotRecord) -------------------------------
+
+    def remember(self, height: int, round_: int, stage: int, digest: bytes) -> bytes:
+        """Store ``digest`` for the slot, durably, unless one is there; return the stored one."""
+        key = GUARD_PREFIX + height.to_bytes(8, "big") + round_.to_bytes(2, "big") + stage.to_bytes(2, "big")
+        stored = self._get(key)
+        if stored is not None:
+            return stored
+        self._db.put(key, digest, sync=True)
+        return digest
+
+    def forget_slots_below(self, height: int) -> None:
+        """Forget guard slots below ``height`` (final heights can never be signed again)."""
+        stop = GUARD_PREFIX + height.to_bytes(8, "big")
+        with self._db.write_batch(sync=True) as batch:
+            for key in self._db.iterator(start=GUARD_PREFIX, stop=stop, include_value=False):
+                batch.delete(key)
 
     def truncate(self, height: int, applied: Applied) -> None:
         """Remove every block above ``height`` (and snapshots above it) and set the tip, atomically.

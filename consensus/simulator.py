@@ -668,9 +668,10 @@ class Simulation:
             self.broadcast(node, CheckpointVote(height, other, member, forged))
 
     def on_vote(self, node: SimNode, vote: CheckpointVote) -> None:
-        quorum_now = get_checkpoint_quorum(Overlay(node.state.get), vote.height)
-        if quorum_now is not None and vote.member < len(quorum_now.members):
-            voter = bytes(quorum_now.members[vote.member].node_key)
+        # the quorum of a checkpoint is in the state from four blocks before it: None until then
+        quorum = get_checkpoint_quorum(Overlay(node.state.get), vote.height)
+        if quorum is not None and vote.member < len(quorum.members):
+            voter = bytes(quorum.members[vote.member].node_key)
             self.signed_slots.setdefault((voter, vote.height, 0, CHECKPOINT), set()).add(
                 bytes(vote.block_hash)
             )
@@ -678,11 +679,6 @@ class Simulation:
             return
         votes = node.votes.setdefault((vote.height, bytes(vote.block_hash)), {})
         votes.setdefault(vote.member, vote.signature)
-        quorum = (
-            get_checkpoint_quorum(Overlay(node.state.get), vote.height)
-            if vote.height <= node.height + 4
-            else None
-        )
         if quorum is None or len(votes) < compute_checkpoint_threshold(len(quorum.members)):
             return
         keys = [m.bls_key for m in quorum.members]
@@ -705,7 +701,7 @@ class Simulation:
         height = certificate.height
         if height <= node.final_height:
             return
-        quorum = get_checkpoint_quorum(Overlay(node.state.get), height) if height <= node.height + 4 else None
+        quorum = get_checkpoint_quorum(Overlay(node.state.get), height)
         if quorum is None:
             return
         try:

@@ -23,7 +23,7 @@ from genesis.presets import DEVNET
 from state.crypto import bls, ed25519
 from state.events import Allocation, Contribution, GenesisNode, compute_node_proof_message
 from state.params import ChainParams
-from state.types import ATOMIC_PER_COIN, AccountKey, Atomic, BlsPublicKey, NodeKey
+from state.types import ATOMIC_PER_COIN, Atomic, BlsPublicKey, NodeKey
 
 UNSAFE_WARNING = (
     "UNSAFE: deterministic development keys derived from a public seed. "
@@ -166,13 +166,3 @@ def load_dev_accounts(path: Path) -> list[ed25519.SigningKey]:
     """The signing keys listed in an ``accounts.json`` written by :func:`write_devnet`."""
     data = json.loads(path.read_text())
     return [ed25519.SigningKey(bytes.fromhex(entry["seed"])) for entry in data["accounts"]]
-
-
-__all__ = [
-    "AccountKey",
-    "DevNode",
-    "create_devnet_genesis",
-    "load_dev_accounts",
-    "load_dev_nodes",
-    "write_devnet",
-]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from state.encoding import Record, encode
 from state.errors import InvalidBlock
-from state.events import Event, compute_event_hash
+from state.events import Event, compute_event_hash, event_hasher
 from state.hashing import Domain, tagged_hasher
 from state.merkle import merkle_root
 from state.params import ChainParams
@@ -77,17 +77,25 @@ def compute_events_root(events: tuple[Event, ...] | list[Event]) -> Hash32:
     return merkle_root([compute_event_hash(event) for event in events])
 
 
+def check_events(events: tuple[Event, ...] | list[Event], params: ChainParams, height: int) -> Hash32:
+    """Stateless checks of a block's events (count, sizes); their root, from one encoding each."""
+    if len(events) > params.max_block_events:
+        raise InvalidBlock(f"block {height}: more than {params.max_block_events} events")
+    hashes = []
+    for index, event in enumerate(events):
+        raw = encode(event)
+        if len(raw) > params.max_event_bytes:
+            raise InvalidBlock(f"block {height}: event {index} is too large", index)
+        hashes.append(event_hasher(raw))
+    return merkle_root(hashes)
+
+
 def validate_block_basic(block: Block, params: ChainParams) -> None:
     """Stateless block checks: version, size limits and the events root."""
     header = block.header
     if header.version != HEADER_VERSION:
         raise InvalidBlock(f"block {header.height}: unknown header version {header.version}")
-    if len(block.events) > params.max_block_events:
-        raise InvalidBlock(f"block {header.height}: more than {params.max_block_events} events")
-    for index, event in enumerate(block.events):
-        if len(encode(event)) > params.max_event_bytes:
-            raise InvalidBlock(f"block {header.height}: event {index} is too large", index)
-    if compute_events_root(block.events) != header.events_root:
+    if check_events(block.events, params, header.height) != header.events_root:
         raise InvalidBlock(f"block {header.height}: events root does not match the events")
 
 

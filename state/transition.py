@@ -6,9 +6,10 @@ rules) against overlays and computes the new tree, without touching ``state``. O
 :func:`commit_block` changes ``state``, and only with a block that executed cleanly. The node's
 store writes the block between the two, so what is on disk and what is in memory never differ.
 
-Signature checks can be skipped when replaying a log whose blocks were certified when they were
-written (``verify_signatures=False``): they are stateless, so skipping them cannot change the
-resulting state of a valid log.
+The stateless event checks (``validate_basic``: shapes and signatures) can be skipped when
+replaying a log whose blocks were certified when they were written (``verify_signatures=False``):
+they depend on nothing but the event, so skipping them cannot change the state a valid log
+produces. The block's own checks (heights, hashes, sizes, roots) always run.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from state.block import (
     HEADER_VERSION,
     Block,
     Header,
+    check_events,
     compute_block_hash,
-    compute_events_root,
     validate_block_basic,
 )
 from state.checkpoints import compute_next_checkpoint_commitment, store_next_checkpoint_quorum
@@ -175,6 +176,20 @@ def _changes(
     return effective, changes
 
 
+def _run_block(
+    state: State,
+    events: Sequence[Event],
+    height: int,
+    timestamp: int,
+    verify_signatures: bool,
+    producer: NodeKey,
+) -> tuple[Overlay, dict[bytes, bytes | None], list[Change], SparseMerkleTree]:
+    """Run the events and the block's own work; the effective writes and the new tree."""
+    view = _execute_events(state, events, height, timestamp, verify_signatures, producer)
+    writes, changes = _changes(state, view.writes)
+    return view, writes, changes, state.tree.update(writes)
+
+
 def execute_block(state: State, block: Block, *, verify_signatures: bool = True) -> PendingBlock:
     """Check ``block`` fully against ``state`` and compute its effect; ``state`` is untouched."""
     header = block.header
@@ -185,13 +200,11 @@ def execute_block(state: State, block: Block, *, verify_signatures: bool = True)
     if header.timestamp < state.timestamp:
         raise InvalidBlock(f"block {header.height}: timestamp goes back in time")
     validate_block_basic(block, state.params)
-    view = _execute_events(
+    view, writes, changes, tree = _run_block(
         state, block.events, header.height, header.timestamp, verify_signatures, header.producer
     )
     if compute_next_checkpoint_commitment(view, header.height) != header.next_checkpoint_quorum:
         raise InvalidBlock(f"block {header.height}: the next checkpoint quorum commitment is wrong")
-    writes, changes = _changes(state, view.writes)
-    tree = state.tree.update(writes)
     if tree.root != header.state_root:
         raise InvalidBlock(
             f"block {header.height}: state root {tree.root.hex()} does not match the header's "
@@ -252,22 +265,20 @@ def propose_block(
     state root as it is) and collects the signatures.
     """
     height = state.height + 1
-    view = _execute_events(state, events, height, timestamp, verify_signatures=True, producer=producer)
-    writes, changes = _changes(state, view.writes)
-    tree = state.tree.update(writes)
+    events_root = check_events(list(events), state.params, height)
+    view, writes, changes, tree = _run_block(state, events, height, timestamp, True, producer)
     header = Header(
         version=HEADER_VERSION,
         height=Height(height),
         prev_hash=state.block_hash,
         timestamp=timestamp,
-        events_root=compute_events_root(tuple(events)),
+        events_root=events_root,
         state_root=Hash32(tree.root),
         round=round_,
         producer=producer,
         next_checkpoint_quorum=compute_next_checkpoint_commitment(view, height),
     )
     block = Block(header, tuple(events))
-    validate_block_basic(block, state.params)
     return PendingBlock(
         block, compute_block_hash(header), state.block_hash, writes, changes, tree, tuple(view.effects)
     )

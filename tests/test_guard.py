@@ -6,11 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import plyvel
 import pytest
 
 from appchain.chain import ChainError
-from appchain.guard import HomeLock, LevelDBSlotRecord
+from appchain.guard import HomeLock
+from appchain.store import BlockStore
 from consensus.guard import CHECKPOINT, DoubleSign, GuardedSigner, MemorySlotRecord
 from state.crypto import ed25519
 
@@ -19,8 +19,8 @@ KEY = ed25519.SigningKey(b"\x05" * 32)
 
 @pytest.mark.parametrize("record_kind", ["memory", "leveldb"])
 def test_one_payload_per_slot(record_kind: str, tmp_path: Path) -> None:
-    db = plyvel.DB(str(tmp_path / "db"), create_if_missing=True)
-    record = MemorySlotRecord() if record_kind == "memory" else LevelDBSlotRecord(db)
+    db = BlockStore(tmp_path / "db", create=True)
+    record = MemorySlotRecord() if record_kind == "memory" else db
     signer = GuardedSigner(KEY, record)
     # the very first slot is guarded too (cometbft #5435: a check that checked nothing for N=1)
     first = signer.sign(1, 0, 5, b"block A")
@@ -36,15 +36,15 @@ def test_one_payload_per_slot(record_kind: str, tmp_path: Path) -> None:
 
 
 def test_the_record_survives_a_restart(tmp_path: Path) -> None:
-    db = plyvel.DB(str(tmp_path / "db"), create_if_missing=True)
-    GuardedSigner(KEY, LevelDBSlotRecord(db)).sign(7, 2, 5, b"first")
+    db = BlockStore(tmp_path / "db", create=True)
+    GuardedSigner(KEY, db).sign(7, 2, 5, b"first")
     db.close()
-    db = plyvel.DB(str(tmp_path / "db"))
-    signer = GuardedSigner(KEY, LevelDBSlotRecord(db))
+    db = BlockStore(tmp_path / "db")
+    signer = GuardedSigner(KEY, db)
     with pytest.raises(DoubleSign):
         signer.sign(7, 2, 5, b"second")
     signer.sign(7, 2, 5, b"first")
-    LevelDBSlotRecord(db).prune_below(8)
+    db.forget_slots_below(8)
     signer.sign(7, 2, 5, b"second")  # a pruned (final) height is no longer recorded
     db.close()
 

@@ -48,8 +48,3 @@ def verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
     except (BadSignatureError, CryptoError, ValueError):
         return False
     return True
-
-
-def to_x25519_public(public_key: bytes) -> bytes:
-    """The X25519 (transport) key derived from an Ed25519 key, as libsodium converts it."""
-    return bytes(bindings.crypto_sign_ed25519_pk_to_curve25519(public_key))

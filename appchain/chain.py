@@ -1,7 +1,9 @@
 """The chain: the event log and the state derived from it, kept in step.
 
-Start-up handshake (:meth:`Chain.open`): check the database belongs to this genesis, load the
-newest snapshot (its root must match its manifest and its block header), replay the log from
+Start-up handshake (:meth:`Chain.open`): check the database belongs to this genesis, check
+that its markers agree (:func:`check_markers`: the applied tip names the newest stored block,
+nothing is stored above it, the final marker is at or below it and names a stored, certified
+block), load the newest snapshot (its root must match its manifest and its block header), replay the log from
 there to the applied height, and compare every recomputed state root with the stored header
 and every recomputed delta with the stored one. The first mismatch stops with
 :class:`ReplayMismatch` naming the height; nothing is written during the handshake.
@@ -17,7 +19,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from appchain.store import Applied, BlockStore, StoreCorrupt
+from appchain.store import (
+    DELTA_PREFIX,
+    EVENTS_PREFIX,
+    HEADER_PREFIX,
+    Applied,
+    BlockStore,
+    StoreCorrupt,
+)
 from consensus.checkpoint import CheckpointCertificate, InvalidCertificate, verify_certificate
 from consensus.validation import RandomValueAt, compute_block_entropy, validate_pulse
 from genesis.build import create_genesis_state
@@ -228,12 +237,48 @@ def check_genesis(store: BlockStore, genesis: Genesis) -> None:
         )
 
 
-def load_state(store: BlockStore, genesis: Genesis, *, progress: ProgressCallback | None = None) -> State:
-    """The handshake: newest snapshot, then replay of the tail, checking everything recorded."""
-    check_genesis(store, genesis)
+def check_markers(store: BlockStore) -> Applied:
+    """The applied tip, once it, the stored blocks and the final marker are seen to agree.
+
+    A torn write-ahead log (a disk that lost its last writes) can leave LevelDB with older
+    values for some keys and newer ones for others: the final marker above the tip, a tip
+    naming a block that is not there, blocks above the tip. Building on such a database would
+    lose final blocks without a word, so each disagreement is :class:`StoreCorrupt`.
+    """
     applied = store.get_applied()
     if applied is None:
         raise StoreCorrupt("the database has no applied height")
+    tip = applied.height
+    header = store.get_header(tip)
+    if header is None:
+        raise StoreCorrupt(f"the applied tip is block {tip}, but its header is missing")
+    if compute_block_hash(header) != applied.block_hash or header.state_root != applied.state_root:
+        raise StoreCorrupt(f"the applied tip does not match the stored header of block {tip}")
+    records = ((HEADER_PREFIX, "a header"), (EVENTS_PREFIX, "the events"), (DELTA_PREFIX, "a delta"))
+    for prefix, what in records:
+        highest = store.highest_height(prefix)
+        if highest != tip:
+            found = "nothing" if highest is None else f"{what} of block {highest}"
+            raise StoreCorrupt(f"the applied tip is block {tip}, but the log holds {found} as its newest")
+    final = store.get_final()
+    if final is not None:
+        if final.height > tip:
+            raise StoreCorrupt(
+                f"the final marker names block {final.height}, above the applied tip {tip}: "
+                "final blocks were lost (restore the database or import an export)"
+            )
+        final_header = store.get_header(final.height)
+        if final_header is None or compute_block_hash(final_header) != final.block_hash:
+            raise StoreCorrupt(f"the final marker names a block {final.height} the log does not hold")
+        if store.get_certificate(final.height) is None:
+            raise StoreCorrupt(f"the final block {final.height} has no stored certificate")
+    return applied
+
+
+def load_state(store: BlockStore, genesis: Genesis, *, progress: ProgressCallback | None = None) -> State:
+    """The handshake: markers, newest snapshot, then replay of the tail, checking everything recorded."""
+    check_genesis(store, genesis)
+    applied = check_markers(store)
     manifest = store.get_latest_snapshot(applied.height)
     if manifest is None:
         state = genesis_state_checked(store, genesis)
@@ -280,9 +325,7 @@ def replay_from_genesis(
 ) -> State:
     """Rebuild the state from block 0, ignoring snapshots, checking every root and delta."""
     check_genesis(store, genesis)
-    applied = store.get_applied()
-    if applied is None:
-        raise StoreCorrupt("the database has no applied height")
+    applied = check_markers(store)
     state = genesis_state_checked(store, genesis)
     replay_blocks(
         state,

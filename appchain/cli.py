@@ -1,9 +1,24 @@
 """``appchain``: the command line, in the style of oxend and CometBFT.
 
-Every user mistake (bad genesis, missing home, tampered export…) is one ``error:`` line on
-stderr and exit status 1. Corruption found in a node's own database is one ``fatal:`` line and
-exit status 2: the operator must act (restore, re-import, or replay from an export). Anything
-else is a bug and shows its traceback.
+Exit status:
+
+====  =====================================================================================
+0     success
+1     a user mistake (bad genesis, missing or busy home, tampered export, bad value…): one
+      ``error:`` line on stderr; the home is untouched
+2     a usage error (unknown command or option, missing argument): argparse's message
+3     corruption in the node's own database: one ``fatal:`` line naming what disagrees; the
+      operator must act (restore, re-import, or replay from an export); nothing is written
+4     ``simulate``: a safety property failed (roots differ, a final block forked, an honest
+      double sign)
+5     ``simulate``: safe, but the honest nodes did not finalize ``--blocks`` blocks in time
+130   interrupted (Ctrl-C); an interrupted import is undone first
+====  =====================================================================================
+
+Anything else is a bug and shows its traceback.
+
+Commands that use a home take ``--home DIR``; without it, ``$APPCHAIN_HOME``, else
+``~/.appchain``. Each holds the home's lock while it runs (one process per home).
 """
 
 from __future__ import annotations
@@ -13,23 +28,29 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from importlib import metadata
 from pathlib import Path
 
 from appchain.chain import ChainError, replay_from_genesis
 from appchain.devchain import DevChainGenerator
-from appchain.exchange import export_events, import_events, read_export_header
-from appchain.home import Home, NodeConfig
+from appchain.exchange import ImportInterrupted, export_events, import_events, read_export_header
+from appchain.home import Home, NodeConfig, default_home
 from appchain.progress import Progress
 from appchain.simulate import make_simulation
 from appchain.store import BlockStore, StoreCorrupt, StoreInUse
 from consensus.faults import FaultSpecError, parse_faults
 from consensus.simulator import SimConfig
-from genesis.devnet import load_dev_accounts, load_dev_nodes, write_devnet
-from genesis.document import GenesisError, load_genesis
+from genesis.devnet import DevKeyError, load_dev_accounts, load_dev_nodes, write_devnet
+from genesis.document import CHAIN_ID, Genesis, GenesisError, load_genesis
 from state.supply import compute_supply
 
+EXIT_OK = 0
 EXIT_USER_ERROR = 1
-EXIT_CORRUPT = 2
+EXIT_USAGE = 2
+EXIT_CORRUPT = 3
+EXIT_UNSAFE = 4
+EXIT_TARGET_MISSED = 5
+EXIT_INTERRUPTED = 130
 
 
 def _print_json(data: object) -> None:
@@ -39,7 +60,21 @@ def _print_json(data: object) -> None:
 def cmd_genesis_new(args: argparse.Namespace) -> int:
     if args.nodes < 0 or args.users < 0:
         raise ChainError("--nodes and --users must not be negative")
+    if not CHAIN_ID.match(args.chain_id):
+        raise ChainError(
+            f"--chain-id {args.chain_id!r}: 1 to 64 of lowercase letters, digits, '.', '_', '-', "
+            "starting with a letter or digit"
+        )
     out = Path(args.out)
+    if out.is_dir():
+        raise ChainError(f"--out {out} is a folder: name the genesis file to write")
+    keys = out.parent / "keys"
+    if not args.force:
+        for existing in (out, keys):
+            if existing.exists():
+                raise ChainError(f"{existing} already exists: pass --force to overwrite it")
+    if keys.exists() and not keys.is_dir():
+        raise ChainError(f"{keys} is not a folder")
     genesis = write_devnet(out, args.nodes, args.seed, users=args.users, chain_id=args.chain_id)
     print(f"wrote {out} ({args.nodes} service nodes, {args.users} funded users)")
     print(f"wrote dev keys to {out.parent / 'keys'} (UNSAFE: derived from a public seed)")
@@ -51,7 +86,7 @@ def cmd_genesis_validate(args: argparse.Namespace) -> int:
     try:
         genesis = load_genesis(args.file)
     except GenesisError as exc:
-        print(f"{args.file}: {len(exc.problems)} problem(s)", file=sys.stderr)
+        print(f"error: {args.file}: {len(exc.problems)} problem(s)", file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return EXIT_USER_ERROR
@@ -60,6 +95,8 @@ def cmd_genesis_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    if args.snapshot_interval < 1:
+        raise ChainError("--snapshot-interval must be a positive number of blocks")
     config = NodeConfig(snapshot_interval=args.snapshot_interval)
     home, genesis = Home.init(Path(args.home), Path(args.genesis), config)
     print(f"initialised {home.path} for chain {genesis.chain_id}")
@@ -76,14 +113,21 @@ def cmd_dev_chain(args: argparse.Namespace) -> int:
         )
     if args.blocks < 0 or args.events_per_block < 1:
         raise ChainError("--blocks must not be negative and --events-per-block must be positive")
-    with home.open_chain() as chain:
-        nodes_file = home.keys_path / "dev-nodes.json"
+    accounts = load_dev_accounts(keys)
+    if not accounts:
+        raise ChainError(f"{keys} lists no accounts: the dev chain needs funded accounts to sign with")
+    nodes_file = home.keys_path / "dev-nodes.json"
+    nodes = load_dev_nodes(nodes_file) if nodes_file.exists() else []
+    with home.lock("dev-chain"), home.open_chain() as chain:
+        limit = chain.state.params.max_block_events
+        if args.events_per_block > limit:
+            raise ChainError(f"--events-per-block {args.events_per_block} is above the chain's limit {limit}")
         generator = DevChainGenerator(
             chain,
-            load_dev_accounts(keys),
+            accounts,
             args.seed,
             events_per_block=args.events_per_block,
-            nodes=load_dev_nodes(nodes_file) if nodes_file.exists() else (),
+            nodes=nodes,
             mix=not args.transfers_only,
         )
         progress = Progress(args.blocks, "dev-chain")
@@ -95,8 +139,12 @@ def cmd_dev_chain(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     home = Home(Path(args.home))
-    genesis = home.load_genesis()
-    home.load_config()
+    with home.lock("replay"):
+        genesis = home.load_genesis()
+        return _replay(home, genesis, args)
+
+
+def _replay(home: Home, genesis: Genesis, args: argparse.Namespace) -> int:
     with BlockStore(home.db_path) as store:
         applied = store.get_applied()
         total = applied.height if applied else 0
@@ -143,7 +191,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     home = Home(Path(args.home))
-    with home.open_chain() as chain:
+    with home.lock("status"), home.open_chain() as chain:
         result = {
             "chain_id": chain.genesis.chain_id,
             "genesis_hash": chain.genesis.hash.hex(),
@@ -164,7 +212,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_export_events(args: argparse.Namespace) -> int:
     home = Home(Path(args.home))
-    with home.open_chain() as chain:
+    with home.lock("export-events"), home.open_chain() as chain:
         progress = Progress(chain.height + 1, "export")
         height = export_events(
             chain.store,
@@ -182,12 +230,17 @@ def cmd_export_events(args: argparse.Namespace) -> int:
 def cmd_import_events(args: argparse.Namespace) -> int:
     home = Home(Path(args.home))
     source = Path(args.in_file)
-    if not source.exists():
-        raise ChainError(f"{source} does not exist")
     header = read_export_header(source)
-    with home.open_chain() as chain:
+    with home.lock("import-events"), home.open_chain() as chain:
         progress = Progress(header.last_height, "import")
-        height = import_events(chain, source, verify_signatures=args.verify, progress=progress)
+        try:
+            height = import_events(
+                chain, source, verify_signatures=not args.trust_signatures, progress=progress
+            )
+        except ImportInterrupted as exc:
+            progress.finish()
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_INTERRUPTED
         progress.finish()
         print(f"imported blocks 1..{height}; state root {chain.state.root.hex()}")
     return 0
@@ -195,7 +248,7 @@ def cmd_import_events(args: argparse.Namespace) -> int:
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     home = Home(Path(args.home))
-    with home.open_chain() as chain:
+    with home.lock("rollback"), home.open_chain() as chain:
         chain.rollback(args.height)
         print(f"rolled back to height {chain.height}; state root {chain.state.root.hex()}")
     return 0
@@ -209,6 +262,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     except FaultSpecError as exc:
         raise ChainError(str(exc)) from None
     report = make_simulation(config).run()
+    safe = report["roots_agree"] and report["safety_violations"] == 0 and report["double_signs"] == 0
     if args.json:
         _print_json(report)
     else:
@@ -221,12 +275,31 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             f"highest round used: {report['rounds_used']}, messages: {report['messages']}, "
             f"simulated seconds: {report['simulated_seconds']}"
         )
-    safe = report["roots_agree"] and report["safety_violations"] == 0 and report["double_signs"] == 0
-    return 0 if safe else EXIT_CORRUPT
+    if not safe:
+        print("error: simulate: a safety property failed (see the report)", file=sys.stderr)
+        return EXIT_UNSAFE
+    if not report["target_reached"]:
+        print(
+            f"error: simulate: the honest nodes did not all finalize {args.blocks} blocks "
+            f"within {report['simulated_seconds']} simulated seconds",
+            file=sys.stderr,
+        )
+        return EXIT_TARGET_MISSED
+    return EXIT_OK
+
+
+def _add_home(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--home",
+        type=Path,
+        default=None,
+        help="the node's home folder (default: $APPCHAIN_HOME, else ~/.appchain)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="appchain", description="A service-node appchain node.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     genesis = commands.add_parser("genesis", help="create and check genesis files")
@@ -237,19 +310,20 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("--out", required=True, help="genesis file to write; keys go to keys/ beside it")
     new.add_argument("--users", type=int, default=8, help="funded user accounts (default 8)")
     new.add_argument("--chain-id", default="appchain-devnet")
+    new.add_argument("--force", action="store_true", help="overwrite an existing genesis file and keys/")
     new.set_defaults(handler=cmd_genesis_new)
     validate = genesis_commands.add_parser("validate", help="check a genesis file and print its hash")
     validate.add_argument("file")
     validate.set_defaults(handler=cmd_genesis_validate)
 
     init = commands.add_parser("init", help="create a node home from a genesis file")
-    init.add_argument("--home", required=True)
+    _add_home(init)
     init.add_argument("--genesis", required=True)
     init.add_argument("--snapshot-interval", type=int, default=NodeConfig.snapshot_interval)
     init.set_defaults(handler=cmd_init)
 
     dev = commands.add_parser("dev-chain", help="append blocks of random signed transactions")
-    dev.add_argument("--home", required=True)
+    _add_home(dev)
     dev.add_argument("--blocks", type=int, required=True)
     dev.add_argument("--seed", required=True)
     dev.add_argument("--events-per-block", type=int, default=100)
@@ -259,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev.set_defaults(handler=cmd_dev_chain)
 
     replay = commands.add_parser("replay", help="rebuild the state from genesis and check every root")
-    replay.add_argument("--home", required=True)
+    _add_home(replay)
     replay.add_argument("--json", action="store_true", help="print one JSON object")
     replay.add_argument(
         "--verify-signatures", action="store_true", help="re-verify every signature (default: trust the log)"
@@ -267,23 +341,27 @@ def build_parser() -> argparse.ArgumentParser:
     replay.set_defaults(handler=cmd_replay)
 
     status = commands.add_parser("status", help="open the home (handshake) and show its tip")
-    status.add_argument("--home", required=True)
+    _add_home(status)
     status.add_argument("--json", action="store_true")
     status.set_defaults(handler=cmd_status)
 
     export = commands.add_parser("export-events", help="write the event log to a file")
-    export.add_argument("--home", required=True)
+    _add_home(export)
     export.add_argument("--out", required=True)
     export.set_defaults(handler=cmd_export_events)
 
     imp = commands.add_parser("import-events", help="rebuild a fresh home from an export")
-    imp.add_argument("--home", required=True)
+    _add_home(imp)
     imp.add_argument("--in", dest="in_file", required=True)
-    imp.add_argument("--verify", action="store_true", help="also verify every signature")
+    imp.add_argument(
+        "--trust-signatures",
+        action="store_true",
+        help="skip verifying Pulse data and signatures (only for an export you made yourself)",
+    )
     imp.set_defaults(handler=cmd_import_events)
 
     rollback = commands.add_parser("rollback", help="undo the non-final blocks above a height")
-    rollback.add_argument("--home", required=True)
+    _add_home(rollback)
     rollback.add_argument("--height", type=int, required=True)
     rollback.set_defaults(handler=cmd_rollback)
 
@@ -297,23 +375,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    try:
+        return metadata.version("appchain")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if "home" in args and args.home is None:
+        args.home = default_home()
     try:
         status: int = args.handler(args)
     except GenesisError as exc:
         more = f" (and {len(exc.problems) - 1} more)" if len(exc.problems) > 1 else ""
         print(f"error: genesis: {exc.problems[0]}{more}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except (ChainError, StoreInUse) as exc:
+    except (ChainError, StoreInUse, DevKeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     except StoreCorrupt as exc:
         print(f"fatal: {exc}", file=sys.stderr)
         return EXIT_CORRUPT
+    except OSError as exc:  # a path the user named: missing, a folder, not writable, disk full
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     return status
 
 

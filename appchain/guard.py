@@ -1,10 +1,13 @@
-"""The lock that keeps one node per home folder.
+"""The lock that keeps one process per home folder.
 
 (The double-sign record itself lives in the node's database, written by
 :meth:`appchain.store.BlockStore.remember`, since the store owns the whole keyspace.)
 
-The lock is an exclusive ``flock`` on ``<home>/node.lock``, held while the node runs: a second
-process on the same home (and so the same keys) refuses to start with a clear message.
+The lock is an exclusive ``flock`` on ``<home>/node.lock``, taken by every command that opens
+the home's database (:meth:`appchain.home.Home.lock`) and held while it runs: a second process
+on the same home (and so the same keys and database) refuses to start with a clear message
+naming the holder. The kernel releases a ``flock`` when its process dies, so a killed node
+leaves no stale lock behind.
 """
 
 from __future__ import annotations
@@ -17,11 +20,16 @@ from typing import TextIO
 from appchain.chain import ChainError
 
 
-class HomeLock:
-    """An exclusive lock on a home folder for as long as the node runs."""
+class HomeInUse(ChainError):
+    """Another process holds the home folder: a user error (exit 1), not corruption."""
 
-    def __init__(self, home: Path) -> None:
+
+class HomeLock:
+    """An exclusive lock on a home folder for as long as the node or command runs."""
+
+    def __init__(self, home: Path, purpose: str = "") -> None:
         self.path = home / "node.lock"
+        self.purpose = purpose
         self._file: TextIO | None = None
 
     def acquire(self) -> None:
@@ -32,10 +40,10 @@ class HomeLock:
             handle.seek(0)
             owner = handle.read().strip() or "another process"
             handle.close()
-            raise ChainError(f"{self.path.parent} is in use by {owner}: one node per home folder") from None
+            raise HomeInUse(f"{self.path.parent} is in use by {owner}: one process per home folder") from None
         handle.seek(0)
         handle.truncate()
-        handle.write(f"process {os.getpid()}")
+        handle.write(f"process {os.getpid()}" + (f" ({self.purpose})" if self.purpose else ""))
         handle.flush()
         self._file = handle
 

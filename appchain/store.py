@@ -29,13 +29,19 @@ Rules:
   loss, not just a killed process.
 - The two newest snapshots are kept; older ones are deleted in the batch that writes a new one.
 - Anything that fails to decode is corruption: :class:`StoreCorrupt`, never a silent skip.
+  Reads verify LevelDB's block checksums, and any LevelDB error while reading or writing (a
+  truncated or overwritten table file, an I/O error) is :class:`StoreCorrupt` naming the
+  record it hit: the CLI prints it as one ``fatal:`` line, a node stops.
+- Only one process opens a database at a time (LevelDB's own ``LOCK`` file);
+  :class:`StoreInUse` says so when another process holds it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import plyvel
 
@@ -106,6 +112,31 @@ def prefix_end(prefix: bytes) -> bytes:
     return prefix[:-1] + bytes([prefix[-1] + 1])
 
 
+_RECORD_NAMES = {
+    HEADER_PREFIX: "the header of block",
+    EVENTS_PREFIX: "the events of block",
+    DELTA_PREFIX: "the state delta of block",
+    CERTIFICATE_PREFIX: "the certificate of block",
+    MANIFEST_PREFIX: "the snapshot manifest at height",
+    CHUNK_PREFIX: "a snapshot chunk at height",
+    GUARD_PREFIX: "the double-sign record of height",
+}
+
+
+def describe_key(key: bytes) -> str:
+    """A record's key in words, for error messages: ``the header of block 252``."""
+    name = _RECORD_NAMES.get(key[:2])
+    if name is not None and len(key) >= 10:
+        return f"{name} {int.from_bytes(key[2:10], 'big')}"
+    return f"record {key.decode('ascii', 'replace')}"
+
+
+def _is_lock_error(message: str) -> bool:
+    """LevelDB's words when its ``LOCK`` file is held: by another process (``lock …: Resource
+    temporarily unavailable``) or by this one (``lock … already held by process``)."""
+    return "LOCK" in message and ("temporarily unavailable" in message or "already held" in message)
+
+
 _applied = Decoder(Applied)
 _header = Decoder(Header)
 _body = Decoder(BlockBody)
@@ -124,12 +155,11 @@ class BlockStore:
         self.sync = sync
         try:
             self._db = plyvel.DB(str(path), create_if_missing=create)
-        except plyvel.IOError as exc:
-            if "already held" in str(exc):
-                raise StoreInUse(f"the database at {path} is in use by another process") from None
-            raise StoreCorrupt(f"cannot open the database at {path}: {exc}") from None
         except plyvel.Error as exc:
-            raise StoreCorrupt(f"cannot open the database at {path}: {exc}") from None
+            message = _leveldb_message(exc)
+            if _is_lock_error(message):
+                raise StoreInUse(f"the database at {path} is in use by another process") from None
+            raise StoreCorrupt(f"cannot open the database at {path}: {message}") from None
 
     def close(self) -> None:
         self._db.close()
@@ -149,8 +179,29 @@ class BlockStore:
             raise StoreCorrupt(f"record {key!r} is corrupt: {exc}") from None
 
     def _get(self, key: bytes) -> bytes | None:
-        value: bytes | None = self._db.get(key)
+        try:
+            value: bytes | None = self._db.get(key, verify_checksums=True)
+        except plyvel.Error as exc:
+            raise StoreCorrupt(f"cannot read {describe_key(key)}: {_leveldb_message(exc)}") from None
         return value
+
+    def _scan(self, what: str, **options: Any) -> Iterator[Any]:
+        """``plyvel.DB.iterator(**options)`` with checksums verified and LevelDB errors fatal."""
+        try:
+            with self._db.iterator(verify_checksums=True, **options) as it:
+                yield from it
+        except plyvel.Error as exc:
+            raise StoreCorrupt(f"cannot read {what}: {_leveldb_message(exc)}") from None
+
+    @contextmanager
+    def _batch(self, what: str, *, sync: bool) -> Iterator[plyvel.WriteBatch]:
+        """One atomic write batch, written only if the block inside finishes without an exception;
+        a LevelDB error while writing is fatal."""
+        try:
+            with self._db.write_batch(sync=sync, transaction=True) as batch:
+                yield batch
+        except plyvel.Error as exc:
+            raise StoreCorrupt(f"cannot write {what}: {_leveldb_message(exc)}") from None
 
     def get_genesis_hash(self) -> bytes | None:
         return self._get(GENESIS_KEY)
@@ -196,7 +247,7 @@ class BlockStore:
     def write_certificate(self, certificate: CheckpointCertificate) -> None:
         """Keep a verified certificate; the finality marker moves up to it, never down."""
         final = self.get_final()
-        with self._db.write_batch(sync=self.sync) as batch:
+        with self._batch(f"the certificate of block {certificate.height}", sync=self.sync) as batch:
             batch.put(height_key(CERTIFICATE_PREFIX, certificate.height), encode(certificate))
             if final is None or certificate.height > final.height:
                 batch.put(FINAL_KEY, encode(Final(certificate.height, certificate.block_hash)))
@@ -211,36 +262,56 @@ class BlockStore:
     def iter_blocks(self, start: int, stop: int) -> Iterator[Block]:
         """Blocks ``start .. stop`` inclusive, read with two ordered iterators."""
         headers = self._db.iterator(
-            start=height_key(HEADER_PREFIX, start), stop=height_key(HEADER_PREFIX, stop + 1)
+            start=height_key(HEADER_PREFIX, start),
+            stop=height_key(HEADER_PREFIX, stop + 1),
+            verify_checksums=True,
         )
         events = self._db.iterator(
-            start=height_key(EVENTS_PREFIX, start), stop=height_key(EVENTS_PREFIX, stop + 1)
+            start=height_key(EVENTS_PREFIX, start),
+            stop=height_key(EVENTS_PREFIX, stop + 1),
+            verify_checksums=True,
         )
         expected = start
-        for (header_key, header_raw), (events_key, events_raw) in zip(headers, events, strict=False):
-            height = int.from_bytes(header_key[2:], "big")
-            if height != expected or int.from_bytes(events_key[2:], "big") != expected:
-                raise StoreCorrupt(f"block {expected} is missing from the log")
-            body = self._decode(_body, events_key, events_raw)
-            yield Block(self._decode(_header, header_key, header_raw), body.events, body.signatures)
-            expected += 1
+        try:
+            for (header_key, header_raw), (events_key, events_raw) in zip(headers, events, strict=False):
+                height = int.from_bytes(header_key[2:], "big")
+                if height != expected or int.from_bytes(events_key[2:], "big") != expected:
+                    raise StoreCorrupt(f"block {expected} is missing from the log")
+                body = self._decode(_body, events_key, events_raw)
+                yield Block(self._decode(_header, header_key, header_raw), body.events, body.signatures)
+                expected += 1
+        except plyvel.Error as exc:
+            raise StoreCorrupt(f"cannot read block {expected}: {_leveldb_message(exc)}") from None
+        finally:
+            headers.close()
+            events.close()
         if expected != stop + 1:
             raise StoreCorrupt(f"block {expected} is missing from the log")
 
     def iter_raw_bodies(self, start: int = 0) -> Iterator[bytes]:
         """The raw encoded block bodies from ``start`` on (for benchmarks)."""
-        for _, raw in self._db.iterator(
-            start=height_key(EVENTS_PREFIX, start), stop=prefix_end(EVENTS_PREFIX)
+        for _, raw in self._scan(
+            f"the events from block {start}",
+            start=height_key(EVENTS_PREFIX, start),
+            stop=prefix_end(EVENTS_PREFIX),
         ):
             yield raw
 
+    def highest_height(self, prefix: bytes) -> int | None:
+        """The highest height with a record under ``prefix`` (``HEADER_PREFIX``…), if any."""
+        for key in self._scan("the newest record", prefix=prefix, reverse=True, include_value=False):
+            return int.from_bytes(key[len(prefix) :], "big")
+        return None
+
     def get_latest_snapshot(self, at_most: int) -> SnapshotManifest | None:
         """The newest snapshot at or below height ``at_most``."""
-        with self._db.iterator(
-            start=MANIFEST_PREFIX, stop=height_key(MANIFEST_PREFIX, at_most + 1), reverse=True
-        ) as it:
-            for key, raw in it:
-                return self._decode(_manifest, key, raw)
+        for key, raw in self._scan(
+            "the snapshot manifests",
+            start=MANIFEST_PREFIX,
+            stop=height_key(MANIFEST_PREFIX, at_most + 1),
+            reverse=True,
+        ):
+            return self._decode(_manifest, key, raw)
         return None
 
     def iter_snapshot(self, manifest: SnapshotManifest) -> Iterator[tuple[bytes, bytes]]:
@@ -259,7 +330,7 @@ class BlockStore:
     def list_snapshots(self) -> list[int]:
         return [
             int.from_bytes(key[len(MANIFEST_PREFIX) :], "big")
-            for key in self._db.iterator(prefix=MANIFEST_PREFIX, include_value=False)
+            for key in self._scan("the snapshot manifests", prefix=MANIFEST_PREFIX, include_value=False)
         ]
 
     # -- writes ------------------------------------------------------------------------------
@@ -271,7 +342,7 @@ class BlockStore:
         """
         header = pending.block.header
         height = header.height
-        with self._db.write_batch(sync=self.sync) as batch:
+        with self._batch(f"block {height}", sync=self.sync) as batch:
             if height == 0:
                 batch.put(GENESIS_KEY, bytes(header.prev_hash))
             batch.put(height_key(HEADER_PREFIX, height), encode(header))
@@ -307,7 +378,8 @@ class BlockStore:
 
     def _delete_snapshot(self, batch: plyvel.WriteBatch, height: int) -> None:
         batch.delete(height_key(MANIFEST_PREFIX, height))
-        for key in self._db.iterator(prefix=height_key(CHUNK_PREFIX, height) + b"/", include_value=False):
+        chunks = height_key(CHUNK_PREFIX, height) + b"/"
+        for key in self._scan(f"the snapshot at height {height}", prefix=chunks, include_value=False):
             batch.delete(key)
 
     # -- the double-sign guard's record (consensus.guard.SlotRecord) -------------------------------
@@ -318,14 +390,17 @@ class BlockStore:
         stored = self._get(key)
         if stored is not None:
             return stored
-        self._db.put(key, digest, sync=True)
+        with self._batch(describe_key(key), sync=True) as batch:
+            batch.put(key, digest)
         return digest
 
     def forget_slots_below(self, height: int) -> None:
         """Forget guard slots below ``height`` (final heights can never be signed again)."""
         stop = GUARD_PREFIX + height.to_bytes(8, "big")
-        with self._db.write_batch(sync=True) as batch:
-            for key in self._db.iterator(start=GUARD_PREFIX, stop=stop, include_value=False):
+        with self._batch("the double-sign records", sync=True) as batch:
+            for key in self._scan(
+                "the double-sign records", start=GUARD_PREFIX, stop=stop, include_value=False
+            ):
                 batch.delete(key)
 
     def truncate(self, height: int, applied: Applied) -> None:
@@ -337,13 +412,22 @@ class BlockStore:
         final = self.get_final()
         if final is not None and final.height > height:
             raise StoreCorrupt(f"truncating to {height} would remove the final block {final.height}")
-        with self._db.write_batch(sync=self.sync) as batch:
+        with self._batch(f"the truncation to height {height}", sync=self.sync) as batch:
             for prefix in (HEADER_PREFIX, EVENTS_PREFIX, DELTA_PREFIX, CERTIFICATE_PREFIX):
-                for key in self._db.iterator(
-                    start=height_key(prefix, height + 1), stop=prefix_end(prefix), include_value=False
+                for key in self._scan(
+                    f"the blocks above {height}",
+                    start=height_key(prefix, height + 1),
+                    stop=prefix_end(prefix),
+                    include_value=False,
                 ):
                     batch.delete(key)
             for snapshot in self.list_snapshots():
                 if snapshot > height:
                     self._delete_snapshot(batch, snapshot)
             batch.put(APPLIED_KEY, encode(applied))
+
+
+def _leveldb_message(exc: plyvel.Error) -> str:
+    """LevelDB's own words (plyvel passes them as bytes)."""
+    detail = exc.args[0] if exc.args else exc
+    return detail.decode("utf-8", "replace") if isinstance(detail, bytes) else str(detail)

@@ -12,6 +12,8 @@ A comma-separated list of items (times in simulated seconds from genesis)::
 
 from __future__ import annotations
 
+import math
+
 from consensus.simulator import Faults, SimConfig
 
 BYZANTINE_KINDS = ("equivocate", "withhold", "double-sign", "garbage")
@@ -32,10 +34,19 @@ def _nodes(text: str, count: int) -> set[int]:
     return nodes
 
 
+def _number(text: str, what: str, *, low: float = 0.0, high: float = math.inf) -> float:
+    """A finite number in ``[low, high)`` (NaN, infinities and negatives never make sense here)."""
+    value = float(text)
+    if not math.isfinite(value) or not low <= value < high:
+        upper = "" if high == math.inf else f" and below {high:g}"
+        raise FaultSpecError(f"{what} must be a finite number of at least {low:g}{upper}")
+    return value
+
+
 def _window(text: str) -> tuple[float, float]:
     start, _, end = text.partition("-")
-    low, high = float(start), float(end)
-    if not 0 <= low < high:
+    low, high = _number(start, "a window's start"), _number(end, "a window's end")
+    if not low < high:
         raise FaultSpecError(f"time window {text!r} must be start-end with start < end")
     return low, high
 
@@ -47,13 +58,11 @@ def parse_faults(spec: str, config: SimConfig) -> SimConfig:
         name, _, value = item.partition("=")
         try:
             if name == "loss":
-                faults.loss = float(value)
-                if not 0 <= faults.loss < 1:
-                    raise FaultSpecError("loss is a probability in [0, 1)")
+                faults.loss = _number(value, "loss (a probability)", high=1.0)
             elif name == "latency":
-                config.latency = float(value)
+                config.latency = _number(value, "latency (seconds)")
             elif name == "jitter":
-                config.jitter = float(value)
+                config.jitter = _number(value, "jitter (seconds)")
             elif name == "crash":
                 node, _, window = value.partition("@")
                 (index,) = _nodes(node, config.nodes)
@@ -65,7 +74,7 @@ def parse_faults(spec: str, config: SimConfig) -> SimConfig:
             elif name == "skew":
                 node, _, seconds = value.partition(":")
                 (index,) = _nodes(node, config.nodes)
-                faults.skew[index] = float(seconds)
+                faults.skew[index] = _number(seconds, "skew (seconds)", low=-3600.0, high=3600.0)
             elif name == "byzantine":
                 node, _, kind = value.partition(":")
                 if kind not in BYZANTINE_KINDS:

@@ -736,6 +736,7 @@ class Simulation:
                 honest_double += 1
         return {
             "final_heights": [n.final_height for n in self.nodes],
+            "target_reached": all(n.final_height >= self.config.blocks for n in honest),
             "heights": [n.height for n in self.nodes],
             "roots_agree": roots_agree,
             "safety_violations": safety,

@@ -21,6 +21,7 @@ import msgspec
 from genesis.document import Genesis, compute_supply, dump_genesis
 from genesis.presets import DEVNET
 from state.crypto import bls, ed25519
+from state.encoding import DecodeError, decode_json
 from state.events import Allocation, Contribution, GenesisNode, compute_node_proof_message
 from state.params import ChainParams
 from state.types import ATOMIC_PER_COIN, Atomic, BlsPublicKey, NodeKey
@@ -150,19 +151,44 @@ def _write_json(path: Path, data: object) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n")
 
 
+class DevKeyError(ValueError):
+    """A dev key file that cannot be read: one line naming the file and what is wrong."""
+
+
+def _read_key_list(path: Path, list_name: str, fields: tuple[str, ...]) -> list[dict[str, bytes]]:
+    """The entries of the list ``list_name`` in a key file, each field a 32-byte hex seed."""
+    try:
+        data = decode_json(path.read_bytes())
+    except OSError as exc:
+        raise DevKeyError(f"{path}: cannot read: {exc.strerror}") from None
+    except DecodeError as exc:
+        raise DevKeyError(f"{path}: {exc}") from None
+    entries = data.get(list_name) if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise DevKeyError(f"{path}: expected an object with a list {list_name!r}")
+    seeds: list[dict[str, bytes]] = []
+    for index, entry in enumerate(entries):
+        values: dict[str, bytes] = {}
+        for name in fields:
+            text = entry.get(name) if isinstance(entry, dict) else None
+            try:
+                values[name] = bytes.fromhex(text) if isinstance(text, str) else b""
+            except ValueError:
+                values[name] = b""
+            if len(values[name]) != 32:
+                raise DevKeyError(f"{path}: {list_name}[{index}].{name} must be 32 bytes of hex")
+        seeds.append(values)
+    return seeds
+
+
 def load_dev_nodes(path: Path) -> list[tuple[ed25519.SigningKey, bls.BlsSecretKey]]:
     """The (node key, BLS secret) pairs listed in a ``nodes.json`` written by :func:`write_devnet`."""
-    data = json.loads(path.read_text())
     return [
-        (
-            ed25519.SigningKey(bytes.fromhex(e["node_seed"])),
-            bls.secret_key_from_seed(bytes.fromhex(e["bls_seed"])),
-        )
-        for e in data["nodes"]
+        (ed25519.SigningKey(entry["node_seed"]), bls.secret_key_from_seed(entry["bls_seed"]))
+        for entry in _read_key_list(path, "nodes", ("node_seed", "bls_seed"))
     ]
 
 
 def load_dev_accounts(path: Path) -> list[ed25519.SigningKey]:
     """The signing keys listed in an ``accounts.json`` written by :func:`write_devnet`."""
-    data = json.loads(path.read_text())
-    return [ed25519.SigningKey(bytes.fromhex(entry["seed"])) for entry in data["accounts"]]
+    return [ed25519.SigningKey(entry["seed"]) for entry in _read_key_list(path, "accounts", ("seed",))]

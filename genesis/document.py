@@ -38,7 +38,7 @@ from typing import Any
 
 import msgspec
 
-from state.encoding import Record, encode
+from state.encoding import DecodeError, Record, decode_json, encode
 from state.errors import InvalidEvent
 from state.events import (
     Allocation,
@@ -229,21 +229,12 @@ class _Checker:
         return value
 
 
-def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"duplicate key {key!r} in a JSON object")
-        result[key] = value
-    return result
-
-
 def parse_genesis_json(text: str | bytes) -> Genesis:
     """Parse and validate a genesis document; raises :class:`GenesisError` listing every problem."""
     try:
-        raw = json.loads(text, object_pairs_hook=_reject_duplicate_keys)
-    except ValueError as exc:  # JSONDecodeError is a ValueError too
-        raise GenesisError([f"$: not valid JSON: {exc}"]) from None
+        raw = decode_json(text)
+    except DecodeError as exc:
+        raise GenesisError([f"$: {exc}"]) from None
     check = _Checker()
     parsed = _parse(raw, check)
     if check.problems or parsed is None:

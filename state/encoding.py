@@ -12,6 +12,9 @@ stop the node loudly; on data from a peer or a user it is a clean rejection.
 
 from __future__ import annotations
 
+import itertools
+import json
+import re
 from typing import Any, Generic, TypeVar
 
 import msgspec
@@ -56,3 +59,53 @@ class Decoder(Generic[T]):
             return self._decoder.decode(data)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise DecodeError(f"cannot decode {self._name}: {exc}") from None
+
+
+# -- JSON from outside (genesis files, key files, RPC bodies) ----------------------------------
+
+MAX_JSON_DEPTH = 64
+"""Nesting deeper than this is refused before parsing: no document of ours needs more than 8,
+and a parser that recurses per level must never meet thousands of levels (a few hundred KB of
+``[`` overflows the C stack of any recursive parser once the recursion limit is raised)."""
+
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_DEPTH_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+
+
+def json_depth(data: bytes) -> int:
+    """The deepest nesting of arrays and objects in ``data`` (brackets inside strings ignored)."""
+    brackets = _JSON_STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
+    return max(itertools.accumulate(_DEPTH_STEP[b] for b in brackets), default=0)
+
+
+def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key!r} in a JSON object")
+        result[key] = value
+    return result
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def decode_json(data: bytes | str, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """Parse JSON from outside the node, or raise :class:`DecodeError` with one line saying why.
+
+    Refuses nesting deeper than ``max_depth`` (checked before any recursive parsing), duplicate
+    object keys, ``NaN``/``Infinity`` and invalid UTF-8.
+    """
+    raw = data.encode() if isinstance(data, str) else data
+    if json_depth(raw) > max_depth:
+        raise DecodeError(f"not valid JSON: nested deeper than {max_depth} levels")
+    try:
+        return json.loads(raw, object_pairs_hook=_reject_duplicate_keys, parse_constant=_reject_constant)
+    except UnicodeDecodeError:
+        raise DecodeError("not valid JSON: not UTF-8 text") from None
+    except RecursionError:
+        raise DecodeError("not valid JSON: nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError is a ValueError too
+        raise DecodeError(f"not valid JSON: {exc}") from None

@@ -125,7 +125,7 @@ def test_export_import_reaches_the_same_roots(
     assert run(capsys, "export-events", "--home", str(home), "--out", str(export))[0] == 0
     fresh = tmp_path / "node2"
     assert run(capsys, "init", "--home", str(fresh), "--genesis", str(net))[0] == 0
-    code, _, _ = run(capsys, "import-events", "--home", str(fresh), "--in", str(export), "--verify")
+    code, _, _ = run(capsys, "import-events", "--home", str(fresh), "--in", str(export))
     assert code == 0
     original = json.loads(run(capsys, "replay", "--home", str(home), "--json")[1])
     rebuilt = json.loads(run(capsys, "replay", "--home", str(fresh), "--json")[1])
@@ -146,9 +146,9 @@ def _join(frames: list[bytes]) -> bytes:
     return MAGIC + b"".join(len(f).to_bytes(4, "big") + f for f in frames)
 
 
-@pytest.mark.parametrize("verify", [True, False])
+@pytest.mark.parametrize("trust", [False, True])
 def test_a_tampered_export_is_refused_at_its_height(
-    home: Path, net: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], verify: bool
+    home: Path, net: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], trust: bool
 ) -> None:
     export = tmp_path / "chain.events"
     run(capsys, "export-events", "--home", str(home), "--out", str(export))
@@ -163,7 +163,9 @@ def test_a_tampered_export_is_refused_at_its_height(
     export.write_bytes(_join(frames))
     fresh = tmp_path / "node3"
     run(capsys, "init", "--home", str(fresh), "--genesis", str(net))
-    args = ["import-events", "--home", str(fresh), "--in", str(export)] + (["--verify"] if verify else [])
+    args = ["import-events", "--home", str(fresh), "--in", str(export)] + (
+        ["--trust-signatures"] if trust else []
+    )
     code, _, err = run(capsys, *args)
     assert code == 1
     last = err.splitlines()[-1]  # progress lines come first on stderr
@@ -210,14 +212,14 @@ def test_user_errors_are_one_line(
         assert err.startswith("error: ") and err.count("\n") == 1, (args, err)
 
 
-def test_corruption_is_fatal_with_exit_2(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_corruption_is_fatal_with_exit_3(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import plyvel
 
     db = plyvel.DB(str(home / "data" / "chain"))
     db.put(b"e/" + (9).to_bytes(8, "big"), b"\xc1")  # above the newest snapshot (8)
     db.close()
     code, _, err = run(capsys, "status", "--home", str(home))
-    assert code == 2
+    assert code == 3
     assert err.startswith("fatal: ") and err.count("\n") == 1
 
 

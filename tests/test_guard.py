@@ -63,6 +63,6 @@ def test_a_home_runs_one_node(tmp_path: Path) -> None:
             text=True,
             check=False,
         )
-        assert other.returncode != 0 and "one node per home folder" in other.stderr
+        assert other.returncode != 0 and "one process per home folder" in other.stderr
     with HomeLock(tmp_path):  # released: the next start succeeds
         pass

@@ -162,7 +162,7 @@ def test_applied_marker_beyond_the_log_is_corruption(make_home: MakeHome) -> Non
     home = make_home(2)
     genesis: Genesis = load_genesis(home.genesis_path)
     _tamper(home, APPLIED_KEY, encode(Applied(9, b"\x00" * 32, b"\x00" * 32)))  # type: ignore[arg-type]
-    with pytest.raises(StoreCorrupt, match="block 3 is missing"):
+    with pytest.raises(StoreCorrupt, match="the applied tip is block 9, but its header is missing"):
         Chain.open(home.db_path, genesis, snapshot_interval=10)
 
 

@@ -24,14 +24,25 @@ accepted the keys ``[pk, -pk]`` with an identity signature):
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Sequence
 from typing import Protocol
 
 import py_arkworks_bls12381 as ark
 from eth_typing import BLSPubkey, BLSSignature
-from py_ecc.bls.ciphersuites import G2ProofOfPossession as _PyEcc
 
 from state.types import BlsPublicKey, BlsSignature
+
+_recursion_limit = sys.getrecursionlimit()
+from py_ecc.bls.ciphersuites import G2ProofOfPossession as _PyEcc  # noqa: E402
+
+# Importing py_ecc raises the interpreter's recursion limit to 100,000, far past what the C
+# stack holds: any recursive parser (json, tomllib, msgspec) then crashes the process with
+# SIGSEGV on deeply nested input instead of raising RecursionError. py_ecc's BLS code does not
+# recurse deeply, so the limit goes back to what it was (CPython's 1,000 at most, in case
+# py_ecc was imported before this module).
+sys.setrecursionlimit(min(_recursion_limit, 1_000))
+
 
 SIGN_DST = b"BLS_SIG_BLS12381G2_XMD:SHA-256_SSWU_RO_POP_"
 POP_DST = b"BLS_POP_BLS12381G2_XMD:SHA-256_SSWU_RO_POP_"

@@ -86,9 +86,12 @@ def cmd_genesis_validate(args: argparse.Namespace) -> int:
     try:
         genesis = load_genesis(args.file)
     except GenesisError as exc:
-        print(f"error: {args.file}: {len(exc.problems)} problem(s)", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+        if len(exc.problems) == 1:
+            print(f"error: {args.file}: {exc.problems[0]}", file=sys.stderr)
+        else:
+            print(f"error: {args.file}: {len(exc.problems)} problems", file=sys.stderr)
+            for problem in exc.problems:
+                print(f"  {problem}", file=sys.stderr)
         return EXIT_USER_ERROR
     print(genesis.hash.hex())
     return 0

@@ -214,7 +214,8 @@ def import_events(
         try:
             certificates = _append_export(chain, source, in_path, verify_signatures, signals, progress)
         except (ImportRefused, ImportInterrupted):
-            chain.store.truncate(0, start)
+            if chain.height > 0:  # blocks were written: take them out again
+                chain.store.truncate(0, start)
             raise
         for certificate in certificates:
             chain.store.write_certificate(certificate)

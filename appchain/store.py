@@ -32,6 +32,11 @@ Rules:
   Reads verify LevelDB's block checksums, and any LevelDB error while reading or writing (a
   truncated or overwritten table file, an I/O error) is :class:`StoreCorrupt` naming the
   record it hit: the CLI prints it as one ``fatal:`` line, a node stops.
+- The database is opened with LevelDB's ``paranoid_checks``: a write-ahead log damaged in the
+  middle (a torn disk) stops the open with a corruption error instead of LevelDB's default of
+  skipping the damaged records and keeping the later ones, which would leave a hole in the log.
+  A log cut short at its end (a crash mid-write) still opens: the last, partial batch is dropped
+  whole, and what remains is a prefix of the writes, consistent by the batch rule above.
 - Only one process opens a database at a time (LevelDB's own ``LOCK`` file);
   :class:`StoreInUse` says so when another process holds it.
 """
@@ -154,7 +159,7 @@ class BlockStore:
         self.path = path
         self.sync = sync
         try:
-            self._db = plyvel.DB(str(path), create_if_missing=create)
+            self._db = plyvel.DB(str(path), create_if_missing=create, paranoid_checks=True)
         except plyvel.Error as exc:
             message = _leveldb_message(exc)
             if _is_lock_error(message):

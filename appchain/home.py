@@ -32,26 +32,108 @@ def default_home() -> Path:
     return Path(os.environ.get(HOME_ENV) or Path.home() / ".appchain")
 
 
-CONFIG_TEMPLATE = """\
-# appchain node configuration. These settings are the node's own, not the chain's rules.
+@dataclass(frozen=True)
+class PeerAddress:
+    """A peer to keep connected: ``<node key hex>@<host>:<port>`` in the config."""
 
-[storage]
-# Blocks between state snapshots: a restart replays at most this many blocks.
-snapshot_interval = {snapshot_interval}
-# fsync every block write, so a block reported as written survives a power loss.
-sync_writes = {sync_writes}
-"""
+    node_key: bytes
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.node_key.hex()}@{self.host}:{self.port}"
 
 
 @dataclass(frozen=True)
 class NodeConfig:
+    """``config.toml``: the node's own settings, not the chain's rules."""
+
     snapshot_interval: int = 1000
     sync_writes: bool = True
+    p2p_listen: str = "127.0.0.1:26656"
+    peers: tuple[PeerAddress, ...] = ()
+    max_peers: int = 64
+    admin_listen: str = "127.0.0.1:26657"
+    stage_timeout: float = 10.0
+    round_timeout: float = 60.0
+    public_ip: str = "127.0.0.1"
+    storage_port: int = 0
+    log_level: str = "info"
 
     def __post_init__(self) -> None:
         interval = self.snapshot_interval
         if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
             raise ChainError("snapshot_interval must be a positive integer")
+
+    @property
+    def p2p_address(self) -> tuple[str, int]:
+        return split_address(self.p2p_listen)
+
+    @property
+    def admin_address(self) -> tuple[str, int]:
+        return split_address(self.admin_listen)
+
+
+LOG_LEVELS = ("debug", "info", "warn", "error")
+
+
+def split_address(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{text!r} is not host:port")
+    return host, int(port)
+
+
+def parse_peer(text: str) -> PeerAddress:
+    key, sep, address = text.partition("@")
+    try:
+        node_key = bytes.fromhex(key)
+    except ValueError:
+        node_key = b""
+    if not sep or len(node_key) != 32:
+        raise ValueError(f"{text!r} is not <64 hex digits of node key>@host:port")
+    return PeerAddress(node_key, *split_address(address))
+
+
+_SCHEMA: dict[str, dict[str, str]] = {
+    "storage": {"snapshot_interval": "snapshot_interval", "sync_writes": "sync_writes"},
+    "p2p": {"listen": "p2p_listen", "peers": "peers", "max_peers": "max_peers"},
+    "admin": {"listen": "admin_listen"},
+    "consensus": {"stage_timeout": "stage_timeout", "round_timeout": "round_timeout"},
+    "node": {"public_ip": "public_ip", "storage_port": "storage_port"},
+    "log": {"level": "log_level"},
+}
+
+
+def _check(field: str, value: object) -> object:
+    """One setting's value, checked; raises ValueError saying what it must be."""
+    if field in ("sync_writes",):
+        if not isinstance(value, bool):
+            raise ValueError("must be true or false")
+    elif field in ("snapshot_interval", "max_peers"):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError("must be a positive integer")
+    elif field == "storage_port":
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
+            raise ValueError("must be a port number")
+    elif field in ("stage_timeout", "round_timeout"):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 3600:
+            raise ValueError("must be a number of seconds above 0")
+        value = float(value)
+    elif field in ("p2p_listen", "admin_listen"):
+        if not isinstance(value, str):
+            raise ValueError("must be a string host:port")
+        split_address(value)
+    elif field == "peers":
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise ValueError("must be a list of strings")
+        value = tuple(parse_peer(item) for item in value)
+    elif field == "public_ip":
+        if not isinstance(value, str) or not value:
+            raise ValueError("must be an address")
+    elif field == "log_level" and value not in LOG_LEVELS:
+        raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+    return value
 
 
 def parse_config(text: str, source: str = "config.toml") -> NodeConfig:
@@ -61,21 +143,66 @@ def parse_config(text: str, source: str = "config.toml") -> NodeConfig:
         raise ChainError(f"{source}: {exc}") from None
     except RecursionError:
         raise ChainError(f"{source}: nested too deeply") from None
-    unknown = set(data) - {"storage"}
+    unknown = set(data) - set(_SCHEMA)
     if unknown:
         raise ChainError(f"{source}: unknown section {sorted(unknown)[0]!r}")
-    storage = data.get("storage", {})
-    unknown = set(storage) - {"snapshot_interval", "sync_writes"}
-    if unknown:
-        raise ChainError(f"{source}: unknown setting storage.{sorted(unknown)[0]}")
-    interval = storage.get("snapshot_interval", NodeConfig.snapshot_interval)
-    sync = storage.get("sync_writes", NodeConfig.sync_writes)
-    if not isinstance(sync, bool):
-        raise ChainError(f"{source}: storage.sync_writes must be true or false")
-    try:
-        return NodeConfig(snapshot_interval=interval, sync_writes=sync)
-    except ChainError as exc:
-        raise ChainError(f"{source}: storage.{exc}") from None
+    values: dict[str, object] = {}
+    for section, fields in _SCHEMA.items():
+        table = data.get(section, {})
+        if not isinstance(table, dict):
+            raise ChainError(f"{source}: [{section}] must be a table")
+        unknown = set(table) - set(fields)
+        if unknown:
+            raise ChainError(f"{source}: unknown setting {section}.{sorted(unknown)[0]}")
+        for name, field in fields.items():
+            if name in table:
+                try:
+                    values[field] = _check(field, table[name])
+                except ValueError as exc:
+                    raise ChainError(f"{source}: {section}.{name} {exc}") from None
+    if values.get("stage_timeout", NodeConfig.stage_timeout) >= values.get(  # type: ignore[operator]
+        "round_timeout", NodeConfig.round_timeout
+    ):
+        raise ChainError(f"{source}: consensus.stage_timeout must be below consensus.round_timeout")
+    return NodeConfig(**values)  # type: ignore[arg-type]
+
+
+def render_config(config: NodeConfig) -> str:
+    peers = "".join(f'\n    "{peer}",' for peer in config.peers)
+    return f"""\
+# appchain node configuration. These settings are the node's own, not the chain's rules.
+
+[storage]
+# Blocks between state snapshots: a restart replays at most this many blocks.
+snapshot_interval = {config.snapshot_interval}
+# fsync every block write, so a block reported as written survives a power loss.
+sync_writes = {str(config.sync_writes).lower()}
+
+[p2p]
+# Where this node accepts peer connections (Noise XX, bound to the node key).
+listen = "{config.p2p_listen}"
+# Peers to keep connected: "<node key hex>@host:port". More are learnt from uptime proofs.
+peers = [{peers}{chr(10) if peers else ""}]
+max_peers = {config.max_peers}
+
+[admin]
+# The operator's endpoint (status, submit a transaction): keep it on the loopback.
+listen = "{config.admin_listen}"
+
+[consensus]
+# Pulse deadlines: a stage, and a whole round (mainnet 10 s and 60 s).
+stage_timeout = {config.stage_timeout}
+round_timeout = {config.round_timeout}
+
+[node]
+# The address and storage port announced in uptime proofs.
+public_ip = "{config.public_ip}"
+storage_port = {config.storage_port}
+
+[log]
+# debug, info, warn or error
+level = "{config.log_level}"
+"""
 
 
 class Home:
@@ -100,11 +227,7 @@ class Home:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ChainError(f"cannot create {path}: {exc.strerror}") from None
-        home.config_path.write_text(
-            CONFIG_TEMPLATE.format(
-                snapshot_interval=config.snapshot_interval, sync_writes=str(config.sync_writes).lower()
-            )
-        )
+        home.config_path.write_text(render_config(config))
         shutil.copyfile(genesis_file, home.genesis_path)
         for name in ("accounts", "nodes"):  # dev keys beside a devnet genesis (unsafe by design)
             source = genesis_file.parent / "keys" / f"{name}.json"

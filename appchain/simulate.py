@@ -10,10 +10,16 @@ from __future__ import annotations
 from consensus.simulator import SimConfig, SimGenesis, Simulation
 from genesis.build import create_genesis_state
 from genesis.devnet import create_devnet_genesis
+from genesis.document import Genesis
 
 
-def make_simulation(config: SimConfig) -> Simulation:
+def simulation_genesis(config: SimConfig) -> tuple[Genesis, SimGenesis]:
+    """The devnet genesis document of a simulation, and what the simulator starts from."""
     genesis, nodes, _ = create_devnet_genesis(config.nodes, f"sim-{config.seed}", users=0)
     state, _ = create_genesis_state(genesis)
     start = SimGenesis(genesis.chain_id, genesis.genesis_time, state, [(n.node, n.bls_secret) for n in nodes])
-    return Simulation(config, start)
+    return genesis, start
+
+
+def make_simulation(config: SimConfig) -> Simulation:
+    return Simulation(config, simulation_genesis(config)[1])

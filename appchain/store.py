@@ -249,6 +249,15 @@ class BlockStore:
         raw = self._get(key)
         return None if raw is None else self._decode(_certificate, key, raw)
 
+    def iter_certificates(self, start: int) -> Iterator[CheckpointCertificate]:
+        """The stored certificates of heights ``start`` and above, in height order."""
+        for key, raw in self._scan(
+            f"the certificates from block {start}",
+            start=height_key(CERTIFICATE_PREFIX, start),
+            stop=prefix_end(CERTIFICATE_PREFIX),
+        ):
+            yield self._decode(_certificate, key, raw)
+
     def write_certificate(self, certificate: CheckpointCertificate) -> None:
         """Keep a verified certificate; the finality marker moves up to it, never down."""
         final = self.get_final()

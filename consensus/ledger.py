@@ -1,0 +1,119 @@
+"""What the node core needs of a chain: :class:`Ledger`, and :class:`MemoryLedger` for the simulator.
+
+The process node implements the same protocol over its LevelDB store
+(:class:`appchain.ledger.ChainLedger`), so the core (:mod:`consensus.node`) runs unchanged on
+both: in memory under the simulator, on disk behind p2p.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from consensus.checkpoint import CheckpointCertificate
+from consensus.quorum import PulseQuorum
+from consensus.validation import compute_block_entropy, validate_pulse
+from state.block import Block
+from state.errors import InvalidBlock
+from state.state import State
+from state.transition import commit_block, execute_block
+
+
+class Ledger(Protocol):
+    """A chain of blocks from genesis, the state at its tip, and its final height."""
+
+    @property
+    def state(self) -> State: ...
+
+    @property
+    def height(self) -> int: ...
+
+    @property
+    def final_height(self) -> int: ...
+
+    def random_value_at(self, height: int) -> bytes: ...
+
+    def block_hash_at(self, height: int) -> bytes:
+        """The hash of our block at ``height`` (``b""`` above the tip)."""
+        ...
+
+    def root_at(self, height: int) -> bytes:
+        """The state root after our block at ``height``."""
+        ...
+
+    def block_at(self, height: int) -> Block: ...
+
+    def apply(self, block: Block) -> PulseQuorum:
+        """Validate ``block`` (Pulse data, every rule) on the tip and append it; return its quorum.
+
+        Raises :class:`~state.errors.InvalidBlock` and changes nothing when it is not valid.
+        """
+        ...
+
+    def rollback(self, height: int) -> None:
+        """Undo every block above ``height`` (never a final one)."""
+        ...
+
+    def finalize(self, certificate: CheckpointCertificate) -> None:
+        """Keep a verified certificate for our block at its height; the final height moves up."""
+        ...
+
+    def certificates_from(self, height: int) -> Sequence[CheckpointCertificate]: ...
+
+
+class MemoryLedger:
+    """A ledger in memory: one state per height (so rollback is a slice)."""
+
+    def __init__(self, genesis_state: State) -> None:
+        self.states: list[State] = [genesis_state]
+        self.blocks: list[Block] = []  # blocks[h - 1] is height h
+        self.certificates: dict[int, CheckpointCertificate] = {}
+        self._final_height = 0
+
+    @property
+    def state(self) -> State:
+        return self.states[-1]
+
+    @property
+    def height(self) -> int:
+        return self.state.height
+
+    @property
+    def final_height(self) -> int:
+        return self._final_height
+
+    def random_value_at(self, height: int) -> bytes:
+        return bytes(16) if height == 0 else self.blocks[height - 1].header.random_value
+
+    def block_hash_at(self, height: int) -> bytes:
+        return self.states[height].block_hash if height < len(self.states) else b""
+
+    def root_at(self, height: int) -> bytes:
+        return self.states[height].root
+
+    def block_at(self, height: int) -> Block:
+        return self.blocks[height - 1]
+
+    def apply(self, block: Block) -> PulseQuorum:
+        state = self.state.copy()
+        if block.header.prev_hash != state.block_hash:
+            raise InvalidBlock(f"block {block.header.height}: not on our tip")
+        entropy = compute_block_entropy(self.random_value_at, block.header.height)
+        quorum = validate_pulse(state, block, entropy)
+        commit_block(state, execute_block(state, block, verify_signatures=False))
+        self.states.append(state)
+        self.blocks.append(block)
+        return quorum
+
+    def rollback(self, height: int) -> None:
+        if height < self._final_height:
+            raise ValueError(f"cannot roll back below the final block {self._final_height}")
+        del self.states[height + 1 :]
+        del self.blocks[height:]
+
+    def finalize(self, certificate: CheckpointCertificate) -> None:
+        self.certificates[certificate.height] = certificate
+        self._final_height = max(self._final_height, certificate.height)
+
+    def certificates_from(self, height: int) -> Sequence[CheckpointCertificate]:
+        return [c for h, c in sorted(self.certificates.items()) if h >= height]

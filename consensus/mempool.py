@@ -1,0 +1,92 @@
+"""The mempool: signed transactions waiting for a block, checked against the tip and each other.
+
+A transaction enters only if it passes the stateless checks (shape, fee, signature) and then the
+state rules on top of the tip *and every transaction already waiting* (so a sender's nonces
+chain: 5, 6, 7 may all wait at once, a second spend of the same balance may not). The pool is
+bounded by count; a full pool refuses newcomers rather than evicting (no fee market yet).
+
+After each block the pool drops what the block included and re-checks the rest against the new
+tip, in arrival order, dropping whatever no longer applies (a nonce used by a block from
+another producer, a balance spent). The producer takes transactions in arrival order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from state.context import BlockContext
+from state.errors import InvalidEvent
+from state.events import Event, Transaction, compute_event_hash, validate_basic
+from state.state import State
+from state.transition import process_event
+from state.types import Hash32
+from state.view import Overlay
+
+DEFAULT_CAPACITY = 20_000
+
+
+class MempoolFull(Exception):
+    pass
+
+
+class Mempool:
+    def __init__(self, chain_id: str, capacity: int = DEFAULT_CAPACITY) -> None:
+        self.chain_id = chain_id
+        self.capacity = capacity
+        self.txs: dict[Hash32, Transaction] = {}
+        self._view: Overlay | None = None
+        self._ctx: BlockContext | None = None
+
+    def __len__(self) -> int:
+        return len(self.txs)
+
+    def __contains__(self, tx_hash: bytes) -> bool:
+        return tx_hash in self.txs
+
+    def _context(self, state: State, timestamp: int) -> BlockContext:
+        return BlockContext(
+            height=state.height + 1,
+            timestamp=max(timestamp, state.timestamp),
+            prev_hash=state.block_hash,
+            chain_id=self.chain_id,
+            params=state.params,
+            verify_signatures=False,  # checked once, by validate_basic
+        )
+
+    def add(self, tx: Transaction, state: State, now: float) -> Hash32:
+        """Check ``tx`` and keep it; raises :class:`InvalidEvent` or :class:`MempoolFull`."""
+        tx_hash = compute_event_hash(tx)
+        if tx_hash in self.txs:
+            return tx_hash
+        if len(self.txs) >= self.capacity:
+            raise MempoolFull(f"the mempool holds {self.capacity} transactions")
+        validate_basic(tx, self.chain_id)
+        if self._view is None or self._ctx is None or self._ctx.prev_hash != state.block_hash:
+            self._rebuild(state, now)
+        assert self._view is not None and self._ctx is not None
+        process_event(self._view, tx, self._ctx)  # raises InvalidEvent, the view untouched
+        self.txs[tx_hash] = tx
+        return tx_hash
+
+    def _rebuild(self, state: State, now: float) -> None:
+        self._ctx = self._context(state, int(now))
+        self._view = Overlay(state.get)
+        for tx_hash, tx in list(self.txs.items()):
+            try:
+                process_event(self._view, tx, self._ctx)
+            except InvalidEvent:
+                del self.txs[tx_hash]
+
+    def on_block(self, events: Iterable[Event], state: State, now: float) -> None:
+        """A block was applied: forget what it included, re-check the rest on the new tip."""
+        for event in events:
+            self.txs.pop(compute_event_hash(event), None)
+        self._rebuild(state, now)
+
+    def take(self, limit: int) -> list[Transaction]:
+        """Up to ``limit`` transactions in arrival order (they stay until a block includes them)."""
+        return list(self.txs.values())[:limit]
+
+    def remove(self, tx: Event) -> None:
+        self.txs.pop(compute_event_hash(tx), None)
+        self._view = None

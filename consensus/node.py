@@ -1,0 +1,618 @@
+"""The node core: one service node's consensus, sans-IO.
+
+Everything a service node decides lives here: when to start a Pulse round and with which
+template, which blocks to accept, fork choice below finality, checkpoint votes and their
+aggregation into certificates, finality, sync decisions, uptime proofs and the obligations
+tests with their state-change votes. It does no I/O and reads no clock: its drivers call
+
+- :meth:`NodeCore.on_message` when a message arrives from a peer,
+- :meth:`NodeCore.on_time` when the local time reaches :meth:`NodeCore.next_wake`,
+- :meth:`NodeCore.start` once, and :meth:`NodeCore.on_restart` after a crash,
+
+each with the node's local time, and carry out the :data:`Action` values they return: send a
+message to one node, gossip it to every peer, or ask a few peers. Two drivers exist: the
+deterministic simulator (:mod:`consensus.simulator`, with a :class:`~consensus.ledger.MemoryLedger`)
+and the process node (:mod:`appchain.node`, over p2p and the LevelDB chain). The chain itself is
+a :class:`~consensus.ledger.Ledger`; the double-sign guard's record is the driver's too (memory in
+the simulator, the database in the node), so nothing is signed twice for one slot.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from consensus.checkpoint import (
+    CheckpointCertificate,
+    InvalidCertificate,
+    aggregate_certificate,
+    compute_checkpoint_message,
+    verify_certificate,
+)
+from consensus.forkchoice import prefer_candidate
+from consensus.guard import CHECKPOINT, VOTE, DoubleSign, GuardedSigner
+from consensus.ledger import Ledger
+from consensus.mempool import Mempool, MempoolFull
+from consensus.messages import (
+    SYNC_BATCH,
+    Certified,
+    CheckpointVote,
+    Message,
+    SignedBlock,
+    SyncRequest,
+    SyncResponse,
+    TxMessage,
+    VoteMessage,
+)
+from consensus.pulse import BlockSigned, Broadcast, PulseMessage, PulseRound, RoundFailed, Timing, WakeAt
+from consensus.quorum import compute_checkpoint_threshold
+from consensus.uptime import (
+    ProofBook,
+    PulseRecord,
+    QuorumCop,
+    UptimeProof,
+    UptimeRules,
+    compute_test_reasons,
+    sign_proof,
+)
+from consensus.validation import compute_block_entropy, compute_block_quorum, finalize_template
+from state.block import Block, compute_block_hash
+from state.checkpoints import get_checkpoint_quorum, is_checkpoint_height
+from state.crypto import bls, ed25519
+from state.encoding import DecodeError, Decoder, Record, encode
+from state.errors import InvalidBlock, InvalidEvent, InvalidSignature
+from state.events import Event, StateChange, Vote, compute_vote_message
+from state.nodes import get_node
+from state.obligations import get_quorum
+from state.state import State
+from state.transition import execute_block, propose_block
+from state.types import Hash32, Height, NodeKey
+from state.view import Overlay
+
+MAX_ROUND = 255
+
+# -- actions -------------------------------------------------------------------------------------
+
+
+class Send(Record, frozen=True, tag="send"):
+    """Send ``message`` to the node ``to`` (a quorum member, or the peer that asked)."""
+
+    to: NodeKey
+    message: Message
+
+
+class Gossip(Record, frozen=True, tag="gossip"):
+    """Send ``message`` to every peer (they pass on what is new to them)."""
+
+    message: Message
+
+
+class AskPeers(Record, frozen=True, tag="ask"):
+    """Send ``message`` to ``count`` peers of the driver's choosing (sync requests)."""
+
+    message: Message
+    count: int
+
+
+class Applied(Record, frozen=True, tag="applied"):
+    """A block became part of our chain (for logs, metrics and the simulator's checks)."""
+
+    block: Block
+    validators: tuple[NodeKey, ...]
+
+
+class Finalized(Record, frozen=True, tag="finalized"):
+    height: int
+    block_hash: Hash32
+
+
+class Penalize(Record, frozen=True, tag="penalize"):
+    """``peer`` sent something provably wrong (an invalid block or transaction): score it down."""
+
+    peer: NodeKey
+    reason: str
+
+
+Action = Send | Gossip | AskPeers | Applied | Finalized | Penalize
+
+# -- configuration -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CoreConfig:
+    chain_id: str
+    block_time: float
+    """Seconds from a block's timestamp to round 0 of the next height."""
+    timing: Timing
+    uptime: UptimeRules
+    mempool_capacity: int = 20_000
+    public_ip: str = "127.0.0.1"
+    p2p_port: int = 0
+    storage_port: int = 0
+    version: tuple[int, int, int] = (1, 0, 0)
+
+
+@dataclass
+class Identity:
+    """The node's keys; ``signer`` guards every Ed25519 signature against double signing."""
+
+    key: ed25519.SigningKey
+    bls_secret: bls.BlsSecretKey
+    signer: GuardedSigner
+
+    @property
+    def node_key(self) -> NodeKey:
+        return NodeKey(self.key.public_key)
+
+
+Probe = Callable[[NodeKey], "bool | None"]
+"""Whether a worker answers (its p2p and storage ports): True, False, or None when unknown."""
+
+_block_decoder = Decoder(Block)
+
+
+@dataclass
+class _NextRound:
+    height: int
+    round: int
+    at: float
+
+
+@dataclass
+class NodeCore:
+    """One service node's consensus state machine."""
+
+    config: CoreConfig
+    identity: Identity
+    ledger: Ledger
+    random_bytes: Callable[[int], bytes]
+    probe: Probe = lambda key: None
+    proofs: ProofBook = field(init=False)
+    cop: QuorumCop = field(init=False)
+    pulse_record: PulseRecord = field(default_factory=PulseRecord)
+
+    def __post_init__(self) -> None:
+        self.proofs = ProofBook(self.config.uptime)
+        self.cop = QuorumCop(self.config.uptime)
+        self.round: PulseRound | None = None
+        self.round_id: tuple[int, int] = (0, 0)
+        self.round_members: tuple[NodeKey, ...] = ()
+        self.round_wakes: list[float] = []
+        self.stage_times: dict[str, float] = {}
+        self.next_round: _NextRound | None = None
+        self.started: set[tuple[int, int]] = set()
+        self.proof_due: float | None = None
+        self.syncing_until = -1.0
+        self.pending_certificates: dict[int, CheckpointCertificate] = {}
+        self.votes: dict[tuple[int, bytes], dict[int, bytes]] = {}
+        self.vote_pool: dict[tuple[int, int, int], dict[int, Vote]] = {}
+        self.mempool = Mempool(self.config.chain_id, self.config.mempool_capacity)
+        self.send_proofs = True
+        """Whether to send uptime proofs (an operator's test knob: a node that stops is decommissioned)."""
+
+    # -- the driver's entry points --------------------------------------------------------------
+
+    @property
+    def node_key(self) -> NodeKey:
+        return self.identity.node_key
+
+    @property
+    def height(self) -> int:
+        return self.ledger.height
+
+    @property
+    def final_height(self) -> int:
+        return self.ledger.final_height
+
+    def start(self, now: float, first_proof_in: float = 0.0) -> list[Action]:
+        """Begin: schedule the next height's rounds, and the first uptime proof."""
+        self.proof_due = now + first_proof_in
+        self._schedule_height(now)
+        return []
+
+    def on_restart(self, now: float) -> list[Action]:
+        """Back after a crash (the ledger and the guard's record survived): catch up, rejoin."""
+        self.on_crash()
+        self.proof_due = now
+        self._schedule_height(now)
+        actions = self.request_sync(now)
+        return actions + self.on_time(now)
+
+    def on_crash(self) -> None:
+        """Forget what lives only in memory for the current round."""
+        self.round, self.round_wakes, self.next_round = None, [], None
+
+    def next_wake(self) -> float | None:
+        """The local time at which :meth:`on_time` has work to do, if any."""
+        times = [
+            t for t in (self.proof_due, self.next_round.at if self.next_round else None) if t is not None
+        ]
+        if self.round is not None and self.round_wakes:
+            times.append(self.round_wakes[0])
+        return min(times, default=None)
+
+    def on_time(self, now: float) -> list[Action]:
+        actions: list[Action] = []
+        if self.round is not None and self.round_wakes and self.round_wakes[0] <= now:
+            while self.round_wakes and self.round_wakes[0] <= now:
+                heapq.heappop(self.round_wakes)
+            actions += self._drive(self.round.on_time(now), now)
+        upcoming = self.next_round
+        if upcoming is not None and upcoming.at <= now:
+            self.next_round = None
+            actions += self._start_round(upcoming.height, upcoming.round, now)
+        if self.proof_due is not None and self.proof_due <= now:
+            self.proof_due = now + self.config.uptime.interval
+            actions += self._send_proof(now)
+        return actions
+
+    def on_message(self, message: Message, sender: NodeKey | None, now: float) -> list[Action]:
+        """A message from the peer ``sender`` (None when it came from this node's own driver)."""
+        if isinstance(message, PulseMessage):
+            actions = self.request_sync(now) if message.height > self.height + 1 else []
+            if self.round is not None and (message.height, message.round) == self.round_id:
+                actions += self._drive(self.round.on_message(message, now), now)
+            return actions
+        if isinstance(message, SignedBlock):
+            return self.on_block(message.block, now)
+        if isinstance(message, CheckpointVote):
+            return self._on_checkpoint_vote(message, now)
+        if isinstance(message, VoteMessage):
+            self._on_vote_message(message)
+            return []
+        if isinstance(message, UptimeProof):
+            record = get_node(Overlay(self.ledger.state.get), message.node_key)
+            self.proofs.on_proof(message, now, record.bls_key if record else None)
+            return []
+        if isinstance(message, Certified):
+            return self.on_certificate(message.certificate, now)
+        if isinstance(message, SyncRequest):
+            return self._on_sync_request(message, sender)
+        if isinstance(message, TxMessage):
+            return self.on_transaction(message, sender, now)
+        if isinstance(message, SyncResponse):
+            return self._on_sync_response(message, sender, now)
+        return []
+
+    def on_transaction(self, message: TxMessage, sender: NodeKey | None, now: float) -> list[Action]:
+        """Keep a new valid transaction; True news is gossiped on by the driver (it sees the count)."""
+        try:
+            self.mempool.add(message.tx, self.ledger.state, now)
+        except InvalidEvent as exc:
+            if sender is not None and isinstance(exc, InvalidSignature):
+                return [Penalize(sender, f"a transaction with a bad signature: {exc}")]
+            return []
+        except MempoolFull:
+            return []
+        return []
+
+    # -- blocks -----------------------------------------------------------------------------------
+
+    def on_block(self, block: Block, now: float) -> list[Action]:
+        height = block.header.height
+        if height > self.height + 1:
+            return self.request_sync(now)
+        if height <= self.height:
+            return self._consider_fork(block, now)
+        applied = self._try_apply(block, now)
+        if applied is None:
+            return []
+        return [applied, *self._after_block(now)]
+
+    def _try_apply(self, block: Block, now: float) -> Applied | None:
+        try:
+            quorum = self.ledger.apply(block)
+        except InvalidBlock:
+            return None
+        self.pulse_record.note_round(quorum.validators, block.header.validators)
+        if self.mempool:
+            self.mempool.on_block(block.events, self.ledger.state, now)
+        return Applied(block, tuple(quorum.validators))
+
+    def _after_block(self, now: float) -> list[Action]:
+        self.round, self.round_wakes = None, []
+        actions = self._vote_checkpoint(now)
+        actions += self._run_tests(now)
+        certificate = self.pending_certificates.get(self.height)
+        if certificate is not None:
+            actions += self.on_certificate(certificate, now)
+        self._schedule_height(now)
+        return actions
+
+    def _consider_fork(self, block: Block, now: float) -> list[Action]:
+        height = block.header.height
+        if height < 1 or height <= self.final_height:
+            return []
+        ours = self.ledger.block_at(height)
+        if block.header.prev_hash != self.ledger.block_hash_at(height - 1):
+            return []
+        certified = self.pending_certificates.get(height)
+        if not prefer_candidate(
+            height=height,
+            final_height=self.final_height,
+            our_round=ours.header.round,
+            our_hash=compute_block_hash(ours.header),
+            candidate_round=block.header.round,
+            candidate_hash=compute_block_hash(block.header),
+            certified_hash=None if certified is None else bytes(certified.block_hash),
+        ):
+            return []
+        self.ledger.rollback(height - 1)
+        applied = self._try_apply(block, now)
+        if applied is None:
+            return self.request_sync(now)
+        return [applied, *self._after_block(now)]
+
+    # -- Pulse rounds -----------------------------------------------------------------------------
+
+    def _schedule_height(self, now: float) -> None:
+        """Round 0 of the next height starts a block time after the tip's timestamp; a node that
+        arrives late joins the first round that has not ended by its clock."""
+        start = self.ledger.state.timestamp + self.config.block_time
+        round_ = max(0, int((now - start) // self.config.timing.round_timeout))
+        at = start + round_ * self.config.timing.round_timeout
+        self.next_round = _NextRound(self.height + 1, round_, max(at, now))
+
+    def _start_round(self, height: int, round_: int, now: float) -> list[Action]:
+        if height != self.height + 1 or round_ > MAX_ROUND or (height, round_) in self.started:
+            return []
+        self.started.add((height, round_))
+        state = self.ledger.state
+        timeout = self.config.timing.round_timeout
+        start = state.timestamp + self.config.block_time + round_ * timeout
+        self.next_round = _NextRound(height, round_ + 1, start + timeout)
+        entropy = compute_block_entropy(self.ledger.random_value_at, height)
+        quorum = compute_block_quorum(state, entropy, height, round_)
+        me = self.node_key
+        if quorum is None or (me != quorum.producer and me not in quorum.validators):
+            self.round, self.round_wakes = None, []
+            return []
+        template = None
+        if me == quorum.producer:
+            template = self._build_template(state, int(start), quorum.producer, round_)
+        self.round_id = (height, round_)
+        self.round_members = (quorum.producer, *quorum.validators)
+        self.round_wakes = []
+        self.round = PulseRound(
+            parent=state.block_hash,
+            height=height,
+            round_=round_,
+            quorum=quorum,
+            me=self.identity.signer,
+            start=now,
+            timing=self.config.timing,
+            finalize=finalize_template,
+            random_source=self.random_bytes,
+            template=template,
+            decode_template=_decode_template,
+            encode_template=encode,
+            validate_template=lambda block: self._is_valid_template(block, height, round_, quorum.producer),
+        )
+        return self._drive(self.round.on_start(), now)
+
+    def _build_template(self, state: State, timestamp: int, producer: NodeKey, round_: int) -> Block:
+        """The producer's block: every state change with enough votes that is still valid."""
+        threshold = state.params.obligations_threshold
+        events: list[Event] = [
+            StateChange(
+                Height(h), w, new_state, tuple(sorted(votes.values(), key=lambda v: v.validator_index))
+            )
+            for (h, w, new_state), votes in sorted(self.vote_pool.items())
+            if len(votes) >= threshold and state.height + 1 - h <= state.params.vote_lifetime
+        ]
+        events += self.mempool.take(state.params.max_block_events - len(events))
+        while True:
+            try:
+                return propose_block(state, events, timestamp, producer=producer, round_=round_).block
+            except InvalidBlock as exc:
+                if exc.event_index is None:
+                    raise
+                stale = events.pop(exc.event_index)  # stale or already applied: leave it out
+                self.mempool.remove(stale)
+
+    def _is_valid_template(self, block: Block, height: int, round_: int, producer: bytes) -> bool:
+        header = block.header
+        if (header.height, header.round, header.producer) != (height, round_, producer):
+            return False
+        try:
+            execute_block(self.ledger.state, block, verify_signatures=False)
+        except InvalidBlock:
+            return False
+        return True
+
+    def _drive(self, round_actions: Sequence[object], now: float) -> list[Action]:
+        actions: list[Action] = []
+        for action in round_actions:
+            if isinstance(action, Broadcast):
+                actions += [Send(m, action.message) for m in self.round_members if m != self.node_key]
+            elif isinstance(action, WakeAt):
+                heapq.heappush(self.round_wakes, action.time)
+            elif isinstance(action, BlockSigned):
+                self._keep_stage_times()
+                block = Block(action.block.header, action.block.events, action.signatures)
+                actions.append(Gossip(SignedBlock(block)))
+                actions += self.on_block(block, now)
+            elif isinstance(action, RoundFailed):
+                self._keep_stage_times()
+                self.round, self.round_wakes = None, []
+        return actions
+
+    def _keep_stage_times(self) -> None:
+        if self.round is not None:
+            self.stage_times = dict(self.round.stage_times)
+
+    # -- uptime proofs and obligations tests --------------------------------------------------------
+
+    def _send_proof(self, now: float) -> list[Action]:
+        record = get_node(Overlay(self.ledger.state.get), self.node_key)
+        if record is None or not self.send_proofs:
+            return []
+        config = self.config
+        proof = UptimeProof(
+            self.node_key,
+            config.public_ip,
+            config.p2p_port,
+            config.storage_port,
+            config.version,
+            int(now),
+            record.bls_key,
+        )
+        signed = sign_proof(proof, self.identity.key)
+        self.proofs.on_proof(signed, now, record.bls_key)
+        return [Gossip(signed)]
+
+    def _run_tests(self, now: float) -> list[Action]:
+        """As a validator of this height's obligations quorum: test the workers, vote."""
+        height = self.height
+        state = self.ledger.state
+        view = Overlay(state.get)
+        quorum = get_quorum(view, height)
+        if quorum is None or self.node_key not in quorum.validators:
+            return []
+        me = quorum.validators.index(self.node_key)
+        actions: list[Action] = []
+        for index, worker in enumerate(quorum.workers):
+            record = get_node(view, worker)
+            reachable = self.probe(worker)
+            if record is None or reachable is None:
+                continue
+            reasons = compute_test_reasons(
+                proof_fresh=self.proofs.is_fresh(worker, now),
+                reachable=reachable,
+                storage_reachable=reachable,
+                pulse_fails=self.pulse_record.fails(worker),
+            )
+            decision = self.cop.decide(worker, record, height, reasons, state.params)
+            if decision is None:
+                continue
+            message = compute_vote_message(self.config.chain_id, height, index, int(decision), reasons)
+            try:
+                signature = self.identity.signer.sign(height, index, VOTE, message)
+            except DoubleSign:
+                continue
+            vote = VoteMessage(height, index, int(decision), Vote(me, reasons, signature))
+            self._on_vote_message(vote)
+            actions.append(Gossip(vote))
+        return actions
+
+    def _on_vote_message(self, message: VoteMessage) -> None:
+        key = (message.quorum_height, message.worker_index, message.new_state)
+        self.vote_pool.setdefault(key, {}).setdefault(message.vote.validator_index, message.vote)
+
+    # -- checkpoints and finality -------------------------------------------------------------------
+
+    def _vote_checkpoint(self, now: float) -> list[Action]:
+        height = self.height
+        if height == 0 or not is_checkpoint_height(height):
+            return []
+        state = self.ledger.state
+        quorum = get_checkpoint_quorum(Overlay(state.get), height)
+        if quorum is None:
+            return []
+        members = [m.node_key for m in quorum.members]
+        if self.node_key not in members:
+            return []
+        member = members.index(self.node_key)
+        message = compute_checkpoint_message(self.config.chain_id, height, state.block_hash)
+        try:
+            self.identity.signer.sign(height, 0, CHECKPOINT, message)  # the guard records the slot first
+        except DoubleSign:
+            return []
+        vote = CheckpointVote(height, state.block_hash, member, bls.sign(self.identity.bls_secret, message))
+        return [Gossip(vote), *self._on_checkpoint_vote(vote, now)]
+
+    def _on_checkpoint_vote(self, vote: CheckpointVote, now: float) -> list[Action]:
+        if vote.height <= self.final_height or vote.height in self.pending_certificates:
+            return []
+        # the quorum of a checkpoint is in the state from four blocks before it: None until then
+        quorum = get_checkpoint_quorum(Overlay(self.ledger.state.get), vote.height)
+        votes = self.votes.setdefault((vote.height, bytes(vote.block_hash)), {})
+        votes.setdefault(vote.member, vote.signature)
+        if quorum is None or len(votes) < compute_checkpoint_threshold(len(quorum.members)):
+            return []
+        keys = [m.bls_key for m in quorum.members]
+        valid = {i: s for i, s in votes.items() if i < len(keys)}
+        certificate = aggregate_certificate(vote.height, vote.block_hash, valid, len(keys))
+        try:
+            verify_certificate(certificate, self.config.chain_id, keys)
+        except (InvalidCertificate, ValueError):
+            # one bad vote spoils the aggregate: keep only the votes that verify on their own
+            message = compute_checkpoint_message(self.config.chain_id, vote.height, vote.block_hash)
+            good = {i: s for i, s in valid.items() if bls.verify(keys[i], message, s)}
+            self.votes[(vote.height, bytes(vote.block_hash))] = good
+            if len(good) < compute_checkpoint_threshold(len(keys)):
+                return []
+            certificate = aggregate_certificate(vote.height, vote.block_hash, good, len(keys))
+        return [*self.on_certificate(certificate, now), Gossip(Certified(certificate))]
+
+    def on_certificate(self, certificate: CheckpointCertificate, now: float) -> list[Action]:
+        height = certificate.height
+        if height <= self.final_height:
+            return []
+        quorum = get_checkpoint_quorum(Overlay(self.ledger.state.get), height)
+        if quorum is None:
+            return []
+        try:
+            verify_certificate(certificate, self.config.chain_id, [m.bls_key for m in quorum.members])
+        except (InvalidCertificate, ValueError):
+            return []
+        self.pending_certificates[height] = certificate
+        if height > self.height:
+            return []
+        if self.ledger.block_hash_at(height) != certificate.block_hash:
+            return self.request_sync(now)  # the network finalised another block than ours: fetch it
+        self.ledger.finalize(certificate)
+        for old in [h for h in self.pending_certificates if h <= height]:
+            del self.pending_certificates[old]
+        self.votes = {k: v for k, v in self.votes.items() if k[0] > height}
+        return [Finalized(height, certificate.block_hash)]
+
+    # -- sync ---------------------------------------------------------------------------------------
+
+    def request_sync(self, now: float) -> list[Action]:
+        """Ask a few peers for the blocks after our final one (at most once a round timeout)."""
+        if now < self.syncing_until:
+            return []
+        self.syncing_until = now + self.config.timing.round_timeout
+        return [AskPeers(SyncRequest(self.final_height + 1), 3)]
+
+    def _on_sync_response(self, message: SyncResponse, sender: NodeKey | None, now: float) -> list[Action]:
+        actions: list[Action] = []
+        for block in message.blocks:
+            before, tip = self.height, self.ledger.block_hash_at(self.height)
+            actions += self.on_block(block, now)
+            on_our_tip = block.header.height == before + 1 and block.header.prev_hash == tip
+            if on_our_tip and self.height == before and sender is not None:
+                # the next block, on our tip, and it does not validate: that peer serves bad blocks
+                return [*actions, Penalize(sender, f"served an invalid block {block.header.height}")]
+        for certificate in message.certificates:
+            actions += self.on_certificate(certificate, now)
+        if len(message.blocks) == SYNC_BATCH and self.height >= message.blocks[-1].header.height:
+            self.syncing_until = -1.0  # a full batch applied: there is likely more, ask again now
+            actions += self.request_sync(now)
+        return actions
+
+    def _on_sync_request(self, request: SyncRequest, sender: NodeKey | None) -> list[Action]:
+        if sender is None:
+            return []
+        start = max(1, request.from_height)
+        stop = min(self.height, start + SYNC_BATCH - 1)
+        blocks = tuple(self.ledger.block_at(h) for h in range(start, stop + 1))
+        certificates = tuple(self.ledger.certificates_from(start)) + tuple(
+            c for h, c in sorted(self.pending_certificates.items()) if h >= start
+        )
+        if not blocks and not certificates:
+            return []
+        return [Send(sender, SyncResponse(blocks, certificates))]
+
+
+def _decode_template(data: bytes) -> Block:
+    try:
+        return _block_decoder.decode(data)
+    except DecodeError:
+        raise ValueError("not a block template") from None
+
+
+def _by_validator(vote: Vote) -> int:
+    return vote.validator_index

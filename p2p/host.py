@@ -1,0 +1,380 @@
+"""The p2p host: listening, dialling, and one secure channel per peer, bounded and policed.
+
+A :class:`Host` keeps connections to a set of *targets* (node key and address: the bootstrap list
+and, later, the addresses in uptime proofs), redialling with exponential backoff, and accepts
+connections from anyone who completes the handshake (:mod:`p2p.secure`). It moves bytes only:
+the application hands it payloads (:meth:`Host.send`, :meth:`Host.broadcast`) and receives each
+peer's payloads through ``on_frame``; what they mean is not the host's business.
+
+Per peer:
+
+- a bounded send queue (``queue_bytes``): a frame that does not fit is refused (``send`` returns
+  False) rather than buffered without end; a writer task drains the queue and coalesces
+  everything waiting into one write;
+- a frame budget (a token bucket of ``frames_per_second``): a peer that floods is dropped;
+- an idle timeout: a writer with nothing to say sends a ping every third of it; a peer silent
+  for the whole of it is dropped;
+- a score: every protocol violation (a record that does not decrypt, an oversized or unknown
+  frame, a failed handshake) and every application complaint (:meth:`Host.penalize`) costs
+  points; at ``ban_score`` the peer's key and address are refused for ``ban_seconds``
+  (loopback addresses are never banned by address: a devnet runs every node on 127.0.0.1).
+
+One connection per node: when two end up open to the same node (both dialled at once), both
+sides keep the one whose initiator has the lower node key, so they agree without talking.
+Nothing a peer sends can stop the host: every error on a connection ends that connection.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from p2p.secure import (
+    DEFAULT_MAX_FRAME,
+    HandshakeFailed,
+    PeerClosed,
+    ProtocolViolation,
+    SecureChannel,
+    handshake,
+)
+from state.crypto import ed25519
+from state.types import NodeKey
+
+PING = b"\x00"
+DATA = b"\x01"
+
+Log = Callable[..., None]
+"""``log(level, event, **fields)``: the application's structured logger."""
+
+
+def _no_log(level: str, event: str, **fields: Any) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class HostConfig:
+    chain_id: str
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 0
+    """0: any free port (see :attr:`Host.port` once running)."""
+    version: str = ""
+    max_peers: int = 64
+    max_frame: int = DEFAULT_MAX_FRAME
+    queue_bytes: int = 32 * 1024 * 1024
+    handshake_timeout: float = 5.0
+    idle_timeout: float = 30.0
+    write_timeout: float = 20.0
+    dial_backoff: tuple[float, float] = (0.25, 10.0)
+    frames_per_second: float = 5_000.0
+    frame_burst: float = 20_000.0
+    violation_points: float = 25.0
+    ban_score: float = -100.0
+    ban_seconds: float = 60.0
+
+
+@dataclass
+class _Target:
+    host: str
+    port: int
+    backoff: float = 0.0
+    next_try: float = 0.0
+    dialling: bool = False
+
+
+@dataclass
+class Peer:
+    key: NodeKey
+    channel: SecureChannel
+    address: str
+    connected_at: float
+    outbox: deque[bytes] = field(default_factory=deque)
+    queued: int = 0
+    tokens: float = 0.0
+    refilled: float = 0.0
+    wake: trio.Event = field(default_factory=trio.Event)
+    cancel: trio.CancelScope = field(default_factory=trio.CancelScope)
+    frames_in: int = 0
+    frames_out: int = 0
+
+    @property
+    def initiator_key(self) -> bytes:
+        """The node key of whoever dialled this connection (for the one-connection rule)."""
+        return bytes(self.channel.remote_key) if not self.channel.initiator else b""
+
+
+class Host:
+    def __init__(
+        self,
+        config: HostConfig,
+        identity: ed25519.SigningKey,
+        on_frame: Callable[[NodeKey, bytes], None],
+        *,
+        log: Log = _no_log,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.identity = identity
+        self.node_key = NodeKey(identity.public_key)
+        self.on_frame = on_frame
+        self.log = log
+        self.clock = clock
+        self.port = config.listen_port
+        self.peers: dict[NodeKey, Peer] = {}
+        self.targets: dict[NodeKey, _Target] = {}
+        self.scores: dict[bytes, float] = {}
+        self.banned_keys: dict[bytes, float] = {}
+        self.banned_hosts: dict[str, float] = {}
+        self.violations = 0
+        self._nursery: trio.Nursery | None = None
+        self._rng = random.Random()
+
+    # -- the application's side ---------------------------------------------------------------------
+
+    @property
+    def connected(self) -> list[NodeKey]:
+        return list(self.peers)
+
+    def add_target(self, key: NodeKey, host: str, port: int) -> None:
+        """Keep a connection to ``key`` at ``host:port`` (redialled with backoff when it drops)."""
+        if key == self.node_key:
+            return
+        current = self.targets.get(key)
+        if current is None or (current.host, current.port) != (host, port):
+            self.targets[key] = _Target(host, port)
+
+    def send(self, key: NodeKey, payload: bytes) -> bool:
+        """Queue ``payload`` for ``key``; False when not connected or its queue is full."""
+        peer = self.peers.get(key)
+        return peer is not None and self._enqueue(peer, DATA + payload)
+
+    def broadcast(self, payload: bytes, exclude: NodeKey | None = None) -> int:
+        """Queue ``payload`` for every connected peer but ``exclude``; returns how many took it."""
+        frame = DATA + payload
+        return sum(
+            1 for key, peer in list(self.peers.items()) if key != exclude and self._enqueue(peer, frame)
+        )
+
+    def penalize(self, key: NodeKey, reason: str, points: float | None = None) -> None:
+        """The application found ``key``'s frame invalid (undecodable, an invalid block…)."""
+        self._score(bytes(key), points if points is not None else self.config.violation_points, reason)
+
+    def is_banned(self, key: bytes) -> bool:
+        return self.banned_keys.get(bytes(key), 0.0) > self.clock()
+
+    # -- running ----------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            listeners = await trio.open_tcp_listeners(self.config.listen_port, host=self.config.listen_host)
+            self.port = listeners[0].socket.getsockname()[1]
+            nursery.start_soon(trio.serve_listeners, self._on_inbound, listeners)
+            nursery.start_soon(self._dial_loop)
+            self.log("info", "p2p listening", address=f"{self.config.listen_host}:{self.port}")
+            task_status.started(self.port)
+
+    async def _dial_loop(self) -> None:
+        assert self._nursery is not None
+        while True:
+            now = self.clock()
+            for key, target in list(self.targets.items()):
+                if key in self.peers or target.dialling or target.next_try > now or self.is_banned(key):
+                    continue
+                target.dialling = True
+                self._nursery.start_soon(self._dial, key, target)
+            await trio.sleep(0.1)
+
+    async def _dial(self, key: NodeKey, target: _Target) -> None:
+        low, high = self.config.dial_backoff
+        try:
+            with trio.move_on_after(self.config.handshake_timeout) as scope:
+                stream = await trio.open_tcp_stream(target.host, target.port)
+                try:
+                    channel = await self._handshake(stream, initiator=True, expected=key)
+                except BaseException:
+                    await trio.aclose_forcefully(stream)
+                    raise
+            if scope.cancelled_caught:
+                raise HandshakeFailed("timed out")
+        except (OSError, HandshakeFailed, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            target.backoff = min(high, max(low, target.backoff * 2))
+            target.next_try = self.clock() + target.backoff * (0.5 + self._rng.random())
+            if isinstance(exc, HandshakeFailed):
+                self._score(bytes(key), self.config.violation_points, str(exc))
+            self.log("debug", "dial failed", peer=key.hex()[:16], reason=str(exc) or type(exc).__name__)
+            return
+        finally:
+            target.dialling = False
+        target.backoff = 0.0
+        await self._serve(channel, f"{target.host}:{target.port}")
+
+    async def _on_inbound(self, stream: trio.SocketStream) -> None:
+        try:
+            ip, port = stream.socket.getpeername()[:2]
+            address = f"{ip}:{port}"
+        except OSError:
+            await trio.aclose_forcefully(stream)
+            return
+        host = address.rsplit(":", 1)[0]
+        if self.banned_hosts.get(host, 0.0) > self.clock() or len(self.peers) >= self.config.max_peers:
+            await trio.aclose_forcefully(stream)
+            return
+        try:
+            with trio.fail_after(self.config.handshake_timeout):
+                channel = await self._handshake(stream, initiator=False, expected=None)
+        except (HandshakeFailed, trio.TooSlowError, OSError, trio.BrokenResourceError) as exc:
+            self.violations += 1
+            self._score_host(host, str(exc) or "handshake timed out")
+            await trio.aclose_forcefully(stream)
+            return
+        if self.is_banned(channel.remote_key):
+            await trio.aclose_forcefully(stream)
+            return
+        await self._serve(channel, address)
+
+    async def _handshake(
+        self, stream: trio.abc.Stream, *, initiator: bool, expected: NodeKey | None
+    ) -> SecureChannel:
+        return await handshake(
+            stream,
+            self.identity,
+            chain_id=self.config.chain_id,
+            initiator=initiator,
+            listen_port=self.port,
+            version=self.config.version,
+            expected=expected,
+            max_frame=self.config.max_frame + 1,  # the channel byte
+        )
+
+    # -- a connected peer ---------------------------------------------------------------------------
+
+    async def _serve(self, channel: SecureChannel, address: str) -> None:
+        key = channel.remote_key
+        now = self.clock()
+        peer = Peer(key, channel, address, now, tokens=self.config.frame_burst, refilled=now)
+        current = self.peers.get(key)
+        if current is not None:
+            mine = bytes(self.node_key)
+            new_initiator = bytes(key) if not channel.initiator else mine
+            old_initiator = bytes(key) if not current.channel.initiator else mine
+            if new_initiator >= old_initiator:
+                await trio.aclose_forcefully(channel.stream)
+                return
+            current.cancel.cancel()
+        self.peers[key] = peer
+        self.log("info", "peer connected", peer=key.hex()[:16], address=address, peers=len(self.peers))
+        reason = "replaced by a newer connection"
+        with peer.cancel:
+            reason = await self._run_peer(peer)
+        if self.peers.get(key) is peer:
+            del self.peers[key]
+        await trio.aclose_forcefully(channel.stream)
+        self.log("info", "peer dropped", peer=key.hex()[:16], reason=reason, peers=len(self.peers))
+
+    async def _run_peer(self, peer: Peer) -> str:
+        """Read and write until either side fails; returns why the connection ended."""
+        reason = "cancelled"
+
+        async def run(loop: Callable[[Peer], Awaitable[None]], nursery: trio.Nursery) -> None:
+            nonlocal reason
+            try:
+                await loop(peer)
+            except ProtocolViolation as exc:
+                reason = str(exc)
+                self._score(bytes(peer.key), self.config.violation_points, reason)
+            except PeerClosed:
+                reason = "closed by the peer"
+            except trio.TooSlowError:
+                reason = "idle or too slow"
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                reason = type(exc).__name__
+            nursery.cancel_scope.cancel()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run, self._write_loop, nursery)
+            nursery.start_soon(run, self._read_loop, nursery)
+        return reason
+
+    async def _read_loop(self, peer: Peer) -> None:
+        config = self.config
+        while True:
+            with trio.fail_after(config.idle_timeout):
+                frame = await peer.channel.receive()
+            now = self.clock()
+            peer.tokens = min(
+                config.frame_burst, peer.tokens + (now - peer.refilled) * config.frames_per_second
+            )
+            peer.refilled = now
+            peer.tokens -= 1
+            if peer.tokens < 0:
+                raise ProtocolViolation("more frames than the per-peer limit")
+            peer.frames_in += 1
+            channel_byte = frame[:1]
+            if channel_byte == DATA:
+                self.on_frame(peer.key, frame[1:])
+            elif channel_byte != PING or len(frame) != 1:
+                raise ProtocolViolation("a frame of an unknown kind")
+
+    async def _write_loop(self, peer: Peer) -> None:
+        config = self.config
+        while True:
+            with trio.move_on_after(config.idle_timeout / 3):
+                await peer.wake.wait()
+            peer.wake = trio.Event()
+            frames = list(peer.outbox) or [PING]
+            peer.outbox.clear()
+            peer.queued = 0
+            with trio.fail_after(config.write_timeout):
+                await peer.channel.send(frames)
+            peer.frames_out += len(frames)
+
+    def _enqueue(self, peer: Peer, frame: bytes) -> bool:
+        if len(frame) > self.config.max_frame + 1:
+            raise ValueError(f"a payload of {len(frame) - 1} bytes is over the frame limit")
+        if peer.queued + len(frame) > self.config.queue_bytes:
+            return False
+        peer.outbox.append(frame)
+        peer.queued += len(frame)
+        peer.wake.set()
+        return True
+
+    # -- scores and bans ------------------------------------------------------------------------------
+
+    def _score(self, key: bytes, points: float, reason: str) -> None:
+        self.violations += 1
+        score = self.scores.get(key, 0.0) - points
+        self.scores[key] = score
+        self.log("warn", "peer misbehaved", peer=key.hex()[:16], reason=reason, score=score)
+        if score <= self.config.ban_score:
+            self.banned_keys[key] = self.clock() + self.config.ban_seconds
+            self.scores[key] = 0.0
+            peer = self.peers.get(NodeKey(key))
+            if peer is not None:
+                peer.cancel.cancel()
+                self._ban_host(peer.address.rsplit(":", 1)[0])
+            self.log("warn", "peer banned", peer=key.hex()[:16], seconds=self.config.ban_seconds)
+
+    def _score_host(self, host: str, reason: str) -> None:
+        """A failed inbound handshake: no key to blame, so the address is scored."""
+        key = ("host:" + host).encode()
+        score = self.scores.get(key, 0.0) - self.config.violation_points
+        self.scores[key] = score
+        self.log("warn", "handshake failed", address=host, reason=reason, score=score)
+        if score <= self.config.ban_score:
+            self._ban_host(host)
+            self.scores[key] = 0.0
+
+    def _ban_host(self, host: str) -> None:
+        try:
+            if ipaddress.ip_address(host).is_loopback:
+                return
+        except ValueError:
+            pass
+        self.banned_hosts[host] = self.clock() + self.config.ban_seconds

@@ -1,0 +1,65 @@
+"""One consensus core for both worlds: the simulator's cores on LevelDB chains.
+
+The simulator normally gives each node a :class:`~consensus.ledger.MemoryLedger`; here every
+node runs the very same :class:`~consensus.node.NodeCore` over its own home's LevelDB chain
+(:class:`appchain.ledger.ChainLedger`) and the store's durable double-sign record, the
+combination the process node uses. Blocks become final with equal roots on every home, and each
+home then replays from genesis to the same root.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from appchain.chain import Chain, replay_from_genesis
+from appchain.ledger import ChainLedger
+from appchain.simulate import simulation_genesis
+from consensus.ledger import MemoryLedger
+from consensus.node import NodeCore
+from consensus.simulator import Faults, SimConfig, Simulation
+
+
+@pytest.mark.slow
+def test_the_simulators_cores_reach_finality_on_leveldb_chains(tmp_path: Path) -> None:
+    config = SimConfig(nodes=12, blocks=8, seed=11, faults=Faults(loss=0.02, crashes=[(3, 5.0, 14.0)]))
+    genesis, start = simulation_genesis(config)
+    chains: list[Chain] = []
+
+    def ledger(index: int, _state: object) -> ChainLedger:
+        chain = Chain.create(tmp_path / f"node{index}", genesis, snapshot_interval=4, sync=False)
+        chains.append(chain)
+        return ChainLedger(chain)
+
+    simulation = Simulation(config, start, ledgers=ledger, records=lambda index: chains[index].store)
+    try:
+        report = simulation.run()
+        assert all(
+            isinstance(node.core, NodeCore) and isinstance(node.ledger, ChainLedger)
+            for node in simulation.nodes
+        )
+        assert report["roots_agree"] and report["safety_violations"] == 0 and report["double_signs"] == 0
+        assert min(report["final_heights"]) >= config.blocks
+        roots = {chain.store.get_header(8).state_root for chain in chains}  # type: ignore[union-attr]
+        assert len(roots) == 1
+    finally:
+        for chain in chains:
+            chain.close()
+    # every home is a real node home: it replays from genesis to its own tip's root
+    for index in (0, 3):
+        chain = Chain.open(tmp_path / f"node{index}", genesis, snapshot_interval=4)
+        try:
+            assert chain.final_height >= config.blocks
+            state = replay_from_genesis(chain.store, genesis, verify_signatures=True)
+            assert state.root == chain.state.root
+        finally:
+            chain.close()
+
+
+def test_the_default_simulation_runs_on_memory_ledgers() -> None:
+    config = SimConfig(nodes=12, blocks=2, seed=2)
+    _, start = simulation_genesis(config)
+    simulation = Simulation(config, start)
+    assert all(isinstance(node.ledger, MemoryLedger) for node in simulation.nodes)
+    assert simulation.run()["target_reached"]

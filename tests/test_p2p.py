@@ -1,0 +1,234 @@
+"""The p2p transport on 127.0.0.1: handshakes bound to node keys, frames, limits, hostile peers.
+
+Every hostile connection (garbage, a cut handshake, a replayed handshake, a wrong identity, an
+oversized frame, a flood) must end that connection, score the sender down, and leave the host
+serving its honest peers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+import trio
+
+from p2p.host import DATA, Host, HostConfig
+from p2p.secure import HandshakeFailed, PeerClosed, ProtocolViolation, SecureChannel, handshake
+from state.crypto import ed25519
+from state.types import NodeKey
+
+CHAIN = "p2p-test"
+
+
+def key(n: int) -> ed25519.SigningKey:
+    return ed25519.SigningKey(bytes([n]) * 32)
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.frames: list[tuple[NodeKey, bytes]] = []
+        self.arrived = trio.Event()
+
+    def __call__(self, sender: NodeKey, payload: bytes) -> None:
+        self.frames.append((sender, payload))
+        self.arrived.set()
+
+    async def wait_for(self, count: int) -> None:
+        with trio.fail_after(10):
+            while len(self.frames) < count:
+                self.arrived = trio.Event()
+                await self.arrived.wait()
+
+
+@asynccontextmanager
+async def running(nursery: trio.Nursery, n: int, **overrides: Any) -> AsyncIterator[tuple[Host, Inbox]]:
+    inbox = Inbox()
+    logs: list[tuple[str, str, dict[str, Any]]] = []
+    host = Host(
+        HostConfig(chain_id=CHAIN, **overrides),
+        key(n),
+        inbox,
+        log=lambda level, event, **fields: logs.append((level, event, fields)),
+    )
+    await nursery.start(host.run)
+    host.logs = logs  # type: ignore[attr-defined]
+    yield host, inbox
+
+
+async def until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
+    with trio.fail_after(seconds):
+        while not condition():
+            await trio.sleep(0.01)
+
+
+async def connect(a: Host, b: Host) -> None:
+    b.add_target(a.node_key, "127.0.0.1", a.port)
+    await until(lambda: a.node_key in b.peers and b.node_key in a.peers)
+
+
+async def test_two_hosts_exchange_frames_both_ways(nursery: trio.Nursery) -> None:
+    async with running(nursery, 1) as (a, inbox_a), running(nursery, 2) as (b, inbox_b):
+        await connect(a, b)
+        assert a.send(b.node_key, b"hello b")
+        assert b.broadcast(b"hello everyone") == 1
+        big = bytes(range(256)) * 2000  # 512 KB: many Noise records, one frame
+        assert a.send(b.node_key, big)
+        await inbox_b.wait_for(2)
+        await inbox_a.wait_for(1)
+        assert inbox_b.frames == [(a.node_key, b"hello b"), (a.node_key, big)]
+        assert inbox_a.frames == [(b.node_key, b"hello everyone")]
+        assert not a.send(NodeKey(bytes(32)), b"nobody")  # not connected
+
+
+async def test_simultaneous_dials_leave_one_connection(nursery: trio.Nursery) -> None:
+    async with running(nursery, 3) as (a, inbox_a), running(nursery, 4) as (b, _):
+        a.add_target(b.node_key, "127.0.0.1", b.port)
+        b.add_target(a.node_key, "127.0.0.1", a.port)
+        await until(lambda: b.node_key in a.peers and a.node_key in b.peers)
+        await trio.sleep(0.5)
+        assert list(a.peers) == [b.node_key] and list(b.peers) == [a.node_key]
+        # the connection both kept works
+        assert b.send(a.node_key, b"still here")
+        await inbox_a.wait_for(1)
+
+
+async def test_a_dial_to_the_wrong_identity_is_refused(nursery: trio.Nursery) -> None:
+    async with running(nursery, 5) as (a, _), running(nursery, 6) as (b, _):
+        impostor = NodeKey(key(99).public_key)
+        b.add_target(impostor, "127.0.0.1", a.port)  # a answers there, but a is not 99
+        await until(lambda: b.scores.get(bytes(impostor), 0) < 0)
+        assert impostor not in b.peers and a.node_key not in b.peers
+
+
+async def test_the_hello_proves_the_key(nursery: trio.Nursery) -> None:
+    """A client that claims another node's key cannot sign the session's handshake hash."""
+    async with running(nursery, 7) as (a, _):
+        stream = await trio.open_tcp_stream("127.0.0.1", a.port)
+        with pytest.raises(HandshakeFailed):
+            await handshake(stream, key(8), chain_id="another-chain", initiator=True)
+        await until(lambda: any(e == "handshake failed" for _, e, _ in a.logs))  # type: ignore[attr-defined]
+
+
+async def _raw(port: int, data: bytes) -> bytes:
+    """Send ``data`` on a raw TCP connection; return what came back before the host closed it."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    received = b""
+    with trio.fail_after(10):
+        try:
+            await stream.send_all(data)
+            while chunk := await stream.receive_some(65536):
+                received += chunk
+        except trio.BrokenResourceError:
+            pass
+    await stream.aclose()
+    return received
+
+
+class Recorder(trio.abc.Stream):
+    """A stream that records what one side sent (to replay it later)."""
+
+    def __init__(self, inner: trio.abc.Stream) -> None:
+        self.inner = inner
+        self.sent = bytearray()
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        self.sent += data
+        await self.inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        return await self.inner.receive_some(max_bytes)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_hostile_connections_are_dropped_and_the_host_keeps_serving(nursery: trio.Nursery) -> None:
+    async with running(nursery, 10, handshake_timeout=1.0) as (a, inbox_a), running(nursery, 11) as (b, _):
+        await connect(a, b)
+        # garbage, and a handshake cut short
+        await _raw(a.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + bytes(range(256)) * 10)
+        await _raw(a.port, (100).to_bytes(2, "big") + b"\x01" * 10)
+        # a replayed handshake: the initiator's bytes of a real session, sent again
+        recorder = Recorder(await trio.open_tcp_stream("127.0.0.1", a.port))
+        channel = await handshake(recorder, key(12), chain_id=CHAIN, initiator=True)
+        await channel.send([DATA + b"genuine"])
+        await inbox_a.wait_for(1)
+        await channel.aclose()
+        replayed = bytes(recorder.sent)
+        answer = await _raw(a.port, replayed)
+        assert len(answer) < len(replayed) + 200  # a's own handshake message, then it hung up
+        await until(lambda: a.violations >= 3)
+        # an oversized frame on an authenticated channel
+        stream = await trio.open_tcp_stream("127.0.0.1", a.port)
+        channel = await handshake(stream, key(13), chain_id=CHAIN, initiator=True, max_frame=1 << 30)
+        big_key = bytes(channel.remote_key)
+        assert big_key == bytes(a.node_key)
+        with pytest.raises(trio.BrokenResourceError):  # the host hangs up before the frame is through
+            await channel.send([DATA + bytes(a.config.max_frame + 10)])
+        await until(lambda: a.scores.get(bytes(key(13).public_key), 0) < 0)
+        await until(lambda: NodeKey(key(13).public_key) not in a.peers)
+        # through all of it, the honest peer stays connected and served
+        assert b.node_key in a.peers
+        assert b.send(a.node_key, b"after the storm")
+        await until(lambda: (b.node_key, b"after the storm") in inbox_a.frames)
+
+
+async def test_a_flooding_peer_is_dropped(nursery: trio.Nursery) -> None:
+    async with running(nursery, 14, frames_per_second=100.0, frame_burst=200.0) as (a, _):
+        stream = await trio.open_tcp_stream("127.0.0.1", a.port)
+        channel = await handshake(stream, key(15), chain_id=CHAIN, initiator=True)
+        with pytest.raises(
+            (trio.BrokenResourceError, trio.ClosedResourceError, ProtocolViolation, PeerClosed)
+        ):
+            with trio.fail_after(10):
+                for _ in range(100):
+                    await channel.send([DATA + b"x"] * 50)
+                    await trio.sleep(0)
+                await channel.receive()  # the host closes: the read ends
+        assert a.scores.get(bytes(key(15).public_key), 0) < 0
+
+
+async def test_send_queues_are_bounded(nursery: trio.Nursery) -> None:
+    async with running(nursery, 16, queue_bytes=10_000) as (a, _):
+        stream = await trio.open_tcp_stream("127.0.0.1", a.port)
+        channel: SecureChannel = await handshake(stream, key(17), chain_id=CHAIN, initiator=True)
+        peer = NodeKey(key(17).public_key)
+        await until(lambda: peer in a.peers)
+        # the client never reads: the host's queue for it fills and further frames are refused
+        accepted = [a.send(peer, bytes(1000)) for _ in range(50)]
+        assert accepted[0] and not all(accepted)
+        assert a.peers[peer].queued <= 10_000
+        await channel.aclose()
+
+
+async def test_repeat_offenders_are_banned(nursery: trio.Nursery) -> None:
+    async with running(nursery, 18, violation_points=60.0, ban_seconds=30.0) as (a, _):
+        offender = key(19)
+        for _ in range(2):
+            stream = await trio.open_tcp_stream("127.0.0.1", a.port)
+            channel = await handshake(stream, offender, chain_id=CHAIN, initiator=True)
+            await channel.send([b"\x07unknown kind"])
+            with trio.fail_after(10):
+                while True:
+                    try:
+                        await channel.receive()
+                    except (
+                        ProtocolViolation,
+                        PeerClosed,
+                        trio.BrokenResourceError,
+                        trio.ClosedResourceError,
+                    ):
+                        break
+        assert a.is_banned(offender.public_key)
+        stream = await trio.open_tcp_stream("127.0.0.1", a.port)
+        channel = await handshake(stream, offender, chain_id=CHAIN, initiator=True)  # completes…
+        with pytest.raises(
+            (ProtocolViolation, PeerClosed, trio.BrokenResourceError, trio.ClosedResourceError)
+        ):
+            with trio.fail_after(10):
+                await channel.receive()  # …but the host hangs up at once

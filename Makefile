@@ -23,12 +23,13 @@ test: lint typecheck
 	$(BIN)/pytest -q
 
 devnet: $(STAMP)
-	$(BIN)/python -m appchain.devnet
+	$(BIN)/appchain devnet --nodes 12 --home .devnet $(if $(SECONDS),--seconds $(SECONDS))
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.smt
 	$(BIN)/python -m bench.replay
 	$(BIN)/python -m bench.consensus
+	$(BIN)/python -m bench.devnet
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .devnet

@@ -31,18 +31,28 @@ from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 
+import trio
+
+from appchain.admin import AdminUnavailable, RpcError
+from appchain.admin import call as admin_call
 from appchain.chain import ChainError, replay_from_genesis
 from appchain.devchain import DevChainGenerator
 from appchain.exchange import ImportInterrupted, export_events, import_events, read_export_header
+from appchain.guard import HomeInUse
 from appchain.home import Home, NodeConfig, default_home
+from appchain.node import run_node
 from appchain.progress import Progress
 from appchain.simulate import make_simulation
 from appchain.store import BlockStore, StoreCorrupt, StoreInUse
+from appchain.testnet import DEFAULT_BASE_PORT, write_testnet
 from consensus.faults import FaultSpecError, parse_faults
 from consensus.simulator import SimConfig
 from genesis.devnet import DevKeyError, load_dev_accounts, load_dev_nodes, write_devnet
 from genesis.document import CHAIN_ID, Genesis, GenesisError, load_genesis
+from state.nodes import NodeStatus, compute_credit, get_node
 from state.supply import compute_supply
+from state.types import NodeKey
+from state.view import Overlay
 
 EXIT_OK = 0
 EXIT_USER_ERROR = 1
@@ -193,24 +203,111 @@ def _replay(home: Home, genesis: Genesis, args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    """The home's tip: from the database when no node runs, else from the node's admin endpoint."""
     home = Home(Path(args.home))
-    with home.lock("status"), home.open_chain() as chain:
-        result = {
-            "chain_id": chain.genesis.chain_id,
-            "genesis_hash": chain.genesis.hash.hex(),
-            "height": chain.height,
-            "final_height": chain.final_height,
-            "block_hash": chain.state.block_hash.hex(),
-            "state_root": chain.state.root.hex(),
-            "state_entries": len(chain.state),
-            "snapshots": chain.store.list_snapshots(),
-        }
+    lock = home.lock("status")
+    try:
+        lock.acquire()
+    except HomeInUse as exc:
+        result = _running_status(home, exc)
+    else:
+        try:
+            result = _stored_status(home)
+        finally:
+            lock.release()
     if args.json:
         _print_json(result)
     else:
         for key, value in result.items():
             print(f"{key}: {value}")
     return 0
+
+
+def _stored_status(home: Home) -> dict[str, object]:
+    with home.open_chain() as chain:
+        final = chain.final_height
+        header = chain.store.get_header(final)
+        record = None
+        if home.node_key_path.exists():
+            key, _ = home.load_node_keys()
+            record = get_node(Overlay(chain.state.get), NodeKey(key.public_key))
+        return {
+            "running": False,
+            "chain_id": chain.genesis.chain_id,
+            "genesis_hash": chain.genesis.hash.hex(),
+            "height": chain.height,
+            "final_height": final,
+            "final_root": "" if header is None else header.state_root.hex(),
+            "block_hash": chain.state.block_hash.hex(),
+            "state_root": chain.state.root.hex(),
+            "state_entries": len(chain.state),
+            "snapshots": chain.store.list_snapshots(),
+            "peers": 0,
+            "service_node": None
+            if record is None
+            else {
+                "status": NodeStatus(record.status).name.lower(),
+                "credit": compute_credit(record, chain.height, chain.state.params),
+            },
+        }
+
+
+def _running_status(home: Home, busy: HomeInUse) -> dict[str, object]:
+    config = home.load_config()
+    try:
+        result: dict[str, object] = admin_call(config.admin_address, "status")
+    except (AdminUnavailable, RpcError, ValueError):
+        raise busy from None  # held, but not by a node that answers: a command is running
+    return result
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    home = Home(Path(args.home))
+    try:
+        trio.run(run_node, home)
+    except BaseExceptionGroup as group:
+        raise _single_error(group) from None
+    return EXIT_OK
+
+
+def _single_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error inside a task group, when it is one of the kinds the CLI reports in one line."""
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            leaves.append(exc)
+
+    walk(group)
+    for leaf in leaves:
+        if isinstance(leaf, ChainError | StoreCorrupt | StoreInUse | OSError | KeyboardInterrupt):
+            return leaf
+    return group
+
+
+def cmd_testnet(args: argparse.Namespace) -> int:
+    if args.nodes < 1 or args.spare < 0:
+        raise ChainError("--nodes must be positive and --spare not negative")
+    members = write_testnet(
+        Path(args.out), args.nodes, base_port=args.base_port, seed=args.seed, spare=args.spare
+    )
+    print(f"wrote a testnet of {args.nodes} nodes to {args.out} (genesis {Path(args.out) / 'genesis.json'})")
+    for member in members:
+        print(f"  {member.home}: p2p 127.0.0.1:{member.p2p_port}, admin 127.0.0.1:{member.admin_port}")
+    if args.nodes < 12:
+        print("note: Pulse needs 12 active service nodes; this network will not produce blocks")
+    return EXIT_OK
+
+
+def cmd_devnet(args: argparse.Namespace) -> int:
+    from appchain.devnet import run_devnet
+
+    if args.nodes < 12:
+        raise ChainError("--nodes must be at least 12 (Pulse needs 12 active service nodes)")
+    return run_devnet(Path(args.home), args.nodes, base_port=args.base_port, seconds=args.seconds)
 
 
 def cmd_export_events(args: argparse.Namespace) -> int:
@@ -367,6 +464,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_home(rollback)
     rollback.add_argument("--height", type=int, required=True)
     rollback.set_defaults(handler=cmd_rollback)
+
+    start = commands.add_parser("start", help="run the node: p2p, consensus, admin endpoint (until Ctrl-C)")
+    _add_home(start)
+    start.set_defaults(handler=cmd_start)
+
+    testnet = commands.add_parser("testnet", help="write N node homes for a local network")
+    testnet.add_argument("--nodes", type=int, required=True)
+    testnet.add_argument("--out", required=True, help="a new folder: genesis.json, keys/, node0 … node{N-1}")
+    testnet.add_argument(
+        "--base-port", type=int, default=DEFAULT_BASE_PORT, help="node i: p2p P+2i, admin P+2i+1"
+    )
+    testnet.add_argument("--seed", default=None, help="dev key seed (default: random)")
+    testnet.add_argument("--spare", type=int, default=0, help="extra homes with keys not in the genesis")
+    testnet.set_defaults(handler=cmd_testnet)
+
+    devnet = commands.add_parser("devnet", help="start a local network of node processes with a live view")
+    devnet.add_argument("--nodes", type=int, default=12)
+    devnet.add_argument("--home", default=".devnet", help="the testnet folder (created when missing)")
+    devnet.add_argument("--base-port", type=int, default=DEFAULT_BASE_PORT)
+    devnet.add_argument("--seconds", type=float, default=0.0, help="stop after this long (default: Ctrl-C)")
+    devnet.set_defaults(handler=cmd_devnet)
 
     sim = commands.add_parser("simulate", help="run N nodes in the deterministic network simulator")
     sim.add_argument("--nodes", type=int, default=30)

@@ -1,153 +1,127 @@
-"""``make devnet``: the most complete thing the node can do today, end to end, on one machine.
+"""``appchain devnet`` (``make devnet``): a local network of real node processes, watched live.
 
-Nodes do not talk over a real network yet (the p2p issue), so this runs two things:
+It creates a testnet folder when there is none (:func:`appchain.testnet.write_testnet`: a fresh
+genesis whose time is now, one home per node with its keys and every other node as a peer),
+starts one ``appchain start`` process per node on 127.0.0.1, and shows a live table, refreshed
+every second from each node's admin endpoint: height, final height, Pulse round, peers,
+mempool, sync state and the node's service-node status. Ctrl-C (or ``--seconds``) stops every
+process (SIGTERM, then SIGKILL after a grace period) and prints what the network did: the final
+height every node reached, and whether their final roots agree.
 
-1. a 12-node network in the deterministic simulator: every node runs the real Pulse rounds and
-   checkpoint votes over an in-memory network, with a live view of heights, finality, rounds and
-   stage timings;
-2. the real commands on a 12-node devnet genesis: create the genesis and a node home, append
-   Pulse-signed blocks of random events of every kind, restart (snapshot + replay handshake),
-   replay from genesis, export the log, rebuild a second home from the export, and verify a
-   light-client state proof. Every root must agree.
+Each node logs to ``<folder>/node<i>/node.log``.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
 import sys
-from collections import Counter
-from contextlib import redirect_stdout
-from io import StringIO
+import time
 from pathlib import Path
+from typing import Any
 
-from appchain.cli import main as cli
-from appchain.home import Home
-from appchain.simulate import make_simulation
-from consensus.simulator import SimConfig, Simulation
-from state.crypto import ed25519
-from state.encoding import decode
-from state.ledger import Account, account_key
-from state.membership import get_swarms
-from state.nodes import NodeStatus, iter_nodes
-from state.smt import verify_proof
-from state.view import Overlay
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
 
-FOLDER = Path(".devnet")
-BLOCKS = 200
+from appchain.testnet import (
+    DEFAULT_BASE_PORT,
+    NetworkMember,
+    poll_status,
+    read_testnet,
+    start_process,
+    stop_processes,
+    write_testnet,
+)
 
-
-def step(title: str) -> None:
-    print(f"\n== {title}", flush=True)
-
-
-def run(*args: str, capture: bool = False) -> str:
-    print("$ appchain " + " ".join(args), flush=True)
-    buffer = StringIO()
-    if capture:
-        with redirect_stdout(buffer):
-            code = cli(list(args))
-    else:
-        code = cli(list(args))
-    if code != 0:
-        raise SystemExit(f"devnet: `appchain {' '.join(args)}` failed with exit status {code}")
-    return buffer.getvalue()
+EXIT_NO_PROGRESS = 1
+Status = dict[str, Any] | None
 
 
-def run_network() -> bool:
-    step("a 12-node network in the simulator (real Pulse rounds and checkpoints, in-memory network)")
-    config = SimConfig(nodes=12, blocks=16, seed=2026, latency=0.05, jitter=0.05)
-    header = "    t | height/final per node (nodes 0..11)" + " " * 26 + "| round | last round (s), per node"
-    print(header)
-
-    def watch(sim: Simulation) -> None:
-        cells = " ".join(f"{n.height:2d}/{n.final_height:<2d}" for n in sim.nodes)
-        last_round = max(n.rounds_used[-1] if n.rounds_used else 0 for n in sim.nodes)
-        durations = " ".join(f"{max(n.stage_times.values(), default=0):.2f}" for n in sim.nodes)
-        elapsed = sim.now - sim.genesis.genesis_time
-        print(f"{elapsed:5.1f} | {cells} | {last_round:5d} | {durations}", flush=True)
-
-    simulation = make_simulation(config)
-    report = simulation.run(watch=watch, watch_every=2.0)
-    print("stage timings of each node's last round (seconds from the round's start):")
-    for node in simulation.nodes:
-        stages = "  ".join(f"{name} {seconds:.2f}" for name, seconds in node.stage_times.items())
-        print(f"  node {node.index:2d}: {stages or 'not in the last quorum'}")
-    ok = report["roots_agree"] and report["safety_violations"] == 0 and report["double_signs"] == 0
-    print(
-        f"final heights {report['final_heights']}; roots agree {report['roots_agree']}; "
-        f"safety violations {report['safety_violations']}; {report['messages']} messages"
+def render(
+    members: list[NetworkMember],
+    statuses: list[Status],
+    codes: list[int | None],
+    started: float,
+) -> Table:
+    elapsed = time.monotonic() - started
+    finals = [s["final_height"] for s in statuses if s]
+    table = Table(
+        title=f"devnet: {len(members)} node processes on 127.0.0.1, {elapsed:.0f} s"
+        + (f", final height {min(finals)}..{max(finals)}" if finals else ", starting"),
+        caption=f"logs: {members[0].home.parent}/node<i>/node.log; Ctrl-C stops every node",
     )
-    return bool(ok)
-
-
-def main() -> int:
-    print("appchain devnet: nodes do not talk over a real network yet (the p2p issue). This runs")
-    print("12 nodes in the deterministic simulator, then the node's commands on a devnet home.")
-    shutil.rmtree(FOLDER, ignore_errors=True)
-    if not run_network():
-        return 1
-    genesis = FOLDER / "net" / "genesis.json"
-    node1, node2 = FOLDER / "node1", FOLDER / "node2"
-
-    step("genesis with 12 funded service nodes (deterministic, UNSAFE dev keys)")
-    run("genesis", "new", "--nodes", "12", "--seed", "devnet", "--out", str(genesis))
-    run("genesis", "validate", str(genesis))
-
-    step(f"node home, then {BLOCKS} blocks of random signed transfers")
-    run("init", "--home", str(node1), "--genesis", str(genesis), "--snapshot-interval", "50")
-    run("dev-chain", "--home", str(node1), "--blocks", str(BLOCKS), "--seed", "devnet")
-
-    step("restart: newest snapshot + replay of the tail, every root checked")
-    status = json.loads(run("status", "--home", str(node1), "--json", capture=True))
-    print(f"height {status['height']}, state root {status['state_root']}, snapshots {status['snapshots']}")
-
-    step("replay from genesis")
-    replay = json.loads(run("replay", "--home", str(node1), "--json", capture=True))
-    print(f"height {replay['height']}, {replay['events_per_second']:,} events/s, root {replay['state_root']}")
-    supply = replay["supply"]
-    print(
-        f"supply: balances {supply['balances']}, stakes {supply['stakes']}, locked {supply['locked_stakes']},"
-    )
-    print(f"        pool {supply['pool']}, accrued rewards {supply['accrued_rewards']}")
-    print(f"        total {supply['total']} of genesis {supply['genesis']}: conserved {supply['conserved']}")
-
-    step("service nodes and swarms")
-    with Home(node1).open_chain() as chain:
-        view = Overlay(chain.state.get)
-        states = Counter(NodeStatus(node.status).name.lower() for _, node in iter_nodes(view))
-        print("nodes: " + ", ".join(f"{count} {name}" for name, count in sorted(states.items())))
-        for swarm in get_swarms(view):
-            print(f"swarm {swarm.swarm_id:>20}: {len(swarm.members)} members")
-
-    step("export the log and rebuild a second home from it, verifying signatures")
-    export = FOLDER / "chain.events"
-    run("export-events", "--home", str(node1), "--out", str(export))
-    run("init", "--home", str(node2), "--genesis", str(genesis))
-    run("import-events", "--home", str(node2), "--in", str(export))
-    rebuilt = json.loads(run("status", "--home", str(node2), "--json", capture=True))
-
-    step("light-client proof: an account balance against the header's state root")
-    with Home(node1).open_chain() as chain:
-        accounts = json.loads((node1 / "keys" / "dev-accounts.json").read_text())["accounts"]
-        user = ed25519.SigningKey(bytes.fromhex(accounts[-1]["seed"])).public_key
-        value, proof = chain.state.prove(account_key(user))
-        header = chain.store.get_header(chain.height)
-        assert header is not None and value is not None
-        proven = verify_proof(header.state_root, account_key(user), value, proof)
-        balance = decode(value, Account).balance
-        print(
-            f"account {user.hex()[:16]}… balance {balance} proven: {proven} ({len(proof.siblings)} siblings)"
+    for column in ("node", "height", "final", "round", "peers", "mempool", "sync", "service node"):
+        table.add_column(
+            column, justify="right" if column in ("height", "final", "round", "peers", "mempool") else "left"
         )
+    for index, (status, code) in enumerate(zip(statuses, codes, strict=True)):
+        if code is not None:
+            table.add_row(str(index), "-", "-", "-", "-", "-", f"[red]exited {code}[/red]", "-")
+        elif status is None:
+            table.add_row(str(index), "…", "…", "…", "…", "…", "starting", "…")
+        else:
+            node = status.get("service_node") or {}
+            table.add_row(
+                str(index),
+                str(status["height"]),
+                str(status["final_height"]),
+                "-" if status["round"] is None else str(status["round"]),
+                str(status["peers"]),
+                str(status["mempool"]),
+                status["sync"],
+                f"{node.get('status', '-')}, credit {node.get('credit', '-')}" if node else "-",
+            )
+    return table
 
-    agree = status["state_root"] == replay["state_root"] == rebuilt["state_root"] and supply["conserved"]
-    step("result")
-    print(f"node1 after restart : {status['state_root']}")
-    print(f"replay from genesis : {replay['state_root']}")
-    print(f"node2 from export   : {rebuilt['state_root']}")
-    print("all roots agree" if agree and proven else "ROOTS DISAGREE")
-    return 0 if agree and proven else 1
+
+def run_devnet(
+    folder: Path, nodes: int = 12, *, base_port: int = DEFAULT_BASE_PORT, seconds: float = 0.0
+) -> int:
+    console = Console(soft_wrap=True)
+    if not (folder / "genesis.json").exists():
+        members = write_testnet(folder, nodes, base_port=base_port)
+        console.print(f"created a {nodes}-node testnet in {folder} (genesis {folder / 'genesis.json'})")
+    else:
+        members = read_testnet(folder)
+        console.print(f"using the testnet in {folder} ({len(members)} nodes)")
+    processes = [start_process(member.home) for member in members]
+    console.print(f"started {len(processes)} node processes: pids {', '.join(str(p.pid) for p in processes)}")
+    started = time.monotonic()
+    statuses: list[Status] = [None] * len(members)
+    interrupted = False
+    try:
+        with Live(console=console, refresh_per_second=2, transient=False) as live:
+            while not seconds or time.monotonic() - started < seconds:
+                statuses = [poll_status(member, timeout=0.5) for member in members]
+                codes = [process.poll() for process in processes]
+                live.update(render(members, statuses, codes, started))
+                if all(code is not None for code in codes):
+                    break
+                time.sleep(1.0)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        final_statuses = [poll_status(member, timeout=0.5) for member in members]
+        stop_processes(processes)
+    statuses = [s or f for s, f in zip(final_statuses, statuses, strict=True)]
+    console.print(("interrupted: " if interrupted else "") + f"stopped {len(processes)} node processes")
+    reached = [s["final_height"] for s in statuses if s]
+    roots = {(s["final_height"], s["final_root"]) for s in statuses if s}
+    by_height: dict[int, set[str]] = {}
+    for height, root in roots:
+        by_height.setdefault(height, set()).add(root)
+    agree = all(len(r) == 1 for r in by_height.values())
+    if not reached or max(reached) == 0:
+        console.print("[red]no block became final[/red]: see the node logs")
+        return EXIT_NO_PROGRESS
+    console.print(f"final heights {min(reached)}..{max(reached)}; final roots agree at every height: {agree}")
+    return 0 if agree else EXIT_NO_PROGRESS
+
+
+def main() -> None:
+    folder = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(".devnet")
+    seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
+    sys.exit(run_devnet(folder, seconds=seconds))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -5,7 +5,8 @@
     <home>/config.toml       node settings (not consensus): [storage] snapshot_interval, sync_writes
     <home>/genesis.json      the chain's genesis file (its hash is checked at every start)
     <home>/data/chain/       the LevelDB database (appchain.store)
-    <home>/keys/             keys; dev-accounts.json when initialised from a devnet genesis
+    <home>/keys/             node_ed25519.key and node_bls.key (hex seeds, mode 0600); dev-accounts.json
+                             and dev-nodes.json when initialised from a devnet genesis
     <home>/node.lock         held by the one process using the home (appchain.guard.HomeLock)
 
 A command that names no ``--home`` uses ``$APPCHAIN_HOME``, else ``~/.appchain`` (as CometBFT
@@ -23,8 +24,11 @@ from pathlib import Path
 from appchain.chain import Chain, ChainError, ProgressCallback
 from appchain.guard import HomeLock
 from genesis.document import Genesis, load_genesis
+from state.crypto import bls, ed25519
 
 HOME_ENV = "APPCHAIN_HOME"
+NODE_KEY_FILE = "node_ed25519.key"
+BLS_KEY_FILE = "node_bls.key"
 
 
 def default_home() -> Path:
@@ -246,6 +250,42 @@ class Home:
         except UnicodeDecodeError as exc:
             raise ChainError(f"{self.config_path}: not UTF-8 text (byte {exc.start})") from None
         return parse_config(text, str(self.config_path))
+
+    @property
+    def node_key_path(self) -> Path:
+        return self.keys_path / NODE_KEY_FILE
+
+    @property
+    def bls_key_path(self) -> Path:
+        return self.keys_path / BLS_KEY_FILE
+
+    def write_node_keys(self, node_seed: bytes, bls_seed: bytes) -> None:
+        """The node's secret key seeds, hex, in files only the owner may read (0600)."""
+        self.keys_path.mkdir(parents=True, exist_ok=True)
+        for path, seed in ((self.node_key_path, node_seed), (self.bls_key_path, bls_seed)):
+            if path.exists():
+                raise ChainError(f"{path} already exists: keys are never overwritten")
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w") as out:
+                out.write(seed.hex() + "\n")
+
+    def load_node_keys(self) -> tuple[ed25519.SigningKey, bls.BlsSecretKey]:
+        """The node key and BLS secret; refused if the files are readable by others."""
+        seeds = []
+        for path in (self.node_key_path, self.bls_key_path):
+            if not path.is_file():
+                raise ChainError(f"{path} not found: this home has no node keys (see `appchain testnet`)")
+            mode = path.stat().st_mode & 0o777
+            if mode & 0o077:
+                raise ChainError(f"{path} is readable by others (mode {mode:o}): chmod 600 {path}")
+            try:
+                seed = bytes.fromhex(path.read_text().strip())
+            except (UnicodeDecodeError, ValueError):
+                seed = b""
+            if len(seed) != 32:
+                raise ChainError(f"{path} must hold 32 bytes of hex")
+            seeds.append(seed)
+        return ed25519.SigningKey(seeds[0]), bls.secret_key_from_seed(seeds[1])
 
     def lock(self, purpose: str) -> HomeLock:
         """The home's lock, for a command about to use its database (``with home.lock(…):``).

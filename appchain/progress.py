@@ -1,6 +1,7 @@
-"""A dependency-free progress line on stderr for long work (replay, import, generation).
+"""Progress of long work (replay, import, export, generation) on stderr.
 
-On a terminal it redraws one line; elsewhere (CI logs, pipes) it prints a line at every 10%.
+On a terminal it is a ``rich`` progress bar (blocks done, events per second, time left);
+elsewhere (CI logs, pipes) one plain line at every 10%, which is what a log wants.
 """
 
 from __future__ import annotations
@@ -8,6 +9,10 @@ from __future__ import annotations
 import sys
 import time
 from typing import TextIO
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+from rich.progress import Progress as RichProgress
 
 
 class Progress:
@@ -20,36 +25,43 @@ class Progress:
         self.done = 0
         self.events = 0
         self.started = time.perf_counter()
-        self._last_draw = 0.0
         self._next_decile = 1
+        self._bar: RichProgress | None = None
+        if self.enabled and self.tty:
+            self._bar = RichProgress(
+                TextColumn(f"{label}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("blocks, {task.fields[rate]} events/s"),
+                TimeRemainingColumn(),
+                console=Console(file=self.stream),
+                transient=False,
+            )
+            self._task = self._bar.add_task(label, total=self.total, rate="0")
+            self._bar.start()
 
     def __call__(self, blocks: int, events: int) -> None:
         self.done += blocks
         self.events += events
         if not self.enabled:
             return
-        if self.tty:
-            now = time.perf_counter()
-            if now - self._last_draw >= 0.1 or self.done >= self.total:
-                self._last_draw = now
-                self._draw("\r", "")
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self.done, rate=f"{self._rate():,.0f}")
         elif self.done * 10 >= self._next_decile * self.total:
             self._next_decile = self.done * 10 // self.total + 1
-            self._draw("", "\n")
+            fraction = min(self.done / self.total, 1.0)
+            filled = int(fraction * 30)
+            bar = "#" * filled + "." * (30 - filled)
+            self.stream.write(
+                f"{self.label} [{bar}] {fraction:4.0%} {self.done}/{self.total} blocks, "
+                f"{self._rate():,.0f} events/s\n"
+            )
+            self.stream.flush()
 
-    def _draw(self, before: str, after: str) -> None:
-        fraction = min(self.done / self.total, 1.0)
-        width = 30
-        filled = int(fraction * width)
-        elapsed = max(time.perf_counter() - self.started, 1e-9)
-        bar = "#" * filled + "." * (width - filled)
-        self.stream.write(
-            f"{before}{self.label} [{bar}] {fraction:4.0%} {self.done}/{self.total} blocks, "
-            f"{self.events / elapsed:,.0f} events/s{after}"
-        )
-        self.stream.flush()
+    def _rate(self) -> float:
+        return self.events / max(time.perf_counter() - self.started, 1e-9)
 
     def finish(self) -> None:
-        if self.enabled and self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None

@@ -70,7 +70,10 @@ from state.transition import execute_block, propose_block
 from state.types import Hash32, Height, NodeKey
 from state.view import Overlay
 
-MAX_ROUND = 255
+MAX_ROUND = 65_535
+"""Rounds keep counting while a height fails (Oxen caps them at 255 and falls back to mining;
+this chain has no mining, so a stalled chain resumes as soon as a quorum is back). The bound is
+the width of the double-sign guard's round field."""
 
 # -- actions -------------------------------------------------------------------------------------
 
@@ -188,6 +191,10 @@ class NodeCore:
         self.votes: dict[tuple[int, bytes], dict[int, bytes]] = {}
         self.vote_pool: dict[tuple[int, int, int], dict[int, Vote]] = {}
         self.mempool = Mempool(self.config.chain_id, self.config.mempool_capacity)
+        self.produced = 0
+        """Blocks of our chain this node produced (since it started)."""
+        self.signed = 0
+        """Blocks of our chain this node signed as a Pulse validator (since it started)."""
         self.send_proofs = True
         """Whether to send uptime proofs (an operator's test knob: a node that stops is decommissioned)."""
 
@@ -306,6 +313,13 @@ class NodeCore:
         except InvalidBlock:
             return None
         self.pulse_record.note_round(quorum.validators, block.header.validators)
+        me = self.node_key
+        if block.header.producer == me:
+            self.produced += 1
+        elif me in quorum.validators and any(
+            quorum.validators[index] == me for index, _ in block.signatures if index < len(quorum.validators)
+        ):
+            self.signed += 1
         if self.mempool:
             self.mempool.on_block(block.events, self.ledger.state, now)
         return Applied(block, tuple(quorum.validators))

@@ -115,10 +115,19 @@ def create_devnet_genesis(
 
 
 def write_devnet(
-    out: Path, nodes: int, seed: str, *, users: int = 8, chain_id: str = "appchain-devnet"
+    out: Path,
+    nodes: int,
+    seed: str,
+    *,
+    users: int = 8,
+    chain_id: str = "appchain-devnet",
+    genesis_time: int = DEFAULT_GENESIS_TIME,
+    params: ChainParams = DEVNET,
 ) -> Genesis:
     """Write the genesis file to ``out`` and the dev keys to ``keys/`` beside it."""
-    genesis, dev_nodes, dev_users = create_devnet_genesis(nodes, seed, users=users, chain_id=chain_id)
+    genesis, dev_nodes, dev_users = create_devnet_genesis(
+        nodes, seed, users=users, chain_id=chain_id, genesis_time=genesis_time, params=params
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(dump_genesis(genesis))
     keys = out.parent / "keys"

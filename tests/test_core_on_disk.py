@@ -63,3 +63,11 @@ def test_the_default_simulation_runs_on_memory_ledgers() -> None:
     simulation = Simulation(config, start)
     assert all(isinstance(node.ledger, MemoryLedger) for node in simulation.nodes)
     assert simulation.run()["target_reached"]
+
+
+def test_the_process_node_and_the_simulator_drive_the_same_core() -> None:
+    import appchain.node
+    import consensus.simulator
+
+    assert appchain.node.NodeCore is consensus.simulator.NodeCore is NodeCore
+    assert appchain.node.decode_message is consensus.messages.decode_message

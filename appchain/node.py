@@ -1,0 +1,363 @@
+"""``appchain start``: the process node. The consensus core over p2p and the LevelDB chain.
+
+One trio nursery runs:
+
+- the p2p :class:`~p2p.host.Host` (Noise XX connections to the configured peers and to every
+  node whose uptime proof names an address);
+- the core loop: each arriving frame is decoded into a :class:`~consensus.messages.Message`
+  and handed to :class:`~consensus.node.NodeCore` (undecodable frames cost the sender points),
+  and the core's timers run when the wall clock reaches :meth:`NodeCore.next_wake`. The core's
+  actions go out through the host: direct sends to quorum members, gossip to every peer, sync
+  requests to a few. New gossip is passed on once (de-duplicated by hash);
+- the admin endpoint (:mod:`appchain.admin`): status, submitting a transaction, peers;
+- a signal watcher: SIGINT or SIGTERM cancel the nursery, the database closes cleanly, and a
+  restart resumes from the log (the double-sign record is in the same database).
+
+The ledger is the node's chain (:class:`appchain.ledger.ChainLedger`): every block is validated
+in full before it is written. Logs are structured lines on stderr:
+``2026-11-29T19:30:00.123Z info block applied height=5 round=0 peer=ab12…``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import sys
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+import trio
+
+from appchain.chain import Chain
+from appchain.home import Home, NodeConfig
+from appchain.ledger import ChainLedger
+from appchain.metrics import SignatureClock
+from consensus.guard import GuardedSigner
+from consensus.messages import (
+    Certified,
+    CheckpointVote,
+    Message,
+    SignedBlock,
+    TxMessage,
+    VoteMessage,
+    decode_message,
+)
+from consensus.node import (
+    Action,
+    Applied,
+    AskPeers,
+    CoreConfig,
+    Finalized,
+    Gossip,
+    Identity,
+    NodeCore,
+    Penalize,
+    Send,
+)
+from consensus.pulse import Timing
+from consensus.uptime import DEVNET_UPTIME, MAINNET_UPTIME, UptimeProof
+from p2p.host import Host, HostConfig
+from state.encoding import DecodeError, encode
+from state.events import Transaction, compute_event_hash
+from state.hashing import blake3_256
+from state.nodes import NodeStatus, compute_credit, get_node
+from state.types import NodeKey
+from state.view import Overlay
+
+VERSION = "appchain/0.1"
+SIGNATURE_CLOCK_ENV = "APPCHAIN_SIGNATURE_CLOCK"
+SEEN_LIMIT = 50_000
+INBOX_SIZE = 10_000
+GOSSIP = (SignedBlock, CheckpointVote, Certified, VoteMessage, UptimeProof, TxMessage)
+LEVELS = {"debug": 10, "info": 20, "warn": 30, "error": 40}
+
+
+class Logger:
+    """Structured log lines: time, level, event, then ``key=value`` fields."""
+
+    def __init__(self, level: str = "info", stream: TextIO | None = None) -> None:
+        self.threshold = LEVELS[level]
+        self.stream = stream or sys.stderr
+        self.context: dict[str, Any] = {}
+
+    def __call__(self, level: str, event: str, **fields: Any) -> None:
+        if LEVELS.get(level, 20) < self.threshold:
+            return
+        now = time.time()
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+        parts = " ".join(f"{k}={v}" for k, v in {**self.context, **fields}.items())
+        self.stream.write(f"{stamp} {level} {event}{' ' if parts else ''}{parts}\n")
+        self.stream.flush()
+
+
+@dataclass
+class Counters:
+    frames: int = 0
+    undecodable: int = 0
+    relayed: int = 0
+    blocks: int = 0
+
+
+class Node:
+    """A running service node (or a plain node, when its key is not registered)."""
+
+    def __init__(self, home: Home, config: NodeConfig, chain: Chain, log: Logger) -> None:
+        self.home = home
+        self.config = config
+        self.chain = chain
+        self.log = log
+        key, bls_secret = home.load_node_keys()
+        params = chain.genesis.params
+        self.ledger = ChainLedger(chain)
+        uptime = DEVNET_UPTIME if params.block_time < 60 else MAINNET_UPTIME
+        self.core = NodeCore(
+            CoreConfig(
+                chain_id=chain.genesis.chain_id,
+                block_time=float(params.block_time),
+                timing=Timing(stage_timeout=config.stage_timeout, round_timeout=config.round_timeout),
+                uptime=uptime,
+                public_ip=config.public_ip,
+                p2p_port=config.p2p_address[1],
+                storage_port=config.storage_port,
+            ),
+            Identity(key, bls_secret, GuardedSigner(key, chain.store)),
+            self.ledger,
+            random_bytes=secrets.token_bytes,
+            probe=self.probe,
+        )
+        host, port = config.p2p_address
+        self.host = Host(
+            HostConfig(
+                chain_id=chain.genesis.chain_id,
+                listen_host=host,
+                listen_port=port,
+                version=VERSION,
+                max_peers=config.max_peers,
+            ),
+            key,
+            self._on_frame,
+            log=log,
+        )
+        self.signature_clock = (
+            SignatureClock().install() if os.environ.get(SIGNATURE_CLOCK_ENV) == "1" else None
+        )
+        self.seen: OrderedDict[bytes, None] = OrderedDict()
+        self.counters = Counters()
+        self.started = time.time()
+        self._send_inbox, self._inbox = trio.open_memory_channel[tuple[NodeKey, bytes]](INBOX_SIZE)
+        self._poke = trio.Event()
+        log.context["node"] = bytes(self.core.node_key).hex()[:12]
+
+    # -- running ----------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        from appchain.admin import serve_admin
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.host.run)
+            for peer in self.config.peers:
+                self.host.add_target(NodeKey(peer.node_key), peer.host, peer.port)
+            await nursery.start(serve_admin, self)
+            self.log(
+                "info",
+                "node started",
+                height=self.core.height,
+                final=self.core.final_height,
+                p2p=self.config.p2p_listen,
+                admin=self.config.admin_listen,
+            )
+            self.carry_out(self.core.start(time.time(), first_proof_in=1.0))
+            nursery.start_soon(self._core_loop)
+            nursery.start_soon(self._peer_loop)
+            task_status.started()
+
+    async def _core_loop(self) -> None:
+        while True:
+            now = time.time()
+            wake = self.core.next_wake()
+            if wake is not None and wake <= now:
+                self.carry_out(self.core.on_time(now))
+                continue
+            delay = 1.0 if wake is None else min(1.0, wake - now)
+            with trio.move_on_after(delay):
+                sender, payload = await self._inbox.receive()
+                self._handle_frame(sender, payload)
+
+    async def _peer_loop(self) -> None:
+        """Keep peers: every node whose uptime proof we accepted, plus the configured ones; ask
+        for blocks whenever a new peer arrives (a node that starts behind catches up at once)."""
+        known: set[NodeKey] = set()
+        while True:
+            for key, (proof, _) in list(self.core.proofs.accepted.items()):
+                node_key = NodeKey(key)
+                if node_key != self.core.node_key and node_key not in self.host.targets:
+                    self.host.add_target(node_key, proof.public_ip, proof.p2p_port)
+            connected = set(self.host.connected)
+            if connected - known:
+                self.carry_out(self.core.request_sync(time.time()))
+            known = connected
+            await trio.sleep(1.0)
+
+    # -- frames in -----------------------------------------------------------------------------------
+
+    def _on_frame(self, sender: NodeKey, payload: bytes) -> None:
+        try:
+            self._send_inbox.send_nowait((sender, payload))
+        except trio.WouldBlock:
+            self.log("warn", "inbox full: frame dropped", peer=sender.hex()[:12])
+
+    def _handle_frame(self, sender: NodeKey, payload: bytes) -> None:
+        self.counters.frames += 1
+        try:
+            message = decode_message(payload)
+        except DecodeError as exc:
+            self.counters.undecodable += 1
+            self.host.penalize(sender, f"an undecodable message: {exc}")
+            return
+        digest = blake3_256(payload) if isinstance(message, GOSSIP) else b""
+        if digest:
+            if digest in self.seen:
+                return
+            self.seen[digest] = None
+            if len(self.seen) > SEEN_LIMIT:
+                self.seen.popitem(last=False)
+        actions = self.core.on_message(message, sender, time.time())
+        self.carry_out(
+            actions, relay=(payload, sender) if digest and self._should_relay(message, actions) else None
+        )
+
+    def _should_relay(self, message: Message, actions: list[Action]) -> bool:
+        """Pass gossip on once: blocks we applied, certificates that finalised, and the rest."""
+        if isinstance(message, SignedBlock):
+            return any(isinstance(a, Applied) for a in actions)
+        if isinstance(message, Certified):
+            return any(isinstance(a, Finalized) for a in actions)
+        if isinstance(message, TxMessage):
+            return compute_event_hash(message.tx) in self.core.mempool
+        return not any(isinstance(a, Penalize) for a in actions)
+
+    def submit(self, tx: Transaction) -> bytes:
+        """A transaction from the admin endpoint: into our mempool, then to every peer.
+
+        Returns its hash; raises :class:`~state.errors.InvalidEvent` or
+        :class:`~consensus.mempool.MempoolFull` saying why it was refused.
+        """
+        tx_hash = self.core.mempool.add(tx, self.ledger.state, time.time())
+        payload = encode(TxMessage(tx))
+        self.seen[blake3_256(payload)] = None
+        self.host.broadcast(payload)
+        return tx_hash
+
+    # -- actions out ---------------------------------------------------------------------------------
+
+    def carry_out(self, actions: list[Action], relay: tuple[bytes, NodeKey] | None = None) -> None:
+        if relay is not None:
+            self.counters.relayed += self.host.broadcast(relay[0], exclude=relay[1])
+        for action in actions:
+            if isinstance(action, Send):
+                self.host.send(action.to, encode(action.message))
+            elif isinstance(action, Gossip):
+                payload = encode(action.message)
+                self.seen[blake3_256(payload)] = None
+                self.host.broadcast(payload)
+            elif isinstance(action, AskPeers):
+                peers = self.host.connected
+                payload = encode(action.message)
+                for peer in _sample(peers, action.count):
+                    self.host.send(peer, payload)
+            elif isinstance(action, Applied):
+                self.counters.blocks += 1
+                header = action.block.header
+                self.log(
+                    "info",
+                    "block applied",
+                    height=header.height,
+                    round=header.round,
+                    events=len(action.block.events),
+                    producer=header.producer.hex()[:12],
+                )
+            elif isinstance(action, Finalized):
+                self.log("info", "block final", height=action.height, hash=action.block_hash.hex()[:16])
+            elif isinstance(action, Penalize):
+                self.host.penalize(action.peer, action.reason)
+
+    def probe(self, worker: NodeKey) -> bool | None:
+        """An obligations test of ``worker``: is it connected to us (its p2p port answers)?"""
+        return worker in self.host.peers
+
+    # -- status ---------------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        state = self.ledger.state
+        final = self.ledger.final_height
+        record = get_node(Overlay(state.get), self.core.node_key)
+        behind = (
+            time.time() - state.timestamp > 4 * max(state.params.block_time, 1) + self.config.round_timeout
+        )
+        own: dict[str, Any] | None = None
+        if record is not None:
+            own = {
+                "status": NodeStatus(record.status).name.lower(),
+                "credit": compute_credit(record, state.height, state.params),
+            }
+        return {
+            "running": True,
+            "node_key": bytes(self.core.node_key).hex(),
+            "chain_id": self.chain.genesis.chain_id,
+            "genesis_hash": self.chain.genesis.hash.hex(),
+            "height": state.height,
+            "block_hash": state.block_hash.hex(),
+            "state_root": state.root.hex(),
+            "final_height": final,
+            "final_root": self.ledger.root_at(final).hex(),
+            "peers": len(self.host.peers),
+            "sync": "syncing" if behind else "synced",
+            "round": self.core.round_id[1] if self.core.round is not None else None,
+            "mempool": len(self.core.mempool),
+            "service_node": own,
+            "uptime_proofs": self.core.send_proofs,
+            "produced": self.core.produced,
+            "signed": self.core.signed,
+            "p2p_violations": self.host.violations,
+            "frames": self.counters.frames,
+            "undecodable": self.counters.undecodable,
+            "seconds": round(time.time() - self.started, 1),
+            "cpu_seconds": round(time.process_time(), 3),
+            "signature_seconds": None
+            if self.signature_clock is None
+            else {
+                "verify": round(self.signature_clock.verify_seconds, 3),
+                "sign": round(self.signature_clock.sign_seconds, 3),
+            },
+        }
+
+
+def _sample(peers: list[NodeKey], count: int) -> list[NodeKey]:
+    rng = secrets.SystemRandom()
+    return rng.sample(peers, min(count, len(peers)))
+
+
+async def _watch_signals(cancel: Callable[[], None], log: Logger) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            log("info", "stopping", signal=signal.Signals(signum).name)
+            cancel()
+            return
+
+
+async def run_node(home: Home, *, ready: Callable[[Node], None] | None = None) -> None:
+    """Run the node of ``home`` until SIGINT or SIGTERM."""
+    config = home.load_config()
+    log = Logger(config.log_level)
+    with home.lock("start"), home.open_chain() as chain:
+        node = Node(home, config, chain, log)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_watch_signals, nursery.cancel_scope.cancel, log)
+            await nursery.start(node.run)
+            if ready is not None:
+                ready(node)
+        log("info", "stopped", height=chain.height, final=chain.final_height)

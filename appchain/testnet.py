@@ -1,0 +1,175 @@
+"""``appchain testnet`` and ``appchain devnet``: N real node processes on 127.0.0.1.
+
+``testnet --nodes N --out DIR`` writes::
+
+    DIR/genesis.json        one devnet genesis with N funded service nodes (genesis time: now)
+    DIR/keys/               its dev keys (UNSAFE: derived from the seed)
+    DIR/node0 … node{N-1}   node homes: config.toml (ports, every other node as a peer,
+                            devnet Pulse deadlines), genesis, database with block 0,
+                            keys/node_ed25519.key and node_bls.key (mode 0600)
+    DIR/spare0 …            with ``--spare K``: homes whose keys are not in the genesis, for
+                            rehearsing a registration
+
+Ports: node ``i`` listens for peers on ``base_port + 2i`` and for its operator (admin) on
+``base_port + 2i + 1``; spares follow the nodes.
+
+``devnet`` creates such a folder when it is missing, starts one ``appchain start`` process per
+node, shows a live view (height, final height, round, peers, mempool per node) until Ctrl-C or
+``--seconds``, then stops them all (SIGTERM, then SIGKILL after a grace period): no process
+outlives it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import blake3
+
+from appchain.admin import AdminUnavailable, RpcError, call
+from appchain.chain import ChainError
+from appchain.home import Home, NodeConfig, PeerAddress
+from genesis.devnet import write_devnet
+from genesis.document import load_genesis
+from genesis.presets import DEVNET
+from state.crypto import ed25519
+from state.encoding import decode_json
+from state.params import ChainParams
+
+DEVNET_TIMING = {"stage_timeout": 1.0, "round_timeout": 6.0}
+DEFAULT_BASE_PORT = 26656
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkMember:
+    home: Path
+    node_key: bytes
+    p2p_port: int
+    admin_port: int
+
+
+def spare_seeds(seed: str, index: int) -> tuple[bytes, bytes]:
+    """The (node, BLS) key seeds of spare ``index``: public, like every dev key."""
+    node_seed = blake3.blake3(f"appchain testnet spare {seed} {index}".encode()).digest()
+    return node_seed, blake3.blake3(b"bls" + node_seed).digest()
+
+
+def write_testnet(
+    out: Path,
+    nodes: int,
+    *,
+    base_port: int = DEFAULT_BASE_PORT,
+    seed: str | None = None,
+    spare: int = 0,
+    users: int = 4,
+    genesis_time: int | None = None,
+    params: ChainParams = DEVNET,
+    stage_timeout: float = DEVNET_TIMING["stage_timeout"],
+    round_timeout: float = DEVNET_TIMING["round_timeout"],
+    sync_writes: bool = True,
+) -> list[NetworkMember]:
+    """Write a testnet folder; returns every home, the genesis nodes first."""
+    if out.exists() and any(out.iterdir()):
+        raise ChainError(f"{out} is not empty: choose a new folder for the testnet")
+    if not 0 < base_port <= 65535 - 2 * (nodes + spare):
+        raise ChainError(f"--base-port {base_port} leaves no room for {nodes + spare} nodes' ports")
+    seed = seed or os.urandom(8).hex()
+    genesis_file = out / "genesis.json"
+    write_devnet(
+        genesis_file,
+        nodes,
+        seed,
+        users=users,
+        genesis_time=int(time.time()) if genesis_time is None else genesis_time,
+    )
+    seeds = [
+        (bytes.fromhex(entry["node_seed"]), bytes.fromhex(entry["bls_seed"]))
+        for entry in decode_json((out / "keys" / "nodes.json").read_bytes())["nodes"]
+    ]
+    seeds += [spare_seeds(seed, i) for i in range(spare)]
+    names = [f"node{i}" for i in range(nodes)] + [f"spare{i}" for i in range(spare)]
+    members = [
+        NetworkMember(
+            out / name, ed25519.SigningKey(node_seed).public_key, base_port + 2 * i, base_port + 2 * i + 1
+        )
+        for i, (name, (node_seed, _)) in enumerate(zip(names, seeds, strict=True))
+    ]
+    for member, (node_seed, bls_seed) in zip(members, seeds, strict=True):
+        peers = tuple(
+            PeerAddress(other.node_key, "127.0.0.1", other.p2p_port)
+            for other in members[:nodes]
+            if other is not member
+        )
+        config = NodeConfig(
+            snapshot_interval=100,
+            sync_writes=sync_writes,
+            p2p_listen=f"127.0.0.1:{member.p2p_port}",
+            admin_listen=f"127.0.0.1:{member.admin_port}",
+            peers=peers,
+            stage_timeout=stage_timeout,
+            round_timeout=round_timeout,
+        )
+        home, _ = Home.init(member.home, genesis_file, config)
+        home.write_node_keys(node_seed, bls_seed)
+    return members
+
+
+def read_testnet(folder: Path) -> list[NetworkMember]:
+    """The homes of a testnet folder written by :func:`write_testnet`, genesis nodes first."""
+    load_genesis(folder / "genesis.json")  # a clear error if this is not a testnet folder
+    homes = sorted(folder.glob("node*"), key=lambda p: int(p.name[4:]) if p.name[4:].isdigit() else 1 << 30)
+    members = []
+    for path in homes:
+        home = Home(path)
+        config = home.load_config()
+        key, _ = home.load_node_keys()
+        members.append(NetworkMember(path, key.public_key, config.p2p_address[1], config.admin_address[1]))
+    if not members:
+        raise ChainError(f"{folder} holds no node homes (node0, node1, …)")
+    return members
+
+
+def start_process(
+    home: Path, log: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """``appchain start --home HOME`` as a child process, its log in ``HOME/node.log``."""
+    output = (log or home / "node.log").open("ab")
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "appchain.cli", "start", "--home", str(home)],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+        )
+    finally:
+        output.close()
+
+
+def stop_processes(processes: Sequence[subprocess.Popen[bytes]], grace: float = 10.0) -> None:
+    """SIGTERM each, wait up to ``grace`` seconds, SIGKILL whoever is left; reap them all."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def poll_status(member: NetworkMember, timeout: float = 1.0) -> dict[str, Any] | None:
+    try:
+        result: dict[str, Any] = call(("127.0.0.1", member.admin_port), "status", timeout=timeout)
+    except (AdminUnavailable, RpcError, ValueError):
+        return None
+    return result

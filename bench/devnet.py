@@ -1,0 +1,187 @@
+"""A real devnet under load: 12 node processes on 127.0.0.1, Pulse at tight deadlines, transfers.
+
+Writes a testnet (devnet parameters, ``--block-time`` seconds between blocks, ``--stage-timeout``
+and ``--round-timeout`` Pulse deadlines, 64 funded senders), starts one ``appchain start`` per
+node with the signature clock on (``APPCHAIN_SIGNATURE_CLOCK=1``), waits for finality, then
+feeds signed transfers at ``--rate`` per second for ``--seconds`` through the nodes' admin
+endpoints (``submit_transactions``, spread over the nodes). It prints, from node 0's log and
+database and every node's status:
+
+- block interval: median and p95 of the wall time between consecutive blocks at node 0;
+- proposal to finality: median and p95, from a block's round start (its timestamp) to the log
+  line where the checkpoint covering it became final at node 0;
+- finalized transfers per second over the load window;
+- the CPU share of signature verification (and of signing) over all nodes' process time;
+- the reference measured in the same run: one core's raw Ed25519 verifications per second, and
+  the finalized rate as a share of it.
+
+Run: ``python -m bench.devnet [--seconds 60] [--rate 600] [--block-time 1]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+import msgspec
+
+from appchain.admin import call
+from appchain.home import Home
+from appchain.testnet import poll_status, start_process, stop_processes, write_testnet
+from genesis.devnet import load_dev_accounts
+from genesis.document import load_genesis
+from genesis.presets import DEVNET
+from state.crypto import ed25519
+from state.encoding import encode
+from state.events import Transfer, sign_transaction
+from state.types import AccountKey, Atomic, Nonce
+
+LINE = re.compile(r"^(\S+) info (block applied|block final) .*? height=(\d+)")
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else float("nan")
+
+
+def raw_verify_rate(seconds: float = 1.0) -> float:
+    key = ed25519.SigningKey(b"\x01" * 32)
+    message = b"reference" * 4
+    signature = key.sign(message)
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        for _ in range(100):
+            ed25519.verify(key.public_key, message, signature)
+        count += 100
+    return count / (time.perf_counter() - started)
+
+
+def make_transfers(net: Path, chain_id: str, count: int) -> list[str]:
+    senders = load_dev_accounts(net / "keys" / "accounts.json")
+    nonces = {key.public_key: 0 for key in senders}
+    sink = AccountKey(b"\x42" * 32)
+    txs = []
+    for index in range(count):
+        key = senders[index % len(senders)]
+        nonces[key.public_key] += 1
+        tx = Transfer(key.public_key, Nonce(nonces[key.public_key]), sink, Atomic(1000 + index))
+        txs.append(encode(sign_transaction(chain_id, tx, key)).hex())
+    return txs
+
+
+def parse_log(path: Path) -> tuple[dict[int, float], dict[int, float]]:
+    applied: dict[int, float] = {}
+    final: dict[int, float] = {}
+    for line in path.read_text().splitlines():
+        match = LINE.match(line)
+        if match:
+            stamp = datetime.strptime(match.group(1), "%Y-%m-%dT%H:%M:%S.%fZ").timestamp()
+            stamp -= time.timezone if time.daylight == 0 else time.altzone  # the log is UTC
+            target = applied if match.group(2) == "block applied" else final
+            target.setdefault(int(match.group(3)), stamp)
+    return applied, final
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--nodes", type=int, default=12)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--rate", type=float, default=600.0, help="transfers offered per second")
+    parser.add_argument("--block-time", type=int, default=1)
+    parser.add_argument("--stage-timeout", type=float, default=0.5)
+    parser.add_argument("--round-timeout", type=float, default=3.0)
+    parser.add_argument("--base-port", type=int, default=27656)
+    args = parser.parse_args()
+
+    reference = raw_verify_rate()
+    root = Path(tempfile.mkdtemp(prefix="bench-devnet-"))
+    net = root / "net"
+    params = msgspec.structs.replace(DEVNET, block_time=args.block_time)
+    members = write_testnet(
+        net,
+        args.nodes,
+        base_port=args.base_port,
+        seed="bench",
+        users=64,
+        params=params,
+        stage_timeout=args.stage_timeout,
+        round_timeout=args.round_timeout,
+        sync_writes=False,
+    )
+    genesis = load_genesis(net / "genesis.json")
+    txs = make_transfers(net, genesis.chain_id, int(args.rate * args.seconds))
+    print(f"{args.nodes} nodes in {net}; {len(txs)} signed transfers ready", file=sys.stderr)
+    processes = [start_process(m.home, env={"APPCHAIN_SIGNATURE_CLOCK": "1"}) for m in members]
+    statuses = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if all((poll_status(m) or {}).get("final_height", 0) >= 4 for m in members):
+                break
+            time.sleep(0.5)
+        else:
+            raise SystemExit("bench: the devnet did not finalize 4 blocks in 120 s; see the node logs")
+        print("warm: every node has final blocks; loading", file=sys.stderr)
+        load_start = time.time()
+        batch = max(1, int(args.rate / 10))
+        for index in range(0, len(txs), batch):
+            target = members[(index // batch) % len(members)]
+            call(("127.0.0.1", target.admin_port), "submit_transactions", {"txs": txs[index : index + batch]})
+            pause = load_start + (index + batch) / args.rate - time.time()
+            if pause > 0:
+                time.sleep(pause)
+        load_end = time.time()
+        time.sleep(10.0)  # let the last transactions become final
+        statuses = [poll_status(m, timeout=5.0) or {} for m in members]
+    finally:
+        stop_processes(processes)
+
+    applied, final = parse_log(members[0].home / "node.log")
+    heights = sorted(h for h, t in applied.items() if load_start <= t <= load_end)
+    intervals = [applied[h] - applied[h - 1] for h in heights if h - 1 in applied]
+    finality = []
+    final_heights = sorted(final)
+    home = Home(members[0].home)
+    transfers = 0
+    with home.open_chain() as chain:
+        for height in heights:
+            covering = next((c for c in final_heights if c >= height), None)
+            header = chain.store.get_header(height)
+            if covering is not None and header is not None:
+                finality.append(final[covering] - header.timestamp)
+            if covering is not None:
+                transfers += sum(isinstance(e, Transfer) for e in chain.store.get_block(height).events)
+    window = load_end - load_start
+    cpu = sum(s.get("cpu_seconds", 0.0) for s in statuses)
+    verify = sum((s.get("signature_seconds") or {}).get("verify", 0.0) for s in statuses)
+    sign = sum((s.get("signature_seconds") or {}).get("sign", 0.0) for s in statuses)
+    rate = transfers / window if window > 0 else 0.0
+    median, p95 = statistics.median, percentile
+    print(
+        f"devnet: {args.nodes} processes, block time {args.block_time} s, stage {args.stage_timeout} s, "
+        f"round {args.round_timeout} s, offered {args.rate:.0f} transfers/s for {window:.0f} s"
+    )
+    print(
+        f"  block interval       : median {median(intervals):.3f} s, p95 {p95(intervals, 0.95):.3f} s "
+        f"({len(intervals)} blocks)"
+    )
+    print(f"  proposal to finality : median {median(finality):.3f} s, p95 {p95(finality, 0.95):.3f} s")
+    print(f"  finalized transfers  : {rate:,.0f} /s ({transfers} in the window)")
+    shares = f"verifying signatures {verify / cpu:.1%}, signing {sign / cpu:.1%}"
+    print(f"  CPU, all nodes       : {cpu:.1f} s; {shares}")
+    print(
+        f"  reference            : raw Ed25519 verify, one core, {reference:,.0f} /s; "
+        f"finalized transfers are {rate / reference:.2%} of it"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,296 @@
+"""A real network: 12 node processes on 127.0.0.1 (``appchain start``), then a 13th.
+
+One run, in phases, because starting a network is the expensive part:
+
+1. blocks become final on every node;
+2. hostile connections to one node (garbage, a cut handshake, a replayed handshake, a hello
+   claiming another node's key, an oversized frame) are logged and dropped, and it keeps
+   producing blocks; its admin endpoint answers bad requests with JSON-RPC errors;
+3. a node killed with SIGKILL restarts, catches up and signs blocks again;
+4. a 13th node registers by transaction, syncs from genesis, becomes active and is picked for
+   quorums (it signs or produces blocks);
+5. a node that stops sending uptime proofs is decommissioned on chain;
+
+and after the processes stop, every home holds the same blocks and roots up to the lowest final
+height, and replays from genesis to them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+import trio
+
+from appchain.admin import RpcError, call
+from appchain.chain import replay_from_genesis
+from appchain.home import Home
+from appchain.testnet import NetworkMember, poll_status, start_process, stop_processes, write_testnet
+from genesis.devnet import load_dev_accounts
+from genesis.document import load_genesis
+from p2p.host import DATA
+from p2p.secure import HandshakeFailed, handshake
+from state.crypto import bls, ed25519
+from state.encoding import encode
+from state.events import RegisterNode, compute_node_proof_message, sign_transaction
+from state.types import Atomic, BlsPublicKey, NodeKey, Nonce
+
+NODES = 12
+
+
+def free_port_block(count: int) -> int:
+    """A base port with ``count`` free ports after it on 127.0.0.1 (checked by binding them)."""
+    for base in range(21000, 60000, 97):
+        sockets = []
+        try:
+            for offset in range(count):
+                sock = socket.socket()
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind(("127.0.0.1", base + offset))
+                sockets.append(sock)
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise RuntimeError("no block of free ports")
+
+
+def wait_for(what: str, condition: Callable[[], bool], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {seconds:.0f} s waiting for {what}")
+
+
+def status(member: NetworkMember) -> dict[str, Any]:
+    result = poll_status(member, timeout=2.0)
+    return result or {}
+
+
+class Impostor:
+    """Signs hellos with its own key while claiming another node's: the node must refuse it."""
+
+    def __init__(self, claimed: bytes) -> None:
+        self.public_key = claimed
+        self._key = ed25519.SigningKey(b"\x77" * 32)
+
+    def sign(self, message: bytes) -> bytes:
+        return self._key.sign(message)
+
+
+async def hostile_connections(port: int, chain_id: str, victim: bytes) -> None:
+    async def raw(data: bytes) -> None:
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        with trio.move_on_after(10):
+            try:
+                await stream.send_all(data)
+                while await stream.receive_some(65536):
+                    pass
+            except trio.BrokenResourceError:
+                pass
+        await stream.aclose()
+
+    await raw(bytes(range(256)) * 8)  # garbage
+    await raw((300).to_bytes(2, "big") + b"\x00" * 20)  # a handshake cut short
+
+    class Recorder(trio.abc.Stream):
+        def __init__(self, inner: trio.abc.Stream) -> None:
+            self.inner, self.sent = inner, bytearray()
+
+        async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+            self.sent += data
+            await self.inner.send_all(data)
+
+        async def wait_send_all_might_not_block(self) -> None:
+            await self.inner.wait_send_all_might_not_block()
+
+        async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+            return await self.inner.receive_some(max_bytes)
+
+        async def aclose(self) -> None:
+            await self.inner.aclose()
+
+    recorder = Recorder(await trio.open_tcp_stream("127.0.0.1", port))
+    channel = await handshake(recorder, ed25519.SigningKey(b"\x55" * 32), chain_id=chain_id, initiator=True)
+    await channel.send([DATA + b"\xc1"])  # not a message: penalised, then the connection dropped
+    await channel.aclose()
+    await raw(bytes(recorder.sent))  # the same handshake, replayed
+
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    with contextlib.suppress(HandshakeFailed):  # the node refuses the hello and hangs up
+        await handshake(stream, Impostor(victim), chain_id=chain_id, initiator=True)  # type: ignore[arg-type]
+    await stream.aclose()
+
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    channel = await handshake(
+        stream, ed25519.SigningKey(b"\x66" * 32), chain_id=chain_id, initiator=True, max_frame=1 << 30
+    )
+    with contextlib.suppress(trio.BrokenResourceError):  # the node hangs up part way
+        await channel.send([DATA + bytes(17 * 1024 * 1024)])  # over the 16 MiB frame limit
+    await channel.aclose()
+
+
+def registration(net: Path, spare: NetworkMember, chain_id: str, amount: int) -> RegisterNode:
+    home = Home(spare.home)
+    node_key, bls_secret = home.load_node_keys()
+    sender = load_dev_accounts(net / "keys" / "accounts.json")[-1]  # a funded user
+    bls_key = BlsPublicKey(bls.public_key(bls_secret))
+    tx = RegisterNode(
+        sender=sender.public_key,
+        nonce=Nonce(1),
+        node_key=NodeKey(node_key.public_key),
+        bls_key=bls_key,
+        bls_pop=bls.prove_possession(bls_secret),
+        node_signature=node_key.sign(compute_node_proof_message(node_key.public_key, bls_key)),
+        operator_fee_bp=500,
+        amount=Atomic(amount),
+    )
+    signed = sign_transaction(chain_id, tx, sender)
+    assert isinstance(signed, RegisterNode)
+    return signed
+
+
+@pytest.mark.slow
+def test_a_network_of_node_processes(tmp_path: Path) -> None:
+    net = tmp_path / "net"
+    members = write_testnet(net, NODES, base_port=free_port_block(2 * (NODES + 1)), seed="e2e", spare=1)
+    nodes, spare = members[:NODES], members[NODES]
+    genesis = load_genesis(net / "genesis.json")
+    processes: dict[int, subprocess.Popen[bytes]] = {i: start_process(m.home) for i, m in enumerate(nodes)}
+    try:
+        # 1. blocks become final everywhere
+        wait_for(
+            "8 final blocks on every node",
+            lambda: all(status(m).get("final_height", 0) >= 8 for m in nodes),
+            150,
+        )
+
+        # `appchain status` asks the running node (it holds the database)
+        shown = subprocess.run(
+            [sys.executable, "-m", "appchain.cli", "status", "--home", str(nodes[0].home), "--json"],
+            capture_output=True, text=True, check=True, timeout=30,
+        )  # fmt: skip
+        running = json.loads(shown.stdout)
+        assert running["running"] and running["final_height"] >= 8 and running["peers"] >= NODES - 1
+        assert running["genesis_hash"] == genesis.hash.hex() and len(running["final_root"]) == 64
+        assert running["service_node"]["status"] == "active"
+
+        # 2. hostile connections to node 1; it keeps producing blocks
+        victim = nodes[1]
+        before = status(victim)["height"]
+        trio.run(hostile_connections, victim.p2p_port, genesis.chain_id, nodes[0].node_key)
+        wait_for("node 1 to go on", lambda: status(victim).get("height", 0) >= before + 3, 60)
+        log = (victim.home / "node.log").read_text()
+        assert "handshake failed" in log and "peer misbehaved" in log
+        assert status(victim)["p2p_violations"] >= 4
+        admin = ("127.0.0.1", nodes[0].admin_port)
+        for method, params, code in (
+            ("no_such_method", {}, -32601),
+            ("submit_transaction", {"tx": "zz"}, -32602),
+            ("set_uptime_proofs", {"enabled": "yes"}, -32602),
+        ):
+            with pytest.raises(RpcError) as caught:
+                call(admin, method, params)
+            assert caught.value.code == code
+        with socket.create_connection(admin, timeout=5) as sock:
+            sock.sendall(b"[" * 100_000 + b"\n")
+            assert json.loads(sock.makefile().readline())["error"]["code"] == -32700
+
+        # 3. SIGKILL a node, restart it: it catches up and signs again
+        killed = 2
+        processes[killed].send_signal(signal.SIGKILL)
+        processes[killed].wait()
+        time.sleep(2.0)
+        processes[killed] = start_process(nodes[killed].home)
+        wait_for(
+            "the restarted node to catch up and sign",
+            lambda: (
+                (s := status(nodes[killed])).get("height", 0) >= status(nodes[0]).get("height", 1 << 30) - 1
+                and s.get("signed", 0) + s.get("produced", 0) > 0
+            ),
+            120,
+        )
+
+        # 4. a 13th node registers by transaction, syncs from genesis, becomes active, takes part
+        tx = registration(net, spare, genesis.chain_id, genesis.params.staking_requirement)
+        assert call(admin, "submit_transaction", {"tx": encode(tx).hex()})["hash"]
+        sender = load_dev_accounts(net / "keys" / "accounts.json")[-1]
+        conflicting = sign_transaction(
+            genesis.chain_id, msgspec.structs.replace(tx, operator_fee_bp=600), sender
+        )
+        with pytest.raises(RpcError) as again:  # another transaction with the same nonce: refused
+            call(admin, "submit_transaction", {"tx": encode(conflicting).hex()})
+        assert again.value.code == -32000 and "nonce" in str(again.value)
+        processes[NODES] = start_process(spare.home)
+        wait_for(
+            "the new node to be active and in quorums",
+            lambda: (
+                ((s := status(spare)).get("service_node") or {}).get("status") == "active"
+                and s.get("signed", 0) + s.get("produced", 0) > 0
+            ),
+            150,
+        )
+        assert status(spare)["height"] >= status(nodes[0])["height"] - 2
+
+        # 5. a node that stops its uptime proofs is decommissioned on chain
+        quiet = nodes[5]
+        assert call(("127.0.0.1", quiet.admin_port), "set_uptime_proofs", {"enabled": False}) == {
+            "enabled": False
+        }
+        wait_for(
+            "the quiet node to be decommissioned",
+            lambda: (status(quiet).get("service_node") or {}).get("status") == "decommissioned",
+            150,
+        )
+    finally:
+        stop_processes(list(processes.values()))
+    for process in processes.values():
+        assert process.returncode is not None
+    # every home: the same blocks up to the lowest final height, and a replay reaches them
+    homes = [Home(m.home) for m in members]
+    chains = [home.open_chain() for home in homes]
+    try:
+        final = min(chain.final_height for chain in chains)
+        assert final >= 8
+        headers = {chain.store.get_header(final) for chain in chains}
+        assert len(headers) == 1
+        replayed = replay_from_genesis(chains[killed].store, chains[killed].genesis, verify_signatures=True)
+        assert replayed.root == chains[killed].state.root
+    finally:
+        for chain in chains:
+            chain.close()
+    assert not [p for p in processes.values() if p.poll() is None]
+
+
+@pytest.mark.slow
+def test_devnet_starts_the_processes_shows_them_and_stops_them_all(tmp_path: Path) -> None:
+    folder = tmp_path / "devnet"
+    result = subprocess.run(
+        [sys.executable, "-m", "appchain.cli", "devnet", "--home", str(folder), "--seconds", "25",
+         "--base-port", str(free_port_block(2 * NODES))],
+        capture_output=True, text=True, check=False, timeout=180,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "started 12 node processes" in result.stdout
+    assert "final roots agree at every height: True" in result.stdout
+    pids = [int(p) for p in result.stdout.split("pids ", 1)[1].splitlines()[0].split(", ")]
+    for pid in pids:  # every child was reaped: none is left running
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    for index in range(NODES):
+        assert "stopped" in (folder / f"node{index}" / "node.log").read_text()

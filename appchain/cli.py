@@ -24,7 +24,9 @@ Commands that use a home take ``--home DIR``; without it, ``$APPCHAIN_HOME``, el
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -262,11 +264,21 @@ def _running_status(home: Home, busy: HomeInUse) -> dict[str, object]:
 
 
 def cmd_start(args: argparse.Namespace) -> int:
+    """Run the node. With ``APPCHAIN_PROFILE=FILE`` it runs under cProfile and writes the stats
+    to FILE when it stops (``bench/devnet.py --profile`` reads them)."""
     home = Home(Path(args.home))
+    profile_path = os.environ.get("APPCHAIN_PROFILE")
+    profiler = cProfile.Profile() if profile_path else None
     try:
+        if profiler is not None:
+            profiler.enable()
         trio.run(run_node, home)
     except BaseExceptionGroup as group:
         raise _single_error(group) from None
+    finally:
+        if profiler is not None and profile_path:
+            profiler.disable()
+            profiler.dump_stats(profile_path)
     return EXIT_OK
 
 

@@ -9,7 +9,7 @@ with their delta in one batch; fork choice undoes the non-final tail from the st
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 
 from appchain.chain import Chain, ChainError
 from consensus.checkpoint import CheckpointCertificate
@@ -25,6 +25,8 @@ class ChainLedger:
     def __init__(self, chain: Chain) -> None:
         self.chain = chain
         self._final_height = chain.final_height
+        self.verified: Container[bytes] = ()
+        """Hashes of transactions whose signatures this node already checked (its mempool)."""
 
     @property
     def state(self) -> State:
@@ -62,7 +64,7 @@ class ChainLedger:
         state = self.chain.state
         entropy = compute_block_entropy(self.chain.random_value_at, block.header.height)
         quorum = validate_pulse(state, block, entropy)
-        pending = execute_block(state, block, verify_signatures=True)
+        pending = execute_block(state, block, verify_signatures=True, verified=self.verified)
         self.chain.append_pending(pending)
         return quorum
 

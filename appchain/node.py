@@ -25,7 +25,7 @@ import secrets
 import signal
 import sys
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
@@ -72,6 +72,10 @@ VERSION = "appchain/0.1"
 SIGNATURE_CLOCK_ENV = "APPCHAIN_SIGNATURE_CLOCK"
 SEEN_LIMIT = 50_000
 INBOX_SIZE = 10_000
+TX_INBOX = 50_000
+FRAME_SLICE = 64
+TX_PREFIX = b"\x92\xa2tx"
+"""How a :class:`TxMessage` frame starts: a 2-element array whose first element is the tag "tx"."""
 GOSSIP = (SignedBlock, CheckpointVote, Certified, VoteMessage, UptimeProof, TxMessage)
 LEVELS = {"debug": 10, "info": 20, "warn": 30, "error": 40}
 
@@ -100,6 +104,7 @@ class Counters:
     undecodable: int = 0
     relayed: int = 0
     blocks: int = 0
+    dropped: int = 0
 
 
 class Node:
@@ -148,8 +153,10 @@ class Node:
         self.seen: OrderedDict[bytes, None] = OrderedDict()
         self.counters = Counters()
         self.started = time.time()
-        self._send_inbox, self._inbox = trio.open_memory_channel[tuple[NodeKey, bytes]](INBOX_SIZE)
-        self._poke = trio.Event()
+        self.ledger.verified = self.core.mempool  # its transactions' signatures are checked once
+        self._consensus: deque[tuple[NodeKey, bytes]] = deque()
+        self._transactions: deque[tuple[NodeKey, bytes]] = deque()
+        self._arrived = trio.Event()
         log.context["node"] = bytes(self.core.node_key).hex()[:12]
 
     # -- running ----------------------------------------------------------------------------------
@@ -176,16 +183,25 @@ class Node:
             task_status.started()
 
     async def _core_loop(self) -> None:
+        """Timers first, then the consensus frames waiting, then a slice of transactions: a
+        flood of transactions delays them, never a Pulse round."""
         while True:
             now = time.time()
             wake = self.core.next_wake()
             if wake is not None and wake <= now:
                 self.carry_out(self.core.on_time(now))
+            if self._consensus:
+                for _ in range(min(FRAME_SLICE, len(self._consensus))):
+                    self._handle_frame(*self._consensus.popleft())
+            elif self._transactions:
+                for _ in range(min(FRAME_SLICE, len(self._transactions))):
+                    self._handle_frame(*self._transactions.popleft())
+            elif wake is None or wake > now:
+                self._arrived = trio.Event()
+                with trio.move_on_after(1.0 if wake is None else min(1.0, wake - now)):
+                    await self._arrived.wait()
                 continue
-            delay = 1.0 if wake is None else min(1.0, wake - now)
-            with trio.move_on_after(delay):
-                sender, payload = await self._inbox.receive()
-                self._handle_frame(sender, payload)
+            await trio.sleep(0)  # let the host's tasks read and write between two slices
 
     async def _peer_loop(self) -> None:
         """Keep peers: every node whose uptime proof we accepted, plus the configured ones; ask
@@ -205,10 +221,25 @@ class Node:
     # -- frames in -----------------------------------------------------------------------------------
 
     def _on_frame(self, sender: NodeKey, payload: bytes) -> None:
-        try:
-            self._send_inbox.send_nowait((sender, payload))
-        except trio.WouldBlock:
-            self.log("warn", "inbox full: frame dropped", peer=sender.hex()[:12])
+        """From the host: queue the frame, transactions apart (they can wait; consensus cannot)."""
+        if blake3_256(payload) in self.seen:  # gossip we already have: dropped before decoding
+            return
+        if payload.startswith(TX_PREFIX):
+            queue, limit = self._transactions, TX_INBOX
+        else:
+            queue, limit = self._consensus, INBOX_SIZE
+        if len(queue) >= limit:
+            self.counters.dropped += 1
+            if self.counters.dropped % 1000 == 1:
+                self.log(
+                    "warn",
+                    "inbox full: frames dropped",
+                    peer=sender.hex()[:12],
+                    dropped=self.counters.dropped,
+                )
+            return
+        queue.append((sender, payload))
+        self._arrived.set()
 
     def _handle_frame(self, sender: NodeKey, payload: bytes) -> None:
         self.counters.frames += 1
@@ -317,6 +348,7 @@ class Node:
             "peers": len(self.host.peers),
             "sync": "syncing" if behind else "synced",
             "round": self.core.round_id[1] if self.core.round is not None else None,
+            "stage_seconds": {name: round(seconds, 3) for name, seconds in self.core.stage_times.items()},
             "mempool": len(self.core.mempool),
             "service_node": own,
             "uptime_proofs": self.core.send_proofs,
@@ -327,12 +359,7 @@ class Node:
             "undecodable": self.counters.undecodable,
             "seconds": round(time.time() - self.started, 1),
             "cpu_seconds": round(time.process_time(), 3),
-            "signature_seconds": None
-            if self.signature_clock is None
-            else {
-                "verify": round(self.signature_clock.verify_seconds, 3),
-                "sign": round(self.signature_clock.sign_seconds, 3),
-            },
+            "signatures": None if self.signature_clock is None else self.signature_clock.report(),
         }
 
 

@@ -88,6 +88,7 @@ def write_testnet(
         seed,
         users=users,
         genesis_time=int(time.time()) if genesis_time is None else genesis_time,
+        params=params,
     )
     seeds = [
         (bytes.fromhex(entry["node_seed"]), bytes.fromhex(entry["bls_seed"]))

@@ -11,7 +11,9 @@ database and every node's status:
 - proposal to finality: median and p95, from a block's round start (its timestamp) to the log
   line where the checkpoint covering it became final at node 0;
 - finalized transfers per second over the load window;
-- the CPU share of signature verification (and of signing) over all nodes' process time;
+- the CPU share of signature verification (and of signing) over all nodes' process time: the
+  nodes count their signature calls, and each count is priced at that call's cost measured on
+  an idle core in this run (see :mod:`appchain.metrics` for why not the time inside the calls);
 - the reference measured in the same run: one core's raw Ed25519 verifications per second, and
   the finalized rate as a share of it.
 
@@ -21,11 +23,13 @@ Run: ``python -m bench.devnet [--seconds 60] [--rate 600] [--block-time 1]``.
 from __future__ import annotations
 
 import argparse
+import pstats
 import re
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -37,7 +41,7 @@ from appchain.testnet import poll_status, start_process, stop_processes, write_t
 from genesis.devnet import load_dev_accounts
 from genesis.document import load_genesis
 from genesis.presets import DEVNET
-from state.crypto import ed25519
+from state.crypto import bls, ed25519
 from state.encoding import encode
 from state.events import Transfer, sign_transaction
 from state.types import AccountKey, Atomic, Nonce
@@ -50,29 +54,51 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else float("nan")
 
 
-def raw_verify_rate(seconds: float = 1.0) -> float:
-    key = ed25519.SigningKey(b"\x01" * 32)
-    message = b"reference" * 4
-    signature = key.sign(message)
+def _rate(call: Callable[[], object], seconds: float = 0.5) -> float:
     count, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
-        for _ in range(100):
-            ed25519.verify(key.public_key, message, signature)
-        count += 100
+        for _ in range(10):
+            call()
+        count += 10
     return count / (time.perf_counter() - started)
 
 
-def make_transfers(net: Path, chain_id: str, count: int) -> list[str]:
+def raw_costs() -> dict[str, float]:
+    """Seconds per call of each signature function, on this core, now (the reference)."""
+    key = ed25519.SigningKey(b"\x01" * 32)
+    message = b"reference" * 4
+    signature = key.sign(message)
+    secrets = [bls.secret_key_from_seed(bytes([i + 1]) * 32) for i in range(14)]
+    keys = [bls.public_key(s) for s in secrets]
+    bls_signature = bls.sign(secrets[0], message)
+    aggregate = bls.aggregate_signatures([bls.sign(s, message) for s in secrets])
+    pop = bls.prove_possession(secrets[0])
+    calls: dict[str, Callable[[], object]] = {
+        "ed25519.verify": lambda: ed25519.verify(key.public_key, message, signature),
+        "ed25519.sign": lambda: key.sign(message),
+        "bls.verify": lambda: bls.verify(keys[0], message, bls_signature),
+        "bls.fast_aggregate_verify": lambda: bls.fast_aggregate_verify(keys, message, aggregate),
+        "bls.verify_possession": lambda: bls.verify_possession(keys[0], pop),
+        "bls.sign": lambda: bls.sign(secrets[0], message),
+        "bls.aggregate_signatures": lambda: bls.aggregate_signatures([bls_signature] * 14),
+    }
+    return {name: 1.0 / _rate(call) for name, call in calls.items()}
+
+
+def make_transfers(net: Path, chain_id: str, count: int, nodes: int) -> list[list[str]]:
+    """``count`` signed transfers, split by the node they are submitted to: each sender always
+    goes to the same node, so its nonces reach that mempool in order."""
     senders = load_dev_accounts(net / "keys" / "accounts.json")
     nonces = {key.public_key: 0 for key in senders}
     sink = AccountKey(b"\x42" * 32)
-    txs = []
+    queues: list[list[str]] = [[] for _ in range(nodes)]
     for index in range(count):
-        key = senders[index % len(senders)]
+        sender = index % len(senders)
+        key = senders[sender]
         nonces[key.public_key] += 1
         tx = Transfer(key.public_key, Nonce(nonces[key.public_key]), sink, Atomic(1000 + index))
-        txs.append(encode(sign_transaction(chain_id, tx, key)).hex())
-    return txs
+        queues[sender % nodes].append(encode(sign_transaction(chain_id, tx, key)).hex())
+    return queues
 
 
 def parse_log(path: Path) -> tuple[dict[int, float], dict[int, float]]:
@@ -99,9 +125,11 @@ def main() -> None:
     parser.add_argument("--stage-timeout", type=float, default=0.5)
     parser.add_argument("--round-timeout", type=float, default=3.0)
     parser.add_argument("--base-port", type=int, default=27656)
+    parser.add_argument("--profile", action="store_true", help="profile node 0 and print where its time goes")
     args = parser.parse_args()
 
-    reference = raw_verify_rate()
+    costs = raw_costs()
+    reference = 1.0 / costs["ed25519.verify"]
     root = Path(tempfile.mkdtemp(prefix="bench-devnet-"))
     net = root / "net"
     params = msgspec.structs.replace(DEVNET, block_time=args.block_time)
@@ -117,9 +145,19 @@ def main() -> None:
         sync_writes=False,
     )
     genesis = load_genesis(net / "genesis.json")
-    txs = make_transfers(net, genesis.chain_id, int(args.rate * args.seconds))
-    print(f"{args.nodes} nodes in {net}; {len(txs)} signed transfers ready", file=sys.stderr)
-    processes = [start_process(m.home, env={"APPCHAIN_SIGNATURE_CLOCK": "1"}) for m in members]
+    queues = make_transfers(net, genesis.chain_id, int(args.rate * args.seconds), args.nodes)
+    print(f"{args.nodes} nodes in {net}; {sum(map(len, queues))} signed transfers ready", file=sys.stderr)
+    profile = root / "node0.prof"
+    processes = [
+        start_process(
+            m.home,
+            env={
+                "APPCHAIN_SIGNATURE_CLOCK": "1",
+                **({"APPCHAIN_PROFILE": str(profile)} if args.profile and i == 0 else {}),
+            },
+        )
+        for i, m in enumerate(members)
+    ]
     statuses = []
     try:
         deadline = time.monotonic() + 120
@@ -131,11 +169,15 @@ def main() -> None:
             raise SystemExit("bench: the devnet did not finalize 4 blocks in 120 s; see the node logs")
         print("warm: every node has final blocks; loading", file=sys.stderr)
         load_start = time.time()
-        batch = max(1, int(args.rate / 10))
-        for index in range(0, len(txs), batch):
-            target = members[(index // batch) % len(members)]
-            call(("127.0.0.1", target.admin_port), "submit_transactions", {"txs": txs[index : index + batch]})
-            pause = load_start + (index + batch) / args.rate - time.time()
+        ticks = int(args.seconds * 10)  # a batch to every node each 0.1 s
+        refused = 0
+        for tick in range(ticks):
+            for member, queue in zip(members, queues, strict=False):
+                share = queue[len(queue) * tick // ticks : len(queue) * (tick + 1) // ticks]
+                if share:
+                    results = call(("127.0.0.1", member.admin_port), "submit_transactions", {"txs": share})
+                    refused += sum("error" in result for result in results)
+            pause = load_start + (tick + 1) / 10 - time.time()
             if pause > 0:
                 time.sleep(pause)
         load_end = time.time()
@@ -161,8 +203,12 @@ def main() -> None:
                 transfers += sum(isinstance(e, Transfer) for e in chain.store.get_block(height).events)
     window = load_end - load_start
     cpu = sum(s.get("cpu_seconds", 0.0) for s in statuses)
-    verify = sum((s.get("signature_seconds") or {}).get("verify", 0.0) for s in statuses)
-    sign = sum((s.get("signature_seconds") or {}).get("sign", 0.0) for s in statuses)
+    counted: dict[str, int] = {}
+    for status in statuses:
+        for name, entry in (status.get("signatures") or {}).items():
+            counted[name] = counted.get(name, 0) + int(entry["calls"])
+    verify = sum(costs[name] * count for name, count in counted.items() if "verify" in name)
+    sign = sum(costs[name] * count for name, count in counted.items() if "verify" not in name)
     rate = transfers / window if window > 0 else 0.0
     median, p95 = statistics.median, percentile
     print(
@@ -174,13 +220,21 @@ def main() -> None:
         f"({len(intervals)} blocks)"
     )
     print(f"  proposal to finality : median {median(finality):.3f} s, p95 {p95(finality, 0.95):.3f} s")
-    print(f"  finalized transfers  : {rate:,.0f} /s ({transfers} in the window)")
-    shares = f"verifying signatures {verify / cpu:.1%}, signing {sign / cpu:.1%}"
+    print(
+        f"  finalized transfers  : {rate:,.0f} /s ({transfers} in the window; "
+        f"{refused} refused at submission)"
+    )
+    shares = f"verifying signatures {verify / cpu:.1%}, signing and aggregating {sign / cpu:.1%}"
     print(f"  CPU, all nodes       : {cpu:.1f} s; {shares}")
     print(
         f"  reference            : raw Ed25519 verify, one core, {reference:,.0f} /s; "
         f"finalized transfers are {rate / reference:.2%} of it"
     )
+
+    if args.profile and profile.exists():
+        print("node 0, where the time goes (cumulative, top 25):")
+        pstats.Stats(str(profile)).sort_stats("cumulative").print_stats(25)
+        pstats.Stats(str(profile)).sort_stats("tottime").print_stats(25)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ class Mempool:
     def __len__(self) -> int:
         return len(self.txs)
 
-    def __contains__(self, tx_hash: bytes) -> bool:
+    def __contains__(self, tx_hash: object) -> bool:
         return tx_hash in self.txs
 
     def _context(self, state: State, timestamp: int) -> BlockContext:

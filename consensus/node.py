@@ -418,7 +418,10 @@ class NodeCore:
         events += self.mempool.take(state.params.max_block_events - len(events))
         while True:
             try:
-                return propose_block(state, events, timestamp, producer=producer, round_=round_).block
+                pending = propose_block(
+                    state, events, timestamp, producer=producer, round_=round_, verified=self.mempool
+                )
+                return pending.block
             except InvalidBlock as exc:
                 if exc.event_index is None:
                     raise

@@ -306,21 +306,20 @@ class Host:
         config = self.config
         while True:
             with trio.fail_after(config.idle_timeout):
-                frame = await peer.channel.receive()
+                frames = await peer.channel.receive_batch()
             now = self.clock()
-            peer.tokens = min(
-                config.frame_burst, peer.tokens + (now - peer.refilled) * config.frames_per_second
-            )
+            refill = (now - peer.refilled) * config.frames_per_second
+            peer.tokens = min(config.frame_burst, peer.tokens + refill) - len(frames)
             peer.refilled = now
-            peer.tokens -= 1
             if peer.tokens < 0:
                 raise ProtocolViolation("more frames than the per-peer limit")
-            peer.frames_in += 1
-            channel_byte = frame[:1]
-            if channel_byte == DATA:
-                self.on_frame(peer.key, frame[1:])
-            elif channel_byte != PING or len(frame) != 1:
-                raise ProtocolViolation("a frame of an unknown kind")
+            peer.frames_in += len(frames)
+            for frame in frames:
+                channel_byte = frame[:1]
+                if channel_byte == DATA:
+                    self.on_frame(peer.key, frame[1:])
+                elif channel_byte != PING or len(frame) != 1:
+                    raise ProtocolViolation("a frame of an unknown kind")
 
     async def _write_loop(self, peer: Peer) -> None:
         config = self.config

@@ -14,7 +14,7 @@ produces. The block's own checks (heights, hashes, sizes, roots) always run.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from typing import Any, NamedTuple
 
 import msgspec
@@ -48,6 +48,7 @@ from state.events import (
     SnsUpdate,
     StateChange,
     Transfer,
+    compute_event_hash,
     validate_basic,
 )
 from state.membership import update_swarms
@@ -137,6 +138,7 @@ def _execute_events(
     timestamp: int,
     verify_signatures: bool,
     producer: NodeKey = NO_PRODUCER,
+    verified: Container[bytes] = (),
 ) -> Overlay:
     ctx = BlockContext(
         height, timestamp, state.block_hash, state.chain_id, state.params, verify_signatures, producer
@@ -148,7 +150,7 @@ def _execute_events(
         raise InvalidBlock(f"block {height}: {exc}") from exc
     for index, event in enumerate(events):
         try:
-            if verify_signatures:
+            if verify_signatures and not (verified and compute_event_hash(event) in verified):
                 validate_basic(event, state.chain_id)
             process_event(view, event, ctx)
         except InvalidBlock:
@@ -183,15 +185,22 @@ def _run_block(
     timestamp: int,
     verify_signatures: bool,
     producer: NodeKey,
+    verified: Container[bytes] = (),
 ) -> tuple[Overlay, dict[bytes, bytes | None], list[Change], SparseMerkleTree]:
     """Run the events and the block's own work; the effective writes and the new tree."""
-    view = _execute_events(state, events, height, timestamp, verify_signatures, producer)
+    view = _execute_events(state, events, height, timestamp, verify_signatures, producer, verified)
     writes, changes = _changes(state, view.writes)
     return view, writes, changes, state.tree.update(writes)
 
 
-def execute_block(state: State, block: Block, *, verify_signatures: bool = True) -> PendingBlock:
-    """Check ``block`` fully against ``state`` and compute its effect; ``state`` is untouched."""
+def execute_block(
+    state: State, block: Block, *, verify_signatures: bool = True, verified: Container[bytes] = ()
+) -> PendingBlock:
+    """Check ``block`` fully against ``state`` and compute its effect; ``state`` is untouched.
+
+    ``verified`` holds the hashes of events whose stateless checks (shape, signature) already
+    passed on this machine, byte for byte (a mempool's): they are not checked twice.
+    """
     header = block.header
     if header.height != state.height + 1:
         raise InvalidBlock(f"block {header.height}: expected height {state.height + 1}")
@@ -201,7 +210,7 @@ def execute_block(state: State, block: Block, *, verify_signatures: bool = True)
         raise InvalidBlock(f"block {header.height}: timestamp goes back in time")
     validate_block_basic(block, state.params)
     view, writes, changes, tree = _run_block(
-        state, block.events, header.height, header.timestamp, verify_signatures, header.producer
+        state, block.events, header.height, header.timestamp, verify_signatures, header.producer, verified
     )
     if compute_next_checkpoint_commitment(view, header.height) != header.next_checkpoint_quorum:
         raise InvalidBlock(f"block {header.height}: the next checkpoint quorum commitment is wrong")
@@ -257,7 +266,13 @@ def with_final_block(pending: PendingBlock, block: Block) -> PendingBlock:
 
 
 def propose_block(
-    state: State, events: Sequence[Event], timestamp: int, *, producer: NodeKey = NO_PRODUCER, round_: int = 0
+    state: State,
+    events: Sequence[Event],
+    timestamp: int,
+    *,
+    producer: NodeKey = NO_PRODUCER,
+    round_: int = 0,
+    verified: Container[bytes] = (),
 ) -> PendingBlock:
     """Build the block template that applies ``events`` on top of ``state`` (roots filled in).
 
@@ -266,7 +281,7 @@ def propose_block(
     """
     height = state.height + 1
     events_root = check_events(list(events), state.params, height)
-    view, writes, changes, tree = _run_block(state, events, height, timestamp, True, producer)
+    view, writes, changes, tree = _run_block(state, events, height, timestamp, True, producer, verified)
     header = Header(
         version=HEADER_VERSION,
         height=Height(height),

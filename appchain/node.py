@@ -267,6 +267,8 @@ class Node:
             return any(isinstance(a, Applied) for a in actions)
         if isinstance(message, Certified):
             return any(isinstance(a, Finalized) for a in actions)
+        if isinstance(message, CheckpointVote):
+            return False  # sent to the checkpoint quorum directly; its certificate is gossiped
         if isinstance(message, TxMessage):
             return compute_event_hash(message.tx) in self.core.mempool
         return not any(isinstance(a, Penalize) for a in actions)

@@ -5,9 +5,10 @@ any of them (:func:`decode_message`), and a frame that is not exactly one valid 
 refused. Pulse's own messages (:class:`~consensus.pulse.PulseMessage`) and uptime proofs
 (:class:`~consensus.uptime.UptimeProof`) are defined with their rules and joined here.
 
-Who receives what: Pulse messages go to the members of the round's quorum; blocks,
-certificates, checkpoint votes, state-change votes, uptime proofs and transactions are gossiped
-to every peer; sync requests go to a few peers, and the answer back to the asker.
+Who receives what: Pulse messages go to the members of the round's quorum, checkpoint votes to
+the members of the checkpoint quorum (who aggregate them); blocks, certificates, state-change
+votes, uptime proofs and transactions are gossiped to every peer; sync requests go to a few
+peers, and the answer back to the asker.
 """
 
 from __future__ import annotations

@@ -283,7 +283,7 @@ class NodeCore:
         return []
 
     def on_transaction(self, message: TxMessage, sender: NodeKey | None, now: float) -> list[Action]:
-        """Keep a new valid transaction; True news is gossiped on by the driver (it sees the count)."""
+        """Keep a new valid transaction (the driver passes new ones on to its peers)."""
         try:
             self.mempool.add(message.tx, self.ledger.state, now)
         except InvalidEvent as exc:
@@ -537,7 +537,9 @@ class NodeCore:
         except DoubleSign:
             return []
         vote = CheckpointVote(height, state.block_hash, member, bls.sign(self.identity.bls_secret, message))
-        return [Gossip(vote), *self._on_checkpoint_vote(vote, now)]
+        # to the quorum's members only: they aggregate, and gossip the certificate to everyone
+        sends: list[Action] = [Send(key, vote) for key in members if key != self.node_key]
+        return [*sends, *self._on_checkpoint_vote(vote, now)]
 
     def _on_checkpoint_vote(self, vote: CheckpointVote, now: float) -> list[Action]:
         if vote.height <= self.final_height or vote.height in self.pending_certificates:

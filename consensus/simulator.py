@@ -342,8 +342,18 @@ class Simulation:
             self.push(max(self.now, wake - skew), node.index, "wake", wake)
 
     def send_as(self, node: SimNode, target: SimNode, message: Message) -> None:
-        """A direct message (Pulse's, or a sync answer), rewritten if the sender is byzantine."""
+        """A direct message (Pulse's, a checkpoint vote, a sync answer), rewritten if the sender
+        is byzantine."""
         kind = node.byzantine
+        if isinstance(message, CheckpointVote):
+            self.note_checkpoint_vote(node, message)
+            if kind == "double-sign":  # a second vote, for another block, in the same slot
+                other = Hash32(bytes(32))
+                payload = compute_checkpoint_message(self.genesis.chain_id, message.height, other)
+                forged = CheckpointVote(
+                    message.height, other, message.member, bls.sign(node.bls_secret, payload)
+                )
+                self.send(node, target, forged)
         if isinstance(message, PulseMessage) and kind:
             if kind == "withhold" and message.kind >= 3:
                 return
@@ -353,23 +363,19 @@ class Simulation:
                 return
             if kind == "equivocate" and message.sender == 255 and message.kind == 2:
                 # the producer sends one template to half the quorum and another to the rest
-                other = self.equivocating_template(node, message)
-                self.send(node, target, message if target.index % 2 else other)
+                other_template = self.equivocating_template(node, message)
+                self.send(node, target, message if target.index % 2 else other_template)
                 return
         self.send(node, target, message)
 
     def gossip_as(self, node: SimNode, message: Message) -> None:
         if isinstance(message, CheckpointVote):
-            self.signed_slots.setdefault((bytes(node.node_key), message.height, 0, CHECKPOINT), set()).add(
-                bytes(message.block_hash)
-            )
+            self.note_checkpoint_vote(node, message)
         self.broadcast(node, message)
-        if isinstance(message, CheckpointVote) and node.byzantine == "double-sign":
-            other = Hash32(bytes(32))
-            forged = bls.sign(
-                node.bls_secret, compute_checkpoint_message(self.genesis.chain_id, message.height, other)
-            )
-            self.broadcast(node, CheckpointVote(message.height, other, message.member, forged))
+
+    def note_checkpoint_vote(self, node: SimNode, vote: CheckpointVote) -> None:
+        slot = (bytes(node.node_key), vote.height, 0, CHECKPOINT)
+        self.signed_slots.setdefault(slot, set()).add(bytes(vote.block_hash))
 
     def equivocating_template(self, node: SimNode, message: PulseMessage) -> PulseMessage:
         digest = bytes(message.signature)

@@ -1,0 +1,273 @@
+"""The process node's parts that need no network: config, keys, mempool, the admin protocol,
+signatures checked once, messages on the wire."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from appchain.admin import answer
+from appchain.chain import ChainError
+from appchain.home import Home, NodeConfig, PeerAddress, parse_config, render_config
+from appchain.node import TX_PREFIX
+from appchain.testnet import write_testnet
+from consensus.mempool import Mempool, MempoolFull
+from consensus.messages import SignedBlock, SyncRequest, TxMessage, decode_message
+from genesis.build import create_genesis_state
+from genesis.devnet import load_dev_accounts
+from genesis.document import Genesis
+from state.crypto import ed25519
+from state.encoding import DecodeError, encode
+from state.errors import InvalidBlock, InvalidEvent, InvalidSignature
+from state.events import Transfer, compute_event_hash, sign_transaction
+from state.transition import execute_block, propose_block
+from state.types import AccountKey, Atomic, Nonce
+from tests.helpers import next_block
+
+# -- config and keys ----------------------------------------------------------------------------------
+
+
+def test_every_setting_round_trips_through_the_file() -> None:
+    config = NodeConfig(
+        snapshot_interval=7,
+        sync_writes=False,
+        p2p_listen="127.0.0.1:4000",
+        peers=(PeerAddress(b"\x01" * 32, "127.0.0.1", 4002), PeerAddress(b"\x02" * 32, "localhost", 4004)),
+        max_peers=9,
+        admin_listen="127.0.0.1:4001",
+        stage_timeout=0.5,
+        round_timeout=3.0,
+        public_ip="203.0.113.7",
+        storage_port=22021,
+        log_level="debug",
+    )
+    assert parse_config(render_config(config)) == config
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[p2p]\nlisten = "nowhere"\n', "p2p.listen 'nowhere' is not host:port"),
+        ('[p2p]\nlisten = "127.0.0.1:70000"\n', "is not host:port"),
+        ('[p2p]\npeers = ["abc@127.0.0.1:1"]\n', "is not <64 hex digits of node key>@host:port"),
+        ('[p2p]\npeers = "x"\n', "p2p.peers must be a list of strings"),
+        ("[p2p]\nmax_peers = 0\n", "p2p.max_peers must be a positive integer"),
+        ("[consensus]\nstage_timeout = 0\n", "consensus.stage_timeout must be a number of seconds above 0"),
+        ("[consensus]\nstage_timeout = 7.0\nround_timeout = 6.0\n", "stage_timeout must be below"),
+        ('[log]\nlevel = "loud"\n', "log.level must be one of debug, info, warn, error"),
+        ("[node]\nstorage_port = -1\n", "node.storage_port must be a port number"),
+        ("p2p = 3\n", "[p2p] must be a table"),
+    ],
+)
+def test_bad_network_settings_are_one_clear_error(text: str, message: str) -> None:
+    with pytest.raises(ChainError) as caught:
+        parse_config(text)
+    assert message in str(caught.value)
+
+
+def test_node_keys_are_private_and_never_overwritten(tmp_path: Path, devnet_dir: Path) -> None:
+    home, _ = Home.init(tmp_path / "h", devnet_dir / "genesis.json")
+    with pytest.raises(ChainError, match="has no node keys"):
+        home.load_node_keys()
+    home.write_node_keys(b"\x01" * 32, b"\x02" * 32)
+    assert home.node_key_path.stat().st_mode & 0o777 == 0o600
+    key, _ = home.load_node_keys()
+    assert key.public_key == ed25519.SigningKey(b"\x01" * 32).public_key
+    with pytest.raises(ChainError, match="keys are never overwritten"):
+        home.write_node_keys(b"\x03" * 32, b"\x04" * 32)
+    os.chmod(home.node_key_path, 0o644)
+    with pytest.raises(ChainError, match="is readable by others"):
+        home.load_node_keys()
+    os.chmod(home.node_key_path, 0o600)
+    home.node_key_path.write_text("not hex\n")
+    with pytest.raises(ChainError, match="must hold 32 bytes of hex"):
+        home.load_node_keys()
+
+
+def test_a_testnet_folder_is_complete_and_never_written_twice(tmp_path: Path) -> None:
+    members = write_testnet(tmp_path / "net", 3, base_port=40000, seed="t", spare=1)
+    assert [m.home.name for m in members] == ["node0", "node1", "node2", "spare0"]
+    assert [(m.p2p_port, m.admin_port) for m in members] == [
+        (40000, 40001),
+        (40002, 40003),
+        (40004, 40005),
+        (40006, 40007),
+    ]
+    config = Home(members[1].home).load_config()
+    assert {p.port for p in config.peers} == {40000, 40004}  # every other genesis node
+    assert config.stage_timeout == 1.0 and config.round_timeout == 6.0
+    keys = {Home(m.home).load_node_keys()[0].public_key for m in members}
+    assert len(keys) == 4
+    with pytest.raises(ChainError, match="is not empty"):
+        write_testnet(tmp_path / "net", 3)
+    with pytest.raises(ChainError, match="leaves no room"):
+        write_testnet(tmp_path / "other", 3, base_port=65530)
+
+
+# -- the mempool -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def funded(devnet_dir: Path, devnet_genesis: Genesis) -> tuple[Any, list[ed25519.SigningKey]]:
+    state, _ = create_genesis_state(devnet_genesis)
+    return state, load_dev_accounts(devnet_dir / "keys" / "accounts.json")
+
+
+def _transfer(chain_id: str, key: ed25519.SigningKey, nonce: int, amount: int = 1000) -> Transfer:
+    tx = sign_transaction(
+        chain_id, Transfer(key.public_key, Nonce(nonce), AccountKey(b"\x42" * 32), Atomic(amount)), key
+    )
+    assert isinstance(tx, Transfer)
+    return tx
+
+
+def test_the_mempool_chains_nonces_and_refuses_what_does_not_apply(funded: Any) -> None:
+    state, keys = funded
+    pool = Mempool(state.chain_id, capacity=3)
+    alice = keys[-1]
+    first, second = _transfer(state.chain_id, alice, 1), _transfer(state.chain_id, alice, 2)
+    assert pool.add(first, state, 0) == compute_event_hash(first)
+    pool.add(second, state, 0)  # nonce 2 applies on top of nonce 1, still waiting
+    assert pool.add(first, state, 0) == compute_event_hash(first) and len(pool) == 2  # no duplicate
+    with pytest.raises(InvalidEvent, match="nonce"):
+        pool.add(_transfer(state.chain_id, alice, 2, amount=5), state, 0)  # the same nonce again
+    with pytest.raises(InvalidEvent, match="nonce"):
+        pool.add(_transfer(state.chain_id, alice, 9), state, 0)  # a gap
+    forged = msgspec.structs.replace(_transfer(state.chain_id, alice, 3), amount=Atomic(1))
+    with pytest.raises(InvalidSignature):
+        pool.add(forged, state, 0)
+    poor = ed25519.SigningKey(b"\x09" * 32)
+    with pytest.raises(InvalidEvent):
+        pool.add(_transfer(state.chain_id, poor, 1), state, 0)  # no balance for the fee
+    pool.add(_transfer(state.chain_id, keys[-2], 1), state, 0)
+    with pytest.raises(MempoolFull):
+        pool.add(_transfer(state.chain_id, keys[-3], 1), state, 0)
+    assert pool.take(2) == [first, second]
+
+
+def test_after_a_block_the_mempool_keeps_only_what_still_applies(funded: Any) -> None:
+    state, keys = funded
+    pool = Mempool(state.chain_id)
+    alice, bob = keys[-1], keys[-2]
+    a1, a2, b1 = (
+        _transfer(state.chain_id, alice, 1),
+        _transfer(state.chain_id, alice, 2),
+        _transfer(state.chain_id, bob, 1),
+    )
+    for tx in (a1, a2, b1):
+        pool.add(tx, state, 0)
+    # another producer's block spends bob's nonce 1 differently, and includes alice's nonce 1
+    other_b1 = _transfer(state.chain_id, bob, 1, amount=7)
+    pending = next_block(state, [a1, other_b1])
+    state = state.copy()
+    from state.transition import commit_block
+
+    commit_block(state, pending)
+    pool.on_block(pending.block.events, state, 0)
+    assert pool.take(10) == [a2]  # a1 included, b1 now a used nonce
+
+
+def test_signatures_a_mempool_checked_are_not_checked_again(funded: Any) -> None:
+    state, keys = funded
+    good = _transfer(state.chain_id, keys[-1], 1)
+    pending = next_block(state, [good])
+    forged = msgspec.structs.replace(good, amount=Atomic(good.amount + 1))  # the signature no longer fits
+    block = msgspec.structs.replace(pending.block, events=(forged,))
+    producer = pending.block.header.producer
+    template = propose_block(
+        state,
+        [forged],
+        pending.block.header.timestamp,
+        producer=producer,
+        verified={compute_event_hash(forged)},
+    )
+    with pytest.raises(InvalidBlock, match="signature"):
+        execute_block(state, template.block)  # nobody vouched for it: checked, refused
+    assert execute_block(state, template.block, verified={compute_event_hash(forged)})  # vouched for: trusted
+    with pytest.raises(InvalidBlock):
+        execute_block(state, block)
+
+
+# -- messages and the admin protocol ------------------------------------------------------------------
+
+
+def test_messages_decode_to_their_type_and_garbage_is_refused(funded: Any) -> None:
+    state, keys = funded
+    tx = TxMessage(_transfer(state.chain_id, keys[-1], 1))
+    assert decode_message(encode(tx)) == tx
+    assert encode(tx).startswith(TX_PREFIX)  # how the node queues transactions apart, undecoded
+    assert decode_message(encode(SyncRequest(5))) == SyncRequest(5)
+    assert not encode(SyncRequest(5)).startswith(TX_PREFIX)
+    for junk in (b"", b"\xc1", encode(["block", 5]), encode(["nope", 1]), b"\x92\xa2tx\x01"):
+        with pytest.raises(DecodeError):
+            decode_message(junk)
+    assert SignedBlock.__struct_config__.tag == "block"
+
+
+class FakeNode:
+    def __init__(self) -> None:
+        self.submitted: list[Any] = []
+
+    def status(self) -> dict[str, int]:
+        return {"height": 3}
+
+    def submit(self, tx: Any) -> bytes:
+        if tx.nonce > 1:
+            raise InvalidEvent("nonce 2 is not the next")
+        self.submitted.append(tx)
+        return compute_event_hash(tx)
+
+
+@pytest.mark.parametrize(
+    ("line", "code"),
+    [
+        (b"{", -32700),
+        (b"[" * 10_000, -32700),
+        (b'{"jsonrpc": "1.0", "method": "status"}', -32600),
+        (b'{"jsonrpc": "2.0", "method": 5}', -32600),
+        (b'{"jsonrpc": "2.0", "id": 1, "method": "mine_bitcoin"}', -32601),
+        (b'{"jsonrpc": "2.0", "id": 1, "method": "submit_transaction", "params": {"tx": "zz"}}', -32602),
+        (b'{"jsonrpc": "2.0", "id": 1, "method": "submit_transaction", "params": [1]}', -32602),
+        (b'{"jsonrpc": "2.0", "id": 1, "method": "set_uptime_proofs", "params": {"enabled": 1}}', -32602),
+        (b'{"jsonrpc": "2.0", "id": 1, "method": "submit_transactions", "params": {"txs": 5}}', -32602),
+    ],
+)
+def test_the_admin_endpoint_answers_bad_requests_with_errors(line: bytes, code: int) -> None:
+    reply = json.loads(answer(FakeNode(), line))  # type: ignore[arg-type]
+    assert reply["error"]["code"] == code and "result" not in reply
+
+
+def test_the_admin_endpoint_submits_and_says_why_it_refuses(funded: Any) -> None:
+    state, keys = funded
+    node = FakeNode()
+    good = encode(_transfer(state.chain_id, keys[-1], 1)).hex()
+    bad = encode(_transfer(state.chain_id, keys[-1], 2)).hex()
+    reply = json.loads(
+        answer(
+            node,
+            json.dumps(
+                {"jsonrpc": "2.0", "id": 7, "method": "submit_transaction", "params": {"tx": good}}
+            ).encode(),
+        )
+    )  # type: ignore[arg-type]
+    assert reply["id"] == 7 and len(reply["result"]["hash"]) == 64 and len(node.submitted) == 1
+    reply = json.loads(
+        answer(
+            node,
+            json.dumps(
+                {"jsonrpc": "2.0", "id": 8, "method": "submit_transaction", "params": {"tx": bad}}
+            ).encode(),
+        )
+    )  # type: ignore[arg-type]
+    assert reply["error"]["code"] == -32000 and "nonce 2 is not the next" in reply["error"]["message"]
+    batch = {"jsonrpc": "2.0", "id": 9, "method": "submit_transactions", "params": {"txs": [good, bad, "zz"]}}
+    results = json.loads(answer(node, json.dumps(batch).encode()))["result"]  # type: ignore[arg-type]
+    assert "hash" in results[0] and "nonce" in results[1]["error"] and "hex" in results[2]["error"]
+    assert json.loads(answer(node, b'{"jsonrpc": "2.0", "id": 1, "method": "status"}'))["result"] == {
+        "height": 3
+    }  # type: ignore[arg-type]

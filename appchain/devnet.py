@@ -103,6 +103,7 @@ def run_devnet(
         final_statuses = [poll_status(member, timeout=0.5) for member in members]
         stop_processes(processes)
     statuses = [s or f for s, f in zip(final_statuses, statuses, strict=True)]
+    console.print()
     console.print(("interrupted: " if interrupted else "") + f"stopped {len(processes)} node processes")
     reached = [s["final_height"] for s in statuses if s]
     roots = {(s["final_height"], s["final_root"]) for s in statuses if s}

@@ -11,10 +11,11 @@ import msgspec
 import pytest
 
 from appchain.cli import main
-from appchain.exchange import MAGIC, ExportedBlock
+from appchain.exchange import ExportedBlock
 from state.encoding import decode, encode
 from state.events import Transfer
 from state.types import Atomic
+from tests.exports import frames_of, write_frames
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -133,26 +134,13 @@ def test_export_import_reaches_the_same_roots(
     assert rebuilt["block_hash"] == original["block_hash"]
 
 
-def _frames(data: bytes) -> list[bytes]:
-    frames, i = [], len(MAGIC)
-    while i < len(data):
-        size = int.from_bytes(data[i : i + 4], "big")
-        frames.append(data[i + 4 : i + 4 + size])
-        i += 4 + size
-    return frames
-
-
-def _join(frames: list[bytes]) -> bytes:
-    return MAGIC + b"".join(len(f).to_bytes(4, "big") + f for f in frames)
-
-
 @pytest.mark.parametrize("trust", [False, True])
 def test_a_tampered_export_is_refused_at_its_height(
     home: Path, net: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], trust: bool
 ) -> None:
     export = tmp_path / "chain.events"
     run(capsys, "export-events", "--home", str(home), "--out", str(export))
-    frames = _frames(export.read_bytes())
+    frames = frames_of(export)
     exported = decode(frames[1 + 7], ExportedBlock)  # frame 0 is the header; block 7 follows
     block = exported.block
     tx = block.events[3]
@@ -160,7 +148,7 @@ def test_a_tampered_export_is_refused_at_its_height(
     changed = msgspec.structs.replace(tx, amount=Atomic(tx.amount + 1))
     tampered = msgspec.structs.replace(block, events=(*block.events[:3], changed, *block.events[4:]))
     frames[1 + 7] = encode(ExportedBlock(tampered, exported.certificate))
-    export.write_bytes(_join(frames))
+    write_frames(export, frames)
     fresh = tmp_path / "node3"
     run(capsys, "init", "--home", str(fresh), "--genesis", str(net))
     args = ["import-events", "--home", str(fresh), "--in", str(export)] + (

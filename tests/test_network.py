@@ -45,6 +45,7 @@ from state.crypto import bls, ed25519
 from state.encoding import encode
 from state.events import RegisterNode, compute_node_proof_message, sign_transaction
 from state.types import Atomic, BlsPublicKey, NodeKey, Nonce
+from tests.exports import Recorder
 
 NODES = 12
 
@@ -107,23 +108,6 @@ async def hostile_connections(port: int, chain_id: str, victim: bytes) -> None:
 
     await raw(bytes(range(256)) * 8)  # garbage
     await raw((300).to_bytes(2, "big") + b"\x00" * 20)  # a handshake cut short
-
-    class Recorder(trio.abc.Stream):
-        def __init__(self, inner: trio.abc.Stream) -> None:
-            self.inner, self.sent = inner, bytearray()
-
-        async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-            self.sent += data
-            await self.inner.send_all(data)
-
-        async def wait_send_all_might_not_block(self) -> None:
-            await self.inner.wait_send_all_might_not_block()
-
-        async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
-            return await self.inner.receive_some(max_bytes)
-
-        async def aclose(self) -> None:
-            await self.inner.aclose()
 
     recorder = Recorder(await trio.open_tcp_stream("127.0.0.1", port))
     channel = await handshake(recorder, ed25519.SigningKey(b"\x55" * 32), chain_id=chain_id, initiator=True)

@@ -18,6 +18,7 @@ from p2p.host import DATA, Host, HostConfig
 from p2p.secure import HandshakeFailed, PeerClosed, ProtocolViolation, SecureChannel, handshake
 from state.crypto import ed25519
 from state.types import NodeKey
+from tests.exports import Recorder
 
 CHAIN = "p2p-test"
 
@@ -124,27 +125,6 @@ async def _raw(port: int, data: bytes) -> bytes:
             pass
     await stream.aclose()
     return received
-
-
-class Recorder(trio.abc.Stream):
-    """A stream that records what one side sent (to replay it later)."""
-
-    def __init__(self, inner: trio.abc.Stream) -> None:
-        self.inner = inner
-        self.sent = bytearray()
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        self.sent += data
-        await self.inner.send_all(data)
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self.inner.wait_send_all_might_not_block()
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
-        return await self.inner.receive_some(max_bytes)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 async def test_hostile_connections_are_dropped_and_the_host_keeps_serving(nursery: trio.Nursery) -> None:

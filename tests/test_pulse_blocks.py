@@ -127,21 +127,17 @@ def test_replay_trusts_the_log_unless_asked_to_verify(
 def test_import_with_verify_refuses_a_forged_signature(
     make_home: MakeHome, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from appchain.exchange import MAGIC, ExportedBlock
+    from appchain.exchange import ExportedBlock
+    from tests.exports import frames_of, write_frames
 
     home = make_home(15)
     export = tmp_path / "chain.events"
     assert main(["export-events", "--home", str(home.path), "--out", str(export)]) == 0
-    data = export.read_bytes()
-    frames, i = [], len(MAGIC)
-    while i < len(data):
-        size = int.from_bytes(data[i : i + 4], "big")
-        frames.append(data[i + 4 : i + 4 + size])
-        i += 4 + size
+    frames = frames_of(export)
     exported = decode(frames[1 + 9], ExportedBlock)
     block = exported.block
     frames[1 + 9] = encode(ExportedBlock(msgspec.structs.replace(block, signatures=block.signatures[:6])))
-    export.write_bytes(MAGIC + b"".join(len(f).to_bytes(4, "big") + f for f in frames))
+    write_frames(export, frames)
     fresh = make_home(0)
     capsys.readouterr()
     assert main(["import-events", "--home", str(fresh.path), "--in", str(export)]) == 1

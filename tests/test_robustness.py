@@ -28,13 +28,14 @@ import plyvel
 import pytest
 
 from appchain.cli import main
-from appchain.exchange import MAGIC, ExportedBlock, ExportHeader
+from appchain.exchange import ExportedBlock, ExportHeader
 from appchain.home import Home, NodeConfig
 from appchain.store import APPLIED_KEY, DELTA_PREFIX, EVENTS_PREFIX, HEADER_PREFIX, Applied, height_key
 from genesis.devnet import write_devnet
 from state.block import Header, compute_block_hash
 from state.encoding import decode, encode
 from tests.conftest import ROOT, extend
+from tests.exports import frames_of, write_frames
 
 DEEP = b"[" * 300_000
 """A few hundred KB of nesting: enough to overflow the C stack of a recursive parser."""
@@ -111,21 +112,6 @@ def copy_home(world: World, tmp: Path, name: str = "copy") -> Path:
     target = tmp / name
     shutil.copytree(world.home, target)
     return target
-
-
-def frames_of(path: Path) -> list[bytes]:
-    data = path.read_bytes()
-    frames, i = [], len(MAGIC)
-    while i < len(data):
-        size = int.from_bytes(data[i : i + 4], "big")
-        frames.append(data[i + 4 : i + 4 + size])
-        i += 4 + size
-    return frames
-
-
-def write_frames(path: Path, frames: list[bytes]) -> Path:
-    path.write_bytes(MAGIC + b"".join(len(f).to_bytes(4, "big") + f for f in frames))
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -329,7 +329,8 @@ class Node:
             elif isinstance(action, Finalized):
                 self.log("info", "block final", height=action.height, hash=action.block_hash.hex()[:16])
             elif isinstance(action, Penalize):
-                self.host.penalize(action.peer, action.reason)
+                points = -self.host.config.ban_score if action.drop else None
+                self.host.penalize(action.peer, action.reason, points)
 
     def probe(self, worker: NodeKey) -> bool | None:
         """An obligations test of ``worker``: is it connected to us (its p2p port answers)?"""

@@ -111,10 +111,12 @@ class Finalized(Record, frozen=True, tag="finalized"):
 
 
 class Penalize(Record, frozen=True, tag="penalize"):
-    """``peer`` sent something provably wrong (an invalid block or transaction): score it down."""
+    """``peer`` sent something provably wrong: score it down, or with ``drop`` disconnect and
+    ban it (it served an invalid block)."""
 
     peer: NodeKey
     reason: str
+    drop: bool = False
 
 
 Action = Send | Gossip | AskPeers | Applied | Finalized | Penalize
@@ -603,8 +605,11 @@ class NodeCore:
             actions += self.on_block(block, now)
             on_our_tip = block.header.height == before + 1 and block.header.prev_hash == tip
             if on_our_tip and self.height == before and sender is not None:
-                # the next block, on our tip, and it does not validate: that peer serves bad blocks
-                return [*actions, Penalize(sender, f"served an invalid block {block.header.height}")]
+                # the next block, on our tip, and it does not validate: that peer serves bad
+                # blocks. Drop it, and ask other peers at once.
+                self.syncing_until = -1.0
+                reason = f"served an invalid block {block.header.height}"
+                return [*actions, Penalize(sender, reason, drop=True), *self.request_sync(now)]
         for certificate in message.certificates:
             actions += self.on_certificate(certificate, now)
         if len(message.blocks) == SYNC_BATCH and self.height >= message.blocks[-1].header.height:

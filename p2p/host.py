@@ -162,7 +162,8 @@ class Host:
         )
 
     def penalize(self, key: NodeKey, reason: str, points: float | None = None) -> None:
-        """The application found ``key``'s frame invalid (undecodable, an invalid block…)."""
+        """The application found ``key``'s frame invalid (undecodable, an invalid block…);
+        ``points`` of ``-ban_score`` or more ban it at once."""
         self._score(bytes(key), points if points is not None else self.config.violation_points, reason)
 
     def is_banned(self, key: bytes) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from appchain.chain import Chain, replay_from_genesis
@@ -71,3 +72,27 @@ def test_the_process_node_and_the_simulator_drive_the_same_core() -> None:
 
     assert appchain.node.NodeCore is consensus.simulator.NodeCore is NodeCore
     assert appchain.node.decode_message is consensus.messages.decode_message
+
+
+def test_a_peer_serving_an_invalid_block_is_dropped_and_sync_asks_others() -> None:
+    from consensus.messages import SyncResponse
+    from consensus.node import AskPeers, Penalize
+    from state.types import NodeKey
+
+    config = SimConfig(nodes=12, blocks=3, seed=5)
+    _, start = simulation_genesis(config)
+    simulation = Simulation(config, start)
+    simulation.run()
+    source = simulation.nodes[0]
+    blocks = tuple(source.ledger.block_at(h) for h in range(1, 4))
+    # a fresh core at genesis syncs; the peer's second block has a forged signature
+    fresh = Simulation(config, start).nodes[1].core
+    index, _ = blocks[1].signatures[0]
+    forged = msgspec.structs.replace(blocks[1], signatures=((index, bytes(64)), *blocks[1].signatures[1:]))
+    liar = NodeKey(b"\x0b" * 32)
+    actions = fresh.on_message(SyncResponse((blocks[0], forged, blocks[2]), ()), liar, 1e10)
+    assert fresh.height == 1  # the first block applied, the forged one refused, nothing after it
+    assert Penalize(liar, "served an invalid block 2", drop=True) in actions
+    assert any(isinstance(a, AskPeers) for a in actions)  # and it asks other peers at once
+    honest = fresh.on_message(SyncResponse(blocks[1:], ()), NodeKey(b"\x0c" * 32), 1e10)
+    assert fresh.height == 3 and not any(isinstance(a, Penalize) for a in honest)

@@ -235,6 +235,7 @@ def _stored_status(home: Home) -> dict[str, object]:
             record = get_node(Overlay(chain.state.get), NodeKey(key.public_key))
         return {
             "running": False,
+            "rpc_url": f"http://{home.load_config().rpc_listen}",
             "chain_id": chain.genesis.chain_id,
             "genesis_hash": chain.genesis.hash.hex(),
             "height": chain.height,
@@ -308,7 +309,10 @@ def cmd_testnet(args: argparse.Namespace) -> int:
     )
     print(f"wrote a testnet of {args.nodes} nodes to {args.out} (genesis {Path(args.out) / 'genesis.json'})")
     for member in members:
-        print(f"  {member.home}: p2p 127.0.0.1:{member.p2p_port}, admin 127.0.0.1:{member.admin_port}")
+        print(
+            f"  {member.home}: p2p 127.0.0.1:{member.p2p_port}, admin 127.0.0.1:{member.admin_port}, "
+            f"rpc http://127.0.0.1:{member.rpc_port}/json_rpc"
+        )
     if args.nodes < 12:
         print("note: Pulse needs 12 active service nodes; this network will not produce blocks")
     return EXIT_OK
@@ -485,7 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     testnet.add_argument("--nodes", type=int, required=True)
     testnet.add_argument("--out", required=True, help="a new folder: genesis.json, keys/, node0 … node{N-1}")
     testnet.add_argument(
-        "--base-port", type=int, default=DEFAULT_BASE_PORT, help="node i: p2p P+2i, admin P+2i+1"
+        "--base-port", type=int, default=DEFAULT_BASE_PORT, help="node i: p2p P+3i, admin P+3i+1, rpc P+3i+2"
     )
     testnet.add_argument("--seed", default=None, help="dev key seed (default: random)")
     testnet.add_argument("--spare", type=int, default=0, help="extra homes with keys not in the genesis")

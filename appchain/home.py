@@ -58,6 +58,7 @@ class NodeConfig:
     peers: tuple[PeerAddress, ...] = ()
     max_peers: int = 64
     admin_listen: str = "127.0.0.1:26657"
+    rpc_listen: str = "127.0.0.1:26658"
     stage_timeout: float = 10.0
     round_timeout: float = 60.0
     public_ip: str = "127.0.0.1"
@@ -76,6 +77,10 @@ class NodeConfig:
     @property
     def admin_address(self) -> tuple[str, int]:
         return split_address(self.admin_listen)
+
+    @property
+    def rpc_address(self) -> tuple[str, int]:
+        return split_address(self.rpc_listen)
 
 
 LOG_LEVELS = ("debug", "info", "warn", "error")
@@ -103,6 +108,7 @@ _SCHEMA: dict[str, dict[str, str]] = {
     "storage": {"snapshot_interval": "snapshot_interval", "sync_writes": "sync_writes"},
     "p2p": {"listen": "p2p_listen", "peers": "peers", "max_peers": "max_peers"},
     "admin": {"listen": "admin_listen"},
+    "rpc": {"listen": "rpc_listen"},
     "consensus": {"stage_timeout": "stage_timeout", "round_timeout": "round_timeout"},
     "node": {"public_ip": "public_ip", "storage_port": "storage_port"},
     "log": {"level": "log_level"},
@@ -124,7 +130,7 @@ def _check(field: str, value: object) -> object:
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 3600:
             raise ValueError("must be a number of seconds above 0")
         value = float(value)
-    elif field in ("p2p_listen", "admin_listen"):
+    elif field in ("p2p_listen", "admin_listen", "rpc_listen"):
         if not isinstance(value, str):
             raise ValueError("must be a string host:port")
         split_address(value)
@@ -192,6 +198,10 @@ max_peers = {config.max_peers}
 [admin]
 # The operator's endpoint (status, submit a transaction): keep it on the loopback.
 listen = "{config.admin_listen}"
+
+[rpc]
+# The public JSON-RPC endpoint: POST /json_rpc (see docs/rpc.md).
+listen = "{config.rpc_listen}"
 
 [consensus]
 # Pulse deadlines: a stage, and a whole round (mainnet 10 s and 60 s).

@@ -167,12 +167,14 @@ class Node:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         from appchain.admin import serve_admin
+        from appchain.rpc import serve_rpc
 
         async with trio.open_nursery() as nursery:
             await nursery.start(self.host.run)
             for peer in self.config.peers:
                 self.host.add_target(NodeKey(peer.node_key), peer.host, peer.port)
             await nursery.start(serve_admin, self)
+            await nursery.start(serve_rpc, self)
             self.log(
                 "info",
                 "node started",
@@ -180,6 +182,7 @@ class Node:
                 final=self.core.final_height,
                 p2p=self.config.p2p_listen,
                 admin=self.config.admin_listen,
+                rpc=self.config.rpc_listen,
             )
             self.carry_out(self.core.start(time.time(), first_proof_in=1.0))
             nursery.start_soon(self._core_loop)
@@ -353,6 +356,7 @@ class Node:
             }
         return {
             "running": True,
+            "rpc_url": f"http://{self.config.rpc_listen}",
             "node_key": bytes(self.core.node_key).hex(),
             "chain_id": self.chain.genesis.chain_id,
             "genesis_hash": self.chain.genesis.hash.hex(),

@@ -10,8 +10,8 @@
     DIR/spare0 …            with ``--spare K``: homes whose keys are not in the genesis, for
                             rehearsing a registration
 
-Ports: node ``i`` listens for peers on ``base_port + 2i`` and for its operator (admin) on
-``base_port + 2i + 1``; spares follow the nodes.
+Ports: node ``i`` listens for peers on ``base_port + 3i``, for its operator (admin) on
+``base_port + 3i + 1`` and for JSON-RPC on ``base_port + 3i + 2``; spares follow the nodes.
 
 ``devnet`` creates such a folder when it is missing, starts one ``appchain start`` process per
 node, shows a live view (height, final height, round, peers, mempool per node) until Ctrl-C or
@@ -45,6 +45,7 @@ from state.params import ChainParams
 
 DEVNET_TIMING = {"stage_timeout": 1.0, "round_timeout": 6.0}
 DEFAULT_BASE_PORT = 26656
+PORTS_PER_NODE = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +54,7 @@ class NetworkMember:
     node_key: bytes
     p2p_port: int
     admin_port: int
+    rpc_port: int
 
 
 def spare_seeds(seed: str, index: int) -> tuple[bytes, bytes]:
@@ -78,7 +80,7 @@ def write_testnet(
     """Write a testnet folder; returns every home, the genesis nodes first."""
     if out.exists() and any(out.iterdir()):
         raise ChainError(f"{out} is not empty: choose a new folder for the testnet")
-    if not 0 < base_port <= 65535 - 2 * (nodes + spare):
+    if not 0 < base_port <= 65535 - PORTS_PER_NODE * (nodes + spare):
         raise ChainError(f"--base-port {base_port} leaves no room for {nodes + spare} nodes' ports")
     seed = seed or os.urandom(8).hex()
     genesis_file = out / "genesis.json"
@@ -96,12 +98,11 @@ def write_testnet(
     ]
     seeds += [spare_seeds(seed, i) for i in range(spare)]
     names = [f"node{i}" for i in range(nodes)] + [f"spare{i}" for i in range(spare)]
-    members = [
-        NetworkMember(
-            out / name, ed25519.SigningKey(node_seed).public_key, base_port + 2 * i, base_port + 2 * i + 1
-        )
-        for i, (name, (node_seed, _)) in enumerate(zip(names, seeds, strict=True))
-    ]
+    members = []
+    for i, (name, (node_seed, _)) in enumerate(zip(names, seeds, strict=True)):
+        first = base_port + PORTS_PER_NODE * i
+        node_key = ed25519.SigningKey(node_seed).public_key
+        members.append(NetworkMember(out / name, node_key, first, first + 1, first + 2))
     for member, (node_seed, bls_seed) in zip(members, seeds, strict=True):
         peers = tuple(
             PeerAddress(other.node_key, "127.0.0.1", other.p2p_port)
@@ -113,6 +114,7 @@ def write_testnet(
             sync_writes=sync_writes,
             p2p_listen=f"127.0.0.1:{member.p2p_port}",
             admin_listen=f"127.0.0.1:{member.admin_port}",
+            rpc_listen=f"127.0.0.1:{member.rpc_port}",
             peers=peers,
             stage_timeout=stage_timeout,
             round_timeout=round_timeout,
@@ -131,7 +133,8 @@ def read_testnet(folder: Path) -> list[NetworkMember]:
         home = Home(path)
         config = home.load_config()
         key, _ = home.load_node_keys()
-        members.append(NetworkMember(path, key.public_key, config.p2p_address[1], config.admin_address[1]))
+        ports = (config.p2p_address[1], config.admin_address[1], config.rpc_address[1])
+        members.append(NetworkMember(path, key.public_key, *ports))
     if not members:
         raise ChainError(f"{folder} holds no node homes (node0, node1, …)")
     return members

@@ -25,6 +25,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -129,6 +131,50 @@ async def hostile_connections(port: int, chain_id: str, victim: bytes) -> None:
     await channel.aclose()
 
 
+def rpc(url: str, body: bytes) -> tuple[int, Any]:
+    request = urllib.request.Request(
+        url + "/json_rpc", data=body, headers={"content-type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def check_json_rpc(url: str, staking_requirement: int) -> None:
+    """The public JSON-RPC answers oxend's shapes, and bad requests with JSON-RPC errors."""
+    status, info = rpc(url, b'{"jsonrpc": "2.0", "id": 1, "method": "get_info"}')
+    result = info["result"]
+    assert status == 200 and result["status"] == "OK" and result["immutable_height"] >= 8
+    assert result["height"] >= result["immutable_height"] + 1 and len(result["top_block_hash"]) == 64
+    assert result["staking_requirement"] == staking_requirement and result["pulse"] is True
+    _, last = rpc(url, b'{"jsonrpc": "2.0", "id": 2, "method": "get_last_block_header"}')
+    assert last["result"]["block_header"]["height"] >= result["immutable_height"]
+    _, first = rpc(
+        url, b'{"jsonrpc": "2.0", "id": 3, "method": "get_block_header_by_height", "params": {"height": 1}}'
+    )
+    header = first["result"]["block_header"]
+    assert header["height"] == 1 and header["immutable"] and header["depth"] >= 1
+    _, block = rpc(url, b'{"jsonrpc": "2.0", "id": 4, "method": "get_block", "params": {"height": 1}}')
+    assert block["result"]["block_header"] == {**header, "depth": block["result"]["block_header"]["depth"]}
+    batch = json.dumps([{"jsonrpc": "2.0", "id": i, "method": "hard_fork_info"} for i in range(3)]).encode()
+    assert [a["id"] for a in rpc(url, batch)[1]] == [0, 1, 2]
+    for body, code in (
+        (b'{"jsonrpc": "2.0", "id": 5, "method": "get_wallet_seed"}', -32601),
+        (b'{"jsonrpc": "2.0", "id": 6, "method": "get_block", "params": {"height": "one"}}', -32602),
+        (b'{"jsonrpc": "2.0", "id": 7, "method": "get_block", "params": {"height": 99999999}}', -32001),
+        (b'{"jsonrpc": "2.0", "id": 8, "method": "send_transaction", "params": {"tx_as_hex": "00"}}', -32602),
+        (b"{not json", -32700),
+        (b"[" * 5000, -32700),
+        (json.dumps([{"jsonrpc": "2.0", "id": i, "method": "get_info"} for i in range(51)]).encode(), -32600),
+    ):
+        status, answer = rpc(url, body)
+        assert status == 200 and answer["error"]["code"] == code, (body[:60], answer)
+    status, answer = rpc(url, b" " * (2 * 1024 * 1024))
+    assert status == 413 and answer["error"]["code"] == -32600
+
+
 def registration(net: Path, spare: NetworkMember, chain_id: str, amount: int) -> RegisterNode:
     home = Home(spare.home)
     node_key, bls_secret = home.load_node_keys()
@@ -152,7 +198,7 @@ def registration(net: Path, spare: NetworkMember, chain_id: str, amount: int) ->
 @pytest.mark.slow
 def test_a_network_of_node_processes(tmp_path: Path) -> None:
     net = tmp_path / "net"
-    members = write_testnet(net, NODES, base_port=free_port_block(2 * (NODES + 1)), seed="e2e", spare=1)
+    members = write_testnet(net, NODES, base_port=free_port_block(3 * (NODES + 1)), seed="e2e", spare=1)
     nodes, spare = members[:NODES], members[NODES]
     genesis = load_genesis(net / "genesis.json")
     processes: dict[int, subprocess.Popen[bytes]] = {i: start_process(m.home) for i, m in enumerate(nodes)}
@@ -173,6 +219,8 @@ def test_a_network_of_node_processes(tmp_path: Path) -> None:
         assert running["running"] and running["final_height"] >= 8 and running["peers"] >= NODES - 1
         assert running["genesis_hash"] == genesis.hash.hex() and len(running["final_root"]) == 64
         assert running["service_node"]["status"] == "active"
+        assert running["rpc_url"] == f"http://127.0.0.1:{nodes[0].rpc_port}"
+        check_json_rpc(running["rpc_url"], genesis.params.staking_requirement)
 
         # 2. hostile connections to node 1; it keeps producing blocks
         victim = nodes[1]
@@ -266,7 +314,7 @@ def test_devnet_starts_the_processes_shows_them_and_stops_them_all(tmp_path: Pat
     folder = tmp_path / "devnet"
     result = subprocess.run(
         [sys.executable, "-m", "appchain.cli", "devnet", "--home", str(folder), "--seconds", "25",
-         "--base-port", str(free_port_block(2 * NODES))],
+         "--base-port", str(free_port_block(3 * NODES))],
         capture_output=True, text=True, check=False, timeout=180,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

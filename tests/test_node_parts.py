@@ -40,6 +40,7 @@ def test_every_setting_round_trips_through_the_file() -> None:
         peers=(PeerAddress(b"\x01" * 32, "127.0.0.1", 4002), PeerAddress(b"\x02" * 32, "localhost", 4004)),
         max_peers=9,
         admin_listen="127.0.0.1:4001",
+        rpc_listen="127.0.0.1:4003",
         stage_timeout=0.5,
         round_timeout=3.0,
         public_ip="203.0.113.7",
@@ -92,14 +93,14 @@ def test_node_keys_are_private_and_never_overwritten(tmp_path: Path, devnet_dir:
 def test_a_testnet_folder_is_complete_and_never_written_twice(tmp_path: Path) -> None:
     members = write_testnet(tmp_path / "net", 3, base_port=40000, seed="t", spare=1)
     assert [m.home.name for m in members] == ["node0", "node1", "node2", "spare0"]
-    assert [(m.p2p_port, m.admin_port) for m in members] == [
-        (40000, 40001),
-        (40002, 40003),
-        (40004, 40005),
-        (40006, 40007),
+    assert [(m.p2p_port, m.admin_port, m.rpc_port) for m in members] == [
+        (40000, 40001, 40002),
+        (40003, 40004, 40005),
+        (40006, 40007, 40008),
+        (40009, 40010, 40011),
     ]
     config = Home(members[1].home).load_config()
-    assert {p.port for p in config.peers} == {40000, 40004}  # every other genesis node
+    assert {p.port for p in config.peers} == {40000, 40006}  # every other genesis node
     assert config.stage_timeout == 1.0 and config.round_timeout == 6.0
     keys = {Home(m.home).load_node_keys()[0].public_key for m in members}
     assert len(keys) == 4

@@ -1,0 +1,302 @@
+"""The public JSON-RPC 2.0 endpoint: ``POST /json_rpc`` on the node's RPC port, over h11 on trio.
+
+h11 does the HTTP/1.1 parsing (no hand-written HTTP here); each connection is served by one
+task, with keep-alive. Method names, parameter names and result shapes follow oxend's
+(``core_rpc_server_commands_defs.h``) where oxend has the method; every method is described in
+``docs/rpc.md``. Limits: a body of at most :data:`MAX_BODY` bytes (larger: HTTP 413 with a
+JSON-RPC error), a batch of at most :data:`MAX_BATCH` calls, JSON nested at most 64 deep.
+
+Errors are JSON-RPC errors: -32700 parse error, -32600 invalid request, -32601 unknown method,
+-32602 invalid params, -32000 refused (a transaction that does not apply), -32001 not found.
+Operator methods (status, peers, uptime-proof switch) are not here: they live on the admin
+listener (:mod:`appchain.admin`), which stays on the loopback.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import h11
+import trio
+
+from consensus.mempool import MempoolFull
+from state.block import Header, compute_block_hash
+from state.encoding import DecodeError, decode, decode_json, encode
+from state.errors import InvalidEvent
+from state.events import Transaction, compute_event_hash
+from state.nodes import get_node
+from state.view import Overlay
+
+if TYPE_CHECKING:
+    from appchain.node import Node
+
+MAX_BODY = 1024 * 1024
+MAX_BATCH = 50
+VERSION = "0.1.0"
+HARD_FORK = 1
+
+
+class RpcError(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _int_param(params: dict[str, Any], name: str, *, required: bool = True) -> int | None:
+    value = params.get(name)
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise RpcError(-32602, f"{name} must be a non-negative integer")
+    return value
+
+
+def block_header(node: Node, header: Header) -> dict[str, Any]:
+    """oxend's ``block_header_response``, with this chain's Pulse and state fields added."""
+    tip = node.ledger.height
+    block_hash = compute_block_hash(header)
+    body = node.chain.store.get_body(header.height)
+    return {
+        "major_version": header.version,
+        "minor_version": 0,
+        "timestamp": header.timestamp,
+        "prev_hash": header.prev_hash.hex(),
+        "height": header.height,
+        "depth": tip - header.height,
+        "hash": block_hash.hex(),
+        "orphan_status": False,
+        "num_txes": 0 if body is None else len(body.events),
+        "service_node_winner": header.producer.hex(),
+        "immutable": header.height <= node.ledger.final_height,
+        "state_root": header.state_root.hex(),
+        "events_root": header.events_root.hex(),
+        "pulse": {
+            "round": header.round,
+            "random_value": header.random_value.hex(),
+            "validator_bitset": header.validators,
+        },
+    }
+
+
+def _header_at(node: Node, height: int) -> Header:
+    if height > node.ledger.height:
+        raise RpcError(-32001, f"no block at height {height}: the tip is {node.ledger.height}")
+    header = node.chain.store.get_header(height)
+    if header is None:
+        raise RpcError(-32001, f"no block at height {height}")
+    return header
+
+
+def get_info(node: Node, params: dict[str, Any]) -> dict[str, Any]:
+    state = node.ledger.state
+    chain_params = state.params
+    registered = get_node(_view(node), node.core.node_key) is not None
+    return {
+        "status": "OK",
+        "height": state.height + 1,  # oxend: the number of blocks, one above the top block
+        "top_block_hash": state.block_hash.hex(),
+        "immutable_height": node.ledger.final_height,
+        "immutable_block_hash": node.ledger.block_hash_at(node.ledger.final_height).hex(),
+        "nettype": "mainnet" if chain_params.block_time >= 60 else "devnet",
+        "chain_id": state.chain_id,
+        "hard_fork": HARD_FORK,
+        "version": VERSION,
+        "staking_requirement": chain_params.staking_requirement,
+        "max_contributors": chain_params.max_contributors,
+        "min_operator_contribution": chain_params.staking_requirement
+        // chain_params.min_operator_stake_divisor,
+        "service_node": registered,
+        "pulse": True,
+        "pulse_target_timestamp": state.timestamp + chain_params.block_time,
+        "target": chain_params.block_time,
+    }
+
+
+def _view(node: Node) -> Overlay:
+    return Overlay(node.ledger.state.get)
+
+
+def get_last_block_header(node: Node, params: dict[str, Any]) -> dict[str, Any]:
+    return {"status": "OK", "block_header": block_header(node, _header_at(node, node.ledger.height))}
+
+
+def get_block_header_by_height(node: Node, params: dict[str, Any]) -> dict[str, Any]:
+    heights = params.get("heights")
+    if heights is not None:
+        if not isinstance(heights, list) or len(heights) > 1000:
+            raise RpcError(-32602, "heights must be a list of at most 1000 heights")
+        headers = [block_header(node, _header_at(node, _int_param({"h": h}, "h") or 0)) for h in heights]
+        return {"status": "OK", "block_headers": headers}
+    height = _int_param(params, "height")
+    assert height is not None
+    return {"status": "OK", "block_header": block_header(node, _header_at(node, height))}
+
+
+def get_block(node: Node, params: dict[str, Any]) -> dict[str, Any]:
+    height = _int_param(params, "height")
+    assert height is not None
+    header = _header_at(node, height)
+    block = node.chain.store.get_block(height)
+    return {
+        "status": "OK",
+        "block_header": block_header(node, header),
+        "tx_hashes": [compute_event_hash(event).hex() for event in block.events],
+        "blob": encode(block).hex(),
+        "json": json.dumps({"events": [type(event).__name__ for event in block.events]}),
+    }
+
+
+def get_staking_requirement(node: Node, params: dict[str, Any]) -> dict[str, Any]:
+    state = node.ledger.state
+    return {"status": "OK", "staking_requirement": state.params.staking_requirement, "height": state.height}
+
+
+def hard_fork_info(node: Node, params: dict[str, Any]) -> dict[str, Any]:
+    return {"status": "OK", "version": HARD_FORK, "enabled": True, "earliest_height": 0}
+
+
+def send_transaction(node: Node, params: dict[str, Any]) -> dict[str, Any]:
+    text = params.get("tx_as_hex")
+    try:
+        if not isinstance(text, str):
+            raise TypeError("missing")
+        tx: Transaction = decode(bytes.fromhex(text), Transaction)  # type: ignore[arg-type]
+    except (TypeError, ValueError, DecodeError) as exc:
+        raise RpcError(
+            -32602, f"tx_as_hex must be the hex of a canonical signed transaction: {exc}"
+        ) from None
+    try:
+        tx_hash = node.submit(tx)
+    except (InvalidEvent, MempoolFull) as exc:
+        raise RpcError(-32000, f"refused: {exc}") from None
+    return {"status": "OK", "tx_hash": tx_hash.hex()}
+
+
+METHODS: dict[str, Callable[[Node, dict[str, Any]], dict[str, Any]]] = {
+    "get_info": get_info,
+    "get_last_block_header": get_last_block_header,
+    "get_block_header_by_height": get_block_header_by_height,
+    "get_block": get_block,
+    "get_staking_requirement": get_staking_requirement,
+    "hard_fork_info": hard_fork_info,
+    "send_transaction": send_transaction,
+}
+
+
+def _call(node: Node, request: object) -> dict[str, Any] | None:
+    request_id: Any = request.get("id") if isinstance(request, dict) else None
+    try:
+        if (
+            not isinstance(request, dict)
+            or request.get("jsonrpc") != "2.0"
+            or not isinstance(request.get("method"), str)
+        ):
+            raise RpcError(-32600, "not a JSON-RPC 2.0 request")
+        method = METHODS.get(request["method"])
+        if method is None:
+            raise RpcError(-32601, f"unknown method {request['method']!r}")
+        params = request.get("params", {})
+        if not isinstance(params, dict):
+            raise RpcError(-32602, "params must be an object")
+        result = method(node, params)
+    except RpcError as exc:
+        return {"jsonrpc": "2.0", "id": request_id, "error": {"code": exc.code, "message": str(exc)}}
+    if isinstance(request, dict) and "id" not in request:
+        return None  # a notification: no answer
+    return {"jsonrpc": "2.0", "id": request_id, "result": result}
+
+
+def handle_body(node: Node, body: bytes) -> Any:
+    """The JSON-RPC answer to one HTTP body (a call or a batch)."""
+    try:
+        request = decode_json(body)
+    except DecodeError as exc:
+        return {"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": str(exc)}}
+    if isinstance(request, list):
+        if not request or len(request) > MAX_BATCH:
+            message = f"a batch holds 1 to {MAX_BATCH} calls"
+            return {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": message}}
+        return [answer for answer in (_call(node, item) for item in request) if answer is not None]
+    return _call(node, request)
+
+
+async def _respond(
+    stream: trio.SocketStream, connection: h11.Connection, status: int, body: bytes, kind: str
+) -> None:
+    headers = [("content-type", kind), ("content-length", str(len(body)))]
+    await stream.send_all(connection.send(h11.Response(status_code=status, headers=headers)))
+    await stream.send_all(connection.send(h11.Data(data=body)))
+    await stream.send_all(connection.send(h11.EndOfMessage()))
+
+
+async def _serve_http(node: Node, stream: trio.SocketStream) -> None:
+    connection = h11.Connection(h11.SERVER, max_incomplete_event_size=16 * 1024)
+    try:
+        while True:
+            event = connection.next_event()
+            if event is h11.NEED_DATA:
+                with trio.fail_after(30):
+                    data = await stream.receive_some(65536)
+                connection.receive_data(data)
+                continue
+            if isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
+                if (
+                    event is h11.PAUSED
+                    and connection.our_state is h11.DONE
+                    and connection.their_state is h11.DONE
+                ):
+                    connection.start_next_cycle()
+                    continue
+                return
+            if not isinstance(event, h11.Request):
+                return
+            body = bytearray()
+            too_big = False
+            while True:
+                part = connection.next_event()
+                if part is h11.NEED_DATA:
+                    with trio.fail_after(30):
+                        connection.receive_data(await stream.receive_some(65536))
+                    continue
+                if isinstance(part, h11.Data):
+                    body += part.data
+                    if len(body) > MAX_BODY:
+                        too_big = True
+                        break
+                    continue
+                break
+            target = event.target.decode("latin-1")
+            if too_big:
+                error = {
+                    "jsonrpc": "2.0",
+                    "id": None,
+                    "error": {"code": -32600, "message": f"a body over {MAX_BODY} bytes"},
+                }
+                await _respond(stream, connection, 413, json.dumps(error).encode(), "application/json")
+                return
+            if event.method == b"POST" and target == "/json_rpc":
+                answer = handle_body(node, bytes(body))
+                payload = b"" if answer is None else json.dumps(answer).encode()
+                await _respond(stream, connection, 200, payload, "application/json")
+            else:
+                await _respond(stream, connection, 404, b"not found: POST /json_rpc\n", "text/plain")
+            if connection.our_state is h11.MUST_CLOSE:
+                return
+            connection.start_next_cycle()
+    except (h11.RemoteProtocolError, trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError):
+        return
+    finally:
+        await trio.aclose_forcefully(stream)
+
+
+async def serve_rpc(node: Node, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    host, port = node.config.rpc_address
+    listeners = await trio.open_tcp_listeners(port, host=host)
+    task_status.started()
+
+    async def handler(stream: trio.SocketStream) -> None:
+        await _serve_http(node, stream)
+
+    await trio.serve_listeners(handler, listeners)

@@ -20,13 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 import h11
 import trio
+from nacl.bindings import crypto_sign_ed25519_pk_to_curve25519
 
 from consensus.mempool import MempoolFull
 from state.block import Header, compute_block_hash
 from state.encoding import DecodeError, decode, decode_json, encode
 from state.errors import InvalidEvent
 from state.events import Transaction, compute_event_hash
-from state.nodes import get_node
+from state.nodes import NodeStatus, ServiceNode, compute_credit, get_node, iter_nodes
 from state.view import Overlay
 
 if TYPE_CHECKING:
@@ -174,7 +175,119 @@ def send_transaction(node: Node, params: dict[str, Any]) -> dict[str, Any]:
     return {"status": "OK", "tx_hash": tx_hash.hex()}
 
 
+STAKING_PORTIONS = 0xFFFFFFFFFFFFFFFC
+"""oxend's whole stake in "portions" (``portions_for_operator`` is the fee in these units)."""
+
+
+def _service_node_entry(node: Node, key: bytes, record: ServiceNode, height: int) -> dict[str, Any]:
+    params = node.ledger.state.params
+    proof_entry = node.core.proofs.accepted.get(bytes(key))
+    proof = proof_entry[0] if proof_entry else None
+    contributed = sum(c.amount for c in record.contributions)
+    history = list(node.core.pulse_record.duties.get(bytes(key), ()))
+    return {
+        "service_node_pubkey": key.hex(),
+        "pubkey_ed25519": key.hex(),
+        "pubkey_x25519": crypto_sign_ed25519_pk_to_curve25519(bytes(key)).hex(),
+        "pubkey_bls": record.bls_key.hex(),
+        "public_ip": proof.public_ip if proof else "",
+        "storage_port": proof.storage_port if proof else 0,
+        "storage_lmq_port": proof.p2p_port if proof else 0,
+        "storage_server_version": list(proof.version) if proof else [0, 0, 0],
+        "service_node_version": list(proof.version) if proof else [0, 0, 0],
+        "last_uptime_proof": proof.timestamp if proof else 0,
+        "registration_height": record.registration_height,
+        "registration_hf_version": HARD_FORK,
+        "state_height": max(record.activation_height, record.decommission_height, 0)
+        if record.status != NodeStatus.AWAITING
+        else record.registration_height,
+        "requested_unlock_height": max(record.unlock_height, 0),
+        "last_reward_block_height": max(record.last_reward_height, 0),
+        "last_reward_transaction_index": record.registration_index,
+        "active": record.status == NodeStatus.ACTIVE,
+        "funded": contributed >= params.staking_requirement,
+        "earned_downtime_blocks": compute_credit(record, height, params),
+        "swarm_id": record.swarm_id,
+        "swarm": f"{record.swarm_id:016x}",
+        "staking_requirement": params.staking_requirement,
+        "total_contributed": contributed,
+        "total_reserved": contributed + sum(r.amount for r in record.reserved),
+        "portions_for_operator": STAKING_PORTIONS * record.operator_fee_bp // 10_000,
+        "operator_fee": record.operator_fee_bp,
+        "operator_address": record.operator.hex(),
+        "contributors": _contributors(record),
+        "pulse_votes": {"participated": sum(history), "missed": len(history) - sum(history)},
+        "checkpoint_votes": {},
+        "last_decommission_reason_consensus_all": record.reasons_all,
+        "last_decommission_reason_consensus_any": record.reasons_any,
+        "status": NodeStatus(record.status).name.lower(),
+    }
+
+
+def _contributors(record: ServiceNode) -> list[dict[str, Any]]:
+    staked = [
+        {
+            "address": c.account.hex(),
+            "amount": c.amount,
+            "reserved": c.amount,
+            "locked_contributions": [{"amount": c.amount}],
+        }
+        for c in record.contributions
+    ]
+    open_spots = [
+        {"address": r.account.hex(), "amount": 0, "reserved": r.amount, "locked_contributions": []}
+        for r in record.reserved
+    ]
+    return staked + open_spots
+
+
+def _fields(value: object) -> set[str]:
+    """oxend's ``fields``: a list of names, or an object of name: true (empty: every field)."""
+    if value is None:
+        return set()
+    if isinstance(value, list) and all(isinstance(f, str) for f in value):
+        return set(value)
+    if isinstance(value, dict) and all(isinstance(v, bool) for v in value.values()):
+        return {name for name, on in value.items() if on}
+    raise RpcError(-32602, "fields must be a list of names or an object of name: true")
+
+
+def get_service_nodes(node: Node, params: dict[str, Any]) -> dict[str, Any]:
+    state = node.ledger.state
+    top = state.block_hash.hex()
+    poll = params.get("poll_block_hash")
+    if poll is not None and poll == top:
+        return {"status": "OK", "unchanged": True, "height": state.height, "block_hash": top}
+    wanted = params.get("service_node_pubkeys", [])
+    if not isinstance(wanted, list) or not all(isinstance(k, str) for k in wanted):
+        raise RpcError(-32602, "service_node_pubkeys must be a list of hex keys")
+    active_only = params.get("active_only", False)
+    if not isinstance(active_only, bool):
+        raise RpcError(-32602, "active_only must be true or false")
+    limit = _int_param(params, "limit", required=False)
+    chosen = _fields(params.get("fields"))
+    wanted_keys = {k.lower() for k in wanted}
+    entries = []
+    for key, record in iter_nodes(_view(node)):
+        if wanted_keys and key.hex() not in wanted_keys:
+            continue
+        if active_only and record.status != NodeStatus.ACTIVE:
+            continue
+        entry = _service_node_entry(node, key, record, state.height)
+        entries.append({k: v for k, v in entry.items() if k in chosen} if chosen else entry)
+        if limit is not None and len(entries) >= limit:
+            break
+    return {
+        "status": "OK",
+        "service_node_states": entries,
+        "height": state.height,
+        "block_hash": top,
+        "unchanged": False,
+    }
+
+
 METHODS: dict[str, Callable[[Node, dict[str, Any]], dict[str, Any]]] = {
+    "get_service_nodes": get_service_nodes,
     "get_info": get_info,
     "get_last_block_header": get_last_block_header,
     "get_block_header_by_height": get_block_header_by_height,

@@ -160,6 +160,33 @@ def check_json_rpc(url: str, staking_requirement: int) -> None:
     assert block["result"]["block_header"] == {**header, "depth": block["result"]["block_header"]["depth"]}
     batch = json.dumps([{"jsonrpc": "2.0", "id": i, "method": "hard_fork_info"} for i in range(3)]).encode()
     assert [a["id"] for a in rpc(url, batch)[1]] == [0, 1, 2]
+
+    def call_rpc(method: str, **params: Any) -> Any:
+        return rpc(url, json.dumps({"jsonrpc": "2.0", "id": 9, "method": method, "params": params}).encode())[
+            1
+        ]
+
+    listed = call_rpc("get_service_nodes")["result"]
+    entries = listed["service_node_states"]
+    assert len(entries) == NODES and all(e["active"] and e["funded"] for e in entries)
+    for name in ("service_node_pubkey", "pubkey_ed25519", "pubkey_x25519", "pubkey_bls", "public_ip",
+                 "storage_port", "registration_height", "requested_unlock_height", "last_reward_block_height",
+                 "earned_downtime_blocks", "swarm_id", "swarm", "staking_requirement", "total_contributed",
+                 "portions_for_operator", "operator_fee", "operator_address", "contributors", "pulse_votes",
+                 "last_decommission_reason_consensus_all", "last_decommission_reason_consensus_any"):  # fmt: skip
+        assert name in entries[0], name
+    assert entries[0]["total_contributed"] == staking_requirement == entries[0]["contributors"][0]["amount"]
+    assert len(entries[0]["pubkey_x25519"]) == 64 and entries[0]["public_ip"] == "127.0.0.1"
+    one = call_rpc(
+        "get_service_nodes",
+        service_node_pubkeys=[entries[3]["service_node_pubkey"]],
+        fields=["active", "swarm"],
+    )
+    assert one["result"]["service_node_states"] == [{"active": True, "swarm": entries[3]["swarm"]}]
+    assert len(call_rpc("get_service_nodes", limit=2)["result"]["service_node_states"]) == 2
+    polled = call_rpc("get_service_nodes", poll_block_hash=listed["block_hash"])["result"]
+    assert polled["unchanged"] is True or polled["block_hash"] != listed["block_hash"]
+    assert call_rpc("get_service_nodes", fields=5)["error"]["code"] == -32602
     for body, code in (
         (b'{"jsonrpc": "2.0", "id": 5, "method": "get_wallet_seed"}', -32601),
         (b'{"jsonrpc": "2.0", "id": 6, "method": "get_block", "params": {"height": "one"}}', -32602),

@@ -23,11 +23,16 @@ import trio
 from nacl.bindings import crypto_sign_ed25519_pk_to_curve25519
 
 from consensus.mempool import MempoolFull
+from consensus.validation import compute_block_entropy, compute_block_quorum
 from state.block import Header, compute_block_hash
+from state.checkpoints import get_checkpoint_quorum, is_checkpoint_height
 from state.encoding import DecodeError, decode, decode_json, encode
 from state.errors import InvalidEvent
 from state.events import Transaction, compute_event_hash
+from state.ledger import get_reward_account
 from state.nodes import NodeStatus, ServiceNode, compute_credit, get_node, iter_nodes
+from state.obligations import get_quorum
+from state.types import AccountKey
 from state.view import Overlay
 
 if TYPE_CHECKING:
@@ -286,8 +291,112 @@ def get_service_nodes(node: Node, params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+QUORUM_OBLIGATIONS, QUORUM_CHECKPOINT, QUORUM_PULSE, QUORUM_ALL = 0, 1, 3, 255
+MAX_QUORUM_SPAN = 60
+
+
+def get_service_node_status(node: Node, params: dict[str, Any]) -> dict[str, Any]:
+    state = node.ledger.state
+    key = node.core.node_key
+    record = get_node(_view(node), key)
+    if record is None:
+        entry: dict[str, Any] = {"service_node_pubkey": key.hex(), "registered": False}
+    else:
+        entry = {**_service_node_entry(node, key, record, state.height), "registered": True}
+    return {
+        "status": "OK",
+        "service_node_state": entry,
+        "height": state.height,
+        "block_hash": state.block_hash.hex(),
+    }
+
+
+def get_accrued_rewards(node: Node, params: dict[str, Any]) -> dict[str, Any]:
+    addresses = params.get("addresses")
+    if not isinstance(addresses, list) or not addresses or len(addresses) > 1000:
+        raise RpcError(-32602, "addresses must be a list of 1 to 1000 hex account keys")
+    view = _view(node)
+    balances = {}
+    for text in addresses:
+        try:
+            account = bytes.fromhex(text) if isinstance(text, str) else b""
+        except ValueError:
+            account = b""
+        if len(account) != 32:
+            raise RpcError(-32602, f"{text!r} is not a 32-byte hex account key")
+        balances[account.hex()] = get_reward_account(view, AccountKey(account)).accrued
+    return {"status": "OK", "balances": balances, "height": node.ledger.height}
+
+
+def get_checkpoints(node: Node, params: dict[str, Any]) -> dict[str, Any]:
+    start = _int_param(params, "start_height", required=False) or 0
+    count = _int_param(params, "count", required=False) or 60
+    end = _int_param(params, "end_height", required=False)
+    checkpoints = []
+    for certificate in node.chain.store.iter_certificates(start):
+        if end is not None and certificate.height > end:
+            break
+        checkpoints.append(
+            {
+                "version": 1,
+                "type": "ServiceNode",
+                "height": certificate.height,
+                "block_hash": certificate.block_hash.hex(),
+                "signers": certificate.signers.hex(),
+                "signature": certificate.signature.hex(),
+            }
+        )
+        if len(checkpoints) >= min(count, 1000):
+            break
+    return {"status": "OK", "checkpoints": checkpoints, "immutable_height": node.ledger.final_height}
+
+
+def get_quorum_state(node: Node, params: dict[str, Any]) -> dict[str, Any]:
+    """Obligations and checkpoint quorums kept in the state for heights in [start, end], and the
+    Pulse quorum of the next height (round 0): past Pulse quorums are not kept."""
+    state = node.ledger.state
+    start = _int_param(params, "start_height", required=False)
+    start = state.height if start is None else start
+    end = _int_param(params, "end_height", required=False)
+    end = start if end is None else end
+    kind = _int_param(params, "quorum_type", required=False)
+    kind = QUORUM_ALL if kind is None else kind
+    if end < start or end - start >= MAX_QUORUM_SPAN:
+        raise RpcError(-32602, f"start_height..end_height must span 1 to {MAX_QUORUM_SPAN} heights")
+    if kind not in (QUORUM_OBLIGATIONS, QUORUM_CHECKPOINT, QUORUM_PULSE, QUORUM_ALL):
+        raise RpcError(-32602, "quorum_type must be 0 (obligations), 1 (checkpoint), 3 (pulse) or 255 (all)")
+    view = _view(node)
+    quorums: list[dict[str, Any]] = []
+    for height in range(start, end + 1):
+        if kind in (QUORUM_OBLIGATIONS, QUORUM_ALL):
+            obligations = get_quorum(view, height)
+            if obligations is not None:
+                quorum = {
+                    "validators": [k.hex() for k in obligations.validators],
+                    "workers": [k.hex() for k in obligations.workers],
+                }
+                quorums.append({"height": height, "quorum_type": QUORUM_OBLIGATIONS, "quorum": quorum})
+        if kind in (QUORUM_CHECKPOINT, QUORUM_ALL) and is_checkpoint_height(height):
+            checkpoint = get_checkpoint_quorum(view, height)
+            if checkpoint is not None:
+                quorum = {"validators": [m.node_key.hex() for m in checkpoint.members], "workers": []}
+                quorums.append({"height": height, "quorum_type": QUORUM_CHECKPOINT, "quorum": quorum})
+    if kind in (QUORUM_PULSE, QUORUM_ALL) and start <= state.height + 1 <= end + 1:
+        height = state.height + 1
+        entropy = compute_block_entropy(node.ledger.random_value_at, height)
+        pulse = compute_block_quorum(state, entropy, height, 0)
+        if pulse is not None:
+            quorum = {"validators": [k.hex() for k in pulse.validators], "workers": [pulse.producer.hex()]}
+            quorums.append({"height": height, "quorum_type": QUORUM_PULSE, "quorum": quorum})
+    return {"status": "OK", "quorums": quorums}
+
+
 METHODS: dict[str, Callable[[Node, dict[str, Any]], dict[str, Any]]] = {
     "get_service_nodes": get_service_nodes,
+    "get_service_node_status": get_service_node_status,
+    "get_quorum_state": get_quorum_state,
+    "get_checkpoints": get_checkpoints,
+    "get_accrued_rewards": get_accrued_rewards,
     "get_info": get_info,
     "get_last_block_header": get_last_block_header,
     "get_block_header_by_height": get_block_header_by_height,

@@ -187,6 +187,32 @@ def check_json_rpc(url: str, staking_requirement: int) -> None:
     polled = call_rpc("get_service_nodes", poll_block_hash=listed["block_hash"])["result"]
     assert polled["unchanged"] is True or polled["block_hash"] != listed["block_hash"]
     assert call_rpc("get_service_nodes", fields=5)["error"]["code"] == -32602
+    own = call_rpc("get_service_node_status")["result"]["service_node_state"]
+    assert (
+        own["registered"]
+        and own["active"]
+        and own["service_node_pubkey"] in {e["service_node_pubkey"] for e in entries}
+    )
+    pulse = call_rpc("get_quorum_state", quorum_type=3)["result"]["quorums"]
+    assert (
+        len(pulse) == 1
+        and len(pulse[0]["quorum"]["validators"]) == 11
+        and len(pulse[0]["quorum"]["workers"]) == 1
+    )
+    tip = listed["height"]
+    checkpoint_height = tip - tip % 4
+    kept = call_rpc("get_quorum_state", start_height=checkpoint_height, end_height=tip, quorum_type=1)[
+        "result"
+    ]["quorums"]
+    assert kept and all(q["height"] % 4 == 0 and len(q["quorum"]["validators"]) == NODES for q in kept)
+    assert call_rpc("get_quorum_state", start_height=5, end_height=1)["error"]["code"] == -32602
+    checkpoints = call_rpc("get_checkpoints", start_height=0)["result"]
+    heights = [c["height"] for c in checkpoints["checkpoints"]]
+    assert heights and all(h % 4 == 0 for h in heights) and max(heights) <= checkpoints["immutable_height"]
+    operator = entries[0]["operator_address"]
+    rewards = call_rpc("get_accrued_rewards", addresses=[operator])["result"]["balances"]
+    assert isinstance(rewards[operator], int) and rewards[operator] >= 0
+    assert call_rpc("get_accrued_rewards", addresses=["beef"])["error"]["code"] == -32602
     for body, code in (
         (b'{"jsonrpc": "2.0", "id": 5, "method": "get_wallet_seed"}', -32601),
         (b'{"jsonrpc": "2.0", "id": 6, "method": "get_block", "params": {"height": "one"}}', -32602),

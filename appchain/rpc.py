@@ -14,6 +14,8 @@ listener (:mod:`appchain.admin`), which stays on the loopback.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -32,6 +34,8 @@ from state.events import Transaction, compute_event_hash
 from state.ledger import get_reward_account
 from state.nodes import NodeStatus, ServiceNode, compute_credit, get_node, iter_nodes
 from state.obligations import get_quorum
+from state.sns import NONCE_SIZE as SNS_NONCE_SIZE
+from state.sns import get_name, is_expired
 from state.types import AccountKey
 from state.view import Overlay
 
@@ -391,7 +395,74 @@ def get_quorum_state(node: Node, params: dict[str, Any]) -> dict[str, Any]:
     return {"status": "OK", "quorums": quorums}
 
 
+SNS_SESSION = 0
+"""oxend's ONS type of a Session ID record: the only type this chain keeps."""
+
+
+def _name_hash(value: object) -> bytes:
+    """A name hash given as hex or as base64 (oxend accepts both)."""
+    if isinstance(value, str):
+        try:
+            raw = bytes.fromhex(value)
+        except ValueError:
+            try:
+                raw = base64.b64decode(value, validate=True)
+            except (ValueError, binascii.Error):
+                raw = b""
+        if len(raw) == 32:
+            return raw
+    raise RpcError(-32602, "name_hash must be 32 bytes, in hex or base64")
+
+
+def _check_type(params: dict[str, Any]) -> None:
+    kind = params.get("type", SNS_SESSION)
+    if kind != SNS_SESSION:
+        raise RpcError(-32602, "type must be 0 (Session ID): the only record type this chain keeps")
+
+
+def ons_resolve(node: Node, params: dict[str, Any]) -> dict[str, Any]:
+    """The encrypted value of a live name (split as oxend does: ``encrypted_value`` and
+    ``nonce``); an empty result when the name is free or expired."""
+    _check_type(params)
+    name_hash = _name_hash(params.get("name_hash"))
+    record = get_name(_view(node), name_hash)
+    if record is None or is_expired(record, node.ledger.height):
+        return {}
+    stored = record.encrypted_value
+    return {"encrypted_value": stored[:-SNS_NONCE_SIZE].hex(), "nonce": stored[-SNS_NONCE_SIZE:].hex()}
+
+
+def ons_names_to_owners(node: Node, params: dict[str, Any]) -> dict[str, Any]:
+    hashes = params.get("entries", params.get("name_hashes"))
+    if not isinstance(hashes, list) or not hashes or len(hashes) > 256:
+        raise RpcError(-32602, "entries must be a list of 1 to 256 name hashes")
+    _check_type(params)
+    view = _view(node)
+    height = node.ledger.height
+    found = []
+    for index, value in enumerate(hashes):
+        name_hash = _name_hash(value)
+        record = get_name(view, name_hash)
+        if record is None or is_expired(record, height):
+            continue
+        found.append(
+            {
+                "entry_index": index,
+                "type": SNS_SESSION,
+                "name_hash": name_hash.hex(),
+                "owner": record.owner.hex(),
+                "backup_owner": None if record.backup_owner is None else record.backup_owner.hex(),
+                "encrypted_value": record.encrypted_value.hex(),
+                "update_id": record.update_id.hex(),
+                "expiration_height": record.expiry_height,
+            }
+        )
+    return {"status": "OK", "entries": found}
+
+
 METHODS: dict[str, Callable[[Node, dict[str, Any]], dict[str, Any]]] = {
+    "ons_resolve": ons_resolve,
+    "ons_names_to_owners": ons_names_to_owners,
     "get_service_nodes": get_service_nodes,
     "get_service_node_status": get_service_node_status,
     "get_quorum_state": get_quorum_state,

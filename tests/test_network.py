@@ -17,6 +17,7 @@ height, and replays from genesis to them.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -43,10 +44,11 @@ from genesis.devnet import load_dev_accounts
 from genesis.document import load_genesis
 from p2p.host import DATA
 from p2p.secure import HandshakeFailed, handshake
+from state import sns
 from state.crypto import bls, ed25519
 from state.encoding import encode
-from state.events import RegisterNode, compute_node_proof_message, sign_transaction
-from state.types import Atomic, BlsPublicKey, NodeKey, Nonce
+from state.events import RegisterNode, SnsBuy, compute_node_proof_message, sign_transaction
+from state.types import Atomic, BlsPublicKey, Bytes32, NodeKey, Nonce
 from tests.exports import Recorder
 
 NODES = 12
@@ -228,6 +230,37 @@ def check_json_rpc(url: str, staking_requirement: int) -> None:
     assert status == 413 and answer["error"]["code"] == -32600
 
 
+def check_sns(url: str, net: Path, chain_id: str) -> None:
+    """A name bought through send_transaction resolves through ons_resolve and names_to_owners."""
+    buyer = load_dev_accounts(net / "keys" / "accounts.json")[-2]
+    session_id = b"\x05" + bytes(range(32))
+    value = sns.encrypt_value("alice", session_id, b"\x24" * 24)
+    name_hash = sns.compute_name_hash("alice")
+    buy = sign_transaction(
+        chain_id, SnsBuy(buyer.public_key, Nonce(1), Bytes32(name_hash), value, buyer.public_key), buyer
+    )
+
+    def call_rpc(method: str, **params: Any) -> Any:
+        return rpc(url, json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode())[
+            1
+        ]
+
+    assert call_rpc("ons_resolve", type=0, name_hash=name_hash.hex())["result"] == {}  # not bought yet
+    assert call_rpc("send_transaction", tx_as_hex=encode(buy).hex())["result"]["status"] == "OK"
+    wait_for(
+        "the name to resolve",
+        lambda: call_rpc("ons_resolve", type=0, name_hash=name_hash.hex())["result"] != {},
+        60,
+    )
+    resolved = call_rpc("ons_resolve", type=0, name_hash=base64.b64encode(name_hash).decode())["result"]
+    stored = bytes.fromhex(resolved["encrypted_value"]) + bytes.fromhex(resolved["nonce"])
+    assert sns.decrypt_value("alice", stored) == session_id
+    owners = call_rpc("ons_names_to_owners", entries=[name_hash.hex(), "00" * 32])["result"]["entries"]
+    assert [(e["entry_index"], e["owner"]) for e in owners] == [(0, buyer.public_key.hex())]
+    assert call_rpc("ons_resolve", type=2, name_hash=name_hash.hex())["error"]["code"] == -32602
+    assert call_rpc("ons_resolve", type=0, name_hash="xyz")["error"]["code"] == -32602
+
+
 def registration(net: Path, spare: NetworkMember, chain_id: str, amount: int) -> RegisterNode:
     home = Home(spare.home)
     node_key, bls_secret = home.load_node_keys()
@@ -331,6 +364,8 @@ def test_a_network_of_node_processes(tmp_path: Path) -> None:
             150,
         )
         assert status(spare)["height"] >= status(nodes[0])["height"] - 2
+
+        check_sns(f"http://127.0.0.1:{nodes[0].rpc_port}", net, genesis.chain_id)
 
         # 5. a node that stops its uptime proofs is decommissioned on chain
         quiet = nodes[5]

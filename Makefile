@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.replay
 	$(BIN)/python -m bench.consensus
 	$(BIN)/python -m bench.devnet
+	$(BIN)/python -m bench.rpc
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .devnet

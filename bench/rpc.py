@@ -1,0 +1,135 @@
+"""JSON-RPC requests per second against one node on 127.0.0.1, against a bare h11 server.
+
+Starts one node of a fresh testnet (``appchain start``; it serves JSON-RPC whether or not it
+produces blocks), and a bare HTTP server built on the same library (h11 on trio) that answers
+every request with a constant JSON body, each in its own process. Then the same client
+(``http.client`` with keep-alive, ``--clients`` threads) sends ``get_info``, then
+``get_service_nodes``, to the node for ``--seconds`` each, and a constant request to the bare
+server. It prints requests per second and the ratio against the bare server, measured in the same
+run.
+
+Run: ``python -m bench.rpc [--seconds 5] [--clients 4]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import h11
+import trio
+
+from appchain.testnet import poll_status, start_process, stop_processes, write_testnet
+
+CONSTANT = json.dumps({"jsonrpc": "2.0", "id": 1, "result": {"status": "OK"}}).encode()
+
+
+async def _constant_connection(stream: trio.SocketStream) -> None:
+    connection = h11.Connection(h11.SERVER)
+    try:
+        while True:
+            event = connection.next_event()
+            if event is h11.NEED_DATA:
+                connection.receive_data(await stream.receive_some(65536))
+                continue
+            if isinstance(event, h11.Request):
+                continue
+            if isinstance(event, h11.Data):
+                continue
+            if isinstance(event, h11.EndOfMessage):
+                headers = [("content-type", "application/json"), ("content-length", str(len(CONSTANT)))]
+                await stream.send_all(connection.send(h11.Response(status_code=200, headers=headers)))
+                await stream.send_all(connection.send(h11.Data(data=CONSTANT)))
+                await stream.send_all(connection.send(h11.EndOfMessage()))
+                connection.start_next_cycle()
+                continue
+            return
+    except (h11.RemoteProtocolError, trio.BrokenResourceError):
+        return
+
+
+def serve_constant(port: int) -> None:
+    trio.run(trio.serve_tcp, _constant_connection, port)
+
+
+def measure(port: int, body: bytes, seconds: float, clients: int) -> float:
+    """Requests per second from ``clients`` keep-alive connections for ``seconds``."""
+    counts = [0] * clients
+    deadline = time.perf_counter() + seconds
+
+    def client(index: int) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        while time.perf_counter() < deadline:
+            connection.request("POST", "/json_rpc", body, {"content-type": "application/json"})
+            response = connection.getresponse()
+            response.read()
+            if response.status != 200:
+                raise SystemExit(f"bench: HTTP {response.status}")
+            counts[index] += 1
+        connection.close()
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(counts) / (time.perf_counter() - started)
+
+
+def call(method: str) -> bytes:
+    return json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": {}}).encode()
+
+
+def main() -> None:
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--base-port", type=int, default=29656)
+    parser.add_argument("--serve-constant", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_constant:
+        serve_constant(args.serve_constant)
+        return
+
+    root = Path(tempfile.mkdtemp(prefix="bench-rpc-"))
+    members = write_testnet(root / "net", 12, base_port=args.base_port, seed="bench-rpc")
+    node = members[0]
+    bare_port = args.base_port + 100
+    process = start_process(node.home)
+    bare = subprocess.Popen([sys.executable, "-m", "bench.rpc", "--serve-constant", str(bare_port)])
+    try:
+        deadline = time.monotonic() + 60
+        while poll_status(node) is None:
+            if time.monotonic() > deadline:
+                raise SystemExit("bench: the node did not start; see its log")
+            time.sleep(0.2)
+        time.sleep(0.5)
+        results = {
+            "bare h11, constant": measure(bare_port, call("anything"), args.seconds, args.clients),
+            "get_info": measure(node.rpc_port, call("get_info"), args.seconds, args.clients),
+            "get_service_nodes": measure(
+                node.rpc_port, call("get_service_nodes"), args.seconds, args.clients
+            ),
+        }
+    finally:
+        stop_processes([process])
+        bare.terminate()
+        bare.wait()
+    reference = results["bare h11, constant"]
+    setup = f"{args.clients} keep-alive clients, {args.seconds:.0f} s each (12 service nodes)"
+    print(f"JSON-RPC on 127.0.0.1, {setup}")
+    for name, rate in results.items():
+        print(f"  {name:<20}: {rate:9,.0f} requests/s  ({rate / reference:.2f} of the bare server)")
+
+
+if __name__ == "__main__":
+    main()

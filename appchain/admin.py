@@ -22,103 +22,84 @@ Every request is parsed with a depth limit (:func:`state.encoding.decode_json`);
 
 from __future__ import annotations
 
+import functools
 import json
 import socket
 from typing import TYPE_CHECKING, Any
 
 import trio
 
-from consensus.mempool import MempoolFull
-from state.encoding import DecodeError, decode, decode_json
-from state.errors import InvalidEvent
-from state.events import Transaction
+from appchain.jsonrpc import (
+    Method,
+    RpcError,
+    answer_call,
+    decode_request,
+    decode_transaction_hex,
+    error_reply,
+    serve_on,
+    submit,
+)
 
 if TYPE_CHECKING:
     from appchain.node import Node
+
+__all__ = ["AdminUnavailable", "RpcError", "answer", "call", "serve_admin"]
 
 MAX_LINE = 4 * 1024 * 1024
 MAX_BATCH = 5_000
 
 
-class RpcError(Exception):
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+def _status(node: Node, params: dict[str, Any]) -> Any:
+    return node.status()
 
 
-def _params(request: dict[str, Any]) -> dict[str, Any]:
-    params = request.get("params", {})
-    if not isinstance(params, dict):
-        raise RpcError(-32602, "params must be an object")
-    return params
+def _peers(node: Node, params: dict[str, Any]) -> Any:
+    return [
+        {"node_key": bytes(key).hex(), "address": peer.address}
+        for key, peer in sorted(node.host.peers.items())
+    ]
 
 
-def _transaction(text: object) -> Transaction:
-    try:
-        if not isinstance(text, str):
-            raise TypeError("not a string")
-        tx: Transaction = decode(bytes.fromhex(text), Transaction)  # type: ignore[arg-type]
-    except (TypeError, ValueError, DecodeError) as exc:
-        raise RpcError(-32602, f"tx must be the hex of a canonical signed transaction: {exc}") from None
-    return tx
+def _submit_transaction(node: Node, params: dict[str, Any]) -> Any:
+    return {"hash": submit(node, decode_transaction_hex(params.get("tx"), "tx")).hex()}
 
 
-def dispatch(node: Node, request: object) -> Any:
-    if (
-        not isinstance(request, dict)
-        or request.get("jsonrpc") != "2.0"
-        or not isinstance(request.get("method"), str)
-    ):
-        raise RpcError(-32600, "not a JSON-RPC 2.0 request")
-    assert isinstance(request, dict)
-    method = request["method"]
-    if method == "status":
-        return node.status()
-    if method == "peers":
-        return [
-            {"node_key": bytes(key).hex(), "address": peer.address}
-            for key, peer in sorted(node.host.peers.items())
-        ]
-    if method == "submit_transaction":
-        tx = _transaction(_params(request).get("tx"))
+def _submit_transactions(node: Node, params: dict[str, Any]) -> Any:
+    texts = params.get("txs")
+    if not isinstance(texts, list) or len(texts) > MAX_BATCH:
+        raise RpcError(-32602, f"txs must be a list of at most {MAX_BATCH} hex transactions")
+    results: list[dict[str, str]] = []
+    for text in texts:
         try:
-            return {"hash": node.submit(tx).hex()}
-        except (InvalidEvent, MempoolFull) as exc:
-            raise RpcError(-32000, f"refused: {exc}") from None
-    if method == "submit_transactions":
-        texts = _params(request).get("txs")
-        if not isinstance(texts, list) or len(texts) > MAX_BATCH:
-            raise RpcError(-32602, f"txs must be a list of at most {MAX_BATCH} hex transactions")
-        results: list[dict[str, str]] = []
-        for text in texts:
-            try:
-                results.append({"hash": node.submit(_transaction(text)).hex()})
-            except RpcError as exc:
-                results.append({"error": str(exc)})
-            except (InvalidEvent, MempoolFull) as exc:
-                results.append({"error": f"refused: {exc}"})
-        return results
-    if method == "set_uptime_proofs":
-        enabled = _params(request).get("enabled")
-        if not isinstance(enabled, bool):
-            raise RpcError(-32602, "enabled must be true or false")
-        node.core.send_proofs = enabled
-        return {"enabled": enabled}
-    raise RpcError(-32601, f"unknown method {method!r}")
+            results.append({"hash": submit(node, decode_transaction_hex(text, "tx")).hex()})
+        except RpcError as exc:
+            results.append({"error": str(exc)})
+    return results
+
+
+def _set_uptime_proofs(node: Node, params: dict[str, Any]) -> Any:
+    enabled = params.get("enabled")
+    if not isinstance(enabled, bool):
+        raise RpcError(-32602, "enabled must be true or false")
+    node.core.send_proofs = enabled
+    return {"enabled": enabled}
+
+
+METHODS: dict[str, Method] = {
+    "status": _status,
+    "peers": _peers,
+    "submit_transaction": _submit_transaction,
+    "submit_transactions": _submit_transactions,
+    "set_uptime_proofs": _set_uptime_proofs,
+}
 
 
 def answer(node: Node, line: bytes) -> bytes:
-    request_id: Any = None
+    """The reply line to one request line (every line is answered, to keep the two in step)."""
     try:
-        try:
-            request = decode_json(line)
-        except DecodeError as exc:
-            raise RpcError(-32700, str(exc)) from None
-        if isinstance(request, dict):
-            request_id = request.get("id")
-        reply: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "result": dispatch(node, request)}
+        reply = answer_call(METHODS, node, decode_request(line), answer_notifications=True)
     except RpcError as exc:
-        reply = {"jsonrpc": "2.0", "id": request_id, "error": {"code": exc.code, "message": str(exc)}}
+        reply = error_reply(None, exc.code, str(exc))
     return json.dumps(reply, sort_keys=True).encode() + b"\n"
 
 
@@ -136,24 +117,16 @@ async def _serve_connection(node: Node, stream: trio.abc.Stream) -> None:
                     del buffer[: end + 1]
                     await stream.send_all(answer(node, line))
                 if len(buffer) > MAX_LINE:
-                    error = {"code": -32600, "message": f"a request over {MAX_LINE} bytes"}
-                    await stream.send_all(
-                        json.dumps({"jsonrpc": "2.0", "id": None, "error": error}).encode() + b"\n"
-                    )
+                    reply = error_reply(None, -32600, f"a request over {MAX_LINE} bytes")
+                    await stream.send_all(json.dumps(reply).encode() + b"\n")
                     return
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return
 
 
 async def serve_admin(node: Node, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-    host, port = node.config.admin_address
-    listeners = await trio.open_tcp_listeners(port, host=host)
-    task_status.started()
-
-    async def handler(stream: trio.SocketStream) -> None:
-        await _serve_connection(node, stream)
-
-    await trio.serve_listeners(handler, listeners)
+    handler = functools.partial(_serve_connection, node)
+    await serve_on(node.config.admin_address, handler, task_status=task_status)
 
 
 class AdminUnavailable(Exception):

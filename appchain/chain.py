@@ -16,7 +16,7 @@ of the disk, so it is fatal: the process must stop, and the next start replays f
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from pathlib import Path
 
 from appchain.store import (
@@ -28,7 +28,8 @@ from appchain.store import (
     StoreCorrupt,
 )
 from consensus.checkpoint import CheckpointCertificate, InvalidCertificate, verify_certificate
-from consensus.validation import RandomValueAt, compute_block_entropy, validate_pulse
+from consensus.quorum import PulseQuorum
+from consensus.validation import RandomValueAt, check_pulse
 from genesis.build import create_genesis_state
 from genesis.document import Genesis
 from state.block import Block, compute_block_hash
@@ -55,12 +56,6 @@ class ReplayMismatch(StoreCorrupt):
     def __init__(self, height: int, message: str) -> None:
         super().__init__(f"replay mismatch at height {height}: {message}")
         self.height = height
-
-
-def check_pulse(state: State, block: Block, random_value_at: RandomValueAt) -> None:
-    """Consensus checks of a block on top of ``state``: its quorum's producer and signatures."""
-    if block.header.height > 0:
-        validate_pulse(state, block, compute_block_entropy(random_value_at, block.header.height))
 
 
 def replay_blocks(
@@ -101,6 +96,8 @@ class Chain:
         self.genesis = genesis
         self.state = state
         self.snapshot_interval = snapshot_interval
+        final = store.get_final()
+        self._final_height = 0 if final is None else final.height
 
     @classmethod
     def create(cls, path: Path, genesis: Genesis, *, snapshot_interval: int, sync: bool = True) -> Chain:
@@ -154,24 +151,32 @@ class Chain:
     ) -> PendingBlock:
         return propose_block(self.state, events, timestamp, producer=producer, round_=round_)
 
-    def append(self, block: Block, *, verify_signatures: bool = True) -> PendingBlock:
-        """Validate ``block`` (Pulse data included) against the tip; make it part of the log and state."""
-        if verify_signatures:
-            check_pulse(self.state, block, self.random_value_at)
-        pending = execute_block(self.state, block, verify_signatures=verify_signatures)
+    def append(
+        self, block: Block, *, verify_signatures: bool = True, verified: Container[bytes] = ()
+    ) -> PulseQuorum | None:
+        """Validate ``block`` (Pulse data included) against the tip; make it part of the log and
+        state. Returns its Pulse quorum (when signatures are verified). ``verified`` holds the
+        hashes of transactions whose signatures this node already checked (its mempool's)."""
+        quorum = check_pulse(self.state, block, self.random_value_at) if verify_signatures else None
+        pending = execute_block(self.state, block, verify_signatures=verify_signatures, verified=verified)
         self.append_pending(pending)
-        return pending
+        return quorum
 
     @property
     def final_height(self) -> int:
         """The highest certified checkpoint (block 0, trusted from genesis, at least)."""
-        final = self.store.get_final()
-        return 0 if final is None else final.height
+        return self._final_height
 
     def add_certificate(self, certificate: CheckpointCertificate) -> None:
         """Verify a checkpoint certificate against the quorum the chain chose, then keep it."""
         self.check_certificate(certificate)
+        self.keep_certificate(certificate)
+
+    def keep_certificate(self, certificate: CheckpointCertificate) -> None:
+        """Keep a certificate already verified for our block at its height; the final height
+        moves up to it, never down."""
         self.store.write_certificate(certificate)
+        self._final_height = max(self._final_height, certificate.height)
 
     def check_certificate(self, certificate: CheckpointCertificate) -> None:
         """Raise :class:`ChainError` unless ``certificate`` certifies our block at its height."""

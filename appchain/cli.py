@@ -42,7 +42,7 @@ from appchain.devchain import DevChainGenerator
 from appchain.exchange import ImportInterrupted, export_events, import_events, read_export_header
 from appchain.guard import HomeInUse
 from appchain.home import Home, NodeConfig, default_home
-from appchain.node import run_node
+from appchain.node import run_node, service_node_summary
 from appchain.progress import Progress
 from appchain.simulate import make_simulation
 from appchain.store import BlockStore, StoreCorrupt, StoreInUse
@@ -51,10 +51,8 @@ from consensus.faults import FaultSpecError, parse_faults
 from consensus.simulator import SimConfig
 from genesis.devnet import DevKeyError, load_dev_accounts, load_dev_nodes, write_devnet
 from genesis.document import CHAIN_ID, Genesis, GenesisError, load_genesis
-from state.nodes import NodeStatus, compute_credit, get_node
 from state.supply import compute_supply
 from state.types import NodeKey
-from state.view import Overlay
 
 EXIT_OK = 0
 EXIT_USER_ERROR = 1
@@ -229,13 +227,13 @@ def _stored_status(home: Home) -> dict[str, object]:
     with home.open_chain() as chain:
         final = chain.final_height
         header = chain.store.get_header(final)
-        record = None
+        own = None
         if home.node_key_path.exists():
             key, _ = home.load_node_keys()
-            record = get_node(Overlay(chain.state.get), NodeKey(key.public_key))
+            own = service_node_summary(chain.state, NodeKey(key.public_key))
         return {
             "running": False,
-            "rpc_url": f"http://{home.load_config().rpc_listen}",
+            "rpc_url": home.load_config().rpc_url,
             "chain_id": chain.genesis.chain_id,
             "genesis_hash": chain.genesis.hash.hex(),
             "height": chain.height,
@@ -246,12 +244,7 @@ def _stored_status(home: Home) -> dict[str, object]:
             "state_entries": len(chain.state),
             "snapshots": chain.store.list_snapshots(),
             "peers": 0,
-            "service_node": None
-            if record is None
-            else {
-                "status": NodeStatus(record.status).name.lower(),
-                "credit": compute_credit(record, chain.height, chain.state.params),
-            },
+            "service_node": own,
         }
 
 

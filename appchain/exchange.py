@@ -218,7 +218,7 @@ def import_events(
                 chain.store.truncate(0, start)
             raise
         for certificate in certificates:
-            chain.store.write_certificate(certificate)
+            chain.keep_certificate(certificate)
     return chain.height
 
 

@@ -69,6 +69,8 @@ class NodeConfig:
         interval = self.snapshot_interval
         if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
             raise ChainError("snapshot_interval must be a positive integer")
+        if self.stage_timeout >= self.round_timeout:
+            raise ChainError("consensus.stage_timeout must be below consensus.round_timeout")
 
     @property
     def p2p_address(self) -> tuple[str, int]:
@@ -81,6 +83,10 @@ class NodeConfig:
     @property
     def rpc_address(self) -> tuple[str, int]:
         return split_address(self.rpc_listen)
+
+    @property
+    def rpc_url(self) -> str:
+        return f"http://{self.rpc_listen}"
 
 
 LOG_LEVELS = ("debug", "info", "warn", "error")
@@ -170,11 +176,10 @@ def parse_config(text: str, source: str = "config.toml") -> NodeConfig:
                     values[field] = _check(field, table[name])
                 except ValueError as exc:
                     raise ChainError(f"{source}: {section}.{name} {exc}") from None
-    if values.get("stage_timeout", NodeConfig.stage_timeout) >= values.get(  # type: ignore[operator]
-        "round_timeout", NodeConfig.round_timeout
-    ):
-        raise ChainError(f"{source}: consensus.stage_timeout must be below consensus.round_timeout")
-    return NodeConfig(**values)  # type: ignore[arg-type]
+    try:
+        return NodeConfig(**values)  # type: ignore[arg-type]
+    except ChainError as exc:
+        raise ChainError(f"{source}: {exc}") from None
 
 
 def render_config(config: NodeConfig) -> str:

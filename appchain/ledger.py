@@ -14,17 +14,14 @@ from collections.abc import Container, Sequence
 from appchain.chain import Chain, ChainError
 from consensus.checkpoint import CheckpointCertificate
 from consensus.quorum import PulseQuorum
-from consensus.validation import compute_block_entropy, validate_pulse
 from state.block import Block, compute_block_hash
 from state.errors import InvalidBlock
 from state.state import State
-from state.transition import execute_block
 
 
 class ChainLedger:
     def __init__(self, chain: Chain) -> None:
         self.chain = chain
-        self._final_height = chain.final_height
         self.verified: Container[bytes] = ()
         """Hashes of transactions whose signatures this node already checked (its mempool)."""
 
@@ -38,7 +35,7 @@ class ChainLedger:
 
     @property
     def final_height(self) -> int:
-        return self._final_height
+        return self.chain.final_height
 
     def random_value_at(self, height: int) -> bytes:
         return self.chain.random_value_at(height)
@@ -61,11 +58,9 @@ class ChainLedger:
         return self.chain.store.get_block(height)
 
     def apply(self, block: Block) -> PulseQuorum:
-        state = self.chain.state
-        entropy = compute_block_entropy(self.chain.random_value_at, block.header.height)
-        quorum = validate_pulse(state, block, entropy)
-        pending = execute_block(state, block, verify_signatures=True, verified=self.verified)
-        self.chain.append_pending(pending)
+        quorum = self.chain.append(block, verified=self.verified)
+        if quorum is None:  # block 0: the core never applies it
+            raise InvalidBlock("block 0 comes from the genesis, not from a peer")
         return quorum
 
     def rollback(self, height: int) -> None:
@@ -75,8 +70,7 @@ class ChainLedger:
             raise InvalidBlock(str(exc)) from None
 
     def finalize(self, certificate: CheckpointCertificate) -> None:
-        self.chain.store.write_certificate(certificate)
-        self._final_height = max(self._final_height, certificate.height)
+        self.chain.keep_certificate(certificate)
 
     def certificates_from(self, height: int) -> Sequence[CheckpointCertificate]:
         return list(self.chain.store.iter_certificates(height))

@@ -68,6 +68,7 @@ from state.encoding import DecodeError, encode
 from state.events import Transaction, compute_event_hash
 from state.hashing import blake3_256
 from state.nodes import NodeStatus, compute_credit, get_node
+from state.state import State
 from state.types import NodeKey
 from state.view import Overlay
 
@@ -82,6 +83,8 @@ TX_PREFIX = b"\x92\xa2tx"
 """How a :class:`TxMessage` frame starts: a 2-element array whose first element is the tag "tx"."""
 GOSSIP = (SignedBlock, CheckpointVote, Certified, VoteMessage, UptimeProof, TxMessage)
 LEVELS = {"debug": 10, "info": 20, "warn": 30, "error": 40}
+Frame = tuple[NodeKey, bytes, bytes]
+"""A frame waiting for the core: sender, payload, and the payload's hash."""
 
 
 class Logger:
@@ -106,8 +109,6 @@ class Logger:
 class Counters:
     frames: int = 0
     undecodable: int = 0
-    relayed: int = 0
-    blocks: int = 0
     dropped: int = 0
 
 
@@ -158,8 +159,8 @@ class Node:
         self.counters = Counters()
         self.started = time.time()
         self.ledger.verified = self.core.mempool  # its transactions' signatures are checked once
-        self._consensus: deque[tuple[NodeKey, bytes]] = deque()
-        self._transactions: deque[tuple[NodeKey, bytes]] = deque()
+        self._consensus: deque[Frame] = deque()
+        self._transactions: deque[Frame] = deque()
         self._arrived = trio.Event()
         log.context["node"] = bytes(self.core.node_key).hex()[:12]
 
@@ -228,8 +229,10 @@ class Node:
     # -- frames in -----------------------------------------------------------------------------------
 
     def _on_frame(self, sender: NodeKey, payload: bytes) -> None:
-        """From the host: queue the frame, transactions apart (they can wait; consensus cannot)."""
-        if blake3_256(payload) in self.seen:  # gossip we already have: dropped before decoding
+        """From the host: queue the frame, transactions apart (they can wait; consensus cannot).
+        Its hash, taken once here, drops gossip we already have before it is decoded."""
+        digest = blake3_256(payload)
+        if digest in self.seen:
             return
         if payload.startswith(TX_PREFIX):
             queue, limit = self._transactions, TX_INBOX
@@ -245,10 +248,16 @@ class Node:
                     dropped=self.counters.dropped,
                 )
             return
-        queue.append((sender, payload))
+        queue.append((sender, payload, digest))
         self._arrived.set()
 
-    def _handle_frame(self, sender: NodeKey, payload: bytes) -> None:
+    def _remember(self, digest: bytes) -> None:
+        """Mark gossip as seen (the oldest is forgotten past :data:`SEEN_LIMIT`)."""
+        self.seen[digest] = None
+        if len(self.seen) > SEEN_LIMIT:
+            self.seen.popitem(last=False)
+
+    def _handle_frame(self, sender: NodeKey, payload: bytes, digest: bytes) -> None:
         self.counters.frames += 1
         try:
             message = decode_message(payload)
@@ -256,19 +265,17 @@ class Node:
             self.counters.undecodable += 1
             self.host.penalize(sender, f"an undecodable message: {exc}")
             return
-        digest = blake3_256(payload) if isinstance(message, GOSSIP) else b""
-        if digest:
-            if digest in self.seen:
+        gossip = isinstance(message, GOSSIP)
+        if gossip:
+            if digest in self.seen:  # a copy that arrived while the first one waited in the queue
                 return
-            self.seen[digest] = None
-            if len(self.seen) > SEEN_LIMIT:
-                self.seen.popitem(last=False)
+            self._remember(digest)
         actions = self.core.on_message(message, sender, time.time())
-        if digest and self._should_relay(message, actions):
+        if gossip and self._should_relay(message, actions):
             if isinstance(message, TxMessage | VoteMessage | UptimeProof):
                 self._relay_to_some(payload, sender)
             else:
-                self.counters.relayed += self.host.broadcast(payload, exclude=sender)
+                self.host.broadcast(payload, exclude=sender)
         self.carry_out(actions)
 
     def _should_relay(self, message: Message, actions: list[Action]) -> bool:
@@ -291,7 +298,7 @@ class Node:
         """
         tx_hash = self.core.mempool.add(tx, self.ledger.state, time.time())
         payload = encode(TxMessage(tx))
-        self.seen[blake3_256(payload)] = None
+        self._remember(blake3_256(payload))
         self.host.broadcast(payload)
         return tx_hash
 
@@ -303,7 +310,7 @@ class Node:
         (measured: every transaction arrived 11 times at each of 12 fully meshed nodes)."""
         peers = [key for key in self.host.connected if key != sender]
         for peer in _sample(peers, RELAY_FANOUT):
-            self.counters.relayed += self.host.send(peer, payload)
+            self.host.send(peer, payload)
 
     def carry_out(self, actions: list[Action]) -> None:
         for action in actions:
@@ -311,7 +318,7 @@ class Node:
                 self.host.send(action.to, encode(action.message))
             elif isinstance(action, Gossip):
                 payload = encode(action.message)
-                self.seen[blake3_256(payload)] = None
+                self._remember(blake3_256(payload))
                 self.host.broadcast(payload)
             elif isinstance(action, AskPeers):
                 peers = self.host.connected
@@ -319,7 +326,6 @@ class Node:
                 for peer in _sample(peers, action.count):
                     self.host.send(peer, payload)
             elif isinstance(action, Applied):
-                self.counters.blocks += 1
                 header = action.block.header
                 self.log(
                     "info",
@@ -344,19 +350,12 @@ class Node:
     def status(self) -> dict[str, Any]:
         state = self.ledger.state
         final = self.ledger.final_height
-        record = get_node(Overlay(state.get), self.core.node_key)
         behind = (
             time.time() - state.timestamp > 4 * max(state.params.block_time, 1) + self.config.round_timeout
         )
-        own: dict[str, Any] | None = None
-        if record is not None:
-            own = {
-                "status": NodeStatus(record.status).name.lower(),
-                "credit": compute_credit(record, state.height, state.params),
-            }
         return {
             "running": True,
-            "rpc_url": f"http://{self.config.rpc_listen}",
+            "rpc_url": self.config.rpc_url,
             "node_key": bytes(self.core.node_key).hex(),
             "chain_id": self.chain.genesis.chain_id,
             "genesis_hash": self.chain.genesis.hash.hex(),
@@ -370,7 +369,7 @@ class Node:
             "round": self.core.round_id[1] if self.core.round is not None else None,
             "stage_seconds": {name: round(seconds, 3) for name, seconds in self.core.stage_times.items()},
             "mempool": len(self.core.mempool),
-            "service_node": own,
+            "service_node": service_node_summary(state, self.core.node_key),
             "uptime_proofs": self.core.send_proofs,
             "produced": self.core.produced,
             "signed": self.core.signed,
@@ -383,9 +382,22 @@ class Node:
         }
 
 
+def service_node_summary(state: State, node_key: NodeKey) -> dict[str, Any] | None:
+    """A node's service-node state and decommission credit at the tip; None if not registered."""
+    record = get_node(Overlay(state.get), node_key)
+    if record is None:
+        return None
+    return {
+        "status": NodeStatus(record.status).name.lower(),
+        "credit": compute_credit(record, state.height, state.params),
+    }
+
+
+_random = secrets.SystemRandom()
+
+
 def _sample(peers: list[NodeKey], count: int) -> list[NodeKey]:
-    rng = secrets.SystemRandom()
-    return rng.sample(peers, min(count, len(peers)))
+    return _random.sample(peers, min(count, len(peers)))
 
 
 async def _watch_signals(cancel: Callable[[], None], log: Logger) -> None:

@@ -16,21 +16,29 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import h11
 import trio
 from nacl.bindings import crypto_sign_ed25519_pk_to_curve25519
 
-from consensus.mempool import MempoolFull
+from appchain.jsonrpc import (
+    Method,
+    RpcError,
+    answer_call,
+    decode_request,
+    decode_transaction_hex,
+    error_reply,
+    serve_on,
+    submit,
+)
 from consensus.validation import compute_block_entropy, compute_block_quorum
 from state.block import Header, compute_block_hash
 from state.checkpoints import get_checkpoint_quorum, is_checkpoint_height
-from state.encoding import DecodeError, decode, decode_json, encode
-from state.errors import InvalidEvent
-from state.events import Transaction, compute_event_hash
+from state.encoding import encode
+from state.events import compute_event_hash
 from state.ledger import get_reward_account
 from state.nodes import NodeStatus, ServiceNode, compute_credit, get_node, iter_nodes
 from state.obligations import get_quorum
@@ -48,26 +56,29 @@ VERSION = "0.1.0"
 HARD_FORK = 1
 
 
-class RpcError(Exception):
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def _int_param(params: dict[str, Any], name: str, *, required: bool = True) -> int | None:
-    value = params.get(name)
-    if value is None and not required:
-        return None
+def _count(value: object, name: str) -> int:
+    """A height, count or limit: a non-negative integer, or -32602."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise RpcError(-32602, f"{name} must be a non-negative integer")
     return value
 
 
-def block_header(node: Node, header: Header) -> dict[str, Any]:
-    """oxend's ``block_header_response``, with this chain's Pulse and state fields added."""
+def _int_param(params: dict[str, Any], name: str) -> int:
+    return _count(params.get(name), name)
+
+
+def _optional_int(params: dict[str, Any], name: str) -> int | None:
+    return None if params.get(name) is None else _count(params[name], name)
+
+
+def block_header(node: Node, header: Header, events: int | None = None) -> dict[str, Any]:
+    """oxend's ``block_header_response``, with this chain's Pulse and state fields added;
+    ``events`` is the block's event count when the caller already holds the block."""
     tip = node.ledger.height
     block_hash = compute_block_hash(header)
-    body = node.chain.store.get_body(header.height)
+    if events is None:
+        body = node.chain.store.get_body(header.height)
+        events = 0 if body is None else len(body.events)
     return {
         "major_version": header.version,
         "minor_version": 0,
@@ -77,7 +88,7 @@ def block_header(node: Node, header: Header) -> dict[str, Any]:
         "depth": tip - header.height,
         "hash": block_hash.hex(),
         "orphan_status": False,
-        "num_txes": 0 if body is None else len(body.events),
+        "num_txes": events,
         "service_node_winner": header.producer.hex(),
         "immutable": header.height <= node.ledger.final_height,
         "state_root": header.state_root.hex(),
@@ -137,21 +148,19 @@ def get_block_header_by_height(node: Node, params: dict[str, Any]) -> dict[str, 
     if heights is not None:
         if not isinstance(heights, list) or len(heights) > 1000:
             raise RpcError(-32602, "heights must be a list of at most 1000 heights")
-        headers = [block_header(node, _header_at(node, _int_param({"h": h}, "h") or 0)) for h in heights]
+        headers = [block_header(node, _header_at(node, _count(h, "heights"))) for h in heights]
         return {"status": "OK", "block_headers": headers}
     height = _int_param(params, "height")
-    assert height is not None
     return {"status": "OK", "block_header": block_header(node, _header_at(node, height))}
 
 
 def get_block(node: Node, params: dict[str, Any]) -> dict[str, Any]:
     height = _int_param(params, "height")
-    assert height is not None
-    header = _header_at(node, height)
+    _header_at(node, height)  # -32001 above the tip
     block = node.chain.store.get_block(height)
     return {
         "status": "OK",
-        "block_header": block_header(node, header),
+        "block_header": block_header(node, block.header, len(block.events)),
         "tx_hashes": [compute_event_hash(event).hex() for event in block.events],
         "blob": encode(block).hex(),
         "json": json.dumps({"events": [type(event).__name__ for event in block.events]}),
@@ -168,19 +177,7 @@ def hard_fork_info(node: Node, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def send_transaction(node: Node, params: dict[str, Any]) -> dict[str, Any]:
-    text = params.get("tx_as_hex")
-    try:
-        if not isinstance(text, str):
-            raise TypeError("missing")
-        tx: Transaction = decode(bytes.fromhex(text), Transaction)  # type: ignore[arg-type]
-    except (TypeError, ValueError, DecodeError) as exc:
-        raise RpcError(
-            -32602, f"tx_as_hex must be the hex of a canonical signed transaction: {exc}"
-        ) from None
-    try:
-        tx_hash = node.submit(tx)
-    except (InvalidEvent, MempoolFull) as exc:
-        raise RpcError(-32000, f"refused: {exc}") from None
+    tx_hash = submit(node, decode_transaction_hex(params.get("tx_as_hex"), "tx_as_hex"))
     return {"status": "OK", "tx_hash": tx_hash.hex()}
 
 
@@ -273,7 +270,7 @@ def get_service_nodes(node: Node, params: dict[str, Any]) -> dict[str, Any]:
     active_only = params.get("active_only", False)
     if not isinstance(active_only, bool):
         raise RpcError(-32602, "active_only must be true or false")
-    limit = _int_param(params, "limit", required=False)
+    limit = _optional_int(params, "limit")
     chosen = _fields(params.get("fields"))
     wanted_keys = {k.lower() for k in wanted}
     entries = []
@@ -333,9 +330,9 @@ def get_accrued_rewards(node: Node, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def get_checkpoints(node: Node, params: dict[str, Any]) -> dict[str, Any]:
-    start = _int_param(params, "start_height", required=False) or 0
-    count = _int_param(params, "count", required=False) or 60
-    end = _int_param(params, "end_height", required=False)
+    start = _optional_int(params, "start_height") or 0
+    count = _optional_int(params, "count") or 60
+    end = _optional_int(params, "end_height")
     checkpoints = []
     for certificate in node.chain.store.iter_certificates(start):
         if end is not None and certificate.height > end:
@@ -359,11 +356,11 @@ def get_quorum_state(node: Node, params: dict[str, Any]) -> dict[str, Any]:
     """Obligations and checkpoint quorums kept in the state for heights in [start, end], and the
     Pulse quorum of the next height (round 0): past Pulse quorums are not kept."""
     state = node.ledger.state
-    start = _int_param(params, "start_height", required=False)
+    start = _optional_int(params, "start_height")
     start = state.height if start is None else start
-    end = _int_param(params, "end_height", required=False)
+    end = _optional_int(params, "end_height")
     end = start if end is None else end
-    kind = _int_param(params, "quorum_type", required=False)
+    kind = _optional_int(params, "quorum_type")
     kind = QUORUM_ALL if kind is None else kind
     if end < start or end - start >= MAX_QUORUM_SPAN:
         raise RpcError(-32602, f"start_height..end_height must span 1 to {MAX_QUORUM_SPAN} heights")
@@ -460,7 +457,7 @@ def ons_names_to_owners(node: Node, params: dict[str, Any]) -> dict[str, Any]:
     return {"status": "OK", "entries": found}
 
 
-METHODS: dict[str, Callable[[Node, dict[str, Any]], dict[str, Any]]] = {
+METHODS: dict[str, Method] = {
     "ons_resolve": ons_resolve,
     "ons_names_to_owners": ons_names_to_owners,
     "get_service_nodes": get_service_nodes,
@@ -478,41 +475,18 @@ METHODS: dict[str, Callable[[Node, dict[str, Any]], dict[str, Any]]] = {
 }
 
 
-def _call(node: Node, request: object) -> dict[str, Any] | None:
-    request_id: Any = request.get("id") if isinstance(request, dict) else None
-    try:
-        if (
-            not isinstance(request, dict)
-            or request.get("jsonrpc") != "2.0"
-            or not isinstance(request.get("method"), str)
-        ):
-            raise RpcError(-32600, "not a JSON-RPC 2.0 request")
-        method = METHODS.get(request["method"])
-        if method is None:
-            raise RpcError(-32601, f"unknown method {request['method']!r}")
-        params = request.get("params", {})
-        if not isinstance(params, dict):
-            raise RpcError(-32602, "params must be an object")
-        result = method(node, params)
-    except RpcError as exc:
-        return {"jsonrpc": "2.0", "id": request_id, "error": {"code": exc.code, "message": str(exc)}}
-    if isinstance(request, dict) and "id" not in request:
-        return None  # a notification: no answer
-    return {"jsonrpc": "2.0", "id": request_id, "result": result}
-
-
 def handle_body(node: Node, body: bytes) -> Any:
     """The JSON-RPC answer to one HTTP body (a call or a batch)."""
     try:
-        request = decode_json(body)
-    except DecodeError as exc:
-        return {"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": str(exc)}}
+        request = decode_request(body)
+    except RpcError as exc:
+        return error_reply(None, exc.code, str(exc))
     if isinstance(request, list):
         if not request or len(request) > MAX_BATCH:
-            message = f"a batch holds 1 to {MAX_BATCH} calls"
-            return {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": message}}
-        return [answer for answer in (_call(node, item) for item in request) if answer is not None]
-    return _call(node, request)
+            return error_reply(None, -32600, f"a batch holds 1 to {MAX_BATCH} calls")
+        answers = (answer_call(METHODS, node, item) for item in request)
+        return [answer for answer in answers if answer is not None]
+    return answer_call(METHODS, node, request)
 
 
 async def _respond(
@@ -562,11 +536,7 @@ async def _serve_http(node: Node, stream: trio.SocketStream) -> None:
                 break
             target = event.target.decode("latin-1")
             if too_big:
-                error = {
-                    "jsonrpc": "2.0",
-                    "id": None,
-                    "error": {"code": -32600, "message": f"a body over {MAX_BODY} bytes"},
-                }
+                error = error_reply(None, -32600, f"a body over {MAX_BODY} bytes")
                 await _respond(stream, connection, 413, json.dumps(error).encode(), "application/json")
                 return
             if event.method == b"POST" and target == "/json_rpc":
@@ -585,11 +555,4 @@ async def _serve_http(node: Node, stream: trio.SocketStream) -> None:
 
 
 async def serve_rpc(node: Node, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-    host, port = node.config.rpc_address
-    listeners = await trio.open_tcp_listeners(port, host=host)
-    task_status.started()
-
-    async def handler(stream: trio.SocketStream) -> None:
-        await _serve_http(node, stream)
-
-    await trio.serve_listeners(handler, listeners)
+    await serve_on(node.config.rpc_address, functools.partial(_serve_http, node), task_status=task_status)

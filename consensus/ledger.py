@@ -12,7 +12,7 @@ from typing import Protocol
 
 from consensus.checkpoint import CheckpointCertificate
 from consensus.quorum import PulseQuorum
-from consensus.validation import compute_block_entropy, validate_pulse
+from consensus.validation import check_pulse
 from state.block import Block
 from state.errors import InvalidBlock
 from state.state import State
@@ -98,8 +98,9 @@ class MemoryLedger:
         state = self.state.copy()
         if block.header.prev_hash != state.block_hash:
             raise InvalidBlock(f"block {block.header.height}: not on our tip")
-        entropy = compute_block_entropy(self.random_value_at, block.header.height)
-        quorum = validate_pulse(state, block, entropy)
+        quorum = check_pulse(state, block, self.random_value_at)
+        if quorum is None:
+            raise InvalidBlock("block 0 comes from the genesis, not from a peer")
         commit_block(state, execute_block(state, block, verify_signatures=False))
         self.states.append(state)
         self.blocks.append(block)

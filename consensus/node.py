@@ -60,7 +60,7 @@ from consensus.validation import compute_block_entropy, compute_block_quorum, fi
 from state.block import Block, compute_block_hash
 from state.checkpoints import get_checkpoint_quorum, is_checkpoint_height
 from state.crypto import bls, ed25519
-from state.encoding import DecodeError, Decoder, Record, encode
+from state.encoding import Decoder, Record, encode
 from state.errors import InvalidBlock, InvalidEvent, InvalidSignature
 from state.events import Event, StateChange, Vote, compute_vote_message
 from state.nodes import get_node
@@ -401,7 +401,7 @@ class NodeCore:
             finalize=finalize_template,
             random_source=self.random_bytes,
             template=template,
-            decode_template=_decode_template,
+            decode_template=_block_decoder.decode,  # a template that does not decode is missing
             encode_template=encode,
             validate_template=lambda block: self._is_valid_template(block, height, round_, quorum.producer),
         )
@@ -629,13 +629,6 @@ class NodeCore:
         if not blocks and not certificates:
             return []
         return [Send(sender, SyncResponse(blocks, certificates))]
-
-
-def _decode_template(data: bytes) -> Block:
-    try:
-        return _block_decoder.decode(data)
-    except DecodeError:
-        raise ValueError("not a block template") from None
 
 
 def _by_validator(vote: Vote) -> int:

@@ -88,3 +88,11 @@ def validate_pulse(state: State, block: Block, entropy: bytes) -> PulseQuorum:
         if not ed25519.verify(quorum.validators[index], block_hash, signature):
             raise InvalidBlock(f"{where}: the signature of validator {index} does not verify")
     return quorum
+
+
+def check_pulse(state: State, block: Block, random_value_at: RandomValueAt) -> PulseQuorum | None:
+    """Consensus checks of a block on top of ``state``: its quorum's producer and signatures,
+    with the entropy of the lagged random values; the quorum (None for block 0, which has none)."""
+    if block.header.height == 0:
+        return None
+    return validate_pulse(state, block, compute_block_entropy(random_value_at, block.header.height))

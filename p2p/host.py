@@ -100,13 +100,6 @@ class Peer:
     refilled: float = 0.0
     wake: trio.Event = field(default_factory=trio.Event)
     cancel: trio.CancelScope = field(default_factory=trio.CancelScope)
-    frames_in: int = 0
-    frames_out: int = 0
-
-    @property
-    def initiator_key(self) -> bytes:
-        """The node key of whoever dialled this connection (for the one-connection rule)."""
-        return bytes(self.channel.remote_key) if not self.channel.initiator else b""
 
 
 class Host:
@@ -262,10 +255,7 @@ class Host:
         peer = Peer(key, channel, address, now, tokens=self.config.frame_burst, refilled=now)
         current = self.peers.get(key)
         if current is not None:
-            mine = bytes(self.node_key)
-            new_initiator = bytes(key) if not channel.initiator else mine
-            old_initiator = bytes(key) if not current.channel.initiator else mine
-            if new_initiator >= old_initiator:
+            if self._initiator(channel) >= self._initiator(current.channel):
                 await trio.aclose_forcefully(channel.stream)
                 return
             current.cancel.cancel()
@@ -303,6 +293,10 @@ class Host:
             nursery.start_soon(run, self._read_loop, nursery)
         return reason
 
+    def _initiator(self, channel: SecureChannel) -> bytes:
+        """The node key of whoever dialled ``channel`` (for the one-connection rule)."""
+        return bytes(self.node_key if channel.initiator else channel.remote_key)
+
     async def _read_loop(self, peer: Peer) -> None:
         config = self.config
         while True:
@@ -314,7 +308,6 @@ class Host:
             peer.refilled = now
             if peer.tokens < 0:
                 raise ProtocolViolation("more frames than the per-peer limit")
-            peer.frames_in += len(frames)
             for frame in frames:
                 channel_byte = frame[:1]
                 if channel_byte == DATA:
@@ -333,7 +326,6 @@ class Host:
             peer.queued = 0
             with trio.fail_after(config.write_timeout):
                 await peer.channel.send(frames)
-            peer.frames_out += len(frames)
 
     def _enqueue(self, peer: Peer, frame: bytes) -> bool:
         if len(frame) > self.config.max_frame + 1:

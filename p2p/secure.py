@@ -73,18 +73,22 @@ def compute_hello_message(handshake_hash: bytes, role: bytes) -> bytes:
     return HELLO_CONTEXT + role + handshake_hash
 
 
-async def _receive_exactly(stream: trio.abc.ReceiveStream, size: int) -> bytes:
+async def _receive_exactly(stream: trio.abc.ReceiveStream, size: int, *, clean_end: bool = False) -> bytes:
+    """``size`` bytes; a close before the first of them is :class:`PeerClosed` when
+    ``clean_end`` (between two frames), any other close a :class:`ProtocolViolation`."""
     data = bytearray()
     while len(data) < size:
         chunk = await stream.receive_some(size - len(data))
         if not chunk:
+            if clean_end and not data:
+                raise PeerClosed("the peer closed the connection")
             raise ProtocolViolation("the connection closed mid-message")
         data += chunk
     return bytes(data)
 
 
-async def _receive_record(stream: trio.abc.ReceiveStream) -> bytes:
-    size = int.from_bytes(await _receive_exactly(stream, 2), "big")
+async def _receive_record(stream: trio.abc.ReceiveStream, *, clean_end: bool = False) -> bytes:
+    size = int.from_bytes(await _receive_exactly(stream, 2, clean_end=clean_end), "big")
     if size == 0:
         raise ProtocolViolation("an empty record")
     return await _receive_exactly(stream, size)
@@ -113,7 +117,6 @@ class SecureChannel:
         self._noise = noise
         self._plain = bytearray()
         self._send_lock = trio.Lock()
-        self.bytes_received = 0
 
     @property
     def remote_key(self) -> NodeKey:
@@ -140,29 +143,27 @@ class SecureChannel:
 
     async def _fill(self, size: int) -> None:
         while len(self._plain) < size:
-            if not self._plain:
-                first = await self.stream.receive_some(1)
-                if not first:
-                    raise PeerClosed("the peer closed the connection")
-                size_bytes = first + await _receive_exactly(self.stream, 1)
-                length = int.from_bytes(size_bytes, "big")
-                if length == 0:
-                    raise ProtocolViolation("an empty record")
-                record = await _receive_exactly(self.stream, length)
-            else:
-                record = await _receive_record(self.stream)
-            self.bytes_received += len(record) + 2
+            record = await _receive_record(self.stream, clean_end=not self._plain)
             try:
                 self._plain += self._noise.decrypt(record)
             except (InvalidTag, NoiseInvalidMessage, NoiseMaxNonceError) as exc:
                 raise ProtocolViolation(f"a record that does not decrypt ({type(exc).__name__})") from None
 
+    def _frame_size(self, start: int) -> int | None:
+        """The size of the frame whose header starts at ``start`` of the decrypted bytes (None
+        while the header is incomplete); :class:`ProtocolViolation` over the limit."""
+        if len(self._plain) - start < 4:
+            return None
+        size = int.from_bytes(self._plain[start : start + 4], "big")
+        if size > self.max_frame:
+            raise ProtocolViolation(f"a frame of {size} bytes is over the {self.max_frame}-byte limit")
+        return size
+
     async def receive(self) -> bytes:
         """The next frame; :class:`ProtocolViolation` on garbage, an oversized frame or a cut."""
         await self._fill(4)
-        size = int.from_bytes(self._plain[:4], "big")
-        if size > self.max_frame:
-            raise ProtocolViolation(f"a frame of {size} bytes is over the {self.max_frame}-byte limit")
+        size = self._frame_size(0)
+        assert size is not None
         await self._fill(4 + size)
         frame = bytes(self._plain[4 : 4 + size])
         del self._plain[: 4 + size]
@@ -171,17 +172,11 @@ class SecureChannel:
     async def receive_batch(self) -> list[bytes]:
         """The next frame and every further frame already decrypted (one wait for a burst)."""
         frames = [await self.receive()]
-        plain = self._plain
         start = 0
-        while len(plain) - start >= 4:
-            size = int.from_bytes(plain[start : start + 4], "big")
-            if size > self.max_frame:
-                raise ProtocolViolation(f"a frame of {size} bytes is over the {self.max_frame}-byte limit")
-            if len(plain) - start - 4 < size:
-                break
-            frames.append(bytes(plain[start + 4 : start + 4 + size]))
+        while (size := self._frame_size(start)) is not None and len(self._plain) - start - 4 >= size:
+            frames.append(bytes(self._plain[start + 4 : start + 4 + size]))
             start += 4 + size
-        del plain[:start]
+        del self._plain[:start]
         return frames
 
     async def aclose(self) -> None:

@@ -1,0 +1,117 @@
+"""Rules of the node core tested on their own: fork choice (PROTOCOL.md §4), checkpoint votes
+aggregated into certificates, and the bound on Pulse rounds."""
+
+from __future__ import annotations
+
+import pytest
+
+from appchain.simulate import simulation_genesis
+from consensus.checkpoint import compute_checkpoint_message
+from consensus.forkchoice import prefer_candidate
+from consensus.messages import CheckpointVote
+from consensus.node import MAX_ROUND, Finalized, NodeCore
+from consensus.quorum import compute_checkpoint_threshold
+from consensus.simulator import SimConfig, Simulation
+from state.checkpoints import get_checkpoint_quorum
+from state.crypto import bls
+from state.types import Hash32
+from state.view import Overlay
+
+OURS, LOWER, HIGHER = b"\x05" * 32, b"\x01" * 32, b"\x09" * 32
+
+
+@pytest.mark.parametrize(
+    ("case", "kwargs", "prefer"),
+    [
+        ("lower round wins", {"our_round": 1, "candidate_round": 0, "candidate_hash": HIGHER}, True),
+        ("higher round loses", {"our_round": 0, "candidate_round": 1, "candidate_hash": LOWER}, False),
+        ("same round: lower hash wins", {"candidate_hash": LOWER}, True),
+        ("same round: higher hash loses", {"candidate_hash": HIGHER}, False),
+        ("the same block is no fork", {"candidate_hash": OURS}, False),
+        (
+            "a certified candidate wins over a lower round",
+            {"our_round": 0, "candidate_round": 3, "candidate_hash": HIGHER, "certified_hash": HIGHER},
+            True,
+        ),
+        (
+            "our certified block stays against a lower round",
+            {"our_round": 3, "candidate_round": 0, "candidate_hash": LOWER, "certified_hash": OURS},
+            False,
+        ),
+        (
+            "never at the final height",
+            {"height": 8, "final_height": 8, "candidate_hash": LOWER, "candidate_round": 0, "our_round": 2},
+            False,
+        ),
+        (
+            "never below the final height",
+            {"height": 7, "final_height": 8, "candidate_hash": LOWER, "certified_hash": LOWER},
+            False,
+        ),
+    ],
+)
+def test_fork_choice(case: str, kwargs: dict[str, object], prefer: bool) -> None:
+    args: dict[str, object] = {
+        "height": 10,
+        "final_height": 8,
+        "our_round": 0,
+        "our_hash": OURS,
+        "candidate_round": 0,
+        "candidate_hash": LOWER,
+        "certified_hash": None,
+        **kwargs,
+    }
+    assert prefer_candidate(**args) is prefer, case  # type: ignore[arg-type]
+
+
+def _core_at_checkpoint() -> tuple[NodeCore, dict[bytes, bls.BlsSecretKey]]:
+    """Node 0's core with blocks 1..4 applied from another run of the same network, but no
+    certificate: checkpoint 4 waits for votes."""
+    config = SimConfig(nodes=12, blocks=4, seed=9)
+    _, start = simulation_genesis(config)
+    source = Simulation(config, start)
+    source.run()
+    core = Simulation(config, start).nodes[0].core
+    for height in range(1, 5):
+        block = source.nodes[0].ledger.block_at(height)
+        core.on_block(block, block.header.timestamp + 1.0)
+    assert core.height == 4 and core.final_height == 0
+    return core, {bytes(key.public_key): secret for key, secret in start.keys}
+
+
+def test_a_vote_that_does_not_verify_never_enters_a_certificate() -> None:
+    core, secrets = _core_at_checkpoint()
+    state = core.ledger.state
+    quorum = get_checkpoint_quorum(Overlay(state.get), 4)
+    assert quorum is not None
+    threshold = compute_checkpoint_threshold(len(quorum.members))
+    message = compute_checkpoint_message(state.chain_id, 4, state.block_hash)
+    others = [i for i, m in enumerate(quorum.members) if m.node_key != core.node_key]
+    forger, honest = others[0], others[1:]
+
+    def vote(member: int, payload: bytes = message) -> CheckpointVote:
+        secret = secrets[bytes(quorum.members[member].node_key)]
+        return CheckpointVote(4, state.block_hash, member, bls.sign(secret, payload))
+
+    now = state.timestamp + 2.0
+    forged = vote(forger, compute_checkpoint_message(state.chain_id, 4, Hash32(bytes(32))))
+    assert core.on_message(forged, quorum.members[forger].node_key, now) == []
+    # our own vote, the forged one and threshold - 2 honest ones: enough votes, too few valid
+    for member in honest[: threshold - 2]:
+        actions = core.on_message(vote(member), quorum.members[member].node_key, now)
+        assert not any(isinstance(a, Finalized) for a in actions)
+    assert core.final_height == 0
+    actions = core.on_message(
+        vote(honest[threshold - 2]), quorum.members[honest[threshold - 2]].node_key, now
+    )
+    assert Finalized(4, state.block_hash) in actions and core.final_height == 4
+    certificate = core.ledger.certificates[4]  # type: ignore[attr-defined]
+    signers = {i for i in range(len(quorum.members)) if certificate.signers[i // 8] >> (i % 8) & 1}
+    assert forger not in signers and len(signers) == threshold
+
+
+def test_rounds_stop_at_the_guards_bound() -> None:
+    core, _ = _core_at_checkpoint()
+    now = core.ledger.state.timestamp + 1e6
+    assert core._start_round(core.height + 1, MAX_ROUND + 1, now) == []
+    assert (core.height + 1, MAX_ROUND + 1) not in core.started

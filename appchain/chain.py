@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Container, Iterable
 from pathlib import Path
 
+from appchain.history import StateHistory
 from appchain.store import (
     DELTA_PREFIX,
     EVENTS_PREFIX,
@@ -41,6 +42,9 @@ from state.state import State
 from state.transition import PendingBlock, commit_block, execute_block, propose_block
 from state.types import NodeKey
 from state.view import Overlay
+
+DEFAULT_PROOF_WINDOW = 256
+"""Blocks whose state is kept for proofs: as far back as checkpoint quorums are kept."""
 
 ProgressCallback = Callable[[int, int], None]
 """Called with (blocks done, events in that block) after each replayed block."""
@@ -66,6 +70,7 @@ def replay_blocks(
     random_value_at: RandomValueAt | None = None,
     stored_deltas: Callable[[int], bytes | None] | None = None,
     progress: ProgressCallback | None = None,
+    history: StateHistory | None = None,
 ) -> State:
     """Apply ``blocks`` to ``state`` in order, stopping at the first block that does not replay.
 
@@ -83,6 +88,8 @@ def replay_blocks(
         if stored_deltas is not None and stored_deltas(height) != encode(pending.changes):
             raise ReplayMismatch(height, "the stored state delta differs from the replayed one")
         commit_block(state, pending)
+        if history is not None:
+            history.record(state, pending.changes)
         if progress is not None:
             progress(1, len(block.events))
     return state
@@ -91,23 +98,45 @@ def replay_blocks(
 class Chain:
     """A store and the state derived from it."""
 
-    def __init__(self, store: BlockStore, genesis: Genesis, state: State, snapshot_interval: int) -> None:
+    def __init__(
+        self,
+        store: BlockStore,
+        genesis: Genesis,
+        state: State,
+        snapshot_interval: int,
+        history: StateHistory | None = None,
+    ) -> None:
         self.store = store
         self.genesis = genesis
         self.state = state
         self.snapshot_interval = snapshot_interval
+        if history is None:
+            history = StateHistory(DEFAULT_PROOF_WINDOW)
+            history.start(state)
+        self.history = history
+        """The states of the last blocks, for proofs (:mod:`appchain.history`)."""
         final = store.get_final()
         self._final_height = 0 if final is None else final.height
 
     @classmethod
-    def create(cls, path: Path, genesis: Genesis, *, snapshot_interval: int, sync: bool = True) -> Chain:
+    def create(
+        cls,
+        path: Path,
+        genesis: Genesis,
+        *,
+        snapshot_interval: int,
+        sync: bool = True,
+        proof_window: int = DEFAULT_PROOF_WINDOW,
+    ) -> Chain:
         """A new database holding block 0 of ``genesis``."""
         if path.exists() and any(path.iterdir()):
             raise ChainError(f"{path} already holds a database")
         store = BlockStore(path, create=True, sync=sync)
         state, pending = create_genesis_state(genesis)
         store.write_block(pending, snapshot=state)
-        return cls(store, genesis, state, snapshot_interval)
+        history = StateHistory(proof_window)
+        history.start(state)
+        return cls(store, genesis, state, snapshot_interval, history)
 
     @classmethod
     def open(
@@ -118,17 +147,19 @@ class Chain:
         snapshot_interval: int,
         sync: bool = True,
         progress: ProgressCallback | None = None,
+        proof_window: int = DEFAULT_PROOF_WINDOW,
     ) -> Chain:
         """Open an existing database and bring the state to its tip (the handshake)."""
         if not path.is_dir():
             raise ChainError(f"no database at {path}: run `appchain init` first")
         store = BlockStore(path, sync=sync)
+        history = StateHistory(proof_window)
         try:
-            state = load_state(store, genesis, progress=progress)
+            state = load_state(store, genesis, progress=progress, history=history)
         except BaseException:
             store.close()
             raise
-        return cls(store, genesis, state, snapshot_interval)
+        return cls(store, genesis, state, snapshot_interval, history)
 
     def close(self) -> None:
         self.store.close()
@@ -223,10 +254,14 @@ class Chain:
         self.state.install(
             height=height, block_hash=block_hash, timestamp=header.timestamp, writes=restore, tree=tree
         )
+        self.history.forget_above(height)
+        if self.history.bounds is None:  # rolled back below the window: it starts again here
+            self.history.start(self.state)
 
     def append_pending(self, pending: PendingBlock) -> None:
         """Commit and write a block that already executed cleanly against the current tip."""
         commit_block(self.state, pending)
+        self.history.record(self.state, pending.changes)
         due = self.snapshot_interval > 0 and self.state.height % self.snapshot_interval == 0
         self.store.write_block(pending, snapshot=self.state if due else None)
 
@@ -280,7 +315,13 @@ def check_markers(store: BlockStore) -> Applied:
     return applied
 
 
-def load_state(store: BlockStore, genesis: Genesis, *, progress: ProgressCallback | None = None) -> State:
+def load_state(
+    store: BlockStore,
+    genesis: Genesis,
+    *,
+    progress: ProgressCallback | None = None,
+    history: StateHistory | None = None,
+) -> State:
     """The handshake: markers, newest snapshot, then replay of the tail, checking everything recorded."""
     check_genesis(store, genesis)
     applied = check_markers(store)
@@ -301,11 +342,14 @@ def load_state(store: BlockStore, genesis: Genesis, *, progress: ProgressCallbac
         )
         if state.root != manifest.state_root:
             raise ReplayMismatch(manifest.height, "the snapshot's entries do not hash to its state root")
+    if history is not None:
+        history.start(state)
     replay_blocks(
         state,
         store.iter_blocks(state.height + 1, applied.height),
         stored_deltas=store.get_delta_bytes,
         progress=progress,
+        history=history,
     )
     if state.block_hash != applied.block_hash:
         raise ReplayMismatch(applied.height, "the tip hash differs from the recorded one")

@@ -12,6 +12,8 @@ Exit status:
 4     ``simulate``: a safety property failed (roots differ, a final block forked, an honest
       double sign)
 5     ``simulate``: safe, but the honest nodes did not finalize ``--blocks`` blocks in time
+6     ``query``: a node answered something that does not verify; the evidence (its answer and
+      every answer that verified) is printed as JSON on stdout
 130   interrupted (Ctrl-C); an interrupted import is undone first
 ====  =====================================================================================
 
@@ -38,6 +40,7 @@ import trio
 from appchain.admin import AdminUnavailable, RpcError
 from appchain.admin import call as admin_call
 from appchain.chain import ChainError, replay_from_genesis
+from appchain.client_cli import ClientErrors, add_client_commands
 from appchain.devchain import DevChainGenerator
 from appchain.exchange import ImportInterrupted, export_events, import_events, read_export_header
 from appchain.guard import HomeInUse
@@ -502,6 +505,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--faults", default="", help="e.g. loss=0.05,crash=3@5-40,partition=0-9|10-29@6-40")
     sim.add_argument("--json", action="store_true")
     sim.set_defaults(handler=cmd_simulate)
+
+    add_client_commands(commands)
     return parser
 
 
@@ -523,6 +528,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: genesis: {exc.problems[0]}{more}", file=sys.stderr)
         return EXIT_USER_ERROR
     except (ChainError, StoreInUse, DevKeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except ClientErrors as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     except StoreCorrupt as exc:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from appchain.chain import Chain, ChainError, ProgressCallback
 from appchain.guard import HomeLock
+from appchain.keyfile import KeyFileError, read_seed, write_seed
 from genesis.document import Genesis, load_genesis
 from state.crypto import bls, ed25519
 
@@ -59,6 +60,7 @@ class NodeConfig:
     max_peers: int = 64
     admin_listen: str = "127.0.0.1:26657"
     rpc_listen: str = "127.0.0.1:26658"
+    proof_window: int = 256
     stage_timeout: float = 10.0
     round_timeout: float = 60.0
     public_ip: str = "127.0.0.1"
@@ -114,7 +116,7 @@ _SCHEMA: dict[str, dict[str, str]] = {
     "storage": {"snapshot_interval": "snapshot_interval", "sync_writes": "sync_writes"},
     "p2p": {"listen": "p2p_listen", "peers": "peers", "max_peers": "max_peers"},
     "admin": {"listen": "admin_listen"},
-    "rpc": {"listen": "rpc_listen"},
+    "rpc": {"listen": "rpc_listen", "proof_window": "proof_window"},
     "consensus": {"stage_timeout": "stage_timeout", "round_timeout": "round_timeout"},
     "node": {"public_ip": "public_ip", "storage_port": "storage_port"},
     "log": {"level": "log_level"},
@@ -126,7 +128,7 @@ def _check(field: str, value: object) -> object:
     if field in ("sync_writes",):
         if not isinstance(value, bool):
             raise ValueError("must be true or false")
-    elif field in ("snapshot_interval", "max_peers"):
+    elif field in ("snapshot_interval", "max_peers", "proof_window"):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError("must be a positive integer")
     elif field == "storage_port":
@@ -207,6 +209,8 @@ listen = "{config.admin_listen}"
 [rpc]
 # The public JSON-RPC endpoint: POST /json_rpc (see docs/rpc.md).
 listen = "{config.rpc_listen}"
+# Blocks below the tip whose state is kept for get_state_proof (memory grows with it).
+proof_window = {config.proof_window}
 
 [consensus]
 # Pulse deadlines: a stage, and a whole round (mainnet 10 s and 60 s).
@@ -276,31 +280,25 @@ class Home:
 
     def write_node_keys(self, node_seed: bytes, bls_seed: bytes) -> None:
         """The node's secret key seeds, hex, in files only the owner may read (0600)."""
-        self.keys_path.mkdir(parents=True, exist_ok=True)
-        for path, seed in ((self.node_key_path, node_seed), (self.bls_key_path, bls_seed)):
+        for path in (self.node_key_path, self.bls_key_path):
             if path.exists():
                 raise ChainError(f"{path} already exists: keys are never overwritten")
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(descriptor, "w") as out:
-                out.write(seed.hex() + "\n")
+        try:
+            write_seed(self.node_key_path, node_seed)
+            write_seed(self.bls_key_path, bls_seed)
+        except KeyFileError as exc:
+            raise ChainError(str(exc)) from None
 
     def load_node_keys(self) -> tuple[ed25519.SigningKey, bls.BlsSecretKey]:
         """The node key and BLS secret; refused if the files are readable by others."""
-        seeds = []
         for path in (self.node_key_path, self.bls_key_path):
             if not path.is_file():
-                raise ChainError(f"{path} not found: this home has no node keys (see `appchain testnet`)")
-            mode = path.stat().st_mode & 0o777
-            if mode & 0o077:
-                raise ChainError(f"{path} is readable by others (mode {mode:o}): chmod 600 {path}")
-            try:
-                seed = bytes.fromhex(path.read_text().strip())
-            except (UnicodeDecodeError, ValueError):
-                seed = b""
-            if len(seed) != 32:
-                raise ChainError(f"{path} must hold 32 bytes of hex")
-            seeds.append(seed)
-        return ed25519.SigningKey(seeds[0]), bls.secret_key_from_seed(seeds[1])
+                raise ChainError(f"{path} not found: this home has no node keys (see `appchain keys new`)")
+        try:
+            node_seed, bls_seed = read_seed(self.node_key_path), read_seed(self.bls_key_path)
+        except KeyFileError as exc:
+            raise ChainError(str(exc)) from None
+        return ed25519.SigningKey(node_seed), bls.secret_key_from_seed(bls_seed)
 
     def lock(self, purpose: str) -> HomeLock:
         """The home's lock, for a command about to use its database (``with home.lock(…):``).
@@ -323,4 +321,5 @@ class Home:
             snapshot_interval=config.snapshot_interval,
             sync=config.sync_writes,
             progress=progress,
+            proof_window=config.proof_window,
         )

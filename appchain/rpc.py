@@ -24,6 +24,7 @@ import h11
 import trio
 from nacl.bindings import crypto_sign_ed25519_pk_to_curve25519
 
+from appchain.history import OutsideWindow
 from appchain.jsonrpc import (
     Method,
     RpcError,
@@ -36,14 +37,21 @@ from appchain.jsonrpc import (
 )
 from consensus.validation import compute_block_entropy, compute_block_quorum
 from state.block import Header, compute_block_hash
-from state.checkpoints import get_checkpoint_quorum, is_checkpoint_height
+from state.checkpoints import (
+    CHECKPOINT_INTERVAL,
+    checkpoint_quorum_key,
+    decode_checkpoint_quorum,
+    get_checkpoint_quorum,
+    is_checkpoint_height,
+)
 from state.encoding import encode
 from state.events import compute_event_hash
-from state.ledger import get_reward_account
+from state.ledger import get_account, get_reward_account
+from state.namespaces import decode_value, state_key
 from state.nodes import NodeStatus, ServiceNode, compute_credit, get_node, iter_nodes
 from state.obligations import get_quorum
+from state.sns import NAME_PREFIX, get_name, is_expired
 from state.sns import NONCE_SIZE as SNS_NONCE_SIZE
-from state.sns import get_name, is_expired
 from state.types import AccountKey
 from state.view import Overlay
 
@@ -214,6 +222,7 @@ def _service_node_entry(node: Node, key: bytes, record: ServiceNode, height: int
         "funded": contributed >= params.staking_requirement,
         "earned_downtime_blocks": compute_credit(record, height, params),
         "swarm_id": record.swarm_id,
+        "swarm_id_str": str(record.swarm_id),
         "swarm": f"{record.swarm_id:016x}",
         "staking_requirement": params.staking_requirement,
         "total_contributed": contributed,
@@ -312,6 +321,16 @@ def get_service_node_status(node: Node, params: dict[str, Any]) -> dict[str, Any
     }
 
 
+def _account_param(text: object) -> bytes:
+    try:
+        account = bytes.fromhex(text) if isinstance(text, str) else b""
+    except ValueError:
+        account = b""
+    if len(account) != 32:
+        raise RpcError(-32602, f"{text!r} is not a 32-byte hex account key")
+    return account
+
+
 def get_accrued_rewards(node: Node, params: dict[str, Any]) -> dict[str, Any]:
     addresses = params.get("addresses")
     if not isinstance(addresses, list) or not addresses or len(addresses) > 1000:
@@ -319,14 +338,28 @@ def get_accrued_rewards(node: Node, params: dict[str, Any]) -> dict[str, Any]:
     view = _view(node)
     balances = {}
     for text in addresses:
-        try:
-            account = bytes.fromhex(text) if isinstance(text, str) else b""
-        except ValueError:
-            account = b""
-        if len(account) != 32:
-            raise RpcError(-32602, f"{text!r} is not a 32-byte hex account key")
+        account = _account_param(text)
         balances[account.hex()] = get_reward_account(view, AccountKey(account)).accrued
     return {"status": "OK", "balances": balances, "height": node.ledger.height}
+
+
+def get_accounts(node: Node, params: dict[str, Any]) -> dict[str, Any]:
+    """Balances and nonces at the tip (*added*: oxend keeps no accounts). A wallet takes the
+    next nonce from here; a light client proves a balance with ``get_state_proof`` instead."""
+    addresses = params.get("addresses")
+    if not isinstance(addresses, list) or not addresses or len(addresses) > 1000:
+        raise RpcError(-32602, "addresses must be a list of 1 to 1000 hex account keys")
+    view = _view(node)
+    accounts = {}
+    for text in addresses:
+        account = _account_param(text)
+        record = get_account(view, AccountKey(account))
+        accounts[account.hex()] = {
+            "balance": record.balance,
+            "balance_str": str(record.balance),
+            "nonce": record.nonce,
+        }
+    return {"status": "OK", "accounts": accounts, "height": node.ledger.height}
 
 
 def get_checkpoints(node: Node, params: dict[str, Any]) -> dict[str, Any]:
@@ -457,14 +490,157 @@ def ons_names_to_owners(node: Node, params: dict[str, Any]) -> dict[str, Any]:
     return {"status": "OK", "entries": found}
 
 
+def ons_owners_to_names(node: Node, params: dict[str, Any]) -> dict[str, Any]:
+    """The live names each owner (or backup owner) holds: oxend's ``ons_owners_to_names``.
+
+    This scans the name records: it is an explorer's query, not a hot path."""
+    owners = params.get("entries")
+    if not isinstance(owners, list) or not owners or len(owners) > 256:
+        raise RpcError(-32602, "entries must be a list of 1 to 256 hex account keys")
+    index_of: dict[bytes, int] = {}
+    for index, text in enumerate(owners):
+        index_of.setdefault(_account_param(text), index)
+    height = node.ledger.height
+    found = []
+    for name_hash, raw in node.ledger.state.prefixed(NAME_PREFIX):
+        record = decode_value("sns", raw)
+        if is_expired(record, height):
+            continue
+        for owner in (record.owner, record.backup_owner):
+            if owner is not None and bytes(owner) in index_of:
+                found.append(
+                    {
+                        "request_index": index_of[bytes(owner)],
+                        "type": SNS_SESSION,
+                        "name_hash": name_hash.hex(),
+                        "owner": record.owner.hex(),
+                        "backup_owner": None if record.backup_owner is None else record.backup_owner.hex(),
+                        "encrypted_value": record.encrypted_value.hex(),
+                        "update_id": record.update_id.hex(),
+                        "expiration_height": record.expiry_height,
+                    }
+                )
+                break
+    found.sort(key=lambda entry: (entry["request_index"], entry["name_hash"]))
+    return {"status": "OK", "entries": found}
+
+
+# -- proofs for light clients ------------------------------------------------------------------
+
+
+def _blob(record: object) -> str:
+    return encode(record).hex()
+
+
+def _state_key(params: dict[str, Any]) -> bytes:
+    """``key`` alone is a full state key (hex); with ``namespace`` it is the 32-byte identifier."""
+    text = params.get("key")
+    try:
+        raw = bytes.fromhex(text) if isinstance(text, str) else None
+    except ValueError:
+        raw = None
+    if raw is None:
+        raise RpcError(-32602, "key must be hex")
+    namespace = params.get("namespace")
+    if namespace is None:
+        if not 0 < len(raw) <= 256:
+            raise RpcError(-32602, "a state key is 1 to 256 bytes")
+        return raw
+    if not isinstance(namespace, str):
+        raise RpcError(-32602, "namespace must be a string")
+    try:
+        return state_key(namespace, raw)
+    except ValueError as exc:
+        raise RpcError(-32602, str(exc)) from None
+
+
+def _final_height_param(node: Node, params: dict[str, Any]) -> int:
+    final = node.ledger.final_height
+    height = _optional_int(params, "height")
+    if height is None:
+        return final
+    if height > final:
+        raise RpcError(
+            -32003, f"height {height} is not final: proofs are given up to the final height {final}"
+        )
+    return height
+
+
+def get_state_proof(node: Node, params: dict[str, Any]) -> dict[str, Any]:
+    """A value (or its absence) at a final height, its proof against that height's state root,
+    and what makes the header trusted: the headers up to the next certified checkpoint and that
+    checkpoint's certificate."""
+    key = _state_key(params)
+    height = _final_height_param(node, params)
+    try:
+        value, proof = node.chain.history.prove(node.ledger.state, key, height)
+    except OutsideWindow as exc:
+        raise RpcError(-32004, str(exc)) from None
+    header = _header_at(node, height)
+    certificate = None
+    if height > 0:
+        certificate = next(node.chain.store.iter_certificates(height), None)
+        if certificate is None or certificate.height > node.ledger.final_height:
+            raise RpcError(-32003, f"no certified checkpoint at or above height {height} yet")
+    top = height if certificate is None else certificate.height
+    links = [_header_at(node, h) for h in range(height + 1, top + 1)]
+    return {
+        "status": "OK",
+        "height": height,
+        "key": key.hex(),
+        "value": None if value is None else value.hex(),
+        "proof": _blob(proof),
+        "state_root": header.state_root.hex(),
+        "header": _blob(header),
+        "links": [_blob(h) for h in links],
+        "checkpoint_height": top,
+        "certificate": None if certificate is None else _blob(certificate),
+    }
+
+
+def get_checkpoint(node: Node, params: dict[str, Any]) -> dict[str, Any]:
+    """A certified checkpoint (default: the final one): its header, certificate and the BLS keys
+    of the quorum its header commits to (the one that certifies the next checkpoint)."""
+    height = _final_height_param(node, params)
+    if not is_checkpoint_height(height):
+        raise RpcError(-32602, f"height {height} is not a checkpoint height (a multiple of 4)")
+    certificate = None if height == 0 else node.chain.store.get_certificate(height)
+    if height > 0 and certificate is None:
+        raise RpcError(-32001, f"this node holds no certificate for checkpoint {height}")
+    header = _header_at(node, height)
+    next_key = checkpoint_quorum_key(height + CHECKPOINT_INTERVAL)
+    quorum = None
+    for key, _before, after in node.chain.store.get_delta(height) or ():
+        if key == next_key and after is not None:
+            quorum = decode_checkpoint_quorum(after)
+    if quorum is None:
+        raise RpcError(-32001, f"the next checkpoint quorum of block {height} is not in its delta")
+    return {
+        "status": "OK",
+        "height": height,
+        "block_hash": compute_block_hash(header).hex(),
+        "header": _blob(header),
+        "certificate": None if certificate is None else _blob(certificate),
+        "signers": None if certificate is None else certificate.signers.hex(),
+        "next_quorum": [
+            {"service_node_pubkey": m.node_key.hex(), "pubkey_bls": m.bls_key.hex()} for m in quorum.members
+        ],
+        "immutable_height": node.ledger.final_height,
+    }
+
+
 METHODS: dict[str, Method] = {
+    "get_state_proof": get_state_proof,
+    "get_checkpoint": get_checkpoint,
     "ons_resolve": ons_resolve,
     "ons_names_to_owners": ons_names_to_owners,
+    "ons_owners_to_names": ons_owners_to_names,
     "get_service_nodes": get_service_nodes,
     "get_service_node_status": get_service_node_status,
     "get_quorum_state": get_quorum_state,
     "get_checkpoints": get_checkpoints,
     "get_accrued_rewards": get_accrued_rewards,
+    "get_accounts": get_accounts,
     "get_info": get_info,
     "get_last_block_header": get_last_block_header,
     "get_block_header_by_height": get_block_header_by_height,

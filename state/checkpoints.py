@@ -68,6 +68,10 @@ def compute_quorum_commitment(bls_keys: Sequence[bytes]) -> Hash32:
     return hash_tagged("checkpoint quorum", encode([bytes(k) for k in bls_keys]))
 
 
+def decode_checkpoint_quorum(raw: bytes) -> CheckpointQuorum:
+    return _quorum.decode(raw)
+
+
 def get_checkpoint_quorum(view: Overlay, height: int) -> CheckpointQuorum | None:
     raw = view.get(checkpoint_quorum_key(height))
     return None if raw is None else _quorum.decode(raw)

@@ -1,0 +1,446 @@
+"""The client commands of ``appchain``: ``keys``, ``tx`` and ``query``.
+
+They need no node home and no database: ``tx`` talks to a node's public JSON-RPC, and ``query``
+is the light client (:mod:`appchain.lightclient`), which believes only what it verifies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from nacl.bindings import crypto_sign_ed25519_pk_to_curve25519
+
+from appchain.home import Home, default_home
+from appchain.keyfile import KeyFileError, read_seed, write_seed
+from appchain.lightclient import Lied, Proven, RpcSource, SourceError, Trusted, VerifyingClient
+from appchain.wallet import (
+    WalletError,
+    format_amount,
+    next_nonce,
+    parse_amount,
+    parse_key,
+    send_and_wait,
+)
+from consensus.light import Untrusted
+from genesis.document import load_genesis
+from state import sns
+from state.crypto import bls, ed25519
+from state.events import (
+    ClaimRewards,
+    Contribute,
+    RegisterNode,
+    RequestUnlock,
+    Reservation,
+    SnsBuy,
+    SnsRenew,
+    SnsUpdate,
+    Transaction,
+    Transfer,
+    compute_node_proof_message,
+    sign_transaction,
+)
+from state.namespaces import decode_value
+from state.nodes import NodeStatus
+from state.types import AccountKey, Atomic, BlsPublicKey, Bytes32, Hash32, NodeKey, Nonce
+
+EXIT_LIED = 6
+"""``query``: a node answered something that does not verify; the evidence is printed."""
+
+
+class ClientError(Exception):
+    """A user mistake in a client command: one ``error:`` line, exit 1."""
+
+
+# -- keys ----------------------------------------------------------------------------------------
+
+
+def cmd_keys_new(args: argparse.Namespace) -> int:
+    if args.node:
+        home = Home(_home(args))
+        home.write_node_keys(os.urandom(32), os.urandom(32))
+        return _show_node(home, secret=False, as_json=args.json)
+    path = _out(args)
+    write_seed(path, os.urandom(32))
+    return _show_account(path, secret=False, as_json=args.json)
+
+
+def cmd_keys_show(args: argparse.Namespace) -> int:
+    if args.node:
+        return _show_node(Home(_home(args)), secret=args.secret, as_json=args.json)
+    if args.file is None:
+        raise ClientError("keys show: name the key file (or --node --home DIR)")
+    return _show_account(Path(args.file), secret=args.secret, as_json=args.json)
+
+
+def cmd_keys_import(args: argparse.Namespace) -> int:
+    """Seeds come from standard input, never the command line (which other users can read)."""
+    lines = [line.strip() for line in sys.stdin.read().splitlines() if line.strip()]
+    wanted = 2 if args.node else 1
+    seeds = []
+    for line in lines:
+        try:
+            seeds.append(bytes.fromhex(line))
+        except ValueError:
+            seeds.append(b"")
+    if len(seeds) != wanted or any(len(seed) != 32 for seed in seeds):
+        what = "two lines: the node key seed, then the BLS seed" if args.node else "one line: the seed"
+        raise ClientError(f"keys import: standard input must hold {what} (64 hex digits each)")
+    if args.node:
+        home = Home(_home(args))
+        home.write_node_keys(seeds[0], seeds[1])
+        return _show_node(home, secret=False, as_json=args.json)
+    path = _out(args)
+    write_seed(path, seeds[0])
+    return _show_account(path, secret=False, as_json=args.json)
+
+
+def _home(args: argparse.Namespace) -> Path:
+    return Path(args.home) if args.home is not None else default_home()
+
+
+def _out(args: argparse.Namespace) -> Path:
+    if args.out is None:
+        raise ClientError("name the key file to write with --out FILE (or --node --home DIR)")
+    return Path(args.out)
+
+
+def _show_account(path: Path, *, secret: bool, as_json: bool) -> int:
+    key = ed25519.SigningKey(read_seed(path))
+    shown = {"account": key.public_key.hex(), "file": str(path)}
+    if secret:
+        shown["seed"] = key.seed.hex()
+    _emit(shown, as_json)
+    return 0
+
+
+def _show_node(home: Home, *, secret: bool, as_json: bool) -> int:
+    node_key, bls_secret = home.load_node_keys()
+    shown = {
+        "node_key": node_key.public_key.hex(),
+        "pubkey_x25519": crypto_sign_ed25519_pk_to_curve25519(node_key.public_key).hex(),
+        "pubkey_bls": bls.public_key(bls_secret).hex(),
+        "folder": str(home.keys_path),
+    }
+    if secret:
+        shown["node_seed"] = read_seed(home.node_key_path).hex()
+        shown["bls_seed"] = read_seed(home.bls_key_path).hex()
+    _emit(shown, as_json)
+    return 0
+
+
+def _emit(shown: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(shown, sort_keys=True))
+    else:
+        for name, value in shown.items():
+            print(f"{name}: {value}")
+
+
+# -- tx ------------------------------------------------------------------------------------------
+
+
+def _sender(args: argparse.Namespace) -> ed25519.SigningKey:
+    return ed25519.SigningKey(read_seed(Path(args.key)))
+
+
+def _name_hash(name: str) -> Bytes32:
+    try:
+        return Bytes32(sns.compute_name_hash(sns.normalize_name(name)))
+    except sns.InvalidName as exc:
+        raise ClientError(str(exc)) from None
+
+
+def _session_value(name: str, session_id: str) -> bytes:
+    try:
+        raw = bytes.fromhex(session_id)
+    except ValueError:
+        raw = b""
+    if len(raw) != sns.SESSION_ID_SIZE or raw[0] != 0x05:
+        raise ClientError("--session-id must be 66 hex digits starting with 05")
+    return sns.encrypt_value(sns.normalize_name(name), raw, os.urandom(sns.NONCE_SIZE))
+
+
+def _build(args: argparse.Namespace, sender: AccountKey, nonce: Nonce, source: RpcSource) -> Transaction:
+    kind = args.tx_command
+    if kind == "transfer":
+        return Transfer(
+            sender, nonce, AccountKey(parse_key(args.to, "--to")), Atomic(parse_amount(args.amount))
+        )
+    if kind == "register":
+        node_key, bls_secret = Home(Path(args.node_home)).load_node_keys()
+        bls_key = BlsPublicKey(bls.public_key(bls_secret))
+        reserved = []
+        for spot in args.reserve:
+            account, sep, amount = spot.partition("=")
+            if not sep:
+                raise ClientError(f"--reserve {spot!r}: ACCOUNT=AMOUNT")
+            reserved.append(
+                Reservation(AccountKey(parse_key(account, "--reserve")), Atomic(parse_amount(amount)))
+            )
+        return RegisterNode(
+            sender=sender,
+            nonce=nonce,
+            node_key=NodeKey(node_key.public_key),
+            bls_key=bls_key,
+            bls_pop=bls.prove_possession(bls_secret),
+            node_signature=node_key.sign(compute_node_proof_message(node_key.public_key, bls_key)),
+            operator_fee_bp=args.fee_bp,
+            amount=Atomic(parse_amount(args.amount)),
+            reserved=tuple(reserved),
+        )
+    if kind == "contribute":
+        return Contribute(
+            sender, nonce, NodeKey(parse_key(args.node, "--node")), Atomic(parse_amount(args.amount))
+        )
+    if kind == "unlock":
+        return RequestUnlock(sender, nonce, NodeKey(parse_key(args.node, "--node")))
+    if kind == "claim":
+        return ClaimRewards(sender, nonce)
+    name_hash = _name_hash(args.name)
+    if kind == "sns-buy":
+        owner = sender if args.owner is None else AccountKey(parse_key(args.owner, "--owner"))
+        backup = (
+            None if args.backup_owner is None else AccountKey(parse_key(args.backup_owner, "--backup-owner"))
+        )
+        return SnsBuy(sender, nonce, name_hash, _session_value(args.name, args.session_id), owner, backup)
+    if kind == "sns-renew":
+        return SnsRenew(sender, nonce, name_hash)
+    # sns-update: it names the record's current update id, which the node tells
+    entries = source.call("ons_names_to_owners", {"entries": [name_hash.hex()]}).get("entries") or []
+    if not entries:
+        raise ClientError(f"the name {args.name!r} is not registered (or has expired)")
+    return SnsUpdate(
+        sender,
+        nonce,
+        name_hash,
+        Hash32(parse_key(str(entries[0].get("update_id")), "the record's update id")),
+        encrypted_value=None if args.session_id is None else _session_value(args.name, args.session_id),
+        owner=None if args.owner is None else AccountKey(parse_key(args.owner, "--owner")),
+        backup_owner=None
+        if args.backup_owner is None
+        else AccountKey(parse_key(args.backup_owner, "--backup-owner")),
+        clear_backup_owner=args.clear_backup_owner,
+    )
+
+
+def cmd_tx(args: argparse.Namespace) -> int:
+    key = _sender(args)
+    source = RpcSource(args.rpc)
+    unsigned = _build(args, key.public_key, Nonce(1), source)  # the user's input checked first
+    chain_id = args.chain_id or str(source.call("get_info").get("chain_id", ""))
+    nonce = args.nonce if args.nonce is not None else next_nonce(source, key.public_key)
+    tx = sign_transaction(chain_id, msgspec.structs.replace(unsigned, nonce=Nonce(nonce)), key)
+    sent = send_and_wait(source, tx, timeout=args.timeout, wait=not args.no_wait)
+    shown: dict[str, Any] = {"tx_hash": sent.tx_hash.hex(), "nonce": nonce}
+    if not args.no_wait:
+        shown.update(height=sent.height, final_height=sent.final_height)
+    if args.json:
+        print(json.dumps(shown, sort_keys=True))
+    elif args.no_wait:
+        print(f"transaction {sent.tx_hash.hex()} sent (nonce {nonce})")
+    else:
+        print(
+            f"transaction {sent.tx_hash.hex()} is final: "
+            f"in block {sent.height}, final height {sent.final_height}"
+        )
+    return 0
+
+
+# -- query ---------------------------------------------------------------------------------------
+
+
+def _trust(args: argparse.Namespace, sources: list[RpcSource]) -> tuple[Trusted, Path]:
+    if args.genesis is not None:
+        genesis = load_genesis(args.genesis)
+        chain_id = genesis.chain_id
+    elif args.chain_id is not None:
+        chain_id = args.chain_id
+    else:
+        raise ClientError(
+            "query: give --genesis FILE, or --chain-id ID (with --checkpoint or a kept trust file)"
+        )
+    path = Path(args.trust_file) if args.trust_file else default_home() / "light" / f"{chain_id}.json"
+    if args.checkpoint is not None:
+        height_text, sep, hash_text = args.checkpoint.partition(":")
+        if not sep or not height_text.isdigit():
+            raise ClientError("--checkpoint must be HEIGHT:HASH")
+        return Trusted.from_checkpoint(
+            chain_id, int(height_text), parse_key(hash_text, "the checkpoint hash"), sources[0]
+        ), path
+    if path.exists():
+        trusted = Trusted.load(path)
+        if trusted.chain_id != chain_id:
+            raise ClientError(f"{path} trusts chain {trusted.chain_id!r}, not {chain_id!r}")
+        return trusted, path
+    if args.genesis is None:
+        raise ClientError(
+            f"no trusted checkpoint kept in {path}: give --genesis FILE or --checkpoint HEIGHT:HASH"
+        )
+    return Trusted.from_genesis(genesis), path
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    sources = [RpcSource(url) for url in args.rpc]
+    trusted, path = _trust(args, sources)
+    client = VerifyingClient(trusted, sources)
+    kind = args.query_command
+    namespace = {"balance": "account", "rewards": "reward", "node": "node", "sns": "sns"}[kind]
+    identifier = _name_hash(args.target) if kind == "sns" else parse_key(args.target, "the key")
+    try:
+        proven = client.query(namespace, identifier)
+    except Lied as lie:
+        print(json.dumps({"evidence": lie.evidence}, indent=1, sort_keys=True))
+        print(f"error: {lie}", file=sys.stderr)
+        return EXIT_LIED
+    finally:
+        if client.trusted.height > trusted.height or not path.exists():
+            client.trusted.save(path)
+    shown = _describe(kind, args.target, proven)
+    if args.json:
+        print(json.dumps(shown, sort_keys=True))
+    else:
+        print(shown["text"])
+    return 0
+
+
+def _describe(kind: str, target: str, proven: Proven) -> dict[str, Any]:
+    """What a query prints: the proven facts, and one line saying them."""
+    shown: dict[str, Any] = {"height": proven.height, "key": proven.key.hex(), "sources": proven.sources}
+    nodes = len(proven.sources)
+    where = f"at height {proven.height} (proven by {nodes} node{'s' if nodes > 1 else ''})"
+    if proven.value is None:
+        shown.update(absent=True, text=f"{kind} {target}: absent (proven) {where}")
+        return shown
+    namespace = {"balance": "account", "rewards": "reward", "node": "node", "sns": "sns"}[kind]
+    record = decode_value(namespace, proven.value)
+    shown["absent"] = False
+    if kind == "balance":
+        shown.update(balance=record.balance, nonce=record.nonce)
+        text = f"balance of {target}: {format_amount(record.balance)} (nonce {record.nonce}) {where}"
+    elif kind == "rewards":
+        shown.update(accrued=record.accrued, lifetime=record.lifetime)
+        accrued, lifetime = format_amount(record.accrued), format_amount(record.lifetime)
+        text = f"rewards of {target}: {accrued} to claim, {lifetime} in all {where}"
+    elif kind == "node":
+        staked = sum(c.amount for c in record.contributions)
+        status = NodeStatus(record.status).name.lower()
+        shown.update(status=status, operator=record.operator.hex(), staked=staked, swarm_id=record.swarm_id)
+        operator = record.operator.hex()
+        text = f"service node {target}: {status}, {format_amount(staked)} staked, operator {operator} {where}"
+    else:
+        expired = record.expiry_height <= proven.height
+        shown.update(owner=record.owner.hex(), expiry_height=record.expiry_height, expired=expired)
+        try:
+            session_id = sns.decrypt_value(sns.normalize_name(target), record.encrypted_value).hex()
+        except ValueError:
+            session_id = None
+        shown["session_id"] = session_id
+        state = (
+            f"expired at height {record.expiry_height}"
+            if expired
+            else f"expires at height {record.expiry_height}"
+        )
+        owner = record.owner.hex()
+        text = (
+            f"name {target}: Session ID {session_id or '(does not decrypt)'}, owner {owner}, {state} {where}"
+        )
+    shown["text"] = text
+    return shown
+
+
+# -- the parsers ---------------------------------------------------------------------------------
+
+
+def add_client_commands(commands: Any) -> None:
+    keys = commands.add_parser("keys", help="create, show and import account and node keys")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    for action, handler, text in (
+        ("new", cmd_keys_new, "create a key (an account key file, or --node keys in a home)"),
+        ("show", cmd_keys_show, "show a key's public parts (--secret to print the seed)"),
+        ("import", cmd_keys_import, "write a key from a seed read on standard input"),
+    ):
+        parser = key_commands.add_parser(action, help=text)
+        parser.add_argument("--node", action="store_true", help="the node keys of a home (Ed25519 and BLS)")
+        parser.add_argument("--home", default=None, help="the node's home (with --node)")
+        if action == "show":
+            parser.add_argument("file", nargs="?", help="an account key file")
+            parser.add_argument("--secret", action="store_true", help="print the secret seed too")
+        else:
+            parser.add_argument("--out", default=None, help="the account key file to write (mode 0600)")
+        parser.add_argument("--json", action="store_true")
+        parser.set_defaults(handler=handler)
+
+    tx = commands.add_parser("tx", help="build, sign and send a transaction, then wait until it is final")
+    tx_commands = tx.add_subparsers(dest="tx_command", required=True, metavar="KIND")
+
+    def tx_parser(name: str, text: str) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = tx_commands.add_parser(name, help=text)
+        parser.add_argument("--key", required=True, help="the sender's account key file")
+        parser.add_argument("--rpc", required=True, help="a node's RPC URL, e.g. http://127.0.0.1:26658")
+        parser.add_argument("--chain-id", default=None, help="default: the node's")
+        parser.add_argument("--nonce", type=int, default=None, help="default: the account's next")
+        parser.add_argument("--no-wait", action="store_true", help="return once the node accepted it")
+        parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for finality")
+        parser.add_argument("--json", action="store_true")
+        parser.set_defaults(handler=cmd_tx)
+        return parser
+
+    transfer = tx_parser("transfer", "send SESH to an account")
+    transfer.add_argument("--to", required=True)
+    transfer.add_argument("--amount", required=True, help="SESH, e.g. 12.5")
+    register = tx_parser("register", "register the node of a home and stake into it")
+    register.add_argument("--node-home", required=True, help="the home holding the node's keys")
+    register.add_argument("--amount", required=True, help="the operator's stake, SESH")
+    register.add_argument("--fee-bp", type=int, default=0, help="operator fee, basis points (0-10000)")
+    register.add_argument("--reserve", action="append", default=[], help="ACCOUNT=AMOUNT: a spot held open")
+    contribute = tx_parser("contribute", "stake into a node that is not yet fully funded")
+    contribute.add_argument("--node", required=True, help="the node key")
+    contribute.add_argument("--amount", required=True, help="SESH")
+    unlock = tx_parser("unlock", "ask for a node's exit (your stake returns after the unlock delay)")
+    unlock.add_argument("--node", required=True)
+    tx_parser("claim", "move your accrued rewards into your balance")
+    buy = tx_parser("sns-buy", "buy a Session name")
+    renew = tx_parser("sns-renew", "extend a name by one period")
+    update = tx_parser("sns-update", "change a name's Session ID or owners (owner or backup owner)")
+    for parser in (buy, renew, update):
+        parser.add_argument("--name", required=True)
+    buy.add_argument("--session-id", required=True, help="66 hex digits, 05…")
+    update.add_argument("--session-id", default=None)
+    for parser in (buy, update):
+        parser.add_argument("--owner", default=None, help="default: the sender (buy) / unchanged (update)")
+        parser.add_argument("--backup-owner", default=None)
+    update.add_argument("--clear-backup-owner", action="store_true")
+
+    query = commands.add_parser("query", help="ask nodes for state and verify it (light client)")
+    query_commands = query.add_subparsers(dest="query_command", required=True, metavar="WHAT")
+    for name, target, text in (
+        ("balance", "account", "an account's balance and nonce"),
+        ("rewards", "account", "an account's accrued rewards"),
+        ("node", "pubkey", "a service node's record"),
+        ("sns", "name", "a Session name's owner and Session ID (decrypted here)"),
+    ):
+        parser = query_commands.add_parser(name, help=text)
+        parser.add_argument("target", metavar=target.upper())
+        parser.add_argument(
+            "--rpc", action="append", required=True, help="a node's RPC URL (repeat: ask several)"
+        )
+        parser.add_argument("--genesis", default=None, help="start trusting from this genesis file")
+        parser.add_argument("--checkpoint", default=None, help="HEIGHT:HASH of a checkpoint you trust")
+        parser.add_argument("--chain-id", default=None)
+        parser.add_argument(
+            "--trust-file",
+            default=None,
+            help="where the trusted checkpoint is kept (default: HOME/light/CHAIN.json)",
+        )
+        parser.add_argument("--json", action="store_true")
+        parser.set_defaults(handler=cmd_query)
+
+
+ClientErrors: tuple[type[Exception], ...] = (ClientError, KeyFileError, WalletError, SourceError, Untrusted)
+"""What the client commands raise for a user's mistake or an unreachable or refusing node."""

@@ -1,0 +1,138 @@
+"""Transactions from the command line: build, sign, send through a node's JSON-RPC, wait until final.
+
+The node is trusted only to relay: the wallet reads the sender's next nonce from it
+(``get_accounts``) and learns where the transaction landed by reading blocks (``get_block``'s
+``tx_hashes``), but the transaction is signed here and its hash computed here, so a lying node
+can delay it, never change it. ``appchain query`` proves the result with the light client.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from appchain.lightclient import RpcSource, SourceError
+from state.crypto import ed25519
+from state.encoding import encode
+from state.events import Transaction, compute_event_hash, sign_transaction
+from state.types import ATOMIC_PER_COIN, MAX_U64, AccountKey
+
+SCAN_BATCH = 50
+
+
+class WalletError(Exception):
+    """A transaction that cannot be built, is refused, or did not become final in time."""
+
+
+def parse_amount(text: str) -> int:
+    """SESH as a decimal (``"12.5"``) to atomic units, exactly; at most 9 decimals."""
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise WalletError(f"{text!r} is not an amount (SESH, e.g. 12.5)") from None
+    atomic = value * ATOMIC_PER_COIN
+    if not value.is_finite() or atomic != atomic.to_integral_value() or not 0 < atomic <= MAX_U64:
+        raise WalletError(f"{text!r} is not a positive amount with at most 9 decimals")
+    return int(atomic)
+
+
+def format_amount(atomic: int) -> str:
+    whole, fraction = divmod(atomic, ATOMIC_PER_COIN)
+    return f"{whole}.{fraction:09d}".rstrip("0").rstrip(".") + " SESH"
+
+
+def parse_key(text: str, what: str) -> bytes:
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise WalletError(f"{what} must be 64 hex digits, not {text!r}")
+    return raw
+
+
+def next_nonce(source: RpcSource, account: AccountKey) -> int:
+    answer = source.call("get_accounts", {"addresses": [account.hex()]})
+    try:
+        return int(answer["accounts"][account.hex()]["nonce"]) + 1
+    except (KeyError, TypeError, ValueError):
+        raise SourceError(f"{source.url}: get_accounts answered without the account's nonce") from None
+
+
+def top_heights(source: RpcSource) -> tuple[int, int]:
+    """(top block height, final height) as the node reports them."""
+    info = source.call("get_info")
+    try:
+        return int(info["height"]) - 1, int(info["immutable_height"])
+    except (KeyError, TypeError, ValueError):
+        raise SourceError(f"{source.url}: get_info answered without heights") from None
+
+
+class Sent:
+    def __init__(self, tx_hash: bytes, height: int, final_height: int) -> None:
+        self.tx_hash = tx_hash
+        self.height = height
+        """The block that holds the transaction."""
+        self.final_height = final_height
+        """The final height when the wallet saw that block final (at or above ``height``)."""
+
+
+def send_and_wait(
+    source: RpcSource,
+    tx: Transaction,
+    *,
+    timeout: float = 120.0,
+    poll: float = 0.5,
+    wait: bool = True,
+    clock: Callable[[], float] = time.monotonic,
+) -> Sent:
+    """Send ``tx``; unless ``wait`` is false, return once a final block holds it."""
+    tx_hash = compute_event_hash(tx)
+    start, _final = top_heights(source)
+    try:
+        answer = source.call("send_transaction", {"tx_as_hex": encode(tx).hex()})
+    except SourceError as exc:
+        raise WalletError(f"the node refused the transaction: {exc}") from None
+    if answer.get("tx_hash") != tx_hash.hex():
+        raise WalletError(f"{source.url} reported another transaction hash than the one signed")
+    if not wait:
+        return Sent(tx_hash, -1, -1)
+    deadline = clock() + timeout
+    scanned = start
+    found = -1
+    while clock() < deadline:
+        top, final = top_heights(source)
+        if found < 0 and top > scanned:
+            found = _find(source, tx_hash, scanned + 1, top)
+            scanned = top
+        if 0 <= found <= final:
+            if _holds(source, found, tx_hash):  # still there now that it is final
+                return Sent(tx_hash, found, final)
+            found, scanned = -1, final  # it was in a block that lost fork choice: look again
+        time.sleep(poll)
+    where = "not yet in a block" if found < 0 else f"in block {found}, not yet final"
+    raise WalletError(f"transaction {tx_hash.hex()} sent but {where} after {timeout:g} s")
+
+
+def _holds(source: RpcSource, height: int, tx_hash: bytes) -> bool:
+    answer = source.call("get_block", {"height": height})
+    hashes = answer.get("tx_hashes")
+    return isinstance(hashes, list) and tx_hash.hex() in hashes
+
+
+def _find(source: RpcSource, tx_hash: bytes, low: int, high: int) -> int:
+    """The height in ``[low, high]`` of the block holding ``tx_hash``, or -1."""
+    for first in range(low, high + 1, SCAN_BATCH):
+        heights = range(first, min(high, first + SCAN_BATCH - 1) + 1)
+        answers: list[dict[str, Any]] = source.batch("get_block", [{"height": h} for h in heights])
+        for height, answer in zip(heights, answers, strict=True):
+            hashes = answer.get("tx_hashes")
+            if isinstance(hashes, list) and tx_hash.hex() in hashes:
+                return height
+    return -1
+
+
+def sign(chain_id: str, tx: Transaction, key: ed25519.SigningKey) -> Transaction:
+    return sign_transaction(chain_id, tx, key)

@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.consensus
 	$(BIN)/python -m bench.devnet
 	$(BIN)/python -m bench.rpc
+	$(BIN)/python -m bench.light
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .devnet

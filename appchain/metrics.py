@@ -1,4 +1,4 @@
-"""Where a node's CPU goes: signature work counted call by call.
+"""Metrics: where a node's CPU goes (signature work counted call by call), and ``/metrics``.
 
 :class:`SignatureClock` wraps the signature facades (:mod:`state.crypto.ed25519`,
 :mod:`state.crypto.bls`); every caller looks them up on the module at call time, so installing
@@ -16,9 +16,17 @@ on an idle core in the same run.
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from state.crypto import bls, ed25519
+
+if TYPE_CHECKING:
+    from appchain.node import Node
 
 WRAPPED: tuple[tuple[object, str, str], ...] = (
     (ed25519, "verify", "ed25519.verify"),
@@ -70,3 +78,100 @@ class SignatureClock:
         for owner, attribute, original in reversed(self._saved):
             setattr(owner, attribute, original)
         self._saved.clear()
+
+
+# -- Prometheus ----------------------------------------------------------------------------------
+
+
+class NodeMetrics:
+    """What ``/metrics`` serves, in Prometheus text format (``prometheus-client``).
+
+    Gauges of the node's state are read when Prometheus scrapes (:class:`_NodeCollector`), so
+    nothing is updated on the hot path; RPC calls are counted and timed as they are answered.
+    A registry of its own per node keeps the process-wide default collectors out of tests.
+    """
+
+    def __init__(self, node: Node) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.rpc_calls = Counter(
+            "appchain_rpc_calls",
+            "JSON-RPC calls answered, by method and outcome (ok, or the error code)",
+            ["method", "outcome"],
+            registry=self.registry,
+        )
+        self.rpc_seconds = Histogram(
+            "appchain_rpc_call_seconds",
+            "Time to answer one JSON-RPC call, by method",
+            ["method"],
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+            registry=self.registry,
+        )
+        self.registry.register(_NodeCollector(node))
+
+    def observe_call(self, method: str, outcome: str, seconds: float) -> None:
+        self.rpc_calls.labels(method, outcome).inc()
+        self.rpc_seconds.labels(method).observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _NodeCollector(Collector):
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def collect(self) -> Iterator[Metric]:
+        node, core = self.node, self.node.core
+        state = node.ledger.state
+
+        def gauge(name: str, text: str, value: float) -> GaugeMetricFamily:
+            return GaugeMetricFamily(name, text, value=value)
+
+        def counter(name: str, text: str, value: float) -> CounterMetricFamily:
+            return CounterMetricFamily(name, text, value=value)
+
+        yield gauge("appchain_height", "Height of the top block", state.height)
+        yield gauge(
+            "appchain_final_height", "Height of the last certified checkpoint", node.ledger.final_height
+        )
+        yield gauge(
+            "appchain_block_age_seconds",
+            "Seconds since the top block's timestamp",
+            time.time() - state.timestamp,
+        )
+        status = node.status()
+        yield gauge(
+            "appchain_syncing", "1 while the node is catching up with its peers", status["sync"] == "syncing"
+        )
+        yield gauge(
+            "appchain_pulse_round", "The Pulse round being run (0 unless rounds failed)", core.round_id[1]
+        )
+        stages = GaugeMetricFamily(
+            "appchain_pulse_stage_seconds", "Duration of each stage of the last round", labels=["stage"]
+        )
+        for stage, seconds in sorted(core.stage_times.items()):
+            stages.add_metric([stage], seconds)
+        yield stages
+        yield gauge("appchain_peers", "Connected peers", len(node.host.peers))
+        yield gauge("appchain_mempool_transactions", "Transactions waiting in the mempool", len(core.mempool))
+        yield counter("appchain_blocks_produced", "Blocks this node produced", core.produced)
+        yield counter("appchain_blocks_signed", "Blocks this node signed as a Pulse validator", core.signed)
+        duties = list(core.pulse_record.duties.get(bytes(core.node_key), ()))
+        yield gauge(
+            "appchain_pulse_missed_votes",
+            "Rounds this node was a validator of and did not sign, among those remembered",
+            len(duties) - sum(duties),
+        )
+        yield counter(
+            "appchain_p2p_violations", "Peers dropped for breaking the protocol", node.host.violations
+        )
+        own = GaugeMetricFamily(
+            "appchain_service_node_state", "1 for this node's state on chain", labels=["state"]
+        )
+        summary = status["service_node"]
+        for name in ("awaiting", "active", "decommissioned", "unregistered"):
+            current = summary["status"] if summary else "unregistered"
+            own.add_metric([name], 1.0 if current == name else 0.0)
+        yield own
+        if summary is not None:
+            yield gauge("appchain_service_node_credit", "Decommission credit, in blocks", summary["credit"])

@@ -38,7 +38,7 @@ import trio
 from appchain.chain import Chain
 from appchain.home import Home, NodeConfig
 from appchain.ledger import ChainLedger
-from appchain.metrics import SignatureClock
+from appchain.metrics import NodeMetrics, SignatureClock
 from consensus.guard import GuardedSigner
 from consensus.messages import (
     Certified,
@@ -157,6 +157,7 @@ class Node:
         )
         self.seen: OrderedDict[bytes, None] = OrderedDict()
         self.counters = Counters()
+        self.metrics: NodeMetrics | None = NodeMetrics(self)
         self.started = time.time()
         self.ledger.verified = self.core.mempool  # its transactions' signatures are checked once
         self._consensus: deque[Frame] = deque()

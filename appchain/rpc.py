@@ -18,6 +18,8 @@ import base64
 import binascii
 import functools
 import json
+import time
+from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 import h11
@@ -58,6 +60,7 @@ from state.view import Overlay
 if TYPE_CHECKING:
     from appchain.node import Node
 
+METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MAX_BODY = 1024 * 1024
 MAX_BATCH = 50
 VERSION = "0.1.0"
@@ -660,9 +663,23 @@ def handle_body(node: Node, body: bytes) -> Any:
     if isinstance(request, list):
         if not request or len(request) > MAX_BATCH:
             return error_reply(None, -32600, f"a batch holds 1 to {MAX_BATCH} calls")
-        answers = (answer_call(METHODS, node, item) for item in request)
+        answers = (_answer(node, item) for item in request)
         return [answer for answer in answers if answer is not None]
-    return answer_call(METHODS, node, request)
+    return _answer(node, request)
+
+
+def _answer(node: Node, request: object) -> dict[str, Any] | None:
+    """One call's answer, counted and timed for ``/metrics``."""
+    started = time.perf_counter()
+    answer = answer_call(METHODS, node, request)
+    metrics = node.metrics
+    if metrics is not None:
+        name = request.get("method") if isinstance(request, dict) else None
+        method = name if isinstance(name, str) and name in METHODS else "(invalid)"
+        error = answer.get("error") if answer is not None else None
+        outcome = "ok" if error is None else str(error["code"])
+        metrics.observe_call(method, outcome, time.perf_counter() - started)
+    return answer
 
 
 async def _respond(
@@ -719,8 +736,14 @@ async def _serve_http(node: Node, stream: trio.SocketStream) -> None:
                 answer = handle_body(node, bytes(body))
                 payload = b"" if answer is None else json.dumps(answer).encode()
                 await _respond(stream, connection, 200, payload, "application/json")
+            elif event.method == b"GET" and target == "/metrics" and node.metrics is not None:
+                await _respond(stream, connection, 200, node.metrics.render(), METRICS_TYPE)
+            elif event.method == b"GET" and target in ("/", "/index.html"):
+                await _respond(stream, connection, 200, network_page(), "text/html; charset=utf-8")
             else:
-                await _respond(stream, connection, 404, b"not found: POST /json_rpc\n", "text/plain")
+                await _respond(
+                    stream, connection, 404, b"not found: POST /json_rpc, GET /metrics, GET /\n", "text/plain"
+                )
             if connection.our_state is h11.MUST_CLOSE:
                 return
             connection.start_next_cycle()
@@ -728,6 +751,13 @@ async def _serve_http(node: Node, stream: trio.SocketStream) -> None:
         return
     finally:
         await trio.aclose_forcefully(stream)
+
+
+@functools.cache
+def network_page() -> bytes:
+    """The network page (``appchain/static/network.html``): one file, no build step, no outside
+    assets; it reads everything through this endpoint's public JSON-RPC."""
+    return resources.files("appchain").joinpath("static/network.html").read_bytes()
 
 
 async def serve_rpc(node: Node, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

@@ -64,7 +64,9 @@ def chain(tmp_path_factory: pytest.TempPathFactory, devnet_dir: Path) -> Iterato
 
 @pytest.fixture
 def node(chain: Chain) -> Any:
-    return SimpleNamespace(chain=chain, ledger=ChainLedger(chain), core=SimpleNamespace(node_key=bytes(32)))
+    return SimpleNamespace(
+        chain=chain, ledger=ChainLedger(chain), core=SimpleNamespace(node_key=bytes(32)), metrics=None
+    )
 
 
 @pytest.fixture
@@ -278,7 +280,10 @@ def test_a_height_outside_the_proof_window_is_refused_not_answered_from_another(
     window = StateHistory(6)
     window.start(chain.state)
     narrow = SimpleNamespace(
-        chain=SimpleNamespace(store=chain.store, history=window), ledger=node.ledger, core=node.core
+        chain=SimpleNamespace(store=chain.store, history=window),
+        ledger=node.ledger,
+        core=node.core,
+        metrics=None,
     )
     error = call(
         narrow, "get_state_proof", namespace="account", key=some_key(chain, b"acct/").hex(), height=44

@@ -2,17 +2,20 @@
 
 One run, in phases, because starting a network is the expensive part:
 
-1. blocks become final on every node;
+1. blocks become final on every node; the JSON-RPC answers oxend's shapes and refuses bad calls;
 2. hostile connections to one node (garbage, a cut handshake, a replayed handshake, a hello
    claiming another node's key, an oversized frame) are logged and dropped, and it keeps
    producing blocks; its admin endpoint answers bad requests with JSON-RPC errors;
 3. a node killed with SIGKILL restarts, catches up and signs blocks again;
-4. a 13th node registers by transaction, syncs from genesis, becomes active and is picked for
-   quorums (it signs or produces blocks);
+4. the CLI flow of a new operator (``appchain keys``, ``tx``, ``query``): keys, funds, a
+   registration of the 13th node, a contribution, the node active (it syncs from genesis and
+   signs or produces blocks), rewards claimed, an unlock, the stake back; every result proven by
+   the light client against two nodes; an SNS name bought, resolved and proven;
 5. a node that stops sending uptime proofs is decommissioned on chain;
 
 and after the processes stop, every home holds the same blocks and roots up to the lowest final
-height, and replays from genesis to them.
+height, and replays from genesis to them. The devnet test opens the network page in headless
+Chromium and reads /metrics.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import base64
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -42,13 +46,14 @@ from appchain.home import Home
 from appchain.testnet import NetworkMember, poll_status, start_process, stop_processes, write_testnet
 from genesis.devnet import load_dev_accounts
 from genesis.document import load_genesis
+from genesis.presets import DEVNET
 from p2p.host import DATA
 from p2p.secure import HandshakeFailed, handshake
 from state import sns
-from state.crypto import bls, ed25519
+from state.crypto import ed25519
 from state.encoding import encode
-from state.events import RegisterNode, SnsBuy, compute_node_proof_message, sign_transaction
-from state.types import Atomic, BlsPublicKey, Bytes32, NodeKey, Nonce
+from state.events import SnsBuy, sign_transaction
+from state.types import Bytes32, Nonce
 from tests.exports import Recorder
 
 NODES = 12
@@ -142,6 +147,23 @@ def rpc(url: str, body: bytes) -> tuple[int, Any]:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
+
+
+def rpc_result(url: str, method: str, **params: Any) -> Any:
+    _, answer = rpc(url, json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode())
+    return answer["result"]
+
+
+def cli(home: Path, *argv: str, stdin: str = "", expect: int = 0) -> str:
+    """Run ``appchain ARGV`` (light client state under ``home``); its stdout, or its stderr when
+    it is expected to fail."""
+    result = subprocess.run(
+        [sys.executable, "-m", "appchain.cli", *argv],
+        input=stdin, capture_output=True, text=True, timeout=180, check=False,
+        env={**os.environ, "APPCHAIN_HOME": str(home / "client")},
+    )  # fmt: skip
+    assert result.returncode == expect, (argv, result.stdout[-2000:], result.stderr[-2000:])
+    return result.stdout if expect == 0 else result.stderr
 
 
 def check_json_rpc(url: str, staking_requirement: int) -> None:
@@ -257,34 +279,26 @@ def check_sns(url: str, net: Path, chain_id: str) -> None:
     assert sns.decrypt_value("alice", stored) == session_id
     owners = call_rpc("ons_names_to_owners", entries=[name_hash.hex(), "00" * 32])["result"]["entries"]
     assert [(e["entry_index"], e["owner"]) for e in owners] == [(0, buyer.public_key.hex())]
+    by_owner = call_rpc("ons_owners_to_names", entries=["00" * 32, buyer.public_key.hex()])["result"][
+        "entries"
+    ]
+    assert [(e["request_index"], e["name_hash"]) for e in by_owner] == [(1, name_hash.hex())]
+    assert call_rpc("ons_owners_to_names", entries=["xyz"])["error"]["code"] == -32602
+    accounts = call_rpc("get_accounts", addresses=[buyer.public_key.hex()])["result"]["accounts"]
+    assert accounts[buyer.public_key.hex()]["nonce"] == 1
+    assert accounts[buyer.public_key.hex()]["balance_str"] == str(accounts[buyer.public_key.hex()]["balance"])
     assert call_rpc("ons_resolve", type=2, name_hash=name_hash.hex())["error"]["code"] == -32602
     assert call_rpc("ons_resolve", type=0, name_hash="xyz")["error"]["code"] == -32602
-
-
-def registration(net: Path, spare: NetworkMember, chain_id: str, amount: int) -> RegisterNode:
-    home = Home(spare.home)
-    node_key, bls_secret = home.load_node_keys()
-    sender = load_dev_accounts(net / "keys" / "accounts.json")[-1]  # a funded user
-    bls_key = BlsPublicKey(bls.public_key(bls_secret))
-    tx = RegisterNode(
-        sender=sender.public_key,
-        nonce=Nonce(1),
-        node_key=NodeKey(node_key.public_key),
-        bls_key=bls_key,
-        bls_pop=bls.prove_possession(bls_secret),
-        node_signature=node_key.sign(compute_node_proof_message(node_key.public_key, bls_key)),
-        operator_fee_bp=500,
-        amount=Atomic(amount),
-    )
-    signed = sign_transaction(chain_id, tx, sender)
-    assert isinstance(signed, RegisterNode)
-    return signed
 
 
 @pytest.mark.slow
 def test_a_network_of_node_processes(tmp_path: Path) -> None:
     net = tmp_path / "net"
-    members = write_testnet(net, NODES, base_port=free_port_block(3 * (NODES + 1)), seed="e2e", spare=1)
+    # the devnet rules with shorter delays, so the operator's whole life fits in the test
+    params = msgspec.structs.replace(DEVNET, payable_delay=4, unlock_delay=8, small_contributor_lock=8)
+    members = write_testnet(
+        net, NODES, base_port=free_port_block(3 * (NODES + 1)), seed="e2e", spare=1, params=params
+    )
     nodes, spare = members[:NODES], members[NODES]
     genesis = load_genesis(net / "genesis.json")
     processes: dict[int, subprocess.Popen[bytes]] = {i: start_process(m.home) for i, m in enumerate(nodes)}
@@ -344,17 +358,38 @@ def test_a_network_of_node_processes(tmp_path: Path) -> None:
             120,
         )
 
-        # 4. a 13th node registers by transaction, syncs from genesis, becomes active, takes part
-        tx = registration(net, spare, genesis.chain_id, genesis.params.staking_requirement)
-        assert call(admin, "submit_transaction", {"tx": encode(tx).hex()})["hash"]
-        sender = load_dev_accounts(net / "keys" / "accounts.json")[-1]
-        conflicting = sign_transaction(
-            genesis.chain_id, msgspec.structs.replace(tx, operator_fee_bp=600), sender
-        )
-        with pytest.raises(RpcError) as again:  # another transaction with the same nonce: refused
-            call(admin, "submit_transaction", {"tx": encode(conflicting).hex()})
-        assert again.value.code == -32000 and "nonce" in str(again.value)
+        # 4. the CLI flow a new operator follows: keys, funds, registration, a contribution, the
+        # node active and paid, rewards claimed, unlock, the stake back; every step waits until
+        # final, and the light client proves the results against two nodes
+        urls = [f"http://127.0.0.1:{nodes[0].rpc_port}", f"http://127.0.0.1:{nodes[3].rpc_port}"]
+        url = urls[0]
+        funder_seed = load_dev_accounts(net / "keys" / "accounts.json")[-1].seed
+        cli(tmp_path, "keys", "import", "--out", str(tmp_path / "funder.key"), stdin=funder_seed.hex())
+        operator = json.loads(cli(tmp_path, "keys", "new", "--out", str(tmp_path / "op.key"), "--json"))[
+            "account"
+        ]
+        friend = json.loads(cli(tmp_path, "keys", "new", "--out", str(tmp_path / "friend.key"), "--json"))[
+            "account"
+        ]
+        node_key = json.loads(cli(tmp_path, "keys", "show", "--node", "--home", str(spare.home), "--json"))[
+            "node_key"
+        ]
+        requirement = genesis.params.staking_requirement // 10**9  # SESH
+        for account, amount in ((operator, requirement), (friend, requirement // 4 + 1)):
+            sent = cli(tmp_path, "tx", "transfer", "--key", str(tmp_path / "funder.key"), "--rpc", url,
+                       "--to", account, "--amount", str(amount))  # fmt: skip
+            assert "is final: in block" in sent
+        cli(tmp_path, "tx", "register", "--key", str(tmp_path / "op.key"), "--rpc", url,
+            "--node-home", str(spare.home), "--amount", str(requirement * 3 // 4), "--fee-bp", "500")  # fmt: skip
+        again = cli(tmp_path, "tx", "transfer", "--key", str(tmp_path / "op.key"), "--rpc", url,
+                    "--to", friend, "--amount", "1", "--nonce", "1", expect=1)  # fmt: skip
+        assert "nonce" in again  # the nonce the registration used
         processes[NODES] = start_process(spare.home)
+        refused = cli(tmp_path, "tx", "contribute", "--key", str(tmp_path / "friend.key"), "--rpc", url,
+                      "--node", node_key, "--amount", str(requirement), expect=1)  # fmt: skip
+        assert "refused" in refused  # more than the open stake
+        cli(tmp_path, "tx", "contribute", "--key", str(tmp_path / "friend.key"), "--rpc", url,
+            "--node", node_key, "--amount", str(requirement // 4))  # fmt: skip
         wait_for(
             "the new node to be active and in quorums",
             lambda: (
@@ -364,10 +399,42 @@ def test_a_network_of_node_processes(tmp_path: Path) -> None:
             150,
         )
         assert status(spare)["height"] >= status(nodes[0])["height"] - 2
+        light = ["--genesis", str(net / "genesis.json"), *(a for u in urls for a in ("--rpc", u))]
+        shown = json.loads(cli(tmp_path, "query", "node", node_key, *light, "--json"))
+        assert shown["status"] == "active" and shown["operator"] == operator and len(shown["sources"]) == 2
+        wait_for(
+            "the operator to be paid",
+            lambda: rpc_result(url, "get_accrued_rewards", addresses=[operator])["balances"][operator] > 0,
+            120,
+        )
+        before = json.loads(cli(tmp_path, "query", "balance", operator, *light, "--json"))["balance"]
+        cli(tmp_path, "tx", "claim", "--key", str(tmp_path / "op.key"), "--rpc", url)
+        claimed = json.loads(cli(tmp_path, "query", "balance", operator, *light, "--json"))
+        assert claimed["balance"] > before - 10**9 // 1000  # rewards in, one claim fee out
+        rewards = json.loads(cli(tmp_path, "query", "rewards", operator, *light, "--json"))
+        assert rewards["lifetime"] > 0
+        cli(tmp_path, "tx", "unlock", "--key", str(tmp_path / "op.key"), "--rpc", url, "--node", node_key)
+        wait_for(
+            "the node to leave and the stake to return",
+            lambda: json.loads(cli(tmp_path, "query", "node", node_key, *light, "--json"))["absent"],
+            120,
+        )
+        returned = json.loads(cli(tmp_path, "query", "balance", operator, *light, "--json"))["balance"]
+        assert returned >= claimed["balance"] + genesis.params.staking_requirement * 3 // 4 - 10**9 // 100
 
-        check_sns(f"http://127.0.0.1:{nodes[0].rpc_port}", net, genesis.chain_id)
+        check_sns(url, net, genesis.chain_id)
+        wait_for(  # resolved at the tip; the light client proves it once a checkpoint covers it
+            "the name to be final",
+            lambda: not json.loads(cli(tmp_path, "query", "sns", "alice", *light, "--json"))["absent"],
+            60,
+        )
+        name = json.loads(cli(tmp_path, "query", "sns", "alice", *light, "--json"))
+        assert name["session_id"] == "05" + bytes(range(32)).hex() and not name["expired"]
+        assert json.loads(cli(tmp_path, "query", "sns", "nobody-has-this", *light, "--json"))["absent"]
+        assert "absent (proven)" in cli(tmp_path, "query", "balance", "ab" * 32, *light)
 
-        # 5. a node that stops its uptime proofs is decommissioned on chain
+        # 5. a node that stops its uptime proofs is decommissioned on chain. Last: with 12 active
+        # nodes left, Pulse has no quorum after it (PROTOCOL.md §4: it needs 12)
         quiet = nodes[5]
         assert call(("127.0.0.1", quiet.admin_port), "set_uptime_proofs", {"enabled": False}) == {
             "enabled": False
@@ -400,17 +467,100 @@ def test_a_network_of_node_processes(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_devnet_starts_the_processes_shows_them_and_stops_them_all(tmp_path: Path) -> None:
     folder = tmp_path / "devnet"
-    result = subprocess.run(
-        [sys.executable, "-m", "appchain.cli", "devnet", "--home", str(folder), "--seconds", "25",
-         "--base-port", str(free_port_block(3 * NODES))],
-        capture_output=True, text=True, check=False, timeout=180,
+    base = free_port_block(3 * NODES)
+    devnet = subprocess.Popen(
+        [sys.executable, "-m", "appchain.cli", "devnet", "--home", str(folder), "--seconds", "40",
+         "--base-port", str(base)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "started 12 node processes" in result.stdout
-    assert "final roots agree at every height: True" in result.stdout
-    pids = [int(p) for p in result.stdout.split("pids ", 1)[1].splitlines()[0].split(", ")]
+    try:
+        url = f"http://127.0.0.1:{base + 2}"  # node 0's RPC port
+        wait_for("a final checkpoint on node 0", lambda: _final_height(url) >= 4, 60)
+        check_metrics(url)
+        seed = load_dev_accounts(folder / "keys" / "accounts.json")[0].seed.hex()
+        cli(tmp_path, "keys", "import", "--out", str(tmp_path / "user.key"), stdin=seed)
+        session_id = "05" + "5a" * 32
+        cli(tmp_path, "tx", "sns-buy", "--key", str(tmp_path / "user.key"), "--rpc", url,
+            "--name", "carol", "--session-id", session_id)  # fmt: skip
+        check_network_page(url, "carol", session_id)
+        stdout, stderr = devnet.communicate(timeout=180)
+    finally:
+        if devnet.poll() is None:
+            devnet.kill()
+            devnet.wait()
+    assert devnet.returncode == 0, stdout[-3000:] + stderr[-3000:]
+    assert "started 12 node processes" in stdout
+    assert "final roots agree at every height: True" in stdout
+    pids = [int(p) for p in stdout.split("pids ", 1)[1].splitlines()[0].split(", ")]
     for pid in pids:  # every child was reaped: none is left running
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
     for index in range(NODES):
         assert "stopped" in (folder / f"node{index}" / "node.log").read_text()
+
+
+def _final_height(url: str) -> int:
+    try:
+        return int(rpc_result(url, "get_info")["immutable_height"])
+    except (OSError, KeyError):
+        return -1
+
+
+def check_metrics(url: str) -> None:
+    """Prometheus text at /metrics: the node's own state, and the RPC calls it answered."""
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as response:
+        assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+        text = response.read().decode()
+    values = {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+    info = rpc_result(url, "get_info")
+    assert values["appchain_final_height"] <= info["immutable_height"]
+    assert values["appchain_height"] >= values["appchain_final_height"] >= 4
+    assert values["appchain_peers"] == NODES - 1 and values["appchain_mempool_transactions"] >= 0
+    assert values['appchain_service_node_state{state="active"}'] == 1
+    assert values['appchain_rpc_calls_total{method="get_info",outcome="ok"}'] >= 1
+    assert 'appchain_rpc_call_seconds_bucket{le="0.01",method="get_info"}' in values
+    assert any(name.startswith("appchain_pulse_stage_seconds{") for name in values)
+
+
+BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def check_network_page(url: str, name: str, session_id: str) -> None:
+    """The page at / in headless Chromium shows what get_info and get_service_nodes say, and its
+    SNS lookup decrypts a name bought just now (hashing and decryption run in the page)."""
+    if BROWSER is None:
+        if os.environ.get("APPCHAIN_REQUIRE_BROWSER"):
+            pytest.fail("chromium is not installed (.ci/run installs it)")
+        pytest.skip("chromium is not installed (.ci/run installs it)")
+    before = rpc_result(url, "get_info")
+    dom = subprocess.run(
+        [BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=6000",
+         "--dump-dom", url + f"/#sns={name.upper()}"],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    after = rpc_result(url, "get_info")
+
+    def text_of(element_id: str) -> str:
+        start = dom.index(f'id="{element_id}"')
+        return dom[dom.index(">", start) + 1 : dom.index("<", start)]
+
+    assert text_of("error") == ""
+    assert before["height"] - 1 <= int(text_of("height")) <= after["height"] - 1
+    assert before["immutable_height"] <= int(text_of("final-height")) <= after["immutable_height"]
+    shown_height = int(dom.split('data-loaded-height="', 1)[1].split('"', 1)[0])
+    nodes = rpc_result(url, "get_service_nodes")["service_node_states"]
+    assert int(text_of("node-count")) == len(nodes) == NODES
+    assert int(text_of("active-count")) == sum(n["active"] for n in nodes)
+    rows = dom.split("<tbody>", 1)[1].split("</tbody>", 1)[0].split("<tr ")[1:]
+    for row, entry in zip(rows, nodes, strict=True):
+        cells = [cell.split(">", 1)[1] for cell in row.split("</td>")[:-1]]
+        assert row.startswith(f'data-key="{entry["service_node_pubkey"]}"')
+        assert cells[1] == entry["status"] and cells[3] == entry["swarm"]
+        assert abs(int(cells[2]) - entry["earned_downtime_blocks"]) <= after["height"] - shown_height
+    pulse = rpc_result(url, "get_quorum_state", quorum_type=3, start_height=shown_height)["quorums"][0]
+    assert int(text_of("pulse-height")) >= pulse["height"] - 1
+    assert f'data-session-id="{session_id}"' in dom and f"{name} → Session ID {session_id}" in dom

@@ -579,7 +579,9 @@ def test_a_torn_log_never_loses_final_blocks_silently(world: World, tmp_path: Pa
 def test_deep_nesting_is_refused_by_every_parser_without_a_crash() -> None:
     script = """
 import sys, tomllib, msgspec
-import state.crypto.bls  # imports py_ecc, which raises the recursion limit
+import state.crypto.bls
+state.crypto.bls.secret_key_from_seed(bytes(32))  # loads py_ecc, which raises the recursion limit
+assert "py_ecc" in sys.modules
 from state.encoding import DecodeError, decode_json
 assert sys.getrecursionlimit() <= 1000, sys.getrecursionlimit()
 deep = b"[" * 300_000

@@ -26,22 +26,30 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import py_arkworks_bls12381 as ark
 from eth_typing import BLSPubkey, BLSSignature
 
 from state.types import BlsPublicKey, BlsSignature
 
-_recursion_limit = sys.getrecursionlimit()
-from py_ecc.bls.ciphersuites import G2ProofOfPossession as _PyEcc  # noqa: E402
 
-# Importing py_ecc raises the interpreter's recursion limit to 100,000, far past what the C
-# stack holds: any recursive parser (json, tomllib, msgspec) then crashes the process with
-# SIGSEGV on deeply nested input instead of raising RecursionError. py_ecc's BLS code does not
-# recurse deeply, so the limit goes back to what it was (CPython's 1,000 at most, in case
-# py_ecc was imported before this module).
-sys.setrecursionlimit(min(_recursion_limit, 1_000))
+@functools.cache
+def _py_ecc() -> Any:
+    """py-ecc's ciphersuite, imported on first use: the import alone costs ~0.3 s, which every
+    command that never touches a BLS secret (``status``, ``query``…) would otherwise pay.
+
+    Importing py_ecc raises the interpreter's recursion limit to 100,000, far past what the C
+    stack holds: any recursive parser (json, tomllib, msgspec) then crashes the process with
+    SIGSEGV on deeply nested input instead of raising RecursionError. py_ecc's BLS code does not
+    recurse deeply, so the limit goes back to what it was (CPython's 1,000 at most, in case
+    py_ecc was imported elsewhere first).
+    """
+    limit = sys.getrecursionlimit()
+    from py_ecc.bls.ciphersuites import G2ProofOfPossession
+
+    sys.setrecursionlimit(min(limit, 1_000))
+    return G2ProofOfPossession
 
 
 SIGN_DST = b"BLS_SIG_BLS12381G2_XMD:SHA-256_SSWU_RO_POP_"
@@ -62,7 +70,7 @@ def secret_key_from_seed(seed: bytes) -> BlsSecretKey:
     """IETF ``KeyGen`` (HKDF-SHA256) from at least 32 bytes of seed material."""
     if len(seed) < 32:
         raise ValueError("BLS key generation needs at least 32 bytes of seed")
-    return BlsSecretKey(_PyEcc.KeyGen(seed))
+    return BlsSecretKey(_py_ecc().KeyGen(seed))
 
 
 class Backend(Protocol):
@@ -83,35 +91,35 @@ class PyEccBackend:
 
     def public_key(self, sk: BlsSecretKey) -> BlsPublicKey:
         _check_secret(sk)
-        return BlsPublicKey(bytes(_PyEcc.SkToPk(int(sk))))
+        return BlsPublicKey(bytes(_py_ecc().SkToPk(int(sk))))
 
     def sign(self, sk: BlsSecretKey, message: bytes, dst: bytes) -> BlsSignature:
         _check_secret(sk)
         if dst == SIGN_DST:
-            return BlsSignature(bytes(_PyEcc.Sign(int(sk), message)))
-        return BlsSignature(bytes(_PyEcc._CoreSign(int(sk), message, dst)))
+            return BlsSignature(bytes(_py_ecc().Sign(int(sk), message)))
+        return BlsSignature(bytes(_py_ecc()._CoreSign(int(sk), message, dst)))
 
     def verify(self, pk: bytes, message: bytes, signature: bytes, dst: bytes) -> bool:
         try:
-            return bool(_PyEcc._CoreVerify(BLSPubkey(pk), message, BLSSignature(signature), dst))
+            return bool(_py_ecc()._CoreVerify(BLSPubkey(pk), message, BLSSignature(signature), dst))
         except Exception:  # py-ecc raises assorted errors on malformed points
             return False
 
     def is_valid_public_key(self, pk: bytes) -> bool:
         try:
-            return bool(_PyEcc.KeyValidate(BLSPubkey(pk)))
+            return bool(_py_ecc().KeyValidate(BLSPubkey(pk)))
         except Exception:
             return False
 
     def aggregate_signatures(self, signatures: Sequence[bytes]) -> BlsSignature:
         if not signatures:
             raise ValueError("nothing to aggregate")
-        return BlsSignature(bytes(_PyEcc.Aggregate([BLSSignature(s) for s in signatures])))
+        return BlsSignature(bytes(_py_ecc().Aggregate([BLSSignature(s) for s in signatures])))
 
     def fast_aggregate_verify(self, pks: Sequence[bytes], message: bytes, signature: bytes) -> bool:
         try:
             return bool(
-                _PyEcc.FastAggregateVerify([BLSPubkey(pk) for pk in pks], message, BLSSignature(signature))
+                _py_ecc().FastAggregateVerify([BLSPubkey(pk) for pk in pks], message, BLSSignature(signature))
             )
         except Exception:
             return False

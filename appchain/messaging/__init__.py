@@ -1,0 +1,1 @@
+"""The messaging swarm layer: Session message storage on service nodes, following the chain."""

@@ -68,18 +68,32 @@ class StateHistory:
             low -= 1
         return low, top
 
-    def prove(self, state: State, key: bytes, height: int) -> tuple[bytes | None, Proof]:
-        """``key``'s value at ``height`` and its proof against that height's state root."""
+    def _check(self, state: State, height: int) -> None:
         bounds = self.bounds
         if bounds is None or not bounds[0] <= height <= bounds[1]:
             window = "nothing" if bounds is None else f"heights {bounds[0]} to {bounds[1]}"
             raise OutsideWindow(f"height {height} is outside the kept proof window ({window})")
         if bounds[1] != state.height:
             raise AssertionError("the proof window is not at the state's tip")
-        value = state.get(key)
+
+    def value_at(self, state: State, key: bytes, height: int) -> bytes | None:
+        """``key``'s value after block ``height``."""
+        self._check(state, height)
         for above in range(height + 1, state.height + 1):
             before = self._before[above]
             if before is not None and key in before:
-                value = before[key]
-                break
-        return value, self._trees[height].prove(key)
+                return before[key]
+        return state.get(key)
+
+    def items_at(self, state: State, prefix: bytes, height: int) -> list[tuple[bytes, bytes]]:
+        """Every ``(key, value)`` under ``prefix`` after block ``height``, in key order."""
+        self._check(state, height)
+        keys = {prefix + k for k, _ in state.prefixed(prefix)}
+        for above in range(height + 1, state.height + 1):
+            keys.update(k for k in self._before[above] or () if k.startswith(prefix))
+        found = ((key, self.value_at(state, key, height)) for key in sorted(keys))
+        return [(key, value) for key, value in found if value is not None]
+
+    def prove(self, state: State, key: bytes, height: int) -> tuple[bytes | None, Proof]:
+        """``key``'s value at ``height`` and its proof against that height's state root."""
+        return self.value_at(state, key, height), self._trees[height].prove(key)

@@ -234,6 +234,7 @@ class Home:
         self.config_path = path / "config.toml"
         self.genesis_path = path / "genesis.json"
         self.db_path = path / "data" / "chain"
+        self.messages_path = path / "data" / "messages"
         self.keys_path = path / "keys"
 
     @classmethod

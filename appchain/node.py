@@ -36,8 +36,11 @@ from typing import Any, TextIO
 import trio
 
 from appchain.chain import Chain
+from appchain.history import OutsideWindow
 from appchain.home import Home, NodeConfig
 from appchain.ledger import ChainLedger
+from appchain.messaging.layer import SwarmLayer
+from appchain.messaging.store import MessageStore
 from appchain.metrics import NodeMetrics, SignatureClock
 from consensus.guard import GuardedSigner
 from consensus.messages import (
@@ -67,8 +70,9 @@ from p2p.host import Host, HostConfig
 from state.encoding import DecodeError, encode
 from state.events import Transaction, compute_event_hash
 from state.hashing import blake3_256
-from state.nodes import NodeStatus, compute_credit, get_node
+from state.nodes import NODE_PREFIX, NodeStatus, compute_credit, decode_node, get_node
 from state.state import State
+from state.swarms import UNASSIGNED_SWARM_ID
 from state.types import NodeKey
 from state.view import Overlay
 
@@ -132,7 +136,7 @@ class Node:
                 uptime=uptime,
                 public_ip=config.public_ip,
                 p2p_port=config.p2p_address[1],
-                storage_port=config.storage_port,
+                storage_port=config.storage_port or config.rpc_address[1],
             ),
             Identity(key, bls_secret, GuardedSigner(key, chain.store)),
             self.ledger,
@@ -164,6 +168,8 @@ class Node:
         self._transactions: deque[Frame] = deque()
         self._arrived = trio.Event()
         log.context["node"] = bytes(self.core.node_key).hex()[:12]
+        self.message_store = MessageStore(home.messages_path, sync=config.sync_writes)
+        self.messages = SwarmLayer(self.message_store, key, self.contact_of, log=log)
 
     # -- running ----------------------------------------------------------------------------------
 
@@ -175,6 +181,7 @@ class Node:
             await nursery.start(self.host.run)
             for peer in self.config.peers:
                 self.host.add_target(NodeKey(peer.node_key), peer.host, peer.port)
+            await nursery.start(self.messages.run)
             await nursery.start(serve_admin, self)
             await nursery.start(serve_rpc, self)
             self.log(
@@ -187,6 +194,7 @@ class Node:
                 rpc=self.config.rpc_listen,
             )
             self.carry_out(self.core.start(time.time(), first_proof_in=1.0))
+            self._follow_final(self.ledger.final_height)
             nursery.start_soon(self._core_loop)
             nursery.start_soon(self._peer_loop)
             task_status.started()
@@ -338,9 +346,35 @@ class Node:
                 )
             elif isinstance(action, Finalized):
                 self.log("info", "block final", height=action.height, hash=action.block_hash.hex()[:16])
+                self._follow_final(action.height)
             elif isinstance(action, Penalize):
                 points = -self.host.config.ban_score if action.drop else None
                 self.host.penalize(action.peer, action.reason, points)
+
+    def _follow_final(self, height: int) -> None:
+        """Hand the swarm layer the membership at a new final height (the layer follows only
+        final blocks, so a reorg of the tail never moves a message)."""
+        try:
+            records = self.chain.history.items_at(self.ledger.state, NODE_PREFIX, height)
+        except OutsideWindow:
+            return  # just after a restart: the next final height will be in the window
+        membership = {}
+        for key, raw in records:
+            record = decode_node(raw)
+            if record.status == NodeStatus.ACTIVE and record.swarm_id != UNASSIGNED_SWARM_ID:
+                membership[key[len(NODE_PREFIX) :]] = record.swarm_id
+        self.messages.on_final(height, self.ledger.block_hash_at(height), membership)
+
+    def contact_of(self, node_key: bytes) -> tuple[str, int, int] | None:
+        """Where a node serves its storage endpoints: its uptime proof's address (ours: config)."""
+        if node_key == bytes(self.core.node_key):
+            config = self.config
+            return config.public_ip, config.storage_port or config.rpc_address[1], config.p2p_address[1]
+        entry = self.core.proofs.accepted.get(node_key)
+        if entry is None:
+            return None
+        proof = entry[0]
+        return proof.public_ip, proof.storage_port, proof.p2p_port
 
     def probe(self, worker: NodeKey) -> bool | None:
         """An obligations test of ``worker``: is it connected to us (its p2p port answers)?"""
@@ -420,4 +454,5 @@ async def run_node(home: Home, *, ready: Callable[[Node], None] | None = None) -
             await nursery.start(node.run)
             if ready is not None:
                 ready(node)
+        node.message_store.close()
         log("info", "stopped", height=chain.height, final=chain.final_height)

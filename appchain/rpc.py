@@ -37,6 +37,8 @@ from appchain.jsonrpc import (
     serve_on,
     submit,
 )
+from appchain.messaging.layer import PEER_PATH
+from appchain.messaging.rpc import MAX_REQUEST_BODY
 from consensus.validation import compute_block_entropy, compute_block_quorum
 from state.block import Header, compute_block_hash
 from state.checkpoints import (
@@ -61,6 +63,9 @@ if TYPE_CHECKING:
     from appchain.node import Node
 
 METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+STORAGE_RPC_PATH = "/storage_rpc/v1"
+STORAGE_PATHS = (STORAGE_RPC_PATH, PEER_PATH)
+STORAGE_MAX_BODY = MAX_REQUEST_BODY
 MAX_BODY = 1024 * 1024
 MAX_BATCH = 50
 VERSION = "0.1.0"
@@ -712,6 +717,8 @@ async def _serve_http(node: Node, stream: trio.SocketStream) -> None:
                 return
             if not isinstance(event, h11.Request):
                 return
+            target = event.target.decode("latin-1")
+            limit = STORAGE_MAX_BODY if target in STORAGE_PATHS else MAX_BODY
             body = bytearray()
             too_big = False
             while True:
@@ -722,12 +729,14 @@ async def _serve_http(node: Node, stream: trio.SocketStream) -> None:
                     continue
                 if isinstance(part, h11.Data):
                     body += part.data
-                    if len(body) > MAX_BODY:
+                    if len(body) > limit:
                         too_big = True
                         break
                     continue
                 break
-            target = event.target.decode("latin-1")
+            if too_big and target in STORAGE_PATHS:
+                await _respond(stream, connection, 413, b"Request body too large", "text/plain")
+                return
             if too_big:
                 error = error_reply(None, -32600, f"a body over {MAX_BODY} bytes")
                 await _respond(stream, connection, 413, json.dumps(error).encode(), "application/json")
@@ -736,13 +745,28 @@ async def _serve_http(node: Node, stream: trio.SocketStream) -> None:
                 answer = handle_body(node, bytes(body))
                 payload = b"" if answer is None else json.dumps(answer).encode()
                 await _respond(stream, connection, 200, payload, "application/json")
+            elif event.method == b"POST" and target == STORAGE_RPC_PATH:
+                reply = await node.messages.service.handle_body(bytes(body))
+                await _respond(stream, connection, reply.status, *reply.encode())
+            elif event.method == b"POST" and target == PEER_PATH:
+                fields = dict(event.headers)
+                reply = await node.messages.handle_peer(
+                    bytes(body),
+                    fields.get(b"x-node-key", b"").decode("latin-1"),
+                    fields.get(b"x-node-signature", b"").decode("latin-1"),
+                )
+                await _respond(stream, connection, reply.status, *reply.encode())
             elif event.method == b"GET" and target == "/metrics" and node.metrics is not None:
                 await _respond(stream, connection, 200, node.metrics.render(), METRICS_TYPE)
             elif event.method == b"GET" and target in ("/", "/index.html"):
                 await _respond(stream, connection, 200, network_page(), "text/html; charset=utf-8")
             else:
                 await _respond(
-                    stream, connection, 404, b"not found: POST /json_rpc, GET /metrics, GET /\n", "text/plain"
+                    stream,
+                    connection,
+                    404,
+                    b"not found: POST /json_rpc, POST /storage_rpc/v1, GET /metrics, GET /\n",
+                    "text/plain",
                 )
             if connection.our_state is h11.MUST_CLOSE:
                 return

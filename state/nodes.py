@@ -116,6 +116,10 @@ _locked = Decoder(LockedStake)
 # -- reads -------------------------------------------------------------------------------------
 
 
+def decode_node(raw: bytes) -> ServiceNode:
+    return _node.decode(raw)
+
+
 def get_node(view: Overlay, node_key: bytes) -> ServiceNode | None:
     raw = view.get(NODE_PREFIX + node_key)
     return None if raw is None else _node.decode(raw)

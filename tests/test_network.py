@@ -33,6 +33,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +148,47 @@ def rpc(url: str, body: bytes) -> tuple[int, Any]:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
+
+
+@dataclass
+class StorageReply:
+    status: int
+    body: Any
+
+
+def storage_rpc(member: NetworkMember, method: str, params: dict[str, Any]) -> StorageReply:
+    """``POST /storage_rpc/v1`` as a Session client sends it."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{member.rpc_port}/storage_rpc/v1",
+        data=json.dumps({"method": method, "params": params}).encode(),
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=20) as response:
+            return StorageReply(response.status, json.loads(response.read()))
+    except urllib.error.HTTPError as error:
+        text = error.read()
+        return StorageReply(error.code, json.loads(text) if text.startswith(b"{") else text.decode())
+
+
+def store_message(member: NetworkMember, user: ed25519.SigningKey, data: bytes) -> StorageReply:
+    params = {
+        "pubkey": "05" + user.public_key.hex(),
+        "timestamp": int(time.time() * 1000),
+        "ttl": 3_600_000,
+        "data": base64.b64encode(data).decode(),
+    }
+    return storage_rpc(member, "store", params)
+
+
+def retrieve_messages(member: NetworkMember, user: ed25519.SigningKey) -> list[dict[str, Any]]:
+    now = int(time.time() * 1000)
+    signature = base64.b64encode(user.sign(f"retrieve{now}".encode())).decode()
+    reply = storage_rpc(
+        member, "retrieve", {"pubkey": "05" + user.public_key.hex(), "timestamp": now, "signature": signature}
+    )
+    assert reply.status == 200, reply
+    messages: list[dict[str, Any]] = reply.body["messages"]
+    return messages
 
 
 def rpc_result(url: str, method: str, **params: Any) -> Any:
@@ -343,10 +385,18 @@ def test_a_network_of_node_processes(tmp_path: Path) -> None:
             sock.sendall(b"[" * 100_000 + b"\n")
             assert json.loads(sock.makefile().readline())["error"]["code"] == -32700
 
-        # 3. SIGKILL a node, restart it: it catches up and signs again
+        # 3. SIGKILL a node, restart it: it catches up and signs again, and gets back from its
+        # swarm the messages stored while it was down
         killed = 2
+        user = ed25519.SigningKey(b"\x07" * 32)
+        before = store_message(nodes[0], user, b"before the kill")
+        assert before.status == 200 and len(before.body["swarm"]) == NODES  # one swarm of 12
         processes[killed].send_signal(signal.SIGKILL)
         processes[killed].wait()
+        during = store_message(nodes[1], user, b"while it was down")
+        assert during.status == 200
+        assert during.body["swarm"][nodes[killed].node_key.hex()]["failed"] is True
+        assert sum(1 for r in during.body["swarm"].values() if "hash" in r) == NODES - 1
         time.sleep(2.0)
         processes[killed] = start_process(nodes[killed].home)
         wait_for(
@@ -357,6 +407,14 @@ def test_a_network_of_node_processes(tmp_path: Path) -> None:
             ),
             120,
         )
+        wanted = {before.body["hash"], during.body["hash"]}
+        wait_for(
+            "the restarted node to hold every message of its swarm",
+            lambda: {m["hash"] for m in retrieve_messages(nodes[killed], user)} == wanted,
+            60,
+        )
+        for member in (nodes[0], nodes[7], nodes[11]):  # stored through any node, read through any
+            assert {m["hash"] for m in retrieve_messages(member, user)} == wanted
 
         # 4. the CLI flow a new operator follows: keys, funds, registration, a contribution, the
         # node active and paid, rewards claimed, unlock, the stake back; every step waits until

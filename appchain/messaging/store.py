@@ -10,6 +10,7 @@ key                              value
 ``M/version``                    the keyspace version (1)
 ``M/seq``                        the next sequence number (u64)
 ``M/chain``                      :class:`Followed`: the last chain height the layer processed
+``M/members``                    the swarm membership at that height: ``[(node key, swarm id)…]``
 ``m/<owner><ns><seq>``           :class:`Stored`: one message (hash, times, data)
 ``i/<hash>``                     ``<owner><ns><seq>``: where the message with that hash is
 ``x/<expiry><hash>``             nothing: the expiry index the sweep walks, oldest first
@@ -50,6 +51,7 @@ from state.encoding import DecodeError, Decoder, Record, encode
 VERSION_KEY = b"M/version"
 SEQUENCE_KEY = b"M/seq"
 FOLLOWED_KEY = b"M/chain"
+MEMBERS_KEY = b"M/members"
 MESSAGE_PREFIX = b"m/"
 HASH_PREFIX = b"i/"
 EXPIRY_PREFIX = b"x/"
@@ -80,6 +82,7 @@ class Followed(Record, frozen=True):
 
 _stored = Decoder(Stored)
 _followed = Decoder(Followed)
+_members = Decoder(list[tuple[bytes, int]])
 
 
 def compute_message_hash(owner: bytes, namespace: int, data: bytes) -> bytes:
@@ -218,6 +221,21 @@ class MessageStore:
     def followed(self) -> Followed | None:
         raw = self._get(FOLLOWED_KEY)
         return None if raw is None else _followed.decode(raw)
+
+    def membership(self) -> dict[bytes, int]:
+        raw = self._get(MEMBERS_KEY)
+        return {} if raw is None else dict(_members.decode(raw))
+
+    def follow(
+        self, followed: Followed, membership: dict[bytes, int], dropped: Iterable[Message] = ()
+    ) -> None:
+        """Record the chain height processed and its membership, with the copies handed over
+        (dropped), in one batch."""
+        batch = Batch()
+        for message in dropped:
+            self._remove(batch, message)
+        batch.put(MEMBERS_KEY, encode(sorted(membership.items())))
+        self.write(batch, followed)
 
     # -- reading -----------------------------------------------------------------------------
 

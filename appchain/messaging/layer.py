@@ -1,0 +1,324 @@
+"""The swarm layer: it follows the chain's swarms and keeps each message with the swarm that owns it.
+
+It never decides membership: the chain does (``state.swarms``), and the layer reads it at the
+**final** height only, so a reorg of the non-final tail never moves a message. The node hands it
+each new final height with the membership at that height (:meth:`SwarmLayer.on_final`, through a
+bounded trio channel); the layer then
+
+1. takes the new membership as its view (who owns which account, who its swarm's members are);
+2. hands over what it no longer owns: the messages of every account whose owning swarm is not
+   its own go to that swarm's members, and it drops its copies only once every one of them
+   confirmed it holds them (a member that did not answer keeps the copies here until a later
+   height succeeds);
+3. when its own swarm changed (it joined one, or came back after being down), asks the other
+   members for the messages of the accounts the swarm owns;
+4. records the height and membership it processed in the message store, in the batch that drops
+   the handed-over copies (:meth:`MessageStore.follow`), so a restart resumes from there.
+
+Nodes reach each other at ``POST /storage_cc/v1`` (the storage server's ``sn.storage_cc`` and
+``sn.data``, over HTTP): the body is signed with the sender's node key (headers ``X-Node-Key``
+and ``X-Node-Signature``), carries its time in ``t`` (±60 s), and the sender must be in the
+membership. Methods: a recursive client request forwarded by the member that received it;
+``push`` (messages handed over); ``pull`` (the messages of one swarm's accounts, a page at a time).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from appchain.messaging.http import HttpError, post
+from appchain.messaging.rpc import Member, PeerFailed, Reply, StorageService
+from appchain.messaging.store import (
+    Followed,
+    Message,
+    MessageStore,
+    Stored,
+    compute_message_hash,
+    hash_text,
+)
+from state.crypto import ed25519
+from state.encoding import DecodeError, decode_json
+from state.swarms import compute_swarm_space, find_swarm
+
+PEER_PATH = "/storage_cc/v1"
+PEER_TOLERANCE_MS = 60_000
+PUSH_BATCH = 50
+"""Messages per hand-over request: at most 50 x 100 KB of base64, under the 10 MiB body limit."""
+PAGE_BYTES = 4 * 1024 * 1024
+"""A pull answer stops adding accounts past this many bytes of message data."""
+SWEEP_SECONDS = 10.0
+
+Contact = tuple[str, int, int]
+"""(ip, storage port, p2p port) of a node, from its uptime proof."""
+
+Logger = Callable[..., None]
+
+
+class SwarmLayer:
+    """The message store, the storage RPC and the swarm view of one node."""
+
+    def __init__(
+        self,
+        store: MessageStore,
+        node_key: ed25519.SigningKey,
+        contact_of: Callable[[bytes], Contact | None],
+        *,
+        log: Logger | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.node_key = node_key
+        self.contact_of = contact_of
+        self.log = log or (lambda *args, **kwargs: None)
+        self.clock = clock
+        self.membership: dict[bytes, int] = store.membership()
+        followed = store.followed()
+        self.followed_height = -1 if followed is None else followed.height
+        self.service = StorageService(store, node_key, self, forward=self._forward, clock=clock)
+        self._finals_in, self._finals_out = trio.open_memory_channel[tuple[int, bytes, dict[bytes, int]]](64)
+        self._pull_needed = True  # a start is a comeback: ask the swarm for what was missed
+        self.handed_over = 0
+        self.pulled = 0
+
+    # -- the directory the storage RPC reads --------------------------------------------------
+
+    def _swarm_ids(self) -> list[int]:
+        return sorted(set(self.membership.values()))
+
+    def owning_swarm(self, owner: bytes) -> int | None:
+        ids = self._swarm_ids()
+        return find_swarm(ids, compute_swarm_space(owner)) if ids else None
+
+    def member_keys(self, swarm_id: int) -> list[bytes]:
+        return sorted(key for key, swarm in self.membership.items() if swarm == swarm_id)
+
+    def members(self, swarm_id: int) -> list[Member]:
+        out = []
+        for key in self.member_keys(swarm_id):
+            contact = self.contact_of(key)
+            if contact is not None:
+                out.append(Member(key, contact[0], contact[1], contact[2]))
+        return out
+
+    def my_swarm(self) -> int | None:
+        return self.membership.get(bytes(self.node_key.public_key))
+
+    def height(self) -> int:
+        return max(self.followed_height, 0)
+
+    # -- following the chain ------------------------------------------------------------------
+
+    def on_final(self, height: int, block_hash: bytes, membership: dict[bytes, int]) -> None:
+        """A new final height and the membership at it (from the node's chain)."""
+        if height <= self.followed_height:
+            return  # already processed (a restart never processes a height twice)
+        # when the layer is behind, the next final height carries the newer membership
+        with contextlib.suppress(trio.WouldBlock):
+            self._finals_in.send_nowait((height, block_hash, membership))
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._sweep_loop)
+            task_status.started()
+            async for height, block_hash, membership in self._finals_out:
+                while True:  # only the newest final height matters
+                    try:
+                        height, block_hash, membership = self._finals_out.receive_nowait()
+                    except trio.WouldBlock:
+                        break
+                await self.follow(height, block_hash, membership)
+
+    async def follow(self, height: int, block_hash: bytes, membership: dict[bytes, int]) -> None:
+        before = self.my_swarm()
+        before_members = set(self.member_keys(before)) if before is not None else set()
+        self.membership = dict(membership)
+        mine = self.my_swarm()
+        if mine != before or (mine is not None and set(self.member_keys(mine)) - before_members):
+            self._pull_needed = True
+        dropped = await self._hand_over()
+        if self._pull_needed and mine is not None:
+            self._pull_needed = not await self._pull(mine)
+        self.store.follow(Followed(height, block_hash), self.membership, dropped)
+        self.followed_height = height
+        self.handed_over += len(dropped)
+        if dropped:
+            self.log("info", "messages handed over", height=height, messages=len(dropped))
+
+    async def _hand_over(self) -> list[Message]:
+        """Copies of accounts another swarm owns, each confirmed by all of its members."""
+        mine = self.my_swarm()
+        dropped: list[Message] = []
+        for owner in list(self.store.owners()):
+            swarm = self.owning_swarm(owner)
+            if swarm is None or swarm == mine:
+                continue
+            messages = list(self.store.messages(owner))
+            targets = self.members(swarm)
+            if not targets or len(targets) < len(self.member_keys(swarm)):
+                continue  # a member we cannot reach yet: keep the copies
+            confirmed = True
+            for member in targets:
+                held = await self._push(member, messages)
+                confirmed = confirmed and held >= {m.hash for m in messages}
+            if confirmed:
+                dropped.extend(messages)
+        return dropped
+
+    async def _push(self, member: Member, messages: list[Message]) -> set[bytes]:
+        """Send ``messages`` to ``member``; the hashes it confirmed it holds."""
+        held: set[bytes] = set()
+        for start in range(0, len(messages), PUSH_BATCH):
+            chunk = messages[start : start + PUSH_BATCH]
+            try:
+                answer = await self._call(member, "push", {"messages": [_wire(m) for m in chunk]})
+            except (HttpError, PeerFailed) as exc:
+                self.log("warn", "hand-over refused", member=member.ed25519.hex()[:12], reason=str(exc))
+                return held
+            held.update(base64.b64decode(h + "=") for h in answer.get("held", []) if isinstance(h, str))
+        return held
+
+    async def _pull(self, swarm: int) -> bool:
+        """Ask the other members for the swarm's messages; True if every one answered."""
+        me = bytes(self.node_key.public_key)
+        others = [key for key in self.member_keys(swarm) if key != me]
+        reachable = [m for m in self.members(swarm) if m.ed25519 != me]
+        complete = len(reachable) == len(others)  # no uptime proof from one yet: ask again later
+        for member in reachable:
+            cursor = ""
+            while True:
+                try:
+                    answer = await self._call(member, "pull", {"swarm": swarm, "after": cursor})
+                except (HttpError, PeerFailed):
+                    complete = False
+                    break
+                received = [_unwire(item) for item in answer.get("messages", [])]
+                self.pulled += self.store.copy_in(
+                    (owner, ns, stored) for owner, ns, stored in received if self.owning_swarm(owner) == swarm
+                )
+                cursor = answer.get("next") or ""
+                if not cursor:
+                    break
+        return complete
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await trio.sleep(SWEEP_SECONDS)
+            self.store.sweep(int(self.clock() * 1000))
+
+    # -- talking to other nodes ---------------------------------------------------------------
+
+    async def _call(self, member: Member, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        body = json.dumps({"method": method, "params": params, "t": int(self.clock() * 1000)}).encode()
+        headers = {
+            "content-type": "application/json",
+            "x-node-key": self.node_key.public_key.hex(),
+            "x-node-signature": base64.b64encode(self.node_key.sign(body)).decode(),
+        }
+        status, answer = await post(member.ip, member.port_https, PEER_PATH, body, headers=headers)
+        if status != 200:
+            raise PeerFailed(status, answer.decode(errors="replace"))
+        try:
+            parsed = decode_json(answer)
+        except DecodeError as exc:
+            raise PeerFailed(status, f"not JSON: {exc}") from None
+        if not isinstance(parsed, dict):
+            raise PeerFailed(status, "not a JSON object")
+        return parsed
+
+    async def _forward(self, member: Member, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        return await self._call(member, method, params)
+
+    async def handle_peer(self, body: bytes, node_key_hex: str, signature_b64: str) -> Reply:
+        """A request from another node at ``/storage_cc/v1``."""
+        try:
+            sender = bytes.fromhex(node_key_hex)
+            signature = base64.b64decode(signature_b64, validate=True)
+        except ValueError:
+            return Reply(401, "peer request: bad node key or signature")
+        if sender not in self.membership or not ed25519.verify(sender, body, signature):
+            return Reply(401, "peer request: not signed by a service node")
+        try:
+            request = decode_json(body)
+        except DecodeError:
+            return Reply(400, "invalid json")
+        if not isinstance(request, dict) or not isinstance(request.get("params"), dict):
+            return Reply(400, "invalid json")
+        sent_at = request.get("t")
+        if not isinstance(sent_at, int) or abs(sent_at - int(self.clock() * 1000)) > PEER_TOLERANCE_MS:
+            return Reply(406, "peer request: timestamp too far from current time")
+        method, params = request.get("method"), request["params"]
+        if method == "push":
+            return self._accept_push(params)
+        if method == "pull":
+            return self._serve_pull(sender, params)
+        if not isinstance(method, str):
+            return Reply(400, "invalid json: no `method` field")
+        return await self.service.call(method, params, forwarded=True)
+
+    def _accept_push(self, params: dict[str, Any]) -> Reply:
+        items = params.get("messages")
+        if not isinstance(items, list):
+            return Reply(400, "push: messages must be a list")
+        mine = self.my_swarm()
+        try:
+            received = [_unwire(item) for item in items]
+        except (ValueError, TypeError, IndexError):
+            return Reply(400, "push: a message is malformed")
+        wanted = [(o, ns, s) for o, ns, s in received if mine is not None and self.owning_swarm(o) == mine]
+        self.store.copy_in(wanted)
+        held = [hash_text(s.hash) for _, _, s in wanted if self.store.locate(s.hash) is not None]
+        return Reply(200, {"held": held})
+
+    def _serve_pull(self, sender: bytes, params: dict[str, Any]) -> Reply:
+        swarm, after = params.get("swarm"), params.get("after", "")
+        if not isinstance(swarm, int) or not isinstance(after, str):
+            return Reply(400, "pull: swarm must be an id and after an account")
+        if self.membership.get(sender) != swarm:
+            return Reply(403, "pull: the asking node is not a member of that swarm")
+        messages: list[list[Any]] = []
+        try:
+            cursor = bytes.fromhex(after)
+        except ValueError:
+            return Reply(400, "pull: after must be an account in hex")
+        next_owner, size = "", 0
+        for owner in self.store.owners():
+            if owner <= cursor or self.owning_swarm(owner) != swarm:
+                continue
+            if size >= PAGE_BYTES:
+                next_owner = messages[-1][0]
+                break
+            for message in self.store.messages(owner):
+                messages.append(_wire(message))
+                size += len(message.stored.data)
+        return Reply(200, {"messages": messages, "next": next_owner})
+
+
+def _wire(message: Message) -> list[Any]:
+    stored = message.stored
+    return [
+        message.owner.hex(),
+        message.namespace,
+        stored.timestamp,
+        stored.expiry,
+        base64.b64encode(stored.data).decode(),
+    ]
+
+
+def _unwire(item: Any) -> tuple[bytes, int, Stored]:
+    owner_hex, namespace, timestamp, expiry, data_b64 = item
+    owner = bytes.fromhex(owner_hex)
+    if len(owner) != 33 or not isinstance(namespace, int) or not -32768 <= namespace <= 32767:
+        raise ValueError("not a message")
+    data = base64.b64decode(data_b64, validate=True)
+    return (
+        owner,
+        namespace,
+        Stored(compute_message_hash(owner, namespace, data), int(timestamp), int(expiry), data),
+    )

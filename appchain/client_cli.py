@@ -7,6 +7,7 @@ is the light client (:mod:`appchain.lightclient`), which believes only what it v
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import sys
@@ -19,6 +20,8 @@ from nacl.bindings import crypto_sign_ed25519_pk_to_curve25519
 from appchain.home import Home, default_home
 from appchain.keyfile import KeyFileError, read_seed, write_seed
 from appchain.lightclient import Lied, Proven, RpcSource, SourceError, Trusted, VerifyingClient
+from appchain.messaging.client import ClientError as MessagingError
+from appchain.messaging.client import SessionAccount, StorageClient
 from appchain.wallet import (
     WalletError,
     format_amount,
@@ -354,6 +357,61 @@ def _describe(kind: str, target: str, proven: Proven) -> dict[str, Any]:
     return shown
 
 
+# -- msg -----------------------------------------------------------------------------------------
+
+
+def cmd_msg(args: argparse.Namespace) -> int:
+    account = SessionAccount(_sender(args))
+    client = StorageClient(args.rpc, onion=args.onion)
+    kind = args.msg_command
+    if kind == "store":
+        data = Path(args.file).read_bytes() if args.file else (args.data or "").encode()
+        if not data:
+            raise ClientError("msg store: give --data TEXT or --file FILE")
+        params = account.store(data, namespace=args.namespace, ttl_ms=int(args.ttl * 1000))
+        status, body = client.call(account.session_id, "store", params)
+    elif kind == "retrieve":
+        status, body = client.call(
+            account.session_id,
+            "retrieve",
+            account.retrieve(namespace=args.namespace, last_hash=args.last_hash),
+        )
+    else:
+        status, body = client.call(account.session_id, "delete", account.delete(args.hash))
+    if status != 200:
+        raise ClientError(f"msg {kind}: the node answered {status}: {body}")
+    shown: dict[str, Any] = {
+        "session_id": account.session_id,
+        "via": [n.ed25519.hex() for n in client.last_path],
+    }
+    shown.update(body if isinstance(body, dict) else {"body": body})
+    if args.json:
+        print(json.dumps(shown, sort_keys=True))
+    elif kind == "store":
+        members = body.get("swarm", {}) if isinstance(body, dict) else {}
+        held = sum(1 for r in members.values() if isinstance(r, dict) and "hash" in r)
+        route = (
+            f" (onion through {', '.join(n.ed25519.hex()[:12] for n in client.last_path)})"
+            if args.onion
+            else ""
+        )
+        where = f"{held} of {len(members)} swarm members"
+        print(f"stored {body.get('hash')} for {account.session_id} on {where}{route}")
+    elif kind == "retrieve":
+        for message in body.get("messages", []):
+            raw = base64.b64decode(message["data"])
+            text = (
+                raw.decode() if raw.isascii() and raw.decode().isprintable() else "base64:" + message["data"]
+            )
+            print(f"{message['hash']} {message['timestamp']} {text}")
+        if body.get("more"):
+            print("(more: ask again with --last-hash)")
+    else:
+        deleted = {tuple(r.get("deleted", [])) for r in body.get("swarm", {}).values() if isinstance(r, dict)}
+        print(f"deleted {sorted({h for d in deleted for h in d})}")
+    return 0
+
+
 # -- the parsers ---------------------------------------------------------------------------------
 
 
@@ -441,6 +499,37 @@ def add_client_commands(commands: Any) -> None:
         parser.add_argument("--json", action="store_true")
         parser.set_defaults(handler=cmd_query)
 
+    msg = commands.add_parser("msg", help="store, retrieve and delete Session messages in the swarms")
+    msg_commands = msg.add_subparsers(dest="msg_command", required=True, metavar="ACTION")
+    for name, text in (
+        ("store", "store a message for your account in its swarm"),
+        ("retrieve", "read your account's messages"),
+        ("delete", "delete messages by hash"),
+    ):
+        parser = msg_commands.add_parser(name, help=text)
+        parser.add_argument("--key", required=True, help="the account's key file (Ed25519 seed)")
+        parser.add_argument("--rpc", required=True, help="a node's RPC URL, e.g. http://127.0.0.1:26658")
+        parser.add_argument("--onion", action="store_true", help="through three random nodes (onion request)")
+        parser.add_argument("--json", action="store_true")
+        parser.set_defaults(handler=cmd_msg)
+        if name == "store":
+            parser.add_argument("--data", default=None)
+            parser.add_argument("--file", default=None)
+            parser.add_argument("--ttl", type=float, default=14 * 86_400.0, help="seconds (default 14 days)")
+        if name in ("store", "retrieve"):
+            parser.add_argument("--namespace", type=int, default=0)
+        if name == "retrieve":
+            parser.add_argument("--last-hash", default="")
+        if name == "delete":
+            parser.add_argument("--hash", action="append", required=True)
 
-ClientErrors: tuple[type[Exception], ...] = (ClientError, KeyFileError, WalletError, SourceError, Untrusted)
+
+ClientErrors: tuple[type[Exception], ...] = (
+    ClientError,
+    KeyFileError,
+    WalletError,
+    SourceError,
+    Untrusted,
+    MessagingError,
+)
 """What the client commands raise for a user's mistake or an unreachable or refusing node."""

@@ -169,7 +169,7 @@ class Node:
         self._arrived = trio.Event()
         log.context["node"] = bytes(self.core.node_key).hex()[:12]
         self.message_store = MessageStore(home.messages_path, sync=config.sync_writes)
-        self.messages = SwarmLayer(self.message_store, key, self.contact_of, log=log)
+        self.messages = SwarmLayer(self.message_store, key, self.contact_of, log=log, oxend=self._oxend)
 
     # -- running ----------------------------------------------------------------------------------
 
@@ -364,6 +364,17 @@ class Node:
             if record.status == NodeStatus.ACTIVE and record.swarm_id != UNASSIGNED_SWARM_ID:
                 membership[key[len(NODE_PREFIX) :]] = record.swarm_id
         self.messages.on_final(height, self.ledger.block_hash_at(height), membership)
+
+    def _oxend(self, endpoint: str, params: dict[str, Any]) -> dict[str, Any]:
+        """This node's own JSON-RPC, for a Session client's ``oxend_request``."""
+        from appchain.jsonrpc import RpcError
+        from appchain.rpc import METHODS
+
+        try:
+            result: dict[str, Any] = METHODS[endpoint](self, params)
+        except RpcError as exc:
+            raise ValueError(str(exc)) from None
+        return result
 
     def contact_of(self, node_key: bytes) -> tuple[str, int, int] | None:
         """Where a node serves its storage endpoints: its uptime proof's address (ours: config)."""

@@ -38,6 +38,7 @@ from appchain.jsonrpc import (
     submit,
 )
 from appchain.messaging.layer import PEER_PATH
+from appchain.messaging.onion import ONION_PATH
 from appchain.messaging.rpc import MAX_REQUEST_BODY
 from consensus.validation import compute_block_entropy, compute_block_quorum
 from state.block import Header, compute_block_hash
@@ -64,7 +65,7 @@ if TYPE_CHECKING:
 
 METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 STORAGE_RPC_PATH = "/storage_rpc/v1"
-STORAGE_PATHS = (STORAGE_RPC_PATH, PEER_PATH)
+STORAGE_PATHS = (STORAGE_RPC_PATH, PEER_PATH, ONION_PATH)
 STORAGE_MAX_BODY = MAX_REQUEST_BODY
 MAX_BODY = 1024 * 1024
 MAX_BATCH = 50
@@ -748,6 +749,9 @@ async def _serve_http(node: Node, stream: trio.SocketStream) -> None:
             elif event.method == b"POST" and target == STORAGE_RPC_PATH:
                 reply = await node.messages.service.handle_body(bytes(body))
                 await _respond(stream, connection, reply.status, *reply.encode())
+            elif event.method == b"POST" and target == ONION_PATH:
+                status, payload, kind = await node.messages.onion.handle(bytes(body))
+                await _respond(stream, connection, status, payload, kind)
             elif event.method == b"POST" and target == PEER_PATH:
                 fields = dict(event.headers)
                 reply = await node.messages.handle_peer(

@@ -44,6 +44,8 @@ import trio
 from appchain.admin import RpcError, call
 from appchain.chain import replay_from_genesis
 from appchain.home import Home
+from appchain.keyfile import read_seed
+from appchain.messaging.client import SessionAccount, StorageClient
 from appchain.testnet import NetworkMember, poll_status, start_process, stop_processes, write_testnet
 from genesis.devnet import load_dev_accounts
 from genesis.document import load_genesis
@@ -415,6 +417,19 @@ def test_a_network_of_node_processes(tmp_path: Path) -> None:
         )
         for member in (nodes[0], nodes[7], nodes[11]):  # stored through any node, read through any
             assert {m["hash"] for m in retrieve_messages(member, user)} == wanted
+        # the same through 3-hop onion requests (a Session ID account, signed with its Ed25519 key)
+        cli(tmp_path, "keys", "new", "--out", str(tmp_path / "session.key"))
+        url0 = f"http://127.0.0.1:{nodes[0].rpc_port}"
+        stored = json.loads(cli(tmp_path, "msg", "store", "--key", str(tmp_path / "session.key"), "--rpc", url0,
+                                "--data", "through the onion", "--onion", "--json"))  # fmt: skip
+        assert len(stored["via"]) == 4 and len(set(stored["via"])) == 4  # three hops, then a swarm member
+        assert sum(1 for r in stored["swarm"].values() if "hash" in r) == NODES
+        account = SessionAccount(ed25519.SigningKey(read_seed(tmp_path / "session.key")))
+        direct = StorageClient(url0).call(account.session_id, "retrieve", account.retrieve())
+        onion = StorageClient(f"http://127.0.0.1:{nodes[4].rpc_port}", onion=True)
+        routed = onion.call(account.session_id, "retrieve", account.retrieve())
+        assert direct[0] == routed[0] == 200 and direct[1]["messages"] == routed[1]["messages"]
+        assert [base64.b64decode(m["data"]) for m in routed[1]["messages"]] == [b"through the onion"]
 
         # 4. the CLI flow a new operator follows: keys, funds, registration, a contribution, the
         # node active and paid, rewards claimed, unlock, the stake back; every step waits until

@@ -34,7 +34,8 @@ from typing import Any
 import trio
 
 from appchain.messaging.http import HttpError, post
-from appchain.messaging.rpc import Member, PeerFailed, Reply, StorageService
+from appchain.messaging.onion import ONION_PATH, Answer, OnionProcessor
+from appchain.messaging.rpc import Member, Oxend, PeerFailed, Reply, StorageService
 from appchain.messaging.store import (
     Followed,
     Message,
@@ -71,6 +72,7 @@ class SwarmLayer:
         contact_of: Callable[[bytes], Contact | None],
         *,
         log: Logger | None = None,
+        oxend: Oxend | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -81,7 +83,8 @@ class SwarmLayer:
         self.membership: dict[bytes, int] = store.membership()
         followed = store.followed()
         self.followed_height = -1 if followed is None else followed.height
-        self.service = StorageService(store, node_key, self, forward=self._forward, clock=clock)
+        self.service = StorageService(store, node_key, self, forward=self._forward, oxend=oxend, clock=clock)
+        self.onion = OnionProcessor(node_key, self._run_storage, self._relay_onion, self._known, log=self.log)
         self._finals_in, self._finals_out = trio.open_memory_channel[tuple[int, bytes, dict[bytes, int]]](64)
         self._pull_needed = True  # a start is a comeback: ask the swarm for what was missed
         self.handed_over = 0
@@ -231,6 +234,28 @@ class SwarmLayer:
         if not isinstance(parsed, dict):
             raise PeerFailed(status, "not a JSON object")
         return parsed
+
+    async def _run_storage(self, request: bytes) -> tuple[int, Any]:
+        reply = await self.service.handle_body(request)
+        return reply.status, reply.body
+
+    def _known(self, node_key: bytes) -> bool:
+        return self.contact_of(node_key) is not None
+
+    async def _relay_onion(self, node_key: bytes, body: bytes) -> Answer:
+        contact = self.contact_of(node_key)
+        if contact is None:
+            return 502, f"Next node not found: {node_key.hex()}".encode(), "text/plain"
+        try:
+            status, answer = await post(contact[0], contact[1], ONION_PATH, body, timeout=30)
+        except HttpError as exc:
+            timed_out = "no answer" in str(exc)
+            return (
+                (504, b"Request time out", "text/plain")
+                if timed_out
+                else (502, str(exc).encode(), "text/plain")
+            )
+        return status, answer, "text/plain"
 
     async def _forward(self, member: Member, method: str, params: dict[str, Any]) -> dict[str, Any]:
         return await self._call(member, method, params)

@@ -123,6 +123,9 @@ class Directory(Protocol):
 
 
 Forward = Callable[[Member, str, dict[str, Any]], Awaitable[dict[str, Any]]]
+Oxend = Callable[[str, dict[str, Any]], dict[str, Any]]
+"""The node's own JSON-RPC, for ``oxend_request``: raises ``ValueError`` with oxend's message."""
+OXEND_ENDPOINTS = ("get_service_nodes", "ons_resolve")
 """Send a recursive request to another member; its JSON result, or an exception."""
 
 NO_SWARM = 0xFFFFFFFFFFFFFFFF
@@ -316,8 +319,10 @@ class StorageService:
         directory: Directory,
         *,
         forward: Forward | None = None,
+        oxend: Oxend | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self.oxend = oxend
         self.store = store
         self.node_key = node_key
         self.directory = directory
@@ -340,6 +345,7 @@ class StorageService:
             "ifelse": self.ifelse,
             "revoke_subaccount": self.revoke_subaccount,
             "unrevoke_subaccount": self.unrevoke_subaccount,
+            "oxend_request": self.oxend_request,
         }
 
     def now_ms(self) -> int:
@@ -803,6 +809,23 @@ class StorageService:
     async def get_swarm(self, params: dict[str, Any], forwarded: bool) -> Reply:
         owner = parse_pubkey(params, "Pubkey must be 66 hex digits/33 bytes long")
         return Reply(200, self.swarm_json(owner))
+
+    async def oxend_request(self, params: dict[str, Any], forwarded: bool) -> Reply:
+        """The chain reads a Session client may make through an onion request: only
+        ``get_service_nodes`` and ``ons_resolve``, as the storage server allows."""
+        endpoint = params.get("endpoint")
+        if endpoint is None:
+            raise bad("Required field 'endpoint' missing")
+        if endpoint not in OXEND_ENDPOINTS:
+            raise bad(f"Invalid oxend endpoint '{endpoint}'")
+        arguments = params.get("params") or {}
+        if not isinstance(arguments, dict) or self.oxend is None:
+            raise Fail(400, "Unknown oxend error")
+        try:
+            result = self.oxend(str(endpoint), arguments)
+        except ValueError as exc:
+            raise Fail(400, str(exc) or "Unknown oxend error") from None
+        return Reply(200, self._misc({"result": result}))
 
     async def info(self, params: dict[str, Any], forwarded: bool) -> Reply:
         return Reply(200, self._misc({"timestamp": self.now_ms(), "version": list(VERSION)}))

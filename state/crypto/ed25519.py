@@ -35,8 +35,21 @@ class SigningKey:
         signed = bindings.crypto_sign(message, self._secret)
         return Ed25519Signature(signed[:SIGNATURE_SIZE])
 
+    def x25519_secret(self) -> bytes:
+        """The X25519 secret this key converts to (libsodium's conversion): a node's or a
+        Session account's encryption key, whose public half is :func:`x25519_public`."""
+        return bytes(bindings.crypto_sign_ed25519_sk_to_curve25519(self._secret))
+
     def __repr__(self) -> str:
         return f"SigningKey(public_key={self.public_key.hex()})"
+
+
+def x25519_public(public_key: bytes) -> bytes:
+    """The X25519 public key an Ed25519 public key converts to; ``ValueError`` if it is not a point."""
+    try:
+        return bytes(bindings.crypto_sign_ed25519_pk_to_curve25519(public_key))
+    except (CryptoError, TypeError) as exc:
+        raise ValueError("not an Ed25519 public key") from exc
 
 
 def verify(public_key: bytes, message: bytes, signature: bytes) -> bool:

@@ -169,7 +169,9 @@ class Node:
         self._arrived = trio.Event()
         log.context["node"] = bytes(self.core.node_key).hex()[:12]
         self.message_store = MessageStore(home.messages_path, sync=config.sync_writes)
-        self.messages = SwarmLayer(self.message_store, key, self.contact_of, log=log, oxend=self._oxend)
+        self.messages = SwarmLayer(
+            self.message_store, key, self.contact_of, log=log, oxend=self._oxend, is_node=self._is_node
+        )
 
     # -- running ----------------------------------------------------------------------------------
 
@@ -375,6 +377,9 @@ class Node:
         except RpcError as exc:
             raise ValueError(str(exc)) from None
         return result
+
+    def _is_node(self, node_key: bytes) -> bool:
+        return get_node(Overlay(self.ledger.state.get), node_key) is not None
 
     def contact_of(self, node_key: bytes) -> tuple[str, int, int] | None:
         """Where a node serves its storage endpoints: its uptime proof's address (ours: config)."""

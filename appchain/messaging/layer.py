@@ -17,8 +17,8 @@ bounded trio channel); the layer then
 
 Nodes reach each other at ``POST /storage_cc/v1`` (the storage server's ``sn.storage_cc`` and
 ``sn.data``, over HTTP): the body is signed with the sender's node key (headers ``X-Node-Key``
-and ``X-Node-Signature``), carries its time in ``t`` (±60 s), and the sender must be in the
-membership. Methods: a recursive client request forwarded by the member that received it;
+and ``X-Node-Signature``), carries its time in ``t`` (±60 s), and the sender must be a
+registered service node (a decommissioned one still hands its data over). Methods: a recursive client request forwarded by the member that received it;
 ``push`` (messages handed over); ``pull`` (the messages of one swarm's accounts, a page at a time).
 """
 
@@ -28,7 +28,7 @@ import base64
 import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
@@ -60,6 +60,8 @@ Contact = tuple[str, int, int]
 """(ip, storage port, p2p port) of a node, from its uptime proof."""
 
 Logger = Callable[..., None]
+Transport = Callable[..., Awaitable[tuple[int, bytes]]]
+"""How a node posts to another: :func:`appchain.messaging.http.post` (tests route in process)."""
 
 
 class SwarmLayer:
@@ -74,7 +76,12 @@ class SwarmLayer:
         log: Logger | None = None,
         oxend: Oxend | None = None,
         clock: Callable[[], float] = time.time,
+        transport: Transport = post,
+        is_node: Callable[[bytes], bool] | None = None,
     ) -> None:
+        self.transport = transport
+        self.is_node = is_node or (lambda key: key in self.membership)
+        """Whether a key is a registered service node (decommissioned ones hand over their data)."""
         self.store = store
         self.node_key = node_key
         self.contact_of = contact_of
@@ -224,7 +231,7 @@ class SwarmLayer:
             "x-node-key": self.node_key.public_key.hex(),
             "x-node-signature": base64.b64encode(self.node_key.sign(body)).decode(),
         }
-        status, answer = await post(member.ip, member.port_https, PEER_PATH, body, headers=headers)
+        status, answer = await self.transport(member.ip, member.port_https, PEER_PATH, body, headers=headers)
         if status != 200:
             raise PeerFailed(status, answer.decode(errors="replace"))
         try:
@@ -247,7 +254,7 @@ class SwarmLayer:
         if contact is None:
             return 502, f"Next node not found: {node_key.hex()}".encode(), "text/plain"
         try:
-            status, answer = await post(contact[0], contact[1], ONION_PATH, body, timeout=30)
+            status, answer = await self.transport(contact[0], contact[1], ONION_PATH, body, timeout=30)
         except HttpError as exc:
             timed_out = "no answer" in str(exc)
             return (
@@ -267,7 +274,7 @@ class SwarmLayer:
             signature = base64.b64decode(signature_b64, validate=True)
         except ValueError:
             return Reply(401, "peer request: bad node key or signature")
-        if sender not in self.membership or not ed25519.verify(sender, body, signature):
+        if not self.is_node(sender) or not ed25519.verify(sender, body, signature):
             return Reply(401, "peer request: not signed by a service node")
         try:
             request = decode_json(body)

@@ -18,8 +18,9 @@ bounded trio channel); the layer then
 Nodes reach each other at ``POST /storage_cc/v1`` (the storage server's ``sn.storage_cc`` and
 ``sn.data``, over HTTP): the body is signed with the sender's node key (headers ``X-Node-Key``
 and ``X-Node-Signature``), carries its time in ``t`` (±60 s), and the sender must be a
-registered service node (a decommissioned one still hands its data over). Methods: a recursive client request forwarded by the member that received it;
-``push`` (messages handed over); ``pull`` (the messages of one swarm's accounts, a page at a time).
+registered service node (a decommissioned one still hands its data over). Methods: a recursive
+client request forwarded by the member that received it; ``push`` (messages handed over); ``pull``
+(the messages of one swarm's accounts, a page at a time).
 """
 
 from __future__ import annotations

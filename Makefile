@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.devnet
 	$(BIN)/python -m bench.rpc
 	$(BIN)/python -m bench.light
+	$(BIN)/python -m bench.swarm
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .devnet

@@ -54,3 +54,93 @@ async def post(
         raise HttpError(f"{host}:{port}: no answer within {timeout:g} s") from None
     except (OSError, trio.BrokenResourceError, h11.ProtocolError) as exc:
         raise HttpError(f"{host}:{port}: {exc}") from None
+
+
+class ConnectionPool:
+    """Keep-alive connections to other nodes, reused for the next request to the same address:
+    a store is forwarded to every swarm member, so a new TCP connection per forward would cost
+    more than the store itself. A connection found closed is replaced once (every request a node
+    sends another is idempotent: stores, hand-overs, pulls, onion layers)."""
+
+    MAX_IDLE = 4
+
+    def __init__(self) -> None:
+        self._idle: dict[tuple[str, int], list[tuple[trio.abc.Stream, h11.Connection]]] = {}
+
+    async def post(
+        self,
+        host: str,
+        port: int,
+        path: str,
+        body: bytes,
+        *,
+        headers: dict[str, str] | None = None,
+        timeout: float = 5.0,
+    ) -> tuple[int, bytes]:
+        idle = self._idle.setdefault((host, port), [])
+        for attempt in range(2):
+            reused = attempt == 0 and bool(idle)
+            try:
+                with trio.fail_after(timeout):
+                    if reused:
+                        stream, connection = idle.pop()
+                    else:
+                        stream, connection = (
+                            await trio.open_tcp_stream(host, port),
+                            h11.Connection(h11.CLIENT),
+                        )
+                    try:
+                        status, answer = await _exchange(stream, connection, host, port, path, body, headers)
+                    except BaseException:
+                        await trio.aclose_forcefully(stream)
+                        raise
+            except trio.TooSlowError:
+                raise HttpError(f"{host}:{port}: no answer within {timeout:g} s") from None
+            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError) as exc:
+                if reused:
+                    continue  # the peer closed the idle connection: once more on a new one
+                raise HttpError(f"{host}:{port}: {exc}") from None
+            if (
+                connection.our_state is h11.DONE
+                and connection.their_state is h11.DONE
+                and len(idle) < self.MAX_IDLE
+            ):
+                connection.start_next_cycle()
+                idle.append((stream, connection))
+            else:
+                await trio.aclose_forcefully(stream)
+            return status, answer
+        raise HttpError(f"{host}:{port}: the connection closed")  # not reached: the loop returns or raises
+
+
+async def _exchange(
+    stream: trio.abc.Stream,
+    connection: h11.Connection,
+    host: str,
+    port: int,
+    path: str,
+    body: bytes,
+    headers: dict[str, str] | None,
+) -> tuple[int, bytes]:
+    fields = [("host", f"{host}:{port}"), ("content-length", str(len(body))), *((headers or {}).items())]
+    data = connection.send(h11.Request(method="POST", target=path, headers=fields))
+    data += connection.send(h11.Data(data=body)) + connection.send(h11.EndOfMessage())
+    await stream.send_all(data)
+    status, received = 0, bytearray()
+    while True:
+        event = connection.next_event()
+        if event is h11.NEED_DATA:
+            chunk = await stream.receive_some(65536)
+            if not chunk and status == 0:
+                raise trio.BrokenResourceError("closed before an answer")
+            connection.receive_data(bytes(chunk))
+        elif isinstance(event, h11.Response):
+            status = event.status_code
+        elif isinstance(event, h11.Data):
+            received += event.data
+            if len(received) > MAX_RESPONSE:
+                raise HttpError(f"{host}:{port}: the answer is too large")
+        elif isinstance(event, h11.EndOfMessage):
+            return status, bytes(received)
+        elif isinstance(event, h11.ConnectionClosed):
+            raise trio.BrokenResourceError("closed before the end of the answer")

@@ -34,7 +34,7 @@ from typing import Any
 
 import trio
 
-from appchain.messaging.http import HttpError, post
+from appchain.messaging.http import ConnectionPool, HttpError
 from appchain.messaging.onion import ONION_PATH, Answer, OnionProcessor
 from appchain.messaging.rpc import Member, Oxend, PeerFailed, Reply, StorageService
 from appchain.messaging.store import (
@@ -77,10 +77,11 @@ class SwarmLayer:
         log: Logger | None = None,
         oxend: Oxend | None = None,
         clock: Callable[[], float] = time.time,
-        transport: Transport = post,
+        transport: Transport | None = None,
         is_node: Callable[[bytes], bool] | None = None,
     ) -> None:
-        self.transport = transport
+        self.pool = ConnectionPool()
+        self.transport = transport or self.pool.post
         self.is_node = is_node or (lambda key: key in self.membership)
         """Whether a key is a registered service node (decommissioned ones hand over their data)."""
         self.store = store

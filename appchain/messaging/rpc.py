@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import msgspec
 import trio
 from nacl.bindings import crypto_sign_ed25519_pk_to_curve25519
 
@@ -70,7 +71,7 @@ class Reply:
         """The HTTP body and content type."""
         if isinstance(self.body, str):
             return self.body.encode(), "text/plain; charset=utf-8"
-        return json.dumps(self.body, sort_keys=True, separators=(",", ":")).encode(), "application/json"
+        return msgspec.json.encode(self.body, order="sorted"), "application/json"
 
 
 class Fail(Exception):

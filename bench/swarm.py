@@ -1,0 +1,178 @@
+"""Messages stored and retrieved per second through one node of a swarm, on 127.0.0.1.
+
+Starts a fresh testnet of ``--nodes`` node processes (12: Pulse needs them; they form one swarm,
+so every store is replicated to all of them) and waits until node 0's swarm layer serves. Then
+``--clients`` keep-alive HTTP clients (``http.client``, one thread each) send, to node 0 only,
+for ``--seconds`` each:
+
+- ``store``: a ``--size``-byte message to namespace 0 (a Session direct message: no client
+  signature) for one of 64 accounts; node 0 stores it, forwards it to every other member, each of
+  which stores and signs its result, and node 0 answers when all have;
+- ``retrieve``: a signed retrieve (at most 10 messages) for one of those accounts.
+
+References measured in the same run, on this machine:
+
+- raw LevelDB: ``plyvel`` puts of the same messages (hash key, data value, no sync), per second;
+- the Ed25519 verification bound: ``state.crypto.ed25519.verify`` calls per second on one core
+  (a retrieve costs one verification; an aim of the issue is 25% of this bound).
+
+Run: ``python -m bench.swarm [--seconds 10] [--clients 8] [--size 1000]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import http.client
+import json
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import plyvel
+
+from appchain.messaging.store import compute_message_hash
+from appchain.testnet import poll_status, start_process, stop_processes, write_testnet
+from state.crypto import ed25519
+
+ACCOUNTS = 64
+
+
+def leveldb_writes(messages: list[tuple[bytes, bytes]]) -> float:
+    with tempfile.TemporaryDirectory() as folder:
+        db = plyvel.DB(folder, create_if_missing=True)
+        started = time.perf_counter()
+        for key, value in messages:
+            db.put(key, value, sync=False)
+        elapsed = time.perf_counter() - started
+        db.close()
+    return len(messages) / elapsed
+
+
+def verify_bound(seconds: float = 1.0) -> float:
+    key = ed25519.SigningKey(b"\x01" * 32)
+    message = b"retrieve1800000000000"
+    signature = key.sign(message)
+    count = 0
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        for _ in range(500):
+            ed25519.verify(key.public_key, message, signature)
+        count += 500
+    return count / (time.perf_counter() - started)
+
+
+def run_load(port: int, bodies: list[bytes], seconds: float, clients: int) -> tuple[float, int]:
+    """Requests per second from ``clients`` keep-alive connections cycling through ``bodies``;
+    and how many answers were not 200."""
+    counts, failures = [0] * clients, [0] * clients
+    deadline = time.perf_counter() + seconds
+
+    def client(index: int) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        position = index
+        while time.perf_counter() < deadline:
+            body = bodies[position % len(bodies)]
+            position += clients
+            connection.request("POST", "/storage_rpc/v1", body, {"content-type": "application/json"})
+            response = connection.getresponse()
+            response.read()
+            counts[index] += 1
+            failures[index] += response.status != 200
+        connection.close()
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(counts) / (time.perf_counter() - started), sum(failures)
+
+
+def store_body(owner: str, data: bytes) -> bytes:
+    params = {
+        "pubkey": owner,
+        "timestamp": int(time.time() * 1000),
+        "ttl": 3_600_000,
+        "data": base64.b64encode(data).decode(),
+    }
+    return json.dumps({"method": "store", "params": params}).encode()
+
+
+def retrieve_body(key: ed25519.SigningKey) -> bytes:
+    now = int(time.time() * 1000)
+    params = {
+        "pubkey": "05" + key.public_key.hex(),
+        "timestamp": now,
+        "signature": base64.b64encode(key.sign(f"retrieve{now}".encode())).decode(),
+        "max_count": 10,
+    }
+    return json.dumps({"method": "retrieve", "params": params}).encode()
+
+
+def main() -> None:
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
+    parser.add_argument("--nodes", type=int, default=12)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--size", type=int, default=1000)
+    parser.add_argument("--base-port", type=int, default=31656)
+    args = parser.parse_args()
+
+    keys = [ed25519.SigningKey(bytes([i, 7]) + bytes(30)) for i in range(ACCOUNTS)]
+    owners = ["05" + k.public_key.hex() for k in keys]
+    messages = [os.urandom(args.size) for _ in range(20_000)]
+    hashed = [
+        (compute_message_hash(bytes.fromhex(owners[i % ACCOUNTS]), 0, m), m) for i, m in enumerate(messages)
+    ]
+    raw_writes = leveldb_writes(hashed)
+    bound = verify_bound()
+
+    root = Path(tempfile.mkdtemp(prefix="bench-swarm-"))
+    members = write_testnet(
+        root / "net", args.nodes, base_port=args.base_port, seed="bench-swarm", sync_writes=False
+    )
+    processes = [start_process(m.home) for m in members]
+    node = members[0]
+    try:
+        deadline = time.monotonic() + 120
+        probe = store_body(owners[0], b"ready?")
+        while True:
+            if time.monotonic() > deadline:
+                raise SystemExit("bench: the swarm layer did not start serving; see the node logs")
+            if poll_status(node) is not None:
+                connection = http.client.HTTPConnection("127.0.0.1", node.rpc_port, timeout=30)
+                connection.request("POST", "/storage_rpc/v1", probe)
+                response = connection.getresponse()
+                answer = json.loads(response.read() or b"{}") if response.status == 200 else {}
+                connection.close()
+                if len(answer.get("swarm", {})) == args.nodes:
+                    break
+            time.sleep(1.0)
+        stores = [store_body(owners[i % ACCOUNTS], m) for i, m in enumerate(messages)]
+        store_rate, store_failures = run_load(node.rpc_port, stores, args.seconds, args.clients)
+        retrieves = [retrieve_body(k) for k in keys]
+        retrieve_rate, retrieve_failures = run_load(node.rpc_port, retrieves, args.seconds, args.clients)
+    finally:
+        stop_processes(processes)
+    setup = f"{args.nodes} nodes in one swarm, {args.clients} clients, {args.size}-byte messages"
+    print(f"messaging through one node on 127.0.0.1: {setup}, {args.seconds:g} s each")
+    print(f"  raw LevelDB puts of the same messages : {raw_writes:10,.0f} /s")
+    print(f"  Ed25519 verification bound (one core) : {bound:10,.0f} /s")
+    print(
+        f"  store (replicated to {args.nodes})            : {store_rate:10,.1f} /s  "
+        f"({store_rate / raw_writes:.4f} of raw LevelDB, {store_rate / bound:.3f} of the verification bound, "
+        f"{store_failures} not 200)"
+    )
+    print(
+        f"  retrieve (signed, <= 10 messages)     : {retrieve_rate:10,.1f} /s  "
+        f"({retrieve_rate / bound:.3f} of the verification bound, {retrieve_failures} not 200)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -193,6 +193,18 @@ def retrieve_messages(member: NetworkMember, user: ed25519.SigningKey) -> list[d
     return messages
 
 
+def held(member: NetworkMember, user: ed25519.SigningKey) -> set[str]:
+    """The hashes a node serves for ``user`` (none while it does not serve the account)."""
+    now = int(time.time() * 1000)
+    signature = base64.b64encode(user.sign(f"retrieve{now}".encode())).decode()
+    params = {"pubkey": "05" + user.public_key.hex(), "timestamp": now, "signature": signature}
+    try:
+        reply = storage_rpc(member, "retrieve", params)
+    except OSError:
+        return set()
+    return {m["hash"] for m in reply.body["messages"]} if reply.status == 200 else set()
+
+
 def rpc_result(url: str, method: str, **params: Any) -> Any:
     _, answer = rpc(url, json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode())
     return answer["result"]
@@ -412,7 +424,7 @@ def test_a_network_of_node_processes(tmp_path: Path) -> None:
         wanted = {before.body["hash"], during.body["hash"]}
         wait_for(
             "the restarted node to hold every message of its swarm",
-            lambda: {m["hash"] for m in retrieve_messages(nodes[killed], user)} == wanted,
+            lambda: held(nodes[killed], user) == wanted,
             60,
         )
         for member in (nodes[0], nodes[7], nodes[11]):  # stored through any node, read through any
@@ -472,6 +484,11 @@ def test_a_network_of_node_processes(tmp_path: Path) -> None:
             150,
         )
         assert status(spare)["height"] >= status(nodes[0])["height"] - 2
+        wait_for(  # it joined the swarm (13 nodes stay one swarm) and pulled the swarm's messages
+            "the new member to hold the swarm's messages",
+            lambda: held(spare, user) == wanted,
+            60,
+        )
         light = ["--genesis", str(net / "genesis.json"), *(a for u in urls for a in ("--rpc", u))]
         shown = json.loads(cli(tmp_path, "query", "node", node_key, *light, "--json"))
         assert shown["status"] == "active" and shown["operator"] == operator and len(shown["sources"]) == 2

@@ -189,6 +189,8 @@ async def test_signed_namespaces_and_time_rules(pair: tuple[StorageService, Stor
         assert reply.status == status, (params, reply)
         if text is not None:
             assert reply.body == text
+    for service in pair:  # only the one valid store was kept, on both members
+        assert [m.stored.data for m in service.store.all_messages()] == [b"x"]
     stale = NOW_MS - 61_000
     old = await rpc(first, "retrieve", pubkey=owner_of(user), namespace=42, timestamp=stale,
                     signature=sign(user, f"retrieve42{stale}"))  # fmt: skip

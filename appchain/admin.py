@@ -13,6 +13,8 @@ open, so no other process may), and the devnet's live view polls it. Methods:
 ``peers``                   the connected peers: node key and address
 ``set_uptime_proofs``       ``{"enabled": bool}``: stop or resume this node's uptime proofs
                             (for testnets: a node that stops is decommissioned on chain)
+``messages``                the swarm layer: the final height it followed, its swarm, and the
+                            number of messages it holds per account (at most 1,000 accounts)
 ==========================  ============================================================
 
 Every request is parsed with a depth limit (:func:`state.encoding.decode_json`); a line over
@@ -85,7 +87,19 @@ def _set_uptime_proofs(node: Node, params: dict[str, Any]) -> Any:
     return {"enabled": enabled}
 
 
+def _messages(node: Node, params: dict[str, Any]) -> Any:
+    layer = node.messages
+    held: dict[str, int] = {}
+    for message in layer.store.all_messages():
+        owner = message.owner.hex()
+        if owner in held or len(held) < 1000:
+            held[owner] = held.get(owner, 0) + 1
+    swarm = layer.my_swarm()
+    return {"followed": layer.followed_height, "swarm": None if swarm is None else f"{swarm:x}", "held": held}
+
+
 METHODS: dict[str, Method] = {
+    "messages": _messages,
     "status": _status,
     "peers": _peers,
     "submit_transaction": _submit_transaction,

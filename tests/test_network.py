@@ -10,8 +10,14 @@ One run, in phases, because starting a network is the expensive part:
 4. the CLI flow of a new operator (``appchain keys``, ``tx``, ``query``): keys, funds, a
    registration of the 13th node, a contribution, the node active (it syncs from genesis and
    signs or produces blocks), rewards claimed, an unlock, the stake back; every result proven by
-   the light client against two nodes; an SNS name bought, resolved and proven;
-5. a node that stops sending uptime proofs is decommissioned on chain;
+   the light client against two nodes; an SNS name bought, resolved and proven. Meanwhile a 14th
+   node registers: the chain forms a second swarm, and every account's messages end up held by
+   exactly its swarm's members;
+5. a node that stops sending uptime proofs is decommissioned on chain, hands its messages over
+   and stops serving;
+
+Messages (phase 3 on): stored through any node, read through any member, a member killed and
+restarted pulls what it missed, and 3-hop onion requests give what direct requests give.
 
 and after the processes stop, every home holds the same blocks and roots up to the lowest final
 height, and replays from genesis to them. The devnet test opens the network page in headless
@@ -53,10 +59,10 @@ from genesis.presets import DEVNET
 from p2p.host import DATA
 from p2p.secure import HandshakeFailed, handshake
 from state import sns
-from state.crypto import ed25519
+from state.crypto import bls, ed25519
 from state.encoding import encode
-from state.events import SnsBuy, sign_transaction
-from state.types import Bytes32, Nonce
+from state.events import RegisterNode, SnsBuy, compute_node_proof_message, sign_transaction
+from state.types import Atomic, BlsPublicKey, Bytes32, NodeKey, Nonce
 from tests.exports import Recorder
 
 NODES = 12
@@ -191,6 +197,53 @@ def retrieve_messages(member: NetworkMember, user: ed25519.SigningKey) -> list[d
     assert reply.status == 200, reply
     messages: list[dict[str, Any]] = reply.body["messages"]
     return messages
+
+
+def registration(net: Path, member: NetworkMember, chain_id: str, amount: int) -> RegisterNode:
+    """A full-stake registration of ``member``'s node by a funded dev account."""
+    node_key, bls_secret = Home(member.home).load_node_keys()
+    sender = load_dev_accounts(net / "keys" / "accounts.json")[0]
+    bls_key = BlsPublicKey(bls.public_key(bls_secret))
+    tx = RegisterNode(
+        sender=sender.public_key,
+        nonce=Nonce(1),
+        node_key=NodeKey(node_key.public_key),
+        bls_key=bls_key,
+        bls_pop=bls.prove_possession(bls_secret),
+        node_signature=node_key.sign(compute_node_proof_message(node_key.public_key, bls_key)),
+        operator_fee_bp=0,
+        amount=Atomic(amount),
+    )
+    signed = sign_transaction(chain_id, tx, sender)
+    assert isinstance(signed, RegisterNode)
+    return signed
+
+
+def admin_messages(member: NetworkMember) -> dict[str, Any]:
+    try:
+        answer: dict[str, Any] = call(("127.0.0.1", member.admin_port), "messages", {})
+    except (RpcError, OSError):
+        return {"held": {"unreachable": 1}, "swarm": "?"}
+    return answer
+
+
+def swarms_settled(members: list[NetworkMember], users: list[ed25519.SigningKey]) -> int:
+    """The number of swarms owning ``users``' accounts when every node holds exactly the accounts
+    its swarm owns (as ``get_swarm`` says) and each account is held by all of its swarm's
+    members; 0 while that is not so."""
+    by_key = {m.node_key.hex(): m for m in members}
+    owners: dict[str, set[str]] = {}
+    for account in users:
+        pubkey = "05" + account.public_key.hex()
+        reply = storage_rpc(members[0], "get_swarm", {"pubkey": pubkey})
+        owners[pubkey] = {s["pubkey_ed25519"] for s in reply.body["snodes"]}
+    if any(not keys <= set(by_key) for keys in owners.values()):
+        return 0
+    for key, member in by_key.items():
+        held_here = {owner for owner in admin_messages(member)["held"] if owner in owners}
+        if held_here != {owner for owner, keys in owners.items() if key in keys}:
+            return 0
+    return len({frozenset(keys) for keys in owners.values()})
 
 
 def held(member: NetworkMember, user: ed25519.SigningKey) -> set[str]:
@@ -353,9 +406,9 @@ def test_a_network_of_node_processes(tmp_path: Path) -> None:
     # the devnet rules with shorter delays, so the operator's whole life fits in the test
     params = msgspec.structs.replace(DEVNET, payable_delay=4, unlock_delay=8, small_contributor_lock=8)
     members = write_testnet(
-        net, NODES, base_port=free_port_block(3 * (NODES + 1)), seed="e2e", spare=1, params=params
+        net, NODES, base_port=free_port_block(3 * (NODES + 2)), seed="e2e", spare=2, params=params
     )
-    nodes, spare = members[:NODES], members[NODES]
+    nodes, spare, second = members[:NODES], members[NODES], members[NODES + 1]
     genesis = load_genesis(net / "genesis.json")
     processes: dict[int, subprocess.Popen[bytes]] = {i: start_process(m.home) for i, m in enumerate(nodes)}
     try:
@@ -448,6 +501,16 @@ def test_a_network_of_node_processes(tmp_path: Path) -> None:
         # final, and the light client proves the results against two nodes
         urls = [f"http://127.0.0.1:{nodes[0].rpc_port}", f"http://127.0.0.1:{nodes[3].rpc_port}"]
         url = urls[0]
+        # meanwhile a 14th node registers (through the admin endpoint): with 14 active nodes the
+        # chain forms a second swarm, and the messages of the accounts it takes move to it
+        tx = registration(net, second, genesis.chain_id, genesis.params.staking_requirement)
+        assert call(("127.0.0.1", nodes[0].admin_port), "submit_transaction", {"tx": encode(tx).hex()})[
+            "hash"
+        ]
+        processes[NODES + 1] = start_process(second.home)
+        users = [ed25519.SigningKey(bytes([80 + i]) * 32) for i in range(12)]
+        for index, account in enumerate(users):
+            assert store_message(nodes[index % NODES], account, b"before the split").status == 200
         funder_seed = load_dev_accounts(net / "keys" / "accounts.json")[-1].seed
         cli(tmp_path, "keys", "import", "--out", str(tmp_path / "funder.key"), stdin=funder_seed.hex())
         operator = json.loads(cli(tmp_path, "keys", "new", "--out", str(tmp_path / "op.key"), "--json"))[
@@ -484,11 +547,21 @@ def test_a_network_of_node_processes(tmp_path: Path) -> None:
             150,
         )
         assert status(spare)["height"] >= status(nodes[0])["height"] - 2
-        wait_for(  # it joined the swarm (13 nodes stay one swarm) and pulled the swarm's messages
-            "the new member to hold the swarm's messages",
-            lambda: held(spare, user) == wanted,
-            60,
+        wait_for(
+            "the 14th node to be active",
+            lambda: (status(second).get("service_node") or {}).get("status") == "active",
+            120,
         )
+        running = [*nodes, spare, second]
+        wait_for(
+            "two swarms, each node holding exactly the accounts its swarm owns",
+            lambda: swarms_settled(running, [user, *users]) == 2,
+            120,
+        )
+        for member in running:  # the messages stored before the split are where their owners are
+            owners_here = admin_messages(member)["held"]
+            if "05" + user.public_key.hex() in owners_here:
+                assert held(member, user) == wanted
         light = ["--genesis", str(net / "genesis.json"), *(a for u in urls for a in ("--rpc", u))]
         shown = json.loads(cli(tmp_path, "query", "node", node_key, *light, "--json"))
         assert shown["status"] == "active" and shown["operator"] == operator and len(shown["sources"]) == 2
@@ -523,8 +596,8 @@ def test_a_network_of_node_processes(tmp_path: Path) -> None:
         assert json.loads(cli(tmp_path, "query", "sns", "nobody-has-this", *light, "--json"))["absent"]
         assert "absent (proven)" in cli(tmp_path, "query", "balance", "ab" * 32, *light)
 
-        # 5. a node that stops its uptime proofs is decommissioned on chain. Last: with 12 active
-        # nodes left, Pulse has no quorum after it (PROTOCOL.md §4: it needs 12)
+        # 5. a node that stops its uptime proofs is decommissioned on chain (13 active before it,
+        # so 12 after: Pulse goes on; PROTOCOL.md §4 needs 12)
         quiet = nodes[5]
         assert call(("127.0.0.1", quiet.admin_port), "set_uptime_proofs", {"enabled": False}) == {
             "enabled": False
@@ -534,6 +607,15 @@ def test_a_network_of_node_processes(tmp_path: Path) -> None:
             lambda: (status(quiet).get("service_node") or {}).get("status") == "decommissioned",
             150,
         )
+        # it leaves its swarm once that is final: it hands its messages over and stops serving
+        wait_for(
+            "the decommissioned node to hand its messages over",
+            lambda: not admin_messages(quiet)["held"] and admin_messages(quiet)["swarm"] is None,
+            120,
+        )
+        assert storage_rpc(quiet, "retrieve", {"pubkey": "05" + user.public_key.hex()}).status == 421
+        serving = [m for m in (*nodes, second) if m is not quiet]
+        assert swarms_settled(serving, users) == 2  # every account still held by all its owners
     finally:
         stop_processes(list(processes.values()))
     for process in processes.values():

@@ -721,8 +721,9 @@ async def _serve_http(node: Node, stream: trio.SocketStream) -> None:
             target = event.target.decode("latin-1")
             limit = STORAGE_MAX_BODY if target in STORAGE_PATHS else MAX_BODY
             body = bytearray()
-            too_big = False
-            while True:
+            declared = dict(event.headers).get(b"content-length", b"0")
+            too_big = declared.isdigit() and int(declared) > limit  # refused before it is sent
+            while not too_big:
                 part = connection.next_event()
                 if part is h11.NEED_DATA:
                     with trio.fail_after(30):

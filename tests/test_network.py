@@ -482,6 +482,10 @@ def test_a_network_of_node_processes(tmp_path: Path) -> None:
         )
         for member in (nodes[0], nodes[7], nodes[11]):  # stored through any node, read through any
             assert {m["hash"] for m in retrieve_messages(member, user)} == wanted
+        for path in ("/storage_rpc/v1", "/json_rpc"):  # a body over the limit is refused unread
+            with socket.create_connection(("127.0.0.1", nodes[0].rpc_port), timeout=10) as sock:
+                sock.sendall(f"POST {path} HTTP/1.1\r\nhost: x\r\ncontent-length: 20000000\r\n\r\n".encode())
+                assert sock.makefile("rb").readline().startswith(b"HTTP/1.1 413")
         # the same through 3-hop onion requests (a Session ID account, signed with its Ed25519 key)
         cli(tmp_path, "keys", "new", "--out", str(tmp_path / "session.key"))
         url0 = f"http://127.0.0.1:{nodes[0].rpc_port}"

@@ -378,3 +378,111 @@ async def test_batch_sequence_and_ifelse(pair: tuple[StorageService, StorageServ
         first, "ifelse", **{"if": {"hf_before": [19, 0]}, "then": {"method": "info", "params": {}}}
     )
     assert isinstance(other.body, dict) and other.body["condition"] is False and "result" not in other.body
+
+
+async def test_delete_before_unrevoke_and_multi_expiry(pair: tuple[StorageService, StorageService]) -> None:
+    first, _ = pair
+    user = account_in(MY_SWARM, 10)
+    owner_hex = owner_of(user)
+    hashes = []
+    for i, offset in enumerate((-5_000, -3_000, -1_000)):  # three messages stored at different times
+        params = {**store_params(user, bytes([i])), "timestamp": NOW_MS + offset}
+        reply = await rpc(first, "store", **params)
+        assert isinstance(reply.body, dict)
+        hashes.append(reply.body["hash"])
+    before = NOW_MS - 2_000
+    reply = await rpc(
+        first,
+        "delete_before",
+        pubkey=owner_hex,
+        before=before,
+        signature=sign(user, f"delete_before{before}"),
+    )
+    assert isinstance(reply.body, dict)
+    mine = reply.body["swarm"][first.node_key.public_key.hex()]
+    assert mine["deleted"] == sorted(hashes[:2])
+    text = owner_hex + str(before) + "".join(sorted(hashes[:2]))
+    assert ed25519.verify(first.node_key.public_key, text.encode(), base64.b64decode(mine["signature"]))
+    future = NOW_MS + 61_000
+    late = await rpc(
+        first,
+        "delete_before",
+        pubkey=owner_hex,
+        before=future,
+        signature=sign(user, f"delete_before{future}"),
+    )
+    assert (late.status, late.body) == (401, "delete_before timestamp too far in the future")
+    # expire with one expiry per message, shortening only
+    extra = await rpc(first, "store", **store_params(user, b"more"))
+    assert isinstance(extra.body, dict)
+    targets = sorted([hashes[2], extra.body["hash"]])
+    expiries = [NOW_MS + 20_000, NOW_MS + 90_000]  # the second would lengthen: left unchanged
+    text = "expireshorten" + "".join(str(e) for e in expiries) + "".join(targets)
+    reply = await rpc(
+        first,
+        "expire",
+        pubkey=owner_hex,
+        messages=targets,
+        expiry=expiries,
+        shorten=True,
+        signature=sign(user, text),
+    )
+    assert reply.status == 200 and isinstance(reply.body, dict)
+    mine = reply.body["swarm"][first.node_key.public_key.hex()]
+    assert mine["updated"] == [targets[0]] and mine["expiry"] == [expiries[0]]
+    current = {hashes[2]: NOW_MS - 1_000 + 60_000, extra.body["hash"]: NOW_MS + 60_000}
+    assert mine["unchanged"] == {targets[1]: current[targets[1]]}
+    mismatch = await rpc(
+        first,
+        "expire",
+        pubkey=owner_hex,
+        messages=targets,
+        expiry=expiries[:1] * 3,
+        signature=sign(user, "x"),
+    )
+    assert (
+        mismatch.body == "invalid request: 'expiry' must be a single expiry, or the same length as 'messages'"
+    )
+    # unrevoke counts what it restored
+    token = bytes([0x05, 0x01, 0, 0]) + ed25519.SigningKey(b"\x45" * 32).public_key
+    signed = b"revoke_subaccount" + str(NOW_MS).encode() + token
+    await rpc(
+        first,
+        "revoke_subaccount",
+        pubkey=owner_hex,
+        revoke=token.hex(),
+        timestamp=NOW_MS,
+        signature=sign(user, signed),
+    )
+    unsigned = b"unrevoke_subaccount" + str(NOW_MS).encode() + token
+    reply = await rpc(
+        first,
+        "unrevoke_subaccount",
+        pubkey=owner_hex,
+        unrevoke=token.hex(),
+        timestamp=NOW_MS,
+        signature=sign(user, unsigned),
+    )
+    assert isinstance(reply.body, dict) and reply.body["swarm"][first.node_key.public_key.hex()]["count"] == 1
+    assert not first.store.is_revoked(bytes.fromhex(owner_hex), token)
+
+
+async def test_oxend_request_allows_two_chain_reads(tmp_path: Path) -> None:
+    calls = []
+
+    def oxend(endpoint: str, params: dict[str, Any]) -> dict[str, Any]:
+        calls.append((endpoint, params))
+        if params.get("fail"):
+            raise ValueError("no such name")
+        return {"status": "OK", "service_node_states": []}
+
+    key = ed25519.SigningKey(b"\x46" * 32)
+    service = StorageService(MessageStore(tmp_path / "m", sync=False), key, Swarms([key.public_key], [STRANGER.public_key]),
+                             oxend=oxend, clock=lambda: NOW)  # fmt: skip
+    reply = await rpc(service, "oxend_request", endpoint="get_service_nodes", params={"active_only": True})
+    assert reply.status == 200 and isinstance(reply.body, dict) and reply.body["result"]["status"] == "OK"
+    denied = await rpc(service, "oxend_request", endpoint="get_info")
+    assert (denied.status, denied.body) == (400, "invalid request: Invalid oxend endpoint 'get_info'")
+    failed = await rpc(service, "oxend_request", endpoint="ons_resolve", params={"fail": True})
+    assert (failed.status, failed.body) == (400, "no such name")
+    assert calls == [("get_service_nodes", {"active_only": True}), ("ons_resolve", {"fail": True})]

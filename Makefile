@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.rpc
 	$(BIN)/python -m bench.light
 	$(BIN)/python -m bench.swarm
+	$(BIN)/python -m bench.scale
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .devnet

@@ -184,3 +184,15 @@ def test_presets_follow_the_protocol() -> None:
     assert MAINNET.max_contributors == 10
     assert MAINNET.min_operator_stake_divisor == 4
     assert DEVNET.block_time < MAINNET.block_time
+
+
+def test_block_0_may_hold_more_events_than_a_produced_block() -> None:
+    """A genesis carries a whole network's accounts: the per-block event limit bounds what a
+    producer asks of validators, not block 0."""
+    import msgspec
+
+    params = msgspec.structs.replace(DEVNET, max_block_events=10)
+    genesis, _, _ = create_devnet_genesis(12, "big", users=30, params=params)
+    state, pending = create_genesis_state(genesis)
+    assert len(pending.block.events) > params.max_block_events
+    assert state.height == 0 and len(list(state.prefixed(b"acct/"))) >= 30

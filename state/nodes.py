@@ -116,13 +116,27 @@ _locked = Decoder(LockedStake)
 # -- reads -------------------------------------------------------------------------------------
 
 
+_decoded: dict[bytes, ServiceNode] = {}
+_DECODED_MAX = 65_536
+_registry_cache: tuple[bytes, tuple[bytes, ...]] = (b"", ())
+
+
 def decode_node(raw: bytes) -> ServiceNode:
-    return _node.decode(raw)
+    """The record an encoding holds. Records are immutable, so one decoding per distinct
+    encoding serves every later read (a block reads every node several times: rewards, the
+    reward queue, quorums); the cache is bounded and is a pure function of the bytes."""
+    node = _decoded.get(raw)
+    if node is None:
+        node = _node.decode(raw)
+        if len(_decoded) >= _DECODED_MAX:
+            _decoded.clear()
+        _decoded[raw] = node
+    return node
 
 
 def get_node(view: Overlay, node_key: bytes) -> ServiceNode | None:
     raw = view.get(NODE_PREFIX + node_key)
-    return None if raw is None else _node.decode(raw)
+    return None if raw is None else decode_node(raw)
 
 
 def require_node(view: Overlay, node_key: bytes) -> ServiceNode:
@@ -133,8 +147,13 @@ def require_node(view: Overlay, node_key: bytes) -> ServiceNode:
 
 
 def get_registry(view: Overlay) -> tuple[bytes, ...]:
+    global _registry_cache  # noqa: PLW0603 - the last decoded registry, reused while unchanged
     raw = view.get(REGISTRY_KEY)
-    return () if raw is None else _registry.decode(raw)
+    if raw is None:
+        return ()
+    if _registry_cache[0] != raw:
+        _registry_cache = (raw, _registry.decode(raw))
+    return _registry_cache[1]
 
 
 def iter_nodes(view: Overlay) -> list[tuple[NodeKey, ServiceNode]]:

@@ -6,9 +6,10 @@
    ``(last_reward_height, registration order, key)`` (:func:`state.nodes.compute_reward_queue`);
 2. the *candidates* are the other active nodes, sorted by key;
 3. a :class:`~state.sampler.Sampler` tagged ``pulse`` and seeded with
-   ``entropy || height (8 bytes, big-endian) || round (1 byte)`` shuffles the candidates;
-4. round 0: the producer is the leader and the validators are the first 11 shuffled candidates;
-   round r > 0: the producer is the first shuffled candidate (a backup producer) and the
+   ``entropy || height (8 bytes, big-endian) || round (1 byte)`` samples 12 of the candidates
+   (``Sampler.sample``: 12 draws, whatever the number of nodes);
+4. round 0: the producer is the leader and the validators are the first 11 sampled candidates;
+   round r > 0: the producer is the first sampled candidate (a backup producer) and the
    validators are the next 11 (so every round redraws them, and a failed leader does not stall
    the chain).
 
@@ -16,8 +17,8 @@
 ``tip-21 .. tip-10`` in height order (missing heights near genesis contribute nothing).
 
 **Checkpoint quorum** (drawn in the state, :mod:`state.checkpoints`): the active nodes after the
-previous checkpoint, sorted by key, shuffled by a sampler tagged ``checkpoint`` seeded with
-that checkpoint's parent hash and the height; the first 20 (all of them if fewer). A
+previous checkpoint, sorted by key, sampled by a sampler tagged ``checkpoint`` seeded with
+that checkpoint's parent hash and the height: 20 of them (all of them if fewer). A
 certificate needs at least two thirds of it, rounded up: 14 of 20. (PROTOCOL.md says "13 of 20
 (two thirds, rounded up)", but 13/20 is under two thirds; the issue asks for ≥ 2/3, which is also
 the safer reading: two conflicting certificates then need 8 double signers instead of 6.)
@@ -68,8 +69,8 @@ def compute_pulse_quorum(
         return None
     if not 0 <= round_ < 256:
         raise ValueError("a round is 0..255")
-    candidates = sorted(k for k in active if k != leader)
-    Sampler("pulse", bytes(entropy) + height.to_bytes(8, "big") + bytes([round_])).shuffle(candidates)
+    sampler = Sampler("pulse", bytes(entropy) + height.to_bytes(8, "big") + bytes([round_]))
+    candidates = sampler.sample(sorted(k for k in active if k != leader), PULSE_VALIDATORS + 1)
     if round_ == 0:
         return PulseQuorum(leader, tuple(candidates[:PULSE_VALIDATORS]))
     return PulseQuorum(candidates[0], tuple(candidates[1 : PULSE_VALIDATORS + 1]))

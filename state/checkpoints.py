@@ -4,9 +4,9 @@ Every ``CHECKPOINT_INTERVAL`` blocks a checkpoint quorum signs the block with BL
 of it make a certificate, and a certified block is final (:mod:`consensus.checkpoint`).
 
 At the end of each checkpoint height ``h`` (block 0 included) the state draws the quorum that
-will sign checkpoint ``h + 4``: the active nodes after block ``h``, sorted by key, shuffled by a
+will sign checkpoint ``h + 4``: the active nodes after block ``h``, sorted by key, sampled by a
 :class:`~state.sampler.Sampler` tagged ``checkpoint`` seeded with ``h``'s parent hash and
-``h + 4``; the first 20 (all if fewer). It keeps them (node and BLS keys) under
+``h + 4``: 20 of them (all if fewer). It keeps them (node and BLS keys) under
 ``ckq/<h + 4>``, and the header of ``h`` carries ``next_checkpoint_quorum``: the tagged hash of
 their BLS keys in quorum order. So a light client that trusts header ``h`` knows exactly which
 keys may certify ``h + 4``, and can walk from genesis certificate by certificate.
@@ -55,9 +55,7 @@ def checkpoint_quorum_key(height: int) -> bytes:
 
 def select_checkpoint_members(active: Sequence[NodeKey], seed: bytes) -> list[NodeKey]:
     """The checkpoint quorum drawn from ``active``: 20 of them (all if fewer)."""
-    candidates = sorted(active)
-    Sampler("checkpoint", seed).shuffle(candidates)
-    return candidates[:CHECKPOINT_QUORUM_SIZE]
+    return Sampler("checkpoint", seed).sample(sorted(active), CHECKPOINT_QUORUM_SIZE)
 
 
 def compute_checkpoint_seed(prev_hash: bytes, checkpoint_height: int) -> bytes:

@@ -6,11 +6,11 @@ At the start of each block ``h`` the quorum for ``h`` is drawn from the state le
 ``h - 1``, with a :class:`~state.sampler.Sampler` tagged ``obligations`` and seeded with
 ``h - 1``'s hash and ``h`` (the block's own hash cannot seed it: it commits to the result):
 
-1. the active nodes, sorted by key, are shuffled; the first ``obligations_quorum_size`` are the
-   validators (no quorum when there are fewer active nodes);
-2. the other active and the decommissioned nodes, sorted by key, are shuffled; the first
-   ``min(rest, max(obligations_min_workers, rest // obligations_worker_divisor))`` are the
-   workers the validators test.
+1. ``obligations_quorum_size`` of the active nodes, sorted by key, are sampled
+   (``Sampler.sample``): the validators (no quorum when there are fewer active nodes);
+2. then, from the same sampler, ``min(rest, max(obligations_min_workers, rest //
+   obligations_worker_divisor))`` of the other active and the decommissioned nodes, sorted by
+   key, are sampled: the workers the validators test.
 
 :func:`compute_obligations_quorum` is that pure function; the consensus issue reuses it.
 
@@ -68,15 +68,13 @@ def compute_obligations_quorum(
     if len(active) < params.obligations_quorum_size:
         return None
     sampler = Sampler("obligations", seed)
-    candidates = sorted(active)
-    sampler.shuffle(candidates)
-    validators = candidates[: params.obligations_quorum_size]
-    rest = sorted(candidates[params.obligations_quorum_size :] + list(decommissioned))
+    validators = sampler.sample(sorted(active), params.obligations_quorum_size)
+    chosen = set(validators)
+    rest = sorted([k for k in active if k not in chosen] + list(decommissioned))
     count = min(
         len(rest), max(params.obligations_min_workers, len(rest) // params.obligations_worker_divisor)
     )
-    sampler.shuffle(rest)
-    return ObligationsQuorum(tuple(validators), tuple(rest[:count]))
+    return ObligationsQuorum(tuple(validators), tuple(sampler.sample(rest, count)))
 
 
 def compute_quorum_seed(prev_hash: bytes, height: int) -> bytes:

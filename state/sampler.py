@@ -8,7 +8,11 @@ Procedure (reproducible in any language with BLAKE3):
 4. ``uniform(n)`` draws ``x = next_u64()`` until ``x < 2**64 - (2**64 % n)`` and returns
    ``x % n`` (rejection sampling: no modulo bias);
 5. ``shuffle(items)`` is Fisher–Yates from the end: for ``i`` from ``len - 1`` down to 1,
-   swap ``items[i]`` with ``items[uniform(i + 1)]``.
+   swap ``items[i]`` with ``items[uniform(i + 1)]``;
+6. ``sample(items, k)`` is Fisher–Yates from the front, stopped after ``k`` positions: on a copy,
+   for ``i`` from 0 to ``min(k, len) - 1``, swap ``items[i]`` with ``items[i + uniform(len - i)]``;
+   the first ``k`` items are the sample. It draws ``k`` numbers, not ``len``: a quorum of 11 out
+   of 2,000 nodes costs 11 draws.
 
 Seeds are built from chain data only (heights, parent hashes, lagged random values), so every
 node draws the same numbers. Oxen uses ``mt19937_64``; a keyed XOF is simpler to specify.
@@ -61,7 +65,10 @@ class Sampler:
             items[i], items[j] = items[j], items[i]
 
     def sample(self, items: Sequence[T], k: int) -> list[T]:
-        """``k`` distinct items: the first ``k`` of a shuffled copy."""
-        shuffled = list(items)
-        self.shuffle(shuffled)
-        return shuffled[:k]
+        """``k`` distinct items (all of them, in drawn order, if there are fewer)."""
+        out = list(items)
+        size = len(out)
+        for i in range(min(k, size)):
+            j = i + self.uniform(size - i)
+            out[i], out[j] = out[j], out[i]
+        return out[:k]

@@ -3,6 +3,8 @@ the pinned draws, and the quorum rules."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import blake3
 import pytest
 
@@ -14,6 +16,7 @@ from consensus.quorum import (
     compute_pulse_entropy,
     compute_pulse_quorum,
 )
+from state.checkpoints import compute_checkpoint_seed
 from state.sampler import Sampler
 from tests.conftest import load_vectors
 from tests.make_quorum_vectors import node_keys
@@ -21,8 +24,8 @@ from tests.make_quorum_vectors import node_keys
 VECTORS = load_vectors("quorums.json")["cases"]
 
 
-def spec_shuffle(tag: str, seed: bytes, items: list[bytes]) -> list[bytes]:
-    """The procedure as state/sampler.py's docstring states it, written independently."""
+def spec_stream(tag: str, seed: bytes) -> Callable[[int], int]:
+    """``uniform`` as state/sampler.py's docstring states it, written independently."""
     key = blake3.blake3(derive_key_context="appchain 2026-11 sampler " + tag).digest()
     stream = blake3.blake3(seed, key=key).digest(length=64 * 1024)
     offset = 0
@@ -39,11 +42,25 @@ def spec_shuffle(tag: str, seed: bytes, items: list[bytes]) -> list[bytes]:
             pass
         return x % n
 
+    return uniform
+
+
+def spec_shuffle(tag: str, seed: bytes, items: list[bytes]) -> list[bytes]:
+    uniform = spec_stream(tag, seed)
     out = list(items)
     for i in range(len(out) - 1, 0, -1):
         j = uniform(i + 1)
         out[i], out[j] = out[j], out[i]
     return out
+
+
+def spec_sample(tag: str, seed: bytes, items: list[bytes], k: int) -> list[bytes]:
+    uniform = spec_stream(tag, seed)
+    out = list(items)
+    for i in range(min(k, len(out))):
+        j = i + uniform(len(out) - i)
+        out[i], out[j] = out[j], out[i]
+    return out[:k]
 
 
 @pytest.mark.parametrize("count", [1, 2, 13, 100, 600])
@@ -52,6 +69,16 @@ def test_sampler_matches_its_specification(count: int) -> None:
     ours = list(items)
     Sampler("test tag", b"some seed").shuffle(ours)
     assert ours == spec_shuffle("test tag", b"some seed", items)
+    for k in (0, 1, 11, 20, count, count + 5):
+        drawn = Sampler("test tag", b"some seed").sample(items, k)
+        assert drawn == spec_sample("test tag", b"some seed", items, k)
+        assert len(drawn) == min(k, count) and len(set(drawn)) == len(drawn)
+
+
+def test_a_sample_costs_k_draws_not_n() -> None:
+    sampler = Sampler("cost", b"seed")
+    sampler.sample([bytes([i % 256, i // 256]) for i in range(5000)], 11)
+    assert sampler._offset <= 512  # one 512-byte block of the stream: a few dozen u64 draws
 
 
 @pytest.mark.parametrize("case", VECTORS, ids=lambda c: f"{c['nodes']}n-h{c['height']}-r{c['round']}")
@@ -68,10 +95,15 @@ def test_pinned_quorum_draws(case: dict) -> None:
     ]
     # and the draw is the specified one
     leader = keys[case["leader_index"]]
-    shuffled = spec_shuffle(
+    shuffled = spec_sample(
         "pulse",
         entropy + case["height"].to_bytes(8, "big") + bytes([case["round"]]),
         sorted(k for k in keys if k != leader),
+        12,
+    )
+    seed = compute_checkpoint_seed(entropy, case["height"])
+    assert list(compute_checkpoint_quorum(keys, entropy, case["height"])) == spec_sample(
+        "checkpoint", seed, sorted(keys), 20
     )
     if case["round"] == 0:
         assert quorum.producer == leader and list(quorum.validators) == shuffled[:11]

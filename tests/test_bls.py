@@ -109,3 +109,34 @@ def test_malformed_inputs_are_rejected_not_raised(backend: str) -> None:
 
 def test_secret_key_repr_hides_the_secret() -> None:
     assert "hidden" in repr(bls.secret_key_from_seed(SEEDS[0]))
+
+
+def test_a_batch_of_possession_proofs_gives_each_pair_its_own_verdict(backend: str) -> None:
+    secrets = [bls.secret_key_from_seed(bytes([i + 1]) * 32) for i in range(6)]
+    keys = [bls.public_key(sk) for sk in secrets]
+    proofs = [bls.prove_possession(sk) for sk in secrets]
+    good = list(zip(keys, proofs, strict=True))
+    bls._known_possessions.clear()
+    assert bls.verify_possessions(good) == [True] * 6
+    # one pair with another's proof, one with a signature over another message, one identity,
+    # one undecodable: each refused, and the valid ones around them still accepted
+    other = bls.sign(secrets[4], b"not the key")
+    bad = [
+        (keys[0], proofs[1]),
+        good[2],
+        (keys[4], other),
+        (keys[3], bls.IDENTITY_G2),
+        good[5],
+        (b"\x00" * 48, proofs[0]),
+    ]
+    bls._known_possessions.clear()
+    assert bls.verify_possessions(bad) == [False, True, False, False, True, False]
+    for pk, proof in bad:  # nothing refused was remembered as verified
+        assert bls.verify_possession(pk, proof) == bls.backend().verify(pk, bytes(pk), proof, bls.POP_DST)
+    # two invalid proofs that cancel in a sum (pk_a's proof + x, pk_b's proof - x) still fail:
+    # the batch weights each pair by its own random scalar
+    a, b = ark.G2Point.from_compressed_bytes(proofs[0]), ark.G2Point.from_compressed_bytes(proofs[1])
+    shift = ark.G2Point.hash_to_curve(b"shift", bls.POP_DST)
+    forged = [(keys[0], (a + shift).to_compressed_bytes()), (keys[1], (b - shift).to_compressed_bytes())]
+    bls._known_possessions.clear()
+    assert bls.verify_possessions(forged) == [False, False]

@@ -92,6 +92,10 @@ def test_tx_and_query_refuse_bad_input_with_one_line(
         (["query", "balance", "00" * 32, "--rpc", url, "--chain-id", "c", "--trust-file", str(tmp_path / "t.json")],
          "no trusted checkpoint kept"),
         (["query", "balance", "00" * 32, "--rpc", url, "--chain-id", "c", "--checkpoint", "4"], "HEIGHT:HASH"),
+        (["msg", "store", "--key", str(key), "--rpc", url], "give --data TEXT or --file FILE"),
+        (["msg", "store", "--key", str(key), "--rpc", url, "--data", "hi"], "cannot reach the node"),
+        (["msg", "store", "--key", str(key), "--rpc", url, "--file", str(tmp_path / "none")], "No such file"),
+        (["msg", "retrieve", "--key", str(tmp_path / "none.key"), "--rpc", url], "not found"),
     ]  # fmt: skip
     for argv, message in cases:
         code, _, err = run(capsys, *argv)

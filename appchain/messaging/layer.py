@@ -62,7 +62,8 @@ Contact = tuple[str, int, int]
 
 Logger = Callable[..., None]
 Transport = Callable[..., Awaitable[tuple[int, bytes]]]
-"""How a node posts to another: :func:`appchain.messaging.http.post` (tests route in process)."""
+"""How a node posts to another: :meth:`appchain.messaging.http.ConnectionPool.post` (tests route
+in process)."""
 
 
 class SwarmLayer:

@@ -697,6 +697,18 @@ async def _respond(
     await stream.send_all(connection.send(h11.EndOfMessage()))
 
 
+async def _discard_rest(stream: trio.SocketStream, limit: int) -> None:
+    """After a 413, read (and drop) what the client is still sending, for a moment: closing at
+    once would make a client that is still writing see a broken pipe instead of the answer."""
+    received = 0
+    with trio.move_on_after(1.0):
+        while received < 2 * limit:
+            data = await stream.receive_some(65536)
+            if not data:
+                return
+            received += len(data)
+
+
 async def _serve_http(node: Node, stream: trio.SocketStream) -> None:
     connection = h11.Connection(h11.SERVER, max_incomplete_event_size=16 * 1024)
     try:
@@ -736,12 +748,13 @@ async def _serve_http(node: Node, stream: trio.SocketStream) -> None:
                         break
                     continue
                 break
-            if too_big and target in STORAGE_PATHS:
-                await _respond(stream, connection, 413, b"Request body too large", "text/plain")
-                return
             if too_big:
-                error = error_reply(None, -32600, f"a body over {MAX_BODY} bytes")
-                await _respond(stream, connection, 413, json.dumps(error).encode(), "application/json")
+                if target in STORAGE_PATHS:
+                    await _respond(stream, connection, 413, b"Request body too large", "text/plain")
+                else:
+                    error = json.dumps(error_reply(None, -32600, f"a body over {MAX_BODY} bytes")).encode()
+                    await _respond(stream, connection, 413, error, "application/json")
+                await _discard_rest(stream, limit)
                 return
             if event.method == b"POST" and target == "/json_rpc":
                 answer = handle_body(node, bytes(body))

@@ -340,14 +340,18 @@ def _account_param(text: object) -> bytes:
     return account
 
 
-def get_accrued_rewards(node: Node, params: dict[str, Any]) -> dict[str, Any]:
+def _accounts_param(params: dict[str, Any]) -> list[bytes]:
+    """``addresses``: 1 to 1,000 hex account keys."""
     addresses = params.get("addresses")
     if not isinstance(addresses, list) or not addresses or len(addresses) > 1000:
         raise RpcError(-32602, "addresses must be a list of 1 to 1000 hex account keys")
+    return [_account_param(text) for text in addresses]
+
+
+def get_accrued_rewards(node: Node, params: dict[str, Any]) -> dict[str, Any]:
     view = _view(node)
     balances = {}
-    for text in addresses:
-        account = _account_param(text)
+    for account in _accounts_param(params):
         balances[account.hex()] = get_reward_account(view, AccountKey(account)).accrued
     return {"status": "OK", "balances": balances, "height": node.ledger.height}
 
@@ -355,13 +359,9 @@ def get_accrued_rewards(node: Node, params: dict[str, Any]) -> dict[str, Any]:
 def get_accounts(node: Node, params: dict[str, Any]) -> dict[str, Any]:
     """Balances and nonces at the tip (*added*: oxend keeps no accounts). A wallet takes the
     next nonce from here; a light client proves a balance with ``get_state_proof`` instead."""
-    addresses = params.get("addresses")
-    if not isinstance(addresses, list) or not addresses or len(addresses) > 1000:
-        raise RpcError(-32602, "addresses must be a list of 1 to 1000 hex account keys")
     view = _view(node)
     accounts = {}
-    for text in addresses:
-        account = _account_param(text)
+    for account in _accounts_param(params):
         record = get_account(view, AccountKey(account))
         accounts[account.hex()] = {
             "balance": record.balance,

@@ -51,6 +51,7 @@ from consensus.uptime import (
     ProofBook,
     PulseRecord,
     QuorumCop,
+    Reachability,
     UptimeProof,
     UptimeRules,
     compute_test_reasons,
@@ -63,7 +64,7 @@ from state.crypto import bls, ed25519
 from state.encoding import Decoder, Record, encode
 from state.errors import InvalidBlock, InvalidEvent, InvalidSignature
 from state.events import Event, StateChange, Vote, compute_vote_message
-from state.nodes import get_node
+from state.nodes import NodeStatus, get_node
 from state.obligations import get_quorum
 from state.state import State
 from state.transition import execute_block, propose_block
@@ -175,11 +176,13 @@ class NodeCore:
     probe: Probe = lambda key: None
     proofs: ProofBook = field(init=False)
     cop: QuorumCop = field(init=False)
+    reachability: Reachability = field(init=False)
     pulse_record: PulseRecord = field(default_factory=PulseRecord)
 
     def __post_init__(self) -> None:
         self.proofs = ProofBook(self.config.uptime)
         self.cop = QuorumCop(self.config.uptime)
+        self.reachability = Reachability(self.config.uptime)
         self.round: PulseRound | None = None
         self.round_id: tuple[int, int] = (0, 0)
         self.round_members: tuple[NodeKey, ...] = ()
@@ -493,14 +496,16 @@ class NodeCore:
         actions: list[Action] = []
         for index, worker in enumerate(quorum.workers):
             record = get_node(view, worker)
-            reachable = self.probe(worker)
-            if record is None or reachable is None:
+            probed = self.probe(worker)
+            if record is None or probed is None:
                 continue
+            reachable = self.reachability.observe(worker, probed, now)
             reasons = compute_test_reasons(
                 proof_fresh=self.proofs.is_fresh(worker, now),
                 reachable=reachable,
                 storage_reachable=reachable,
                 pulse_fails=self.pulse_record.fails(worker),
+                active=record.status == NodeStatus.ACTIVE,
             )
             decision = self.cop.decide(worker, record, height, reasons, state.params)
             if decision is None:

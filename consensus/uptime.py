@@ -14,6 +14,11 @@ reason bit. :class:`QuorumCop` turns results into the state change to vote for, 
 lessons (#604, #1633, #1202):
 
 - a node in its first ``grace`` blocks after activation is not tested;
+- a node fails the reachability tests only once it has been unreachable for longer than
+  ``validity - interval`` (Oxen's ``unreachable_threshold``: a restart or a dropped connection is
+  not a failure; :class:`Reachability` keeps when each worker was first seen unreachable);
+- Pulse participation is judged only for active nodes: a decommissioned node sits in no Pulse
+  quorum, so its record could never improve (Oxen skips participation checks for recommission);
 - an active node that fails is decommissioned if its credit allows; with too little credit it is
   deregistered only if it also failed the previous test (never for a single missed test);
 - a decommissioned node is recommissioned only after two consecutive passing tests (a retest);
@@ -122,8 +127,9 @@ class PulseRecord:
 
 
 def compute_test_reasons(
-    *, proof_fresh: bool, reachable: bool, storage_reachable: bool, pulse_fails: bool
+    *, proof_fresh: bool, reachable: bool, storage_reachable: bool, pulse_fails: bool, active: bool = True
 ) -> int:
+    """The failed tests as reason bits; Pulse participation counts only for an ``active`` worker."""
     reasons = 0
     if not proof_fresh:
         reasons |= Reason.UPTIME_PROOF
@@ -131,9 +137,29 @@ def compute_test_reasons(
         reasons |= Reason.UNREACHABLE
     if not storage_reachable:
         reasons |= Reason.STORAGE
-    if pulse_fails:
+    if pulse_fails and active:
         reasons |= Reason.PULSE
     return reasons
+
+
+@dataclass
+class Reachability:
+    """When this tester first found each worker unreachable, in an unbroken run of failed probes."""
+
+    rules: UptimeRules
+    failing_since: dict[bytes, float] = field(default_factory=dict)
+
+    @property
+    def threshold(self) -> float:
+        return self.rules.validity - self.rules.interval
+
+    def observe(self, node_key: bytes, reachable: bool, now: float) -> bool:
+        """Record one probe; True unless the worker has been unreachable for over the threshold."""
+        if reachable:
+            self.failing_since.pop(bytes(node_key), None)
+            return True
+        since = self.failing_since.setdefault(bytes(node_key), now)
+        return now - since <= self.threshold
 
 
 @dataclass

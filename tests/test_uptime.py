@@ -11,6 +11,7 @@ from consensus.uptime import (
     ProofBook,
     PulseRecord,
     QuorumCop,
+    Reachability,
     Reason,
     UptimeProof,
     compute_test_reasons,
@@ -70,6 +71,26 @@ def test_reason_bits() -> None:
     )
     bits = compute_test_reasons(proof_fresh=False, reachable=False, storage_reachable=True, pulse_fails=True)
     assert bits == Reason.UPTIME_PROOF | Reason.UNREACHABLE | Reason.PULSE
+
+
+def test_pulse_participation_is_not_judged_for_a_decommissioned_node() -> None:
+    """It sits in no Pulse quorum, so its record cannot improve: judging it would bar recommission."""
+    fresh = dict(proof_fresh=True, reachable=True, storage_reachable=True, pulse_fails=True)
+    assert compute_test_reasons(**fresh, active=False) == 0
+    assert compute_test_reasons(**fresh, active=True) == Reason.PULSE
+
+
+def test_a_worker_fails_reachability_only_once_unreachable_past_the_threshold() -> None:
+    seen = Reachability(DEVNET_UPTIME)
+    threshold = DEVNET_UPTIME.validity - DEVNET_UPTIME.interval
+    assert seen.threshold == threshold == 14
+    assert seen.observe(b"w", False, 100.0)  # a restart or a dropped connection: not yet a failure
+    assert seen.observe(b"w", False, 100.0 + threshold)
+    assert not seen.observe(b"w", False, 100.0 + threshold + 0.5)
+    assert seen.observe(b"w", True, 120.0)  # back: the run of failures is over
+    assert seen.observe(b"w", False, 121.0)  # a new run starts its own clock
+    assert not seen.observe(b"w", False, 121.0 + threshold + 1)
+    assert seen.observe(b"other", False, 200.0)  # each worker has its own clock
 
 
 def node(

@@ -189,6 +189,7 @@ def _replay(home: Home, genesis: Genesis, args: argparse.Namespace) -> int:
             "locked_stakes": str(supply.locked_stakes),
             "pool": str(supply.pool),
             "accrued_rewards": str(supply.accrued_rewards),
+            "unsettled_rewards": str(supply.unsettled_rewards),
             "total": str(supply.total),
             "conserved": supply.total == genesis.total_supply,
         },

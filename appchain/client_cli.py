@@ -329,7 +329,9 @@ def _describe(kind: str, target: str, proven: Proven) -> dict[str, Any]:
     elif kind == "rewards":
         shown.update(accrued=record.accrued, lifetime=record.lifetime)
         accrued, lifetime = format_amount(record.accrued), format_amount(record.lifetime)
-        text = f"rewards of {target}: {accrued} to claim, {lifetime} in all {where}"
+        # the reward ledger holds settled rewards; what its nodes earned since they were last
+        # settled is added at the claim (PROTOCOL.md §5) and is not in this record
+        text = f"rewards of {target}: {accrued} settled to claim, {lifetime} settled in all {where}"
     elif kind == "node":
         staked = sum(c.amount for c in record.contributions)
         status = NodeStatus(record.status).name.lower()

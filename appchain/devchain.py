@@ -56,7 +56,15 @@ from state.events import (
     sign_transaction,
 )
 from state.ledger import get_account, get_reward_account
-from state.nodes import REGISTRATIONS_KEY, NodeStatus, ServiceNode, compute_credit, get_node, iter_nodes
+from state.nodes import (
+    REGISTRATIONS_KEY,
+    NodeStatus,
+    ServiceNode,
+    compute_credit,
+    compute_pending_rewards,
+    get_node,
+    iter_nodes,
+)
 from state.obligations import get_quorum
 from state.transition import PendingBlock, begin_block, process_event, with_final_block
 from state.types import AccountKey, Atomic, Bytes32, Height, NodeKey, Nonce
@@ -140,7 +148,7 @@ class DevChainGenerator:
 
     def _claim(self, view: Overlay) -> Event | None:
         sender = self.rng.choice(self.senders)
-        if get_reward_account(view, sender).accrued == 0:
+        if get_reward_account(view, sender).accrued + compute_pending_rewards(view, sender) == 0:
             return None
         return self._sign(view, ClaimRewards(sender, self._nonce(view, sender)))
 

@@ -53,7 +53,7 @@ from state.encoding import encode
 from state.events import compute_event_hash
 from state.ledger import get_account, get_reward_account
 from state.namespaces import decode_value, state_key
-from state.nodes import NodeStatus, ServiceNode, compute_credit, get_node, iter_nodes
+from state.nodes import NodeStatus, ServiceNode, compute_credit, compute_pending_rewards, get_node, iter_nodes
 from state.obligations import get_quorum
 from state.sns import NAME_PREFIX, get_name, is_expired
 from state.sns import NONCE_SIZE as SNS_NONCE_SIZE
@@ -349,11 +349,23 @@ def _accounts_param(params: dict[str, Any]) -> list[bytes]:
 
 
 def get_accrued_rewards(node: Node, params: dict[str, Any]) -> dict[str, Any]:
+    """What a claim at the tip would move to each balance: the settled rewards in the account's
+    reward ledger plus what settling its nodes would pay it (rewards settle lazily, PROTOCOL.md
+    §5), as oxend's ``balances``; ``settled`` and ``pending`` (*added*) give the two parts."""
     view = _view(node)
-    balances = {}
+    balances, settled, pending = {}, {}, {}
     for account in _accounts_param(params):
-        balances[account.hex()] = get_reward_account(view, AccountKey(account)).accrued
-    return {"status": "OK", "balances": balances, "height": node.ledger.height}
+        name = account.hex()
+        settled[name] = get_reward_account(view, AccountKey(account)).accrued
+        pending[name] = compute_pending_rewards(view, account)
+        balances[name] = settled[name] + pending[name]
+    return {
+        "status": "OK",
+        "balances": balances,
+        "settled": settled,
+        "pending": pending,
+        "height": node.ledger.height,
+    }
 
 
 def get_accounts(node: Node, params: dict[str, Any]) -> dict[str, Any]:

@@ -71,8 +71,17 @@ class SwarmChanged(Record, frozen=True, tag="swarm_changed"):
 
 
 class RewardPaid(Record, frozen=True, tag="reward_paid"):
+    """A node was settled: ``amount`` of what it earned reached its contributors' reward ledgers."""
+
     node_key: NodeKey
     amount: Atomic
+
+
+class BlockRewarded(Record, frozen=True, tag="block_rewarded"):
+    """The block's reward: ``share`` earned by each of ``nodes`` payable nodes (paid at settlement)."""
+
+    share: Atomic
+    nodes: int
 
 
 class NameBought(Record, frozen=True, tag="name_bought"):
@@ -106,6 +115,7 @@ Effect = (
     | StakeReturned
     | SwarmChanged
     | RewardPaid
+    | BlockRewarded
     | NameBought
     | NameUpdated
     | NameRenewed

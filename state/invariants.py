@@ -8,18 +8,32 @@ Each returns a list of human-readable violations (empty when the state is sound)
   requirement once active; at most ``max_contributors`` contributors;
 - every active node is in exactly one swarm, which lists it; no other node is in a swarm; every
   swarm but a lone one has at least ``min_swarm_size`` members;
-- each name has one owner.
+- each name has one owner;
+- a node earns (has a reward index) exactly when it is payable at this height, the reward index
+  counts exactly those nodes and no node is ahead of it; ``stakes/<account>`` lists exactly the
+  nodes the account operates or stakes in.
 """
 
 from __future__ import annotations
 
 from state.encoding import Decoder
 from state.membership import SWARMS_KEY, Swarm
-from state.nodes import BLS_PREFIX, NODE_PREFIX, REGISTRY_KEY, NodeStatus, ServiceNode, compute_stake
+from state.nodes import (
+    BLS_PREFIX,
+    NODE_PREFIX,
+    REGISTRY_KEY,
+    STAKES_PREFIX,
+    NodeStatus,
+    ServiceNode,
+    compute_stake,
+    is_payable,
+)
+from state.rewards import NOT_EARNING, get_index
 from state.sns import NAME_PREFIX, NameRecord
 from state.state import State
 from state.supply import compute_supply
 from state.swarms import UNASSIGNED_SWARM_ID
+from state.view import Overlay
 
 _node = Decoder(ServiceNode)
 _registry = Decoder(tuple[bytes, ...])
@@ -78,4 +92,31 @@ def check_invariants(state: State, genesis_supply: int) -> list[str]:
         record = _name.decode(raw)
         if len(record.owner) != 32:
             problems.append(f"name {key.hex()[:12]} has no single owner")
+
+    problems += _check_rewards(state, nodes)
+    return problems
+
+
+def _check_rewards(state: State, nodes: dict[bytes, ServiceNode]) -> list[str]:
+    problems = []
+    index = get_index(Overlay(state.get))
+    earning = 0
+    for key, node in nodes.items():
+        name, earns = key.hex()[:12], node.reward_index != NOT_EARNING
+        payable = is_payable(node, state.height, state.params)
+        if earns != payable:
+            problems.append(f"node {name} earns: {earns}, payable: {payable}")
+        if earns:
+            earning += 1
+            if not 0 <= node.reward_index <= index.per_node:
+                problems.append(f"node {name} settled at {node.reward_index}, index {index.per_node}")
+    if earning != index.payable:
+        problems.append(f"the reward index counts {index.payable} payable nodes, {earning} earn")
+    expected: dict[bytes, list[bytes]] = {}
+    for key, node in sorted(nodes.items()):
+        for account in {node.operator, *(c.account for c in node.contributions)}:
+            expected.setdefault(bytes(account), []).append(key)
+    found = {key: list(_registry.decode(raw)) for key, raw in state.prefixed(STAKES_PREFIX)}
+    if found != expected:
+        problems.append("the stakes index does not list exactly the nodes each account holds")
     return problems

@@ -4,7 +4,8 @@ Keys: ``node/<node key>`` → :class:`ServiceNode`; ``bls/<BLS key>`` → node k
 registers once); ``registry`` → every registered node key, sorted (what the end of a block walks
 for rewards and swarms); ``meta/registrations`` → the registration counter;
 ``lock/<height>/<node key>`` → :class:`LockedStake`, a deregistered node's stakes until they
-return at that height.
+return at that height; ``stakes/<account>`` → the keys of the nodes the account operates or
+stakes in, sorted (kept by :func:`put_node`: what a claim settles, :mod:`state.rewards`).
 
 States: awaiting contributions → active ⇄ decommissioned; a node leaves the registry by exit
 (unlock completed or registration withdrawn) or deregistration. ``status`` is the single source
@@ -15,7 +16,9 @@ of a node's state (PROTOCOL.md §2, §3; Oxen ``service_node_list.cpp``):
   ``ceil(unreserved room / open spots)``; at most ``max_contributors`` in all; never more than
   the requirement.
 - A node is active from the block where its stakes reach the requirement, payable
-  ``payable_delay`` blocks after its first activation.
+  ``payable_delay`` blocks after its first activation (scheduled work at that height) and again
+  from a recommission after that; it stops being payable when decommissioned or gone, and is
+  settled then (:mod:`state.rewards`).
 - Any contributor may request the exit of an active (or decommissioned) node: it leaves
   ``unlock_delay`` blocks later and every stake returns. A contributor holding under
   ``small_contributor_bp`` of the requirement may not request it in the first
@@ -31,7 +34,7 @@ from enum import IntEnum
 
 import msgspec
 
-from state import ledger
+from state import ledger, rewards
 from state.context import BlockContext
 from state.effects import (
     NodeActivated,
@@ -44,9 +47,18 @@ from state.effects import (
 )
 from state.encoding import Decoder, Record, encode
 from state.errors import InvalidEvent
-from state.events import Contribute, Contribution, GenesisNode, RegisterNode, RequestUnlock, Reservation
+from state.events import (
+    ClaimRewards,
+    Contribute,
+    Contribution,
+    GenesisNode,
+    RegisterNode,
+    RequestUnlock,
+    Reservation,
+)
 from state.params import ChainParams
-from state.schedule import EXIT, RETURN_STAKE, schedule
+from state.rewards import NOT_EARNING
+from state.schedule import BECOME_PAYABLE, EXIT, RETURN_STAKE, schedule
 from state.swarms import UNASSIGNED_SWARM_ID
 from state.types import AccountKey, BlsPublicKey, BlsSignature, Ed25519Signature, Height, NodeKey
 from state.view import Overlay
@@ -54,6 +66,7 @@ from state.view import Overlay
 NODE_PREFIX = b"node/"
 BLS_PREFIX = b"bls/"
 LOCK_PREFIX = b"lock/"
+STAKES_PREFIX = b"stakes/"
 REGISTRY_KEY = b"registry"
 REGISTRATIONS_KEY = b"meta/registrations"
 NONE = -1
@@ -100,6 +113,8 @@ class ServiceNode(Record, frozen=True):
     unlock_height: int = NONE
     """Height the node exits at, once an unlock was requested."""
     swarm_id: int = UNASSIGNED_SWARM_ID
+    reward_index: int = NOT_EARNING
+    """The reward index at the node's last settlement, while it is payable (:mod:`state.rewards`)."""
 
 
 class LockedStake(Record, frozen=True):
@@ -167,6 +182,12 @@ def iter_nodes(view: Overlay) -> list[tuple[NodeKey, ServiceNode]]:
     return result
 
 
+def get_staked_nodes(view: Overlay, account: bytes) -> tuple[bytes, ...]:
+    """The nodes ``account`` operates or stakes in, in key order."""
+    raw = view.get(STAKES_PREFIX + account)
+    return () if raw is None else _registry.decode(raw)
+
+
 def compute_stake(node: ServiceNode) -> int:
     return sum(c.amount for c in node.contributions)
 
@@ -209,7 +230,30 @@ def compute_reward_queue(view: Overlay) -> list[NodeKey]:
 
 
 def put_node(view: Overlay, node_key: bytes, node: ServiceNode) -> None:
+    _index_stakes(view, node_key, get_node(view, node_key), node)
     view.put(NODE_PREFIX + node_key, encode(node))
+
+
+def _accounts(node: ServiceNode | None) -> set[bytes]:
+    if node is None:
+        return set()
+    return {bytes(node.operator), *(bytes(c.account) for c in node.contributions)}
+
+
+def _index_stakes(
+    view: Overlay, node_key: bytes, before: ServiceNode | None, after: ServiceNode | None
+) -> None:
+    """Keep ``stakes/<account>`` in step with who operates or stakes in ``node_key``."""
+    if before is not None and after is not None and before.contributions == after.contributions:
+        return  # the common case: a status or queue change
+    old, new = _accounts(before), _accounts(after)
+    for account in old ^ new:
+        held = set(get_staked_nodes(view, account))
+        held.symmetric_difference_update((bytes(node_key),))
+        if held:
+            view.put(STAKES_PREFIX + account, encode(tuple(sorted(held))))
+        else:
+            view.delete(STAKES_PREFIX + account)
 
 
 def _add_to_registry(view: Overlay, node_key: bytes, node: ServiceNode) -> None:
@@ -225,6 +269,9 @@ def _add_to_registry(view: Overlay, node_key: bytes, node: ServiceNode) -> None:
 
 
 def _remove_from_registry(view: Overlay, node_key: bytes, node: ServiceNode) -> None:
+    if node.reward_index != NOT_EARNING:
+        raise AssertionError("a node leaves the registry unsettled")
+    _index_stakes(view, node_key, get_node(view, node_key), None)
     view.put(REGISTRY_KEY, encode(tuple(k for k in get_registry(view) if k != node_key)))
     view.delete(BLS_PREFIX + node.bls_key)
     view.delete(NODE_PREFIX + node_key)
@@ -255,7 +302,42 @@ def activate(
     )
     view.active_set_changed = True
     view.emit(NodeActivated(NodeKey(node_key)))
+    if is_payable(active, height, params):  # no payable delay
+        return rewards.start_earning(view, active)
+    schedule(view, height + params.payable_delay, BECOME_PAYABLE, bytes(node_key))
     return active
+
+
+def process_due_payable(view: Overlay, node_key: bytes, ctx: BlockContext) -> None:
+    """The node's payable delay is over: it earns from this block on, if it is still active (a
+    node decommissioned meanwhile starts earning at its recommission instead)."""
+    node = get_node(view, node_key)
+    if node is not None and node.reward_index == NOT_EARNING and is_payable(node, ctx.height, ctx.params):
+        put_node(view, node_key, rewards.start_earning(view, node))
+
+
+def settle_account(view: Overlay, account: bytes) -> None:
+    """Settle every node ``account`` operates or stakes in."""
+    for node_key in get_staked_nodes(view, account):
+        node = get_node(view, node_key)
+        if node is None:
+            raise AssertionError("the stakes index names a node that does not exist")
+        settled = rewards.settle(view, node_key, node)
+        if settled is not node:
+            put_node(view, node_key, settled)
+
+
+def compute_pending_rewards(view: Overlay, account: bytes) -> int:
+    """What settling the nodes ``account`` operates or stakes in would add to its accrued rewards."""
+    index = rewards.get_index(view)
+    held = (get_node(view, key) for key in get_staked_nodes(view, account))
+    return rewards.compute_pending((n for n in held if n is not None), index, account)
+
+
+def process_claim_rewards(view: Overlay, tx: ClaimRewards, ctx: BlockContext) -> None:
+    """Settle the sender's nodes, then move everything accrued to it into its balance."""
+    settle_account(view, tx.sender)
+    ledger.process_claim_rewards(view, tx, ctx)
 
 
 def _replace(node: ServiceNode, **changes: object) -> ServiceNode:
@@ -274,6 +356,7 @@ def lock_key(height: int, node_key: bytes) -> bytes:
 
 def deregister_node(view: Overlay, node_key: bytes, node: ServiceNode, ctx: BlockContext) -> None:
     """Remove the node now; lock its stakes until ``deregistration_lock`` blocks later."""
+    node = rewards.stop_earning(view, node_key, node)
     returns_at = ctx.height + ctx.params.deregistration_lock
     key = lock_key(returns_at, node_key)
     view.put(key, encode(LockedStake(NodeKey(node_key), node.contributions)))
@@ -283,7 +366,8 @@ def deregister_node(view: Overlay, node_key: bytes, node: ServiceNode, ctx: Bloc
 
 
 def exit_node(view: Overlay, node_key: bytes, node: ServiceNode) -> None:
-    """The node leaves the registry (and its swarm) and every stake returns."""
+    """The node is settled, leaves the registry (and its swarm) and every stake returns."""
+    node = rewards.stop_earning(view, node_key, node)
     view.emit(NodeExited(NodeKey(node_key)))
     _remove_from_registry(view, node_key, node)
     return_stakes(view, node_key, node.contributions)

@@ -33,13 +33,22 @@ from __future__ import annotations
 
 import msgspec
 
+from state import rewards
 from state.context import BlockContext
 from state.crypto import ed25519
 from state.effects import NodeDecommissioned, NodePenalised, NodeRecommissioned, SwarmChanged
 from state.encoding import Decoder, Record, encode
 from state.errors import InvalidEvent, InvalidSignature
 from state.events import NewState, StateChange, compute_vote_message
-from state.nodes import NodeStatus, compute_credit, deregister_node, iter_nodes, put_node, require_node
+from state.nodes import (
+    NodeStatus,
+    compute_credit,
+    deregister_node,
+    is_payable,
+    iter_nodes,
+    put_node,
+    require_node,
+)
 from state.params import ChainParams
 from state.sampler import Sampler
 from state.swarms import UNASSIGNED_SWARM_ID
@@ -146,6 +155,7 @@ def process_state_change(view: Overlay, event: StateChange, ctx: BlockContext) -
             reasons_any |= vote.reasons
         if node.swarm_id != UNASSIGNED_SWARM_ID:
             view.emit(SwarmChanged(node_key, node.swarm_id, UNASSIGNED_SWARM_ID))
+        node = rewards.stop_earning(view, node_key, node)
         node = msgspec.structs.replace(
             node,
             status=NodeStatus.DECOMMISSIONED,
@@ -169,6 +179,8 @@ def process_state_change(view: Overlay, event: StateChange, ctx: BlockContext) -
             recommission_credit=credit,
             last_reward_height=height,
         )
+        if is_payable(node, height, params):  # else its scheduled payable height starts it
+            node = rewards.start_earning(view, node)
         view.active_set_changed = True
         view.emit(NodeRecommissioned(node_key, credit))
     elif event.new_state == NewState.DEREGISTER:

@@ -1,4 +1,4 @@
-"""Work due at a future height: node exits, stake returns, name expiries.
+"""Work due at a future height: nodes becoming payable, node exits, stake returns, name expiries.
 
 Key: ``due/<height>`` → a tuple of :class:`DueItem` in the order they were scheduled. The start
 of each block reads only its own height's key (no scan), runs the items and deletes the key.
@@ -15,6 +15,7 @@ DUE_PREFIX = b"due/"
 EXIT = "exit"
 RETURN_STAKE = "return"
 EXPIRE_NAME = "expire"
+BECOME_PAYABLE = "payable"
 
 
 class DueItem(Record, frozen=True):

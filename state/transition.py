@@ -52,7 +52,7 @@ from state.events import (
     validate_basic,
 )
 from state.membership import update_swarms
-from state.schedule import EXIT, EXPIRE_NAME, RETURN_STAKE, take_due
+from state.schedule import BECOME_PAYABLE, EXIT, EXPIRE_NAME, RETURN_STAKE, take_due
 from state.smt import SparseMerkleTree
 from state.state import State
 from state.types import Hash32, Height, NodeKey
@@ -85,7 +85,7 @@ _RULES: dict[type, Rule] = {
     RegisterNode: nodes.process_register_node,
     Contribute: nodes.process_contribute,
     RequestUnlock: nodes.process_request_unlock,
-    ClaimRewards: ledger.process_claim_rewards,
+    ClaimRewards: nodes.process_claim_rewards,
     SnsBuy: sns.process_sns_buy,
     SnsUpdate: sns.process_sns_update,
     SnsRenew: sns.process_sns_renew,
@@ -115,6 +115,8 @@ def begin_block(view: Overlay, ctx: BlockContext) -> None:
             nodes.process_due_exit(view, item.key, ctx.height)
         elif item.kind == RETURN_STAKE:
             nodes.process_due_stake_return(view, item.key)
+        elif item.kind == BECOME_PAYABLE:
+            nodes.process_due_payable(view, item.key, ctx)
         elif item.kind == EXPIRE_NAME:
             sns.process_due_expiry(view, item.key, ctx.height)
         else:
@@ -123,11 +125,11 @@ def begin_block(view: Overlay, ctx: BlockContext) -> None:
 
 
 def end_block(view: Overlay, ctx: BlockContext) -> None:
-    """Swarms (when the active set changed), the block's rewards, then (on a checkpoint height)
-    the next checkpoint's quorum."""
+    """Swarms (when the active set changed), the block's reward (into the reward index), then (on
+    a checkpoint height) the next checkpoint's quorum."""
     if view.active_set_changed:
         update_swarms(view, ctx)
-    rewards.distribute_rewards(view, ctx)
+    rewards.accrue_block_reward(view, ctx)
     store_next_checkpoint_quorum(view, ctx)
 
 

@@ -355,8 +355,10 @@ def check_json_rpc(url: str, staking_requirement: int) -> None:
     heights = [c["height"] for c in checkpoints["checkpoints"]]
     assert heights and all(h % 4 == 0 for h in heights) and max(heights) <= checkpoints["immutable_height"]
     operator = entries[0]["operator_address"]
-    rewards = call_rpc("get_accrued_rewards", addresses=[operator])["result"]["balances"]
+    accrued = call_rpc("get_accrued_rewards", addresses=[operator])["result"]
+    rewards = accrued["balances"]
     assert isinstance(rewards[operator], int) and rewards[operator] >= 0
+    assert rewards[operator] == accrued["settled"][operator] + accrued["pending"][operator]
     assert call_rpc("get_accrued_rewards", addresses=["beef"])["error"]["code"] == -32602
     for body, code in (
         (b'{"jsonrpc": "2.0", "id": 5, "method": "get_wallet_seed"}', -32601),

@@ -1,11 +1,12 @@
 """A life story over 2,400 devnet blocks, every balance checked to the atomic unit.
 
 Alice registers a fully staked node; Bob registers half a node and Carol funds the rest. Both
-earn. Alice's node is decommissioned and recommissioned (its credit checked), Bob's is
-deregistered (stakes locked, then returned), Alice exits through an unlock. At every block the
-chain's pool, accrued rewards and balances are compared with a model kept here by hand: the
-PROTOCOL.md §5 reward formula applied to the nodes the story says are payable, plus the fees and
-stakes the story moves.
+earn; Carol claims midway, which settles Bob's node. Alice's node is decommissioned and
+recommissioned (its credit checked), Bob's is deregistered (stakes locked, then returned), Alice
+exits through an unlock. At every block the chain's pool, settled rewards and balances are
+compared with a model kept here by hand: the PROTOCOL.md §5 reward index over the nodes the story
+says are payable, each node settled where the story settles it, plus the fees and stakes the
+story moves.
 """
 
 from __future__ import annotations
@@ -29,40 +30,54 @@ class ModelNode:
     stakes: list[tuple[bytes, int]]
     active_from: int  # first activation
     payable: bool = True  # false while decommissioned or gone
+    settled_at: int | None = None  # the model's index at the last settlement, while earning
 
 
 @dataclass
 class Model:
-    """The expected chain, kept by hand."""
+    """The expected chain, kept by hand: the reward index of PROTOCOL.md §5."""
 
     pool: int
     rate: tuple[int, int, int]  # reward_rate_bp, block_time, seconds_per_year
     delay: int
     nodes: dict[bytes, ModelNode] = field(default_factory=dict)
     accrued: dict[bytes, int] = field(default_factory=dict)
+    per_node: int = 0
+
+    def settle(self, key: bytes) -> None:
+        """Pay a node the shares since its last settlement: fee first, then pro rata to stake."""
+        node = self.nodes[key]
+        if node.settled_at is None:
+            return
+        earned = self.per_node - node.settled_at
+        fee = earned * node.fee_bp // 10_000
+        rest = earned - fee
+        total = sum(amount for _, amount in node.stakes)
+        self.accrued[node.operator] = self.accrued.get(node.operator, 0) + fee
+        paid = fee
+        for account, amount in node.stakes:
+            self.accrued[account] = self.accrued.get(account, 0) + rest * amount // total
+            paid += rest * amount // total
+        self.pool += earned - paid  # what the divisions dropped
+        node.settled_at = self.per_node
+
+    def stop(self, key: bytes, *, leaves: bool = False) -> None:
+        self.settle(key)
+        self.nodes[key].payable, self.nodes[key].settled_at = False, None
+        if leaves:
+            del self.nodes[key]
 
     def end_block(self, height: int) -> None:
-        payable = sorted(
-            k for k, n in self.nodes.items() if n.payable and height >= n.active_from + self.delay
-        )
-        if not payable:
+        for node in self.nodes.values():
+            if node.payable and node.settled_at is None and height >= node.active_from + self.delay:
+                node.settled_at = self.per_node  # starts earning with this block's share
+        earning = [n for n in self.nodes.values() if n.settled_at is not None]
+        if not earning:
             return
         rate_bp, block_time, year = self.rate
-        reward = self.pool * rate_bp * block_time // (10_000 * year)
-        share = reward // len(payable)
-        if share == 0:
-            return
-        for key in payable:
-            node = self.nodes[key]
-            fee = share * node.fee_bp // 10_000
-            rest = share - fee
-            total = sum(amount for _, amount in node.stakes)
-            self.accrued[node.operator] = self.accrued.get(node.operator, 0) + fee
-            self.pool -= fee
-            for account, amount in node.stakes:
-                paid = rest * amount // total
-                self.accrued[account] = self.accrued.get(account, 0) + paid
-                self.pool -= paid
+        share = self.pool * rate_bp * block_time // (10_000 * year) // len(earning)
+        self.per_node += share
+        self.pool -= share * len(earning)
 
 
 @pytest.fixture(scope="module")
@@ -134,11 +149,24 @@ def test_the_life_of_two_nodes(net) -> None:  # type: ignore[no-untyped-def]
             check()
         block(sim.votes(key, new_state), before_rewards=effect)
 
+    # h300: Carol claims: Bob's node is settled (paying Bob too), her share reaches her balance
+    run_until(299)
+    claim = sim.tx(ClaimRewards, carol)
+
+    def carol_claims() -> None:
+        model.settle(bob_node.public_key)
+        balance["carol"] += model.accrued.pop(carol.public_key)
+
+    block(claim, before_rewards=carol_claims)
+    balance["carol"] -= sim.fee(claim)
+    assert model.accrued[bob.public_key] > 0
+    check()
+
     # ~h400: Alice's node is decommissioned; ~50 blocks later recommissioned
     run_until(400)
     credit_before = compute_credit(sim.node(alice_node.public_key), sim.height + 1, params)  # type: ignore[arg-type]
     alice_model = model.nodes[alice_node.public_key]
-    when_worker(alice_node.public_key, NewState.DECOMMISSION, lambda: setattr(alice_model, "payable", False))
+    when_worker(alice_node.public_key, NewState.DECOMMISSION, lambda: model.stop(alice_node.public_key))
     down_at = sim.height
     activated = alice_model.active_from
     assert credit_before == min(params.credit_max, params.credit_initial + (down_at - activated) * 24 // 720)
@@ -153,7 +181,9 @@ def test_the_life_of_two_nodes(net) -> None:  # type: ignore[no-untyped-def]
 
     # ~h900: Bob's node is deregistered; stakes locked for deregistration_lock blocks
     run_until(900)
-    when_worker(bob_node.public_key, NewState.DEREGISTER, lambda: model.nodes.pop(bob_node.public_key))
+    when_worker(
+        bob_node.public_key, NewState.DEREGISTER, lambda: model.stop(bob_node.public_key, leaves=True)
+    )
     returns_at = sim.height + params.deregistration_lock
     check()
     run_until(returns_at - 1)
@@ -170,7 +200,7 @@ def test_the_life_of_two_nodes(net) -> None:  # type: ignore[no-untyped-def]
     exit_at = sim.height + params.unlock_delay
     check()
     run_until(exit_at - 1)
-    block(before_rewards=lambda: model.nodes.pop(alice_node.public_key))  # the exit runs first
+    block(before_rewards=lambda: model.stop(alice_node.public_key, leaves=True))  # the exit runs first
     balance["alice"] += req
     assert sim.node(alice_node.public_key) is None
     check()

@@ -32,10 +32,9 @@ from consensus.quorum import (
 from state.block import Block, compute_block_hash
 from state.crypto import ed25519
 from state.errors import InvalidBlock
-from state.nodes import compute_reward_queue
+from state.nodeindex import state_index
 from state.state import State
 from state.types import Hash32
-from state.view import Overlay
 
 RandomValueAt = Callable[[int], bytes]
 """The random value of the header at a height (for the entropy of later quorums)."""
@@ -52,10 +51,10 @@ def compute_block_entropy(random_value_at: RandomValueAt, height: int) -> Hash32
 
 def compute_block_quorum(state: State, entropy: bytes, height: int, round_: int) -> PulseQuorum | None:
     """The Pulse quorum of ``(height, round_)`` on top of ``state`` (the parent's state)."""
-    queue = compute_reward_queue(Overlay(state.get))
-    if not queue:
+    index = state_index(state)
+    if not index.queue:
         return None
-    return compute_pulse_quorum(queue[0], queue, entropy, height, round_)
+    return compute_pulse_quorum(index.queue[0][2], index.active, entropy, height, round_)
 
 
 def finalize_template(template: Block, random_value: bytes, validators: int) -> tuple[Block, Hash32]:

@@ -19,7 +19,8 @@ from collections.abc import Sequence
 from state.context import BlockContext
 from state.encoding import Decoder, Record, encode
 from state.hashing import hash_tagged
-from state.nodes import is_active, iter_nodes
+from state.nodeindex import node_lists
+from state.nodes import get_node
 from state.sampler import Sampler
 from state.types import BlsPublicKey, Hash32, NodeKey
 from state.view import Overlay
@@ -75,14 +76,21 @@ def get_checkpoint_quorum(view: Overlay, height: int) -> CheckpointQuorum | None
     return None if raw is None else _quorum.decode(raw)
 
 
+def _bls_key(view: Overlay, node_key: bytes) -> BlsPublicKey:
+    node = get_node(view, node_key)
+    if node is None:
+        raise AssertionError("an indexed active node has no record")
+    return node.bls_key
+
+
 def store_next_checkpoint_quorum(view: Overlay, ctx: BlockContext) -> None:
     """At a checkpoint height: draw and keep the quorum of the next checkpoint."""
     if not is_checkpoint_height(ctx.height):
         return
     target = ctx.height + CHECKPOINT_INTERVAL
-    nodes = {key: node for key, node in iter_nodes(view) if is_active(node)}
-    chosen = select_checkpoint_members(list(nodes), compute_checkpoint_seed(ctx.prev_hash, target))
-    members = tuple(CheckpointMember(key, nodes[key].bls_key) for key in chosen)
+    active, _ = node_lists(view)
+    chosen = select_checkpoint_members(active, compute_checkpoint_seed(ctx.prev_hash, target))
+    members = tuple(CheckpointMember(NodeKey(key), _bls_key(view, key)) for key in chosen)
     view.put(checkpoint_quorum_key(target), encode(CheckpointQuorum(target, members)))
     expired = target - CHECKPOINT_INTERVAL * QUORUMS_KEPT
     if expired >= 0 and view.get(checkpoint_quorum_key(expired)) is not None:

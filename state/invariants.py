@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from state.encoding import Decoder
 from state.membership import SWARMS_KEY, Swarm
+from state.nodeindex import build_index
 from state.nodes import (
     BLS_PREFIX,
     NODE_PREFIX,
@@ -25,6 +26,7 @@ from state.nodes import (
     STAKES_PREFIX,
     NodeStatus,
     ServiceNode,
+    compute_reward_queue,
     compute_stake,
     is_payable,
 )
@@ -94,6 +96,24 @@ def check_invariants(state: State, genesis_supply: int) -> list[str]:
             problems.append(f"name {key.hex()[:12]} has no single owner")
 
     problems += _check_rewards(state, nodes)
+    problems += _check_node_index(state, nodes)
+    return problems
+
+
+def _check_node_index(state: State, nodes: dict[bytes, ServiceNode]) -> list[str]:
+    """The derived index (moved along block by block) is what a full scan gives."""
+    index = state.node_index
+    if index is None:
+        return []
+    problems = []
+    if index != build_index(state.get):
+        problems.append("the node index moved along by the blocks differs from one rebuilt from the state")
+    active = sorted(k for k, n in nodes.items() if n.status == NodeStatus.ACTIVE)
+    decommissioned = sorted(k for k, n in nodes.items() if n.status == NodeStatus.DECOMMISSIONED)
+    if index.active != active or index.decommissioned != decommissioned:
+        problems.append("the node index's active or decommissioned list differs from a scan")
+    if [entry[2] for entry in index.queue] != compute_reward_queue(Overlay(state.get)):
+        problems.append("the node index's reward queue differs from a scan")
     return problems
 
 

@@ -40,12 +40,12 @@ from state.effects import NodeDecommissioned, NodePenalised, NodeRecommissioned,
 from state.encoding import Decoder, Record, encode
 from state.errors import InvalidEvent, InvalidSignature
 from state.events import NewState, StateChange, compute_vote_message
+from state.nodeindex import node_lists
 from state.nodes import (
     NodeStatus,
     compute_credit,
     deregister_node,
     is_payable,
-    iter_nodes,
     put_node,
     require_node,
 )
@@ -97,12 +97,7 @@ def get_quorum(view: Overlay, height: int) -> ObligationsQuorum | None:
 
 def store_quorum(view: Overlay, ctx: BlockContext) -> None:
     """Draw and keep this height's quorum; forget the one that just left the vote window."""
-    active, decommissioned = [], []
-    for key, node in iter_nodes(view):
-        if node.status == NodeStatus.ACTIVE:
-            active.append(key)
-        elif node.status == NodeStatus.DECOMMISSIONED:
-            decommissioned.append(key)
+    active, decommissioned = node_lists(view)
     seed = compute_quorum_seed(ctx.prev_hash, ctx.height)
     quorum = compute_obligations_quorum(active, decommissioned, seed, ctx.params)
     if quorum is not None:

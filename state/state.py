@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
+from state.nodeindex import NodeIndex, node_changes
 from state.params import ChainParams
 from state.smt import Proof, SparseMerkleTree
 from state.types import Hash32
@@ -21,7 +22,7 @@ PRE_GENESIS_HEIGHT = -1
 
 
 class State:
-    __slots__ = ("_kv", "_tree", "block_hash", "chain_id", "height", "params", "timestamp")
+    __slots__ = ("_kv", "_tree", "block_hash", "chain_id", "height", "node_index", "params", "timestamp")
 
     def __init__(
         self,
@@ -38,6 +39,8 @@ class State:
         self.timestamp = genesis_time
         self._kv: dict[bytes, bytes] = {}
         self._tree = SparseMerkleTree()
+        self.node_index: NodeIndex | None = None
+        """Derived from the node records, built on first use, moved along by :meth:`install`."""
 
     @classmethod
     def from_snapshot(
@@ -88,6 +91,7 @@ class State:
         other.height = self.height
         other._kv = dict(self._kv)
         other._tree = self._tree
+        other.node_index = self.node_index  # never mutated: a patch makes a new one
         return other
 
     def install(
@@ -99,7 +103,10 @@ class State:
         writes: dict[bytes, bytes | None],
         tree: SparseMerkleTree,
     ) -> None:
-        """Make a validated block's writes current; only :mod:`state.transition` calls this."""
+        """Make a validated block's writes current (or undo blocks: a rollback installs the old
+        values); only :mod:`state.transition` and the chain's rollback call this."""
+        if self.node_index is not None:
+            self.node_index = self.node_index.patched(node_changes(writes.items()))
         kv = self._kv
         for key, value in writes.items():
             if value is None:

@@ -52,6 +52,7 @@ from state.events import (
     validate_basic,
 )
 from state.membership import update_swarms
+from state.nodeindex import state_index
 from state.schedule import BECOME_PAYABLE, EXIT, EXPIRE_NAME, RETURN_STAKE, take_due
 from state.smt import SparseMerkleTree
 from state.state import State
@@ -145,7 +146,7 @@ def _execute_events(
     ctx = BlockContext(
         height, timestamp, state.block_hash, state.chain_id, state.params, verify_signatures, producer
     )
-    view = Overlay(state.get)
+    view = Overlay(state.get, index=state_index(state))
     try:
         begin_block(view, ctx)
     except InvalidEvent as exc:

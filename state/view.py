@@ -22,10 +22,13 @@ class Overlay:
     a node entered or left the active set (the end of the block then recomputes swarms).
     """
 
-    __slots__ = ("_base", "active_set_changed", "effects", "writes")
+    __slots__ = ("_base", "_parent", "active_set_changed", "effects", "index", "writes")
 
-    def __init__(self, base: Getter) -> None:
+    def __init__(self, base: Getter, *, index: Any = None, parent: Overlay | None = None) -> None:
         self._base = base
+        self._parent = parent
+        self.index = index
+        """The derived node index of the committed state below (:mod:`state.nodeindex`), if any."""
         self.writes: dict[bytes, bytes | None] = {}
         self.effects: list[Any] = []
         self.active_set_changed = False
@@ -46,7 +49,17 @@ class Overlay:
         self.effects.append(effect)
 
     def child(self) -> Overlay:
-        return Overlay(self.get)
+        return Overlay(self.get, index=self.index, parent=self)
+
+    def all_writes(self) -> list[tuple[bytes, bytes | None]]:
+        """Every pending write of this overlay and the overlays it stacks on (the latest wins
+        when read in order), down to the committed map."""
+        chain: list[Overlay] = []
+        layer: Overlay | None = self
+        while layer is not None:
+            chain.append(layer)
+            layer = layer._parent
+        return [item for layer in reversed(chain) for item in layer.writes.items()]
 
     def merge(self, child: Overlay) -> None:
         """Take over a successful child's writes and effects."""

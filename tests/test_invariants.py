@@ -8,6 +8,7 @@ owner per name, stakes equal to their contributions (:mod:`state.invariants`).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import msgspec
@@ -113,3 +114,31 @@ def test_invariants_hold_for_any_event_sequence(
         chain.append_pending(with_final_block(template, block))
         problems = check_invariants(chain.state, GENESIS.total_supply)
         assert problems == [], (height, problems)
+
+
+def test_a_node_index_that_drifted_from_the_records_is_reported() -> None:
+    """The index check can fail: a stale list or queue is caught against the scan."""
+    chain = MemoryChain()
+    generator = DevChainGenerator(
+        chain,  # type: ignore[arg-type]
+        [n.operator for n in NODES] + USERS,
+        "drift",
+        events_per_block=10,
+        nodes=[(n.node, n.bls_secret) for n in NODES],
+    )
+    for _ in range(3):
+        round_, quorum = generator.choose_round()
+        template = chain.propose(
+            generator.make_events(quorum.producer),
+            chain.state.timestamp + 2,
+            producer=quorum.producer,
+            round_=round_,
+        )
+        block = sign_round_locally(template.block, quorum, generator.node_keys, generator.rng.randbytes)
+        chain.append_pending(with_final_block(template, block))
+    index = chain.state.node_index
+    assert index is not None and check_invariants(chain.state, GENESIS.total_supply) == []
+    chain.state.node_index = dataclasses.replace(index, active=index.active[1:])
+    assert any("node index" in p for p in check_invariants(chain.state, GENESIS.total_supply))
+    chain.state.node_index = dataclasses.replace(index, queue=index.queue[::-1])
+    assert any("reward queue" in p for p in check_invariants(chain.state, GENESIS.total_supply))

@@ -7,6 +7,7 @@ import pytest
 from appchain.chain import ChainError, replay_blocks
 from appchain.cli import main
 from genesis.build import create_genesis_state
+from state.nodeindex import build_index
 from tests.conftest import MakeHome, extend
 
 
@@ -21,6 +22,8 @@ def test_rollback_restores_the_exact_state_and_the_chain_goes_on(make_home: Make
         replay_blocks(fresh, blocks)
         assert list(chain.state.items()) == list(fresh.items())
         assert chain.state.root == fresh.root and chain.state.block_hash == fresh.block_hash
+        # the derived node index was moved back with the undo values, not rebuilt
+        assert chain.state.node_index is not None and chain.state.node_index == build_index(fresh.get)
         extend(chain, home, 3, seed="after rollback")  # another branch grows on top
         assert chain.height == 16
     with home.open_chain() as reopened:  # and the handshake replays it

@@ -175,6 +175,8 @@ async def test_signed_namespaces_and_time_rules(pair: tuple[StorageService, Stor
          "store signature timestamp too far from current time"),
         (store_params(user, b"x", ttl=9_999), 403, "Provided expiry/TTL is not valid."),
         (store_params(user, b"x", ttl=15 * 86_400_000), 403, "Provided expiry/TTL is not valid."),
+        (store_params(user, b"x", namespace=42, ttl=31 * 86_400_000, signature=sign(user, f"store42{NOW_MS}")),
+         403, "Provided expiry/TTL is not valid."),
         ({**store_params(user, b"x"), "timestamp": NOW_MS + 11_000}, 406, "Timestamp error: check your clock"),
         (store_params(user, b"x" * 76_801), 400,
          "invalid request: Message body exceeds maximum allowed length of 76800 bytes"),
@@ -195,11 +197,49 @@ async def test_signed_namespaces_and_time_rules(pair: tuple[StorageService, Stor
     old = await rpc(first, "retrieve", pubkey=owner_of(user), namespace=42, timestamp=stale,
                     signature=sign(user, f"retrieve42{stale}"))  # fmt: skip
     assert (old.status, old.body) == (406, "retrieve timestamp too far from current time")
+    ahead = NOW_MS + 61_000
+    early = await rpc(first, "retrieve", pubkey=owner_of(user), namespace=42, timestamp=ahead,
+                      signature=sign(user, f"retrieve42{ahead}"))  # fmt: skip
+    assert (early.status, early.body) == (406, "retrieve timestamp too far from current time")
     unsigned = await rpc(first, "retrieve", pubkey=owner_of(user))
     assert (unsigned.status, unsigned.body) == (401, "retrieve: request signature required")
     wrong = await rpc(first, "retrieve", pubkey=owner_of(user), namespace=42, timestamp=NOW_MS,
                       signature=sign(user, f"retrieve{NOW_MS}"))  # fmt: skip
     assert (wrong.status, wrong.body) == (401, "retrieve signature verification failed")
+
+
+async def test_a_pubkey_ed25519_that_is_not_a_curve_point_fails_verification(
+    pair: tuple[StorageService, StorageService],
+) -> None:
+    first, second = pair
+    user = account_in(MY_SWARM, 11)
+    not_a_point = "00" * 32  # libsodium refuses to convert it (it raised from inside the handler)
+    with pytest.raises(ValueError):
+        ed25519.x25519_public(bytes.fromhex(not_a_point))
+    ts = NOW_MS
+    reply = await rpc(first, "retrieve", pubkey=owner_of(user), timestamp=ts, pubkey_ed25519=not_a_point,
+                      signature=sign(user, f"retrieve{ts}"))  # fmt: skip
+    assert (reply.status, reply.body) == (401, "retrieve signature verification failed")
+    store = store_params(
+        user, b"x", namespace=42, pubkey_ed25519=not_a_point, signature=sign(user, f"store42{ts}")
+    )
+    batch = await rpc(first, "batch", requests=[{"method": "store", "params": store}])
+    assert isinstance(batch.body, dict) and batch.body["results"] == [
+        {"code": 401, "body": "store signature verification failed"}
+    ]
+    assert not list(first.store.all_messages())
+    with pytest.raises(ValueError):  # a member's key converts through the same helper
+        _ = Member(bytes.fromhex(not_a_point), "127.0.0.1", 1, 2).x25519
+    # a Session ID (X25519) with the Ed25519 key it converts from still signs as before
+    session = next(
+        key
+        for key in (ed25519.SigningKey(bytes([11, i]) + bytes(30)) for i in range(256))
+        if second.directory.owning_swarm(b"\x05" + ed25519.x25519_public(key.public_key)) == MY_SWARM
+    )
+    session_id = "05" + ed25519.x25519_public(session.public_key).hex()
+    good = await rpc(second, "retrieve", pubkey=session_id, timestamp=ts,
+                     pubkey_ed25519=session.public_key.hex(), signature=sign(session, f"retrieve{ts}"))  # fmt: skip
+    assert good.status == 200, good
 
 
 async def test_envelope_errors(pair: tuple[StorageService, StorageService]) -> None:
@@ -285,6 +325,42 @@ async def test_deletes_and_expiries_sign_what_they_did(pair: tuple[StorageServic
         assert service.store.retrieve(bytes.fromhex(owner_hex), 0, None, None, 10**6) == ([], False)
 
 
+async def test_deletes_and_expiries_refuse_bad_hashes_signatures_and_times(
+    pair: tuple[StorageService, StorageService],
+) -> None:
+    first, second = pair
+    user = account_in(MY_SWARM, 12)
+    owner_hex = owner_of(user)
+    stored = await rpc(first, "store", **store_params(user, b"kept"))
+    assert isinstance(stored.body, dict)
+    digest = stored.body["hash"]
+    short = "A" * 42
+    malformed = await rpc(first, "delete", pubkey=owner_hex, messages=[digest, short],
+                          signature=sign(user, "delete" + digest + short))  # fmt: skip
+    assert (malformed.status, malformed.body) == (400, f"invalid request: invalid message hash: {short}")
+    later = NOW_MS + 3_600_000
+    forged = await rpc(first, "expire", pubkey=owner_hex, messages=[digest], expiry=later,
+                       signature=sign(user, f"expire{later + 1}{digest}"))  # fmt: skip
+    assert (forged.status, forged.body) == (401, "expire: signature verification failed")
+    past = NOW_MS - 61_000
+    expired = await rpc(first, "expire", pubkey=owner_hex, messages=[digest], expiry=past,
+                        signature=sign(user, f"expire{past}{digest}"))  # fmt: skip
+    assert (expired.status, expired.body) == (401, "expire: timestamp should be >= current time")
+    for ts in (NOW_MS - 61_000, NOW_MS + 61_000):
+        delete_all = await rpc(first, "delete_all", pubkey=owner_hex, timestamp=ts,
+                               signature=sign(user, f"delete_all{ts}"))  # fmt: skip
+        assert (delete_all.status, delete_all.body) == (406, "delete_all timestamp too far from current time")
+        expiries = await rpc(second, "get_expiries", pubkey=owner_hex, messages=[digest], timestamp=ts,
+                             signature=sign(user, f"get_expiries{ts}{digest}"))  # fmt: skip
+        assert (expiries.status, expiries.body) == (406, "get_expiries timestamp too far from current time")
+    expire_all = await rpc(first, "expire_all", pubkey=owner_hex, expiry=past,
+                           signature=sign(user, f"expire_all{past}"))  # fmt: skip
+    assert (expire_all.status, expire_all.body) == (406, "expire_all timestamp should be >= current time")
+    for service in pair:  # nothing was deleted or shortened anywhere
+        [message] = service.store.all_messages()
+        assert message.stored.expiry == NOW_MS + 60_000
+
+
 async def test_expired_messages_are_swept(pair: tuple[StorageService, StorageService]) -> None:
     first, _ = pair
     user = account_in(MY_SWARM, 6)
@@ -350,6 +426,20 @@ async def test_subaccount_tokens_and_revocation(pair: tuple[StorageService, Stor
     assert (after.status, after.body) == (401, "retrieve signature verification failed")
 
 
+async def test_revocations_refuse_a_timestamp_outside_60_seconds(
+    pair: tuple[StorageService, StorageService],
+) -> None:
+    first, _ = pair
+    user = account_in(MY_SWARM, 13)
+    token = bytes([0x05, 0x01, 0, 0]) + ed25519.SigningKey(b"\x47" * 32).public_key
+    for name, field in (("revoke_subaccount", "revoke"), ("unrevoke_subaccount", "unrevoke")):
+        for ts in (NOW_MS - 61_000, NOW_MS + 61_000):
+            reply = await rpc(first, name, pubkey=owner_of(user), timestamp=ts, **{field: token.hex()},
+                              signature=sign(user, name.encode() + str(ts).encode() + token))  # fmt: skip
+            assert (reply.status, reply.body) == (406, f"{name} timestamp too far from current time")
+    assert not first.store.is_revoked(bytes.fromhex(owner_of(user)), token)
+
+
 async def test_batch_sequence_and_ifelse(pair: tuple[StorageService, StorageService]) -> None:
     first, _ = pair
     user = account_in(MY_SWARM, 9)
@@ -378,6 +468,30 @@ async def test_batch_sequence_and_ifelse(pair: tuple[StorageService, StorageServ
         first, "ifelse", **{"if": {"hf_before": [19, 0]}, "then": {"method": "info", "params": {}}}
     )
     assert isinstance(other.body, dict) and other.body["condition"] is False and "result" not in other.body
+
+
+async def test_ifelse_refuses_a_condition_of_the_wrong_type(
+    pair: tuple[StorageService, StorageService],
+) -> None:
+    first, _ = pair
+    then = {"method": "info", "params": {}}
+    cases = [
+        ({"hf_at_least": ["a"]}, "Invalid value given for 'hf_at_least': expected integer array"),
+        ({"hf_before": [19, None]}, "Invalid value given for 'hf_before': expected integer array"),
+        ({"v_at_least": {"major": 2}}, "Invalid value given for 'v_at_least': expected integer array"),
+        ({"v_before": [2, 8.5]}, "Invalid value given for 'v_before': expected integer array"),
+        ({"hf_at_least": [True]}, "Invalid value given for 'hf_at_least': expected integer array"),
+        ({"height_at_least": "50"}, "Invalid value given for 'height_at_least': expected integer"),
+        ({"hf_at_least": []}, 'Invalid ifelse request: must specify at least one "if" condition'),
+    ]
+    for condition, text in cases:
+        reply = await rpc(first, "ifelse", **{"if": condition, "then": then})
+        assert (reply.status, reply.body) == (400, "invalid request: " + text), condition
+    # as the storage server reads them: one integer is a one-part version, missing parts are 0
+    for condition, outcome in (({"hf_at_least": 19}, True), ({"v_before": [2, 8]}, False),
+                               ({"v_at_least": [2, 8, 0, 9]}, True), ({"hf_before": [19, 5]}, True)):  # fmt: skip
+        reply = await rpc(first, "ifelse", **{"if": condition, "then": then})
+        assert isinstance(reply.body, dict) and reply.body["condition"] is outcome, condition
 
 
 async def test_delete_before_unrevoke_and_multi_expiry(pair: tuple[StorageService, StorageService]) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,39 @@ async def store(layer: SwarmLayer, owner: bytes, data: bytes) -> dict[str, Any]:
 
 def owning(membership: dict[bytes, int], owner: bytes) -> int:
     return find_swarm(sorted(set(membership.values())), compute_swarm_space(owner))
+
+
+def peer_request(
+    key: ed25519.SigningKey, method: str, params: Any, sent_at: int | None = None
+) -> tuple[bytes, str, str]:
+    """A ``/storage_cc/v1`` body from ``key`` and its headers (node key, signature)."""
+    at = int(NOW * 1000) if sent_at is None else sent_at
+    body = json.dumps({"method": method, "params": params, "t": at}).encode()
+    return body, key.public_key.hex(), base64.b64encode(key.sign(body)).decode()
+
+
+def wire(owner: bytes, data: bytes, namespace: int = 0) -> list[Any]:
+    """A message as ``push`` and ``pull`` carry it."""
+    return [
+        owner.hex(),
+        namespace,
+        int(NOW * 1000),
+        int(NOW * 1000) + 60_000,
+        base64.b64encode(data).decode(),
+    ]
+
+
+def rewrite(layer: SwarmLayer, method: str, change: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+    """Make the answers ``layer`` receives to its ``method`` requests pass through ``change`` (a lying peer)."""
+    honest = layer.transport
+
+    async def post(host: str, port: int, path: str, body: bytes, **options: Any) -> tuple[int, bytes]:
+        status, answer = await honest(host, port, path, body, **options)
+        if json.loads(body)["method"] == method and status == 200:
+            answer = json.dumps(change(json.loads(answer))).encode()
+        return status, answer
+
+    layer.transport = post
 
 
 async def test_a_new_swarm_takes_its_accounts_and_nothing_is_lost_or_doubled(tmp_path: Path) -> None:
@@ -203,6 +237,89 @@ async def test_peer_requests_must_be_signed_by_a_member(tmp_path: Path) -> None:
     ).encode()
     late = base64.b64encode(member.sign(stale)).decode()
     assert (await cluster.layers[0].handle_peer(stale, member.public_key.hex(), late)).status == 406
+
+
+async def test_a_peer_confirming_hashes_that_do_not_parse_confirms_nothing(tmp_path: Path) -> None:
+    cluster = Cluster(tmp_path, 6)
+    await cluster.follow(4, {cluster.key(i): SWARM_A for i in range(6)})
+    split = {cluster.key(i): (SWARM_A if i < 3 else SWARM_B) for i in range(6)}
+    owner = next(o for o in accounts(50, 6) if owning(split, o) == SWARM_B)
+    body = await store(cluster.layers[0], owner, b"move me")
+    digest = base64.b64decode(body["hash"] + "=")
+    rewrite(cluster.layers[0], "push", lambda _: {"held": ["A" * 42, "!" * 43, 7]})
+    await cluster.follow(8, split)  # a binascii.Error escaped from here
+    assert cluster.layers[0].followed_height == 8
+    assert cluster.layers[0].store.locate(digest) is not None  # not confirmed: the copy stays
+    assert cluster.holders()[digest] == {0, 3, 4, 5}  # nodes 1 and 2 handed over to honest answers
+    cluster.layers[0].transport = cluster._post
+    await cluster.follow(12, split)
+    assert cluster.holders()[digest] == {3, 4, 5}
+
+
+async def test_malformed_pulled_messages_are_skipped_and_counted(tmp_path: Path) -> None:
+    cluster = Cluster(tmp_path, 5)
+    membership = {cluster.key(i): SWARM_A for i in range(5)}
+    await cluster.follow(4, membership)
+    cluster.down.add(2)
+    owner = accounts(1, 7)[0]
+    body = await store(cluster.layers[0], owner, b"pulled")
+    digest = base64.b64decode(body["hash"] + "=")
+    cluster.down.clear()
+    layer = cluster.layers[2]
+    logs: list[tuple[Any, ...]] = []
+    layer.log = lambda *args, **kwargs: logs.append((*args, kwargs))
+    junk: list[Any] = [
+        ["zz", 0, 1, 2, "eA=="],  # owner not hex
+        [owner.hex(), 0, 1, 2, "not base64!"],
+        [owner.hex(), 0, 1, 2**70, "eA=="],  # an expiry the store cannot encode
+        [owner.hex(), 0, "1", 2, "eA=="],
+        [owner.hex(), 0, 1],
+        "junk",
+    ]
+    rewrite(layer, "pull", lambda answer: {**answer, "messages": junk + answer["messages"]})
+    await layer.follow(8, (8).to_bytes(32, "big"), membership)  # a ValueError escaped from here
+    assert layer.store.locate(digest) is not None and layer.pulled == 1  # the good one is taken
+    assert layer.malformed == len(junk) * 4  # from each of the four other members
+    warnings = [entry for entry in logs if entry[:2] == ("warn", "pulled messages malformed")]
+    assert len(warnings) == 4 and all(entry[2]["messages"] == len(junk) for entry in warnings)
+    assert [m.stored.data for m in layer.store.all_messages()] == [b"pulled"]
+
+
+async def test_a_push_with_a_malformed_message_is_refused(tmp_path: Path) -> None:
+    cluster = Cluster(tmp_path, 3)
+    await cluster.follow(4, {cluster.key(i): SWARM_A for i in range(3)})
+    owner = accounts(1, 8)[0]
+    for item in (
+        [*wire(owner, b"x")[:3], 2**70, "eA=="],
+        [*wire(owner, b"x")[:2], True, 2, "eA=="],
+        {"a": 1},
+    ):
+        reply = await cluster.layers[0].handle_peer(
+            *peer_request(cluster.keys[1], "push", {"messages": [item]})
+        )
+        assert (reply.status, reply.body) == (400, "push: a message is malformed"), item
+    # an expiry too large for a float: 1e400 reads as infinity (int() of it raised OverflowError)
+    text = json.dumps({"method": "push", "params": {"messages": [wire(owner, b"x")]}, "t": int(NOW * 1000)})
+    body = text.replace(str(int(NOW * 1000) + 60_000), "1e400").encode()
+    signature = base64.b64encode(cluster.keys[1].sign(body)).decode()
+    reply = await cluster.layers[0].handle_peer(body, cluster.keys[1].public_key.hex(), signature)
+    assert (reply.status, reply.body) == (400, "push: a message is malformed")
+    assert cluster.layers[0].malformed == 4 and not list(cluster.layers[0].store.all_messages())
+
+
+async def test_a_pull_from_outside_the_swarm_and_a_push_of_a_foreign_account(tmp_path: Path) -> None:
+    cluster = Cluster(tmp_path, 6)
+    split = {cluster.key(i): (SWARM_A if i < 3 else SWARM_B) for i in range(6)}
+    await cluster.follow(4, split)
+    asked = cluster.layers[0]
+    reply = await asked.handle_peer(*peer_request(cluster.keys[3], "pull", {"swarm": SWARM_A, "after": ""}))
+    assert (reply.status, reply.body) == (403, "pull: the asking node is not a member of that swarm")
+    foreign = next(o for o in accounts(50, 9) if owning(split, o) == SWARM_B)
+    reply = await asked.handle_peer(
+        *peer_request(cluster.keys[3], "push", {"messages": [wire(foreign, b"x")]})
+    )
+    assert (reply.status, reply.body) == (200, {"held": []})  # dropped: not this swarm's account
+    assert not list(asked.store.all_messages())
 
 
 @pytest.mark.parametrize("size", [5])

@@ -43,6 +43,7 @@ from appchain.messaging.store import (
     MessageStore,
     Stored,
     compute_message_hash,
+    hash_bytes,
     hash_text,
 )
 from state.crypto import ed25519
@@ -99,6 +100,8 @@ class SwarmLayer:
         self._pull_needed = True  # a start is a comeback: ask the swarm for what was missed
         self.handed_over = 0
         self.pulled = 0
+        self.malformed = 0
+        """Messages refused as malformed: a push holding one, or skipped in a pull answer."""
 
     # -- the directory the storage RPC reads --------------------------------------------------
 
@@ -194,7 +197,12 @@ class SwarmLayer:
             except (HttpError, PeerFailed) as exc:
                 self.log("warn", "hand-over refused", member=member.ed25519.hex()[:12], reason=str(exc))
                 return held
-            held.update(base64.b64decode(h + "=") for h in answer.get("held", []) if isinstance(h, str))
+            confirmed = answer.get("held")
+            if not isinstance(confirmed, list):
+                self.log("warn", "hand-over answer malformed", member=member.ed25519.hex()[:12])
+                return held
+            # a hash that does not parse confirms nothing
+            held.update(d for d in (hash_bytes(h) for h in confirmed if isinstance(h, str)) if d is not None)
         return held
 
     async def _pull(self, swarm: int) -> bool:
@@ -211,11 +219,27 @@ class SwarmLayer:
                 except (HttpError, PeerFailed):
                     complete = False
                     break
-                received = [_unwire(item) for item in answer.get("messages", [])]
+                items = answer.get("messages")
+                if not isinstance(items, list):
+                    self.log("warn", "pull answer malformed", member=member.ed25519.hex()[:12])
+                    complete = False
+                    break
+                received, malformed = _unwire_all(items)
+                if malformed:
+                    self.malformed += malformed
+                    self.log(
+                        "warn",
+                        "pulled messages malformed",
+                        member=member.ed25519.hex()[:12],
+                        messages=malformed,
+                    )
                 self.pulled += self.store.copy_in(
                     (owner, ns, stored) for owner, ns, stored in received if self.owning_swarm(owner) == swarm
                 )
-                cursor = answer.get("next") or ""
+                previous, cursor = cursor, answer.get("next") or ""
+                if not isinstance(cursor, str) or (cursor and cursor <= previous):
+                    complete = False  # not an account after the last one: the pages would never end
+                    break
                 if not cursor:
                     break
         return complete
@@ -302,9 +326,9 @@ class SwarmLayer:
         if not isinstance(items, list):
             return Reply(400, "push: messages must be a list")
         mine = self.my_swarm()
-        try:
-            received = [_unwire(item) for item in items]
-        except (ValueError, TypeError, IndexError):
+        received, malformed = _unwire_all(items)
+        if malformed:
+            self.malformed += malformed
             return Reply(400, "push: a message is malformed")
         wanted = [(o, ns, s) for o, ns, s in received if mine is not None and self.owning_swarm(o) == mine]
         self.store.copy_in(wanted)
@@ -346,14 +370,35 @@ def _wire(message: Message) -> list[Any]:
     ]
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _unwire(item: Any) -> tuple[bytes, int, Stored]:
-    owner_hex, namespace, timestamp, expiry, data_b64 = item
-    owner = bytes.fromhex(owner_hex)
-    if len(owner) != 33 or not isinstance(namespace, int) or not -32768 <= namespace <= 32767:
+    """A message as :func:`_wire` sends it; ``ValueError`` if ``item`` is not one."""
+    if not isinstance(item, list) or len(item) != 5:
         raise ValueError("not a message")
-    data = base64.b64decode(data_b64, validate=True)
-    return (
-        owner,
-        namespace,
-        Stored(compute_message_hash(owner, namespace, data), int(timestamp), int(expiry), data),
-    )
+    owner_hex, namespace, timestamp, expiry, data_b64 = item
+    if not (isinstance(owner_hex, str) and isinstance(data_b64, str)):
+        raise ValueError("not a message")
+    if not (_is_int(namespace) and _is_int(timestamp) and _is_int(expiry)):
+        raise ValueError("not a message")
+    if not (0 <= timestamp < 1 << 63 and 0 <= expiry < 1 << 63):  # what the store can key and encode
+        raise ValueError("not a message")
+    owner = bytes.fromhex(owner_hex)
+    if len(owner) != 33 or not -32768 <= namespace <= 32767:
+        raise ValueError("not a message")
+    data = base64.b64decode(data_b64, validate=True)  # binascii.Error is a ValueError
+    return owner, namespace, Stored(compute_message_hash(owner, namespace, data), timestamp, expiry, data)
+
+
+def _unwire_all(items: list[Any]) -> tuple[list[tuple[bytes, int, Stored]], int]:
+    """The messages of ``items`` that are well formed, and how many were not."""
+    received = []
+    malformed = 0
+    for item in items:
+        try:
+            received.append(_unwire(item))
+        except ValueError:
+            malformed += 1
+    return received, malformed

@@ -33,7 +33,6 @@ from typing import Any, Protocol
 
 import msgspec
 import trio
-from nacl.bindings import crypto_sign_ed25519_pk_to_curve25519
 
 from appchain.messaging.store import (
     ALL,
@@ -98,7 +97,7 @@ class Member:
 
     @property
     def x25519(self) -> bytes:
-        return bytes(crypto_sign_ed25519_pk_to_curve25519(self.ed25519))
+        return ed25519.x25519_public(self.ed25519)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -410,7 +409,11 @@ class StorageService:
             return False
         key = owner[1:]
         if auth.ed25519 is not None:
-            if bytes(crypto_sign_ed25519_pk_to_curve25519(auth.ed25519)) != key:
+            try:
+                converted = ed25519.x25519_public(auth.ed25519)
+            except ValueError:  # not a curve point: converts to nothing, as libsodium refuses it
+                return False
+            if converted != key:
                 return False
             key = auth.ed25519
         if auth.token is None:
@@ -882,8 +885,8 @@ class StorageService:
         condition = params.get("if")
         if not isinstance(condition, dict):
             raise bad('Invalid ifelse request: no valid "if" field')
-        known = ("hf_at_least", "hf_before", "v_at_least", "v_before", "height_at_least", "height_before")
-        if not any(k in condition for k in known):
+        checks = _conditions(condition)
+        if not checks:
             raise bad('Invalid ifelse request: must specify at least one "if" condition')
         branches = {k: params[k] for k in ("then", "else") if k in params}
         if not branches:
@@ -896,20 +899,11 @@ class StorageService:
             if branch["method"] not in self.methods:
                 raise bad(f'Invalid ifelse request method "{key}"')
         height = self.directory.height()
-
-        def version(value: object, size: int) -> tuple[int, ...]:
-            parts = list(value) if isinstance(value, list) else []
-            return tuple((parts + [0] * size)[:size])
-
-        checks: dict[str, Callable[[Any], bool]] = {
-            "hf_at_least": lambda v: version(v, 2) <= HARDFORK,
-            "hf_before": lambda v: version(v, 2) > HARDFORK,
-            "v_at_least": lambda v: version(v, 3) <= VERSION,
-            "v_before": lambda v: version(v, 3) > VERSION,
-            "height_at_least": lambda v: isinstance(v, int) and height >= v,
-            "height_before": lambda v: isinstance(v, int) and height < v,
-        }
-        outcome = all(check(condition[name]) for name, check in checks.items() if name in condition)
+        have = {"height": (height,), "hf": HARDFORK, "v": VERSION}
+        outcome = True
+        for name, wanted in checks.items():
+            current = have[name.split("_")[0]]
+            outcome = outcome and (current >= wanted if name.endswith("_at_least") else current < wanted)
         body: dict[str, Any] = {
             "condition": outcome,
             "height": height,
@@ -920,6 +914,30 @@ class StorageService:
         if branch is not None:
             body["result"] = self._result(await self.call(branch["method"], branch["params"]))
         return Reply(200, body)
+
+
+def _conditions(condition: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    """The conditions of an ``ifelse`` request, parsed as the storage server does
+    (``load_condition``): heights are integers; versions are integer arrays (or one integer),
+    padded with zeros or cut to 2 (``hf_*``) or 3 (``v_*``) parts; an empty array, like a null,
+    is no condition. A value of another type is refused with the usual parameter error."""
+    out: dict[str, tuple[int, ...]] = {}
+    for name in ("height_at_least", "height_before", "hf_at_least", "hf_before", "v_at_least", "v_before"):
+        value = condition.get(name)
+        if value is None:
+            continue
+        if name.startswith("height"):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise bad(f"Invalid value given for '{name}': expected integer")
+            out[name] = (value,)
+            continue
+        parts = value if isinstance(value, list) else [value]
+        if not all(isinstance(part, int) and not isinstance(part, bool) for part in parts):
+            raise bad(f"Invalid value given for '{name}': expected integer array")
+        if parts:
+            size = 2 if name.startswith("hf") else 3
+            out[name] = tuple((parts + [0] * size)[:size])
+    return out
 
 
 class _Misdirected(Fail):

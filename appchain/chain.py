@@ -104,15 +104,12 @@ class Chain:
         genesis: Genesis,
         state: State,
         snapshot_interval: int,
-        history: StateHistory | None = None,
+        history: StateHistory,
     ) -> None:
         self.store = store
         self.genesis = genesis
         self.state = state
         self.snapshot_interval = snapshot_interval
-        if history is None:
-            history = StateHistory(DEFAULT_PROOF_WINDOW)
-            history.start(state)
         self.history = history
         """The states of the last blocks, for proofs (:mod:`appchain.history`)."""
         final = store.get_final()

@@ -55,6 +55,9 @@ from state.types import AccountKey, Atomic, BlsPublicKey, Bytes32, Hash32, NodeK
 EXIT_LIED = 6
 """``query``: a node answered something that does not verify; the evidence is printed."""
 
+QUERY_NAMESPACES = {"balance": "account", "rewards": "reward", "node": "node", "sns": "sns"}
+"""``query``'s kinds and the state namespaces they read."""
+
 
 class ClientError(Exception):
     """A user mistake in a client command: one ``error:`` line, exit 1."""
@@ -293,7 +296,7 @@ def cmd_query(args: argparse.Namespace) -> int:
     trusted, path = _trust(args, sources)
     client = VerifyingClient(trusted, sources)
     kind = args.query_command
-    namespace = {"balance": "account", "rewards": "reward", "node": "node", "sns": "sns"}[kind]
+    namespace = QUERY_NAMESPACES[kind]
     identifier = _name_hash(args.target) if kind == "sns" else parse_key(args.target, "the key")
     try:
         proven = client.query(namespace, identifier)
@@ -320,7 +323,7 @@ def _describe(kind: str, target: str, proven: Proven) -> dict[str, Any]:
     if proven.value is None:
         shown.update(absent=True, text=f"{kind} {target}: absent (proven) {where}")
         return shown
-    namespace = {"balance": "account", "rewards": "reward", "node": "node", "sns": "sns"}[kind]
+    namespace = QUERY_NAMESPACES[kind]
     record = decode_value(namespace, proven.value)
     shown["absent"] = False
     if kind == "balance":

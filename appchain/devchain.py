@@ -55,13 +55,13 @@ from state.events import (
     compute_vote_message,
     sign_transaction,
 )
-from state.ledger import get_account, get_reward_account
+from state.ledger import get_account
 from state.nodes import (
     REGISTRATIONS_KEY,
     NodeStatus,
     ServiceNode,
+    compute_claimable,
     compute_credit,
-    compute_pending_rewards,
     get_node,
     iter_nodes,
 )
@@ -148,7 +148,7 @@ class DevChainGenerator:
 
     def _claim(self, view: Overlay) -> Event | None:
         sender = self.rng.choice(self.senders)
-        if get_reward_account(view, sender).accrued + compute_pending_rewards(view, sender) == 0:
+        if compute_claimable(view, sender) == 0:
             return None
         return self._sign(view, ClaimRewards(sender, self._nonce(view, sender)))
 

@@ -46,10 +46,8 @@ class StateHistory:
         height = state.height
         self._trees[height] = state.tree
         self._before[height] = {key: before for key, before, _after in changes}
-        oldest = height - self.size + 1
-        for old in [h for h in self._trees if h < oldest]:
-            del self._trees[old]
-            del self._before[old]
+        self._trees.pop(height - self.size, None)  # heights are contiguous: one falls out
+        self._before.pop(height - self.size, None)
 
     def forget_above(self, height: int) -> None:
         """The blocks above ``height`` were rolled back."""
@@ -84,15 +82,6 @@ class StateHistory:
             if before is not None and key in before:
                 return before[key]
         return state.get(key)
-
-    def items_at(self, state: State, prefix: bytes, height: int) -> list[tuple[bytes, bytes]]:
-        """Every ``(key, value)`` under ``prefix`` after block ``height``, in key order."""
-        self._check(state, height)
-        keys = {prefix + k for k, _ in state.prefixed(prefix)}
-        for above in range(height + 1, state.height + 1):
-            keys.update(k for k in self._before[above] or () if k.startswith(prefix))
-        found = ((key, self.value_at(state, key, height)) for key in sorted(keys))
-        return [(key, value) for key, value in found if value is not None]
 
     def prove(self, state: State, key: bytes, height: int) -> tuple[bytes | None, Proof]:
         """``key``'s value at ``height`` and its proof against that height's state root."""

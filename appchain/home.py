@@ -21,7 +21,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from appchain.chain import Chain, ChainError, ProgressCallback
+from appchain.chain import DEFAULT_PROOF_WINDOW, Chain, ChainError, ProgressCallback
 from appchain.guard import HomeLock
 from appchain.keyfile import KeyFileError, read_seed, write_seed
 from genesis.document import Genesis, load_genesis
@@ -60,7 +60,7 @@ class NodeConfig:
     max_peers: int = 64
     admin_listen: str = "127.0.0.1:26657"
     rpc_listen: str = "127.0.0.1:26658"
-    proof_window: int = 256
+    proof_window: int = DEFAULT_PROOF_WINDOW
     stage_timeout: float = 10.0
     round_timeout: float = 60.0
     public_ip: str = "127.0.0.1"
@@ -89,6 +89,11 @@ class NodeConfig:
     @property
     def rpc_url(self) -> str:
         return f"http://{self.rpc_listen}"
+
+    @property
+    def served_storage_port(self) -> int:
+        """The port the storage endpoints are served on: ``storage_port``, or the RPC port if it is 0."""
+        return self.storage_port or self.rpc_address[1]
 
 
 LOG_LEVELS = ("debug", "info", "warn", "error")

@@ -59,8 +59,8 @@ class ChainLedger:
 
     def apply(self, block: Block) -> PulseQuorum:
         quorum = self.chain.append(block, verified=self.verified)
-        if quorum is None:  # block 0: the core never applies it
-            raise InvalidBlock("block 0 comes from the genesis, not from a peer")
+        # only block 0 has no quorum, and append refuses it (it expects the height above the tip)
+        assert quorum is not None, "block 0 comes from the genesis, not from a peer"
         return quorum
 
     def rollback(self, height: int) -> None:

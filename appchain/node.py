@@ -70,9 +70,9 @@ from p2p.host import Host, HostConfig
 from state.encoding import DecodeError, encode
 from state.events import Transaction, compute_event_hash
 from state.hashing import blake3_256
-from state.nodes import NODE_PREFIX, NodeStatus, compute_credit, decode_node, get_node
+from state.membership import get_swarms
+from state.nodes import NodeStatus, compute_credit, get_node
 from state.state import State
-from state.swarms import UNASSIGNED_SWARM_ID
 from state.types import NodeKey
 from state.view import Overlay
 
@@ -136,7 +136,7 @@ class Node:
                 uptime=uptime,
                 public_ip=config.public_ip,
                 p2p_port=config.p2p_address[1],
-                storage_port=config.storage_port or config.rpc_address[1],
+                storage_port=config.served_storage_port,
             ),
             Identity(key, bls_secret, GuardedSigner(key, chain.store)),
             self.ledger,
@@ -356,15 +356,12 @@ class Node:
     def _follow_final(self, height: int) -> None:
         """Hand the swarm layer the membership at a new final height (the layer follows only
         final blocks, so a reorg of the tail never moves a message)."""
+        history, state = self.chain.history, self.ledger.state
         try:
-            records = self.chain.history.items_at(self.ledger.state, NODE_PREFIX, height)
+            swarms = get_swarms(Overlay(lambda key: history.value_at(state, key, height)))
         except OutsideWindow:
             return  # just after a restart: the next final height will be in the window
-        membership = {}
-        for key, raw in records:
-            record = decode_node(raw)
-            if record.status == NodeStatus.ACTIVE and record.swarm_id != UNASSIGNED_SWARM_ID:
-                membership[key[len(NODE_PREFIX) :]] = record.swarm_id
+        membership = {bytes(member): swarm.swarm_id for swarm in swarms for member in swarm.members}
         self.messages.on_final(height, self.ledger.block_hash_at(height), membership)
 
     def _oxend(self, endpoint: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -385,7 +382,7 @@ class Node:
         """Where a node serves its storage endpoints: its uptime proof's address (ours: config)."""
         if node_key == bytes(self.core.node_key):
             config = self.config
-            return config.public_ip, config.storage_port or config.rpc_address[1], config.p2p_address[1]
+            return config.public_ip, config.served_storage_port, config.p2p_address[1]
         entry = self.core.proofs.accepted.get(node_key)
         if entry is None:
             return None

@@ -55,7 +55,7 @@ from state.ledger import get_account, get_reward_account
 from state.namespaces import decode_value, state_key
 from state.nodes import NodeStatus, ServiceNode, compute_credit, compute_pending_rewards, get_node, iter_nodes
 from state.obligations import get_quorum
-from state.sns import NAME_PREFIX, get_name, is_expired
+from state.sns import NAME_PREFIX, NameRecord, get_name, is_expired
 from state.sns import NONCE_SIZE as SNS_NONCE_SIZE
 from state.types import AccountKey
 from state.view import Overlay
@@ -483,6 +483,19 @@ def ons_resolve(node: Node, params: dict[str, Any]) -> dict[str, Any]:
     return {"encrypted_value": stored[:-SNS_NONCE_SIZE].hex(), "nonce": stored[-SNS_NONCE_SIZE:].hex()}
 
 
+def _sns_entry(name_hash: bytes, record: NameRecord) -> dict[str, Any]:
+    """A live name record as the ``ons_*`` methods list it (after the caller's index field)."""
+    return {
+        "type": SNS_SESSION,
+        "name_hash": name_hash.hex(),
+        "owner": record.owner.hex(),
+        "backup_owner": None if record.backup_owner is None else record.backup_owner.hex(),
+        "encrypted_value": record.encrypted_value.hex(),
+        "update_id": record.update_id.hex(),
+        "expiration_height": record.expiry_height,
+    }
+
+
 def ons_names_to_owners(node: Node, params: dict[str, Any]) -> dict[str, Any]:
     hashes = params.get("entries", params.get("name_hashes"))
     if not isinstance(hashes, list) or not hashes or len(hashes) > 256:
@@ -496,18 +509,7 @@ def ons_names_to_owners(node: Node, params: dict[str, Any]) -> dict[str, Any]:
         record = get_name(view, name_hash)
         if record is None or is_expired(record, height):
             continue
-        found.append(
-            {
-                "entry_index": index,
-                "type": SNS_SESSION,
-                "name_hash": name_hash.hex(),
-                "owner": record.owner.hex(),
-                "backup_owner": None if record.backup_owner is None else record.backup_owner.hex(),
-                "encrypted_value": record.encrypted_value.hex(),
-                "update_id": record.update_id.hex(),
-                "expiration_height": record.expiry_height,
-            }
-        )
+        found.append({"entry_index": index, **_sns_entry(name_hash, record)})
     return {"status": "OK", "entries": found}
 
 
@@ -529,18 +531,7 @@ def ons_owners_to_names(node: Node, params: dict[str, Any]) -> dict[str, Any]:
             continue
         for owner in (record.owner, record.backup_owner):
             if owner is not None and bytes(owner) in index_of:
-                found.append(
-                    {
-                        "request_index": index_of[bytes(owner)],
-                        "type": SNS_SESSION,
-                        "name_hash": name_hash.hex(),
-                        "owner": record.owner.hex(),
-                        "backup_owner": None if record.backup_owner is None else record.backup_owner.hex(),
-                        "encrypted_value": record.encrypted_value.hex(),
-                        "update_id": record.update_id.hex(),
-                        "expiration_height": record.expiry_height,
-                    }
-                )
+                found.append({"request_index": index_of[bytes(owner)], **_sns_entry(name_hash, record)})
                 break
     found.sort(key=lambda entry: (entry["request_index"], entry["name_hash"]))
     return {"status": "OK", "entries": found}

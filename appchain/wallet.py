@@ -14,9 +14,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from appchain.lightclient import RpcSource, SourceError
-from state.crypto import ed25519
 from state.encoding import encode
-from state.events import Transaction, compute_event_hash, sign_transaction
+from state.events import Transaction, compute_event_hash
 from state.types import ATOMIC_PER_COIN, MAX_U64, AccountKey
 
 SCAN_BATCH = 50
@@ -108,7 +107,8 @@ def send_and_wait(
             found = _find(source, tx_hash, scanned + 1, top)
             scanned = top
         if 0 <= found <= final:
-            if _holds(source, found, tx_hash):  # still there now that it is final
+            block = source.call("get_block", {"height": found})
+            if _lists(block, tx_hash):  # still there now that it is final
                 return Sent(tx_hash, found, final)
             found, scanned = -1, final  # it was in a block that lost fork choice: look again
         time.sleep(poll)
@@ -116,9 +116,9 @@ def send_and_wait(
     raise WalletError(f"transaction {tx_hash.hex()} sent but {where} after {timeout:g} s")
 
 
-def _holds(source: RpcSource, height: int, tx_hash: bytes) -> bool:
-    answer = source.call("get_block", {"height": height})
-    hashes = answer.get("tx_hashes")
+def _lists(block: dict[str, Any], tx_hash: bytes) -> bool:
+    """Whether a ``get_block`` answer lists ``tx_hash`` among its transactions."""
+    hashes = block.get("tx_hashes")
     return isinstance(hashes, list) and tx_hash.hex() in hashes
 
 
@@ -128,11 +128,6 @@ def _find(source: RpcSource, tx_hash: bytes, low: int, high: int) -> int:
         heights = range(first, min(high, first + SCAN_BATCH - 1) + 1)
         answers: list[dict[str, Any]] = source.batch("get_block", [{"height": h} for h in heights])
         for height, answer in zip(heights, answers, strict=True):
-            hashes = answer.get("tx_hashes")
-            if isinstance(hashes, list) and tx_hash.hex() in hashes:
+            if _lists(answer, tx_hash):
                 return height
     return -1
-
-
-def sign(chain_id: str, tx: Transaction, key: ed25519.SigningKey) -> Transaction:
-    return sign_transaction(chain_id, tx, key)

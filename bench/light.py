@@ -32,7 +32,7 @@ import time
 from typing import Any
 
 from appchain.lightclient import RpcSource, Trusted, VerifyingClient
-from consensus.checkpoint import CheckpointCertificate, compute_checkpoint_message
+from consensus.checkpoint import CheckpointCertificate, compute_checkpoint_message, encode_bitset
 from state.block import Header, compute_block_hash
 from state.checkpoints import CHECKPOINT_INTERVAL, CHECKPOINT_QUORUM_SIZE, compute_quorum_commitment
 from state.crypto import bls
@@ -108,10 +108,7 @@ class Quorum:
         self.commitment = compute_quorum_commitment(self.keys)
         self.signers = sorted(rng.sample(range(CHECKPOINT_QUORUM_SIZE), SIGNERS))
         self.joint = BlsSecretKey(sum(int(self.secrets[i]) for i in self.signers) % CURVE_ORDER)
-        bits = bytearray((CHECKPOINT_QUORUM_SIZE + 7) // 8)
-        for index in self.signers:
-            bits[index // 8] |= 1 << (index % 8)
-        self.bitset = bytes(bits)
+        self.bitset = encode_bitset(self.signers, CHECKPOINT_QUORUM_SIZE)
 
     def certify(self, header: Header) -> CheckpointCertificate:
         block_hash = compute_block_hash(header)

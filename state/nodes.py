@@ -334,6 +334,12 @@ def compute_pending_rewards(view: Overlay, account: bytes) -> int:
     return rewards.compute_pending((n for n in held if n is not None), index, account)
 
 
+def compute_claimable(view: Overlay, account: bytes) -> int:
+    """What a claim by ``account`` would move to its balance now: settled plus pending rewards."""
+    settled = ledger.get_reward_account(view, AccountKey(account)).accrued
+    return settled + compute_pending_rewards(view, account)
+
+
 def process_claim_rewards(view: Overlay, tx: ClaimRewards, ctx: BlockContext) -> None:
     """Settle the sender's nodes, then move everything accrued to it into its balance."""
     settle_account(view, tx.sender)

@@ -7,9 +7,7 @@ Procedure (reproducible in any language with BLAKE3):
 3. ``next_u64`` reads the next 8 bytes as a big-endian unsigned integer;
 4. ``uniform(n)`` draws ``x = next_u64()`` until ``x < 2**64 - (2**64 % n)`` and returns
    ``x % n`` (rejection sampling: no modulo bias);
-5. ``shuffle(items)`` is Fisher–Yates from the end: for ``i`` from ``len - 1`` down to 1,
-   swap ``items[i]`` with ``items[uniform(i + 1)]``;
-6. ``sample(items, k)`` is Fisher–Yates from the front, stopped after ``k`` positions: on a copy,
+5. ``sample(items, k)`` is Fisher–Yates from the front, stopped after ``k`` positions: on a copy,
    for ``i`` from 0 to ``min(k, len) - 1``, swap ``items[i]`` with ``items[i + uniform(len - i)]``;
    the first ``k`` items are the sample. It draws ``k`` numbers, not ``len``: a quorum of 11 out
    of 2,000 nodes costs 11 draws.
@@ -58,11 +56,6 @@ class Sampler:
             value = self.next_u64()
             if value < limit:
                 return value % n
-
-    def shuffle(self, items: list[T]) -> None:
-        for i in range(len(items) - 1, 0, -1):
-            j = self.uniform(i + 1)
-            items[i], items[j] = items[j], items[i]
 
     def sample(self, items: Sequence[T], k: int) -> list[T]:
         """``k`` distinct items (all of them, in drawn order, if there are fewer)."""

@@ -75,11 +75,15 @@ def _closed_port() -> int:
 
 
 def test_tx_and_query_refuse_bad_input_with_one_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], devnet_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     key = tmp_path / "me.key"
     run(capsys, "keys", "new", "--out", str(key))
+    node_home = tmp_path / "node"
+    run(capsys, "keys", "new", "--node", "--home", str(node_home))
     url = f"http://127.0.0.1:{_closed_port()}"
+    genesis, trust = str(devnet_dir / "genesis.json"), str(tmp_path / "t.json")
+    one_seed = "00" * 32 + "\n"  # standard input of every case: one line, a valid account seed
     cases = [
         (["tx", "transfer", "--key", str(key), "--rpc", url, "--to", "00" * 32, "--amount", "1.5.3"], "not an amount"),
         (["tx", "transfer", "--key", str(key), "--rpc", url, "--to", "zz", "--amount", "1", "--chain-id", "c",
@@ -96,7 +100,20 @@ def test_tx_and_query_refuse_bad_input_with_one_line(
         (["msg", "store", "--key", str(key), "--rpc", url, "--data", "hi"], "cannot reach the node"),
         (["msg", "store", "--key", str(key), "--rpc", url, "--file", str(tmp_path / "none")], "No such file"),
         (["msg", "retrieve", "--key", str(tmp_path / "none.key"), "--rpc", url], "not found"),
+        (["keys", "show"], "keys show: name the key file (or --node --home DIR)"),
+        (["keys", "new"], "name the key file to write with --out FILE (or --node --home DIR)"),
+        (["keys", "import", "--node", "--home", str(tmp_path / "other")],
+         "keys import: standard input must hold two lines: the node key seed, then the BLS seed (64 hex digits each)"),
+        (["tx", "sns-buy", "--key", str(key), "--rpc", url, "--chain-id", "c", "--nonce", "1", "--name=good",
+          "--session-id", "zz"], "--session-id must be 66 hex digits starting with 05"),
+        (["tx", "register", "--key", str(key), "--rpc", url, "--chain-id", "c", "--nonce", "1",
+          "--node-home", str(node_home), "--amount", "100", "--reserve", "abc"], "--reserve 'abc': ACCOUNT=AMOUNT"),
+        (["query", "balance", "zz", "--rpc", url, "--genesis", genesis, "--trust-file", trust],
+         "the key must be 64 hex digits, not 'zz'"),
+        (["query", "balance", "00" * 32, "--rpc", url, "--chain-id", "c", "--checkpoint", "4:zz"],
+         "the checkpoint hash must be 64 hex digits, not 'zz'"),
     ]  # fmt: skip
     for argv, message in cases:
+        monkeypatch.setattr("sys.stdin", io.StringIO(one_seed))
         code, _, err = run(capsys, *argv)
         assert code == 1 and message in err and err.count("\n") == 1, (argv, err)

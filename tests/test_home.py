@@ -24,6 +24,8 @@ def test_defaults_and_values() -> None:
         ("[storage]\nsnapshots = 3\n", "unknown setting storage.snapshots"),
         ("[storage]\nsnapshot_interval = 0\n", "must be a positive integer"),
         ("[storage]\nsnapshot_interval = true\n", "must be a positive integer"),
+        ("[rpc]\nproof_window = 0\n", "rpc.proof_window must be a positive integer"),
+        ("[rpc]\nproof_window = true\n", "rpc.proof_window must be a positive integer"),
         ("[storage]\nsync_writes = 1\n", "must be true or false"),
     ],
 )

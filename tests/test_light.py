@@ -18,7 +18,7 @@ from appchain.home import Home, NodeConfig
 from appchain.ledger import ChainLedger
 from appchain.lightclient import Lied, RpcSource, Trusted, VerifyingClient
 from appchain.rpc import handle_body
-from consensus.checkpoint import CheckpointCertificate
+from consensus.checkpoint import CheckpointCertificate, decode_bitset, encode_bitset
 from consensus.light import Untrusted
 from genesis.document import load_genesis
 from state.block import Header
@@ -143,13 +143,10 @@ def _at(height: int, change: Callable[[dict[str, Any]], dict[str, Any]]) -> Tamp
 
 def _fewer_signers(result: dict[str, Any]) -> dict[str, Any]:
     certificate = decode(bytes.fromhex(result["certificate"]), CheckpointCertificate)
-    bits = bytearray(certificate.signers)
-    for index in range(len(bits) * 8):
-        if bits[index // 8] >> (index % 8) & 1:
-            bits[index // 8] &= ~(1 << (index % 8)) & 0xFF
-            if sum(bin(b).count("1") for b in bits) < 8:
-                break
-    result["certificate"] = encode(msgspec.structs.replace(certificate, signers=bytes(bits))).hex()
+    size = len(certificate.signers) * 8
+    kept = decode_bitset(certificate.signers, size)[-7:]  # the last 7 signers only
+    signers = encode_bitset(kept, size)
+    result["certificate"] = encode(msgspec.structs.replace(certificate, signers=signers)).hex()
     return result
 
 
@@ -259,6 +256,9 @@ def test_the_proof_methods_answer_errors_for_heights_they_cannot_prove(node: Any
         ({"namespace": "account", "key": "abcd"}, -32602, "is 32 bytes"),
         ({"key": 7}, -32602, "key must be hex"),
         ({"namespace": "account", "key": account, "height": -1}, -32602, "non-negative"),
+        ({"key": ""}, -32602, "a state key is 1 to 256 bytes"),
+        ({"key": "00" * 257}, -32602, "a state key is 1 to 256 bytes"),
+        ({"namespace": 5, "key": account}, -32602, "namespace must be a string"),
     ]
     for params, code, message in cases:
         error = call(node, "get_state_proof", **params)["error"]
@@ -269,9 +269,39 @@ def test_the_proof_methods_answer_errors_for_heights_they_cannot_prove(node: Any
     ]:
         error = call(node, "get_checkpoint", **params)["error"]
         assert error["code"] == code and message in error["message"]
+    # a final checkpoint whose certificate, or whose next quorum in its delta, the store lacks
+    store = chain.store
+    for missing, message in [
+        ("get_certificate", "this node holds no certificate for checkpoint 40"),
+        ("get_delta", "the next checkpoint quorum of block 40 is not in its delta"),
+    ]:
+        parts = {name: getattr(store, name) for name in ("get_header", "get_certificate", "get_delta")}
+        parts[missing] = lambda height: None
+        lacking = SimpleNamespace(
+            chain=SimpleNamespace(store=SimpleNamespace(**parts), history=chain.history),
+            ledger=node.ledger,
+            core=node.core,
+            metrics=None,
+        )
+        error = call(lacking, "get_checkpoint", height=40)["error"]
+        assert (error["code"], error["message"]) == (-32001, message)
     # a value below the final height comes with the headers that link it to the next checkpoint
     result = call(node, "get_state_proof", namespace="account", key=account, height=41)["result"]
     assert result["checkpoint_height"] == 44 and len(result["links"]) == 3
+
+
+def test_list_parameters_are_refused_when_malformed_or_too_long(node: Any) -> None:
+    heights = "heights must be a list of at most 1000 heights"
+    entries = "entries must be a list of 1 to 256 hex account keys"
+    for method, params, message in [
+        ("get_block_header_by_height", {"heights": 5}, heights),
+        ("get_block_header_by_height", {"heights": list(range(1001))}, heights),
+        ("get_block_header_by_height", {"heights": [1, "x"]}, "heights must be a non-negative integer"),
+        ("ons_owners_to_names", {"entries": []}, entries),
+        ("ons_owners_to_names", {"entries": ["00" * 32] * 257}, entries),
+    ]:
+        error = call(node, method, **params)["error"]
+        assert (error["code"], error["message"]) == (-32602, message), (method, params)
 
 
 def test_a_height_outside_the_proof_window_is_refused_not_answered_from_another(

@@ -173,3 +173,25 @@ def test_a_node_leaving_is_settled_before_its_stake_returns(sim: Sim) -> None:
     assert get_index(sim.view).payable == payable - 1
     assert compute_pending_rewards(sim.view, alice.public_key) == 0
     sim.check()
+
+
+def test_a_node_recommissioned_before_its_payable_height_waits_for_it(sim: Sim) -> None:
+    """The invalid case of the payable delay: a recommission does not start earning early."""
+    node, tx = sim.new_node(sim.users[0], sim.params.staking_requirement)
+    sim.block(tx)
+    key = node.public_key
+    record = sim.node(key)
+    assert record is not None
+    payable_at = record.activation_height + sim.params.payable_delay
+    for new_state in (NewState.DECOMMISSION, NewState.RECOMMISSION):
+        while key not in sim._quorum_for(sim.height + 1).workers:
+            sim.block()
+        sim.block(sim.votes(key, new_state))
+    assert sim.height < payable_at - 1
+    sim.advance_to(payable_at - 1)
+    assert sim.node(key).reward_index == NOT_EARNING  # type: ignore[union-attr]
+    payable = get_index(sim.view).payable
+    sim.block()  # its scheduled payable height
+    assert sim.node(key).reward_index != NOT_EARNING  # type: ignore[union-attr]
+    assert get_index(sim.view).payable == payable + 1
+    sim.check()

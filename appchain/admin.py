@@ -89,11 +89,7 @@ def _set_uptime_proofs(node: Node, params: dict[str, Any]) -> Any:
 
 def _messages(node: Node, params: dict[str, Any]) -> Any:
     layer = node.messages
-    held: dict[str, int] = {}
-    for message in layer.store.all_messages():
-        owner = message.owner.hex()
-        if owner in held or len(held) < 1000:
-            held[owner] = held.get(owner, 0) + 1
+    held = {owner.hex(): count for owner, count in layer.store.owner_counts(1000).items()}
     swarm = layer.my_swarm()
     return {"followed": layer.followed_height, "swarm": None if swarm is None else f"{swarm:x}", "held": held}
 

@@ -14,6 +14,7 @@ Run: ``python -m bench.rpc [--seconds 5] [--clients 4]``.
 from __future__ import annotations
 
 import argparse
+import functools
 import http.client
 import json
 import subprocess
@@ -21,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import h11
@@ -56,23 +58,34 @@ async def _constant_connection(stream: trio.SocketStream) -> None:
 
 
 def serve_constant(port: int) -> None:
-    trio.run(trio.serve_tcp, _constant_connection, port)
+    trio.run(functools.partial(trio.serve_tcp, _constant_connection, port, host="127.0.0.1"))
 
 
-def measure(port: int, body: bytes, seconds: float, clients: int) -> float:
-    """Requests per second from ``clients`` keep-alive connections for ``seconds``."""
-    counts = [0] * clients
+def measure(
+    port: int,
+    bodies: Sequence[bytes],
+    seconds: float,
+    clients: int,
+    *,
+    path: str = "/json_rpc",
+    timeout: float = 10,
+) -> tuple[float, int]:
+    """Requests per second from ``clients`` keep-alive connections to 127.0.0.1:``port`` for
+    ``seconds``, cycling through ``bodies``; and how many answers were not 200."""
+    counts, failures = [0] * clients, [0] * clients
     deadline = time.perf_counter() + seconds
 
     def client(index: int) -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        position = index
         while time.perf_counter() < deadline:
-            connection.request("POST", "/json_rpc", body, {"content-type": "application/json"})
+            body = bodies[position % len(bodies)]
+            position += clients
+            connection.request("POST", path, body, {"content-type": "application/json"})
             response = connection.getresponse()
             response.read()
-            if response.status != 200:
-                raise SystemExit(f"bench: HTTP {response.status}")
             counts[index] += 1
+            failures[index] += response.status != 200
         connection.close()
 
     started = time.perf_counter()
@@ -81,7 +94,15 @@ def measure(port: int, body: bytes, seconds: float, clients: int) -> float:
         thread.start()
     for thread in threads:
         thread.join()
-    return sum(counts) / (time.perf_counter() - started)
+    return sum(counts) / (time.perf_counter() - started), sum(failures)
+
+
+def requests_per_second(port: int, body: bytes, seconds: float, clients: int) -> float:
+    """:func:`measure` of one request; every answer must be 200."""
+    per_second, failures = measure(port, [body], seconds, clients)
+    if failures:
+        raise SystemExit(f"bench: {failures} answers were not HTTP 200")
+    return per_second
 
 
 def call(method: str) -> bytes:
@@ -114,9 +135,11 @@ def main() -> None:
             time.sleep(0.2)
         time.sleep(0.5)
         results = {
-            "bare h11, constant": measure(bare_port, call("anything"), args.seconds, args.clients),
-            "get_info": measure(node.rpc_port, call("get_info"), args.seconds, args.clients),
-            "get_service_nodes": measure(
+            "bare h11, constant": requests_per_second(
+                bare_port, call("anything"), args.seconds, args.clients
+            ),
+            "get_info": requests_per_second(node.rpc_port, call("get_info"), args.seconds, args.clients),
+            "get_service_nodes": requests_per_second(
                 node.rpc_port, call("get_service_nodes"), args.seconds, args.clients
             ),
         }

@@ -27,7 +27,6 @@ import http.client
 import json
 import os
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -35,9 +34,11 @@ import plyvel
 
 from appchain.messaging.store import compute_message_hash
 from appchain.testnet import poll_status, start_process, stop_processes, write_testnet
+from bench.rpc import measure
 from state.crypto import ed25519
 
 ACCOUNTS = 64
+STORAGE_PATH = "/storage_rpc/v1"
 
 
 def leveldb_writes(messages: list[tuple[bytes, bytes]]) -> float:
@@ -62,34 +63,6 @@ def verify_bound(seconds: float = 1.0) -> float:
             ed25519.verify(key.public_key, message, signature)
         count += 500
     return count / (time.perf_counter() - started)
-
-
-def run_load(port: int, bodies: list[bytes], seconds: float, clients: int) -> tuple[float, int]:
-    """Requests per second from ``clients`` keep-alive connections cycling through ``bodies``;
-    and how many answers were not 200."""
-    counts, failures = [0] * clients, [0] * clients
-    deadline = time.perf_counter() + seconds
-
-    def client(index: int) -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        position = index
-        while time.perf_counter() < deadline:
-            body = bodies[position % len(bodies)]
-            position += clients
-            connection.request("POST", "/storage_rpc/v1", body, {"content-type": "application/json"})
-            response = connection.getresponse()
-            response.read()
-            counts[index] += 1
-            failures[index] += response.status != 200
-        connection.close()
-
-    started = time.perf_counter()
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return sum(counts) / (time.perf_counter() - started), sum(failures)
 
 
 def store_body(owner: str, data: bytes) -> bytes:
@@ -146,7 +119,7 @@ def main() -> None:
                 raise SystemExit("bench: the swarm layer did not start serving; see the node logs")
             if poll_status(node) is not None:
                 connection = http.client.HTTPConnection("127.0.0.1", node.rpc_port, timeout=30)
-                connection.request("POST", "/storage_rpc/v1", probe)
+                connection.request("POST", STORAGE_PATH, probe)
                 response = connection.getresponse()
                 answer = json.loads(response.read() or b"{}") if response.status == 200 else {}
                 connection.close()
@@ -154,9 +127,13 @@ def main() -> None:
                     break
             time.sleep(1.0)
         stores = [store_body(owners[i % ACCOUNTS], m) for i, m in enumerate(messages)]
-        store_rate, store_failures = run_load(node.rpc_port, stores, args.seconds, args.clients)
+        store_rate, store_failures = measure(
+            node.rpc_port, stores, args.seconds, args.clients, path=STORAGE_PATH, timeout=30
+        )
         retrieves = [retrieve_body(k) for k in keys]
-        retrieve_rate, retrieve_failures = run_load(node.rpc_port, retrieves, args.seconds, args.clients)
+        retrieve_rate, retrieve_failures = measure(
+            node.rpc_port, retrieves, args.seconds, args.clients, path=STORAGE_PATH, timeout=30
+        )
     finally:
         stop_processes(processes)
     setup = f"{args.nodes} nodes in one swarm, {args.clients} clients, {args.size}-byte messages"

@@ -101,6 +101,14 @@ def store_params(
     return params
 
 
+async def stored_hash(service: StorageService, key: ed25519.SigningKey, data: bytes, **extra: Any) -> str:
+    """Store ``data`` for ``key`` through ``service`` (``extra`` as for :func:`store_params`); its hash."""
+    reply = await rpc(service, "store", **store_params(key, data, **extra))
+    assert isinstance(reply.body, dict)
+    digest: str = reply.body["hash"]
+    return digest
+
+
 def test_the_message_hash_vector() -> None:
     case = next(c for c in load_vectors("message_hash.json")["cases"] if c["formula"] == "current")
     raw = compute_message_hash(
@@ -145,11 +153,7 @@ async def test_retrieve_pages_with_last_hash_count_and_size(
 ) -> None:
     first, _ = pair
     user = account_in(MY_SWARM, 2)
-    hashes = []
-    for i in range(5):
-        reply = await rpc(first, "store", **store_params(user, bytes([i]) * 1000))
-        assert isinstance(reply.body, dict)
-        hashes.append(reply.body["hash"])
+    hashes = [await stored_hash(first, user, bytes([i]) * 1000) for i in range(5)]
     auth = {"pubkey": owner_of(user), "timestamp": NOW_MS, "signature": sign(user, f"retrieve{NOW_MS}")}
     page = await rpc(first, "retrieve", **auth, max_count=2)
     assert isinstance(page.body, dict) and [m["hash"] for m in page.body["messages"]] == hashes[:2]
@@ -274,11 +278,7 @@ async def test_deletes_and_expiries_sign_what_they_did(pair: tuple[StorageServic
     first, second = pair
     user = account_in(MY_SWARM, 5)
     owner_hex = owner_of(user)
-    stored = []
-    for i in range(4):
-        reply = await rpc(first, "store", **store_params(user, bytes([i])))
-        assert isinstance(reply.body, dict)
-        stored.append(reply.body["hash"])
+    stored = [await stored_hash(first, user, bytes([i])) for i in range(4)]
     # delete two: each member signs pubkey ‖ requested ‖ deleted (sorted)
     reply = await rpc(
         first,
@@ -331,9 +331,7 @@ async def test_deletes_and_expiries_refuse_bad_hashes_signatures_and_times(
     first, second = pair
     user = account_in(MY_SWARM, 12)
     owner_hex = owner_of(user)
-    stored = await rpc(first, "store", **store_params(user, b"kept"))
-    assert isinstance(stored.body, dict)
-    digest = stored.body["hash"]
+    digest = await stored_hash(first, user, b"kept")
     short = "A" * 42
     malformed = await rpc(first, "delete", pubkey=owner_hex, messages=[digest, short],
                           signature=sign(user, "delete" + digest + short))  # fmt: skip
@@ -498,12 +496,10 @@ async def test_delete_before_unrevoke_and_multi_expiry(pair: tuple[StorageServic
     first, _ = pair
     user = account_in(MY_SWARM, 10)
     owner_hex = owner_of(user)
-    hashes = []
-    for i, offset in enumerate((-5_000, -3_000, -1_000)):  # three messages stored at different times
-        params = {**store_params(user, bytes([i])), "timestamp": NOW_MS + offset}
-        reply = await rpc(first, "store", **params)
-        assert isinstance(reply.body, dict)
-        hashes.append(reply.body["hash"])
+    hashes = [  # three messages stored at different times
+        await stored_hash(first, user, bytes([i]), timestamp=NOW_MS + offset)
+        for i, offset in enumerate((-5_000, -3_000, -1_000))
+    ]
     before = NOW_MS - 2_000
     reply = await rpc(
         first,
@@ -527,9 +523,8 @@ async def test_delete_before_unrevoke_and_multi_expiry(pair: tuple[StorageServic
     )
     assert (late.status, late.body) == (401, "delete_before timestamp too far in the future")
     # expire with one expiry per message, shortening only
-    extra = await rpc(first, "store", **store_params(user, b"more"))
-    assert isinstance(extra.body, dict)
-    targets = sorted([hashes[2], extra.body["hash"]])
+    more = await stored_hash(first, user, b"more")
+    targets = sorted([hashes[2], more])
     expiries = [NOW_MS + 20_000, NOW_MS + 90_000]  # the second would lengthen: left unchanged
     text = "expireshorten" + "".join(str(e) for e in expiries) + "".join(targets)
     reply = await rpc(
@@ -544,7 +539,7 @@ async def test_delete_before_unrevoke_and_multi_expiry(pair: tuple[StorageServic
     assert reply.status == 200 and isinstance(reply.body, dict)
     mine = reply.body["swarm"][first.node_key.public_key.hex()]
     assert mine["updated"] == [targets[0]] and mine["expiry"] == [expiries[0]]
-    current = {hashes[2]: NOW_MS - 1_000 + 60_000, extra.body["hash"]: NOW_MS + 60_000}
+    current = {hashes[2]: NOW_MS - 1_000 + 60_000, more: NOW_MS + 60_000}
     assert mine["unchanged"] == {targets[1]: current[targets[1]]}
     mismatch = await rpc(
         first,

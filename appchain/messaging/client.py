@@ -20,7 +20,9 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
+from appchain.lightclient import RpcSource
 from appchain.messaging.onion import XCHACHA20, DecryptError, Hop, build, read_response
+from appchain.messaging.store import is_public_inbox
 from state.crypto import ed25519
 from state.encoding import DecodeError, decode_json
 
@@ -64,7 +66,7 @@ class SessionAccount:
         }
         if namespace:
             params["namespace"] = namespace
-        if namespace % 10:
+        if not is_public_inbox(namespace):
             params.update(self._signed(f"store{namespace}{now}"), sig_timestamp=now)
         return params
 
@@ -115,21 +117,12 @@ class StorageClient:
     def nodes(self) -> list[Node]:
         """The active service nodes and where they serve storage (the node's JSON-RPC)."""
         if self._nodes is None:
-            body = json.dumps(
-                {
-                    "jsonrpc": "2.0",
-                    "id": 0,
-                    "method": "get_service_nodes",
-                    "params": {
-                        "active_only": True,
-                        "fields": ["pubkey_ed25519", "public_ip", "storage_port"],
-                    },
-                }
-            ).encode()
-            status, answer = _post(self.rpc_url + "/json_rpc", body)
-            parsed = _json(status, answer)
+            fields = ["pubkey_ed25519", "public_ip", "storage_port"]
+            result = RpcSource(self.rpc_url, timeout=20.0).call(
+                "get_service_nodes", {"active_only": True, "fields": fields}
+            )
             try:
-                entries = parsed["result"]["service_node_states"]
+                entries = result["service_node_states"]
                 self._nodes = [
                     Node(bytes.fromhex(e["pubkey_ed25519"]), e["public_ip"], int(e["storage_port"]))
                     for e in entries

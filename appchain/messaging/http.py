@@ -13,6 +13,10 @@ class HttpError(Exception):
     """The peer could not be reached, or answered something that is not HTTP."""
 
 
+class HttpTimeout(HttpError):
+    """The peer did not answer within the timeout."""
+
+
 class ConnectionPool:
     """Keep-alive connections to other nodes, reused for the next request to the same address:
     a store is forwarded to every swarm member, so a new TCP connection per forward would cost
@@ -52,7 +56,7 @@ class ConnectionPool:
                         await trio.aclose_forcefully(stream)
                         raise
             except trio.TooSlowError:
-                raise HttpError(f"{host}:{port}: no answer within {timeout:g} s") from None
+                raise HttpTimeout(f"{host}:{port}: no answer within {timeout:g} s") from None
             except (OSError, trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError) as exc:
                 if reused:
                     continue  # the peer closed the idle connection: once more on a new one

@@ -9,7 +9,8 @@ bounded trio channel); the layer then
 2. hands over what it no longer owns: the messages of every account whose owning swarm is not
    its own go to that swarm's members, and it drops its copies only once every one of them
    confirmed it holds them (a member that did not answer keeps the copies here until a later
-   height succeeds);
+   height succeeds). This runs when the membership changed, after a start, or when an earlier
+   hand-over left copies here: otherwise no account another swarm owns can have messages here;
 3. when its own swarm changed (it joined one, or came back after being down), asks the other
    members for the messages of the accounts the swarm owns;
 4. records the height and membership it processed in the message store, in the batch that drops
@@ -29,12 +30,12 @@ import base64
 import contextlib
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import trio
 
-from appchain.messaging.http import ConnectionPool, HttpError
+from appchain.messaging.http import ConnectionPool, HttpError, HttpTimeout
 from appchain.messaging.onion import ONION_PATH, Answer, OnionProcessor
 from appchain.messaging.rpc import Member, Oxend, PeerFailed, Reply, StorageService
 from appchain.messaging.store import (
@@ -80,40 +81,50 @@ class SwarmLayer:
         oxend: Oxend | None = None,
         clock: Callable[[], float] = time.time,
         transport: Transport | None = None,
-        is_node: Callable[[bytes], bool] | None = None,
+        is_node: Callable[[bytes], bool],
     ) -> None:
         self.pool = ConnectionPool()
         self.transport = transport or self.pool.post
-        self.is_node = is_node or (lambda key: key in self.membership)
+        self.is_node = is_node
         """Whether a key is a registered service node (decommissioned ones hand over their data)."""
         self.store = store
         self.node_key = node_key
         self.contact_of = contact_of
         self.log = log or (lambda *args, **kwargs: None)
         self.clock = clock
-        self.membership: dict[bytes, int] = store.membership()
+        self.membership: dict[bytes, int] = {}
+        self._swarm_ids: list[int] = []
+        self._member_keys: dict[int, tuple[bytes, ...]] = {}
+        self._set_membership(store.membership())
         followed = store.followed()
         self.followed_height = -1 if followed is None else followed.height
-        self.service = StorageService(store, node_key, self, forward=self._forward, oxend=oxend, clock=clock)
+        self.service = StorageService(store, node_key, self, forward=self._call, oxend=oxend, clock=clock)
         self.onion = OnionProcessor(node_key, self._run_storage, self._relay_onion, self._known, log=self.log)
         self._finals_in, self._finals_out = trio.open_memory_channel[tuple[int, bytes, dict[bytes, int]]](64)
         self._pull_needed = True  # a start is a comeback: ask the swarm for what was missed
-        self.handed_over = 0
+        self._hand_over_needed = True  # and copies left behind before a stop are handed over again
         self.pulled = 0
         self.malformed = 0
         """Messages refused as malformed: a push holding one, or skipped in a pull answer."""
 
     # -- the directory the storage RPC reads --------------------------------------------------
 
-    def _swarm_ids(self) -> list[int]:
-        return sorted(set(self.membership.values()))
+    def _set_membership(self, membership: Mapping[bytes, int]) -> None:
+        """Take ``membership`` as the view, with the lookups derived from it (once per change:
+        they are read per storage request and per message handed over, pulled or pushed)."""
+        self.membership = dict(membership)
+        by_swarm: dict[int, list[bytes]] = {}
+        for key, swarm in self.membership.items():
+            by_swarm.setdefault(swarm, []).append(key)
+        self._swarm_ids = sorted(by_swarm)
+        self._member_keys = {swarm: tuple(sorted(keys)) for swarm, keys in by_swarm.items()}
 
     def owning_swarm(self, owner: bytes) -> int | None:
-        ids = self._swarm_ids()
+        ids = self._swarm_ids
         return find_swarm(ids, compute_swarm_space(owner)) if ids else None
 
-    def member_keys(self, swarm_id: int) -> list[bytes]:
-        return sorted(key for key, swarm in self.membership.items() if swarm == swarm_id)
+    def member_keys(self, swarm_id: int) -> Sequence[bytes]:
+        return self._member_keys.get(swarm_id, ())
 
     def members(self, swarm_id: int) -> list[Member]:
         out = []
@@ -154,23 +165,30 @@ class SwarmLayer:
     async def follow(self, height: int, block_hash: bytes, membership: dict[bytes, int]) -> None:
         before = self.my_swarm()
         before_members = set(self.member_keys(before)) if before is not None else set()
-        self.membership = dict(membership)
+        if membership != self.membership:
+            self._set_membership(membership)
+            self._hand_over_needed = True
         mine = self.my_swarm()
         if mine != before or (mine is not None and set(self.member_keys(mine)) - before_members):
             self._pull_needed = True
-        dropped = await self._hand_over()
+        dropped: list[Message] = []
+        if self._hand_over_needed:
+            # with the same membership, only copies an earlier hand-over left here can be another
+            # swarm's: this node takes no message of an account its swarm does not own
+            dropped, self._hand_over_needed = await self._hand_over()
         if self._pull_needed and mine is not None:
             self._pull_needed = not await self._pull(mine)
         self.store.follow(Followed(height, block_hash), self.membership, dropped)
         self.followed_height = height
-        self.handed_over += len(dropped)
         if dropped:
             self.log("info", "messages handed over", height=height, messages=len(dropped))
 
-    async def _hand_over(self) -> list[Message]:
-        """Copies of accounts another swarm owns, each confirmed by all of its members."""
+    async def _hand_over(self) -> tuple[list[Message], bool]:
+        """Copies of accounts another swarm owns, each confirmed by all of its members; and
+        whether copies were left behind (a member not reachable, or not confirming)."""
         mine = self.my_swarm()
         dropped: list[Message] = []
+        left = False
         for owner in list(self.store.owners()):
             swarm = self.owning_swarm(owner)
             if swarm is None or swarm == mine:
@@ -178,14 +196,18 @@ class SwarmLayer:
             messages = list(self.store.messages(owner))
             targets = self.members(swarm)
             if not targets or len(targets) < len(self.member_keys(swarm)):
+                left = True
                 continue  # a member we cannot reach yet: keep the copies
+            hashes = {m.hash for m in messages}
             confirmed = True
             for member in targets:
                 held = await self._push(member, messages)
-                confirmed = confirmed and held >= {m.hash for m in messages}
+                confirmed = confirmed and held >= hashes
             if confirmed:
                 dropped.extend(messages)
-        return dropped
+            else:
+                left = True
+        return dropped, left
 
     async def _push(self, member: Member, messages: list[Message]) -> set[bytes]:
         """Send ``messages`` to ``member``; the hashes it confirmed it holds."""
@@ -282,17 +304,11 @@ class SwarmLayer:
             return 502, f"Next node not found: {node_key.hex()}".encode(), "text/plain"
         try:
             status, answer = await self.transport(contact[0], contact[1], ONION_PATH, body, timeout=30)
+        except HttpTimeout:
+            return 504, b"Request time out", "text/plain"
         except HttpError as exc:
-            timed_out = "no answer" in str(exc)
-            return (
-                (504, b"Request time out", "text/plain")
-                if timed_out
-                else (502, str(exc).encode(), "text/plain")
-            )
+            return 502, str(exc).encode(), "text/plain"
         return status, answer, "text/plain"
-
-    async def _forward(self, member: Member, method: str, params: dict[str, Any]) -> dict[str, Any]:
-        return await self._call(member, method, params)
 
     async def handle_peer(self, body: bytes, node_key_hex: str, signature_b64: str) -> Reply:
         """A request from another node at ``/storage_cc/v1``."""
@@ -389,6 +405,7 @@ def _unwire(item: Any) -> tuple[bytes, int, Stored]:
     if len(owner) != 33 or not -32768 <= namespace <= 32767:
         raise ValueError("not a message")
     data = base64.b64decode(data_b64, validate=True)  # binascii.Error is a ValueError
+    # the wire carries no hash: it is computed here, once, and the store takes it as is
     return owner, namespace, Stored(compute_message_hash(owner, namespace, data), timestamp, expiry, data)
 
 

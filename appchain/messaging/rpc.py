@@ -40,10 +40,12 @@ from appchain.messaging.store import (
     MessageStore,
     hash_bytes,
     hash_text,
+    is_public_inbox,
     is_public_outbox,
 )
 from state.crypto import ed25519
 from state.encoding import DecodeError, decode_json
+from state.swarms import UNASSIGNED_SWARM_ID
 
 VERSION = (2, 8, 0)
 HARDFORK = (19, 4)
@@ -123,12 +125,10 @@ class Directory(Protocol):
 
 
 Forward = Callable[[Member, str, dict[str, Any]], Awaitable[dict[str, Any]]]
+"""Send a recursive request to another member; its JSON result, or an exception."""
 Oxend = Callable[[str, dict[str, Any]], dict[str, Any]]
 """The node's own JSON-RPC, for ``oxend_request``: raises ``ValueError`` with oxend's message."""
 OXEND_ENDPOINTS = ("get_service_nodes", "ons_resolve")
-"""Send a recursive request to another member; its JSON result, or an exception."""
-
-NO_SWARM = 0xFFFFFFFFFFFFFFFF
 
 
 # -- parameters ----------------------------------------------------------------------------------
@@ -157,16 +157,14 @@ def parse_pubkey(
     return raw
 
 
-def _integer(
-    params: dict[str, Any], name: str, *, required: bool = True, desc: str = "integer"
-) -> int | None:
+def _integer(params: dict[str, Any], name: str, *, required: bool = True) -> int | None:
     value = params.get(name)
     if value is None:
         if required:
             raise bad(f"Required field '{name}' missing")
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise bad(f"Invalid value given for '{name}': expected {desc}")
+        raise bad(f"Invalid value given for '{name}': expected integer")
     return value
 
 
@@ -242,7 +240,8 @@ def _signature(params: dict[str, Any], name: str = "signature", *, required: boo
     return raw
 
 
-def _hashes(params: dict[str, Any], *, check: bool = True) -> list[str]:
+def _hashes(params: dict[str, Any]) -> list[tuple[str, bytes | None]]:
+    """The ``messages`` hashes as given and their bytes (``None`` for one that is not a hash)."""
     value = params.get("messages")
     if value is None:
         raise bad("Required field 'messages' missing")
@@ -251,11 +250,17 @@ def _hashes(params: dict[str, Any], *, check: bool = True) -> list[str]:
         raise bad("Invalid value given for 'messages': expected string array")
     if not items:
         raise bad("messages does not contain any message hashes")
-    if check:
-        for item in items:
-            if hash_bytes(item) is None:
-                raise bad(f"invalid message hash: {item}")
-    return items
+    return [(item, hash_bytes(item)) for item in items]
+
+
+def _valid_hashes(params: dict[str, Any]) -> list[tuple[str, bytes]]:
+    """:func:`_hashes`, refusing one that is not a hash."""
+    pairs = []
+    for text, raw in _hashes(params):
+        if raw is None:
+            raise bad(f"invalid message hash: {text}")
+        pairs.append((text, raw))
+    return pairs
 
 
 @dataclass
@@ -272,17 +277,7 @@ def _auth(params: dict[str, Any], owner: bytes, *, required: bool = True) -> Aut
     signature = _signature(params, required=required)
     if signature is None:
         return None
-    auth = Auth(signature)
-    ed = params.get("pubkey_ed25519")
-    if ed is not None:
-        if owner[0] != 0x05:
-            raise bad("pubkey_ed25519 is only permitted for 05[...] pubkeys")
-        if not isinstance(ed, str) or len(ed) != 64:
-            raise bad("Invalid pubkey_ed25519: expected 64 hex char or 32 byte pubkey")
-        try:
-            auth.ed25519 = bytes.fromhex(ed)
-        except ValueError:
-            raise bad("invalid pubkey_ed25519: value is not hex") from None
+    auth = Auth(signature, _pubkey_ed25519(params, owner))
     token = params.get("subaccount")
     if token:
         if params.get("subaccount_sig") is None:
@@ -290,6 +285,21 @@ def _auth(params: dict[str, Any], owner: bytes, *, required: bool = True) -> Aut
         raw = _token(token, "invalid subaccount: expected base64 or hex-encoded subaccount token")
         auth.token, auth.token_signature = raw, _signature(params, "subaccount_sig")
     return auth
+
+
+def _pubkey_ed25519(params: dict[str, Any], owner: bytes) -> bytes | None:
+    """The Ed25519 key a ``05`` (X25519) account signs with, when the request names one."""
+    ed = params.get("pubkey_ed25519")
+    if ed is None:
+        return None
+    if owner[0] != 0x05:
+        raise bad("pubkey_ed25519 is only permitted for 05[...] pubkeys")
+    if not isinstance(ed, str) or len(ed) != 64:
+        raise bad("Invalid pubkey_ed25519: expected 64 hex char or 32 byte pubkey")
+    try:
+        return bytes.fromhex(ed)
+    except ValueError:
+        raise bad("invalid pubkey_ed25519: value is not hex") from None
 
 
 def _token(value: object, message: str) -> bytes:
@@ -389,7 +399,7 @@ class StorageService:
         return self._misc(
             {
                 "snodes": [m.to_json() for m in members],
-                "swarm": f"{NO_SWARM if swarm is None else swarm:x}",
+                "swarm": f"{UNASSIGNED_SWARM_ID if swarm is None else swarm:x}",
             }
         )
 
@@ -455,7 +465,7 @@ class StorageService:
                         results[member.ed25519.hex()] = await forward(member, method, params)
                 except trio.TooSlowError:
                     results[member.ed25519.hex()] = {"failed": True, "timeout": True}
-                except _PeerFailed as failure:
+                except PeerFailed as failure:
                     results[member.ed25519.hex()] = {
                         "failed": True,
                         "code": str(failure.status),
@@ -503,7 +513,7 @@ class StorageService:
         auth = _auth(params, owner, required=False)
         sig_timestamp = _timestamp(params, "sig_timestamp", required=False) if auth else None
         self._check_swarm(owner)
-        public_inbox = namespace % 10 == 0 if namespace >= 0 else (-namespace) % 10 == 0
+        public_inbox = is_public_inbox(namespace)
         ttl_value = expiry - timestamp
         if not TTL_MINIMUM <= ttl_value <= (TTL_MAXIMUM if public_inbox else TTL_MAXIMUM_PRIVATE):
             raise Fail(403, "Provided expiry/TTL is not valid.")
@@ -591,16 +601,15 @@ class StorageService:
 
     async def delete(self, params: dict[str, Any], forwarded: bool) -> Reply:
         owner = parse_pubkey(params)
-        hashes = _hashes(params)
+        pairs = _valid_hashes(params)
         auth = _auth(params, owner)
         required = params.get("required", False)
         self._check_swarm(owner)
-        if not self._verify(owner, auth, ("delete" + "".join(hashes)).encode(), DELETE):
+        requested = "".join(text for text, _ in pairs)
+        if not self._verify(owner, auth, ("delete" + requested).encode(), DELETE):
             raise Fail(401, "delete_msgs signature verification failed")
-        deleted = sorted(
-            hash_text(h) for h in self.store.delete_hashes(owner, [hash_bytes(h) or b"" for h in hashes])
-        )
-        text = owner.hex() + "".join(hashes) + "".join(deleted)
+        deleted = sorted(hash_text(h) for h in self.store.delete_hashes(owner, [raw for _, raw in pairs]))
+        text = owner.hex() + requested + "".join(deleted)
         reply = await self._recursive(
             "delete", params, forwarded, {"deleted": deleted, "signature": self._sign(text.encode())}
         )
@@ -617,76 +626,71 @@ class StorageService:
         flat = sorted(hash_text(h) for hashes in deleted.values() for h in hashes)
         return flat, flat
 
-    async def delete_all(self, params: dict[str, Any], forwarded: bool) -> Reply:
+    async def _bulk(
+        self,
+        method: str,
+        field: str,
+        params: dict[str, Any],
+        forwarded: bool,
+        check_time: Callable[[int], None],
+        apply: Callable[[bytes, int | str, int], dict[int, list[bytes]]],
+        answer: str,
+    ) -> Reply:
+        """``delete_all``, ``delete_before`` and ``expire_all``: an owner's messages of one namespace
+        (or ``all``) by the timestamp in ``field``; each member signs owner ‖ that timestamp ‖ the
+        hashes it changed, which ``apply`` returns by namespace."""
         owner = parse_pubkey(params)
         namespace = _namespace(params, allow_all=True)
-        timestamp = _timestamp(params, "timestamp")
-        assert timestamp is not None
+        value = _timestamp(params, field)
+        assert value is not None
         auth = _auth(params, owner)
         self._check_swarm(owner)
-        tolerance = SIGNATURE_TOLERANCE_FORWARDED if forwarded else SIGNATURE_TOLERANCE
-        self._check_time(timestamp, tolerance, "delete_all timestamp too far from current time")
-        if not self._verify(
-            owner, auth, f"delete_all{namespace_text(namespace)}{timestamp}".encode(), DELETE
-        ):
-            raise Fail(401, "delete_all signature verification failed")
-        result, flat = self._deleted_result(namespace, self.store.delete_where(owner, namespace))
-        text = owner.hex() + str(timestamp) + "".join(flat)
+        check_time(value)
+        if not self._verify(owner, auth, f"{method}{namespace_text(namespace)}{value}".encode(), DELETE):
+            raise Fail(401, f"{method} signature verification failed")
+        result, flat = self._deleted_result(namespace, apply(owner, namespace, value))
+        text = owner.hex() + str(value) + "".join(flat)
         return await self._recursive(
-            "delete_all", params, forwarded, {"deleted": result, "signature": self._sign(text.encode())}
+            method, params, forwarded, {answer: result, "signature": self._sign(text.encode())}
         )
+
+    def _tolerance(self, forwarded: bool) -> int:
+        return SIGNATURE_TOLERANCE_FORWARDED if forwarded else SIGNATURE_TOLERANCE
+
+    async def delete_all(self, params: dict[str, Any], forwarded: bool) -> Reply:
+        def check_time(timestamp: int) -> None:
+            self._check_time(
+                timestamp, self._tolerance(forwarded), "delete_all timestamp too far from current time"
+            )
+
+        def apply(owner: bytes, namespace: int | str, timestamp: int) -> dict[int, list[bytes]]:
+            return self.store.delete_where(owner, namespace)
+
+        return await self._bulk("delete_all", "timestamp", params, forwarded, check_time, apply, "deleted")
 
     async def delete_before(self, params: dict[str, Any], forwarded: bool) -> Reply:
-        owner = parse_pubkey(params)
-        namespace = _namespace(params, allow_all=True)
-        before = _timestamp(params, "before")
-        assert before is not None
-        auth = _auth(params, owner)
-        self._check_swarm(owner)
-        if before > self.now_ms() + SIGNATURE_TOLERANCE:
-            raise Fail(401, "delete_before timestamp too far in the future")
-        if not self._verify(
-            owner, auth, f"delete_before{namespace_text(namespace)}{before}".encode(), DELETE
-        ):
-            raise Fail(401, "delete_before signature verification failed")
-        result, flat = self._deleted_result(
-            namespace, self.store.delete_where(owner, namespace, before=before)
-        )
-        text = owner.hex() + str(before) + "".join(flat)
-        return await self._recursive(
-            "delete_before", params, forwarded, {"deleted": result, "signature": self._sign(text.encode())}
-        )
+        def check_time(before: int) -> None:
+            if before > self.now_ms() + SIGNATURE_TOLERANCE:
+                raise Fail(401, "delete_before timestamp too far in the future")
+
+        def apply(owner: bytes, namespace: int | str, before: int) -> dict[int, list[bytes]]:
+            return self.store.delete_where(owner, namespace, before=before)
+
+        return await self._bulk("delete_before", "before", params, forwarded, check_time, apply, "deleted")
 
     async def expire_all(self, params: dict[str, Any], forwarded: bool) -> Reply:
-        owner = parse_pubkey(params)
-        namespace = _namespace(params, allow_all=True)
-        expiry = _timestamp(params, "expiry")
-        assert expiry is not None
-        auth = _auth(params, owner)
-        self._check_swarm(owner)
-        tolerance = SIGNATURE_TOLERANCE_FORWARDED if forwarded else SIGNATURE_TOLERANCE
-        if expiry < self.now_ms() - tolerance:
-            raise Fail(406, "expire_all timestamp should be >= current time")
-        if not self._verify(owner, auth, f"expire_all{namespace_text(namespace)}{expiry}".encode(), DELETE):
-            raise Fail(401, "expire_all signature verification failed")
-        chosen = [
-            m
-            for m in self.store.messages(owner, None if namespace == ALL else int(namespace))
-            if m.stored.expiry > expiry
-        ]
-        self.store.update_expiries((m, expiry) for m in chosen)
-        updated: dict[int, list[bytes]] = {}
-        for m in chosen:
-            updated.setdefault(m.namespace, []).append(m.hash)
-        result, flat = self._deleted_result(namespace, updated)
-        text = owner.hex() + str(expiry) + "".join(flat)
-        return await self._recursive(
-            "expire_all", params, forwarded, {"updated": result, "signature": self._sign(text.encode())}
+        def check_time(expiry: int) -> None:
+            if expiry < self.now_ms() - self._tolerance(forwarded):
+                raise Fail(406, "expire_all timestamp should be >= current time")
+
+        return await self._bulk(
+            "expire_all", "expiry", params, forwarded, check_time, self.store.expire_where, "updated"
         )
 
     async def expire(self, params: dict[str, Any], forwarded: bool) -> Reply:
         owner = parse_pubkey(params)
-        hashes = _hashes(params)
+        pairs = _valid_hashes(params)
+        hashes = [text for text, _ in pairs]
         raw_expiry = params.get("expiry")
         if raw_expiry is None:
             raise bad("Required field 'expiry' missing")
@@ -721,10 +725,11 @@ class StorageService:
             h: min(now + TTL_MAXIMUM_PRIVATE, expiries[i] if many else expiries[0])
             for i, h in enumerate(hashes)
         }
+        raw_of = dict(pairs)
         changes = []
         unchanged: dict[str, int] = {}
         for text_hash, new in wanted.items():
-            message = self.store.locate(hash_bytes(text_hash) or b"")
+            message = self.store.locate(raw_of[text_hash])
             if message is None or message.owner != owner:
                 continue
             current = message.stored.expiry
@@ -752,17 +757,18 @@ class StorageService:
 
     async def get_expiries(self, params: dict[str, Any], forwarded: bool) -> Reply:
         owner = parse_pubkey(params)
-        hashes = _hashes(params, check=False)
+        pairs = _hashes(params)
         timestamp = _timestamp(params, "timestamp")
         auth = _auth(params, owner)
         self._check_swarm(owner)
         assert timestamp is not None
         self._check_time(timestamp, SIGNATURE_TOLERANCE, "get_expiries timestamp too far from current time")
-        if not self._verify(owner, auth, f"get_expiries{timestamp}{''.join(hashes)}".encode(), READ):
+        requested = "".join(text for text, _ in pairs)
+        if not self._verify(owner, auth, f"get_expiries{timestamp}{requested}".encode(), READ):
             raise Fail(401, "get_expiries signature verification failed")
         expiries = {}
-        for text_hash in hashes:
-            message = self.store.locate(hash_bytes(text_hash) or b"")
+        for text_hash, raw in pairs:
+            message = None if raw is None else self.store.locate(raw)
             if message is not None and message.owner == owner:
                 expiries[text_hash] = message.stored.expiry
         return Reply(200, {"expiries": expiries})
@@ -785,10 +791,7 @@ class StorageService:
         assert timestamp is not None
         signature = _signature(params)
         assert signature is not None
-        auth = Auth(signature)
-        ed = params.get("pubkey_ed25519")
-        if ed is not None:
-            auth = _auth({"signature": params["signature"], "pubkey_ed25519": ed}, owner) or auth
+        auth = Auth(signature, _pubkey_ed25519(params, owner))
         self._check_swarm(owner)
         self._check_time(timestamp, SIGNATURE_TOLERANCE, f"{name} timestamp too far from current time")
         message = name.encode() + str(timestamp).encode() + b"".join(tokens)
@@ -948,11 +951,10 @@ class _Misdirected(Fail):
         self.body = body
 
 
-class _PeerFailed(Exception):
+class PeerFailed(Exception):
+    """Another node answered a node-to-node request with an error (its HTTP status and text)."""
+
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
-
-
-PeerFailed = _PeerFailed

@@ -38,7 +38,6 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,7 +64,6 @@ MESSAGE_OVERHEAD = 100
 """Bytes counted per message, beside its hash and base64 data, in retrieve's size estimate."""
 MAX_REVOKED = 50
 ALL = "all"
-Namespace = int
 
 
 class Stored(Record, frozen=True):
@@ -105,6 +103,11 @@ def hash_bytes(text: str) -> bytes | None:
     except ValueError:
         return None
     return raw if len(raw) == 32 else None
+
+
+def is_public_inbox(namespace: int) -> bool:
+    """A multiple of 10 (negative ones too): anyone may store there, without a signature."""
+    return namespace % 10 == 0
 
 
 def is_public_outbox(namespace: int) -> bool:
@@ -194,7 +197,8 @@ class MessageStore:
 
     def _scan(self, **options: Any) -> Iterator[Any]:
         try:
-            yield from self._db.iterator(verify_checksums=True, **options)
+            with self._db.iterator(verify_checksums=True, **options) as it:
+                yield from it
         except plyvel.Error as exc:
             raise StoreCorrupt(f"cannot read the message store: {exc}") from None
 
@@ -285,6 +289,19 @@ class MessageStore:
                 yield owner
                 last = owner
 
+    def owner_counts(self, limit: int) -> dict[bytes, int]:
+        """How many messages each owner holds, for the first ``limit`` owners in key order (keys
+        only: no message is decoded)."""
+        counts: dict[bytes, int] = {}
+        for key in self._scan(prefix=MESSAGE_PREFIX, include_value=False):
+            owner = key[len(MESSAGE_PREFIX) : len(MESSAGE_PREFIX) + OWNER_SIZE]
+            if owner not in counts:
+                if len(counts) >= limit:
+                    break
+                counts[owner] = 0
+            counts[owner] += 1
+        return counts
+
     def retrieve(
         self, owner: bytes, namespace: int, last_hash: bytes | None, max_count: int | None, max_size: int
     ) -> tuple[list[Message], bool]:
@@ -351,12 +368,12 @@ class MessageStore:
         return result
 
     def copy_in(self, messages: Iterable[tuple[bytes, int, Stored]]) -> int:
-        """Take messages handed over by other nodes (kept as they are); returns how many were new."""
+        """Take messages handed over by other nodes (kept as they are); returns how many were new.
+        Each ``stored.hash`` must be :func:`compute_message_hash` of the message, as the caller
+        computed it from the data received (the wire carries no hash to trust)."""
         batch = Batch()
         added = 0
         for owner, namespace, stored in messages:
-            if compute_message_hash(owner, namespace, stored.data) != stored.hash:
-                continue  # a copy that is not what it claims to be: never stored
             if self.locate(stored.hash) is not None or HASH_PREFIX + stored.hash in batch.puts:
                 continue
             self._put(batch, owner, namespace, self._seq, stored)
@@ -392,11 +409,18 @@ class MessageStore:
         self.write(batch)
         return deleted
 
-    def drop_owner_messages(self, messages: Iterable[Message]) -> None:
+    def expire_where(self, owner: bytes, namespace: int | str, expiry: int) -> dict[int, list[bytes]]:
+        """Shorten to ``expiry`` every message of an owner in ``namespace`` (or ``"all"``) that
+        expires later; the updated hashes by namespace."""
         batch = Batch()
-        for message in messages:
-            self._remove(batch, message)
+        updated: dict[int, list[bytes]] = {}
+        for message in self.messages(owner, None if namespace == ALL else int(namespace)):
+            if message.stored.expiry <= expiry:
+                continue
+            self._set_expiry(batch, message, expiry)
+            updated.setdefault(message.namespace, []).append(message.hash)
         self.write(batch)
+        return updated
 
     def update_expiries(self, changes: Iterable[tuple[Message, int]]) -> None:
         batch = Batch()
@@ -447,12 +471,3 @@ class MessageStore:
                 count += 1
         self.write(batch)
         return count
-
-
-@contextmanager
-def opened(path: Path, *, sync: bool = True) -> Iterator[MessageStore]:
-    store = MessageStore(path, sync=sync)
-    try:
-        yield store
-    finally:
-        store.close()

@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.light
 	$(BIN)/python -m bench.swarm
 	$(BIN)/python -m bench.scale
+	$(BIN)/python -m bench.statesync
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .devnet

@@ -30,6 +30,7 @@ from appchain.store import (
 )
 from consensus.checkpoint import CheckpointCertificate, InvalidCertificate, verify_certificate
 from consensus.quorum import PulseQuorum
+from consensus.statesync import SyncResult
 from consensus.validation import RandomValueAt, check_pulse
 from genesis.build import create_genesis_state
 from genesis.document import Genesis
@@ -38,6 +39,7 @@ from state.checkpoints import get_checkpoint_quorum, is_checkpoint_height
 from state.encoding import encode
 from state.errors import InvalidBlock
 from state.events import Event
+from state.snapshot import SnapshotManifest
 from state.state import State
 from state.transition import PendingBlock, commit_block, execute_block, propose_block
 from state.types import NodeKey
@@ -114,6 +116,7 @@ class Chain:
         """The states of the last blocks, for proofs (:mod:`appchain.history`)."""
         final = store.get_final()
         self._final_height = 0 if final is None else final.height
+        self._base_height = store.get_base()
 
     @classmethod
     def create(
@@ -255,6 +258,23 @@ class Chain:
         if self.history.bounds is None:  # rolled back below the window: it starts again here
             self.history.start(self.state)
 
+    def install_synced(self, result: SyncResult) -> None:
+        """Start this fresh chain (block 0 only) at a snapshot that state sync verified: the
+        log holds blocks above it from now on, and it is final (it was certified)."""
+        if self.height != 0 or self.store.get_base() != 0:
+            raise ChainError("state sync installs a snapshot only into a fresh home (block 0 only)")
+        self.store.install_synced(
+            result.manifest, result.chunks, result.headers, result.certificates, result.quorums
+        )
+        self.state = result.state
+        self.history.start(self.state)
+        self._final_height = self._base_height = result.manifest.height
+
+    @property
+    def base_height(self) -> int:
+        """The height the log starts at: 0, or the snapshot a state sync installed."""
+        return self._base_height
+
     def append_pending(self, pending: PendingBlock) -> None:
         """Commit and write a block that already executed cleanly against the current tip."""
         commit_block(self.state, pending)
@@ -292,9 +312,12 @@ def check_markers(store: BlockStore) -> Applied:
     if compute_block_hash(header) != applied.block_hash or header.state_root != applied.state_root:
         raise StoreCorrupt(f"the applied tip does not match the stored header of block {tip}")
     records = ((HEADER_PREFIX, "a header"), (EVENTS_PREFIX, "the events"), (DELTA_PREFIX, "a delta"))
+    base = store.get_base()
+    if tip < base:
+        raise StoreCorrupt(f"the applied tip is block {tip}, below the base {base} of the state-synced log")
     for prefix, what in records:
         highest = store.highest_height(prefix)
-        if highest != tip:
+        if highest != tip and not (tip == base > 0 and highest is None and prefix != HEADER_PREFIX):
             found = "nothing" if highest is None else f"{what} of block {highest}"
             raise StoreCorrupt(f"the applied tip is block {tip}, but the log holds {found} as its newest")
     final = store.get_final()
@@ -324,21 +347,11 @@ def load_state(
     applied = check_markers(store)
     manifest = store.get_latest_snapshot(applied.height)
     if manifest is None:
+        if store.get_base() > 0:
+            raise StoreCorrupt("the state-synced log has lost the snapshot it starts from")
         state = genesis_state_checked(store, genesis)
     else:
-        header = store.get_header(manifest.height)
-        if header is None or header.state_root != manifest.state_root:
-            raise ReplayMismatch(manifest.height, "the snapshot does not match the block header")
-        state = State.from_snapshot(
-            genesis.chain_id,
-            genesis.params,
-            height=manifest.height,
-            block_hash=manifest.block_hash,
-            timestamp=manifest.timestamp,
-            items=store.iter_snapshot(manifest),
-        )
-        if state.root != manifest.state_root:
-            raise ReplayMismatch(manifest.height, "the snapshot's entries do not hash to its state root")
+        state = snapshot_state_checked(store, genesis, manifest)
     if history is not None:
         history.start(state)
     replay_blocks(
@@ -350,6 +363,24 @@ def load_state(
     )
     if state.block_hash != applied.block_hash:
         raise ReplayMismatch(applied.height, "the tip hash differs from the recorded one")
+    return state
+
+
+def snapshot_state_checked(store: BlockStore, genesis: Genesis, manifest: SnapshotManifest) -> State:
+    """The state a stored snapshot holds, checked against its manifest and its block header."""
+    header = store.get_header(manifest.height)
+    if header is None or header.state_root != manifest.state_root:
+        raise ReplayMismatch(manifest.height, "the snapshot does not match the block header")
+    state = State.from_snapshot(
+        genesis.chain_id,
+        genesis.params,
+        height=manifest.height,
+        block_hash=manifest.block_hash,
+        timestamp=manifest.timestamp,
+        items=store.iter_snapshot(manifest),
+    )
+    if state.root != manifest.state_root:
+        raise ReplayMismatch(manifest.height, "the snapshot's entries do not hash to its state root")
     return state
 
 
@@ -369,13 +400,24 @@ def replay_from_genesis(
     verify_signatures: bool = False,
     progress: ProgressCallback | None = None,
 ) -> State:
-    """Rebuild the state from block 0, ignoring snapshots, checking every root and delta."""
+    """Rebuild the state from block 0, ignoring snapshots, checking every root and delta.
+
+    A log that joined by state sync holds no blocks below its base: it is rebuilt from the
+    snapshot at the base (checked against that certified header), the one snapshot it keeps.
+    """
     check_genesis(store, genesis)
     applied = check_markers(store)
-    state = genesis_state_checked(store, genesis)
+    base = store.get_base()
+    if base == 0:
+        state = genesis_state_checked(store, genesis)
+    else:
+        manifest = store.get_manifest(base)
+        if manifest is None:
+            raise StoreCorrupt("the state-synced log has lost the snapshot it starts from")
+        state = snapshot_state_checked(store, genesis, manifest)
     replay_blocks(
         state,
-        store.iter_blocks(1, applied.height),
+        store.iter_blocks(base + 1, applied.height),
         verify_signatures=verify_signatures,
         random_value_at=store.get_random_value,
         stored_deltas=store.get_delta_bytes,

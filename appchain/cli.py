@@ -340,6 +340,64 @@ def cmd_export_events(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_genesis(args: argparse.Namespace) -> int:
+    from appchain import genesis_export as export
+
+    if args.height < 0:
+        raise ChainError(f"--height {args.height} must not be negative")
+    if args.replace_nodes is not None and args.replace_nodes < 1:
+        raise ChainError(f"--replace-nodes {args.replace_nodes} must be at least 1")
+    if args.seed is not None and args.replace_nodes is None:
+        raise ChainError("--seed names the keys of replacement nodes: it needs --replace-nodes")
+    if args.chain_id is not None and not CHAIN_ID.match(args.chain_id):
+        raise ChainError(
+            f"--chain-id {args.chain_id!r}: 1 to 64 of lowercase letters, digits, '.', '_', '-', "
+            "starting with a letter or digit"
+        )
+    if args.genesis_time is not None and args.genesis_time < 0:
+        raise ChainError(f"--genesis-time {args.genesis_time} must not be negative")
+    out = Path(args.out)
+    export.check_out_path(out, with_keys=args.replace_nodes is not None, force=args.force)
+    home = Home(Path(args.home))
+    with home.lock("export-genesis"):
+        old = home.load_genesis()
+        chain_id = args.chain_id or export.default_chain_id(old.chain_id, args.height)
+        with export.open_store(home) as store:
+            start = export.plan_state_at(store, old, args.height)
+            progress = Progress(args.height - start.from_height, "export-genesis")
+            state = export.rebuild_state_at(store, old, start, progress=progress)
+            progress.finish()
+    genesis, summary, dev_nodes = export.build_export(
+        state,
+        chain_id=chain_id,
+        genesis_time=state.timestamp if args.genesis_time is None else args.genesis_time,
+        replace_nodes=args.replace_nodes,
+        seed=chain_id if args.seed is None else args.seed,
+    )
+    export.write_export(out, genesis, dev_nodes)
+    print(f"wrote {out}: the state at height {state.height} (root {state.root.hex()}) as chain {chain_id}")
+    print(
+        f"{len(genesis.allocations)} balances, {len(genesis.service_nodes)} service nodes, "
+        f"{len(genesis.sns_records)} names, reward pool {genesis.reward_pool}, supply {genesis.total_supply}"
+    )
+    print(
+        f"moved to balances: rewards {summary.rewards_credited}, "
+        f"locked stakes {summary.locked_stakes_returned}, stakes of {summary.awaiting_registrations_dropped} "
+        f"unfilled registrations {summary.awaiting_stakes_returned}; "
+        f"dropped {summary.expired_names_dropped} expired names"
+    )
+    if dev_nodes:
+        print(
+            f"replaced {summary.replaced_nodes} nodes (stakes {summary.replaced_stakes_returned} returned) "
+            f"by {len(dev_nodes)} dev nodes staked from the pool; keys in {out.parent / 'keys'} "
+            "(UNSAFE: derived from a public seed)"
+        )
+        if len(dev_nodes) < 12:
+            print("note: Pulse needs 12 active service nodes; this network will not produce blocks")
+    print(f"genesis hash: {genesis.hash.hex()}")
+    return 0
+
+
 def cmd_import_events(args: argparse.Namespace) -> int:
     home = Home(Path(args.home))
     source = Path(args.in_file)
@@ -462,6 +520,33 @@ def build_parser() -> argparse.ArgumentParser:
     _add_home(export)
     export.add_argument("--out", required=True)
     export.set_defaults(handler=cmd_export_events)
+
+    export_genesis = commands.add_parser(
+        "export-genesis", help="write the state at a final height as the genesis of a new chain"
+    )
+    _add_home(export_genesis)
+    export_genesis.add_argument("--height", type=int, required=True, help="a final height")
+    export_genesis.add_argument(
+        "--out", required=True, help="the genesis file to write, in an existing folder"
+    )
+    export_genesis.add_argument(
+        "--replace-nodes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="replace the node set by N dev nodes staked from the reward pool (keys/ beside --out)",
+    )
+    export_genesis.add_argument(
+        "--seed", default=None, help="dev key seed of --replace-nodes (default: chain id)"
+    )
+    export_genesis.add_argument(
+        "--chain-id", default=None, help="the new chain id (default: the old one + -h<H>)"
+    )
+    export_genesis.add_argument(
+        "--genesis-time", type=int, default=None, help="unix seconds (default: the timestamp of block H)"
+    )
+    export_genesis.add_argument("--force", action="store_true", help="overwrite an existing file and keys/")
+    export_genesis.set_defaults(handler=cmd_export_genesis)
 
     imp = commands.add_parser("import-events", help="rebuild a fresh home from an export")
     _add_home(imp)

@@ -57,6 +57,7 @@ from state.events import (
 )
 from state.ledger import get_account
 from state.nodes import (
+    NONE,
     REGISTRATIONS_KEY,
     NodeStatus,
     ServiceNode,
@@ -74,6 +75,15 @@ NEW_ACCOUNT_SHARE = 0.3
 MIN_ACTIVE_FOR_REMOVALS = 15
 """Below this many active nodes the generator stops decommissioning, deregistering and
 unlocking, so the chain keeps the 12 active nodes Pulse needs."""
+
+
+def _removes_active(event: Event) -> int:
+    """1 when ``event`` (accepted) may take an active node out of the active set, now or later."""
+    if isinstance(event, RequestUnlock):
+        return 1
+    if isinstance(event, StateChange) and event.new_state in (NewState.DECOMMISSION, NewState.DEREGISTER):
+        return 1
+    return 0
 
 
 def derive_devchain_node(index: int) -> tuple[ed25519.SigningKey, bls.BlsSecretKey]:
@@ -290,7 +300,9 @@ class DevChainGenerator:
         nodes = iter_nodes(view) if self.mix else []
         awaiting = [(k, n) for k, n in nodes if n.status == NodeStatus.AWAITING]
         staked = [(k, n) for k, n in nodes if n.status != NodeStatus.AWAITING]
-        active = sum(1 for _, n in staked if n.status == NodeStatus.ACTIVE)
+        # Active nodes not already leaving: a node with an unlock requested exits on its own later,
+        # so it does not count towards the Pulse minimum. Kept current as removals are accepted.
+        active = sum(1 for _, n in staked if n.status == NodeStatus.ACTIVE and n.unlock_height == NONE)
         events: list[Event] = []
         attempts = 0
         while len(events) < self.events_per_block and attempts < self.events_per_block * 4:
@@ -320,6 +332,7 @@ class DevChainGenerator:
             except InvalidEvent:
                 continue
             events.append(candidate)
+            active -= _removes_active(candidate)
         return events
 
     def next_block(self) -> PendingBlock:

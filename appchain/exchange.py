@@ -118,6 +118,12 @@ def export_events(
     applied = store.get_applied()
     if applied is None:
         raise ChainError("the database has no blocks")
+    base = store.get_base()
+    if base > 0:
+        raise ChainError(
+            f"this home joined by state sync at height {base} and holds no blocks below it: "
+            "export from a node that synced every block (state_sync = false)"
+        )
     if out_path.is_dir():
         raise ChainError(f"{out_path} is a folder: name the export file to write")
     if not out_path.parent.is_dir():

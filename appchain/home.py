@@ -66,6 +66,8 @@ class NodeConfig:
     public_ip: str = "127.0.0.1"
     storage_port: int = 0
     log_level: str = "info"
+    state_sync: bool = True
+    state_sync_min_gap: int = 500
 
     def __post_init__(self) -> None:
         interval = self.snapshot_interval
@@ -125,15 +127,16 @@ _SCHEMA: dict[str, dict[str, str]] = {
     "consensus": {"stage_timeout": "stage_timeout", "round_timeout": "round_timeout"},
     "node": {"public_ip": "public_ip", "storage_port": "storage_port"},
     "log": {"level": "log_level"},
+    "sync": {"state_sync": "state_sync", "state_sync_min_gap": "state_sync_min_gap"},
 }
 
 
 def _check(field: str, value: object) -> object:
     """One setting's value, checked; raises ValueError saying what it must be."""
-    if field in ("sync_writes",):
+    if field in ("sync_writes", "state_sync"):
         if not isinstance(value, bool):
             raise ValueError("must be true or false")
-    elif field in ("snapshot_interval", "max_peers", "proof_window"):
+    elif field in ("snapshot_interval", "max_peers", "proof_window", "state_sync_min_gap"):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError("must be a positive integer")
     elif field == "storage_port":
@@ -230,6 +233,13 @@ storage_port = {config.storage_port}
 [log]
 # debug, info, warn or error
 level = "{config.log_level}"
+
+[sync]
+# A fresh node joins at a recent certified snapshot fetched from its peers (each chunk checked
+# against the certified state root) when one is at least state_sync_min_gap blocks ahead;
+# false: always fetch and replay every block from genesis.
+state_sync = {str(config.state_sync).lower()}
+state_sync_min_gap = {config.state_sync_min_gap}
 """
 
 

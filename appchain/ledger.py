@@ -37,6 +37,10 @@ class ChainLedger:
     def final_height(self) -> int:
         return self.chain.final_height
 
+    @property
+    def base_height(self) -> int:
+        return self.chain.base_height
+
     def random_value_at(self, height: int) -> bytes:
         return self.chain.random_value_at(height)
 

@@ -42,8 +42,11 @@ from appchain.ledger import ChainLedger
 from appchain.messaging.layer import SwarmLayer
 from appchain.messaging.store import MessageStore
 from appchain.metrics import NodeMetrics, SignatureClock
+from appchain.statesync import answer, sync_state
 from consensus.guard import GuardedSigner
 from consensus.messages import (
+    SYNC_REQUESTS,
+    SYNC_RESPONSES,
     Certified,
     CheckpointVote,
     Message,
@@ -65,6 +68,7 @@ from consensus.node import (
     Send,
 )
 from consensus.pulse import Timing
+from consensus.statesync import SyncConfig
 from consensus.uptime import DEVNET_UPTIME, MAINNET_UPTIME, UptimeProof
 from p2p.host import Host, HostConfig
 from state.encoding import DecodeError, encode
@@ -143,19 +147,7 @@ class Node:
             random_bytes=secrets.token_bytes,
             probe=self.probe,
         )
-        host, port = config.p2p_address
-        self.host = Host(
-            HostConfig(
-                chain_id=chain.genesis.chain_id,
-                listen_host=host,
-                listen_port=port,
-                version=VERSION,
-                max_peers=config.max_peers,
-            ),
-            key,
-            self._on_frame,
-            log=log,
-        )
+        self.host = Host(host_config(config, chain), key, self._on_frame, log=log)
         self.signature_clock = (
             SignatureClock().install() if os.environ.get(SIGNATURE_CLOCK_ENV) == "1" else None
         )
@@ -224,7 +216,8 @@ class Node:
 
     async def _peer_loop(self) -> None:
         """Keep peers: every node whose uptime proof we accepted, plus the configured ones; ask
-        for blocks whenever a new peer arrives (a node that starts behind catches up at once)."""
+        for blocks whenever a new peer arrives (a node that starts behind catches up at once),
+        and again while our tip looks stale (the peers asked may have had nothing to give)."""
         known: set[NodeKey] = set()
         while True:
             for key, (proof, _) in list(self.core.proofs.accepted.items()):
@@ -232,8 +225,8 @@ class Node:
                 if node_key != self.core.node_key and node_key not in self.host.targets:
                     self.host.add_target(node_key, proof.public_ip, proof.p2p_port)
             connected = set(self.host.connected)
-            if connected - known:
-                self.carry_out(self.core.request_sync(time.time()))
+            if connected - known or self.looks_behind():
+                self.carry_out(self.core.request_sync(time.time()))  # at most once a round timeout
             known = connected
             await trio.sleep(1.0)
 
@@ -276,6 +269,13 @@ class Node:
             self.counters.undecodable += 1
             self.host.penalize(sender, f"an undecodable message: {exc}")
             return
+        if isinstance(message, SYNC_REQUESTS):  # a joining node's state sync: from the store
+            reply = answer(self.chain, message)
+            if reply is not None:
+                self.host.send(sender, encode(reply))
+            return
+        if isinstance(message, SYNC_RESPONSES):
+            return  # late answers to our own state sync, which is over
         gossip = isinstance(message, GOSSIP)
         if gossip:
             if digest in self.seen:  # a copy that arrived while the first one waited in the queue
@@ -395,12 +395,15 @@ class Node:
 
     # -- status ---------------------------------------------------------------------------------------
 
+    def looks_behind(self) -> bool:
+        """Our tip is older than a few blocks and a round: the network has likely moved on."""
+        state = self.ledger.state
+        return time.time() - state.timestamp > 4 * max(state.params.block_time, 1) + self.config.round_timeout
+
     def status(self) -> dict[str, Any]:
         state = self.ledger.state
         final = self.ledger.final_height
-        behind = (
-            time.time() - state.timestamp > 4 * max(state.params.block_time, 1) + self.config.round_timeout
-        )
+        behind = self.looks_behind()
         return {
             "running": True,
             "rpc_url": self.config.rpc_url,
@@ -456,16 +459,63 @@ async def _watch_signals(cancel: Callable[[], None], log: Logger) -> None:
             return
 
 
+def host_config(config: NodeConfig, chain: Chain) -> HostConfig:
+    host, port = config.p2p_address
+    return HostConfig(
+        chain_id=chain.genesis.chain_id,
+        listen_host=host,
+        listen_port=port,
+        version=VERSION,
+        max_peers=config.max_peers,
+    )
+
+
+async def join_by_state_sync(home: Home, config: NodeConfig, chain: Chain, log: Logger) -> dict[bytes, float]:
+    """A fresh home (block 0 only) with state sync on joins at a verified snapshot when one is
+    far enough ahead (:mod:`appchain.statesync`); otherwise it starts from block 0. Returns the
+    bans of the peers it caught lying (node key → until, on the host's clock)."""
+    if not config.state_sync or chain.height != 0 or chain.base_height != 0:
+        return {}
+    key, _ = home.load_node_keys()
+    peers = [(peer.node_key, peer.host, peer.port) for peer in config.peers]
+    log("info", "state sync: asking peers for snapshots", peers=len(peers))
+    report = await sync_state(
+        chain,
+        host_config(config, chain),
+        key,
+        peers,
+        SyncConfig(min_gap=config.state_sync_min_gap),
+        log,
+    )
+    if report.outcome == "synced":
+        log(
+            "info",
+            "state sync done",
+            height=chain.height,
+            root=chain.state.root.hex()[:16],
+            entries=len(chain.state),
+            seconds=round(report.seconds, 3),
+        )
+    else:
+        reason = report.reason
+        log("info", "state sync not used: syncing blocks from genesis", outcome=report.outcome, reason=reason)
+    return report.banned
+
+
 async def run_node(home: Home, *, ready: Callable[[Node], None] | None = None) -> None:
     """Run the node of ``home`` until SIGINT or SIGTERM."""
     config = home.load_config()
     log = Logger(config.log_level)
+    node: Node | None = None
     with home.lock("start"), home.open_chain() as chain:
-        node = Node(home, config, chain, log)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_watch_signals, nursery.cancel_scope.cancel, log)
+            banned = await join_by_state_sync(home, config, chain, log)
+            node = Node(home, config, chain, log)
+            node.host.banned_keys.update(banned)  # the peers state sync caught lying stay banned
             await nursery.start(node.run)
             if ready is not None:
                 ready(node)
-        node.message_store.close()
+        if node is not None:
+            node.message_store.close()
         log("info", "stopped", height=chain.height, final=chain.final_height)

@@ -44,7 +44,6 @@ from consensus.validation import compute_block_entropy, compute_block_quorum
 from state.block import Header, compute_block_hash
 from state.checkpoints import (
     CHECKPOINT_INTERVAL,
-    checkpoint_quorum_key,
     decode_checkpoint_quorum,
     get_checkpoint_quorum,
     is_checkpoint_height,
@@ -123,8 +122,15 @@ def _header_at(node: Node, height: int) -> Header:
         raise RpcError(-32001, f"no block at height {height}: the tip is {node.ledger.height}")
     header = node.chain.store.get_header(height)
     if header is None:
-        raise RpcError(-32001, f"no block at height {height}")
+        raise RpcError(-32001, f"no block at height {height}{_below_base(node, height)}")
     return header
+
+
+def _below_base(node: Node, height: int) -> str:
+    base = node.chain.base_height
+    if height > base or base == 0:
+        return ""
+    return f": this node joined by state sync at height {base} and holds no blocks at or below it"
 
 
 def get_info(node: Node, params: dict[str, Any]) -> dict[str, Any]:
@@ -174,6 +180,8 @@ def get_block_header_by_height(node: Node, params: dict[str, Any]) -> dict[str, 
 def get_block(node: Node, params: dict[str, Any]) -> dict[str, Any]:
     height = _int_param(params, "height")
     _header_at(node, height)  # -32001 above the tip
+    if _below_base(node, height):
+        raise RpcError(-32001, f"no block at height {height}{_below_base(node, height)}")
     block = node.chain.store.get_block(height)
     return {
         "status": "OK",
@@ -620,13 +628,11 @@ def get_checkpoint(node: Node, params: dict[str, Any]) -> dict[str, Any]:
     if height > 0 and certificate is None:
         raise RpcError(-32001, f"this node holds no certificate for checkpoint {height}")
     header = _header_at(node, height)
-    next_key = checkpoint_quorum_key(height + CHECKPOINT_INTERVAL)
-    quorum = None
-    for key, _before, after in node.chain.store.get_delta(height) or ():
-        if key == next_key and after is not None:
-            quorum = decode_checkpoint_quorum(after)
-    if quorum is None:
-        raise RpcError(-32001, f"the next checkpoint quorum of block {height} is not in its delta")
+    raw = node.chain.store.get_checkpoint_quorum(height + CHECKPOINT_INTERVAL)
+    if raw is None:
+        message = f"this node holds no record of the quorum that block {height} chose for the next checkpoint"
+        raise RpcError(-32001, message)
+    quorum = decode_checkpoint_quorum(raw)
     return {
         "status": "OK",
         "height": height,

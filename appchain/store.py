@@ -15,8 +15,15 @@ key                           value
 ``m/final``                   :class:`Final`: the highest certified (so final) checkpoint
 ``g/<height><round><stage>``  double-sign guard: the hash of what this node signed in that slot
                               (:meth:`BlockStore.remember`; written with sync before signing)
-``S/<height>``                :class:`SnapshotManifest` of the state after that block
-``s/<height>/<chunk>``        snapshot chunk: up to 4,096 ``(key, value)`` pairs in key order
+``S/<height>``                :class:`~state.snapshot.SnapshotManifest` of the state after that block
+``s/<height>/<chunk><part>``  part ``part`` of snapshot chunk ``chunk`` (4-byte numbers): up to 4,096
+                              ``(key, value)`` pairs in path order (:mod:`state.snapshot`)
+``m/base``                    the height the log starts at, when the node joined by state sync
+                              (absent: 0). Below it the log holds only checkpoint headers and
+                              certificates, and the headers of the entropy lag before the base
+``q/<height>``                the encoded :class:`~state.checkpoints.CheckpointQuorum` that
+                              certified checkpoint ``height``, for a checkpoint below the base
+                              (above it, the delta of block ``height - 4`` holds it)
 ============================  ===============================================================
 
 Rules:
@@ -28,6 +35,7 @@ Rules:
 - Writes are synced (``fsync``) by default, so a block reported as written survives a power
   loss, not just a killed process.
 - The two newest snapshots are kept; older ones are deleted in the batch that writes a new one.
+  The snapshot at the base of a state-synced log is kept too: it is where a replay starts.
 - Anything that fails to decode is corruption: :class:`StoreCorrupt`, never a silent skip.
   Reads verify LevelDB's block checksums, and any LevelDB error while reading or writing (a
   truncated or overwritten table file, an I/O error) is :class:`StoreCorrupt` naming the
@@ -43,7 +51,7 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -52,8 +60,10 @@ import plyvel
 
 from consensus.checkpoint import CheckpointCertificate
 from state.block import Block, Header, PulseSignature
+from state.checkpoints import CHECKPOINT_INTERVAL, checkpoint_quorum_key
 from state.encoding import DecodeError, Decoder, Record, encode
 from state.events import Event
+from state.snapshot import SnapshotManifest, cut_snapshot, split_parts
 from state.state import State
 from state.transition import Change, PendingBlock
 from state.types import Hash32
@@ -68,7 +78,8 @@ EVENTS_PREFIX = b"e/"
 DELTA_PREFIX = b"d/"
 MANIFEST_PREFIX = b"S/"
 CHUNK_PREFIX = b"s/"
-SNAPSHOT_CHUNK_SIZE = 4096
+BASE_KEY = b"m/base"
+QUORUM_PREFIX = b"q/"
 SNAPSHOTS_KEPT = 2
 
 
@@ -96,15 +107,6 @@ class BlockBody(Record, frozen=True):
     signatures: tuple[PulseSignature, ...]
 
 
-class SnapshotManifest(Record, frozen=True):
-    height: int
-    block_hash: Hash32
-    timestamp: int
-    state_root: Hash32
-    entries: int
-    chunks: int
-
-
 T = TypeVar("T")
 
 
@@ -124,6 +126,7 @@ _RECORD_NAMES = {
     CERTIFICATE_PREFIX: "the certificate of block",
     MANIFEST_PREFIX: "the snapshot manifest at height",
     CHUNK_PREFIX: "a snapshot chunk at height",
+    QUORUM_PREFIX: "the checkpoint quorum of height",
     GUARD_PREFIX: "the double-sign record of height",
 }
 
@@ -150,6 +153,10 @@ _certificate = Decoder(CheckpointCertificate)
 _delta = Decoder(list[tuple[bytes, bytes | None, bytes | None]])
 _manifest = Decoder(SnapshotManifest)
 _chunk = Decoder(list[tuple[bytes, bytes]])
+
+
+def chunk_key(height: int, index: int, part: int) -> bytes:
+    return height_key(CHUNK_PREFIX, height) + b"/" + index.to_bytes(4, "big") + part.to_bytes(4, "big")
 
 
 class BlockStore:
@@ -329,17 +336,50 @@ class BlockStore:
         return None
 
     def iter_snapshot(self, manifest: SnapshotManifest) -> Iterator[tuple[bytes, bytes]]:
+        """Every pair of a snapshot; the count is checked, the root is the caller's to check."""
         count = 0
-        for chunk in range(manifest.chunks):
-            key = height_key(CHUNK_PREFIX, manifest.height) + b"/" + chunk.to_bytes(4, "big")
-            raw = self._get(key)
-            if raw is None:
-                raise StoreCorrupt(f"snapshot {manifest.height} chunk {chunk} is missing")
+        prefix = height_key(CHUNK_PREFIX, manifest.height) + b"/"
+        for key, raw in self._scan(f"the snapshot at height {manifest.height}", prefix=prefix):
             for pair in self._decode(_chunk, key, raw):
                 count += 1
                 yield pair
         if count != manifest.entries:
             raise StoreCorrupt(f"snapshot {manifest.height} holds {count} entries, not {manifest.entries}")
+
+    def get_manifest(self, height: int) -> SnapshotManifest | None:
+        key = height_key(MANIFEST_PREFIX, height)
+        raw = self._get(key)
+        return None if raw is None else self._decode(_manifest, key, raw)
+
+    def get_snapshot_part(
+        self, height: int, index: int, part: int
+    ) -> tuple[int, list[tuple[bytes, bytes]]] | None:
+        """Part ``part`` of chunk ``index`` of the snapshot at ``height`` and the chunk's number
+        of parts; None if this store does not hold it (any more)."""
+        key = chunk_key(height, index, part)
+        raw = self._get(key)
+        if raw is None:
+            return None
+        prefix = key[:-4]
+        parts = sum(1 for _ in self._scan(describe_key(key), prefix=prefix, include_value=False))
+        return parts, self._decode(_chunk, key, raw)
+
+    def get_base(self) -> int:
+        """The height the log starts at: 0, or the snapshot height a state sync installed."""
+        raw = self._get(BASE_KEY)
+        return 0 if raw is None else int.from_bytes(raw, "big")
+
+    def get_checkpoint_quorum(self, height: int) -> bytes | None:
+        """The encoded checkpoint quorum that certifies checkpoint ``height`` (written by block
+        ``height - 4``, or kept as a record below a state-synced base)."""
+        raw = self._get(height_key(QUORUM_PREFIX, height))
+        if raw is not None:
+            return raw
+        wanted = checkpoint_quorum_key(height)
+        for key, _before, after in self.get_delta(height - CHECKPOINT_INTERVAL) or ():
+            if key == wanted:
+                return after
+        return None
 
     def list_snapshots(self) -> list[int]:
         return [
@@ -370,25 +410,57 @@ class BlockStore:
                 self._write_snapshot(batch, snapshot)
 
     def _write_snapshot(self, batch: plyvel.WriteBatch, state: State) -> None:
-        chunk: list[tuple[bytes, bytes]] = []
-        chunks = entries = 0
-        prefix = height_key(CHUNK_PREFIX, state.height) + b"/"
-        for pair in state.items():
-            chunk.append(pair)
-            entries += 1
-            if len(chunk) == SNAPSHOT_CHUNK_SIZE:
-                batch.put(prefix + chunks.to_bytes(4, "big"), encode(chunk))
-                chunks += 1
-                chunk = []
-        if chunk:
-            batch.put(prefix + chunks.to_bytes(4, "big"), encode(chunk))
-            chunks += 1
-        manifest = SnapshotManifest(
-            state.height, state.block_hash, state.timestamp, state.root, entries, chunks
-        )
-        batch.put(height_key(MANIFEST_PREFIX, state.height), encode(manifest))
-        for old in self.list_snapshots()[: -(SNAPSHOTS_KEPT - 1) or None]:
+        manifest, chunks = cut_snapshot(state)
+        self._put_snapshot(batch, manifest, chunks)
+        base = self.get_base()
+        older = [height for height in self.list_snapshots() if height != base or base == 0]
+        for old in older[: -(SNAPSHOTS_KEPT - 1) or None]:
             self._delete_snapshot(batch, old)
+
+    def _put_snapshot(
+        self, batch: plyvel.WriteBatch, manifest: SnapshotManifest, chunks: list[list[tuple[bytes, bytes]]]
+    ) -> None:
+        for index, chunk in enumerate(chunks):
+            for part, pairs in enumerate(split_parts(chunk)):
+                batch.put(chunk_key(manifest.height, index, part), encode(pairs))
+        batch.put(height_key(MANIFEST_PREFIX, manifest.height), encode(manifest))
+
+    def install_synced(
+        self,
+        manifest: SnapshotManifest,
+        chunks: list[list[tuple[bytes, bytes]]],
+        headers: Iterable[Header],
+        certificates: Iterable[CheckpointCertificate],
+        quorums: dict[int, bytes],
+    ) -> None:
+        """Make a fresh log (block 0 only) start at a verified snapshot, in one batch: the
+        snapshot, the headers and certificates that made it trusted, the quorums that signed
+        them, and the markers (base, applied tip, final) at its height. Block 0's body and
+        delta and its snapshot go: the log now holds blocks from ``manifest.height + 1``."""
+        applied = self.get_applied()
+        if applied is None or applied.height != 0 or self.get_base() != 0:
+            raise StoreCorrupt("a snapshot can only be installed in a log that holds only block 0")
+        height = manifest.height
+        tip = None
+        with self._batch(f"the snapshot at height {height}", sync=True) as batch:
+            for old in self.list_snapshots():
+                self._delete_snapshot(batch, old)
+            batch.delete(height_key(EVENTS_PREFIX, 0))
+            batch.delete(height_key(DELTA_PREFIX, 0))
+            for header in headers:
+                batch.put(height_key(HEADER_PREFIX, header.height), encode(header))
+                if header.height == height:
+                    tip = header
+            for certificate in certificates:
+                batch.put(height_key(CERTIFICATE_PREFIX, certificate.height), encode(certificate))
+            for quorum_height, raw in quorums.items():
+                batch.put(height_key(QUORUM_PREFIX, quorum_height), raw)
+            if tip is None:
+                raise StoreCorrupt(f"the header of the snapshot's block {height} is not among those given")
+            self._put_snapshot(batch, manifest, chunks)
+            batch.put(BASE_KEY, height.to_bytes(8, "big"))
+            batch.put(APPLIED_KEY, encode(Applied(height, manifest.block_hash, manifest.state_root)))
+            batch.put(FINAL_KEY, encode(Final(height, manifest.block_hash)))
 
     def _delete_snapshot(self, batch: plyvel.WriteBatch, height: int) -> None:
         batch.delete(height_key(MANIFEST_PREFIX, height))

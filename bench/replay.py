@@ -5,27 +5,42 @@ Builds (or reuses, with ``--home``) a dev chain of at least ``--events`` events,
 - **raw**: iterate the LevelDB log (headers and events) and decode every block with msgspec;
 - **replay**: ``replay_from_genesis``: execute every block, recompute and check every state
   root and delta against the log (signatures trusted, as a certified log allows);
-- **replay --verify-signatures** on a slice, for the cost of re-checking every signature.
+- **replay --verify-signatures** on a slice, for the cost of re-checking every signature;
+- **replay with / without the tree**: the same replay loop (same blocks, same rules, same delta
+  checks, every write applied to the map) run with the sparse Merkle tree on, and with it
+  switched off (``execute_block(..., skip_state_tree=True)``: no tree update, no root check),
+  alternately ``--repeat`` times, best of each. Their difference is what the authenticated state
+  costs; the aim is that it stays at most a third of the replay time.
 
-It prints the rates, the ratio replay / raw, and the state root of two independent replays
-(they must be equal). Run: ``python bench/replay.py [--events 100000] [--home DIR]``.
+It prints the rates, the ratio replay / raw, the tree's share of replay time, and the state root
+of two independent replays (they must be equal). ``--profile`` adds a cProfile of one replay
+with the tree on. Run: ``python -m bench.replay [--events 100000] [--home DIR] [--profile]``.
+Numbers on a shared machine are noisy: compare ratios from the same run, not across runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import pstats
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from appchain.chain import replay_from_genesis
+from appchain.chain import ReplayMismatch, genesis_state_checked, replay_from_genesis
 from appchain.devchain import DevChainGenerator
 from appchain.home import Home, NodeConfig
 from appchain.store import BlockBody, BlockStore
 from genesis.devnet import load_dev_accounts, load_dev_nodes, write_devnet
+from genesis.document import Genesis
 from state.block import Block, Header
-from state.encoding import Decoder
+from state.encoding import Decoder, encode
+from state.state import State
+from state.transition import commit_block, execute_block
+
+TREE_SHARE_AIM = 1 / 3
+"""The most of a replay's time the authenticated state (tree updates and root checks) may take."""
 
 
 def build_chain(root: Path, events: int, per_block: int) -> Home:
@@ -61,6 +76,51 @@ def measure_raw(store: BlockStore) -> tuple[int, int, float]:
     return blocks, count, time.perf_counter() - started
 
 
+def replay_log(store: BlockStore, genesis: Genesis, *, skip_state_tree: bool) -> tuple[State, float]:
+    """Replay the log from block 0 as :func:`replay_from_genesis` does (roots, deltas and the tip
+    hash checked; signatures trusted), or the same with the state tree switched off; the state
+    and the seconds the blocks after genesis took."""
+    applied = store.get_applied()
+    if applied is None or store.get_base() != 0:
+        raise SystemExit("the bench replays a log that starts at genesis")
+    state = genesis_state_checked(store, genesis)
+    started = time.perf_counter()
+    for block in store.iter_blocks(1, applied.height):
+        pending = execute_block(state, block, verify_signatures=False, skip_state_tree=skip_state_tree)
+        if store.get_delta_bytes(block.header.height) != encode(pending.changes):
+            raise ReplayMismatch(block.header.height, "the stored state delta differs from the replayed one")
+        commit_block(state, pending)
+    seconds = time.perf_counter() - started
+    if state.block_hash != applied.block_hash:
+        raise ReplayMismatch(applied.height, "the tip hash differs from the recorded one")
+    return state, seconds
+
+
+def measure_tree(store: BlockStore, genesis: Genesis, repeat: int) -> tuple[State, float, float]:
+    """The replay with the tree and without, alternated ``repeat`` times; the best time of each."""
+    with_times: list[float] = []
+    without_times: list[float] = []
+    for _ in range(repeat):
+        with_tree, seconds = replay_log(store, genesis, skip_state_tree=False)
+        with_times.append(seconds)
+        without_tree, seconds = replay_log(store, genesis, skip_state_tree=True)
+        without_times.append(seconds)
+    if list(with_tree.items()) != list(without_tree.items()):
+        raise SystemExit("THE REPLAY WITHOUT THE TREE REACHED ANOTHER STATE")
+    return with_tree, min(with_times), min(without_times)
+
+
+def profile_replay(store: BlockStore, genesis: Genesis, top: int = 25) -> None:
+    """cProfile one replay with the tree on; the top functions by own time, to stderr."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    replay_log(store, genesis, skip_state_tree=False)
+    profiler.disable()
+    stats = pstats.Stats(profiler, stream=sys.stderr)
+    stats.sort_stats("tottime").print_stats(top)
+    stats.sort_stats("cumulative").print_stats("smt.py|transition.py", top)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -68,6 +128,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--per-block", type=int, default=100)
     parser.add_argument("--home", type=Path, help="reuse or create the chain here")
+    parser.add_argument("--repeat", type=int, default=2, help="with/without-tree replay pairs (best of)")
+    parser.add_argument("--profile", action="store_true", help="cProfile one replay with the tree on")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -82,6 +144,9 @@ def main() -> None:
             first = replay_from_genesis(store, genesis)
             replay_seconds = time.perf_counter() - started
             second = replay_from_genesis(store, genesis)
+            with_tree, with_seconds, without_seconds = measure_tree(store, genesis, max(1, args.repeat))
+            if args.profile:
+                profile_replay(store, genesis)
             sample = min(blocks - 1, 100)
             sliced = [store.get_block(h) for h in range(1, sample + 1)]
         verify_seconds = _replay_slice_verified(home, sliced)
@@ -96,6 +161,14 @@ def main() -> None:
     print(
         f"replay --verify-signatures (first {sample} blocks): {sample_events / verify_seconds:,.0f} events/s"
     )
+    tree_share = 1 - without_seconds / with_seconds
+    verdict = "met" if tree_share <= TREE_SHARE_AIM else "MISSED"
+    print(f"replay with tree   : {events / with_seconds:12,.0f} events/s  (best of {max(1, args.repeat)})")
+    print(f"replay without tree: {events / without_seconds:12,.0f} events/s  (no tree update, no root check)")
+    print(f"tree share of replay: {tree_share:11.2%}  (1 - without/with time)")
+    print(f"aim tree <= 1/3     : {verdict}")
+    if with_tree.root != first.root:
+        raise SystemExit("THE BENCH'S REPLAY LOOP DISAGREES WITH replay_from_genesis")
     print(f"state root, replay 1: {first.root.hex()}")
     print(f"state root, replay 2: {second.root.hex()}")
     if first.root != second.root:

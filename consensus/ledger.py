@@ -31,6 +31,12 @@ class Ledger(Protocol):
     @property
     def final_height(self) -> int: ...
 
+    @property
+    def base_height(self) -> int:
+        """The first height whose block we hold is ``base_height + 1`` (0, or the height a
+        state sync started the log at)."""
+        ...
+
     def random_value_at(self, height: int) -> bytes: ...
 
     def block_hash_at(self, height: int) -> bytes:
@@ -81,6 +87,10 @@ class MemoryLedger:
     @property
     def final_height(self) -> int:
         return self._final_height
+
+    @property
+    def base_height(self) -> int:
+        return 0
 
     def random_value_at(self, height: int) -> bytes:
         return bytes(16) if height == 0 else self.blocks[height - 1].header.random_value

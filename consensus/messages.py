@@ -8,7 +8,9 @@ refused. Pulse's own messages (:class:`~consensus.pulse.PulseMessage`) and uptim
 Who receives what: Pulse messages go to the members of the round's quorum, checkpoint votes to
 the members of the checkpoint quorum (who aggregate them); blocks, certificates, state-change
 votes, uptime proofs and transactions are gossiped to every peer; sync requests go to a few
-peers, and the answer back to the asker.
+peers, and the answer back to the asker. A joining node's state sync
+(:mod:`consensus.statesync`) asks peers for their snapshot offers, the certified checkpoints from
+genesis up to a snapshot, the headers just below it and the snapshot's chunks, part by part.
 """
 
 from __future__ import annotations
@@ -18,13 +20,18 @@ from typing import Union
 from consensus.checkpoint import CheckpointCertificate
 from consensus.pulse import PulseMessage
 from consensus.uptime import UptimeProof
-from state.block import Block
+from state.block import Block, Header
 from state.encoding import Decoder, Record
 from state.events import Transaction, Vote
+from state.snapshot import SnapshotManifest
 from state.types import BlsSignature, Hash32
 
 SYNC_BATCH = 64
 """Most blocks in one :class:`SyncResponse`."""
+LINK_BATCH = 64
+"""Most checkpoints in one :class:`CheckpointsResponse`."""
+HEADER_BATCH = 64
+"""Most headers in one :class:`HeadersResponse`."""
 
 
 class SignedBlock(Record, frozen=True, tag="block"):
@@ -76,6 +83,73 @@ class SyncResponse(Record, frozen=True, tag="sync_response"):
     certificates: tuple[CheckpointCertificate, ...]
 
 
+class SnapshotsRequest(Record, frozen=True, tag="snapshots_request"):
+    """Which snapshot can you serve?"""
+
+
+class SnapshotOffer(Record, frozen=True, tag="snapshot_offer"):
+    """The newest snapshot this node serves (at a final checkpoint height), or None."""
+
+    manifest: SnapshotManifest | None
+
+
+class CheckpointLink(Record, frozen=True):
+    """A certified checkpoint: its header, its certificate, and the encoded
+    :class:`~state.checkpoints.CheckpointQuorum` that signed it (the one the previous checkpoint
+    header committed to), which is all a light client needs to trust it."""
+
+    header: Header
+    certificate: CheckpointCertificate
+    quorum: bytes
+
+
+class CheckpointsRequest(Record, frozen=True, tag="checkpoints_request"):
+    """Certified checkpoints from ``from_height`` (a checkpoint height) up, please."""
+
+    from_height: int
+
+
+class CheckpointsResponse(Record, frozen=True, tag="checkpoints"):
+    """Up to :data:`LINK_BATCH` consecutive checkpoints from the height asked (none: not held)."""
+
+    links: tuple[CheckpointLink, ...]
+
+
+class HeadersRequest(Record, frozen=True, tag="headers_request"):
+    """The headers of heights ``from_height .. to_height``, please."""
+
+    from_height: int
+    to_height: int
+
+
+class HeadersResponse(Record, frozen=True, tag="headers"):
+    """The headers asked for, in height order (none: not held)."""
+
+    headers: tuple[Header, ...]
+
+
+class ChunkRequest(Record, frozen=True, tag="chunk_request"):
+    """Part ``part`` of chunk ``index`` of the snapshot at ``height``, please."""
+
+    height: int
+    index: int
+    part: int
+
+
+class ChunkResponse(Record, frozen=True, tag="chunk"):
+    """A part of a snapshot chunk, and how many parts the chunk has (0: not held)."""
+
+    height: int
+    index: int
+    part: int
+    parts: int
+    pairs: tuple[tuple[bytes, bytes], ...]
+
+
+SYNC_REQUESTS = (SnapshotsRequest, CheckpointsRequest, HeadersRequest, ChunkRequest)
+"""What a node answers from its store, for a joining node's state sync."""
+SYNC_RESPONSES = (SnapshotOffer, CheckpointsResponse, HeadersResponse, ChunkResponse)
+
 Message = Union[  # noqa: UP007 (a runtime union: msgspec decodes into it)
     PulseMessage,
     SignedBlock,
@@ -86,6 +160,14 @@ Message = Union[  # noqa: UP007 (a runtime union: msgspec decodes into it)
     TxMessage,
     SyncRequest,
     SyncResponse,
+    SnapshotsRequest,
+    SnapshotOffer,
+    CheckpointsRequest,
+    CheckpointsResponse,
+    HeadersRequest,
+    HeadersResponse,
+    ChunkRequest,
+    ChunkResponse,
 ]
 
 _message: Decoder[Message] = Decoder(Message)  # type: ignore[arg-type]

@@ -46,7 +46,7 @@ from consensus.messages import (
     VoteMessage,
 )
 from consensus.pulse import BlockSigned, Broadcast, PulseMessage, PulseRound, RoundFailed, Timing, WakeAt
-from consensus.quorum import compute_checkpoint_threshold
+from consensus.quorum import MAX_PULSE_ROUND, compute_checkpoint_threshold
 from consensus.uptime import (
     ProofBook,
     PulseRecord,
@@ -71,7 +71,7 @@ from state.transition import execute_block, propose_block
 from state.types import Hash32, Height, NodeKey
 from state.view import Overlay
 
-MAX_ROUND = 65_535
+MAX_ROUND = MAX_PULSE_ROUND
 """Rounds keep counting while a height fails (Oxen caps them at 255 and falls back to mining;
 this chain has no mining, so a stalled chain resumes as soon as a quorum is back). The bound is
 the width of the double-sign guard's round field."""
@@ -623,8 +623,8 @@ class NodeCore:
         return actions
 
     def _on_sync_request(self, request: SyncRequest, sender: NodeKey | None) -> list[Action]:
-        if sender is None:
-            return []
+        if sender is None or request.from_height <= self.ledger.base_height:
+            return []  # we joined by state sync above that height: another peer must serve it
         start = max(1, request.from_height)
         stop = min(self.height, start + SYNC_BATCH - 1)
         blocks = tuple(self.ledger.block_at(h) for h in range(start, stop + 1))

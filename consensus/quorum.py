@@ -47,6 +47,9 @@ PULSE_VALIDATORS = 11
 PULSE_MIN_NODES = PULSE_VALIDATORS + 1
 PULSE_THRESHOLD = 7
 
+MAX_PULSE_ROUND = 255
+"""Rounds are one byte (Oxen's ``pulse round`` is a ``uint8``); Oxen falls back to mining after
+the last one, this chain has no such fallback, so a height that fails 256 rounds waits."""
 ENTROPY_LAG_FIRST = 21
 ENTROPY_LAG_LAST = 10
 
@@ -67,8 +70,8 @@ def compute_pulse_quorum(
     """The producer and validators of ``(height, round_)``; ``None`` with too few active nodes."""
     if len(active) < PULSE_MIN_NODES or leader not in active:
         return None
-    if not 0 <= round_ < 256:
-        raise ValueError("a round is 0..255")
+    if not 0 <= round_ <= MAX_PULSE_ROUND:
+        raise ValueError(f"a round is 0..{MAX_PULSE_ROUND}")
     sampler = Sampler("pulse", bytes(entropy) + height.to_bytes(8, "big") + bytes([round_]))
     candidates = sampler.sample(sorted(k for k in active if k != leader), PULSE_VALIDATORS + 1)
     if round_ == 0:

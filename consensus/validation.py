@@ -24,6 +24,7 @@ import msgspec
 from consensus.quorum import (
     ENTROPY_LAG_FIRST,
     ENTROPY_LAG_LAST,
+    MAX_PULSE_ROUND,
     PULSE_THRESHOLD,
     PulseQuorum,
     compute_pulse_entropy,
@@ -67,6 +68,8 @@ def validate_pulse(state: State, block: Block, entropy: bytes) -> PulseQuorum:
     """Raise :class:`InvalidBlock` unless ``block`` is its quorum's signed output; return the quorum."""
     header = block.header
     where = f"block {header.height}"
+    if not 0 <= header.round <= MAX_PULSE_ROUND:
+        raise InvalidBlock(f"{where}: round {header.round} is not a Pulse round (0..{MAX_PULSE_ROUND})")
     quorum = compute_block_quorum(state, entropy, header.height, header.round)
     if quorum is None:
         raise InvalidBlock(f"{where}: fewer than 12 active service nodes: there is no Pulse quorum")

@@ -15,7 +15,6 @@ from typing import Any
 
 from genesis.document import Genesis
 from state.context import BlockContext
-from state.crypto import bls
 from state.encoding import Decoder
 from state.events import Allocation, GenesisName, GenesisNode
 from state.ledger import ACCOUNT_PREFIX, Account, get_pool_balance
@@ -42,12 +41,9 @@ def create_genesis_block(genesis: Genesis) -> PendingBlock:
 
 
 def create_genesis_state(genesis: Genesis) -> tuple[State, PendingBlock]:
-    """The state after block 0, and block 0 itself.
-
-    The nodes' proofs of possession are checked first as one batch (half the cost of checking
-    them one by one; the rules' own check of each then finds it already verified)."""
+    """The state after block 0, and block 0 itself (the block's execution checks the nodes'
+    proofs of possession as one batch, as it does for any block with several registrations)."""
     state = create_pre_genesis_state(genesis)
-    bls.verify_possessions([(node.bls_key, node.bls_pop) for node in genesis.service_nodes])
     pending = propose_block(state, genesis.events(), genesis.genesis_time)
     commit_block(state, pending)
     return state, pending
@@ -68,8 +64,8 @@ def genesis_event_checker(genesis: Genesis) -> Callable[[Any], None]:
 def export_genesis(state: State, genesis_time: int) -> Genesis:
     """A genesis document whose block 0 recreates ``state``'s balances, nodes and names.
 
-    Exact for the genesis state. For a later state it drops nonces and pending history, as a
-    chain-upgrade export does.
+    Exact for the genesis state. A later state is exported by :mod:`genesis.export`, which also
+    moves pending rewards, locked stakes and unfilled registrations so the supply is kept.
     """
     view = Overlay(state.get)
     allocations = tuple(

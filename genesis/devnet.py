@@ -72,6 +72,20 @@ def derive_user(seed: str, index: int) -> ed25519.SigningKey:
     return ed25519.SigningKey(derive_seed(seed, "user", index))
 
 
+def create_dev_genesis_node(node: DevNode, params: ChainParams) -> GenesisNode:
+    """A genesis service node with ``node``'s keys, staked in full by its operator (fee 10%)."""
+    bls_key = node.bls_key
+    return GenesisNode(
+        node_key=NodeKey(node.node.public_key),
+        bls_key=bls_key,
+        bls_pop=bls.prove_possession(node.bls_secret),
+        node_signature=node.node.sign(compute_node_proof_message(node.node.public_key, bls_key)),
+        operator=node.operator.public_key,
+        operator_fee_bp=1_000,
+        contributions=(Contribution(node.operator.public_key, params.staking_requirement),),
+    )
+
+
 def create_devnet_genesis(
     nodes: int,
     seed: str,
@@ -84,20 +98,7 @@ def create_devnet_genesis(
     """A genesis with ``nodes`` fully staked service nodes and ``users`` funded accounts."""
     dev_nodes = [derive_node(seed, i) for i in range(nodes)]
     dev_users = [derive_user(seed, i) for i in range(users)]
-    service_nodes = []
-    for node in dev_nodes:
-        bls_key = node.bls_key
-        service_nodes.append(
-            GenesisNode(
-                node_key=NodeKey(node.node.public_key),
-                bls_key=bls_key,
-                bls_pop=bls.prove_possession(node.bls_secret),
-                node_signature=node.node.sign(compute_node_proof_message(node.node.public_key, bls_key)),
-                operator=node.operator.public_key,
-                operator_fee_bp=1_000,
-                contributions=(Contribution(node.operator.public_key, params.staking_requirement),),
-            )
-        )
+    service_nodes = [create_dev_genesis_node(node, params) for node in dev_nodes]
     allocations = [Allocation(n.operator.public_key, OPERATOR_BALANCE) for n in dev_nodes]
     allocations += [Allocation(u.public_key, USER_BALANCE) for u in dev_users]
     draft = Genesis(
@@ -130,7 +131,13 @@ def write_devnet(
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(dump_genesis(genesis))
-    keys = out.parent / "keys"
+    write_dev_keys(out.parent / "keys", dev_nodes, dev_users)
+    return genesis
+
+
+def write_dev_keys(keys: Path, dev_nodes: list[DevNode], dev_users: list[ed25519.SigningKey]) -> None:
+    """Write the dev keys to the folder ``keys``: ``node-<i>.json`` per node, ``nodes.json``
+    (what :func:`load_dev_nodes` reads) and ``accounts.json`` (the operators, then the users)."""
     keys.mkdir(exist_ok=True)
     for node in dev_nodes:
         _write_json(
@@ -153,7 +160,6 @@ def write_devnet(
     accounts = [{"name": f"operator-{n.index}", "seed": n.operator.seed.hex()} for n in dev_nodes]
     accounts += [{"name": f"user-{i}", "seed": u.seed.hex()} for i, u in enumerate(dev_users)]
     _write_json(keys / "accounts.json", {"warning": UNSAFE_WARNING, "accounts": accounts})
-    return genesis
 
 
 def _write_json(path: Path, data: object) -> None:

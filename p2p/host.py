@@ -165,14 +165,18 @@ class Host:
     # -- running ----------------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            listeners = await trio.open_tcp_listeners(self.config.listen_port, host=self.config.listen_host)
-            self.port = listeners[0].socket.getsockname()[1]
-            nursery.start_soon(trio.serve_listeners, self._on_inbound, listeners)
-            nursery.start_soon(self._dial_loop)
-            self.log("info", "p2p listening", address=f"{self.config.listen_host}:{self.port}")
-            task_status.started(self.port)
+        listeners = await trio.open_tcp_listeners(self.config.listen_port, host=self.config.listen_host)
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                self.port = listeners[0].socket.getsockname()[1]
+                nursery.start_soon(trio.serve_listeners, self._on_inbound, listeners)
+                nursery.start_soon(self._dial_loop)
+                self.log("info", "p2p listening", address=f"{self.config.listen_host}:{self.port}")
+                task_status.started(self.port)
+        finally:  # free the port at once (state sync's host hands it to the node's)
+            for listener in listeners:
+                await trio.aclose_forcefully(listener)
 
     async def _dial_loop(self) -> None:
         assert self._nursery is not None
@@ -262,11 +266,13 @@ class Host:
         self.peers[key] = peer
         self.log("info", "peer connected", peer=key.hex()[:16], address=address, peers=len(self.peers))
         reason = "replaced by a newer connection"
-        with peer.cancel:
-            reason = await self._run_peer(peer)
-        if self.peers.get(key) is peer:
-            del self.peers[key]
-        await trio.aclose_forcefully(channel.stream)
+        try:
+            with peer.cancel:
+                reason = await self._run_peer(peer)
+        finally:  # the host stopping (cancelled) too: close, so the peer sees it at once
+            if self.peers.get(key) is peer:
+                del self.peers[key]
+            await trio.aclose_forcefully(channel.stream)
         self.log("info", "peer dropped", peer=key.hex()[:16], reason=reason, peers=len(self.peers))
 
     async def _run_peer(self, peer: Peer) -> str:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping
+from itertools import pairwise
 from typing import Any
 
 from state.encoding import Record
@@ -329,3 +330,113 @@ def verify_proof(
     """True when ``proof`` shows ``key`` maps to ``value`` (or is absent, for ``None``) under ``root``."""
     computed = compute_root(key, value, proof, digest)
     return computed is not None and computed == root
+
+
+# -- subtrees: how a snapshot is cut into chunks that each verify against the root ------------------
+#
+# State sync cuts the key space by the first ``depth`` bits of the path: chunk ``i`` holds every
+# leaf whose path starts with ``i``. The *frontier* at ``depth`` is, for each of the ``2**depth``
+# prefixes, the kind and hash of the canonical subtree of that prefix's leaves: empty, a single
+# (collapsed) leaf, or an inner node. The frontier alone recomputes the root
+# (:func:`compute_frontier_root`), so it is checked once against a trusted root; each chunk is
+# then checked alone against its frontier entry (:func:`build_subtree`), and the subtrees it
+# yields join into the whole tree (:func:`join_subtrees`) without hashing a leaf twice.
+
+SUBTREE_EMPTY = 0
+SUBTREE_LEAF = 1
+SUBTREE_INNER = 2
+SUMMARY_SIZE = 33
+"""A frontier entry: one kind byte, then the subtree's 32-byte hash."""
+MAX_FRONTIER_DEPTH = 16
+_EMPTY_SUMMARY = bytes([SUBTREE_EMPTY]) + EMPTY
+
+Subtree = Node
+"""The opaque root of a chunk's subtree (None when the chunk is empty)."""
+
+
+def summarize(node: Subtree) -> bytes:
+    """The frontier entry of a subtree."""
+    if node is None:
+        return _EMPTY_SUMMARY
+    kind = SUBTREE_LEAF if len(node) == _LEAF_SIZE else SUBTREE_INNER
+    return bytes([kind]) + bytes(node[0])
+
+
+def compute_frontier(tree: SparseMerkleTree, depth: int) -> bytes:
+    """The ``2**depth`` frontier entries of ``tree``, concatenated in prefix order."""
+    if not 0 <= depth <= MAX_FRONTIER_DEPTH:
+        raise ValueError(f"frontier depth {depth} outside 0..{MAX_FRONTIER_DEPTH}")
+    out = bytearray()
+
+    def walk(node: Node, level: int, prefix: int) -> None:
+        span = 1 << (depth - level)
+        if level == depth:
+            out.extend(summarize(node))
+        elif node is None:
+            out.extend(_EMPTY_SUMMARY * span)
+        elif len(node) == _LEAF_SIZE:  # a collapsed leaf: it sits in exactly one prefix below
+            slot = (node[1] >> (KEY_BITS - depth)) - (prefix << (depth - level))
+            out.extend(_EMPTY_SUMMARY * slot + summarize(node) + _EMPTY_SUMMARY * (span - slot - 1))
+        else:
+            walk(node[1], level + 1, prefix << 1)
+            walk(node[2], level + 1, (prefix << 1) | 1)
+
+    walk(tree._root, 0, 0)
+    return bytes(out)
+
+
+def _join_summaries(left: bytes, right: bytes, digest: Digest) -> bytes:
+    """Two sibling frontier entries' parent, collapsed as :meth:`SparseMerkleTree._join` does."""
+    if left[0] == SUBTREE_EMPTY and right[0] != SUBTREE_INNER:
+        return right
+    if right[0] == SUBTREE_EMPTY and left[0] == SUBTREE_LEAF:
+        return left
+    return bytes([SUBTREE_INNER]) + digest(_INNER_PREFIX + left[1:] + right[1:])
+
+
+def compute_frontier_root(frontier: bytes, depth: int, digest: Digest = blake3_256) -> bytes | None:
+    """The root a frontier implies; ``None`` when it is malformed (wrong size, unknown kind, an
+    empty entry with a hash)."""
+    if not 0 <= depth <= MAX_FRONTIER_DEPTH or len(frontier) != SUMMARY_SIZE << depth:
+        return None
+    level = [frontier[i : i + SUMMARY_SIZE] for i in range(0, len(frontier), SUMMARY_SIZE)]
+    for entry in level:
+        if entry[0] > SUBTREE_INNER or (entry[0] == SUBTREE_EMPTY and entry != _EMPTY_SUMMARY):
+            return None
+    while len(level) > 1:
+        level = [_join_summaries(level[i], level[i + 1], digest) for i in range(0, len(level), 2)]
+    return level[0][1:]
+
+
+def build_subtree(
+    pairs: Iterable[tuple[bytes, bytes]], depth: int, prefix: int, digest: Digest = blake3_256
+) -> Subtree:
+    """The subtree of prefix ``prefix`` (``depth`` bits) holding ``pairs``.
+
+    Raises ``ValueError`` when a key's path lies outside the prefix or a key repeats.
+    """
+    leaves = []
+    shift = KEY_BITS - depth
+    for key, value in pairs:
+        path = digest(key)
+        path_int = int.from_bytes(path, "big")
+        if depth and path_int >> shift != prefix:
+            raise ValueError(f"key {key.hex()} does not belong to chunk {prefix}")
+        leaves.append(_leaf(path, path_int, digest(value), digest))
+    leaves.sort(key=_first_after_hash)
+    paths = [leaf[1] for leaf in leaves]
+    for a, b in pairwise(paths):
+        if a == b:
+            raise ValueError("a key appears twice")
+    return SparseMerkleTree(digest)._build(depth, leaves, paths, 0, len(leaves))
+
+
+def join_subtrees(subtrees: list[Subtree], digest: Digest = blake3_256) -> SparseMerkleTree:
+    """The tree whose frontier holds ``subtrees`` (``2**depth`` of them, in prefix order)."""
+    if len(subtrees) & (len(subtrees) - 1) or not subtrees:
+        raise ValueError("a frontier holds a power of two of subtrees")
+    tree = SparseMerkleTree(digest)
+    level = subtrees
+    while len(level) > 1:
+        level = [tree._join(level[i], level[i + 1]) for i in range(0, len(level), 2)]
+    return SparseMerkleTree(digest, level[0])

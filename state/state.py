@@ -52,11 +52,14 @@ class State:
         block_hash: Hash32,
         timestamp: int,
         items: Iterable[tuple[bytes, bytes]],
+        tree: SparseMerkleTree | None = None,
     ) -> State:
+        """The state a snapshot holds; ``tree``, when given, is its tree already built from
+        the same pairs (state sync joins it from verified chunks), else it is built here."""
         state = cls(chain_id, params, block_hash, timestamp)
         state.height = height
         state._kv = dict(items)
-        state._tree = SparseMerkleTree(state._tree.digest).update(state._kv)
+        state._tree = SparseMerkleTree(state._tree.digest).update(state._kv) if tree is None else tree
         return state
 
     @property
@@ -77,6 +80,10 @@ class State:
         """Every (key, value) pair in key order (for snapshots and exports)."""
         for key in sorted(self._kv):
             yield key, self._kv[key]
+
+    def unordered_items(self) -> Iterable[tuple[bytes, bytes]]:
+        """Every (key, value) pair in no defined order (for work that orders them itself)."""
+        return self._kv.items()
 
     def prefixed(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         """The pairs whose key starts with ``prefix``, in key order, prefix stripped."""

@@ -99,24 +99,31 @@ def _sizes(swarms: SwarmMap) -> list[tuple[int, int]]:
     return sorted((len(members), swarm_id) for swarm_id, members in swarms.items())
 
 
-def _excess_pool(swarms: SwarmMap, threshold: int, min_size: int) -> tuple[list[tuple[bytes, int]], int]:
-    """Members of swarms larger than ``threshold`` (swarm id order) and their excess over the minimum."""
-    pool: list[tuple[bytes, int]] = []
-    excess = 0
+def _excess_pool(swarms: SwarmMap, threshold: int, min_size: int) -> tuple[list[int], int, int]:
+    """The swarms larger than ``threshold`` (id order), how many members they hold and their
+    excess over the minimum. The pool a node is drawn from is their members, in swarm id order
+    then member order (:func:`_take_from_pool` walks to the drawn one, without building it)."""
+    pool: list[int] = []
+    size = excess = 0
     if threshold < min_size:
-        return pool, excess
+        return pool, size, excess
     for swarm_id in sorted(swarms):
         members = swarms[swarm_id]
         if len(members) > threshold:
+            size += len(members)
             excess += len(members) - min_size
-            pool.extend((node, swarm_id) for node in members)
-    return pool, excess
+            pool.append(swarm_id)
+    return pool, size, excess
 
 
-def _take_from_pool(swarms: SwarmMap, pool: list[tuple[bytes, int]], sampler: Sampler) -> bytes:
-    node, swarm_id = pool[sampler.uniform(len(pool))]
-    swarms[swarm_id].remove(node)
-    return node
+def _take_from_pool(swarms: SwarmMap, pool: list[int], size: int, sampler: Sampler) -> bytes:
+    index = sampler.uniform(size)
+    for swarm_id in pool:
+        members = swarms[swarm_id]
+        if index < len(members):
+            return members.pop(index)
+        index -= len(members)
+    raise AssertionError("a draw past the end of the pool")
 
 
 def _create_swarms_from_excess(swarms: SwarmMap, rules: SwarmRules, sampler: Sampler) -> None:
@@ -128,10 +135,10 @@ def _create_swarms_from_excess(swarms: SwarmMap, rules: SwarmRules, sampler: Sam
             return
         new_members: list[bytes] = []
         while len(new_members) < rules.new_size:
-            pool, _ = _excess_pool(swarms, rules.min_size, rules.min_size)
-            if not pool:
+            pool, size, _ = _excess_pool(swarms, rules.min_size, rules.min_size)
+            if not size:
                 raise AssertionError("no excess nodes although the excess passed the threshold")
-            new_members.append(_take_from_pool(swarms, pool, sampler))
+            new_members.append(_take_from_pool(swarms, pool, size, sampler))
         new_id = compute_new_swarm_id(list(swarms))
         if new_id in swarms:
             raise AssertionError(f"new swarm id {new_id} already exists")
@@ -175,10 +182,10 @@ def compute_swarm_changes(
         poor = swarms[swarm_id]
         insufficient = False
         while not insufficient and len(poor) < rules.min_size:
-            pool, excess = _excess_pool(swarms, threshold, rules.min_size)
+            pool, size, excess = _excess_pool(swarms, threshold, rules.min_size)
             insufficient = excess < rules.min_size - len(poor)
             if not insufficient:
-                poor.append(_take_from_pool(swarms, pool, sampler))
+                poor.append(_take_from_pool(swarms, pool, size, sampler))
                 poor.sort()
         if insufficient:
             break  # the next swarms are no poorer, so none of them can be saved either

@@ -196,3 +196,24 @@ def test_block_0_may_hold_more_events_than_a_produced_block() -> None:
     state, pending = create_genesis_state(genesis)
     assert len(pending.block.events) > params.max_block_events
     assert state.height == 0 and len(list(state.prefixed(b"acct/"))) >= 30
+
+
+def test_block_0_names_the_node_whose_proof_of_possession_is_bad() -> None:
+    """Block 0 checks its nodes' proofs as one batch; one bad proof among them still fails the
+    block naming that node's event, and the good ones build the state as before."""
+    import msgspec
+
+    from state.crypto import bls
+    from state.errors import InvalidBlock
+
+    genesis, _, _ = create_devnet_genesis(6, "pop-batch", users=2)
+    good, _ = create_genesis_state(genesis)
+    nodes = list(genesis.service_nodes)
+    nodes[3] = msgspec.structs.replace(nodes[3], bls_pop=nodes[4].bls_pop)
+    bad = msgspec.structs.replace(genesis, service_nodes=tuple(nodes))
+    index = list(bad.events()).index(nodes[3])
+    bls._known_possessions.clear()
+    with pytest.raises(InvalidBlock, match=rf"event {index} \(GenesisNode\): BLS proof of possession"):
+        create_genesis_state(bad)
+    bls._known_possessions.clear()
+    assert create_genesis_state(genesis)[0].root == good.root

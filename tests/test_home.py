@@ -14,6 +14,8 @@ def test_defaults_and_values() -> None:
     assert parse_config("") == NodeConfig()
     config = parse_config("[storage]\nsnapshot_interval = 7\nsync_writes = false\n")
     assert config == NodeConfig(snapshot_interval=7, sync_writes=False)
+    config = parse_config("[sync]\nstate_sync = false\nstate_sync_min_gap = 64\n")
+    assert config == NodeConfig(state_sync=False, state_sync_min_gap=64)
 
 
 @pytest.mark.parametrize(
@@ -27,6 +29,9 @@ def test_defaults_and_values() -> None:
         ("[rpc]\nproof_window = 0\n", "rpc.proof_window must be a positive integer"),
         ("[rpc]\nproof_window = true\n", "rpc.proof_window must be a positive integer"),
         ("[storage]\nsync_writes = 1\n", "must be true or false"),
+        ('[sync]\nstate_sync = "yes"\n', "sync.state_sync must be true or false"),
+        ("[sync]\nstate_sync_min_gap = 0\n", "sync.state_sync_min_gap must be a positive integer"),
+        ("[sync]\nfast = true\n", "unknown setting sync.fast"),
     ],
 )
 def test_bad_config_is_one_clear_error(text: str, message: str) -> None:

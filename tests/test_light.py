@@ -269,16 +269,20 @@ def test_the_proof_methods_answer_errors_for_heights_they_cannot_prove(node: Any
     ]:
         error = call(node, "get_checkpoint", **params)["error"]
         assert error["code"] == code and message in error["message"]
-    # a final checkpoint whose certificate, or whose next quorum in its delta, the store lacks
+    # a final checkpoint whose certificate, or whose next quorum (in its delta), the store lacks
     store = chain.store
     for missing, message in [
         ("get_certificate", "this node holds no certificate for checkpoint 40"),
-        ("get_delta", "the next checkpoint quorum of block 40 is not in its delta"),
+        (
+            "get_checkpoint_quorum",
+            "this node holds no record of the quorum that block 40 chose for the next checkpoint",
+        ),
     ]:
-        parts = {name: getattr(store, name) for name in ("get_header", "get_certificate", "get_delta")}
+        names = ("get_header", "get_certificate", "get_checkpoint_quorum")
+        parts = {name: getattr(store, name) for name in names}
         parts[missing] = lambda height: None
         lacking = SimpleNamespace(
-            chain=SimpleNamespace(store=SimpleNamespace(**parts), history=chain.history),
+            chain=SimpleNamespace(store=SimpleNamespace(**parts), history=chain.history, base_height=0),
             ledger=node.ledger,
             core=node.core,
             metrics=None,

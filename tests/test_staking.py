@@ -170,6 +170,19 @@ def test_registration_proofs_are_checked(sim: Sim) -> None:
     sim.refuse(sim.tx(type(tx), alice, **{**_fields(tx), "operator_fee_bp": 10_001}), match="operator fee")
 
 
+def test_a_block_of_registrations_names_the_one_with_a_bad_proof(sim: Sim) -> None:
+    """A block's proofs of possession are checked as one batch; a bad one among them still
+    refuses the block naming its event, and the same registrations with good proofs pass."""
+    senders = sim.users[:3]
+    txs = [sim.new_node(sender, req(sim))[1] for sender in senders]
+    forged = sim.tx(type(txs[1]), senders[1], **{**_fields(txs[1]), "bls_pop": txs[2].bls_pop})
+    sim.refuse(txs[0], forged, txs[2], match=r"event 1 \(RegisterNode\): BLS proof of possession")
+    txs = [sim.tx(type(tx), sender, **_fields(tx)) for tx, sender in zip(txs, senders, strict=True)]
+    sim.block(*txs)
+    assert all(sim.node(tx.node_key) is not None for tx in txs)
+    sim.check()
+
+
 def _fields(tx):  # type: ignore[no-untyped-def]
     return {
         f: getattr(tx, f)

@@ -19,6 +19,7 @@ from appchain.store import (
     BlockBody,
     BlockStore,
     StoreCorrupt,
+    chunk_key,
     height_key,
 )
 from genesis.document import Genesis, load_genesis
@@ -115,10 +116,10 @@ def test_tampered_delta_is_caught(make_home: MakeHome) -> None:
 
 def test_tampered_snapshot_is_caught(make_home: MakeHome) -> None:
     home = make_home(6, snapshot_interval=5)
-    chunk_key = b"s/" + (5).to_bytes(8, "big") + b"/" + (0).to_bytes(4, "big")
-    pairs = decode(_read(home, chunk_key), list[tuple[bytes, bytes]])
+    key = chunk_key(5, 0, 0)
+    pairs = decode(_read(home, key), list[tuple[bytes, bytes]])
     pairs[0] = (pairs[0][0], pairs[0][1] + b"\x00")
-    _tamper(home, chunk_key, encode(pairs))
+    _tamper(home, key, encode(pairs))
     with pytest.raises(ReplayMismatch, match="height 5: the snapshot's entries"):
         _open(home)
 

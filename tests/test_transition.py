@@ -14,8 +14,9 @@ from state.errors import InvalidBlock
 from state.events import Allocation, Transfer
 from state.ledger import compute_fee, get_account, get_pool_balance
 from state.nodes import compute_leader
+from state.smt import SparseMerkleTree
 from state.state import State
-from state.transition import apply_block, execute_block, propose_block
+from state.transition import NoStateTree, apply_block, commit_block, execute_block, propose_block
 from state.types import AccountKey, Atomic, Hash32, NodeKey
 from state.view import Overlay
 from tests.helpers import next_block, transfer
@@ -195,8 +196,6 @@ def test_block_size_limits(state: State) -> None:
 
 
 def test_execute_does_not_mutate_and_commit_needs_the_same_tip(state: State) -> None:
-    from state.transition import commit_block
-
     pending = next_block(state, [transfer(state, ALICE, CAROL, 1, 1)])
     assert state.height == 0
     again = execute_block(state, pending.block)
@@ -222,3 +221,50 @@ def test_the_producer_must_be_an_active_service_node(state: State) -> None:
     with pytest.raises(InvalidBlock, match="producer is not an active service node"):
         propose_block(state, [], state.timestamp + 2)  # no producer at all
     assert state.root == root
+
+
+def test_skip_state_tree_applies_the_same_writes_and_computes_no_root(
+    state: State, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The measurement switch of bench/replay.py: same rules and map, no tree, no root."""
+    skipped = state.copy()
+    blocks = []
+    for nonce in (1, 2, 3):
+        pending = next_block(state, [transfer(state, ALICE, CAROL, nonce, nonce)])
+        commit_block(state, pending)
+        blocks.append(pending)
+
+    def no_tree_please(self: SparseMerkleTree, changes: object) -> SparseMerkleTree:
+        raise AssertionError("the tree was updated")
+
+    monkeypatch.setattr(SparseMerkleTree, "update", no_tree_please)
+    for expected in blocks:
+        pending = execute_block(skipped, expected.block, skip_state_tree=True)
+        assert (pending.writes, pending.changes, pending.effects) == (
+            expected.writes,
+            expected.changes,
+            expected.effects,
+        )
+        commit_block(skipped, pending)
+    monkeypatch.undo()
+    assert list(skipped.items()) == list(state.items())
+    assert (skipped.height, skipped.block_hash) == (state.height, state.block_hash)
+    # the root was never computed, and nothing pretends it was
+    with pytest.raises(NoStateTree):
+        skipped.root  # noqa: B018
+    with pytest.raises(NoStateTree):
+        skipped.prove(CAROL)
+    following = next_block(state, [transfer(state, ALICE, CAROL, 1, 4)]).block
+    with pytest.raises(NoStateTree):
+        execute_block(skipped, following)  # with the tree on, a tree-less state cannot go on
+
+
+def test_only_the_measurement_switch_skips_the_state_root_check(state: State) -> None:
+    good = next_block(state, [transfer(state, ALICE, CAROL, 1, 1)]).block
+    bad = Block(msgspec.structs.replace(good.header, state_root=Hash32(b"\x09" * 32)), good.events)
+    with pytest.raises(InvalidBlock, match="state root"):
+        execute_block(state, bad)  # the default path compares the root
+    with pytest.raises(InvalidBlock, match="state root"):
+        execute_block(state, bad, verify_signatures=False)
+    # switched off, the root is not compared: such a replay proves nothing about roots
+    assert execute_block(state, bad, skip_state_tree=True).writes == execute_block(state, good).writes

@@ -24,9 +24,10 @@ accepted the keys ``[pk, -pk]`` with an identity signature):
 from __future__ import annotations
 
 import functools
-import hashlib
+import secrets
 import sys
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 import py_arkworks_bls12381 as ark
@@ -128,11 +129,15 @@ class PyEccBackend:
 
 @functools.lru_cache(maxsize=4096)
 def _g1(pk: bytes) -> ark.G1Point | None:
-    """A validated public key point, or None (decoding includes the subgroup check)."""
+    """A validated public key point, or None.
+
+    Decoded unchecked (which still refuses a bad flag, an x of p or more and an x off the curve)
+    and then checked in the subgroup once: the checked decoder would run the same subgroup check,
+    so decoding checked and then checking again did it twice."""
     if len(pk) != 48 or pk == IDENTITY_G1:
         return None
     try:
-        point = ark.G1Point.from_compressed_bytes(pk)
+        point = ark.G1Point.from_compressed_bytes_unchecked(pk)
     except ValueError:
         return None
     if point == ark.G1Point.identity() or not point.is_in_subgroup():
@@ -141,10 +146,11 @@ def _g1(pk: bytes) -> ark.G1Point | None:
 
 
 def _g2(signature: bytes) -> ark.G2Point | None:
+    """A signature point in the G2 subgroup (decoded as :func:`_g1` decodes), or None."""
     if len(signature) != 96:
         return None
     try:
-        point = ark.G2Point.from_compressed_bytes(signature)
+        point = ark.G2Point.from_compressed_bytes_unchecked(signature)
     except ValueError:
         return None
     return point if point.is_in_subgroup() else None
@@ -248,6 +254,9 @@ def prove_possession(sk: BlsSecretKey) -> BlsSignature:
 
 _known_possessions: set[tuple[bytes, bytes]] = set()
 _KNOWN_MAX = 100_000
+_WEIGHT_BITS = 64
+_CHUNK = 128
+"""Pairs per product of pairings in a large batch (see :func:`_batch_possessions`)."""
 
 
 def verify_possession(pk: bytes, proof: bytes) -> bool:
@@ -258,45 +267,107 @@ def verify_possession(pk: bytes, proof: bytes) -> bool:
 
 def verify_possessions(items: Sequence[tuple[bytes, bytes]]) -> list[bool]:
     """Each (public key, proof of possession) pair's verdict, the same as
-    :func:`verify_possession` gives one by one, at about half the cost for a large batch.
+    :func:`verify_possession` gives one by one, at a fraction of the cost for a large batch
+    (2,000 pairs: 1.8 s on two cores, 2.6 s on one, against 4.6 s one by one).
 
-    On arkworks the whole batch is one randomized check: with scalars ``r_i`` of 128 bits drawn
-    from a hash of every key and proof in the batch (so no one can choose a pair after seeing
-    them), ``e(-g1, Σ r_i·σ_i) · Π e(r_i·pk_i, H(pk_i)) = 1``, every point decoded and checked
-    in its subgroup first. If it fails, every pair is checked alone, so the verdicts are always
-    the individual ones. Valid pairs are remembered (a bounded set), so the state transition's
-    own :func:`verify_possession` of the genesis nodes costs nothing after the genesis builder
-    checked them as a batch.
+    On arkworks the pairs not already known valid are checked as one randomized batch: every
+    key and proof decoded and checked in its subgroup (the identity refused) as alone, then, with
+    a fresh secret weight ``r_i`` in ``[1, 2^64)`` per pair, the product of pairings
+    ``e(-g1, Σ r_i·σ_i) · Π e(r_i·pk_i, H(pk_i)) = 1`` (one multi-Miller loop and one final
+    exponentiation per :data:`_CHUNK` pairs). It holds whenever every pair is valid. If some
+    pair is not, its error ``e(pk_i, H(pk_i)) / e(g1, σ_i)`` is a non-trivial element of a group
+    of prime order, raised to ``r_i``: whatever the other pairs, at most one value of ``r_i``
+    cancels it, so a forgery passes with a chance of at most 2^-64 (the weights are drawn after
+    the pairs are fixed and nobody sees them, so a forger cannot search for a lucky draw). If the
+    batch fails, every pair is checked alone, so the verdicts, and the error that names a bad
+    registration, are always the individual ones. A batch of 0 or 1 pair is checked alone.
+
+    The weights come from :mod:`secrets`: not reproducible, but they never reach the state, and
+    the verdicts are those of the individual checks (all valid: accepted on every node, every
+    time; one invalid: refused on every node unless its own draw hits that 2^-64 chance), so
+    every node reaches the same state, as with one-by-one checks.
+
+    Valid pairs are remembered (a bounded set), so the rules' own :func:`verify_possession` of
+    each registration costs nothing once its block or genesis document checked them as a batch.
     """
     pairs = [(bytes(pk), bytes(proof)) for pk, proof in items]
-    verdicts: list[bool] | None = None
-    if isinstance(_backend, ArkworksBackend) and len(pairs) > 1:
-        verdicts = [True] * len(pairs) if _batch_possessions(pairs) else None
-    if verdicts is None:
-        verdicts = [verify_possession(pk, proof) for pk, proof in pairs]
-    if len(_known_possessions) + len(pairs) > _KNOWN_MAX:
+    unknown = list(dict.fromkeys(pair for pair in pairs if pair not in _known_possessions))
+    valid: set[tuple[bytes, bytes]] = set()
+    if isinstance(_backend, ArkworksBackend) and len(unknown) > 1 and _batch_possessions(unknown):
+        valid.update(unknown)
+    else:
+        valid.update(pair for pair in unknown if _backend.verify(pair[0], pair[0], pair[1], POP_DST))
+    verdicts = [pair in valid or pair in _known_possessions for pair in pairs]
+    if len(_known_possessions) + len(valid) > _KNOWN_MAX:
         _known_possessions.clear()
-    _known_possessions.update(pair for pair, ok in zip(pairs, verdicts, strict=True) if ok)
+    _known_possessions.update(valid)
     return verdicts
 
 
 def _batch_possessions(pairs: list[tuple[bytes, bytes]]) -> bool:
-    keys, proofs = [], []
-    for pk, proof in pairs:
+    """True if every pair is a valid PoP; False if some pair is not (bar a 2^-64 chance).
+
+    A batch of more than :data:`_CHUNK` pairs goes in chunks, each its own weighted product of
+    pairings, checked on a worker thread while this thread decodes and hashes the next chunk
+    (the pairing releases the GIL; hashing to G2, the larger cost, does not): on a second core
+    the pairings then cost almost nothing. Each chunk adds one final exponentiation (~1 ms)."""
+    if len(pairs) <= _CHUNK:
+        terms = _weighted_terms(pairs)
+        return terms is not None and _check_terms(*terms)
+    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bls-batch")
+    try:
+        checks = []
+        for start in range(0, len(pairs), _CHUNK):
+            terms = _weighted_terms(pairs[start : start + _CHUNK])
+            if terms is None:
+                return False
+            checks.append(worker.submit(_check_terms, *terms))
+        return all(check.result() for check in checks)
+    finally:
+        worker.shutdown(cancel_futures=True)
+
+
+_Terms = tuple[list[ark.G1Point], list[ark.G2Point], list[ark.G2Point], list[ark.Scalar]]
+
+
+def _weighted_terms(pairs: list[tuple[bytes, bytes]]) -> _Terms | None:
+    """(r_i·pk_i, H(pk_i), σ_i, r_i) for each pair, or None if a key or proof is not a valid
+    point or a proof is the identity (what the single check refuses before any pairing)."""
+    weighted_keys: list[ark.G1Point] = []
+    hashed_keys: list[ark.G2Point] = []
+    proofs: list[ark.G2Point] = []
+    identity = ark.G2Point.identity()
+    weights = _batch_weights(len(pairs))
+    for (pk, proof), weight in zip(pairs, weights, strict=True):
         key, signature = _g1(pk), _g2(proof)
-        if key is None or signature is None or signature == ark.G2Point.identity():
-            return False
-        keys.append(key)
+        if key is None or signature is None or signature == identity:
+            return None
+        weighted_keys.append(key * weight)  # the weight on G1, where a multiplication is cheapest
+        hashed_keys.append(ark.G2Point.hash_to_curve(pk, POP_DST))
         proofs.append(signature)
-    transcript = hashlib.sha256(b"appchain pop batch" + b"".join(pk + proof for pk, proof in pairs)).digest()
-    scalars = [
-        ark.Scalar(int.from_bytes(hashlib.sha256(transcript + i.to_bytes(4, "big")).digest()[:16], "big") | 1)
-        for i in range(len(pairs))
-    ]
-    combined = ark.G2Point.multiexp_unchecked(proofs, scalars)
-    left = [key * scalar for key, scalar in zip(keys, scalars, strict=True)]
-    hashed = [ark.G2Point.hash_to_curve(pk, POP_DST) for pk, _ in pairs]
-    return bool(ark.GT.pairing_check([*left, _NEG_G1_GENERATOR], [*hashed, combined]))
+    return weighted_keys, hashed_keys, proofs, weights
+
+
+def _batch_weights(count: int) -> list[ark.Scalar]:
+    """``count`` secret weights, uniform in ``[1, 2^64)`` (zero would drop its pair from the
+    check), drawn in one call: a system call per pair would hand the GIL back and forth with
+    the worker thread of :func:`_batch_possessions`, which then waits for all the hashing."""
+    raw = secrets.token_bytes(8 * count)
+    values = [int.from_bytes(raw[i : i + 8], "little") for i in range(0, len(raw), 8)]
+    return [ark.Scalar(value or 1 + secrets.randbelow((1 << _WEIGHT_BITS) - 1)) for value in values]
+
+
+def _check_terms(
+    weighted_keys: list[ark.G1Point],
+    hashed_keys: list[ark.G2Point],
+    proofs: list[ark.G2Point],
+    weights: list[ark.Scalar],
+) -> bool:
+    """``e(-g1, Σ r_i·σ_i) · Π e(r_i·pk_i, H(pk_i)) = 1``: one multi-Miller loop, one final
+    exponentiation (the proofs were checked in the subgroup, which the multi-exponentiation
+    assumes)."""
+    combined = ark.G2Point.multiexp_unchecked(proofs, weights)
+    return bool(ark.GT.pairing_check([*weighted_keys, _NEG_G1_GENERATOR], [*hashed_keys, combined]))
 
 
 def is_valid_public_key(pk: bytes) -> bool:

@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test devnet lint typecheck bench clean
+.PHONY: test devnet lint typecheck bench fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,17 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.swarm
 	$(BIN)/python -m bench.scale
 	$(BIN)/python -m bench.statesync
+
+FUZZ_RUNS ?= 1000000
+FUZZ_TARGETS := p2p_frame block genesis json_rpc storage_rpc onion onion_layer
+
+fuzz: $(STAMP)
+	@mkdir -p .fuzz
+	@for target in $(FUZZ_TARGETS); do \
+		$(BIN)/python -m tests.fuzz $$target --runs $(FUZZ_RUNS) > .fuzz/$$target.log 2>&1 \
+			|| { tail -40 .fuzz/$$target.log; exit 1; }; \
+		grep -E '^fuzz ' .fuzz/$$target.log; \
+	done
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .devnet

@@ -15,6 +15,7 @@ uses ``$CMTHOME`` else ``~/.cometbft``, and oxend ``~/.oxen``).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 import tomllib
@@ -73,6 +74,8 @@ class NodeConfig:
         interval = self.snapshot_interval
         if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
             raise ChainError("snapshot_interval must be a positive integer")
+        if not is_loopback(self.admin_address[0]):
+            raise ChainError("admin.listen must be a loopback address (127.0.0.1, ::1 or localhost)")
         if self.stage_timeout >= self.round_timeout:
             raise ChainError("consensus.stage_timeout must be below consensus.round_timeout")
 
@@ -99,6 +102,16 @@ class NodeConfig:
 
 
 LOG_LEVELS = ("debug", "info", "warn", "error")
+
+
+def is_loopback(host: str) -> bool:
+    """True for an address only this machine can reach."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def split_address(text: str) -> tuple[str, int]:

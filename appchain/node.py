@@ -23,6 +23,7 @@ in full before it is written. Logs are structured lines on stderr:
 
 from __future__ import annotations
 
+import gc
 import os
 import secrets
 import signal
@@ -502,6 +503,15 @@ async def join_by_state_sync(home: Home, config: NodeConfig, chain: Chain, log: 
     return report.banned
 
 
+def freeze_loaded_state() -> None:
+    """Move what is alive now (the loaded state, its tree and decoded records) out of the
+    cycle collector's reach, as long-running servers do after start-up: they live as long as the
+    process, and every full collection would walk them again. Measured at 5,000 nodes and 10^5
+    accounts: a block of 100 transfers 21 ms without, 14 ms with (``bench.scale``)."""
+    gc.collect()
+    gc.freeze()
+
+
 async def run_node(home: Home, *, ready: Callable[[Node], None] | None = None) -> None:
     """Run the node of ``home`` until SIGINT or SIGTERM."""
     config = home.load_config()
@@ -511,6 +521,7 @@ async def run_node(home: Home, *, ready: Callable[[Node], None] | None = None) -
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_watch_signals, nursery.cancel_scope.cancel, log)
             banned = await join_by_state_sync(home, config, chain, log)
+            freeze_loaded_state()
             node = Node(home, config, chain, log)
             node.host.banned_keys.update(banned)  # the peers state sync caught lying stay banned
             await nursery.start(node.run)

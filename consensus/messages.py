@@ -24,7 +24,7 @@ from state.block import Block, Header
 from state.encoding import Decoder, Record
 from state.events import Transaction, Vote
 from state.snapshot import SnapshotManifest
-from state.types import BlsSignature, Hash32
+from state.types import U32, U64, BlsSignature, Hash32
 
 SYNC_BATCH = 64
 """Most blocks in one :class:`SyncResponse`."""
@@ -43,9 +43,9 @@ class SignedBlock(Record, frozen=True, tag="block"):
 class CheckpointVote(Record, frozen=True, tag="checkpoint_vote"):
     """One checkpoint quorum member's BLS signature over a checkpoint block."""
 
-    height: int
+    height: U64
     block_hash: Hash32
-    member: int
+    member: U32
     signature: BlsSignature
 
 
@@ -58,9 +58,9 @@ class Certified(Record, frozen=True, tag="certificate"):
 class VoteMessage(Record, frozen=True, tag="vote"):
     """An obligations-quorum validator's vote on a worker's new state."""
 
-    quorum_height: int
-    worker_index: int
-    new_state: int
+    quorum_height: U64
+    worker_index: U32
+    new_state: U32
     vote: Vote
 
 
@@ -73,7 +73,7 @@ class TxMessage(Record, frozen=True, tag="tx"):
 class SyncRequest(Record, frozen=True, tag="sync_request"):
     """Blocks from ``from_height`` on, please (the asker's final height + 1)."""
 
-    from_height: int
+    from_height: U64
 
 
 class SyncResponse(Record, frozen=True, tag="sync_response"):
@@ -106,7 +106,7 @@ class CheckpointLink(Record, frozen=True):
 class CheckpointsRequest(Record, frozen=True, tag="checkpoints_request"):
     """Certified checkpoints from ``from_height`` (a checkpoint height) up, please."""
 
-    from_height: int
+    from_height: U64
 
 
 class CheckpointsResponse(Record, frozen=True, tag="checkpoints"):
@@ -118,8 +118,8 @@ class CheckpointsResponse(Record, frozen=True, tag="checkpoints"):
 class HeadersRequest(Record, frozen=True, tag="headers_request"):
     """The headers of heights ``from_height .. to_height``, please."""
 
-    from_height: int
-    to_height: int
+    from_height: U64
+    to_height: U64
 
 
 class HeadersResponse(Record, frozen=True, tag="headers"):
@@ -131,18 +131,18 @@ class HeadersResponse(Record, frozen=True, tag="headers"):
 class ChunkRequest(Record, frozen=True, tag="chunk_request"):
     """Part ``part`` of chunk ``index`` of the snapshot at ``height``, please."""
 
-    height: int
-    index: int
-    part: int
+    height: U64
+    index: U32
+    part: U32
 
 
 class ChunkResponse(Record, frozen=True, tag="chunk"):
     """A part of a snapshot chunk, and how many parts the chunk has (0: not held)."""
 
-    height: int
-    index: int
-    part: int
-    parts: int
+    height: U64
+    index: U32
+    part: U32
+    parts: U32
     pairs: tuple[tuple[bytes, bytes], ...]
 
 

@@ -95,6 +95,9 @@ def validate_pulse(state: State, block: Block, entropy: bytes) -> PulseQuorum:
 def check_pulse(state: State, block: Block, random_value_at: RandomValueAt) -> PulseQuorum | None:
     """Consensus checks of a block on top of ``state``: its quorum's producer and signatures,
     with the entropy of the lagged random values; the quorum (None for block 0, which has none)."""
-    if block.header.height == 0:
+    height = block.header.height
+    if height == 0:
         return None
-    return validate_pulse(state, block, compute_block_entropy(random_value_at, block.header.height))
+    if height != state.height + 1:  # its quorum is drawn from the parent's state and lagged headers
+        raise InvalidBlock(f"block {height} does not follow the tip {state.height}")
+    return validate_pulse(state, block, compute_block_entropy(random_value_at, height))

@@ -17,6 +17,9 @@ from msgspec import Meta
 U64 = Annotated[int, Meta(ge=0)]
 """An unsigned integer; msgpack caps it at 2**64 - 1 when encoding."""
 
+U32 = Annotated[int, Meta(ge=0, le=2**32 - 1)]
+"""An unsigned 32-bit integer (indexes and counts that go into 4-byte keys)."""
+
 Bytes32 = Annotated[bytes, Meta(min_length=32, max_length=32)]
 Bytes48 = Annotated[bytes, Meta(min_length=48, max_length=48)]
 Bytes64 = Annotated[bytes, Meta(min_length=64, max_length=64)]

@@ -14,6 +14,8 @@ def test_defaults_and_values() -> None:
     assert parse_config("") == NodeConfig()
     config = parse_config("[storage]\nsnapshot_interval = 7\nsync_writes = false\n")
     assert config == NodeConfig(snapshot_interval=7, sync_writes=False)
+    for loopback in ("127.0.0.1:9", "127.5.0.1:9", "localhost:9", "[::1]:9"):
+        assert parse_config(f'[admin]\nlisten = "{loopback}"\n').admin_listen == loopback
     config = parse_config("[sync]\nstate_sync = false\nstate_sync_min_gap = 64\n")
     assert config == NodeConfig(state_sync=False, state_sync_min_gap=64)
 
@@ -32,6 +34,9 @@ def test_defaults_and_values() -> None:
         ('[sync]\nstate_sync = "yes"\n', "sync.state_sync must be true or false"),
         ("[sync]\nstate_sync_min_gap = 0\n", "sync.state_sync_min_gap must be a positive integer"),
         ("[sync]\nfast = true\n", "unknown setting sync.fast"),
+        ('[admin]\nlisten = "0.0.0.0:26657"\n', "admin.listen must be a loopback address"),
+        ('[admin]\nlisten = "10.1.2.3:26657"\n', "admin.listen must be a loopback address"),
+        ('[admin]\nlisten = "node.example:26657"\n', "admin.listen must be a loopback address"),
     ],
 )
 def test_bad_config_is_one_clear_error(text: str, message: str) -> None:

@@ -40,6 +40,7 @@ import trio
 from appchain.admin import AdminUnavailable, RpcError
 from appchain.admin import call as admin_call
 from appchain.chain import ChainError, replay_from_genesis
+from appchain.checker import check_histories, history_path
 from appchain.client_cli import ClientErrors, add_client_commands
 from appchain.devchain import DevChainGenerator
 from appchain.exchange import ImportInterrupted, export_events, import_events, read_export_header
@@ -425,6 +426,29 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check_histories(args: argparse.Namespace) -> int:
+    """Read every node's history of a run and report what must never happen (exit 1 if any)."""
+    homes = [Path(home) for home in args.homes]
+    for home in homes:
+        if not history_path(home).exists():
+            raise ChainError(f"{history_path(home)} does not exist: is {home} a node home that ran?")
+    report = check_histories(homes)
+    if args.json:
+        _print_json(report.to_json())
+    else:
+        finals = f"{report.final_records} final records up to height {report.highest_final}"
+        print(f"{report.nodes} nodes, {finals}, {report.signatures} signatures")
+        print(
+            f"safety violations: {len(report.safety_violations)}, double signs: {len(report.double_signs)}, "
+            f"diverging roots: {len(report.diverging_roots)}, unreadable lines: {len(report.bad_lines)}"
+        )
+        if report.longest_stall_between is not None:
+            before, after = report.longest_stall_between
+            stall = f"{report.longest_stall_seconds:.1f} s (between {before} and {after})"
+            print(f"longest stall of finality: {stall}")
+    return EXIT_OK if report.ok else EXIT_USER_ERROR
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     if args.nodes < 12 or args.blocks < 1:
         raise ChainError("--nodes must be at least 12 (Pulse needs 12 active nodes) and --blocks positive")
@@ -584,6 +608,12 @@ def build_parser() -> argparse.ArgumentParser:
     devnet.add_argument("--seconds", type=float, default=0.0, help="stop after this long (default: Ctrl-C)")
     devnet.set_defaults(handler=cmd_devnet)
 
+    check = commands.add_parser(
+        "check-histories", help="check the histories of a run's nodes: safety, double signs, roots, stalls"
+    )
+    check.add_argument("homes", nargs="+", metavar="HOME")
+    check.add_argument("--json", action="store_true")
+    check.set_defaults(handler=cmd_check_histories)
     sim = commands.add_parser("simulate", help="run N nodes in the deterministic network simulator")
     sim.add_argument("--nodes", type=int, default=30)
     sim.add_argument("--blocks", type=int, default=20, help="stop once every honest node has this many final")

@@ -37,8 +37,10 @@ from typing import Any, TextIO
 import trio
 
 from appchain.chain import Chain
+from appchain.checker import history_path
 from appchain.history import OutsideWindow
 from appchain.home import Home, NodeConfig
+from appchain.journal import Journal, JournaledSlots
 from appchain.ledger import ChainLedger
 from appchain.messaging.layer import SwarmLayer
 from appchain.messaging.store import MessageStore
@@ -131,6 +133,8 @@ class Node:
         self.log = log
         key, bls_secret = home.load_node_keys()
         params = chain.genesis.params
+        self.journal = Journal(history_path(home.path))
+        """What this node finalized and signed, for the run checker (:mod:`appchain.checker`)."""
         self.ledger = ChainLedger(chain)
         uptime = DEVNET_UPTIME if params.block_time < 60 else MAINNET_UPTIME
         self.core = NodeCore(
@@ -143,7 +147,7 @@ class Node:
                 p2p_port=config.p2p_address[1],
                 storage_port=config.served_storage_port,
             ),
-            Identity(key, bls_secret, GuardedSigner(key, chain.store)),
+            Identity(key, bls_secret, GuardedSigner(key, JournaledSlots(chain.store, self.journal))),
             self.ledger,
             random_bytes=secrets.token_bytes,
             probe=self.probe,
@@ -349,6 +353,7 @@ class Node:
                 )
             elif isinstance(action, Finalized):
                 self.log("info", "block final", height=action.height, hash=action.block_hash.hex()[:16])
+                self.journal.final(action.height, action.block_hash, self.ledger.root_at(action.height))
                 self._follow_final(action.height)
             elif isinstance(action, Penalize):
                 points = -self.host.config.ban_score if action.drop else None
@@ -529,4 +534,5 @@ async def run_node(home: Home, *, ready: Callable[[Node], None] | None = None) -
                 ready(node)
         if node is not None:
             node.message_store.close()
+            node.journal.close()
         log("info", "stopped", height=chain.height, final=chain.final_height)

@@ -49,6 +49,7 @@ import trio
 
 from appchain.admin import RpcError, call
 from appchain.chain import replay_from_genesis
+from appchain.checker import check_histories
 from appchain.home import Home
 from appchain.keyfile import read_seed
 from appchain.messaging.client import SessionAccount, StorageClient
@@ -646,6 +647,10 @@ def test_a_network_of_node_processes(tmp_path: Path) -> None:
         stop_processes(list(processes.values()))
     for process in processes.values():
         assert process.returncode is not None
+    # the histories of every node: no two final blocks at a height, no double sign, one root each
+    report = check_histories([m.home for m in members])
+    print(f"history check: {report.to_json()}")
+    assert report.ok and report.final_records > 0 and report.signatures > 0, report.to_json()
     # every home: the same blocks up to the lowest final height, and a replay reaches them
     homes = [Home(m.home) for m in members]
     chains = [home.open_chain() for home in homes]

@@ -1,0 +1,120 @@
+"""The history checker finds each thing that must never happen, and nothing in a clean run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from appchain.checker import check_histories, history_path
+from appchain.journal import Journal, JournaledSlots
+from consensus.guard import DoubleSign, GuardedSigner, MemorySlotRecord
+from state.crypto import ed25519
+
+
+def journal(home: Path) -> Journal:
+    return Journal(history_path(home))
+
+
+def clean_run(tmp_path: Path, nodes: int = 3) -> list[Path]:
+    homes = [tmp_path / f"node{i}" for i in range(nodes)]
+    for home in homes:
+        log = journal(home)
+        for height in (4, 8, 12):
+            log.final(height, bytes([height]) * 32, bytes([height + 1]) * 32)
+        log.signed(5, 0, 1, b"\x01" * 32)
+        log.close()
+    return homes
+
+
+def test_a_clean_run_passes(tmp_path: Path) -> None:
+    report = check_histories(clean_run(tmp_path))
+    assert report.ok and report.final_records == 9 and report.signatures == 3
+    assert report.highest_final == 12
+
+
+def test_two_final_blocks_at_one_height_is_a_safety_violation(tmp_path: Path) -> None:
+    homes = clean_run(tmp_path)
+    log = journal(homes[1])
+    log.final(16, b"\xaa" * 32, b"\x01" * 32)
+    log.close()
+    log = journal(homes[2])
+    log.final(16, b"\xbb" * 32, b"\x01" * 32)
+    log.close()
+    report = check_histories(homes)
+    assert not report.ok
+    assert report.safety_violations == [
+        {"height": 16, "blocks": {"aa" * 32: ["node1"], "bb" * 32: ["node2"]}}
+    ]
+
+
+def test_a_second_payload_for_one_slot_is_a_double_sign(tmp_path: Path) -> None:
+    homes = clean_run(tmp_path)
+    log = journal(homes[0])
+    log.signed(5, 0, 1, b"\x02" * 32)
+    log.signed(5, 1, 1, b"\x03" * 32)  # another round: a different slot, allowed
+    log.close()
+    report = check_histories(homes)
+    assert [d["slot"] for d in report.double_signs] == [[5, 0, 1]]
+    assert report.double_signs[0]["node"] == "node0"
+
+
+def test_one_block_with_two_roots_diverges(tmp_path: Path) -> None:
+    homes = clean_run(tmp_path)
+    log = journal(homes[2])
+    log.final(12, bytes([12]) * 32, b"\xee" * 32)
+    log.close()
+    report = check_histories(homes)
+    assert [d["height"] for d in report.diverging_roots] == [12] and not report.safety_violations
+
+
+def test_a_torn_line_is_reported_not_skipped(tmp_path: Path) -> None:
+    homes = clean_run(tmp_path)
+    with history_path(homes[0]).open("a") as out:
+        out.write('{"at": 1, "final": 20, "hash": ')
+    report = check_histories(homes)
+    assert report.bad_lines == [f"{history_path(homes[0])}:5"] and not report.ok
+
+
+def test_the_longest_stall_is_between_the_slowest_pair_of_new_final_heights(tmp_path: Path) -> None:
+    home = tmp_path / "node0"
+    history_path(home).parent.mkdir(parents=True)
+    lines = [(4, 100.0), (8, 101.0), (12, 109.5), (16, 110.0), (12, 111.0)]
+    history_path(home).write_text(
+        "".join(json.dumps({"at": at, "final": h, "hash": "00", "root": "11"}) + "\n" for h, at in lines)
+    )
+    report = check_histories([home])
+    assert report.longest_stall_between == (8, 12) and report.longest_stall_seconds == 8.5
+
+
+def test_the_journaled_guard_records_what_it_signs_and_nothing_it_refuses(tmp_path: Path) -> None:
+    home = tmp_path / "node0"
+    log = journal(home)
+    signer = GuardedSigner(ed25519.SigningKey(b"\x05" * 32), JournaledSlots(MemorySlotRecord(), log))
+    signer.sign(7, 0, 2, b"payload")
+    signer.sign(7, 0, 2, b"payload")  # the same again: allowed, recorded again, no double sign
+    with pytest.raises(DoubleSign):
+        signer.sign(7, 0, 2, b"another")
+    log.close()
+    report = check_histories([home])
+    assert report.signatures == 2 and report.ok
+
+
+def test_the_command_prints_the_numbers_and_fails_on_a_violation(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from appchain.cli import main
+
+    homes = clean_run(tmp_path)
+    assert main(["check-histories", *map(str, homes)]) == 0
+    out = capsys.readouterr().out
+    assert "3 nodes, 9 final records up to height 12, 3 signatures" in out
+    assert "safety violations: 0, double signs: 0, diverging roots: 0" in out
+    log = journal(homes[0])
+    log.final(12, b"\x77" * 32, b"\x01" * 32)
+    log.close()
+    assert main(["check-histories", "--json", *map(str, homes)]) == 1
+    assert '"ok": false' in capsys.readouterr().out
+    assert main(["check-histories", str(tmp_path / "nowhere")]) == 1
+    assert "does not exist" in capsys.readouterr().err

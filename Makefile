@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test devnet lint typecheck bench fuzz clean
+.PHONY: test devnet lint typecheck bench fuzz soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,12 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.swarm
 	$(BIN)/python -m bench.scale
 	$(BIN)/python -m bench.statesync
+
+SOAK_SEEDS ?= 1000
+
+# the randomized fault simulations with many more seeds than CI runs (it runs 50)
+soak: $(STAMP)
+	APPCHAIN_SIM_SEEDS=$(SOAK_SEEDS) $(BIN)/pytest -q tests/test_simulator.py -k safety_and_finality_under_faults
 
 FUZZ_RUNS ?= 1000000
 FUZZ_TARGETS := p2p_frame block genesis json_rpc storage_rpc onion onion_layer

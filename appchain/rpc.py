@@ -68,6 +68,9 @@ STORAGE_PATHS = (STORAGE_RPC_PATH, PEER_PATH, ONION_PATH)
 STORAGE_MAX_BODY = MAX_REQUEST_BODY
 MAX_BODY = 1024 * 1024
 MAX_BATCH = 50
+MAX_CONNECTIONS_PER_HOST = 32
+"""Open connections one address may hold; the next is answered 429 and closed, so one host's
+junk or slow-loris connections cannot take the endpoint from everyone else."""
 VERSION = "0.1.0"
 HARD_FORK = 1
 
@@ -811,5 +814,43 @@ def network_page() -> bytes:
     return resources.files("appchain").joinpath("static/network.html").read_bytes()
 
 
+TOO_MANY_CONNECTIONS = (
+    b"HTTP/1.1 429 Too Many Requests\r\ncontent-type: text/plain\r\ncontent-length: 39\r\n"
+    b"connection: close\r\n\r\ntoo many connections from this address\n"
+)
+"""The whole answer to a connection over the limit, sent before any request is read (a fixed
+status line and body, so h11, which answers requests, has nothing to parse)."""
+
+
+class HostLimit:
+    """Counts each remote address's open connections (:data:`MAX_CONNECTIONS_PER_HOST`)."""
+
+    def __init__(self, per_host: int = MAX_CONNECTIONS_PER_HOST) -> None:
+        self.per_host = per_host
+        self.open: dict[str, int] = {}
+        self.refused = 0
+
+    async def serve(self, node: Node, stream: trio.SocketStream) -> None:
+        try:
+            host = str(stream.socket.getpeername()[0])
+        except OSError:
+            await trio.aclose_forcefully(stream)
+            return
+        if self.open.get(host, 0) >= self.per_host:
+            self.refused += 1
+            with trio.move_on_after(1):  # a word, not a wait: the client may not be reading
+                await stream.send_all(TOO_MANY_CONNECTIONS)
+            await trio.aclose_forcefully(stream)
+            return
+        self.open[host] = self.open.get(host, 0) + 1
+        try:
+            await _serve_http(node, stream)
+        finally:
+            self.open[host] -= 1
+            if not self.open[host]:
+                del self.open[host]
+
+
 async def serve_rpc(node: Node, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-    await serve_on(node.config.rpc_address, functools.partial(_serve_http, node), task_status=task_status)
+    limit = HostLimit()
+    await serve_on(node.config.rpc_address, functools.partial(limit.serve, node), task_status=task_status)

@@ -162,9 +162,7 @@ class StateSync:
     def _drop(self, peer: NodeKey, reason: str, now: float) -> list[Action]:
         """``peer`` served something provably wrong: never ask it again, and ban it."""
         self.strikes[peer] = STRIKES
-        for where in (self.peers, self.sources):
-            if peer in where:
-                where.remove(peer)
+        self._forget(peer)
         self.asked.pop(peer, None)
         for index, fetch in list(self.fetching.items()):
             if fetch.peer == peer:
@@ -175,9 +173,13 @@ class StateSync:
     def _strike(self, peer: NodeKey) -> None:
         self.strikes[peer] = self.strikes.get(peer, 0) + 1
         if self.strikes[peer] >= STRIKES:
-            for where in (self.peers, self.sources):
-                if peer in where:
-                    where.remove(peer)
+            self._forget(peer)
+
+    def _forget(self, peer: NodeKey) -> None:
+        """Ask ``peer`` for nothing more (its own outstanding requests time out or are dropped)."""
+        for where in (self.peers, self.sources):
+            if peer in where:
+                where.remove(peer)
 
     # -- time ---------------------------------------------------------------------------------------
 

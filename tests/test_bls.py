@@ -112,9 +112,9 @@ def test_secret_key_repr_hides_the_secret() -> None:
     assert "hidden" in repr(bls.secret_key_from_seed(SEEDS[0]))
 
 
+# arkworks only: 8 s on py-ecc, whose verdicts test_batch_verdicts_match_py_ecc_one_by_one compares
+@pytest.mark.parametrize("backend", ["arkworks"], indirect=True)
 def test_a_batch_of_possession_proofs_gives_each_pair_its_own_verdict(backend: str) -> None:
-    if backend == "pyecc":  # 8 s there; the verdicts are compared with py-ecc's one by one below
-        pytest.skip("the batch check runs on arkworks; test_batch_verdicts_match_py_ecc_one_by_one")
     secrets = [bls.secret_key_from_seed(bytes([i + 1]) * 32) for i in range(6)]
     keys = [bls.public_key(sk) for sk in secrets]
     proofs = [bls.prove_possession(sk) for sk in secrets]

@@ -285,7 +285,9 @@ class Home:
             source = genesis_file.parent / "keys" / f"{name}.json"
             if source.exists():
                 home.keys_path.mkdir(exist_ok=True)
-                shutil.copyfile(source, home.keys_path / f"dev-{name}.json")
+                target = home.keys_path / f"dev-{name}.json"
+                shutil.copyfile(source, target)
+                target.chmod(0o600)  # seeds, even if public ones
         home.db_path.parent.mkdir(parents=True, exist_ok=True)
         Chain.create(home.db_path, genesis, snapshot_interval=config.snapshot_interval).close()
         return home, genesis

@@ -12,6 +12,7 @@ Derivation: ``master = blake3(derive_key_context="appchain devnet keys", S)``; e
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,7 +164,11 @@ def write_dev_keys(keys: Path, dev_nodes: list[DevNode], dev_users: list[ed25519
 
 
 def _write_json(path: Path, data: object) -> None:
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    """Write a key file readable by its owner only (0600), like every file that holds a seed."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)  # an existing file keeps its mode through O_CREAT
+    with os.fdopen(descriptor, "w") as out:
+        out.write(json.dumps(data, indent=2) + "\n")
 
 
 class DevKeyError(ValueError):

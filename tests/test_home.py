@@ -51,3 +51,24 @@ def test_init_writes_a_config_the_parser_reads_back(tmp_path: Path, devnet_dir: 
     assert (home.keys_path / "dev-accounts.json").exists()
     with pytest.raises(ChainError, match="already initialised"):
         Home.init(tmp_path / "h", devnet_dir / "genesis.json")
+
+
+def test_every_key_file_of_a_testnet_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    """Node keys, BLS keys and the dev key lists (seeds, if public ones) are all written 0600."""
+    from appchain.testnet import write_testnet
+
+    write_testnet(tmp_path / "net", 2, seed="modes", spare=1)
+    key_files = [
+        path for path in (tmp_path / "net").rglob("*") if path.parent.name == "keys" and path.is_file()
+    ]
+    assert {path.name for path in key_files} >= {
+        "nodes.json",
+        "accounts.json",
+        "node_ed25519.key",
+        "node_bls.key",
+        "dev-accounts.json",
+        "dev-nodes.json",
+    }
+    assert {str(path.relative_to(tmp_path)): path.stat().st_mode & 0o777 for path in key_files} == {
+        str(path.relative_to(tmp_path)): 0o600 for path in key_files
+    }

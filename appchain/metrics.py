@@ -87,7 +87,8 @@ class NodeMetrics:
     """What ``/metrics`` serves, in Prometheus text format (``prometheus-client``).
 
     Gauges of the node's state are read when Prometheus scrapes (:class:`_NodeCollector`), so
-    nothing is updated on the hot path; RPC calls are counted and timed as they are answered.
+    nothing is updated on the hot path; RPC calls are counted and timed as they are answered,
+    and equivocation evidence as it is recorded.
     A registry of its own per node keeps the process-wide default collectors out of tests.
     """
 
@@ -106,11 +107,20 @@ class NodeMetrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
             registry=self.registry,
         )
+        self.evidence = Counter(
+            "appchain_evidence_recorded",
+            "Equivocations caught and recorded as evidence (one per signer and slot), by kind",
+            ["kind"],
+            registry=self.registry,
+        )
         self.registry.register(_NodeCollector(node))
 
     def observe_call(self, method: str, outcome: str, seconds: float) -> None:
         self.rpc_calls.labels(method, outcome).inc()
         self.rpc_seconds.labels(method).observe(seconds)
+
+    def observe_evidence(self, kind: str) -> None:
+        self.evidence.labels(kind).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -16,6 +16,9 @@ One trio nursery runs:
 - a signal watcher: SIGINT or SIGTERM cancel the nursery, the database closes cleanly, and a
   restart resumes from the log (the double-sign record is in the same database).
 
+Equivocation the core catches (:mod:`consensus.evidence`) is written to the store, once per
+signer and slot, logged as a warning and counted in ``/metrics``; ``get_evidence`` serves it.
+
 The ledger is the node's chain (:class:`appchain.ledger.ChainLedger`): every block is validated
 in full before it is written. Logs are structured lines on stderr:
 ``2026-11-29T19:30:00.123Z info block applied height=5 round=0 peer=ab12…``.
@@ -46,6 +49,7 @@ from appchain.messaging.layer import SwarmLayer
 from appchain.messaging.store import MessageStore
 from appchain.metrics import NodeMetrics, SignatureClock
 from appchain.statesync import answer, sync_state
+from consensus.evidence import Evidence
 from consensus.guard import GuardedSigner
 from consensus.messages import (
     SYNC_REQUESTS,
@@ -63,6 +67,7 @@ from consensus.node import (
     Applied,
     AskPeers,
     CoreConfig,
+    Equivocation,
     Finalized,
     Gossip,
     Identity,
@@ -358,6 +363,24 @@ class Node:
             elif isinstance(action, Penalize):
                 points = -self.host.config.ban_score if action.drop else None
                 self.host.penalize(action.peer, action.reason, points)
+            elif isinstance(action, Equivocation):
+                self.record_evidence(action.evidence)
+
+    def record_evidence(self, evidence: Evidence) -> None:
+        """Keep what the core caught: in the store (once per signer and slot), the log and /metrics."""
+        if not self.chain.store.put_evidence(evidence):
+            return
+        self.log(
+            "warn",
+            "equivocation",
+            kind=evidence.kind.value,
+            height=evidence.height,
+            round=evidence.round,
+            stage=evidence.stage,
+            signer=bytes(evidence.signer).hex(),
+        )
+        if self.metrics is not None:
+            self.metrics.observe_evidence(evidence.kind.value)
 
     def _follow_final(self, height: int) -> None:
         """Hand the swarm layer the membership at a new final height (the layer follows only

@@ -40,6 +40,9 @@ from appchain.jsonrpc import (
 from appchain.messaging.layer import PEER_PATH
 from appchain.messaging.onion import ONION_PATH
 from appchain.messaging.rpc import MAX_REQUEST_BODY
+from consensus.evidence import Evidence, compute_signed_digest, decode_evidence
+from consensus.messages import CheckpointVote, Message, VoteMessage
+from consensus.pulse import PulseMessage, Stage
 from consensus.validation import compute_block_entropy, compute_block_quorum
 from state.block import Header, compute_block_hash
 from state.checkpoints import (
@@ -650,7 +653,104 @@ def get_checkpoint(node: Node, params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# -- equivocation evidence -----------------------------------------------------------------------
+
+MAX_EVIDENCE = 100
+"""Most evidence records in one answer (each holds two whole messages, block templates too)."""
+
+
+def _signer_param(params: dict[str, Any]) -> bytes | None:
+    text = params.get("signer")
+    if text is None:
+        return None
+    try:
+        signer = bytes.fromhex(text) if isinstance(text, str) else b""
+    except ValueError:
+        signer = b""
+    if len(signer) != 32:
+        raise RpcError(-32602, "signer must be a 32-byte node key in hex")
+    return signer
+
+
+def _message_fields(message: Message) -> dict[str, Any]:
+    """A signed consensus message's fields, bytes in hex."""
+    if isinstance(message, PulseMessage):
+        return {
+            "parent": message.parent.hex(),
+            "height": message.height,
+            "round": message.round,
+            "sender": message.sender,
+            "stage": Stage(message.kind).name.lower(),
+            "payload": message.payload.hex(),
+            "signature": message.signature.hex(),
+        }
+    if isinstance(message, CheckpointVote):
+        return {
+            "height": message.height,
+            "block_hash": message.block_hash.hex(),
+            "member": message.member,
+            "signature": message.signature.hex(),
+        }
+    assert isinstance(message, VoteMessage)  # decode_evidence admits no other type
+    return {
+        "quorum_height": message.quorum_height,
+        "worker_index": message.worker_index,
+        "new_state": message.new_state,
+        "validator_index": message.vote.validator_index,
+        "reasons": message.vote.reasons,
+        "signature": message.vote.signature.hex(),
+    }
+
+
+def _evidence_entry(evidence: Evidence) -> dict[str, Any]:
+    """A record as ``get_evidence`` lists it: its blob (what :func:`verify_evidence` checks), its
+    slot and signer, and each message as hex, with the digest its signature covers and its fields."""
+    messages = decode_evidence(evidence)  # the store refuses a malformed record
+    return {
+        "kind": evidence.kind.value,
+        "chain_id": evidence.chain_id,
+        "height": evidence.height,
+        "round": evidence.round,
+        "stage": evidence.stage,
+        "signer": bytes(evidence.signer).hex(),
+        "signer_bls": None if evidence.signer_bls is None else bytes(evidence.signer_bls).hex(),
+        "blob": _blob(evidence),
+        **{
+            name: {
+                "blob": _blob(message),
+                "signed_digest": compute_signed_digest(evidence.chain_id, message).hex(),
+                "fields": _message_fields(message),
+            }
+            for name, message in zip(("first", "second"), messages, strict=True)
+        },
+    }
+
+
+def get_evidence(node: Node, params: dict[str, Any]) -> dict[str, Any]:
+    """The equivocation evidence this node recorded (*added*: oxend has no such method), by
+    height, round, stage and signer; optionally of one ``signer`` and within
+    ``from_height .. to_height``; at most ``limit`` records (1 to 100, default 100)."""
+    signer = _signer_param(params)
+    start = _optional_int(params, "from_height") or 0
+    end = _optional_int(params, "to_height")
+    if end is not None and end < start:
+        raise RpcError(-32602, "to_height must not be below from_height")
+    limit = _optional_int(params, "limit")
+    limit = MAX_EVIDENCE if limit is None else limit
+    if not 1 <= limit <= MAX_EVIDENCE:
+        raise RpcError(-32602, f"limit must be 1 to {MAX_EVIDENCE}")
+    found = []
+    for evidence in node.chain.store.iter_evidence(start, end):
+        if signer is not None and bytes(evidence.signer) != signer:
+            continue
+        found.append(_evidence_entry(evidence))
+        if len(found) == limit:
+            break
+    return {"status": "OK", "evidence": found}
+
+
 METHODS: dict[str, Method] = {
+    "get_evidence": get_evidence,
     "get_state_proof": get_state_proof,
     "get_checkpoint": get_checkpoint,
     "ons_resolve": ons_resolve,

@@ -24,6 +24,12 @@ key                           value
 ``q/<height>``                the encoded :class:`~state.checkpoints.CheckpointQuorum` that
                               certified checkpoint ``height``, for a checkpoint below the base
                               (above it, the delta of block ``height - 4`` holds it)
+``x/<height><round><stage>``  equivocation evidence (:class:`~consensus.evidence.Evidence`): two
+``<signer>``                  messages a quorum member signed for that slot (round 4 bytes,
+                              stage 2, signer the 32-byte node key); the first record of a
+                              signer and slot is kept, later ones are dropped
+                              (:meth:`BlockStore.put_evidence`). Kept for good: it is rare and
+                              small, and never part of the chain
 ============================  ===============================================================
 
 Rules:
@@ -59,6 +65,7 @@ from typing import Any, TypeVar
 import plyvel
 
 from consensus.checkpoint import CheckpointCertificate
+from consensus.evidence import Evidence, InvalidEvidence, decode_evidence
 from state.block import Block, Header, PulseSignature
 from state.checkpoints import CHECKPOINT_INTERVAL, checkpoint_quorum_key
 from state.encoding import DecodeError, Decoder, Record, encode
@@ -66,7 +73,7 @@ from state.events import Event
 from state.snapshot import SnapshotManifest, cut_snapshot, split_parts
 from state.state import State
 from state.transition import Change, PendingBlock
-from state.types import Hash32
+from state.types import MAX_U64, Hash32
 
 GUARD_PREFIX = b"g/"
 GENESIS_KEY = b"m/genesis"
@@ -80,6 +87,7 @@ MANIFEST_PREFIX = b"S/"
 CHUNK_PREFIX = b"s/"
 BASE_KEY = b"m/base"
 QUORUM_PREFIX = b"q/"
+EVIDENCE_PREFIX = b"x/"
 SNAPSHOTS_KEPT = 2
 
 
@@ -128,6 +136,7 @@ _RECORD_NAMES = {
     CHUNK_PREFIX: "a snapshot chunk at height",
     QUORUM_PREFIX: "the checkpoint quorum of height",
     GUARD_PREFIX: "the double-sign record of height",
+    EVIDENCE_PREFIX: "the equivocation evidence of height",
 }
 
 
@@ -153,10 +162,17 @@ _certificate = Decoder(CheckpointCertificate)
 _delta = Decoder(list[tuple[bytes, bytes | None, bytes | None]])
 _manifest = Decoder(SnapshotManifest)
 _chunk = Decoder(list[tuple[bytes, bytes]])
+_evidence = Decoder(Evidence)
 
 
 def chunk_key(height: int, index: int, part: int) -> bytes:
     return height_key(CHUNK_PREFIX, height) + b"/" + index.to_bytes(4, "big") + part.to_bytes(4, "big")
+
+
+def evidence_key(evidence: Evidence) -> bytes:
+    """One key per signer and slot: a second record of the same equivocation finds it taken."""
+    slot = evidence.round.to_bytes(4, "big") + evidence.stage.to_bytes(2, "big")
+    return height_key(EVIDENCE_PREFIX, evidence.height) + slot + bytes(evidence.signer)
 
 
 class BlockStore:
@@ -467,6 +483,35 @@ class BlockStore:
         chunks = height_key(CHUNK_PREFIX, height) + b"/"
         for key in self._scan(f"the snapshot at height {height}", prefix=chunks, include_value=False):
             batch.delete(key)
+
+    # -- equivocation evidence ----------------------------------------------------------------------
+
+    def put_evidence(self, evidence: Evidence) -> bool:
+        """Keep ``evidence`` unless its signer and slot have a record already; True if it is new."""
+        key = evidence_key(evidence)
+        if self._get(key) is not None:
+            return False
+        with self._batch(describe_key(key), sync=self.sync) as batch:
+            batch.put(key, encode(evidence))
+        return True
+
+    def iter_evidence(self, from_height: int = 0, to_height: int | None = None) -> Iterator[Evidence]:
+        """The evidence of heights ``from_height .. to_height`` (inclusive; None: every height
+        above), by height, round, stage and signer."""
+        if from_height > MAX_U64:
+            return
+        start = height_key(EVIDENCE_PREFIX, from_height)
+        if to_height is None or to_height >= MAX_U64:
+            stop = prefix_end(EVIDENCE_PREFIX)
+        else:
+            stop = height_key(EVIDENCE_PREFIX, to_height + 1)
+        for key, raw in self._scan(f"the evidence from height {from_height}", start=start, stop=stop):
+            evidence = self._decode(_evidence, key, raw)
+            try:
+                decode_evidence(evidence)
+            except InvalidEvidence as exc:
+                raise StoreCorrupt(f"{describe_key(key)} is corrupt: {exc}") from None
+            yield evidence
 
     # -- the double-sign guard's record (consensus.guard.SlotRecord) -------------------------------
 

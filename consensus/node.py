@@ -10,11 +10,14 @@ tests with their state-change votes. It does no I/O and reads no clock: its driv
 - :meth:`NodeCore.start` once, and :meth:`NodeCore.on_restart` after a crash,
 
 each with the node's local time, and carry out the :data:`Action` values they return: send a
-message to one node, gossip it to every peer, or ask a few peers. Two drivers exist: the
-deterministic simulator (:mod:`consensus.simulator`, with a :class:`~consensus.ledger.MemoryLedger`)
-and the process node (:mod:`appchain.node`, over p2p and the LevelDB chain). The chain itself is
-a :class:`~consensus.ledger.Ledger`; the double-sign guard's record is the driver's too (memory in
-the simulator, the database in the node), so nothing is signed twice for one slot.
+message to one node, gossip it to every peer, ask a few peers, or keep the evidence of an
+equivocation it caught (:mod:`consensus.evidence`: two validly signed messages from one quorum
+member for one slot of a Pulse round, a checkpoint vote or an obligations vote). Two drivers
+exist: the deterministic simulator (:mod:`consensus.simulator`, with a
+:class:`~consensus.ledger.MemoryLedger`) and the process node (:mod:`appchain.node`, over p2p and
+the LevelDB chain). The chain itself is a :class:`~consensus.ledger.Ledger`; the double-sign
+guard's record is the driver's too (memory in the simulator, the database in the node), so
+nothing is signed twice for one slot.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from consensus.checkpoint import (
     compute_checkpoint_message,
     verify_certificate,
 )
+from consensus.evidence import EVIDENCE_WINDOW, Evidence, EvidenceBook
 from consensus.forkchoice import prefer_candidate
 from consensus.guard import CHECKPOINT, VOTE, DoubleSign, GuardedSigner
 from consensus.ledger import Ledger
@@ -120,7 +124,14 @@ class Penalize(Record, frozen=True, tag="penalize"):
     drop: bool = False
 
 
-Action = Send | Gossip | AskPeers | Applied | Finalized | Penalize
+class Equivocation(Record, frozen=True, tag="equivocation"):
+    """A quorum member signed two different payloads for one slot: keep the evidence (the
+    driver stores, logs and serves it; nothing is penalised on chain, see :mod:`consensus.evidence`)."""
+
+    evidence: Evidence
+
+
+Action = Send | Gossip | AskPeers | Applied | Finalized | Penalize | Equivocation
 
 # -- configuration -------------------------------------------------------------------------------
 
@@ -181,6 +192,7 @@ class NodeCore:
 
     def __post_init__(self) -> None:
         self.proofs = ProofBook(self.config.uptime)
+        self.evidence = EvidenceBook(self.config.chain_id)
         self.cop = QuorumCop(self.config.uptime)
         self.reachability = Reachability(self.config.uptime)
         self.round: PulseRound | None = None
@@ -232,8 +244,9 @@ class NodeCore:
         return actions + self.on_time(now)
 
     def on_crash(self) -> None:
-        """Forget what lives only in memory for the current round."""
+        """Forget what lives only in memory: the current round, the messages seen for evidence."""
         self.round, self.round_wakes, self.next_round = None, [], None
+        self.evidence = EvidenceBook(self.config.chain_id)
 
     def next_wake(self) -> float | None:
         """The local time at which :meth:`on_time` has work to do, if any."""
@@ -262,7 +275,9 @@ class NodeCore:
     def on_message(self, message: Message, sender: NodeKey | None, now: float) -> list[Action]:
         """A message from the peer ``sender`` (None when it came from this node's own driver)."""
         if isinstance(message, PulseMessage):
-            actions = self.request_sync(now) if message.height > self.height + 1 else []
+            actions = _keep(self.evidence.on_pulse_message(message))
+            if message.height > self.height + 1:
+                actions += self.request_sync(now)
             if self.round is not None and (message.height, message.round) == self.round_id:
                 actions += self._drive(self.round.on_message(message, now), now)
             return actions
@@ -271,8 +286,7 @@ class NodeCore:
         if isinstance(message, CheckpointVote):
             return self._on_checkpoint_vote(message, now)
         if isinstance(message, VoteMessage):
-            self._on_vote_message(message)
-            return []
+            return self._on_vote_message(message)
         if isinstance(message, UptimeProof):
             record = get_node(Overlay(self.ledger.state.get), message.node_key)
             self.proofs.on_proof(message, now, record.bls_key if record else None)
@@ -331,6 +345,7 @@ class NodeCore:
 
     def _after_block(self, now: float) -> list[Action]:
         self.round, self.round_wakes = None, []
+        self.evidence.forget_below(self.height - EVIDENCE_WINDOW)
         actions = self._vote_checkpoint(now)
         actions += self._run_tests(now)
         certificate = self.pending_certificates.get(self.height)
@@ -387,6 +402,7 @@ class NodeCore:
         if quorum is None or (me != quorum.producer and me not in quorum.validators):
             self.round, self.round_wakes = None, []
             return []
+        self.evidence.on_round(state.block_hash, height, round_, quorum)
         template = None
         if me == quorum.producer:
             template = self._build_template(state, int(start), quorum.producer, round_)
@@ -516,13 +532,16 @@ class NodeCore:
             except DoubleSign:
                 continue
             vote = VoteMessage(height, index, int(decision), Vote(me, reasons, signature))
-            self._on_vote_message(vote)
+            actions += self._on_vote_message(vote)
             actions.append(Gossip(vote))
         return actions
 
-    def _on_vote_message(self, message: VoteMessage) -> None:
+    def _on_vote_message(self, message: VoteMessage) -> list[Action]:
+        quorum = get_quorum(Overlay(self.ledger.state.get), message.quorum_height)
+        evidence = self.evidence.on_obligations_vote(message, quorum)
         key = (message.quorum_height, message.worker_index, message.new_state)
         self.vote_pool.setdefault(key, {}).setdefault(message.vote.validator_index, message.vote)
+        return _keep(evidence)
 
     # -- checkpoints and finality -------------------------------------------------------------------
 
@@ -549,14 +568,15 @@ class NodeCore:
         return [*sends, *self._on_checkpoint_vote(vote, now)]
 
     def _on_checkpoint_vote(self, vote: CheckpointVote, now: float) -> list[Action]:
-        if vote.height <= self.final_height or vote.height in self.pending_certificates:
-            return []
         # the quorum of a checkpoint is in the state from four blocks before it: None until then
         quorum = get_checkpoint_quorum(Overlay(self.ledger.state.get), vote.height)
+        caught = _keep(self.evidence.on_checkpoint_vote(vote, quorum))
+        if vote.height <= self.final_height or vote.height in self.pending_certificates:
+            return caught
         votes = self.votes.setdefault((vote.height, bytes(vote.block_hash)), {})
         votes.setdefault(vote.member, vote.signature)
         if quorum is None or len(votes) < compute_checkpoint_threshold(len(quorum.members)):
-            return []
+            return caught
         keys = [m.bls_key for m in quorum.members]
         valid = {i: s for i, s in votes.items() if i < len(keys)}
         certificate = aggregate_certificate(vote.height, vote.block_hash, valid, len(keys))
@@ -568,9 +588,9 @@ class NodeCore:
             good = {i: s for i, s in valid.items() if bls.verify(keys[i], message, s)}
             self.votes[(vote.height, bytes(vote.block_hash))] = good
             if len(good) < compute_checkpoint_threshold(len(keys)):
-                return []
+                return caught
             certificate = aggregate_certificate(vote.height, vote.block_hash, good, len(keys))
-        return [*self.on_certificate(certificate, now), Gossip(Certified(certificate))]
+        return [*caught, *self.on_certificate(certificate, now), Gossip(Certified(certificate))]
 
     def on_certificate(self, certificate: CheckpointCertificate, now: float) -> list[Action]:
         height = certificate.height
@@ -638,3 +658,8 @@ class NodeCore:
 
 def _by_validator(vote: Vote) -> int:
     return vote.validator_index
+
+
+def _keep(evidence: Evidence | None) -> list[Action]:
+    """The action that keeps ``evidence``, if any was caught."""
+    return [] if evidence is None else [Equivocation(evidence)]

@@ -16,7 +16,8 @@ simultaneous tasks run, and the run must not depend on it.
 
 Checks, reported by :meth:`Simulation.report`: final heights per node; whether every honest node
 has the same block and root at every height final for it (``roots_agree``); safety violations
-(two different final blocks at one height anywhere); double signatures by honest nodes.
+(two different final blocks at one height anywhere); double signatures by honest nodes; and the
+nodes that honest nodes caught equivocating (``accused``: evidence, :mod:`consensus.evidence`).
 """
 
 from __future__ import annotations
@@ -33,10 +34,22 @@ import msgspec
 import trio
 
 from consensus.checkpoint import compute_checkpoint_message
+from consensus.evidence import Evidence
 from consensus.guard import CHECKPOINT, GuardedSigner, MemorySlotRecord, SlotRecord
 from consensus.ledger import Ledger, MemoryLedger
 from consensus.messages import CheckpointVote, Message
-from consensus.node import Action, Applied, AskPeers, CoreConfig, Finalized, Gossip, Identity, NodeCore, Send
+from consensus.node import (
+    Action,
+    Applied,
+    AskPeers,
+    CoreConfig,
+    Equivocation,
+    Finalized,
+    Gossip,
+    Identity,
+    NodeCore,
+    Send,
+)
 from consensus.pulse import PulseMessage, Timing, sign_message
 from consensus.uptime import DEVNET_UPTIME
 from state.block import Block, compute_block_hash
@@ -209,6 +222,8 @@ class Simulation:
         self.signed_slots: dict[tuple[bytes, int, int, int], set[bytes]] = {}
         self.messages = 0
         self._equivocations: dict[bytes, PulseMessage] = {}
+        self.evidence: list[tuple[int, Evidence]] = []
+        """(honest node that caught it, evidence)."""
 
     # -- the event loop -------------------------------------------------------------------------
 
@@ -335,6 +350,8 @@ class Simulation:
                 self.note_signatures(action.block, action.validators)
             elif isinstance(action, Finalized):
                 self.final_blocks.setdefault(action.height, set()).add(bytes(action.block_hash))
+            elif isinstance(action, Equivocation) and not node.byzantine:
+                self.evidence.append((node.index, action.evidence))
         wake = node.core.next_wake()
         if wake is not None and wake not in node.wakes:
             node.wakes.add(wake)
@@ -425,6 +442,7 @@ class Simulation:
             "roots_agree": roots_agree,
             "safety_violations": safety,
             "double_signs": honest_double,
+            "accused": sorted({self.by_key[e.signer].index for _, e in self.evidence}),
             "rounds_used": max((max(n.rounds_used, default=0) for n in honest), default=0),
             "messages": self.messages,
             "simulated_seconds": round(self.now - self.genesis.genesis_time, 3),

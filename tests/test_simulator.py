@@ -55,6 +55,7 @@ def test_safety_and_finality_under_faults(seed: int) -> None:
     assert report["safety_violations"] == 0, report
     assert report["roots_agree"], report
     assert report["double_signs"] == 0, report
+    assert set(report["accused"]) <= set(faults.byzantine), report  # no evidence against the honest
     honest = [h for i, h in enumerate(report["final_heights"]) if i not in faults.byzantine]
     assert min(honest) >= BLOCKS, (faults, report)  # finality resumed after every heal and restart
 

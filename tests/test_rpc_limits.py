@@ -80,12 +80,13 @@ class Storage:
     def __init__(self) -> None:
         self.inside = 0
         self.release = trio.Event()
+        self.answer: Reply = Reply(200, {"ok": True})
 
     async def handle_body(self, body: bytes) -> Reply:
         self.inside += 1
         await self.release.wait()
         self.inside -= 1
-        return Reply(200, {"ok": True})
+        return self.answer
 
 
 async def until(condition: Callable[[], bool]) -> None:
@@ -275,6 +276,20 @@ async def test_slow_headers_bodies_and_idle_connections_are_closed_while_another
     assert trio.current_time() - started < 5
     assert server.refused == {"deadline": 3}
     assert (await honest.post("/json_rpc", call()))[0] == 200
+
+
+async def test_a_client_that_does_not_read_its_answer_is_cut_at_the_write_deadline(start: Any) -> None:
+    server, connect = await start(write_timeout=0.3)
+    storage = server.node.messages.service
+    storage.release.set()
+    storage.answer = Reply(200, "x" * (64 << 20))  # more than the socket buffers hold
+    reader, other = await connect(JUNK), await connect(HONEST)
+    body = json.dumps({"method": "info"}).encode()
+    await reader.send_head("/storage_rpc/v1", body)
+    await reader.stream.send_all(body)  # …and never reads the answer
+    await until(lambda: server.refused.get("deadline") == 1)
+    storage.answer = Reply(200, {"ok": True})
+    assert (await other.post("/storage_rpc/v1", {"method": "info"}))[0] == 200
 
 
 async def test_bodies_over_the_limit_get_413_declared_or_sent(start: Any) -> None:

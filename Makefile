@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.swarm
 	$(BIN)/python -m bench.scale
 	$(BIN)/python -m bench.statesync
+	$(BIN)/python -m bench.forged
 
 SOAK_SEEDS ?= 1000
 

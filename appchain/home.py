@@ -69,6 +69,26 @@ class NodeConfig:
     log_level: str = "info"
     state_sync: bool = True
     state_sync_min_gap: int = 500
+    p2p_max_peers_per_ip: int = 8
+    p2p_connections_per_second_per_ip: float = 1.0
+    p2p_connection_burst_per_ip: int = 8
+    p2p_max_handshakes: int = 32
+    p2p_peer_pending_frames: int = 2_000
+    p2p_peer_pending_transactions: int = 10_000
+    p2p_peer_pending_bytes: int = 64 * 1024 * 1024
+    p2p_limit_loopback: bool = False
+    rpc_max_open_connections: int = 900
+    rpc_max_connections_per_ip: int = 32
+    rpc_requests_per_second_per_ip: float = 100.0
+    rpc_request_burst_per_ip: int = 200
+    rpc_busy_share_per_ip: float = 0.25
+    rpc_max_pending_per_ip: int = 16
+    rpc_max_concurrent_requests: int = 64
+    rpc_read_header_timeout: float = 10.0
+    rpc_read_body_timeout: float = 30.0
+    rpc_write_timeout: float = 30.0
+    rpc_idle_timeout: float = 60.0
+    rpc_limit_loopback: bool = False
 
     def __post_init__(self) -> None:
         interval = self.snapshot_interval
@@ -132,11 +152,44 @@ def parse_peer(text: str) -> PeerAddress:
     return PeerAddress(node_key, *split_address(address))
 
 
+_P2P_LIMITS = (
+    "max_peers_per_ip",
+    "connections_per_second_per_ip",
+    "connection_burst_per_ip",
+    "max_handshakes",
+    "peer_pending_frames",
+    "peer_pending_transactions",
+    "peer_pending_bytes",
+    "limit_loopback",
+)
+_RPC_LIMITS = (
+    "max_open_connections",
+    "max_connections_per_ip",
+    "requests_per_second_per_ip",
+    "request_burst_per_ip",
+    "busy_share_per_ip",
+    "max_pending_per_ip",
+    "max_concurrent_requests",
+    "read_header_timeout",
+    "read_body_timeout",
+    "write_timeout",
+    "idle_timeout",
+    "limit_loopback",
+)
 _SCHEMA: dict[str, dict[str, str]] = {
     "storage": {"snapshot_interval": "snapshot_interval", "sync_writes": "sync_writes"},
-    "p2p": {"listen": "p2p_listen", "peers": "peers", "max_peers": "max_peers"},
+    "p2p": {
+        "listen": "p2p_listen",
+        "peers": "peers",
+        "max_peers": "max_peers",
+        **{name: f"p2p_{name}" for name in _P2P_LIMITS},
+    },
     "admin": {"listen": "admin_listen"},
-    "rpc": {"listen": "rpc_listen", "proof_window": "proof_window"},
+    "rpc": {
+        "listen": "rpc_listen",
+        "proof_window": "proof_window",
+        **{name: f"rpc_{name}" for name in _RPC_LIMITS},
+    },
     "consensus": {"stage_timeout": "stage_timeout", "round_timeout": "round_timeout"},
     "node": {"public_ip": "public_ip", "storage_port": "storage_port"},
     "log": {"level": "log_level"},
@@ -144,18 +197,51 @@ _SCHEMA: dict[str, dict[str, str]] = {
 }
 
 
+_BOOLEANS = {"sync_writes", "state_sync", "p2p_limit_loopback", "rpc_limit_loopback"}
+_COUNTS = {
+    "snapshot_interval",
+    "max_peers",
+    "proof_window",
+    "state_sync_min_gap",
+    "p2p_max_peers_per_ip",
+    "p2p_connection_burst_per_ip",
+    "p2p_max_handshakes",
+    "p2p_peer_pending_frames",
+    "p2p_peer_pending_transactions",
+    "p2p_peer_pending_bytes",
+    "rpc_max_open_connections",
+    "rpc_max_connections_per_ip",
+    "rpc_request_burst_per_ip",
+    "rpc_max_pending_per_ip",
+    "rpc_max_concurrent_requests",
+}
+_RATES = {"p2p_connections_per_second_per_ip", "rpc_requests_per_second_per_ip", "rpc_busy_share_per_ip"}
+_SECONDS = {
+    "stage_timeout",
+    "round_timeout",
+    "rpc_read_header_timeout",
+    "rpc_read_body_timeout",
+    "rpc_write_timeout",
+    "rpc_idle_timeout",
+}
+
+
 def _check(field: str, value: object) -> object:
     """One setting's value, checked; raises ValueError saying what it must be."""
-    if field in ("sync_writes", "state_sync"):
+    if field in _BOOLEANS:
         if not isinstance(value, bool):
             raise ValueError("must be true or false")
-    elif field in ("snapshot_interval", "max_peers", "proof_window", "state_sync_min_gap"):
+    elif field in _COUNTS:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError("must be a positive integer")
+    elif field in _RATES:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1e9:
+            raise ValueError("must be a number above 0")
+        value = float(value)
     elif field == "storage_port":
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
             raise ValueError("must be a port number")
-    elif field in ("stage_timeout", "round_timeout"):
+    elif field in _SECONDS:
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 3600:
             raise ValueError("must be a number of seconds above 0")
         value = float(value)
@@ -221,7 +307,23 @@ sync_writes = {str(config.sync_writes).lower()}
 listen = "{config.p2p_listen}"
 # Peers to keep connected: "<node key hex>@host:port". More are learnt from uptime proofs.
 peers = [{peers}{chr(10) if peers else ""}]
+# Inbound peers at most (dialled peers are not counted).
 max_peers = {config.max_peers}
+# Per remote address (IPv4, or an IPv6 /64): inbound connections, in handshake or established,
+# and new connections a second (a token bucket of this rate and burst). Beyond: closed at once.
+max_peers_per_ip = {config.p2p_max_peers_per_ip}
+connections_per_second_per_ip = {config.p2p_connections_per_second_per_ip}
+connection_burst_per_ip = {config.p2p_connection_burst_per_ip}
+# Inbound handshakes in progress at once, over every address (each costs a key exchange).
+max_handshakes = {config.p2p_max_handshakes}
+# Work one peer may have waiting for this node: consensus frames, transactions, bytes of all.
+# Frames beyond are dropped (the peer may send them again).
+peer_pending_frames = {config.p2p_peer_pending_frames}
+peer_pending_transactions = {config.p2p_peer_pending_transactions}
+peer_pending_bytes = {config.p2p_peer_pending_bytes}
+# The per-address limits skip loopback addresses (a devnet runs every node on 127.0.0.1);
+# true applies them there too.
+limit_loopback = {str(config.p2p_limit_loopback).lower()}
 
 [admin]
 # The operator's endpoint (status, submit a transaction): keep it on the loopback.
@@ -232,6 +334,31 @@ listen = "{config.admin_listen}"
 listen = "{config.rpc_listen}"
 # Blocks below the tip whose state is kept for get_state_proof (memory grows with it).
 proof_window = {config.proof_window}
+# Open connections over every address (keep it below the process's file limit), then per remote
+# address (IPv4, or an IPv6 /64). Beyond either, a connection is answered 503 or 429 and closed.
+max_open_connections = {config.rpc_max_open_connections}
+max_connections_per_ip = {config.rpc_max_connections_per_ip}
+# Requests per remote address: a token bucket of this rate and burst (a JSON-RPC batch costs
+# one per call), and at most max_pending_per_ip received and not yet answered. Beyond: HTTP 429,
+# with a JSON-RPC error -32005 on /json_rpc.
+requests_per_second_per_ip = {config.rpc_requests_per_second_per_ip}
+request_burst_per_ip = {config.rpc_request_burst_per_ip}
+max_pending_per_ip = {config.rpc_max_pending_per_ip}
+# Seconds of JSON-RPC work one address may take a second (the calls run on the node's one event
+# loop, beside consensus); an address over its share is answered -32005 until it has rested.
+busy_share_per_ip = {config.rpc_busy_share_per_ip}
+# Requests handled at once over every address (the others wait their turn, first come first served).
+max_concurrent_requests = {config.rpc_max_concurrent_requests}
+# Seconds: a request's headers must arrive within read_header_timeout of its first byte, its body
+# within read_body_timeout of its headers, an answer must be taken within write_timeout, and a
+# kept-alive connection may wait idle_timeout for its next request. Else it is closed.
+read_header_timeout = {config.rpc_read_header_timeout}
+read_body_timeout = {config.rpc_read_body_timeout}
+write_timeout = {config.rpc_write_timeout}
+idle_timeout = {config.rpc_idle_timeout}
+# The per-address limits skip loopback clients (this machine: the operator's tools, a devnet's
+# nodes). Set true when a reverse proxy on this machine forwards public traffic here.
+limit_loopback = {str(config.rpc_limit_loopback).lower()}
 
 [consensus]
 # Pulse deadlines: a stage, and a whole round (mainnet 10 s and 60 s).

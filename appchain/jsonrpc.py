@@ -3,7 +3,8 @@ and the operator's line protocol on the loopback (:mod:`appchain.admin`).
 
 A method is a function ``(node, params) -> result`` looked up in the endpoint's table; raising
 :class:`RpcError` answers with that error. Codes: -32700 parse error, -32600 invalid request,
--32601 unknown method, -32602 invalid params, -32000 refused, -32001 not found.
+-32601 unknown method, -32602 invalid params, -32000 refused, -32001 not found, -32005 limit
+exceeded (the public port's per-address limits, :mod:`appchain.rpc_server`).
 """
 
 from __future__ import annotations

@@ -175,6 +175,20 @@ class _NodeCollector(Collector):
         yield counter(
             "appchain_p2p_violations", "Peers dropped for breaking the protocol", node.host.violations
         )
+        rpc_refused = node.rpc_server.refused if node.rpc_server is not None else {}
+        for name, text, counts in (
+            ("appchain_p2p_refused", "Inbound p2p connections refused, by limit", node.host.refused),
+            (
+                "appchain_inbox_dropped",
+                "Frames from peers dropped, by the bound they broke",
+                node.inbox.dropped,
+            ),
+            ("appchain_rpc_refused", "RPC connections and requests refused or cut, by limit", rpc_refused),
+        ):
+            family = CounterMetricFamily(name, text, labels=["reason"])
+            for reason, count in sorted(counts.items()):
+                family.add_metric([reason], count)
+            yield family
         own = GaugeMetricFamily(
             "appchain_service_node_state", "1 for this node's state on chain", labels=["state"]
         )

@@ -10,8 +10,11 @@ One trio nursery runs:
   actions go out through the host: direct sends to quorum members, gossip to every peer, sync
   requests to a few. New gossip is passed on once (de-duplicated by hash, before decoding):
   blocks and certificates to every peer, transactions, votes and proofs to a few random ones.
-  Consensus frames are handled before transactions, so a flood of transactions cannot starve
-  a Pulse round;
+  Frames wait in the :class:`~appchain.inbox.Inbox`, bounded per peer and handled peer by peer
+  in turn, consensus frames before transactions, so neither a flood of transactions nor one
+  peer's backlog can starve a Pulse round. What a banned peer left waiting is dropped unread,
+  and a request answered from the store is dropped while the asker has not read earlier answers
+  (:data:`ANSWER_BACKLOG`);
 - the admin endpoint (:mod:`appchain.admin`): status, submitting a transaction, peers;
 - a signal watcher: SIGINT or SIGTERM cancel the nursery, the database closes cleanly, and a
   restart resumes from the log (the double-sign record is in the same database).
@@ -32,10 +35,10 @@ import secrets
 import signal
 import sys
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import trio
 
@@ -43,6 +46,7 @@ from appchain.chain import Chain
 from appchain.checker import history_path
 from appchain.history import OutsideWindow
 from appchain.home import Home, NodeConfig
+from appchain.inbox import Inbox, InboxLimits
 from appchain.journal import Journal, JournaledSlots
 from appchain.ledger import ChainLedger
 from appchain.messaging.layer import SwarmLayer
@@ -58,6 +62,7 @@ from consensus.messages import (
     CheckpointVote,
     Message,
     SignedBlock,
+    SyncRequest,
     TxMessage,
     VoteMessage,
     decode_message,
@@ -88,19 +93,19 @@ from state.state import State
 from state.types import NodeKey
 from state.view import Overlay
 
+if TYPE_CHECKING:
+    from appchain.rpc_server import RpcServer
+
 VERSION = "appchain/0.1"
 SIGNATURE_CLOCK_ENV = "APPCHAIN_SIGNATURE_CLOCK"
 SEEN_LIMIT = 50_000
-INBOX_SIZE = 10_000
-TX_INBOX = 50_000
 FRAME_SLICE = 64
 RELAY_FANOUT = 3
-TX_PREFIX = b"\x92\xa2tx"
-"""How a :class:`TxMessage` frame starts: a 2-element array whose first element is the tag "tx"."""
+ANSWER_BACKLOG = 8 * 1024 * 1024
+"""Bytes of earlier answers a peer may leave unread in its send queue and still be answered."""
+ANSWERED_FROM_STORE = (SyncRequest, *SYNC_REQUESTS)
 GOSSIP = (SignedBlock, CheckpointVote, Certified, VoteMessage, UptimeProof, TxMessage)
 LEVELS = {"debug": 10, "info": 20, "warn": 30, "error": 40}
-Frame = tuple[NodeKey, bytes, bytes]
-"""A frame waiting for the core: sender, payload, and the payload's hash."""
 
 
 class Logger:
@@ -166,8 +171,9 @@ class Node:
         self.metrics: NodeMetrics | None = NodeMetrics(self)
         self.started = time.time()
         self.ledger.verified = self.core.mempool  # its transactions' signatures are checked once
-        self._consensus: deque[Frame] = deque()
-        self._transactions: deque[Frame] = deque()
+        self.inbox = Inbox(inbox_limits(config))
+        self.rpc_server: RpcServer | None = None
+        """The public port's server, once :meth:`run` has started it."""
         self._arrived = trio.Event()
         log.context["node"] = bytes(self.core.node_key).hex()[:12]
         self.message_store = MessageStore(home.messages_path, sync=config.sync_writes)
@@ -179,7 +185,7 @@ class Node:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         from appchain.admin import serve_admin
-        from appchain.rpc import serve_rpc
+        from appchain.rpc_server import serve_rpc
 
         async with trio.open_nursery() as nursery:
             await nursery.start(self.host.run)
@@ -211,12 +217,8 @@ class Node:
             wake = self.core.next_wake()
             if wake is not None and wake <= now:
                 self.carry_out(self.core.on_time(now))
-            if self._consensus:
-                for _ in range(min(FRAME_SLICE, len(self._consensus))):
-                    self._handle_frame(*self._consensus.popleft())
-            elif self._transactions:
-                for _ in range(min(FRAME_SLICE, len(self._transactions))):
-                    self._handle_frame(*self._transactions.popleft())
+            if self.inbox:
+                self.handle_slice()
             elif wake is None or wake > now:
                 self._arrived = trio.Event()
                 with trio.move_on_after(1.0 if wake is None else min(1.0, wake - now)):
@@ -243,27 +245,35 @@ class Node:
     # -- frames in -----------------------------------------------------------------------------------
 
     def _on_frame(self, sender: NodeKey, payload: bytes) -> None:
-        """From the host: queue the frame, transactions apart (they can wait; consensus cannot).
+        """From the host: queue the frame in the inbox (bounded per peer, see :mod:`appchain.inbox`).
         Its hash, taken once here, drops gossip we already have before it is decoded."""
         digest = blake3_256(payload)
-        if digest in self.seen:
+        if digest in self.seen or self.host.is_banned(sender):
             return
-        if payload.startswith(TX_PREFIX):
-            queue, limit = self._transactions, TX_INBOX
-        else:
-            queue, limit = self._consensus, INBOX_SIZE
-        if len(queue) >= limit:
-            self.counters.dropped += 1
-            if self.counters.dropped % 1000 == 1:
-                self.log(
-                    "warn",
-                    "inbox full: frames dropped",
-                    peer=sender.hex()[:12],
-                    dropped=self.counters.dropped,
-                )
+        refused = self.inbox.offer(sender, payload, digest)
+        if refused is not None:
+            self._dropped(sender, refused)
             return
-        queue.append((sender, payload, digest))
         self._arrived.set()
+
+    def _dropped(self, sender: NodeKey, reason: str) -> None:
+        self.counters.dropped += 1
+        if self.counters.dropped % 1000 == 1:
+            self.log(
+                "warn",
+                "inbox full: frames dropped",
+                peer=sender.hex()[:12],
+                bound=reason,
+                dropped=self.counters.dropped,
+            )
+
+    def handle_slice(self) -> None:
+        """Handle up to :data:`FRAME_SLICE` waiting frames, consensus first, each peer in turn."""
+        for _ in range(FRAME_SLICE):
+            frame = self.inbox.pop()
+            if frame is None:
+                return
+            self._handle_frame(*frame)
 
     def _remember(self, digest: bytes) -> None:
         """Mark gossip as seen (the oldest is forgotten past :data:`SEEN_LIMIT`)."""
@@ -272,12 +282,18 @@ class Node:
             self.seen.popitem(last=False)
 
     def _handle_frame(self, sender: NodeKey, payload: bytes, digest: bytes) -> None:
+        if self.host.is_banned(sender):  # banned since it queued this: drop the rest unread
+            self.counters.dropped += 1 + self.inbox.forget(sender)
+            return
         self.counters.frames += 1
         try:
             message = decode_message(payload)
         except DecodeError as exc:
             self.counters.undecodable += 1
             self.host.penalize(sender, f"an undecodable message: {exc}")
+            return
+        if isinstance(message, ANSWERED_FROM_STORE) and self.host.backlog(sender) > ANSWER_BACKLOG:
+            self.counters.dropped += 1  # it has not read our earlier answers: no more work for it
             return
         if isinstance(message, SYNC_REQUESTS):  # a joining node's state sync: from the store
             reply = answer(self.chain, message)
@@ -496,6 +512,19 @@ def host_config(config: NodeConfig, chain: Chain) -> HostConfig:
         listen_port=port,
         version=VERSION,
         max_peers=config.max_peers,
+        max_inbound_per_ip=config.p2p_max_peers_per_ip,
+        inbound_per_second_per_ip=config.p2p_connections_per_second_per_ip,
+        inbound_burst_per_ip=config.p2p_connection_burst_per_ip,
+        max_handshakes=config.p2p_max_handshakes,
+        limit_loopback=config.p2p_limit_loopback,
+    )
+
+
+def inbox_limits(config: NodeConfig) -> InboxLimits:
+    return InboxLimits(
+        peer_frames=config.p2p_peer_pending_frames,
+        peer_transactions=config.p2p_peer_pending_transactions,
+        peer_bytes=config.p2p_peer_pending_bytes,
     )
 
 

@@ -1,10 +1,10 @@
-"""The public JSON-RPC 2.0 endpoint: ``POST /json_rpc`` on the node's RPC port, over h11 on trio.
+"""The public JSON-RPC 2.0 methods: what ``POST /json_rpc`` on the node's RPC port answers.
 
-h11 does the HTTP/1.1 parsing (no hand-written HTTP here); each connection is served by one
-task, with keep-alive. Method names, parameter names and result shapes follow oxend's
+The HTTP server, its routes and its limits per remote address are :mod:`appchain.rpc_server`.
+Method names, parameter names and result shapes follow oxend's
 (``core_rpc_server_commands_defs.h``) where oxend has the method; every method is described in
-``docs/rpc.md``. Limits: a body of at most :data:`MAX_BODY` bytes (larger: HTTP 413 with a
-JSON-RPC error), a batch of at most :data:`MAX_BATCH` calls, JSON nested at most 64 deep.
+``docs/rpc.md``. Limits here: a batch of at most :data:`MAX_BATCH` calls, JSON nested at most 64
+deep (the body's size is the server's).
 
 Errors are JSON-RPC errors: -32700 parse error, -32600 invalid request, -32601 unknown method,
 -32602 invalid params, -32000 refused (a transaction that does not apply), -32001 not found.
@@ -16,14 +16,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import json
 import time
-from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-import h11
-import trio
 from nacl.bindings import crypto_sign_ed25519_pk_to_curve25519
 
 from appchain.history import OutsideWindow
@@ -34,12 +30,8 @@ from appchain.jsonrpc import (
     decode_request,
     decode_transaction_hex,
     error_reply,
-    serve_on,
     submit,
 )
-from appchain.messaging.layer import PEER_PATH
-from appchain.messaging.onion import ONION_PATH
-from appchain.messaging.rpc import MAX_REQUEST_BODY
 from consensus.evidence import Evidence, compute_signed_digest, decode_evidence
 from consensus.messages import CheckpointVote, Message, VoteMessage
 from consensus.pulse import PulseMessage, Stage
@@ -65,15 +57,7 @@ from state.view import Overlay
 if TYPE_CHECKING:
     from appchain.node import Node
 
-METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-STORAGE_RPC_PATH = "/storage_rpc/v1"
-STORAGE_PATHS = (STORAGE_RPC_PATH, PEER_PATH, ONION_PATH)
-STORAGE_MAX_BODY = MAX_REQUEST_BODY
-MAX_BODY = 1024 * 1024
 MAX_BATCH = 50
-MAX_CONNECTIONS_PER_HOST = 32
-"""Open connections one address may hold; the next is answered 429 and closed, so one host's
-junk or slow-loris connections cannot take the endpoint from everyone else."""
 VERSION = "0.1.0"
 HARD_FORK = 1
 
@@ -772,8 +756,15 @@ METHODS: dict[str, Method] = {
 }
 
 
-def handle_body(node: Node, body: bytes) -> Any:
-    """The JSON-RPC answer to one HTTP body (a call or a batch)."""
+class Calls(NamedTuple):
+    """The calls of one body, and whether they came as a batch (answered with a list)."""
+
+    items: list[object]
+    batch: bool
+
+
+def read_calls(body: bytes) -> Calls | dict[str, Any]:
+    """The calls in an HTTP body, or the error reply that answers the whole body."""
     try:
         request = decode_request(body)
     except RpcError as exc:
@@ -781,12 +772,26 @@ def handle_body(node: Node, body: bytes) -> Any:
     if isinstance(request, list):
         if not request or len(request) > MAX_BATCH:
             return error_reply(None, -32600, f"a batch holds 1 to {MAX_BATCH} calls")
-        answers = (_answer(node, item) for item in request)
+        return Calls(request, batch=True)
+    return Calls([request], batch=False)
+
+
+def join_answers(calls: Calls, answers: list[dict[str, Any] | None]) -> Any:
+    """The reply to a body: a batch's answers as a list (notifications have none), else the one."""
+    if calls.batch:
         return [answer for answer in answers if answer is not None]
-    return _answer(node, request)
+    return answers[0]
 
 
-def _answer(node: Node, request: object) -> dict[str, Any] | None:
+def handle_body(node: Node, body: bytes) -> Any:
+    """The JSON-RPC answer to one HTTP body (a call or a batch), without the server's limits."""
+    calls = read_calls(body)
+    if isinstance(calls, dict):
+        return calls
+    return join_answers(calls, [answer_one(node, call) for call in calls.items])
+
+
+def answer_one(node: Node, request: object) -> dict[str, Any] | None:
     """One call's answer, counted and timed for ``/metrics``."""
     started = time.perf_counter()
     answer = answer_call(METHODS, node, request)
@@ -798,159 +803,3 @@ def _answer(node: Node, request: object) -> dict[str, Any] | None:
         outcome = "ok" if error is None else str(error["code"])
         metrics.observe_call(method, outcome, time.perf_counter() - started)
     return answer
-
-
-async def _respond(
-    stream: trio.SocketStream, connection: h11.Connection, status: int, body: bytes, kind: str
-) -> None:
-    headers = [("content-type", kind), ("content-length", str(len(body)))]
-    await stream.send_all(connection.send(h11.Response(status_code=status, headers=headers)))
-    await stream.send_all(connection.send(h11.Data(data=body)))
-    await stream.send_all(connection.send(h11.EndOfMessage()))
-
-
-async def _discard_rest(stream: trio.SocketStream, limit: int) -> None:
-    """After a 413, read (and drop) what the client is still sending, for a moment: closing at
-    once would make a client that is still writing see a broken pipe instead of the answer."""
-    received = 0
-    with trio.move_on_after(1.0):
-        while received < 2 * limit:
-            data = await stream.receive_some(65536)
-            if not data:
-                return
-            received += len(data)
-
-
-async def _serve_http(node: Node, stream: trio.SocketStream) -> None:
-    connection = h11.Connection(h11.SERVER, max_incomplete_event_size=16 * 1024)
-    try:
-        while True:
-            event = connection.next_event()
-            if event is h11.NEED_DATA:
-                with trio.fail_after(30):
-                    data = await stream.receive_some(65536)
-                connection.receive_data(data)
-                continue
-            if isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
-                if (
-                    event is h11.PAUSED
-                    and connection.our_state is h11.DONE
-                    and connection.their_state is h11.DONE
-                ):
-                    connection.start_next_cycle()
-                    continue
-                return
-            if not isinstance(event, h11.Request):
-                return
-            target = event.target.decode("latin-1")
-            limit = STORAGE_MAX_BODY if target in STORAGE_PATHS else MAX_BODY
-            body = bytearray()
-            declared = dict(event.headers).get(b"content-length", b"0")
-            too_big = declared.isdigit() and int(declared) > limit  # refused before it is sent
-            while not too_big:
-                part = connection.next_event()
-                if part is h11.NEED_DATA:
-                    with trio.fail_after(30):
-                        connection.receive_data(await stream.receive_some(65536))
-                    continue
-                if isinstance(part, h11.Data):
-                    body += part.data
-                    if len(body) > limit:
-                        too_big = True
-                        break
-                    continue
-                break
-            if too_big:
-                if target in STORAGE_PATHS:
-                    await _respond(stream, connection, 413, b"Request body too large", "text/plain")
-                else:
-                    error = json.dumps(error_reply(None, -32600, f"a body over {MAX_BODY} bytes")).encode()
-                    await _respond(stream, connection, 413, error, "application/json")
-                await _discard_rest(stream, limit)
-                return
-            if event.method == b"POST" and target == "/json_rpc":
-                answer = handle_body(node, bytes(body))
-                payload = b"" if answer is None else json.dumps(answer).encode()
-                await _respond(stream, connection, 200, payload, "application/json")
-            elif event.method == b"POST" and target == STORAGE_RPC_PATH:
-                reply = await node.messages.service.handle_body(bytes(body))
-                await _respond(stream, connection, reply.status, *reply.encode())
-            elif event.method == b"POST" and target == ONION_PATH:
-                status, payload, kind = await node.messages.onion.handle(bytes(body))
-                await _respond(stream, connection, status, payload, kind)
-            elif event.method == b"POST" and target == PEER_PATH:
-                fields = dict(event.headers)
-                reply = await node.messages.handle_peer(
-                    bytes(body),
-                    fields.get(b"x-node-key", b"").decode("latin-1"),
-                    fields.get(b"x-node-signature", b"").decode("latin-1"),
-                )
-                await _respond(stream, connection, reply.status, *reply.encode())
-            elif event.method == b"GET" and target == "/metrics" and node.metrics is not None:
-                await _respond(stream, connection, 200, node.metrics.render(), METRICS_TYPE)
-            elif event.method == b"GET" and target in ("/", "/index.html"):
-                await _respond(stream, connection, 200, network_page(), "text/html; charset=utf-8")
-            else:
-                await _respond(
-                    stream,
-                    connection,
-                    404,
-                    b"not found: POST /json_rpc, POST /storage_rpc/v1, GET /metrics, GET /\n",
-                    "text/plain",
-                )
-            if connection.our_state is h11.MUST_CLOSE:
-                return
-            connection.start_next_cycle()
-    except (h11.RemoteProtocolError, trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError):
-        return
-    finally:
-        await trio.aclose_forcefully(stream)
-
-
-@functools.cache
-def network_page() -> bytes:
-    """The network page (``appchain/static/network.html``): one file, no build step, no outside
-    assets; it reads everything through this endpoint's public JSON-RPC."""
-    return resources.files("appchain").joinpath("static/network.html").read_bytes()
-
-
-TOO_MANY_CONNECTIONS = (
-    b"HTTP/1.1 429 Too Many Requests\r\ncontent-type: text/plain\r\ncontent-length: 39\r\n"
-    b"connection: close\r\n\r\ntoo many connections from this address\n"
-)
-"""The whole answer to a connection over the limit, sent before any request is read (a fixed
-status line and body, so h11, which answers requests, has nothing to parse)."""
-
-
-class HostLimit:
-    """Counts each remote address's open connections (:data:`MAX_CONNECTIONS_PER_HOST`)."""
-
-    def __init__(self, per_host: int = MAX_CONNECTIONS_PER_HOST) -> None:
-        self.per_host = per_host
-        self.open: dict[str, int] = {}
-        self.refused = 0
-
-    async def serve(self, node: Node, stream: trio.SocketStream) -> None:
-        try:
-            host = str(stream.socket.getpeername()[0])
-        except OSError:
-            await trio.aclose_forcefully(stream)
-            return
-        if self.open.get(host, 0) >= self.per_host:
-            self.refused += 1
-            with trio.move_on_after(1):  # a word, not a wait: the client may not be reading
-                await stream.send_all(TOO_MANY_CONNECTIONS)
-            await trio.aclose_forcefully(stream)
-            return
-        self.open[host] = self.open.get(host, 0) + 1
-        try:
-            await _serve_http(node, stream)
-        finally:
-            self.open[host] -= 1
-            if not self.open[host]:
-                del self.open[host]
-
-
-async def serve_rpc(node: Node, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-    limit = HostLimit()
-    await serve_on(node.config.rpc_address, functools.partial(limit.serve, node), task_status=task_status)

@@ -19,6 +19,16 @@ Per peer:
   points; at ``ban_score`` the peer's key and address are refused for ``ban_seconds``
   (loopback addresses are never banned by address: a devnet runs every node on 127.0.0.1).
 
+Per remote address (:mod:`p2p.limits`: an IPv4 address or an IPv6 /64), before any byte is read:
+at most ``max_inbound_per_ip`` inbound connections, in handshake or established, and new ones at
+``inbound_per_second_per_ip`` (bursts of ``inbound_burst_per_ip``); and, over every address, at
+most ``max_handshakes`` inbound handshakes at once (each costs a Diffie-Hellman and a signature
+check) and ``max_peers`` inbound peers. So one host's junk connections hold a few handshake and
+peer slots, never all of them. A connection refused is closed at once and counted in
+:attr:`Host.refused` by reason. Loopback addresses are exempt from the per-address limits unless
+``limit_loopback`` (a devnet runs every node on 127.0.0.1). Outbound dials are not limited: this
+node chose them.
+
 One connection per node: when two end up open to the same node (both dialled at once), both
 sides keep the one whose initiator has the lower node key, so they agree without talking.
 Nothing a peer sends can stop the host: every error on a connection ends that connection.
@@ -26,7 +36,6 @@ Nothing a peer sends can stop the host: every error on a connection ends that co
 
 from __future__ import annotations
 
-import ipaddress
 import random
 import time
 from collections import deque
@@ -36,6 +45,7 @@ from typing import Any
 
 import trio
 
+from p2p.limits import AddressCounts, AddressRates, address_key, is_limited, remote_address
 from p2p.secure import (
     DEFAULT_MAX_FRAME,
     HandshakeFailed,
@@ -77,6 +87,15 @@ class HostConfig:
     violation_points: float = 25.0
     ban_score: float = -100.0
     ban_seconds: float = 60.0
+    max_inbound_per_ip: int = 8
+    """Inbound connections one address may hold, in handshake or established."""
+    inbound_per_second_per_ip: float = 1.0
+    inbound_burst_per_ip: float = 8.0
+    """New inbound connections one address may open: a token bucket of this rate and burst."""
+    max_handshakes: int = 32
+    """Inbound handshakes in progress at once, over every address."""
+    limit_loopback: bool = False
+    """Apply the per-address limits to loopback addresses too (tests; a local proxy)."""
 
 
 @dataclass
@@ -125,6 +144,11 @@ class Host:
         self.banned_keys: dict[bytes, float] = {}
         self.banned_hosts: dict[str, float] = {}
         self.violations = 0
+        self.inbound = AddressCounts(config.max_inbound_per_ip)
+        self.inbound_rates = AddressRates(config.inbound_per_second_per_ip, config.inbound_burst_per_ip)
+        self.handshakes = 0
+        self.refused: dict[str, int] = {}
+        """Inbound connections closed unserved, by reason."""
         self._nursery: trio.Nursery | None = None
         self._rng = random.Random()
 
@@ -158,6 +182,11 @@ class Host:
         """The application found ``key``'s frame invalid (undecodable, an invalid block…);
         ``points`` of ``-ban_score`` or more ban it at once."""
         self._score(bytes(key), points if points is not None else self.config.violation_points, reason)
+
+    def backlog(self, key: NodeKey) -> int:
+        """Bytes queued for ``key`` and not yet written (0 when not connected)."""
+        peer = self.peers.get(key)
+        return 0 if peer is None else peer.queued
 
     def is_banned(self, key: bytes) -> bool:
         return self.banned_keys.get(bytes(key), 0.0) > self.clock()
@@ -215,27 +244,68 @@ class Host:
 
     async def _on_inbound(self, stream: trio.SocketStream) -> None:
         try:
-            ip, port = stream.socket.getpeername()[:2]
-            address = f"{ip}:{port}"
+            ip, port = remote_address(stream)
         except OSError:
             await trio.aclose_forcefully(stream)
             return
-        host = address.rsplit(":", 1)[0]
-        if self.banned_hosts.get(host, 0.0) > self.clock() or len(self.peers) >= self.config.max_peers:
+        key = address_key(ip)
+        limited = is_limited(ip, self.config.limit_loopback)
+        refusal = self._refusal(key, limited)
+        if refusal is not None:
+            self._refuse(refusal, ip)
             await trio.aclose_forcefully(stream)
             return
+        if limited:
+            self.inbound.acquire(key)
+        try:
+            channel = await self._inbound_handshake(stream, ip)
+            if channel is None:
+                return
+            if self.is_banned(channel.remote_key):
+                self._refuse("banned", ip)
+            elif channel.remote_key not in self.peers and len(self.peers) >= self.config.max_peers:
+                self._refuse("max_peers", ip)
+            else:
+                await self._serve(channel, f"{ip}:{port}")
+                return
+            await trio.aclose_forcefully(stream)
+        finally:
+            if limited:
+                self.inbound.release(key)
+
+    def _refusal(self, key: str, limited: bool) -> str | None:
+        """Why a new inbound connection from the address ``key`` is refused (None: it is not)."""
+        config = self.config
+        if self.banned_hosts.get(key, 0.0) > self.clock():
+            return "banned"
+        if len(self.peers) >= config.max_peers:
+            return "max_peers"
+        if self.handshakes >= config.max_handshakes:
+            return "max_handshakes"
+        if limited and not self.inbound_rates.allow(key, self.clock()):
+            return "rate_per_ip"
+        if limited and self.inbound[key] >= config.max_inbound_per_ip:
+            return "max_inbound_per_ip"
+        return None
+
+    def _refuse(self, reason: str, ip: str) -> None:
+        self.refused[reason] = self.refused.get(reason, 0) + 1
+        self.log("debug", "inbound connection refused", address=ip, reason=reason)
+
+    async def _inbound_handshake(self, stream: trio.SocketStream, ip: str) -> SecureChannel | None:
+        """The handshake of an accepted connection (counted in :attr:`handshakes` while it runs);
+        None, the connection closed and the address scored, when it fails or times out."""
+        self.handshakes += 1
         try:
             with trio.fail_after(self.config.handshake_timeout):
-                channel = await self._handshake(stream, initiator=False, expected=None)
+                return await self._handshake(stream, initiator=False, expected=None)
         except (HandshakeFailed, trio.TooSlowError, OSError, trio.BrokenResourceError) as exc:
             self.violations += 1
-            self._score_host(host, str(exc) or "handshake timed out")
+            self._score_host(ip, str(exc) or "handshake timed out")
             await trio.aclose_forcefully(stream)
-            return
-        if self.is_banned(channel.remote_key):
-            await trio.aclose_forcefully(stream)
-            return
-        await self._serve(channel, address)
+            return None
+        finally:
+            self.handshakes -= 1
 
     async def _handshake(
         self, stream: trio.abc.Stream, *, initiator: bool, expected: NodeKey | None
@@ -370,9 +440,5 @@ class Host:
             self.scores[key] = 0.0
 
     def _ban_host(self, host: str) -> None:
-        try:
-            if ipaddress.ip_address(host).is_loopback:
-                return
-        except ValueError:
-            pass
-        self.banned_hosts[host] = self.clock() + self.config.ban_seconds
+        if is_limited(host, limit_loopback=False):
+            self.banned_hosts[address_key(host)] = self.clock() + self.config.ban_seconds

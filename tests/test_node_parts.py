@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import msgspec
@@ -14,7 +15,9 @@ import pytest
 from appchain.admin import answer
 from appchain.chain import ChainError
 from appchain.home import Home, NodeConfig, PeerAddress, parse_config, render_config
-from appchain.node import TX_PREFIX
+from appchain.inbox import TX_PREFIX
+from appchain.node import host_config, inbox_limits
+from appchain.rpc_server import RpcLimits
 from appchain.testnet import write_testnet
 from consensus.mempool import Mempool, MempoolFull
 from consensus.messages import SignedBlock, SyncRequest, TxMessage, decode_message
@@ -46,8 +49,48 @@ def test_every_setting_round_trips_through_the_file() -> None:
         public_ip="203.0.113.7",
         storage_port=22021,
         log_level="debug",
+        **LIMITS,
     )
     assert parse_config(render_config(config)) == config
+
+
+LIMITS: dict[str, Any] = {
+    "p2p_max_peers_per_ip": 3,
+    "p2p_connections_per_second_per_ip": 0.5,
+    "p2p_connection_burst_per_ip": 4,
+    "p2p_max_handshakes": 5,
+    "p2p_peer_pending_frames": 600,
+    "p2p_peer_pending_transactions": 700,
+    "p2p_peer_pending_bytes": 800,
+    "p2p_limit_loopback": True,
+    "rpc_max_open_connections": 90,
+    "rpc_max_connections_per_ip": 9,
+    "rpc_requests_per_second_per_ip": 12.5,
+    "rpc_request_burst_per_ip": 25,
+    "rpc_busy_share_per_ip": 0.1,
+    "rpc_max_pending_per_ip": 6,
+    "rpc_max_concurrent_requests": 7,
+    "rpc_read_header_timeout": 1.5,
+    "rpc_read_body_timeout": 2.5,
+    "rpc_write_timeout": 3.5,
+    "rpc_idle_timeout": 4.5,
+    "rpc_limit_loopback": True,
+}
+
+
+def test_the_limit_settings_reach_the_host_the_inbox_and_the_rpc_server() -> None:
+    config = NodeConfig(**LIMITS)
+    host = host_config(config, SimpleNamespace(genesis=SimpleNamespace(chain_id="c")))  # type: ignore[arg-type]
+    assert (host.max_inbound_per_ip, host.inbound_per_second_per_ip, host.inbound_burst_per_ip) == (3, 0.5, 4)
+    assert (host.max_handshakes, host.limit_loopback) == (5, True)
+    inbox = inbox_limits(config)
+    assert (inbox.peer_frames, inbox.peer_transactions, inbox.peer_bytes) == (600, 700, 800)
+    rpc = RpcLimits.from_config(config)
+    assert {f"rpc_{name}": getattr(rpc, name) for name in RpcLimits.__dataclass_fields__} == {
+        name: value for name, value in LIMITS.items() if name.startswith("rpc_")
+    }
+    defaults = parse_config(render_config(NodeConfig()))
+    assert defaults == NodeConfig() and RpcLimits.from_config(defaults) == RpcLimits()
 
 
 @pytest.mark.parametrize(
@@ -63,6 +106,18 @@ def test_every_setting_round_trips_through_the_file() -> None:
         ('[log]\nlevel = "loud"\n', "log.level must be one of debug, info, warn, error"),
         ("[node]\nstorage_port = -1\n", "node.storage_port must be a port number"),
         ("p2p = 3\n", "[p2p] must be a table"),
+        ("[p2p]\nmax_peers_per_ip = 0\n", "p2p.max_peers_per_ip must be a positive integer"),
+        ('[p2p]\npeer_pending_bytes = "1"\n', "p2p.peer_pending_bytes must be a positive integer"),
+        ("[p2p]\nlimit_loopback = 1\n", "p2p.limit_loopback must be true or false"),
+        ("[p2p]\nconnections_per_second_per_ip = 0\n", "must be a number above 0"),
+        (
+            "[rpc]\nrequests_per_second_per_ip = -5\n",
+            "rpc.requests_per_second_per_ip must be a number above 0",
+        ),
+        ("[rpc]\nbusy_share_per_ip = true\n", "rpc.busy_share_per_ip must be a number above 0"),
+        ("[rpc]\nmax_pending_per_ip = 0\n", "rpc.max_pending_per_ip must be a positive integer"),
+        ("[rpc]\nread_header_timeout = 0\n", "rpc.read_header_timeout must be a number of seconds above 0"),
+        ("[rpc]\nmax_open_connections = 1.5\n", "rpc.max_open_connections must be a positive integer"),
     ],
 )
 def test_bad_network_settings_are_one_clear_error(text: str, message: str) -> None:

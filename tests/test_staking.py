@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from state.crypto import bls, ed25519
 from state.effects import NodeActivated, NodeExited, NodeRegistered, StakeReturned, UnlockRequested
-from state.events import Contribute, RequestUnlock, Reservation
+from state.errors import InvalidSignature
+from state.events import Contribute, RequestUnlock, Reservation, validate_basic
 from state.nodes import NodeStatus, is_payable
 from state.swarms import UNASSIGNED_SWARM_ID
 from state.types import AccountKey, Atomic
@@ -168,6 +170,22 @@ def test_registration_proofs_are_checked(sim: Sim) -> None:
         sim.tx(type(tx), alice, **{**_fields(tx), "bls_pop": other.bls_pop}), match="proof of possession"
     )
     sim.refuse(sim.tx(type(tx), alice, **{**_fields(tx), "operator_fee_bp": 10_001}), match="operator fee")
+
+
+def test_a_forged_registration_fails_at_its_signature_before_its_key_proofs(
+    sim: Sim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sender's signature is checked first: a forgery carrying a real registration's proofs
+    costs one signature check, not the proofs' (about fifty), so a flood of them is cheap."""
+    _, tx = sim.new_node(sim.users[0], req(sim))
+    forged = replace(tx, signature=bytes(64))
+    checked: list[bytes] = []
+    verify = ed25519.verify
+    monkeypatch.setattr(ed25519, "verify", lambda key, *rest: checked.append(key) or verify(key, *rest))
+    monkeypatch.setattr(bls, "verify_possession", lambda *args: pytest.fail("the BLS proof was checked"))
+    with pytest.raises(InvalidSignature, match="RegisterNode signature does not verify for the sender"):
+        validate_basic(forged, sim.state.chain_id)
+    assert checked == [tx.sender]
 
 
 def test_a_block_of_registrations_names_the_one_with_a_bad_proof(sim: Sim) -> None:

@@ -46,8 +46,10 @@ def test_every_setting_round_trips_through_the_file() -> None:
         public_ip="203.0.113.7",
         storage_port=22021,
         log_level="debug",
+        clock_offset=-2.5,
     )
     assert parse_config(render_config(config)) == config
+    assert parse_config("[node]\nclock_offset = 3\n").clock_offset == 3.0 and NodeConfig().clock_offset == 0
 
 
 @pytest.mark.parametrize(
@@ -62,6 +64,11 @@ def test_every_setting_round_trips_through_the_file() -> None:
         ("[consensus]\nstage_timeout = 7.0\nround_timeout = 6.0\n", "stage_timeout must be below"),
         ('[log]\nlevel = "loud"\n', "log.level must be one of debug, info, warn, error"),
         ("[node]\nstorage_port = -1\n", "node.storage_port must be a port number"),
+        ('[node]\nclock_offset = "2s"\n', "node.clock_offset must be a number of seconds"),
+        ("[node]\nclock_offset = true\n", "node.clock_offset must be a number of seconds"),
+        ("[node]\nclock_offset = 3601\n", "node.clock_offset must be from -3600 to 3600 seconds"),
+        ("[node]\nclock_offset = -inf\n", "node.clock_offset must be from -3600 to 3600 seconds"),
+        ("[node]\nclock_offset = nan\n", "node.clock_offset must be from -3600 to 3600 seconds"),
         ("p2p = 3\n", "[p2p] must be a table"),
     ],
 )
@@ -235,6 +242,9 @@ class FakeNode:
         (b'{"jsonrpc": "2.0", "id": 1, "method": "submit_transaction", "params": {"tx": "zz"}}', -32602),
         (b'{"jsonrpc": "2.0", "id": 1, "method": "submit_transaction", "params": [1]}', -32602),
         (b'{"jsonrpc": "2.0", "id": 1, "method": "set_uptime_proofs", "params": {"enabled": 1}}', -32602),
+        (b'{"jsonrpc": "2.0", "id": 1, "method": "set_clock_offset", "params": {"seconds": "1"}}', -32602),
+        (b'{"jsonrpc": "2.0", "id": 1, "method": "set_clock_offset", "params": {"seconds": false}}', -32602),
+        (b'{"jsonrpc": "2.0", "id": 1, "method": "set_clock_offset", "params": {"seconds": -4000}}', -32602),
         (b'{"jsonrpc": "2.0", "id": 1, "method": "submit_transactions", "params": {"txs": 5}}', -32602),
     ],
 )

@@ -71,7 +71,6 @@ from typing import Any
 
 from appchain.admin import AdminUnavailable, Connect, RpcError, call
 from appchain.chain import ChainError
-from appchain.home import Home
 from appchain.testnet import NetworkMember, read_testnet, start_process, stop_processes, write_testnet
 
 PREFIX = "acn"
@@ -459,10 +458,6 @@ class NetnsTestnet:
         self.processes[index] = process
         return process
 
-    def stop(self, index: int) -> None:
-        self.resume(index)
-        stop_processes([self.processes[index]])
-
     def pause(self, index: int) -> None:
         """SIGSTOP the node: it stops reading, writing and keeping time until :meth:`resume`."""
         self.processes[index].send_signal(signal.SIGSTOP)
@@ -535,12 +530,6 @@ class NetnsTestnet:
         if self.relay_process is not None:
             stop_processes([self.relay_process], grace=5.0)
             self.relay_process = None
-
-    def homes(self) -> list[Path]:
-        return [member.home for member in self.members]
-
-    def round_timeout(self) -> float:
-        return Home(self.members[0].home).load_config().round_timeout
 
 
 def start_relay(

@@ -54,7 +54,9 @@ from appchain.testnet import read_testnet, stop_processes, write_testnet
 
 SCHEDULES = int(os.environ.get("NETNS_SCHEDULES", "5"))
 NODES = 12
-TIMING = {"stage_timeout": 1.0, "round_timeout": 5.0}
+TIMING = {"stage_timeout": 1.0, "round_timeout": 6.0}
+"""Pulse deadlines of the runs: after a heal, the round under way may fail (up to a round
+timeout), then up to 4 blocks 2 s apart lead to the next checkpoint: 3 round timeouts leave room."""
 
 REASON = unavailable_reason()
 needs_netns = pytest.mark.skipif(REASON is not None, reason=f"no network namespaces here: {REASON}")
@@ -127,7 +129,7 @@ def test_a_seed_gives_one_schedule_every_fault_healed_within_the_bounds() -> Non
         for fault in schedule.faults:
             kinds.add(fault.kind)
             assert 0 <= fault.start <= START_WITHIN and fault.start < fault.end
-            longest = MAX_PARTITION if fault.kind in ("split", "bridge", "slow") else MAX_SILENCE
+            longest = MAX_PARTITION if fault.kind in ("split", "bridge") else MAX_SILENCE
             assert fault.end - fault.start <= longest + 0.01
         for fault in partitions:
             side, other = fault.sides
@@ -142,8 +144,12 @@ def test_a_seed_gives_one_schedule_every_fault_healed_within_the_bounds() -> Non
             if fault.kind == "slow":
                 assert 1 <= len(fault.nodes) <= 3 and 0 < fault.delay <= 0.15 and 0 <= fault.loss <= 0.05
     assert kinds == set(KINDS)
-    with pytest.raises(ValueError, match="Pulse needs 12"):
-        generate_schedule(1, 11)
+    for nodes in (11, 15):
+        with pytest.raises(ValueError, match="schedules are made for 12 to 14 nodes"):
+            generate_schedule(1, nodes)
+    for nodes in (13, 14):
+        sides = [f.sides for s in range(50) for f in generate_schedule(s, nodes).faults if f.sides]
+        assert sides and all(max(map(len, pair)) <= 7 for pair in sides)
 
 
 # -- the relay ------------------------------------------------------------------------------------------------

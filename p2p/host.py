@@ -1,7 +1,10 @@
 """The p2p host: listening, dialling, and one secure channel per peer, bounded and policed.
 
 A :class:`Host` keeps connections to a set of *targets* (node key and address: the bootstrap list
-and, later, the addresses in uptime proofs), redialling with exponential backoff, and accepts
+and, later, the addresses in uptime proofs), redialling with exponential backoff (a dial that
+times out or is cut, as dials are across a partition, to a stopped process or through a reset,
+only backs off: it is no violation, or a partition would get honest nodes banned; a connection
+the other side hangs up at once backs off too, instead of redialling in a tight loop), and accepts
 connections from anyone who completes the handshake (:mod:`p2p.secure`). It moves bytes only:
 the application hands it payloads (:meth:`Host.send`, :meth:`Host.broadcast`) and receives each
 peer's payloads through ``on_frame``; what they mean is not the host's business.
@@ -48,6 +51,7 @@ import trio
 from p2p.limits import AddressCounts, AddressRates, address_key, is_limited, remote_address
 from p2p.secure import (
     DEFAULT_MAX_FRAME,
+    HandshakeCut,
     HandshakeFailed,
     PeerClosed,
     ProtocolViolation,
@@ -219,7 +223,7 @@ class Host:
             await trio.sleep(0.1)
 
     async def _dial(self, key: NodeKey, target: _Target) -> None:
-        low, high = self.config.dial_backoff
+        high = self.config.dial_backoff[1]
         try:
             with trio.move_on_after(self.config.handshake_timeout) as scope:
                 stream = await trio.open_tcp_stream(target.host, target.port)
@@ -228,19 +232,27 @@ class Host:
                 except BaseException:
                     await trio.aclose_forcefully(stream)
                     raise
-            if scope.cancelled_caught:
-                raise HandshakeFailed("timed out")
+            if scope.cancelled_caught:  # the network's doing as often as the peer's: never scored
+                raise TimeoutError("the connection or the handshake timed out")
         except (OSError, HandshakeFailed, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            target.backoff = min(high, max(low, target.backoff * 2))
-            target.next_try = self.clock() + target.backoff * (0.5 + self._rng.random())
-            if isinstance(exc, HandshakeFailed):
+            self._back_off(target)
+            if isinstance(exc, HandshakeFailed) and not isinstance(exc, HandshakeCut):
                 self._score(bytes(key), self.config.violation_points, str(exc))
             self.log("debug", "dial failed", peer=key.hex()[:16], reason=str(exc) or type(exc).__name__)
             return
         finally:
             target.dialling = False
-        target.backoff = 0.0
+        connected = self.clock()
         await self._serve(channel, f"{target.host}:{target.port}")
+        if self.clock() - connected >= high:
+            target.backoff = 0.0  # it held: redial at once
+        else:  # hung up at once (it banned us, or kept another connection): not in a tight loop
+            self._back_off(target)
+
+    def _back_off(self, target: _Target) -> None:
+        low, high = self.config.dial_backoff
+        target.backoff = min(high, max(low, target.backoff * 2))
+        target.next_try = self.clock() + target.backoff * (0.5 + self._rng.random())
 
     async def _on_inbound(self, stream: trio.SocketStream) -> None:
         try:
@@ -299,6 +311,9 @@ class Host:
         try:
             with trio.fail_after(self.config.handshake_timeout):
                 return await self._handshake(stream, initiator=False, expected=None)
+        except HandshakeCut:  # the client went away (or the network cut it): no violation
+            await trio.aclose_forcefully(stream)
+            return None
         except (HandshakeFailed, trio.TooSlowError, OSError, trio.BrokenResourceError) as exc:
             self.violations += 1
             self._score_host(ip, str(exc) or "handshake timed out")

@@ -19,8 +19,10 @@ most ``max_frame`` each. Frames are coalesced: :meth:`SecureChannel.send` packs 
 given into as few records as fit and writes them with one ``send_all`` (DESIGN.md measured
 ~20x more messages per second that way on loopback).
 
-Anything that does not follow this (a record that does not decrypt, a frame over the limit, a
-connection that closes mid-frame) raises :class:`ProtocolViolation`; the caller drops the peer.
+Anything that does not follow this (a record that does not decrypt, a frame over the limit)
+raises :class:`ProtocolViolation`; the caller drops the peer and scores it. A connection that
+ends part way (mid-frame: :class:`ConnectionCut`; mid-handshake: :class:`HandshakeCut`) is no
+violation: a peer may always hang up, and a reset or a partition cuts honest ones.
 """
 
 from __future__ import annotations
@@ -55,8 +57,21 @@ class PeerClosed(Exception):
     """The peer closed the connection between two frames: a clean end, not a violation."""
 
 
+class ConnectionCut(PeerClosed):
+    """The connection ended part way through a message (closed or reset): a peer going away or
+    the network, not a violation (closing is always allowed, so a cut proves nothing)."""
+
+
 class HandshakeFailed(ProtocolViolation):
     """The handshake did not complete: bad bytes, wrong chain, wrong or unproven identity."""
+
+
+class HandshakeCut(HandshakeFailed):
+    """The connection ended before the handshake did (closed or reset): not scored."""
+
+
+_CUT = (PeerClosed, trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+"""What a connection that ended raises: never the peer's violation."""
 
 
 class Hello(Record, frozen=True):
@@ -75,14 +90,14 @@ def compute_hello_message(handshake_hash: bytes, role: bytes) -> bytes:
 
 async def _receive_exactly(stream: trio.abc.ReceiveStream, size: int, *, clean_end: bool = False) -> bytes:
     """``size`` bytes; a close before the first of them is :class:`PeerClosed` when
-    ``clean_end`` (between two frames), any other close a :class:`ProtocolViolation`."""
+    ``clean_end`` (between two frames), any other close a :class:`ConnectionCut`."""
     data = bytearray()
     while len(data) < size:
         chunk = await stream.receive_some(size - len(data))
         if not chunk:
             if clean_end and not data:
                 raise PeerClosed("the peer closed the connection")
-            raise ProtocolViolation("the connection closed mid-message")
+            raise ConnectionCut("the connection closed mid-message")
         data += chunk
     return bytes(data)
 
@@ -160,7 +175,8 @@ class SecureChannel:
         return size
 
     async def receive(self) -> bytes:
-        """The next frame; :class:`ProtocolViolation` on garbage, an oversized frame or a cut."""
+        """The next frame; :class:`ProtocolViolation` on garbage or an oversized frame,
+        :class:`ConnectionCut` when the connection ends mid-frame."""
         await self._fill(4)
         size = self._frame_size(0)
         assert size is not None
@@ -212,6 +228,8 @@ async def handshake(
             noise.read_message(await _receive_record(stream))
             await stream.send_all(_record(noise.write_message()))
             noise.read_message(await _receive_record(stream))
+    except _CUT as exc:
+        raise HandshakeCut(f"handshake: {exc or type(exc).__name__}") from None
     except ProtocolViolation as exc:
         raise HandshakeFailed(f"handshake: {exc}") from None
     except Exception as exc:  # noiseprotocol and cryptography raise many kinds
@@ -232,8 +250,10 @@ async def handshake(
         remote = decode(await channel.receive(), Hello)
     except DecodeError:
         raise HandshakeFailed("hello: not a hello frame") from None
-    except (ProtocolViolation, PeerClosed, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-        raise HandshakeFailed(f"hello: {exc or type(exc).__name__}") from None
+    except _CUT as exc:
+        raise HandshakeCut(f"hello: {exc or type(exc).__name__}") from None
+    except ProtocolViolation as exc:
+        raise HandshakeFailed(f"hello: {exc}") from None
     if not ed25519.verify(remote.node_key, compute_hello_message(handshake_hash, theirs), remote.signature):
         raise HandshakeFailed("hello: the signature does not prove the claimed node key")
     if expected is not None and remote.node_key != expected:

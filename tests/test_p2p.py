@@ -112,6 +112,62 @@ async def test_the_hello_proves_the_key(nursery: trio.Nursery) -> None:
         await until(lambda: any(e == "handshake failed" for _, e, _ in a.logs))  # type: ignore[attr-defined]
 
 
+async def test_a_dial_that_times_out_backs_off_and_scores_nobody(nursery: trio.Nursery) -> None:
+    """A target that accepts TCP and never answers the handshake (a stopped process, a cut
+    link): the dialler times out, backs off and redials; the target is not scored or banned."""
+    listener = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
+    silent = NodeKey(key(98).public_key)
+    accepted: list[trio.SocketStream] = []
+
+    async def hold(stream: trio.SocketStream) -> None:
+        accepted.append(stream)
+        await trio.sleep_forever()
+
+    nursery.start_soon(trio.serve_listeners, hold, [listener])
+    async with running(nursery, 20, handshake_timeout=0.2, dial_backoff=(0.05, 0.1)) as (a, _):
+        a.add_target(silent, "127.0.0.1", listener.socket.getsockname()[1])
+        await until(lambda: len(accepted) >= 5)
+        assert a.scores.get(bytes(silent), 0.0) == 0.0 and not a.is_banned(silent) and a.violations == 0
+        failures = [f for level, event, f in a.logs if event == "dial failed"]  # type: ignore[attr-defined]
+        assert failures and all("timed out" in f["reason"] for f in failures)
+
+
+async def test_a_handshake_cut_by_a_close_scores_nobody(nursery: trio.Nursery) -> None:
+    """A connection that ends mid-handshake (a reset, a peer going away) is no violation, on
+    either side; a handshake that runs to the end with bad bytes still is."""
+    listener = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
+    going = NodeKey(key(97).public_key)
+
+    async def read_a_little_and_close(stream: trio.SocketStream) -> None:
+        await stream.receive_some(10)
+        await stream.aclose()
+
+    nursery.start_soon(trio.serve_listeners, read_a_little_and_close, [listener])
+    async with running(nursery, 21, dial_backoff=(0.05, 0.1)) as (a, _):
+        a.add_target(going, "127.0.0.1", listener.socket.getsockname()[1])
+        await until(lambda: sum(1 for _, e, _ in a.logs if e == "dial failed") >= 3)  # type: ignore[attr-defined]
+        assert a.violations == 0 and a.scores.get(bytes(going), 0.0) == 0.0
+        for _ in range(5):  # inbound: half a handshake record, then a close
+            stream = await trio.open_tcp_stream("127.0.0.1", a.port)
+            await stream.send_all((100).to_bytes(2, "big") + b"\x01" * 10)
+            await stream.aclose()
+        await _raw(a.port, bytes(range(256)) * 4)  # garbage: a violation
+        await until(lambda: a.violations == 1)
+        await trio.sleep(0.2)
+        assert a.violations == 1
+
+
+async def test_a_peer_that_hangs_up_at_once_is_redialled_with_backoff(nursery: trio.Nursery) -> None:
+    """A peer that completes the handshake and hangs up at once (it banned us) is not redialled
+    every tick of the dial loop."""
+    async with running(nursery, 22) as (a, _), running(nursery, 23) as (b, _):
+        a.banned_keys[bytes(b.node_key)] = float("inf")
+        b.add_target(a.node_key, "127.0.0.1", a.port)
+        await trio.sleep(3.0)
+        connects = sum(1 for _, event, _ in b.logs if event == "peer connected")  # type: ignore[attr-defined]
+        assert 1 <= connects <= 6  # backoff 0.25, 0.5, 1, 2 s (jittered); the 0.1 s loop gave 30
+
+
 async def _raw(port: int, data: bytes) -> bytes:
     """Send ``data`` on a raw TCP connection; return what came back before the host closed it."""
     stream = await trio.open_tcp_stream("127.0.0.1", port)

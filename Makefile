@@ -38,10 +38,13 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.forged
 
 SOAK_SEEDS ?= 1000
+NETNS_SCHEDULES ?= 200
 
-# the randomized fault simulations with many more seeds than CI runs (it runs 50)
+# the randomized fault simulations with many more seeds than CI runs (it runs 50), then the
+# randomized fault schedules over 12 node processes in network namespaces (CI runs 5; needs root)
 soak: $(STAMP)
 	APPCHAIN_SIM_SEEDS=$(SOAK_SEEDS) $(BIN)/pytest -q tests/test_simulator.py -k safety_and_finality_under_faults
+	NETNS_SCHEDULES=$(NETNS_SCHEDULES) $(BIN)/pytest -q -s tests/test_netns.py -k randomized_fault_schedules
 
 FUZZ_RUNS ?= 1000000
 FUZZ_TARGETS := p2p_frame block genesis json_rpc storage_rpc onion onion_layer

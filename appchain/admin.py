@@ -13,6 +13,9 @@ open, so no other process may), and the devnet's live view polls it. Methods:
 ``peers``                   the connected peers: node key and address
 ``set_uptime_proofs``       ``{"enabled": bool}``: stop or resume this node's uptime proofs
                             (for testnets: a node that stops is decommissioned on chain)
+``set_clock_offset``        ``{"seconds": number}``: this node's ``clock_offset`` from now on
+                            (for testnets rehearsing clock skew without a restart; the
+                            setting in config.toml is the value at start)
 ``messages``                the swarm layer: the final height it followed, its swarm, and the
                             number of messages it holds per account (at most 1,000 accounts)
 ==========================  ============================================================
@@ -27,10 +30,12 @@ from __future__ import annotations
 import functools
 import json
 import socket
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
 
+from appchain.home import MAX_CLOCK_OFFSET
 from appchain.jsonrpc import (
     Method,
     RpcError,
@@ -45,7 +50,7 @@ from appchain.jsonrpc import (
 if TYPE_CHECKING:
     from appchain.node import Node
 
-__all__ = ["AdminUnavailable", "RpcError", "answer", "call", "serve_admin"]
+__all__ = ["AdminUnavailable", "Connect", "RpcError", "answer", "call", "serve_admin"]
 
 MAX_LINE = 4 * 1024 * 1024
 MAX_BATCH = 5_000
@@ -87,6 +92,16 @@ def _set_uptime_proofs(node: Node, params: dict[str, Any]) -> Any:
     return {"enabled": enabled}
 
 
+def _set_clock_offset(node: Node, params: dict[str, Any]) -> Any:
+    seconds = params.get("seconds")
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        raise RpcError(-32602, "seconds must be a number")
+    if not -MAX_CLOCK_OFFSET <= seconds <= MAX_CLOCK_OFFSET:
+        raise RpcError(-32602, f"seconds must be from -{MAX_CLOCK_OFFSET} to {MAX_CLOCK_OFFSET}")
+    node.clock_offset = float(seconds)
+    return {"seconds": node.clock_offset}
+
+
 def _messages(node: Node, params: dict[str, Any]) -> Any:
     layer = node.messages
     held = {owner.hex(): count for owner, count in layer.store.owner_counts(1000).items()}
@@ -101,6 +116,7 @@ METHODS: dict[str, Method] = {
     "submit_transaction": _submit_transaction,
     "submit_transactions": _submit_transactions,
     "set_uptime_proofs": _set_uptime_proofs,
+    "set_clock_offset": _set_clock_offset,
 }
 
 
@@ -143,13 +159,22 @@ class AdminUnavailable(Exception):
     """Nothing answers at the admin address."""
 
 
+Connect = Callable[[tuple[str, int], float], socket.socket]
+"""Opens a connected socket to an address within a timeout: :func:`socket.create_connection`, or
+one opened in a node's network namespace (:mod:`appchain.netns`)."""
+
+
 def call(
-    address: tuple[str, int], method: str, params: dict[str, Any] | None = None, timeout: float = 5.0
+    address: tuple[str, int],
+    method: str,
+    params: dict[str, Any] | None = None,
+    timeout: float = 5.0,
+    connect: Connect = socket.create_connection,
 ) -> Any:
     """One request to a node's admin endpoint (blocking; for the CLI and tests)."""
     request = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params or {}}
     try:
-        with socket.create_connection(address, timeout=timeout) as sock:
+        with connect(address, timeout) as sock:
             sock.sendall(json.dumps(request).encode() + b"\n")
             data = b""
             while not data.endswith(b"\n"):

@@ -8,7 +8,13 @@
 - **double signs**: a node that signed two different payloads for one slot (height, round, stage);
 - **diverging roots**: one final block recorded with two different state roots;
 - **the longest stall of finality**: the longest wall-clock gap, over the whole network, between
-  one new final height and the next, and the heights on either side of it.
+  one new final height and the next, and the heights on either side of it; with the faults of a
+  run (:class:`FaultWindow`, from the record :mod:`appchain.nemesis` writes), its cause: the
+  faults active during it, or none;
+- **resumes**: given the times faults were healed, the time from each heal to the next final
+  block (the first height final anywhere that is above every height final before the heal).
+  Each must come within ``resume_within`` seconds (``check-histories`` takes 3 Pulse round
+  timeouts of the first home's config); a later one, or none at all, fails the check.
 
 A history line that does not parse is reported too (a history is written by our own nodes, so a
 bad line means a torn write or a bug, never to be skipped silently).
@@ -18,12 +24,15 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 HISTORY = Path("data") / "history.jsonl"
+RESUME_ROUNDS = 3
+"""Finality must resume within this many Pulse round timeouts of a heal (``check-histories``)."""
 
 
 @dataclass
@@ -38,10 +47,33 @@ class Report:
     bad_lines: list[str] = field(default_factory=list)
     longest_stall_seconds: float = 0.0
     longest_stall_between: tuple[int, int] | None = None
+    longest_stall_cause: list[str] = field(default_factory=list)
+    resume_within: float | None = None
+    resumes: list[dict[str, Any]] = field(default_factory=list)
+    """One per heal: ``healed_at``, ``seconds`` to the next final block (None: never) and ``height``."""
+
+    @property
+    def late_resumes(self) -> list[dict[str, Any]]:
+        """The heals after which finality did not resume in time (or at all)."""
+        limit = self.resume_within
+        return [
+            r for r in self.resumes if r["seconds"] is None or (limit is not None and r["seconds"] > limit)
+        ]
+
+    @property
+    def worst_resume(self) -> float | None:
+        times = [r["seconds"] for r in self.resumes if r["seconds"] is not None]
+        return max(times, default=None)
 
     @property
     def ok(self) -> bool:
-        return not (self.safety_violations or self.double_signs or self.diverging_roots or self.bad_lines)
+        return not (
+            self.safety_violations
+            or self.double_signs
+            or self.diverging_roots
+            or self.bad_lines
+            or self.late_resumes
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -56,15 +88,51 @@ class Report:
             "bad_lines": self.bad_lines,
             "longest_stall_seconds": round(self.longest_stall_seconds, 3),
             "longest_stall_between": self.longest_stall_between,
+            "longest_stall_cause": self.longest_stall_cause,
+            "resume_within": self.resume_within,
+            "heals": len(self.resumes),
+            "worst_resume_seconds": self.worst_resume,
+            "late_resumes": self.late_resumes,
         }
+
+
+@dataclass(frozen=True)
+class FaultWindow:
+    """A fault of a run: what it was, and when it started and was healed (wall clock)."""
+
+    label: str
+    applied_at: float
+    healed_at: float
+
+
+def read_schedules(path: Path) -> tuple[list[float], list[FaultWindow]]:
+    """The heal times (one per schedule: its last heal) and fault windows of a record written by
+    :func:`appchain.nemesis.run_schedule`; ValueError naming the line that does not parse."""
+    heals, windows = [], []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            entry = json.loads(line)
+            heals.append(float(entry["healed_at"]))
+            for fault in entry["faults"]:
+                label = f"schedule {entry['seed']}: {fault['label']}"
+                windows.append(FaultWindow(label, float(fault["applied_at"]), float(fault["healed_at"])))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{path}:{number}: not a schedule record ({exc})") from None
+    return heals, windows
 
 
 def history_path(home: Path) -> Path:
     return home / HISTORY
 
 
-def check_histories(homes: list[Path]) -> Report:
-    report = Report(nodes=len(homes))
+def check_histories(
+    homes: list[Path],
+    *,
+    healed_at: Sequence[float] = (),
+    resume_within: float | None = None,
+    faults: Sequence[FaultWindow] = (),
+) -> Report:
+    report = Report(nodes=len(homes), resume_within=resume_within)
     finals: dict[int, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     roots: dict[tuple[int, str], set[str]] = defaultdict(set)
     first_final_at: dict[int, float] = {}
@@ -106,11 +174,27 @@ def check_histories(homes: list[Path]) -> Report:
         if height > newest:
             progress.append((height, at))
             newest = height
+    stall_window = (0.0, 0.0)
     for (before, at_before), (after, at_after) in pairwise(progress):
         if at_after - at_before > report.longest_stall_seconds:
             report.longest_stall_seconds = at_after - at_before
             report.longest_stall_between = (before, after)
+            stall_window = (at_before, at_after)
+    if report.longest_stall_between is not None:
+        report.longest_stall_cause = [
+            f.label for f in faults if f.applied_at < stall_window[1] and f.healed_at > stall_window[0]
+        ]
+    report.resumes = [_resume(progress, at) for at in sorted(healed_at)]
     return report
+
+
+def _resume(progress: list[tuple[int, float]], healed_at: float) -> dict[str, Any]:
+    """The first new final height after ``healed_at`` and how long after it came."""
+    final_before = max((h for h, at in progress if at <= healed_at), default=0)
+    for height, at in progress:
+        if at > healed_at and height > final_before:
+            return {"healed_at": healed_at, "seconds": round(at - healed_at, 3), "height": height}
+    return {"healed_at": healed_at, "seconds": None, "height": None}
 
 
 def _parse(line: str) -> dict[str, Any] | None:

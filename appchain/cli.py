@@ -40,7 +40,8 @@ import trio
 from appchain.admin import AdminUnavailable, RpcError
 from appchain.admin import call as admin_call
 from appchain.chain import ChainError, replay_from_genesis
-from appchain.checker import check_histories, history_path
+from appchain.checker import RESUME_ROUNDS, FaultWindow, check_histories, history_path, read_schedules
+from appchain.checker import Report as CheckReport
 from appchain.client_cli import ClientErrors, add_client_commands
 from appchain.devchain import DevChainGenerator
 from appchain.exchange import ImportInterrupted, export_events, import_events, read_export_header
@@ -65,6 +66,17 @@ EXIT_CORRUPT = 3
 EXIT_UNSAFE = 4
 EXIT_TARGET_MISSED = 5
 EXIT_INTERRUPTED = 130
+
+
+def _positive_seconds(text: str) -> float:
+    """An argparse type: a number of seconds above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
+    return value
 
 
 def _print_json(data: object) -> None:
@@ -321,7 +333,9 @@ def cmd_devnet(args: argparse.Namespace) -> int:
 
     if args.nodes < 12:
         raise ChainError("--nodes must be at least 12 (Pulse needs 12 active service nodes)")
-    return run_devnet(Path(args.home), args.nodes, base_port=args.base_port, seconds=args.seconds)
+    return run_devnet(
+        Path(args.home), args.nodes, base_port=args.base_port, seconds=args.seconds, netns=args.netns
+    )
 
 
 def cmd_export_events(args: argparse.Namespace) -> int:
@@ -432,21 +446,49 @@ def cmd_check_histories(args: argparse.Namespace) -> int:
     for home in homes:
         if not history_path(home).exists():
             raise ChainError(f"{history_path(home)} does not exist: is {home} a node home that ran?")
-    report = check_histories(homes)
+    heals: list[float] = list(args.healed_at)
+    faults: list[FaultWindow] = []
+    if args.schedules:
+        try:
+            recorded, faults = read_schedules(Path(args.schedules))
+        except OSError as exc:
+            raise ChainError(f"cannot read {args.schedules}: {exc.strerror}") from None
+        except ValueError as exc:
+            raise ChainError(str(exc)) from None
+        heals += recorded
+    limit = args.resume_within
+    if heals and limit is None:
+        limit = RESUME_ROUNDS * Home(homes[0]).load_config().round_timeout
+    report = check_histories(homes, healed_at=heals, resume_within=limit, faults=faults)
     if args.json:
         _print_json(report.to_json())
     else:
-        finals = f"{report.final_records} final records up to height {report.highest_final}"
-        print(f"{report.nodes} nodes, {finals}, {report.signatures} signatures")
-        print(
-            f"safety violations: {len(report.safety_violations)}, double signs: {len(report.double_signs)}, "
-            f"diverging roots: {len(report.diverging_roots)}, unreadable lines: {len(report.bad_lines)}"
-        )
-        if report.longest_stall_between is not None:
-            before, after = report.longest_stall_between
-            stall = f"{report.longest_stall_seconds:.1f} s (between {before} and {after})"
-            print(f"longest stall of finality: {stall}")
+        _print_report(report)
     return EXIT_OK if report.ok else EXIT_USER_ERROR
+
+
+def _print_report(report: CheckReport) -> None:
+    finals = f"{report.final_records} final records up to height {report.highest_final}"
+    print(f"{report.nodes} nodes, {finals}, {report.signatures} signatures")
+    print(
+        f"safety violations: {len(report.safety_violations)}, double signs: {len(report.double_signs)}, "
+        f"diverging roots: {len(report.diverging_roots)}, unreadable lines: {len(report.bad_lines)}"
+    )
+    if report.longest_stall_between is not None:
+        before, after = report.longest_stall_between
+        stall = f"{report.longest_stall_seconds:.1f} s (between {before} and {after})"
+        cause = "; ".join(report.longest_stall_cause) or "no recorded fault"
+        print(f"longest stall of finality: {stall}" + (f", during: {cause}" if report.resumes else ""))
+    if report.resumes:
+        worst = report.worst_resume
+        shown = "none" if worst is None else f"{worst:.1f} s"
+        print(
+            f"heals: {len(report.resumes)}, worst heal to next final block: {shown} "
+            f"(limit {report.resume_within:.1f} s), late or never: {len(report.late_resumes)}"
+        )
+        for late in report.late_resumes:
+            when = "never" if late["seconds"] is None else f"after {late['seconds']:.1f} s"
+            print(f"  finality resumed {when} the heal at {late['healed_at']:.3f}")
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -606,6 +648,11 @@ def build_parser() -> argparse.ArgumentParser:
     devnet.add_argument("--home", default=".devnet", help="the testnet folder (created when missing)")
     devnet.add_argument("--base-port", type=int, default=DEFAULT_BASE_PORT)
     devnet.add_argument("--seconds", type=float, default=0.0, help="stop after this long (default: Ctrl-C)")
+    devnet.add_argument(
+        "--netns",
+        action="store_true",
+        help="each node in its own network namespace, as on its own host (root)",
+    )
     devnet.set_defaults(handler=cmd_devnet)
 
     check = commands.add_parser(
@@ -613,6 +660,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("homes", nargs="+", metavar="HOME")
     check.add_argument("--json", action="store_true")
+    check.add_argument(
+        "--schedules",
+        metavar="FILE",
+        help="the fault record of a run (appchain.nemesis): heals and fault times",
+    )
+    check.add_argument(
+        "--healed-at", type=float, action="append", default=[], metavar="UNIX_TIME",
+        help="a time faults were healed: finality must resume within --resume-within of it (repeatable)",
+    )  # fmt: skip
+    check.add_argument(
+        "--resume-within", type=_positive_seconds, default=None, metavar="SECONDS",
+        help=f"default: {RESUME_ROUNDS} Pulse round timeouts (the first home's config)",
+    )  # fmt: skip
     check.set_defaults(handler=cmd_check_histories)
     sim = commands.add_parser("simulate", help="run N nodes in the deterministic network simulator")
     sim.add_argument("--nodes", type=int, default=30)

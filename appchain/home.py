@@ -38,6 +38,10 @@ def default_home() -> Path:
     return Path(os.environ.get(HOME_ENV) or Path.home() / ".appchain")
 
 
+MAX_CLOCK_OFFSET = 3600
+"""The largest clock skew a node may be configured with, either way (an hour: beyond any test)."""
+
+
 @dataclass(frozen=True)
 class PeerAddress:
     """A peer to keep connected: ``<node key hex>@<host>:<port>`` in the config."""
@@ -89,6 +93,9 @@ class NodeConfig:
     rpc_write_timeout: float = 30.0
     rpc_idle_timeout: float = 60.0
     rpc_limit_loopback: bool = False
+    clock_offset: float = 0.0
+    """Seconds added to every wall-clock read the node makes for consensus (block timestamps, Pulse
+    round timing, uptime proofs): 0 in production; a testnet sets it to rehearse clock skew."""
 
     def __post_init__(self) -> None:
         interval = self.snapshot_interval
@@ -98,6 +105,10 @@ class NodeConfig:
             raise ChainError("admin.listen must be a loopback address (127.0.0.1, ::1 or localhost)")
         if self.stage_timeout >= self.round_timeout:
             raise ChainError("consensus.stage_timeout must be below consensus.round_timeout")
+        if not -MAX_CLOCK_OFFSET <= self.clock_offset <= MAX_CLOCK_OFFSET:  # NaN too
+            raise ChainError(
+                f"node.clock_offset must be from -{MAX_CLOCK_OFFSET} to {MAX_CLOCK_OFFSET} seconds"
+            )
 
     @property
     def p2p_address(self) -> tuple[str, int]:
@@ -191,7 +202,7 @@ _SCHEMA: dict[str, dict[str, str]] = {
         **{name: f"rpc_{name}" for name in _RPC_LIMITS},
     },
     "consensus": {"stage_timeout": "stage_timeout", "round_timeout": "round_timeout"},
-    "node": {"public_ip": "public_ip", "storage_port": "storage_port"},
+    "node": {"public_ip": "public_ip", "storage_port": "storage_port", "clock_offset": "clock_offset"},
     "log": {"level": "log_level"},
     "sync": {"state_sync": "state_sync", "state_sync_min_gap": "state_sync_min_gap"},
 }
@@ -244,6 +255,10 @@ def _check(field: str, value: object) -> object:
     elif field in _SECONDS:
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 3600:
             raise ValueError("must be a number of seconds above 0")
+        value = float(value)
+    elif field == "clock_offset":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError("must be a number of seconds")
         value = float(value)
     elif field in ("p2p_listen", "admin_listen", "rpc_listen"):
         if not isinstance(value, str):
@@ -369,6 +384,8 @@ round_timeout = {config.round_timeout}
 # The address and storage port announced in uptime proofs.
 public_ip = "{config.public_ip}"
 storage_port = {config.storage_port}
+# Seconds added to the node's clock for consensus (testnets rehearsing clock skew); keep 0.
+clock_offset = {config.clock_offset}
 
 [log]
 # debug, info, warn or error

@@ -146,6 +146,7 @@ class Node:
         self.journal = Journal(history_path(home.path))
         """What this node finalized and signed, for the run checker (:mod:`appchain.checker`)."""
         self.ledger = ChainLedger(chain)
+        self.clock_offset = config.clock_offset
         uptime = DEVNET_UPTIME if params.block_time < 60 else MAINNET_UPTIME
         self.core = NodeCore(
             CoreConfig(
@@ -181,6 +182,11 @@ class Node:
             self.message_store, key, self.contact_of, log=log, oxend=self._oxend, is_node=self._is_node
         )
 
+    def now(self) -> float:
+        """The node's clock for consensus: the wall clock plus ``clock_offset`` (0 but in a
+        testnet rehearsing skew). Logs and the history journal keep the true wall clock."""
+        return time.time() + self.clock_offset
+
     # -- running ----------------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -203,7 +209,7 @@ class Node:
                 admin=self.config.admin_listen,
                 rpc=self.config.rpc_listen,
             )
-            self.carry_out(self.core.start(time.time(), first_proof_in=1.0))
+            self.carry_out(self.core.start(self.now(), first_proof_in=1.0))
             self._follow_final(self.ledger.final_height)
             nursery.start_soon(self._core_loop)
             nursery.start_soon(self._peer_loop)
@@ -213,7 +219,7 @@ class Node:
         """Timers first, then the consensus frames waiting, then a slice of transactions: a
         flood of transactions delays them, never a Pulse round."""
         while True:
-            now = time.time()
+            now = self.now()
             wake = self.core.next_wake()
             if wake is not None and wake <= now:
                 self.carry_out(self.core.on_time(now))
@@ -238,7 +244,7 @@ class Node:
                     self.host.add_target(node_key, proof.public_ip, proof.p2p_port)
             connected = set(self.host.connected)
             if connected - known or self.looks_behind():
-                self.carry_out(self.core.request_sync(time.time()))  # at most once a round timeout
+                self.carry_out(self.core.request_sync(self.now()))  # at most once a round timeout
             known = connected
             await trio.sleep(1.0)
 
@@ -307,7 +313,7 @@ class Node:
             if digest in self.seen:  # a copy that arrived while the first one waited in the queue
                 return
             self._remember(digest)
-        actions = self.core.on_message(message, sender, time.time())
+        actions = self.core.on_message(message, sender, self.now())
         if gossip and self._should_relay(message, actions):
             if isinstance(message, TxMessage | VoteMessage | UptimeProof):
                 self._relay_to_some(payload, sender)
@@ -333,7 +339,7 @@ class Node:
         Returns its hash; raises :class:`~state.errors.InvalidEvent` or
         :class:`~consensus.mempool.MempoolFull` saying why it was refused.
         """
-        tx_hash = self.core.mempool.add(tx, self.ledger.state, time.time())
+        tx_hash = self.core.mempool.add(tx, self.ledger.state, self.now())
         payload = encode(TxMessage(tx))
         self._remember(blake3_256(payload))
         self.host.broadcast(payload)
@@ -443,7 +449,7 @@ class Node:
     def looks_behind(self) -> bool:
         """Our tip is older than a few blocks and a round: the network has likely moved on."""
         state = self.ledger.state
-        return time.time() - state.timestamp > 4 * max(state.params.block_time, 1) + self.config.round_timeout
+        return self.now() - state.timestamp > 4 * max(state.params.block_time, 1) + self.config.round_timeout
 
     def status(self) -> dict[str, Any]:
         state = self.ledger.state

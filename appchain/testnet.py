@@ -12,6 +12,10 @@
 
 Ports: node ``i`` listens for peers on ``base_port + 3i``, for its operator (admin) on
 ``base_port + 3i + 1`` and for JSON-RPC on ``base_port + 3i + 2``; spares follow the nodes.
+Every node listens on 127.0.0.1 unless ``hosts`` gives each its own address (nodes in network
+namespaces, :mod:`appchain.netns`): then it listens for peers and JSON-RPC on that address,
+announces it in its uptime proofs, and its peers are dialled there; admin stays on 127.0.0.1
+(of the node's own namespace).
 
 ``devnet`` creates such a folder when it is missing, starts one ``appchain start`` process per
 node, shows a live view (height, final height, round, peers, mempool per node) until Ctrl-C or
@@ -24,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -33,7 +38,7 @@ from typing import Any
 
 import blake3
 
-from appchain.admin import AdminUnavailable, RpcError, call
+from appchain.admin import AdminUnavailable, Connect, RpcError, call
 from appchain.chain import ChainError
 from appchain.home import Home, NodeConfig, PeerAddress
 from genesis.devnet import write_devnet
@@ -45,6 +50,7 @@ from state.params import ChainParams
 
 DEVNET_TIMING = {"stage_timeout": 1.0, "round_timeout": 6.0}
 DEFAULT_BASE_PORT = 26656
+LOCALHOST = "127.0.0.1"
 PORTS_PER_NODE = 3
 
 
@@ -55,6 +61,8 @@ class NetworkMember:
     p2p_port: int
     admin_port: int
     rpc_port: int
+    host: str = LOCALHOST
+    """Where the node listens for peers and JSON-RPC (its admin endpoint: 127.0.0.1, always)."""
 
 
 def spare_seeds(seed: str, index: int) -> tuple[bytes, bytes]:
@@ -76,8 +84,13 @@ def write_testnet(
     stage_timeout: float = DEVNET_TIMING["stage_timeout"],
     round_timeout: float = DEVNET_TIMING["round_timeout"],
     sync_writes: bool = True,
+    hosts: Sequence[str] | None = None,
+    state_sync: bool = True,
 ) -> list[NetworkMember]:
-    """Write a testnet folder; returns every home, the genesis nodes first."""
+    """Write a testnet folder; returns every home, the genesis nodes first. ``hosts``: one
+    listening address per home (nodes, then spares); default 127.0.0.1 for all."""
+    if hosts is not None and len(hosts) != nodes + spare:
+        raise ChainError(f"{len(hosts)} hosts given for {nodes + spare} homes")
     if out.exists() and any(out.iterdir()):
         raise ChainError(f"{out} is not empty: choose a new folder for the testnet")
     if not 0 < base_port <= 65535 - PORTS_PER_NODE * (nodes + spare):
@@ -102,22 +115,25 @@ def write_testnet(
     for i, (name, (node_seed, _)) in enumerate(zip(names, seeds, strict=True)):
         first = base_port + PORTS_PER_NODE * i
         node_key = ed25519.SigningKey(node_seed).public_key
-        members.append(NetworkMember(out / name, node_key, first, first + 1, first + 2))
+        host = LOCALHOST if hosts is None else hosts[i]
+        members.append(NetworkMember(out / name, node_key, first, first + 1, first + 2, host))
     for member, (node_seed, bls_seed) in zip(members, seeds, strict=True):
         peers = tuple(
-            PeerAddress(other.node_key, "127.0.0.1", other.p2p_port)
+            PeerAddress(other.node_key, other.host, other.p2p_port)
             for other in members[:nodes]
             if other is not member
         )
         config = NodeConfig(
             snapshot_interval=100,
             sync_writes=sync_writes,
-            p2p_listen=f"127.0.0.1:{member.p2p_port}",
-            admin_listen=f"127.0.0.1:{member.admin_port}",
-            rpc_listen=f"127.0.0.1:{member.rpc_port}",
+            p2p_listen=f"{member.host}:{member.p2p_port}",
+            admin_listen=f"{LOCALHOST}:{member.admin_port}",
+            rpc_listen=f"{member.host}:{member.rpc_port}",
             peers=peers,
             stage_timeout=stage_timeout,
             round_timeout=round_timeout,
+            public_ip=member.host,
+            state_sync=state_sync,
         )
         home, _ = Home.init(member.home, genesis_file, config)
         home.write_node_keys(node_seed, bls_seed)
@@ -134,20 +150,25 @@ def read_testnet(folder: Path) -> list[NetworkMember]:
         config = home.load_config()
         key, _ = home.load_node_keys()
         ports = (config.p2p_address[1], config.admin_address[1], config.rpc_address[1])
-        members.append(NetworkMember(path, key.public_key, *ports))
+        members.append(NetworkMember(path, key.public_key, *ports, config.p2p_address[0]))
     if not members:
         raise ChainError(f"{folder} holds no node homes (node0, node1, …)")
     return members
 
 
 def start_process(
-    home: Path, log: Path | None = None, env: dict[str, str] | None = None
+    home: Path,
+    log: Path | None = None,
+    env: dict[str, str] | None = None,
+    wrapper: Sequence[str] = (),
 ) -> subprocess.Popen[bytes]:
-    """``appchain start --home HOME`` as a child process, its log in ``HOME/node.log``."""
+    """``appchain start --home HOME`` as a child process, its log in ``HOME/node.log``.
+    ``wrapper`` comes first on the command line (``ip netns exec NAME``: it execs the node, so
+    the child's pid is the node's)."""
     output = (log or home / "node.log").open("ab")
     try:
         return subprocess.Popen(
-            [sys.executable, "-m", "appchain.cli", "start", "--home", str(home)],
+            [*wrapper, sys.executable, "-m", "appchain.cli", "start", "--home", str(home)],
             stdout=output,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -171,9 +192,15 @@ def stop_processes(processes: Sequence[subprocess.Popen[bytes]], grace: float = 
             process.wait()
 
 
-def poll_status(member: NetworkMember, timeout: float = 1.0) -> dict[str, Any] | None:
+def poll_status(
+    member: NetworkMember, timeout: float = 1.0, connect: Connect = socket.create_connection
+) -> dict[str, Any] | None:
+    """The node's admin ``status``; None while it does not answer. ``connect`` opens the socket
+    (:func:`appchain.netns.Namespaces.connector` for a node in a network namespace)."""
     try:
-        result: dict[str, Any] = call(("127.0.0.1", member.admin_port), "status", timeout=timeout)
+        result: dict[str, Any] = call(
+            (LOCALHOST, member.admin_port), "status", timeout=timeout, connect=connect
+        )
     except (AdminUnavailable, RpcError, ValueError):
         return None
     return result

@@ -1,7 +1,9 @@
 """The p2p host: listening, dialling, and one secure channel per peer, bounded and policed.
 
 A :class:`Host` keeps connections to a set of *targets* (node key and address: the bootstrap list
-and, later, the addresses in uptime proofs), redialling with exponential backoff, and accepts
+and, later, the addresses in uptime proofs), redialling with exponential backoff (a dial that
+times out, as every dial does across a partition or to a stopped process, only backs off: it
+is no violation, or a partition would get honest nodes banned), and accepts
 connections from anyone who completes the handshake (:mod:`p2p.secure`). It moves bytes only:
 the application hands it payloads (:meth:`Host.send`, :meth:`Host.broadcast`) and receives each
 peer's payloads through ``on_frame``; what they mean is not the host's business.
@@ -228,8 +230,8 @@ class Host:
                 except BaseException:
                     await trio.aclose_forcefully(stream)
                     raise
-            if scope.cancelled_caught:
-                raise HandshakeFailed("timed out")
+            if scope.cancelled_caught:  # the network's doing as often as the peer's: never scored
+                raise TimeoutError("the connection or the handshake timed out")
         except (OSError, HandshakeFailed, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             target.backoff = min(high, max(low, target.backoff * 2))
             target.next_try = self.clock() + target.backoff * (0.5 + self._rng.random())

@@ -118,3 +118,70 @@ def test_the_command_prints_the_numbers_and_fails_on_a_violation(
     assert '"ok": false' in capsys.readouterr().out
     assert main(["check-histories", str(tmp_path / "nowhere")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def finals_at(tmp_path: Path, lines: list[tuple[int, float]]) -> Path:
+    home = tmp_path / "node0"
+    history_path(home).parent.mkdir(parents=True)
+    history_path(home).write_text(
+        "".join(
+            json.dumps({"at": at, "final": h, "hash": f"{h:02x}", "root": "11"}) + "\n" for h, at in lines
+        )
+    )
+    return home
+
+
+def test_finality_must_resume_within_the_limit_after_each_heal(tmp_path: Path) -> None:
+    home = finals_at(tmp_path, [(4, 100.0), (8, 108.0), (12, 130.0), (16, 131.0)])
+    report = check_histories([home], healed_at=[104.0, 120.0], resume_within=15.0)
+    assert [(r["seconds"], r["height"]) for r in report.resumes] == [(4.0, 8), (10.0, 12)]
+    assert report.ok and report.worst_resume == 10.0 and not report.late_resumes
+    late = check_histories([home], healed_at=[110.0], resume_within=15.0)  # 20 s: too late
+    assert not late.ok and late.late_resumes == [{"healed_at": 110.0, "seconds": 20.0, "height": 12}]
+    never = check_histories([home], healed_at=[140.0], resume_within=15.0)  # nothing final after it
+    assert not never.ok and never.late_resumes == [{"healed_at": 140.0, "seconds": None, "height": None}]
+    # a height final again at another node does not count: the first height above all before
+    again = finals_at(tmp_path / "b", [(4, 100.0), (8, 101.0), (4, 106.0), (12, 112.0)])
+    assert check_histories([again], healed_at=[105.0]).resumes[0]["height"] == 12
+
+
+def test_the_longest_stall_names_the_faults_active_during_it(tmp_path: Path) -> None:
+    from appchain.checker import FaultWindow
+
+    home = finals_at(tmp_path, [(4, 100.0), (8, 102.0), (12, 120.0), (16, 122.0)])
+    faults = [
+        FaultWindow("split 5/7", 104.0, 110.0),
+        FaultWindow("node 3 paused", 100.5, 101.5),  # before the stall
+        FaultWindow("node 2 isolated", 119.0, 125.0),
+    ]
+    report = check_histories([home], faults=faults)
+    assert report.longest_stall_between == (8, 12)
+    assert report.longest_stall_cause == ["split 5/7", "node 2 isolated"]
+    assert check_histories([home]).longest_stall_cause == []
+
+
+def test_the_command_reads_a_schedule_record_and_fails_a_late_resume(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from appchain.cli import main
+    from appchain.home import NodeConfig, render_config
+
+    home = finals_at(tmp_path, [(4, 100.0), (8, 108.0), (12, 130.0)])
+    (home / "config.toml").write_text(render_config(NodeConfig(stage_timeout=1.0, round_timeout=5.0)))
+    record = tmp_path / "schedules.jsonl"
+    fault = {"label": "split 5/7 at 0.0-4.0 s", "applied_at": 100.0, "healed_at": 104.0}
+    record.write_text(json.dumps({"seed": 1, "healed_at": 104.0, "faults": [fault]}) + "\n")
+    assert main(["check-histories", "--schedules", str(record), str(home)]) == 0
+    out = capsys.readouterr().out
+    assert "heals: 1, worst heal to next final block: 4.0 s (limit 15.0 s), late or never: 0" in out
+    assert "during: schedule 1: split 5/7" not in out  # the longest stall (108-130) had no fault
+    assert main(["check-histories", "--healed-at", "110", str(home)]) == 1  # 20 s > 3 x 5 s
+    assert "finality resumed after 20.0 s the heal at 110.000" in capsys.readouterr().out
+    assert main(["check-histories", "--healed-at", "110", "--resume-within", "30", str(home)]) == 0
+    capsys.readouterr()
+    record.write_text('{"seed": 1}\n')
+    assert main(["check-histories", "--schedules", str(record), str(home)]) == 1
+    assert f"{record}:1: not a schedule record" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["check-histories", "--healed-at", "110", "--resume-within", "0", str(home)])
+    assert "is not a number of seconds above 0" in capsys.readouterr().err

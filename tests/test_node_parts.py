@@ -50,8 +50,10 @@ def test_every_setting_round_trips_through_the_file() -> None:
         storage_port=22021,
         log_level="debug",
         **LIMITS,
+        clock_offset=-2.5,
     )
     assert parse_config(render_config(config)) == config
+    assert parse_config("[node]\nclock_offset = 3\n").clock_offset == 3.0 and NodeConfig().clock_offset == 0
 
 
 LIMITS: dict[str, Any] = {
@@ -105,6 +107,11 @@ def test_the_limit_settings_reach_the_host_the_inbox_and_the_rpc_server() -> Non
         ("[consensus]\nstage_timeout = 7.0\nround_timeout = 6.0\n", "stage_timeout must be below"),
         ('[log]\nlevel = "loud"\n', "log.level must be one of debug, info, warn, error"),
         ("[node]\nstorage_port = -1\n", "node.storage_port must be a port number"),
+        ('[node]\nclock_offset = "2s"\n', "node.clock_offset must be a number of seconds"),
+        ("[node]\nclock_offset = true\n", "node.clock_offset must be a number of seconds"),
+        ("[node]\nclock_offset = 3601\n", "node.clock_offset must be from -3600 to 3600 seconds"),
+        ("[node]\nclock_offset = -inf\n", "node.clock_offset must be from -3600 to 3600 seconds"),
+        ("[node]\nclock_offset = nan\n", "node.clock_offset must be from -3600 to 3600 seconds"),
         ("p2p = 3\n", "[p2p] must be a table"),
         ("[p2p]\nmax_peers_per_ip = 0\n", "p2p.max_peers_per_ip must be a positive integer"),
         ('[p2p]\npeer_pending_bytes = "1"\n', "p2p.peer_pending_bytes must be a positive integer"),
@@ -290,6 +297,9 @@ class FakeNode:
         (b'{"jsonrpc": "2.0", "id": 1, "method": "submit_transaction", "params": {"tx": "zz"}}', -32602),
         (b'{"jsonrpc": "2.0", "id": 1, "method": "submit_transaction", "params": [1]}', -32602),
         (b'{"jsonrpc": "2.0", "id": 1, "method": "set_uptime_proofs", "params": {"enabled": 1}}', -32602),
+        (b'{"jsonrpc": "2.0", "id": 1, "method": "set_clock_offset", "params": {"seconds": "1"}}', -32602),
+        (b'{"jsonrpc": "2.0", "id": 1, "method": "set_clock_offset", "params": {"seconds": false}}', -32602),
+        (b'{"jsonrpc": "2.0", "id": 1, "method": "set_clock_offset", "params": {"seconds": -4000}}', -32602),
         (b'{"jsonrpc": "2.0", "id": 1, "method": "submit_transactions", "params": {"txs": 5}}', -32602),
     ],
 )

@@ -112,6 +112,26 @@ async def test_the_hello_proves_the_key(nursery: trio.Nursery) -> None:
         await until(lambda: any(e == "handshake failed" for _, e, _ in a.logs))  # type: ignore[attr-defined]
 
 
+async def test_a_dial_that_times_out_backs_off_and_scores_nobody(nursery: trio.Nursery) -> None:
+    """A target that accepts TCP and never answers the handshake (a stopped process, a cut
+    link): the dialler times out, backs off and redials; the target is not scored or banned."""
+    listener = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
+    silent = NodeKey(key(98).public_key)
+    accepted: list[trio.SocketStream] = []
+
+    async def hold(stream: trio.SocketStream) -> None:
+        accepted.append(stream)
+        await trio.sleep_forever()
+
+    nursery.start_soon(trio.serve_listeners, hold, [listener])
+    async with running(nursery, 20, handshake_timeout=0.2, dial_backoff=(0.05, 0.1)) as (a, _):
+        a.add_target(silent, "127.0.0.1", listener.socket.getsockname()[1])
+        await until(lambda: len(accepted) >= 5)
+        assert a.scores.get(bytes(silent), 0.0) == 0.0 and not a.is_banned(silent) and a.violations == 0
+        failures = [f for level, event, f in a.logs if event == "dial failed"]  # type: ignore[attr-defined]
+        assert failures and all("timed out" in f["reason"] for f in failures)
+
+
 async def _raw(port: int, data: bytes) -> bytes:
     """Send ``data`` on a raw TCP connection; return what came back before the host closed it."""
     stream = await trio.open_tcp_stream("127.0.0.1", port)

@@ -24,10 +24,10 @@ did and what the node answered in a :class:`Tally` (``sent`` and ``refused``, an
   message of a handshake that never goes on, or nothing at all, held until the node closes it and
   then opened again. Refused: every connection the node closes.
 
-``python -m bench.floods KIND --rpc HOST:PORT --p2p HOST:PORT --chain-id ID --seconds S`` runs
-the generators of one flood (:data:`FLOODS`: ``forged``, ``http``, ``junk-p2p``) at once and
-prints their tallies as one JSON line. ``tests/test_floods.py`` runs it in a network namespace of
-its own (its own address) against a node of a testnet in namespaces.
+``python -m bench.floods GENERATOR… --rpc HOST:PORT --p2p HOST:PORT --chain-id ID --seconds S``
+runs the named generators (:data:`GENERATORS`) at once and prints their tallies as one JSON line.
+``tests/test_floods.py`` runs it on an outside host of a testnet in network namespaces (an address
+of its own) against one node.
 
 The HTTP side writes its requests by hand (it must send what no client library would) and reads
 answers with a minimal reader: a status line, headers, a ``content-length`` body, which is all
@@ -442,26 +442,22 @@ class Targets:
 
 
 Generator = Callable[[Targets, Tally], Awaitable[None]]
-FLOODS: dict[str, dict[str, Generator]] = {
-    "forged": {
-        "forged_rpc": lambda t, tally: forged_rpc(t.rpc, t.chain_id, tally),
-        "forged_p2p": lambda t, tally: forged_p2p(t.p2p, t.chain_id, tally),
-    },
-    "http": {
-        "oversized_http": lambda t, tally: oversized_http(t.rpc, tally),
-        "slow_loris": lambda t, tally: slow_loris(t.rpc, tally),
-    },
-    "junk-p2p": {"junk_p2p": lambda t, tally: junk_p2p(t.p2p, t.chain_id, tally)},
+GENERATORS: dict[str, Generator] = {
+    "forged_rpc": lambda t, tally: forged_rpc(t.rpc, t.chain_id, tally),
+    "forged_p2p": lambda t, tally: forged_p2p(t.p2p, t.chain_id, tally),
+    "oversized_http": lambda t, tally: oversized_http(t.rpc, tally),
+    "slow_loris": lambda t, tally: slow_loris(t.rpc, tally),
+    "junk_p2p": lambda t, tally: junk_p2p(t.p2p, t.chain_id, tally),
 }
 
 
-async def run_flood(kind: str, targets: Targets, seconds: float) -> dict[str, Tally]:
-    """Run every generator of the flood ``kind`` for ``seconds``; their tallies."""
-    tallies = {name: Tally() for name in FLOODS[kind]}
+async def run_flood(names: list[str], targets: Targets, seconds: float) -> dict[str, Tally]:
+    """Run the generators ``names`` together for ``seconds``; their tallies."""
+    tallies = {name: Tally() for name in names}
     with trio.move_on_after(seconds):
         async with trio.open_nursery() as nursery:
-            for name, generator in FLOODS[kind].items():
-                nursery.start_soon(generator, targets, tallies[name])
+            for name in names:
+                nursery.start_soon(GENERATORS[name], targets, tallies[name])
     return tallies
 
 
@@ -476,14 +472,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("kind", choices=sorted(FLOODS))
+    parser.add_argument("generators", nargs="+", choices=sorted(GENERATORS), metavar="GENERATOR")
     parser.add_argument("--rpc", type=address, required=True, help="the node's public HTTP port, host:port")
     parser.add_argument("--p2p", type=address, required=True, help="the node's p2p port, host:port")
     parser.add_argument("--chain-id", required=True)
     parser.add_argument("--seconds", type=float, default=10.0)
     args = parser.parse_args(argv)
     targets = Targets(args.rpc, args.p2p, args.chain_id)
-    tallies = trio.run(run_flood, args.kind, targets, args.seconds)
+    tallies = trio.run(run_flood, sorted(set(args.generators)), targets, args.seconds)
     json.dump({name: dict(tally) for name, tally in tallies.items()}, sys.stdout)
     sys.stdout.write("\n")
 

@@ -601,7 +601,7 @@ def test_floods_from_one_host_leave_finality_and_honest_clients_alone(tmp_path: 
     phases: list[Phase] = []
     began = time.time()
     with NetnsTestnet(folder, NODES, outsiders=3, sync_writes=False, state_sync=False, **TIMING) as net:
-        homes = net.homes()
+        homes = [member.home for member in net.members]
         client = HonestClient(net, FLOODED)
         try:
             wait_until(lambda: bool(final_times(homes)), 120, "a first final block")

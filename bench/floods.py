@@ -391,6 +391,14 @@ async def slow_loris(target: Address, tally: Tally, connections: int = 48) -> No
 # -- (c) junk p2p connections -------------------------------------------------------------------------------
 
 
+def garbage() -> bytes:
+    """Bytes that break a handshake at once: a first record too short to hold a key (random
+    bytes alone would mostly announce a record longer than what follows, and the node would wait
+    for the rest until its handshake deadline), then more random bytes."""
+    size = 1 + os.urandom(1)[0] % 31
+    return size.to_bytes(2, "big") + os.urandom(size) + os.urandom(4096)
+
+
 def first_handshake_message(chain_id: str) -> bytes:
     """The opening record of a Noise XX handshake as a dialer sends it (length, then ``e``)."""
     noise = NoiseConnection.from_name(NOISE_PROTOCOL)
@@ -404,7 +412,7 @@ def first_handshake_message(chain_id: str) -> bytes:
 
 async def junk_p2p(target: Address, chain_id: str, tally: Tally, sockets: int = 64) -> None:
     kinds: list[tuple[str, Callable[[], bytes]]] = [
-        ("garbage", lambda: os.urandom(4096)),
+        ("garbage", garbage),
         ("half_handshake", lambda: first_handshake_message(chain_id)),
         ("silent", lambda: b""),
     ]

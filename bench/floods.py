@@ -20,9 +20,10 @@ did and what the node answered in a :class:`Tally` (``sent`` and ``refused``, an
   :data:`DRIBBLE` seconds, half of them in the headers and half in a body that never ends (each
   replaced when the node closes it). Refused: connections answered 429/503 at once or closed
   without an answer;
-- ``junk_p2p``: ``sockets`` connections at once to the p2p port, each garbage bytes, the first
-  message of a handshake that never goes on, or nothing at all, held until the node closes it and
-  then opened again. Refused: every connection the node closes.
+- ``junk_p2p``: ``sockets`` connections at once to the p2p port, each garbage that breaks the
+  handshake at once (:func:`garbage`), the first message of a handshake that never goes on, or
+  nothing at all, held until the node closes it and then opened again. Refused: every connection
+  the node closes.
 
 ``python -m bench.floods GENERATOR… --rpc HOST:PORT --p2p HOST:PORT --chain-id ID --seconds S``
 runs the named generators (:data:`GENERATORS`) at once and prints their tallies as one JSON line.

@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test devnet lint typecheck bench fuzz soak clean
+.PHONY: test devnet lint typecheck bench fuzz soak floods clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,12 +39,20 @@ bench: $(STAMP)
 
 SOAK_SEEDS ?= 1000
 NETNS_SCHEDULES ?= 200
+FLOOD_SECONDS ?= 60
 
 # the randomized fault simulations with many more seeds than CI runs (it runs 50), then the
-# randomized fault schedules over 12 node processes in network namespaces (CI runs 5; needs root)
+# randomized fault schedules over 12 node processes in network namespaces (CI runs 5; needs root),
+# then the floods with FLOOD_SECONDS a phase
 soak: $(STAMP)
 	APPCHAIN_SIM_SEEDS=$(SOAK_SEEDS) $(BIN)/pytest -q tests/test_simulator.py -k safety_and_finality_under_faults
 	NETNS_SCHEDULES=$(NETNS_SCHEDULES) $(BIN)/pytest -q -s tests/test_netns.py -k randomized_fault_schedules
+	$(MAKE) floods
+
+# floods from one host against one of 12 node processes in network namespaces, FLOOD_SECONDS a
+# phase (CI runs 4 s; needs root): the table of block intervals, honest requests and refusals
+floods: $(STAMP)
+	FLOOD_SECONDS=$(FLOOD_SECONDS) $(BIN)/pytest -q -s tests/test_floods.py -k floods_from_one_host
 
 FUZZ_RUNS ?= 1000000
 FUZZ_TARGETS := p2p_frame block genesis json_rpc storage_rpc onion onion_layer

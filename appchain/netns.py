@@ -6,6 +6,9 @@ One run builds, with ``ip`` (Debian's ``iproute2``; root needed), nothing in the
                     (10.77.X.254) for :mod:`appchain.relay`
     acn<run>n<i>    node i's namespace: lo up (the admin endpoint listens on 127.0.0.1 there) and
                     eth0 (10.77.X.(i+1)/24), a veth whose other end p<i> is a port of br0
+    acn<run>o<k>    with ``outsiders``: outside host k, a machine on the nodes' network that runs
+                    no node (an honest client, a flooder): eth0 (10.77.X.(251+k)/24), its other
+                    end o<k> on br0; at most three
 
 ``<run>`` is 6 random hex digits, so two runs at once never collide, and a run removes only
 the namespaces named with its own id. The subnet is private to the run's namespaces (nothing is
@@ -79,6 +82,9 @@ SUBNET_CANDIDATES = [ipaddress.IPv4Network(f"10.77.{x}.0/24") for x in range(256
 RELAY_HOST = 254
 """The relay's address in the run's subnet: .254 (nodes take .1 up)."""
 MAX_NODES = 250
+FIRST_OUTSIDER = MAX_NODES + 1
+"""Outside hosts take .251 to .253, between the nodes and the relay."""
+MAX_OUTSIDERS = RELAY_HOST - FIRST_OUTSIDER
 RELAY_TABLE = 100
 CLONE_NEWNET = 0x40000000
 NETNS_DIR = Path("/run/netns")
@@ -179,12 +185,17 @@ def socket_in_namespace(
 class Namespaces:
     """The namespaces, bridge and links of one run, and the faults cut into them."""
 
-    def __init__(self, nodes: int, subnet: ipaddress.IPv4Network, run_id: str | None = None) -> None:
+    def __init__(
+        self, nodes: int, subnet: ipaddress.IPv4Network, run_id: str | None = None, outsiders: int = 0
+    ) -> None:
         if not 1 <= nodes <= MAX_NODES:
             raise NetnsError(f"{nodes} nodes: namespaces hold 1 to {MAX_NODES}")
+        if not 0 <= outsiders <= MAX_OUTSIDERS:
+            raise NetnsError(f"{outsiders} outside hosts: at most {MAX_OUTSIDERS}")
         if subnet.prefixlen != 24:
             raise NetnsError(f"{subnet} is not a /24")
         self.nodes = nodes
+        self.outsiders = outsiders
         self.subnet = subnet
         self.run_id = run_id or secrets.token_hex(3)
         self.bridge = f"{PREFIX}{self.run_id}br"
@@ -199,13 +210,20 @@ class Namespaces:
     def address(self, index: int) -> str:
         return str(self.subnet.network_address + index + 1)
 
+    def outsider(self, index: int) -> str:
+        return f"{PREFIX}{self.run_id}o{index}"
+
+    def outsider_address(self, index: int) -> str:
+        return str(self.subnet.network_address + FIRST_OUTSIDER + index)
+
     @property
     def relay_address(self) -> str:
         return str(self.subnet.network_address + RELAY_HOST)
 
     @property
     def names(self) -> list[str]:
-        return [self.bridge, *(self.node(i) for i in range(self.nodes))]
+        nodes = [self.node(i) for i in range(self.nodes)]
+        return [self.bridge, *nodes, *(self.outsider(k) for k in range(self.outsiders))]
 
     def existing(self) -> list[str]:
         """This run's namespaces that exist now."""
@@ -241,13 +259,19 @@ class Namespaces:
                 f"link set p{i} master br0",
                 f"link set p{i} up",
             ]
+        for k in range(self.outsiders):
+            bridge_lines += [
+                f"link add o{k} type veth peer name eth0 netns {self.outsider(k)}",
+                f"link set o{k} master br0",
+                f"link set o{k} up",
+            ]
         ip(namespace=self.bridge, batch=bridge_lines)
         self._quiet_arp()
-        for i in range(self.nodes):
-            ip(
-                namespace=self.node(i),
-                batch=["link set lo up", f"addr add {self.address(i)}/{prefix} dev eth0", "link set eth0 up"],
-            )
+        hosts = [(self.node(i), self.address(i)) for i in range(self.nodes)]
+        hosts += [(self.outsider(k), self.outsider_address(k)) for k in range(self.outsiders)]
+        for name, address in hosts:
+            batch = ["link set lo up", f"addr add {address}/{prefix} dev eth0", "link set eth0 up"]
+            ip(namespace=name, batch=batch)
 
     def _quiet_arp(self) -> None:
         """The bridge namespace takes the whole subnet as local (for the relay), so without this
@@ -287,23 +311,20 @@ class Namespaces:
     def bridge_wrapper(self) -> list[str]:
         return ["ip", "netns", "exec", self.bridge]
 
+    def outsider_wrapper(self, index: int) -> list[str]:
+        """The command prefix that runs a program on outside host ``index``."""
+        return ["ip", "netns", "exec", self.outsider(index)]
+
     def socket(self, index: int, family: int = socket.AF_INET) -> socket.socket:
         return socket_in_namespace(NETNS_DIR / self.node(index), family)
 
     def connector(self, index: int) -> Connect:
         """A :data:`~appchain.admin.Connect` whose sockets are in node ``index``'s namespace."""
+        return _connector(self.node(index))
 
-        def connect(address: tuple[str, int], timeout: float) -> socket.socket:
-            sock = self.socket(index)
-            try:
-                sock.settimeout(timeout)
-                sock.connect(address)
-            except BaseException:
-                sock.close()
-                raise
-            return sock
-
-        return connect
+    def outsider_connector(self, index: int) -> Connect:
+        """A :data:`~appchain.admin.Connect` whose sockets are on outside host ``index``."""
+        return _connector(self.outsider(index))
 
     # -- faults ----------------------------------------------------------------------------------
 
@@ -375,6 +396,20 @@ class Namespaces:
         self.applied = wanted
 
 
+def _connector(namespace: str) -> Connect:
+    def connect(address: tuple[str, int], timeout: float) -> socket.socket:
+        sock = socket_in_namespace(NETNS_DIR / namespace)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(address)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    return connect
+
+
 def _both_ways(side: Iterable[int], other: Iterable[int]) -> list[tuple[int, int]]:
     first, second = sorted(set(side)), sorted(set(other))
     if set(first) & set(second):
@@ -388,10 +423,11 @@ class NetnsTestnet:
 
     A new folder gets a testnet written for the namespaces' addresses (:func:`write_testnet` with
     a host per node); an existing one must have been written so (its nodes' addresses give the
-    subnet)."""
+    subnet). ``outsiders``: outside hosts (:class:`Namespaces`) built with the nodes'."""
 
-    def __init__(self, folder: Path, nodes: int = 12, **testnet: Any) -> None:
+    def __init__(self, folder: Path, nodes: int = 12, *, outsiders: int = 0, **testnet: Any) -> None:
         self.folder = folder
+        self.outsiders = outsiders
         self.members = read_testnet(folder) if (folder / "genesis.json").exists() else []
         self.subnet = _subnet_of(self.members) if self.members else None
         self.nodes = len(self.members) or nodes
@@ -407,7 +443,7 @@ class NetnsTestnet:
         reason = unavailable_reason()
         if reason is not None:
             raise NetnsError(reason)
-        self.namespaces = Namespaces(self.nodes, self.subnet or free_subnet())
+        self.namespaces = Namespaces(self.nodes, self.subnet or free_subnet(), outsiders=self.outsiders)
         self._catch_sigterm()
         try:
             self.namespaces.create()
@@ -488,13 +524,12 @@ class NetnsTestnet:
         """One call to node ``index``'s public JSON-RPC (on its address, in its namespace); its
         result, or :class:`NetnsError` with the error it answered."""
         member = self.members[index]
-        connection = _NamespaceHTTP(member.host, member.rpc_port, self.namespaces.connector(index), timeout)
-        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params or {}})
-        try:
-            connection.request("POST", "/json_rpc", body, {"content-type": "application/json"})
-            reply = json.loads(connection.getresponse().read())
-        finally:
-            connection.close()
+        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params or {}}).encode()
+        address = (member.host, member.rpc_port)
+        _, answer = http_exchange(
+            self.namespaces.connector(index), address, "POST", "/json_rpc", body, timeout
+        )
+        reply = json.loads(answer)
         if "error" in reply:
             raise NetnsError(f"node {index} {method}: {reply['error']['message']}")
         return reply["result"]
@@ -570,6 +605,26 @@ def start_relay(
         stop_processes([process], grace=5.0)
         raise
     return process
+
+
+def http_exchange(
+    connect: Connect,
+    address: tuple[str, int],
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> tuple[int, bytes]:
+    """One HTTP request to ``address`` over a connection ``connect`` opens (in a namespace: see
+    :meth:`Namespaces.connector`); the answer's status and body."""
+    connection = _NamespaceHTTP(*address, connect, timeout)
+    try:
+        headers = {} if body is None else {"content-type": "application/json"}
+        connection.request(method, path, body, headers)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
 
 
 class _NamespaceHTTP(http.client.HTTPConnection):

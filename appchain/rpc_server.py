@@ -15,9 +15,10 @@ Limits (:class:`RpcLimits`, the ``[rpc]`` settings of config.toml). *Per address
 - **Deadlines** against slow clients (slow-loris): a request's first byte within
   ``idle_timeout``, its headers within ``read_header_timeout`` of that byte, its body within
   ``read_body_timeout`` of the headers, and the answer taken within ``write_timeout``. A
-  connection that misses one is closed. Headers are at most 16 KiB (h11's limit; more closes the
-  connection); a body at most :data:`MAX_BODY` on ``/json_rpc`` and :data:`STORAGE_MAX_BODY` on
-  the storage paths (413, refused on its declared length before it is sent).
+  connection that misses one is closed. Headers are at most 16 KiB: more is answered 431 and the
+  connection closed, as is a request h11 cannot parse (400), both counted as ``malformed``. A
+  body is at most :data:`MAX_BODY` on ``/json_rpc`` and :data:`STORAGE_MAX_BODY` on the storage
+  paths (413, refused on its declared length before it is sent).
 - **Requests**, per address: a token bucket of ``requests_per_second_per_ip`` and
   ``request_burst_per_ip`` (a JSON-RPC batch costs one per call); at most ``max_pending_per_ip``
   requests received and not yet answered; and for JSON-RPC, ``busy_share_per_ip`` seconds of
@@ -193,6 +194,23 @@ class _Exchange:
         with trio.fail_after(self.limits.write_timeout):
             await self.stream.send_all(data)
 
+    async def reject(self, status: int, reason: str) -> None:
+        """Answer a request h11 could not parse (431 for a head over :data:`MAX_HEAD`, else 400),
+        if nothing was answered on it yet; a word, not a wait, before the connection closes."""
+        if self.http.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            return
+        body = f"{reason}\n".encode()
+        fields = [("content-type", "text/plain"), ("content-length", str(len(body))), ("connection", "close")]
+        with trio.move_on_after(1.0):
+            try:
+                await self.stream.send_all(
+                    self.http.send(h11.Response(status_code=status, headers=fields))
+                    + self.http.send(h11.Data(data=body))
+                    + self.http.send(h11.EndOfMessage())
+                )
+            except (h11.LocalProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+
     async def discard_rest(self, limit: int) -> None:
         """After a 413, read (and drop) what the client is still sending, for a moment: closing
         at once would make a client that is still writing see a broken pipe, not the answer."""
@@ -286,7 +304,10 @@ class RpcServer:
                     return
         except trio.TooSlowError:
             self._count("deadline")
-        except (h11.RemoteProtocolError, _Cut, trio.BrokenResourceError, trio.ClosedResourceError):
+        except h11.RemoteProtocolError as exc:
+            self._count("malformed")
+            await exchange.reject(exc.error_status_hint, str(exc))
+        except (_Cut, trio.BrokenResourceError, trio.ClosedResourceError):
             return
         finally:
             await trio.aclose_forcefully(exchange.stream)

@@ -18,7 +18,7 @@ import trio
 
 from appchain import rpc, rpc_server
 from appchain.messaging.rpc import Reply
-from appchain.rpc_server import LIMITED, MAX_BODY, RpcLimits, RpcServer
+from appchain.rpc_server import LIMITED, MAX_BODY, MAX_HEAD, RpcLimits, RpcServer
 from tests.test_p2p_limits import HONEST, JUNK, Clock, FakeAddresses
 
 Connect = Callable[..., Awaitable["Client"]]
@@ -311,3 +311,19 @@ async def test_bodies_over_the_limit_get_413_declared_or_sent(start: Any) -> Non
     await chunked.stream.send_eof()
     assert (await read_all(chunked.stream)).startswith(b"HTTP/1.1 413 ")
     assert server.refused == {"too_big": 2}
+
+
+async def test_heads_over_the_limit_and_unparsable_requests_are_answered_and_counted(start: Any) -> None:
+    server, connect = await start()
+    huge = await connect(JUNK)
+    await huge.stream.send_all(
+        b"POST /json_rpc HTTP/1.1\r\nHost: node\r\n" + b"X-Pad: " + b"y" * (MAX_HEAD + 1)
+    )
+    answer = await read_all(huge.stream)  # answered and closed before the head ends
+    assert answer.startswith(b"HTTP/1.1 431 ") and b"connection: close" in answer
+    garbage = await connect(JUNK)
+    await garbage.stream.send_all(b"\x16\x03\x01 not http at all\r\n\r\n")
+    assert (await read_all(garbage.stream)).startswith(b"HTTP/1.1 400 ")
+    assert server.refused == {"malformed": 2}
+    honest = await connect(HONEST)
+    assert (await honest.post("/json_rpc", call()))[0] == 200

@@ -63,7 +63,7 @@ from state.checkpoints import get_checkpoint_quorum, is_checkpoint_height
 from state.crypto import bls, ed25519
 from state.encoding import Decoder, Record, encode
 from state.errors import InvalidBlock, InvalidEvent, InvalidSignature
-from state.events import Event, StateChange, Vote, compute_vote_message
+from state.events import Event, NewState, StateChange, Vote, compute_vote_message
 from state.nodes import NodeStatus, get_node
 from state.obligations import get_quorum
 from state.state import State
@@ -318,6 +318,7 @@ class NodeCore:
         except InvalidBlock:
             return None
         self.pulse_record.note_round(quorum.validators, block.header.validators)
+        self._forget_recommissioned(block)
         me = self.node_key
         if block.header.producer == me:
             self.produced += 1
@@ -328,6 +329,15 @@ class NodeCore:
         if self.mempool:
             self.mempool.on_block(block.events, self.ledger.state, now)
         return Applied(block, tuple(quorum.validators))
+
+    def _forget_recommissioned(self, block: Block) -> None:
+        """The nodes ``block`` recommissioned start a new Pulse record (see :mod:`consensus.uptime`)."""
+        view = Overlay(self.ledger.state.get)
+        for event in block.events:
+            if isinstance(event, StateChange) and event.new_state == NewState.RECOMMISSION:
+                quorum = get_quorum(view, event.quorum_height)  # kept for the votes' lifetime
+                if quorum is not None:
+                    self.pulse_record.forget(quorum.workers[event.worker_index])
 
     def _after_block(self, now: float) -> list[Action]:
         self.round, self.round_wakes = None, []

@@ -220,9 +220,11 @@ class Node:
             await trio.sleep(0)  # let the host's tasks read and write between two slices
 
     async def _peer_loop(self) -> None:
-        """Keep peers: every node whose uptime proof we accepted, plus the configured ones; ask
-        for blocks whenever a new peer arrives (a node that starts behind catches up at once),
-        and again while our tip looks stale (the peers asked may have had nothing to give)."""
+        """Keep peers: every node whose uptime proof we accepted, plus the configured ones; send
+        each new peer a fresh proof of ours (so a node that just started learns where its peers
+        serve at once); ask for blocks whenever a new peer arrives (a node that starts behind
+        catches up at once), and again while our tip looks stale (the peers asked may have had
+        nothing to give)."""
         known: set[NodeKey] = set()
         while True:
             for key, (proof, _) in list(self.core.proofs.accepted.items()):
@@ -230,6 +232,8 @@ class Node:
                 if node_key != self.core.node_key and node_key not in self.host.targets:
                     self.host.add_target(node_key, proof.public_ip, proof.p2p_port)
             connected = set(self.host.connected)
+            for peer in connected - known:
+                self.carry_out(self.core.on_peer_connected(peer, time.time()))
             if connected - known or self.looks_behind():
                 self.carry_out(self.core.request_sync(time.time()))  # at most once a round timeout
             known = connected

@@ -477,9 +477,25 @@ class NodeCore:
     # -- uptime proofs and obligations tests --------------------------------------------------------
 
     def _send_proof(self, now: float) -> list[Action]:
+        signed = self._sign_proof(now)
+        if signed is None:
+            return []
+        self.proofs.on_proof(signed, now, signed.bls_key)
+        return [Gossip(signed)]
+
+    def on_peer_connected(self, peer: NodeKey, now: float) -> list[Action]:
+        """A peer connected: it gets a fresh uptime proof of ours at once, so a node that just
+        started knows where its peers serve (their storage ports, for its swarm) within a second,
+        not a proof interval later (an hour on mainnet). Oxen keeps the proofs it accepted in its
+        database across restarts; this covers a fresh home too."""
+        signed = self._sign_proof(now)
+        return [] if signed is None else [Send(peer, signed)]
+
+    def _sign_proof(self, now: float) -> UptimeProof | None:
+        """A proof of this node signed now; None when it is not registered or must stay quiet."""
         record = get_node(Overlay(self.ledger.state.get), self.node_key)
         if record is None or not self.send_proofs:
-            return []
+            return None
         config = self.config
         proof = UptimeProof(
             self.node_key,
@@ -490,9 +506,7 @@ class NodeCore:
             int(now),
             record.bls_key,
         )
-        signed = sign_proof(proof, self.identity.key)
-        self.proofs.on_proof(signed, now, record.bls_key)
-        return [Gossip(signed)]
+        return sign_proof(proof, self.identity.key)
 
     def _run_tests(self, now: float) -> list[Action]:
         """As a validator of this height's obligations quorum: test the workers, vote."""

@@ -37,10 +37,15 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.statesync
 
 SOAK_SEEDS ?= 1000
+CRASH_KILLS ?= 100
+CRASH_SEED ?= 2026
 
-# the randomized fault simulations with many more seeds than CI runs (it runs 50)
+# the randomized fault simulations with many more seeds than CI runs (it runs 50), and the crash
+# loop of a network node killed CRASH_KILLS times (CI kills it 5 times)
 soak: $(STAMP)
 	APPCHAIN_SIM_SEEDS=$(SOAK_SEEDS) $(BIN)/pytest -q tests/test_simulator.py -k safety_and_finality_under_faults
+	APPCHAIN_CRASH_LOOP_KILLS=$(CRASH_KILLS) APPCHAIN_CRASH_LOOP_SEED=$(CRASH_SEED) \
+		$(BIN)/pytest -q -s tests/test_crash_network.py
 
 FUZZ_RUNS ?= 1000000
 FUZZ_TARGETS := p2p_frame block genesis json_rpc storage_rpc onion onion_layer

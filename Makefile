@@ -40,13 +40,18 @@ bench: $(STAMP)
 SOAK_SEEDS ?= 1000
 NETNS_SCHEDULES ?= 200
 FLOOD_SECONDS ?= 60
+CRASH_KILLS ?= 100
+CRASH_SEED ?= 2026
 
-# the randomized fault simulations with many more seeds than CI runs (it runs 50), then the
-# randomized fault schedules over 12 node processes in network namespaces (CI runs 5; needs root),
-# then the floods with FLOOD_SECONDS a phase
+# the randomized fault simulations with many more seeds than CI runs (it runs 50), the randomized
+# fault schedules over 12 node processes in network namespaces (CI runs 5; needs root), the crash
+# loop of a network node killed CRASH_KILLS times (CI kills it 5 times), then the floods with
+# FLOOD_SECONDS a phase
 soak: $(STAMP)
 	APPCHAIN_SIM_SEEDS=$(SOAK_SEEDS) $(BIN)/pytest -q tests/test_simulator.py -k safety_and_finality_under_faults
 	NETNS_SCHEDULES=$(NETNS_SCHEDULES) $(BIN)/pytest -q -s tests/test_netns.py -k randomized_fault_schedules
+	APPCHAIN_CRASH_LOOP_KILLS=$(CRASH_KILLS) APPCHAIN_CRASH_LOOP_SEED=$(CRASH_SEED) \
+		$(BIN)/pytest -q -s tests/test_crash_network.py
 	$(MAKE) floods
 
 # floods from one host against one of 12 node processes in network namespaces, FLOOD_SECONDS a

@@ -233,19 +233,25 @@ class Node:
             await trio.sleep(0)  # let the host's tasks read and write between two slices
 
     async def _peer_loop(self) -> None:
-        """Keep peers: every node whose uptime proof we accepted, plus the configured ones; ask
-        for blocks whenever a new peer arrives (a node that starts behind catches up at once),
-        and again while our tip looks stale (the peers asked may have had nothing to give)."""
-        known: set[NodeKey] = set()
+        """Keep peers: every node whose uptime proof we accepted, plus the configured ones; send
+        each new peer a fresh proof of ours (so a node that just started learns where its peers
+        serve at once); ask for blocks whenever a new peer arrives (a node that starts behind
+        catches up at once), and again while our tip looks stale (the peers asked may have had
+        nothing to give). A connection is new by its start, not its key: a peer that restarted
+        between two turns of the loop is connected again, and is new."""
+        known: dict[NodeKey, float] = {}
         while True:
             for key, (proof, _) in list(self.core.proofs.accepted.items()):
                 node_key = NodeKey(key)
                 if node_key != self.core.node_key and node_key not in self.host.targets:
                     self.host.add_target(node_key, proof.public_ip, proof.p2p_port)
-            connected = set(self.host.connected)
-            if connected - known or self.looks_behind():
+            connections = {key: peer.connected_at for key, peer in self.host.peers.items()}
+            new = [key for key, since in connections.items() if known.get(key) != since]
+            for peer in new:
+                self.carry_out(self.core.on_peer_connected(peer, self.now()))
+            if new or self.looks_behind():
                 self.carry_out(self.core.request_sync(self.now()))  # at most once a round timeout
-            known = connected
+            known = connections
             await trio.sleep(1.0)
 
     # -- frames in -----------------------------------------------------------------------------------

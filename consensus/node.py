@@ -67,7 +67,7 @@ from state.checkpoints import get_checkpoint_quorum, is_checkpoint_height
 from state.crypto import bls, ed25519
 from state.encoding import Decoder, Record, encode
 from state.errors import InvalidBlock, InvalidEvent, InvalidSignature
-from state.events import Event, StateChange, Vote, compute_vote_message
+from state.events import Event, NewState, StateChange, Vote, compute_vote_message
 from state.nodes import NodeStatus, get_node
 from state.obligations import get_quorum
 from state.state import State
@@ -332,6 +332,7 @@ class NodeCore:
         except InvalidBlock:
             return None
         self.pulse_record.note_round(quorum.validators, block.header.validators)
+        self._forget_recommissioned(block)
         me = self.node_key
         if block.header.producer == me:
             self.produced += 1
@@ -342,6 +343,15 @@ class NodeCore:
         if self.mempool:
             self.mempool.on_block(block.events, self.ledger.state, now)
         return Applied(block, tuple(quorum.validators))
+
+    def _forget_recommissioned(self, block: Block) -> None:
+        """The nodes ``block`` recommissioned start a new Pulse record (see :mod:`consensus.uptime`)."""
+        view = Overlay(self.ledger.state.get)
+        for event in block.events:
+            if isinstance(event, StateChange) and event.new_state == NewState.RECOMMISSION:
+                quorum = get_quorum(view, event.quorum_height)  # kept for the votes' lifetime
+                if quorum is not None:
+                    self.pulse_record.forget(quorum.workers[event.worker_index])
 
     def _after_block(self, now: float) -> list[Action]:
         self.round, self.round_wakes = None, []
@@ -483,9 +493,25 @@ class NodeCore:
     # -- uptime proofs and obligations tests --------------------------------------------------------
 
     def _send_proof(self, now: float) -> list[Action]:
+        signed = self._sign_proof(now)
+        if signed is None:
+            return []
+        self.proofs.on_proof(signed, now, signed.bls_key)
+        return [Gossip(signed)]
+
+    def on_peer_connected(self, peer: NodeKey, now: float) -> list[Action]:
+        """A peer connected: it gets a fresh uptime proof of ours at once, so a node that just
+        started knows where its peers serve (their storage ports, for its swarm) within a second,
+        not a proof interval later (an hour on mainnet). Oxen keeps the proofs it accepted in its
+        database across restarts; this covers a fresh home too."""
+        signed = self._sign_proof(now)
+        return [] if signed is None else [Send(peer, signed)]
+
+    def _sign_proof(self, now: float) -> UptimeProof | None:
+        """A proof of this node signed now; None when it is not registered or must stay quiet."""
         record = get_node(Overlay(self.ledger.state.get), self.node_key)
         if record is None or not self.send_proofs:
-            return []
+            return None
         config = self.config
         proof = UptimeProof(
             self.node_key,
@@ -496,9 +522,7 @@ class NodeCore:
             int(now),
             record.bls_key,
         )
-        signed = sign_proof(proof, self.identity.key)
-        self.proofs.on_proof(signed, now, record.bls_key)
-        return [Gossip(signed)]
+        return sign_proof(proof, self.identity.key)
 
     def _run_tests(self, now: float) -> list[Action]:
         """As a validator of this height's obligations quorum: test the workers, vote."""

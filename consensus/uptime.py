@@ -22,7 +22,10 @@ lessons (#604, #1633, #1202):
 - an active node that fails is decommissioned if its credit allows; with too little credit it is
   deregistered only if it also failed the previous test (never for a single missed test);
 - a decommissioned node is recommissioned only after two consecutive passing tests (a retest);
-  one that keeps failing is deregistered once its remaining credit is below zero.
+  one that keeps failing is deregistered once its remaining credit is below zero;
+- a recommissioned node's Pulse record starts again (Oxen resets the participation histories on
+  recommission): the duties it missed before its decommission would otherwise fail its next test
+  and decommission it again, and again, until its credit ran out.
 """
 
 from __future__ import annotations
@@ -124,6 +127,10 @@ class PulseRecord:
     def fails(self, node_key: bytes) -> bool:
         history = self.duties.get(bytes(node_key), ())
         return sum(1 for took_part in history if not took_part) > PULSE_MAX_MISSED
+
+    def forget(self, node_key: bytes) -> None:
+        """Start a node's record again (it was recommissioned)."""
+        self.duties.pop(bytes(node_key), None)
 
 
 def compute_test_reasons(

@@ -1,5 +1,5 @@
 """Rules of the node core tested on their own: fork choice (PROTOCOL.md §4), checkpoint votes
-aggregated into certificates, and the bound on Pulse rounds."""
+aggregated into certificates, the bound on Pulse rounds, and the uptime proof a new peer gets."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from appchain.simulate import simulation_genesis
 from consensus.checkpoint import compute_checkpoint_message, decode_bitset
 from consensus.forkchoice import prefer_candidate
 from consensus.messages import CheckpointVote
-from consensus.node import MAX_ROUND, Finalized, NodeCore
+from consensus.node import MAX_ROUND, Finalized, NodeCore, Send
 from consensus.quorum import compute_checkpoint_threshold
 from consensus.simulator import SimConfig, Simulation
+from consensus.uptime import UptimeProof
 from state.checkpoints import get_checkpoint_quorum
 from state.crypto import bls
 from state.types import Hash32
@@ -115,3 +116,22 @@ def test_rounds_stop_at_the_guards_bound() -> None:
     now = core.ledger.state.timestamp + 1e6
     assert core._start_round(core.height + 1, MAX_ROUND + 1, now) == []
     assert (core.height + 1, MAX_ROUND + 1) not in core.started
+
+
+def test_a_peer_that_connects_gets_a_fresh_proof_at_once() -> None:
+    """A node that just started knows where each peer serves once it connects (not a proof
+    interval later): the peer sends it a proof signed now, which it accepts."""
+    config = SimConfig(nodes=12, blocks=4, seed=9)
+    _, start = simulation_genesis(config)
+    sim = Simulation(config, start)
+    peer, started = sim.nodes[0].core, sim.nodes[1].core
+    now = float(start.genesis_time + 600)
+    [action] = peer.on_peer_connected(started.node_key, now)
+    assert isinstance(action, Send) and action.to == started.node_key
+    proof = action.message
+    assert isinstance(proof, UptimeProof) and proof.node_key == peer.node_key and proof.timestamp == int(now)
+    assert bytes(peer.node_key) not in started.proofs.accepted
+    started.on_message(proof, peer.node_key, now + 0.5)
+    assert started.proofs.accepted[bytes(peer.node_key)][0] == proof
+    peer.send_proofs = False  # an operator silenced it: it stays quiet to new peers too
+    assert peer.on_peer_connected(started.node_key, now) == []

@@ -1,7 +1,10 @@
 """A node that goes offline, in the simulator: the heights of its decommission, recommission and
-deregistration match what the credit rules and the (pure) quorums say by hand."""
+deregistration match what the credit rules and the (pure) quorums say by hand; a recommissioned
+node's Pulse record starts again (its misses from before are not held against it)."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import pytest
 
@@ -9,7 +12,7 @@ from appchain.simulate import make_simulation
 from consensus.simulator import Faults, SimConfig, SimNode, Simulation
 from consensus.uptime import DEVNET_UPTIME
 from state.events import NewState, StateChange
-from state.nodes import get_node
+from state.nodes import NodeStatus, get_node
 from state.obligations import get_quorum
 from state.view import Overlay
 
@@ -34,11 +37,32 @@ def changes_for(watcher: SimNode, node_key: bytes) -> list[tuple[int, StateChang
     return found
 
 
-def run(down_until: float, time_limit: float) -> tuple[Simulation, SimNode, bytes]:
+def run(
+    down_until: float, time_limit: float, watch: Callable[[Simulation], None] | None = None
+) -> tuple[Simulation, SimNode, bytes]:
     faults = Faults(crashes=[(OFFLINE, 8.0, down_until)])
     sim = make_simulation(SimConfig(nodes=14, blocks=10_000, seed=4, time_limit=time_limit, faults=faults))
-    sim.run()
+    sim.run(watch)
     return sim, sim.nodes[0], sim.nodes[OFFLINE].node_key
+
+
+class PulseRecordsSince:
+    """Watches every node's Pulse record of ``OFFLINE`` once it is recommissioned: it may hold no
+    more duties than blocks since (Oxen resets the participation histories on recommission;
+    kept, the misses of its outage decommission it again at its next test, and again, until its
+    credit runs out)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, int]] = []
+        """(blocks since the recommission, duties in the record), at every watch and node."""
+
+    def __call__(self, sim: Simulation) -> None:
+        node_key = sim.nodes[OFFLINE].node_key
+        for node in sim.nodes:
+            record = get_node(Overlay(node.state.get), node_key)
+            if node.up and record is not None and record.status == NodeStatus.ACTIVE and record.active_since:
+                duties = len(node.core.pulse_record.duties.get(bytes(node_key), ()))
+                self.seen.append((node.height - record.active_since, duties))
 
 
 def first_test_after(watcher: SimNode, node_key: bytes, start: int) -> int:
@@ -76,7 +100,8 @@ def test_a_node_that_comes_back_is_recommissioned_with_the_credit_the_rules_give
     sim, watcher, node_key = run(down_until=10_000, time_limit=200)
     decommissioned = changes_for(watcher, node_key)[0][0]
     back = watcher.blocks[decommissioned - 1].header.timestamp - sim.genesis.genesis_time + 20
-    sim, watcher, node_key = run(down_until=back, time_limit=back + 120)
+    records = PulseRecordsSince()
+    sim, watcher, node_key = run(down_until=back, time_limit=back + 120, watch=records)
     params = watcher.state.params
     changes = changes_for(watcher, node_key)
     kinds = [event.new_state for _, event in changes]
@@ -94,3 +119,5 @@ def test_a_node_that_comes_back_is_recommissioned_with_the_credit_the_rules_give
     assert node.decommission_credit == credit_at_decommission
     assert node.recommission_credit == max(0, credit_at_decommission - 2 * (recommissioned - decommissioned))
     assert sim.nodes[OFFLINE].height == watcher.height  # it caught up
+    early = [duties for since, duties in records.seen if since < 8]  # watched before 8 new blocks
+    assert early and all(duties <= since for since, duties in records.seen)

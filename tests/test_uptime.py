@@ -63,6 +63,10 @@ def test_pulse_participation() -> None:
     assert not record.fails(me)  # 4 misses of 8: still passing
     record.note_round((me,), 0)  # the oldest (a pass) leaves the window: 5 misses
     assert record.fails(me)
+    record.forget(me)  # recommissioned: a new record
+    assert not record.fails(me) and me not in record.duties
+    record.note_round((me,), 0)
+    assert list(record.duties[me]) == [False]
 
 
 def test_reason_bits() -> None:

@@ -565,6 +565,7 @@ class CrashLoop:
         """The victim's data removed: a home at block 0 with its keys and config (state sync on)."""
         assert self.process is not None
         stop_processes([self.process])
+        self.check_log_clean()
         home = Home(self.victim.home)
         shutil.rmtree(home.path / "data")
         home.db_path.parent.mkdir(parents=True)

@@ -43,7 +43,7 @@ FLOOD_SECONDS ?= 60
 CRASH_KILLS ?= 100
 CRASH_SEED ?= 2026
 
-# the randomized fault simulations with many more seeds than CI runs (it runs 50), the randomized
+# the randomized fault simulations with many more seeds than CI runs (it runs 20), the randomized
 # fault schedules over 12 node processes in network namespaces (CI runs 5; needs root), the crash
 # loop of a network node killed CRASH_KILLS times (CI kills it 5 times), then the floods with
 # FLOOD_SECONDS a phase

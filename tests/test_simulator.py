@@ -1,6 +1,6 @@
 """The simulator: reproducible runs, and safety under faults within the tolerated bounds.
 
-``APPCHAIN_SIM_SEEDS`` (default 50) sets how many seeds the safety test runs; CI keeps the
+``APPCHAIN_SIM_SEEDS`` (default 20) sets how many seeds the safety test runs; CI keeps the
 default, a longer soak runs more.
 """
 
@@ -17,7 +17,7 @@ from appchain.simulate import make_simulation
 from consensus.faults import FaultSpecError, parse_faults
 from consensus.simulator import Faults, SimConfig
 
-SEEDS = int(os.environ.get("APPCHAIN_SIM_SEEDS", "50"))
+SEEDS = int(os.environ.get("APPCHAIN_SIM_SEEDS", "20"))
 NODES = 30
 BLOCKS = 8
 

@@ -137,10 +137,11 @@ def _run_in_namespaces(console: Console, folder: Path, nodes: int, base_port: in
             interrupted = view.run(console, seconds)
         finally:
             view.last_poll()
+    code = view.summary(console, interrupted)
     console.print(
         f"removed namespaces {spaces.bridge} and {spaces.node(0)} … {spaces.node(spaces.nodes - 1)}"
     )
-    return view.summary(console, interrupted)
+    return code
 
 
 class LiveView:

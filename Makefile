@@ -20,7 +20,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 test: lint typecheck
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadgroup
 
 devnet: $(STAMP)
 	$(BIN)/appchain devnet --nodes 12 --home .devnet $(if $(SECONDS),--seconds $(SECONDS))

@@ -69,3 +69,25 @@ def extend(chain: Chain, home: Home, blocks: int, *, seed: str = "s", per_block:
     accounts = load_dev_accounts(home.keys_path / "dev-accounts.json")
     nodes = load_dev_nodes(home.keys_path / "dev-nodes.json")
     DevChainGenerator(chain, accounts, seed, events_per_block=per_block, nodes=nodes).run(blocks)
+
+
+PROCESS_NETWORK_MODULES = frozenset(
+    {
+        "test_network",
+        "test_statesync_network",
+        "test_evidence_network",
+        "test_crash_network",
+        "test_netns",
+        "test_floods",
+    }
+)
+"""Modules that run networks of node processes on real timers. ``make test`` runs the suite on two
+pytest-xdist workers with ``--dist loadgroup``: these share one group, so they run one after
+another on one worker (never two networks competing for the CPU, ports or namespaces) while the
+other worker takes the in-process tests."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.module is not None and item.module.__name__.rsplit(".", 1)[-1] in PROCESS_NETWORK_MODULES:
+            item.add_marker(pytest.mark.xdist_group("process-networks"))

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 from appchain.chain import Chain
 from appchain.devchain import DevChainGenerator
 from appchain.home import Home, NodeConfig
+from appchain.node import Logger, Node
 from genesis.devnet import load_dev_accounts, load_dev_nodes, write_devnet
 from genesis.document import Genesis
 
@@ -63,6 +65,21 @@ def make_home(tmp_path: Path, devnet_dir: Path) -> MakeHome:
         return home
 
     return make
+
+
+@pytest.fixture
+def offline_node(make_home: MakeHome) -> Iterator[Node]:
+    """A node of the test devnet with node 0's keys, not running: its pieces are driven by the test."""
+    home = make_home()
+    entry = json.loads((home.keys_path / "dev-nodes.json").read_text())["nodes"][0]
+    home.write_node_keys(bytes.fromhex(entry["node_seed"]), bytes.fromhex(entry["bls_seed"]))
+    with home.open_chain() as chain:
+        running = Node(home, home.load_config(), chain, Logger("error", io.StringIO()))
+        try:
+            yield running
+        finally:
+            running.message_store.close()
+            running.journal.close()
 
 
 def extend(chain: Chain, home: Home, blocks: int, *, seed: str = "s", per_block: int = 20) -> None:

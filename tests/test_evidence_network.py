@@ -14,7 +14,6 @@ of the next heights never wait for it as their producer.
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 import urllib.request
@@ -41,6 +40,7 @@ from state.types import BlsPublicKey, Hash32, NodeKey
 from state.view import Overlay
 from tests.conftest import extend
 from tests.test_network import free_port_block, with_node_logs
+from tests.test_statesync_network import rpc
 
 NODES = 12
 BUILT = 8
@@ -93,16 +93,6 @@ class Equivocator:
             )
             for voted in (block_hash, other)
         ]
-
-
-def rpc(member: NetworkMember, method: str, params: dict[str, Any]) -> dict[str, Any]:
-    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{member.rpc_port}/json_rpc", body, {"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=10) as reply:
-        answer: dict[str, Any] = json.loads(reply.read())
-    return answer
 
 
 def recorded(member: NetworkMember) -> list[dict[str, Any]]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import http.client
-import io
 import ipaddress
 import itertools
 import json
@@ -29,7 +28,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,7 +41,6 @@ import trio.testing
 
 from appchain import rpc_server
 from appchain.checker import check_histories, history_path
-from appchain.home import Home
 from appchain.messaging.client import SessionAccount
 from appchain.netns import (
     MAX_OUTSIDERS,
@@ -53,7 +51,7 @@ from appchain.netns import (
     unavailable_reason,
     wait_until,
 )
-from appchain.node import Logger, Node
+from appchain.node import Node
 from appchain.rpc_server import RpcLimits, RpcServer
 from appchain.testnet import DEVNET_TIMING, stop_processes
 from bench.floods import (
@@ -79,7 +77,8 @@ from state.encoding import encode
 from state.errors import InvalidSignature
 from state.events import validate_basic
 from state.types import NodeKey
-from tests.conftest import ROOT, MakeHome
+from tests.conftest import ROOT
+from tests.test_netns import log_tails
 from tests.test_p2p import key
 from tests.test_p2p_limits import HONEST, JUNK, FakeAddresses
 from tests.test_rpc_limits import Client, call, until
@@ -97,18 +96,8 @@ async def flood_for(seconds: float, *generators: Generator) -> list[Tally]:
 
 
 @pytest.fixture
-def node(make_home: MakeHome) -> Iterator[Node]:
-    """A node of the test devnet (not running: its pieces are driven by the test)."""
-    home: Home = make_home()
-    entry = json.loads((home.keys_path / "dev-nodes.json").read_text())["nodes"][0]
-    home.write_node_keys(bytes.fromhex(entry["node_seed"]), bytes.fromhex(entry["bls_seed"]))
-    with home.open_chain() as chain:
-        running = Node(home, home.load_config(), chain, Logger("error", io.StringIO()))
-        try:
-            yield running
-        finally:
-            running.message_store.close()
-            running.journal.close()
+def node(offline_node: Node) -> Node:
+    return offline_node
 
 
 # -- the forgeries ---------------------------------------------------------------------------------------
@@ -639,7 +628,7 @@ def test_floods_from_one_host_leave_finality_and_honest_clients_alone(tmp_path: 
                     time.sleep(RECOVERY_SECONDS)
             assert not net.exited(), net.exited()
         except (AssertionError, NetnsError) as failure:
-            raise AssertionError(f"{failure}\n{_log_tails(folder)}") from failure
+            raise AssertionError(f"{failure}\n{log_tails(folder)}") from failure
     applied, finals = applied_times(homes), final_times(homes)
     print(
         f"\nfloods against node {FLOODED} of {NODES} in namespaces, {PHASE_SECONDS:g} s each "
@@ -665,12 +654,3 @@ def test_floods_from_one_host_leave_finality_and_honest_clients_alone(tmp_path: 
 
 def risen(refused: Counter[str], prefixes: tuple[str, ...]) -> int:
     return sum(count for name, count in refused.items() if name.startswith(prefixes))
-
-
-def _log_tails(folder: Path, lines: int = 8) -> str:
-    tails = []
-    for log in sorted(folder.glob("node*/node.log")):
-        tails.append(
-            f"--- {log.parent.name}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
-        )
-    return "\n".join(tails)

@@ -372,7 +372,7 @@ def test_nodes_in_namespaces_stay_safe_and_final_under_randomized_fault_schedule
             )
             runs = run_schedules(net, seeds, record, resume_within=limit)
         except (AssertionError, NetnsError) as failure:
-            raise AssertionError(f"{failure}\n{_log_tails(folder)}") from failure
+            raise AssertionError(f"{failure}\n{log_tails(folder)}") from failure
         assert not net.exited(), net.exited()
     assert not any((Path("/run/netns") / name).exists() for name in names)
     for pid in pids:
@@ -400,7 +400,7 @@ def test_nodes_in_namespaces_stay_safe_and_final_under_randomized_fault_schedule
     )
 
 
-def _log_tails(folder: Path, lines: int = 8) -> str:
+def log_tails(folder: Path, lines: int = 8) -> str:
     tails = []
     for log in sorted(folder.glob("node*/node.log")):
         tails.append(

@@ -4,17 +4,14 @@ the signature, before any other work), and requests answered only to peers that 
 
 from __future__ import annotations
 
-import io
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import msgspec
 import pytest
 
-from appchain.home import Home
 from appchain.inbox import REQUEST_PREFIXES, TX_PREFIX, Inbox, InboxLimits, Kind, frame_kind
-from appchain.node import ANSWER_BACKLOG, Logger, Node
+from appchain.node import ANSWER_BACKLOG, Node
 from appchain.rpc import handle_body
 from consensus.messages import (
     CheckpointsRequest,
@@ -31,7 +28,6 @@ from state.crypto import ed25519
 from state.encoding import encode
 from state.events import Transfer, sign_transaction
 from state.types import AccountKey, Atomic, Ed25519Signature, NodeKey, Nonce
-from tests.conftest import MakeHome
 
 FLOODER, HONEST, THIRD = NodeKey(b"\x11" * 32), NodeKey(b"\x22" * 32), NodeKey(b"\x33" * 32)
 
@@ -105,17 +101,8 @@ def test_consensus_first_then_each_peer_in_turn_and_a_banned_peer_is_forgotten()
 
 
 @pytest.fixture
-def node(make_home: MakeHome) -> Iterator[Node]:
-    home: Home = make_home()
-    entry = json.loads((home.keys_path / "dev-nodes.json").read_text())["nodes"][0]
-    home.write_node_keys(bytes.fromhex(entry["node_seed"]), bytes.fromhex(entry["bls_seed"]))
-    with home.open_chain() as chain:
-        running = Node(home, home.load_config(), chain, Logger("error", io.StringIO()))
-        try:
-            yield running
-        finally:
-            running.message_store.close()
-            running.journal.close()
+def node(offline_node: Node) -> Node:
+    return offline_node
 
 
 def _transfer(node: Node, nonce: int, *, forged: bool = False) -> Transfer:

@@ -93,6 +93,8 @@ class NodeConfig:
     rpc_write_timeout: float = 30.0
     rpc_idle_timeout: float = 60.0
     rpc_limit_loopback: bool = False
+    rpc_node_requests_per_second: float = 600.0
+    rpc_node_request_burst: int = 1200
     clock_offset: float = 0.0
     """Seconds added to every wall-clock read the node makes for consensus (block timestamps, Pulse
     round timing, uptime proofs): 0 in production; a testnet sets it to rehearse clock skew."""
@@ -186,6 +188,8 @@ _RPC_LIMITS = (
     "write_timeout",
     "idle_timeout",
     "limit_loopback",
+    "node_requests_per_second",
+    "node_request_burst",
 )
 _SCHEMA: dict[str, dict[str, str]] = {
     "storage": {"snapshot_interval": "snapshot_interval", "sync_writes": "sync_writes"},
@@ -225,8 +229,14 @@ _COUNTS = {
     "rpc_request_burst_per_ip",
     "rpc_max_pending_per_ip",
     "rpc_max_concurrent_requests",
+    "rpc_node_request_burst",
 }
-_RATES = {"p2p_connections_per_second_per_ip", "rpc_requests_per_second_per_ip", "rpc_busy_share_per_ip"}
+_RATES = {
+    "p2p_connections_per_second_per_ip",
+    "rpc_requests_per_second_per_ip",
+    "rpc_busy_share_per_ip",
+    "rpc_node_requests_per_second",
+}
 _SECONDS = {
     "stage_timeout",
     "round_timeout",
@@ -359,6 +369,11 @@ max_connections_per_ip = {config.rpc_max_connections_per_ip}
 requests_per_second_per_ip = {config.rpc_requests_per_second_per_ip}
 request_burst_per_ip = {config.rpc_request_burst_per_ip}
 max_pending_per_ip = {config.rpc_max_pending_per_ip}
+# Requests of swarm members (/storage_cc/v1) whose service-node signature verifies are counted
+# per node key instead, at this rate and burst (replication follows client traffic); a request
+# whose signature fails counts against its address like any other.
+node_requests_per_second = {config.rpc_node_requests_per_second}
+node_request_burst = {config.rpc_node_request_burst}
 # Seconds of JSON-RPC work one address may take a second (the calls run on the node's one event
 # loop, beside consensus); an address over its share is answered -32005 until it has rested.
 busy_share_per_ip = {config.rpc_busy_share_per_ip}

@@ -32,6 +32,10 @@ Limits (:class:`RpcLimits`, the ``[rpc]`` settings of config.toml). *Per address
   their turn in arrival order (trio's :class:`~trio.CapacityLimiter` is first come, first served),
   and one address holds at most ``max_pending_per_ip`` places. Between two calls of a batch the
   loop lets other tasks (consensus) run.
+- **Service nodes**: a swarm member's request (``PEER_PATH``) whose service-node signature
+  verifies is counted against its node key (``node_requests_per_second``, ``node_request_burst``)
+  instead of its address, since replication grows with client traffic; a failed signature counts
+  against the address.
 
 The storage server limits each client IP to 300 requests a second in bursts of 600; the defaults
 here are lower (100, 200) because its requests run on threads beside its node, while these run on
@@ -43,6 +47,7 @@ overall limits and the deadlines apply to everyone. Refusals are counted by reas
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import math
@@ -61,6 +66,7 @@ from appchain.messaging.onion import ONION_PATH
 from appchain.messaging.rpc import MAX_REQUEST_BODY
 from appchain.rpc import answer_one, join_answers, read_calls
 from p2p.limits import AddressCounts, AddressRates, address_key, is_limited, remote_address
+from state.crypto import ed25519
 
 if TYPE_CHECKING:
     from appchain.home import NodeConfig
@@ -95,6 +101,8 @@ class RpcLimits:
     write_timeout: float = 30.0
     idle_timeout: float = 60.0
     limit_loopback: bool = False
+    node_requests_per_second: float = 600.0
+    node_request_burst: float = 1200.0
 
     @classmethod
     def from_config(cls, config: NodeConfig) -> RpcLimits:
@@ -111,6 +119,8 @@ class RpcLimits:
             write_timeout=config.rpc_write_timeout,
             idle_timeout=config.rpc_idle_timeout,
             limit_loopback=config.rpc_limit_loopback,
+            node_requests_per_second=config.rpc_node_requests_per_second,
+            node_request_burst=config.rpc_node_request_burst,
         )
 
 
@@ -235,6 +245,9 @@ def refusal_text(limits: RpcLimits, reason: str) -> str:
     if reason == "rate_per_ip":
         rate, burst = limits.requests_per_second_per_ip, limits.request_burst_per_ip
         return f"too many requests from this address: at most {rate:g} a second, in bursts of {burst:g}"
+    if reason == "rate_per_node":
+        rate, burst = limits.node_requests_per_second, limits.node_request_burst
+        return f"too many requests from this service node: at most {rate:g} a second, in bursts of {burst:g}"
     if reason == "max_pending_per_ip":
         return f"too many requests in flight from this address: at most {limits.max_pending_per_ip}"
     share = limits.busy_share_per_ip
@@ -259,6 +272,7 @@ class RpcServer:
         self.pending = AddressCounts(limits.max_pending_per_ip)
         self.rates = AddressRates(limits.requests_per_second_per_ip, limits.request_burst_per_ip)
         self.busy = AddressRates(limits.busy_share_per_ip, BUSY_BURST)
+        self.node_rates = AddressRates(limits.node_requests_per_second, limits.node_request_burst)
         self.workers = trio.CapacityLimiter(limits.max_concurrent_requests)
         self.refused: dict[str, int] = {}
         """Connections and requests refused, and connections closed on a deadline, by reason."""
@@ -322,6 +336,8 @@ class RpcServer:
         if declared.isdigit() and int(declared) > limit:  # refused before it is sent
             await self._too_big(exchange, target, limit)
             return False
+        if target == PEER_PATH and client.limited and (claim := self._service_node_claim(request)):
+            return await self._serve_service_node(exchange, request, target, client, claim)
         refusal = self._request_refusal(client)
         holds = refusal is None and client.limited
         if holds:
@@ -340,6 +356,50 @@ class RpcServer:
         finally:
             if holds:
                 self.pending.release(client.key)
+        return True
+
+    def _service_node_claim(self, request: h11.Request) -> tuple[bytes, bytes] | None:
+        """The (node key, signature) a swarm member's request carries, when the key is a service
+        node's (nothing is verified yet); None for anything else."""
+        fields = dict(request.headers)
+        try:
+            key = bytes.fromhex(fields.get(b"x-node-key", b"").decode("latin-1"))
+            signature = base64.b64decode(fields.get(b"x-node-signature", b""), validate=True)
+        except ValueError:
+            return None
+        if len(key) != ed25519.PUBLIC_KEY_SIZE or not self.node.messages.is_node(key):
+            return None
+        return key, signature
+
+    async def _serve_service_node(
+        self,
+        exchange: _Exchange,
+        request: h11.Request,
+        target: str,
+        client: Client,
+        claim: tuple[bytes, bytes],
+    ) -> bool:
+        """A request signed by a service node: replication follows client traffic, so it is
+        counted per node key (``node_requests_per_second``, as the storage server gives service
+        nodes their own budget by key) rather than per address. The signature is verified before
+        anything is charged; a request whose signature fails is charged to its address like any
+        other, so claiming a node's key neither spends that node's budget nor escapes a limit.
+        (The storage layer verifies it again: one more Ed25519 check, ~60 µs, for a simple path.)"""
+        body = await exchange.body(STORAGE_MAX_BODY)
+        if body is None:
+            await self._too_big(exchange, target, STORAGE_MAX_BODY)
+            return False
+        key, signature = claim
+        if ed25519.verify(key, body, signature):
+            refusal = None if self.node_rates.allow(key.hex(), self.clock()) else "rate_per_node"
+        else:
+            refusal = self._request_refusal(client)
+        if refusal is not None:
+            self._count(refusal)
+            await self._refuse(exchange, target, refusal)
+            return True
+        async with self.workers:
+            await self._route(exchange, request, target, body, client)
         return True
 
     def _request_refusal(self, client: Client) -> str | None:

@@ -77,6 +77,8 @@ LIMITS: dict[str, Any] = {
     "rpc_write_timeout": 3.5,
     "rpc_idle_timeout": 4.5,
     "rpc_limit_loopback": True,
+    "rpc_node_requests_per_second": 60.5,
+    "rpc_node_request_burst": 121,
 }
 
 

@@ -6,6 +6,7 @@ come from other hosts. Loopback itself is exempt unless ``limit_loopback`` (test
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 from collections.abc import Awaitable, Callable
@@ -17,8 +18,10 @@ import pytest
 import trio
 
 from appchain import rpc, rpc_server
+from appchain.messaging.layer import PEER_PATH
 from appchain.messaging.rpc import Reply
 from appchain.rpc_server import LIMITED, MAX_BODY, MAX_HEAD, RpcLimits, RpcServer
+from state.crypto import ed25519
 from tests.test_p2p_limits import HONEST, JUNK, Clock, FakeAddresses
 
 Connect = Callable[..., Awaitable["Client"]]
@@ -30,6 +33,14 @@ class Client:
     def __init__(self, stream: trio.SocketStream) -> None:
         self.stream = stream
         self.http = h11.Connection(h11.CLIENT)
+
+    async def post_raw(
+        self, path: str, body: bytes, headers: list[tuple[str, str]]
+    ) -> tuple[int, dict[bytes, bytes], bytes]:
+        fields = [("host", "node"), ("content-length", str(len(body))), *headers]
+        await self.stream.send_all(self.http.send(h11.Request(method="POST", target=path, headers=fields)))
+        await self.stream.send_all(self.http.send(h11.Data(data=body)) + self.http.send(h11.EndOfMessage()))
+        return await self.answer()
 
     async def post(self, path: str, body: Any) -> tuple[int, dict[bytes, bytes], bytes]:
         await self.send_head(path, body := json.dumps(body).encode())
@@ -327,3 +338,53 @@ async def test_heads_over_the_limit_and_unparsable_requests_are_answered_and_cou
     assert server.refused == {"malformed": 2}
     honest = await connect(HONEST)
     assert (await honest.post("/json_rpc", call()))[0] == 200
+
+
+async def test_signed_swarm_requests_count_per_node_key_and_a_false_claim_per_address(
+    start: Any,
+) -> None:
+    """Replication between swarm members is not throttled by the per-address budget of clients:
+    a request signed by a service node is charged to that node's key. Claiming a node's key with
+    a bad signature is charged to the address, and does not spend the node's budget."""
+    member = ed25519.SigningKey(b"\x05" * 32)
+    stranger = ed25519.SigningKey(b"\x06" * 32)
+    server, connect = await start(
+        requests_per_second_per_ip=0.001,
+        request_burst_per_ip=2,
+        node_requests_per_second=0.001,
+        node_request_burst=5,
+    )
+    server.node.messages.is_node = lambda key: key == member.public_key
+    server.node.messages.handle_peer = peer_answer
+
+    def signed(by: ed25519.SigningKey, body: bytes, claimed: bytes | None = None) -> list[tuple[str, str]]:
+        return [
+            ("x-node-key", (claimed or by.public_key).hex()),
+            ("x-node-signature", base64.b64encode(by.sign(body)).decode()),
+        ]
+
+    body = b'{"method": "push", "params": {}}'
+    node_client = await connect(JUNK)
+    statuses = [(await node_client.post_raw(PEER_PATH, body, signed(member, body)))[0] for _ in range(5)]
+    assert statuses == [200] * 5  # past the address's burst of 2
+    assert (await node_client.post_raw(PEER_PATH, body, signed(member, body)))[0] == 429  # the key's burst
+    assert server.refused.get("rate_per_node") == 1
+
+    forger = await connect(HONEST)  # claims the member's key, signs with another
+    forged = [
+        (await forger.post_raw(PEER_PATH, body, signed(stranger, body, member.public_key)))[0]
+        for _ in range(3)
+    ]
+    assert forged == [401, 401, 429]  # charged to its address: refused by the storage layer, then limited
+    assert server.refused.get("rate_per_ip") == 1 and server.refused.get("rate_per_node") == 1
+    unknown = await connect("192.0.2.77")  # a key that is no service node: an ordinary client
+    plain = [(await unknown.post_raw(PEER_PATH, body, signed(stranger, body)))[0] for _ in range(3)]
+    assert plain == [401, 401, 429]
+
+
+async def peer_answer(body: bytes, key_hex: str, signature_b64: str) -> Reply:
+    """The storage layer's side of a swarm request: it verifies the signature itself."""
+    key, signature = bytes.fromhex(key_hex), base64.b64decode(signature_b64)
+    if key != ed25519.SigningKey(b"\x05" * 32).public_key or not ed25519.verify(key, body, signature):
+        return Reply(401, "peer request: not signed by a service node")
+    return Reply(200, {"held": []})

@@ -252,7 +252,8 @@ class Node:
             if new or self.looks_behind():
                 self.carry_out(self.core.request_sync(self.now()))  # at most once a round timeout
             known = connections
-            await trio.sleep(1.0)
+            with trio.move_on_after(1.0):  # a new connection is greeted at once
+                await self.host.connection_made.wait()
 
     # -- frames in -----------------------------------------------------------------------------------
 

@@ -143,6 +143,9 @@ class Host:
         self.clock = clock
         self.port = config.listen_port
         self.peers: dict[NodeKey, Peer] = {}
+        self.connection_made = trio.Event()
+        """Set (and replaced) each time a peer connects: the application waits on it to greet new
+        peers at once rather than on its next poll."""
         self.targets: dict[NodeKey, _Target] = {}
         self.scores: dict[bytes, float] = {}
         self.banned_keys: dict[bytes, float] = {}
@@ -349,6 +352,8 @@ class Host:
                 return
             current.cancel.cancel()
         self.peers[key] = peer
+        self.connection_made.set()  # wakes whoever waits for new peers, then a fresh event
+        self.connection_made = trio.Event()
         self.log("info", "peer connected", peer=key.hex()[:16], address=address, peers=len(self.peers))
         reason = "replaced by a newer connection"
         try:

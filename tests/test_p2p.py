@@ -83,6 +83,17 @@ async def test_two_hosts_exchange_frames_both_ways(nursery: trio.Nursery) -> Non
         assert not a.send(NodeKey(bytes(32)), b"nobody")  # not connected
 
 
+async def test_a_new_connection_wakes_whoever_waits_for_one(nursery: trio.Nursery) -> None:
+    """The node greets a new peer (a fresh uptime proof) when it connects, not on its next poll."""
+    async with running(nursery, 31) as (a, _), running(nursery, 32) as (b, _):
+        waiting = a.connection_made
+        assert not waiting.is_set()
+        b.add_target(a.node_key, "127.0.0.1", a.port)
+        with trio.fail_after(10):
+            await waiting.wait()
+        assert b.node_key in a.peers and a.connection_made is not waiting and not a.connection_made.is_set()
+
+
 async def test_simultaneous_dials_leave_one_connection(nursery: trio.Nursery) -> None:
     async with running(nursery, 3) as (a, inbox_a), running(nursery, 4) as (b, _):
         a.add_target(b.node_key, "127.0.0.1", b.port)

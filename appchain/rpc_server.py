@@ -336,10 +336,9 @@ class RpcServer:
         if declared.isdigit() and int(declared) > limit:  # refused before it is sent
             await self._too_big(exchange, target, limit)
             return False
-        if target == PEER_PATH and client.limited and (claim := self._service_node_claim(request)):
-            return await self._serve_service_node(exchange, request, target, client, claim)
-        refusal = self._request_refusal(client)
-        holds = refusal is None and client.limited
+        claim = self._service_node_claim(request) if target == PEER_PATH and client.limited else None
+        refusal = None if claim is not None else self._request_refusal(client)
+        holds = refusal is None and claim is None and client.limited
         if holds:
             self.pending.acquire(client.key)
         try:
@@ -347,6 +346,8 @@ class RpcServer:
             if body is None:
                 await self._too_big(exchange, target, limit)
                 return False
+            if claim is not None:
+                refusal = self._service_node_refusal(claim, body, client)
             if refusal is not None:
                 self._count(refusal)
                 await self._refuse(exchange, target, refusal)
@@ -371,36 +372,17 @@ class RpcServer:
             return None
         return key, signature
 
-    async def _serve_service_node(
-        self,
-        exchange: _Exchange,
-        request: h11.Request,
-        target: str,
-        client: Client,
-        claim: tuple[bytes, bytes],
-    ) -> bool:
+    def _service_node_refusal(self, claim: tuple[bytes, bytes], body: bytes, client: Client) -> str | None:
         """A request signed by a service node: replication follows client traffic, so it is
         counted per node key (``node_requests_per_second``, as the storage server gives service
         nodes their own budget by key) rather than per address. The signature is verified before
         anything is charged; a request whose signature fails is charged to its address like any
         other, so claiming a node's key neither spends that node's budget nor escapes a limit.
         (The storage layer verifies it again: one more Ed25519 check, ~60 µs, for a simple path.)"""
-        body = await exchange.body(STORAGE_MAX_BODY)
-        if body is None:
-            await self._too_big(exchange, target, STORAGE_MAX_BODY)
-            return False
         key, signature = claim
-        if ed25519.verify(key, body, signature):
-            refusal = None if self.node_rates.allow(key.hex(), self.clock()) else "rate_per_node"
-        else:
-            refusal = self._request_refusal(client)
-        if refusal is not None:
-            self._count(refusal)
-            await self._refuse(exchange, target, refusal)
-            return True
-        async with self.workers:
-            await self._route(exchange, request, target, body, client)
-        return True
+        if not ed25519.verify(key, body, signature):
+            return self._request_refusal(client)
+        return None if self.node_rates.allow(key.hex(), self.clock()) else "rate_per_node"
 
     def _request_refusal(self, client: Client) -> str | None:
         """Why a request from ``client`` is refused (None: it is not); spends a rate token."""

@@ -146,6 +146,10 @@ async def sync_state(
     started = time.time()
     reason = "no peer is configured"
     banned: dict[bytes, float] = {}
+
+    def report(status: str, why: str) -> JoinReport:
+        return JoinReport(status, why, chain.height, time.time() - started, banned)
+
     for attempt in range(1, ATTEMPTS + 1):
         if not peers:
             break
@@ -155,12 +159,12 @@ async def sync_state(
         banned = joiner.host.banned_keys
         if machine.result is not None:
             chain.install_synced(machine.result)
-            return JoinReport("synced", "", chain.height, time.time() - started, banned)
+            return report("synced", "")
         reason = machine.reason
         if machine.phase == "skipped":
-            return JoinReport("skipped", reason, chain.height, time.time() - started, banned)
+            return report("skipped", reason)
         log("warn", "state sync failed", attempt=attempt, reason=reason)
-    return JoinReport("failed", reason, chain.height, time.time() - started, banned)
+    return report("failed", reason)
 
 
 def _log(log: Log, level: str, event: str, **fields: object) -> None:

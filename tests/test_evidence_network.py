@@ -17,7 +17,6 @@ from __future__ import annotations
 import shutil
 import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +39,7 @@ from state.types import BlsPublicKey, Hash32, NodeKey
 from state.view import Overlay
 from tests.conftest import extend
 from tests.test_network import free_port_block, with_node_logs
-from tests.test_statesync_network import rpc
+from tests.test_statesync_network import rpc, wait_in_thread
 
 NODES = 12
 BUILT = 8
@@ -152,7 +151,9 @@ async def _equivocate(
         await nursery.start(cheat.host.run)
         for member in honest:
             cheat.host.add_target(NodeKey(member.node_key), "127.0.0.1", member.p2p_port)
-        await _wait("the equivocator's connections", lambda: len(cheat.host.connected) == len(honest), 60)
+        await wait_in_thread(
+            "the equivocator's connections", lambda: len(cheat.host.connected) == len(honest), 60
+        )
         nursery.start_soon(_send_proofs, cheat)
         for payload in cheat.votes(chain_id, BUILT, position, block_hash):
             cheat.send_to_all(payload)
@@ -160,7 +161,7 @@ async def _equivocate(
         def caught_everywhere() -> bool:
             return all(len(recorded(m)) == 1 for m in honest)
 
-        await _wait("the evidence on every node", caught_everywhere, 30)
+        await wait_in_thread("the evidence on every node", caught_everywhere, 30)
         for member in honest:
             [entry] = recorded(member)
             evidence = decode(bytes.fromhex(entry["blob"]), Evidence)
@@ -173,7 +174,7 @@ async def _equivocate(
         def final_everywhere() -> bool:
             return all((poll_status(m) or {}).get("final_height", 0) >= BUILT + 4 for m in honest)
 
-        await _wait("blocks final after the equivocation", final_everywhere, 60)
+        await wait_in_thread("blocks final after the equivocation", final_everywhere, 60)
         nursery.cancel_scope.cancel()
 
 
@@ -183,12 +184,3 @@ async def _send_proofs(cheat: Equivocator) -> None:
     while True:
         cheat.send_to_all(cheat.uptime_proof())
         await trio.sleep(4.0)
-
-
-async def _wait(what: str, condition: Callable[[], bool], seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if await trio.to_thread.run_sync(condition):
-            return
-        await trio.sleep(0.5)
-    raise AssertionError(f"timed out after {seconds:.0f} s waiting for {what}")

@@ -51,6 +51,7 @@ from appchain.netns import (
 from appchain.node import Node, run_node
 from appchain.relay import MAX_RETRANSMISSIONS, MIN_RTO, ConnectionReset, LossModel, parse_args
 from appchain.testnet import read_testnet, stop_processes, write_testnet
+from tests.conftest import unless_ci
 
 SCHEDULES = int(os.environ.get("NETNS_SCHEDULES", "5"))
 NODES = 12
@@ -59,7 +60,7 @@ TIMING = {"stage_timeout": 1.0, "round_timeout": 6.0}
 timeout), then up to 4 blocks 2 s apart lead to the next checkpoint: 3 round timeouts leave room."""
 
 REASON = unavailable_reason()
-needs_netns = pytest.mark.skipif(REASON is not None, reason=f"no network namespaces here: {REASON}")
+needs_netns = unless_ci(None if REASON is None else f"network namespaces ({REASON})")
 
 
 # -- the node's clock -----------------------------------------------------------------------------------

@@ -168,10 +168,12 @@ async def _join(
     async with trio.open_nursery() as nursery:
         for relay in relays:
             await nursery.start(relay.run)
-        await _wait("the serving nodes", lambda: all(poll_status(m) for m in servers), 60)
+        await wait_in_thread("the serving nodes", lambda: all(poll_status(m) for m in servers), 60)
         for relay, upstream in zip(relays, [servers[0], servers[1], servers[0]], strict=True):
             relay.host.add_target(NodeKey(upstream.node_key), "127.0.0.1", upstream.p2p_port)
-        await _wait("the relays' upstreams", lambda: all(r.upstream in r.host.connected for r in relays), 30)
+        await wait_in_thread(
+            "the relays' upstreams", lambda: all(r.upstream in r.host.connected for r in relays), 30
+        )
         started = time.monotonic()
         processes.append(start_process(joiner.home))
 
@@ -179,7 +181,7 @@ async def _join(
             status = poll_status(joiner)
             return bool(status) and status["height"] == tip and status["state_root"] == tip_root
 
-        await _wait("the joiner at the tip", at_tip, 120)
+        await wait_in_thread("the joiner at the tip", at_tip, 120)
         joined = time.monotonic() - started
         nursery.cancel_scope.cancel()
     log = (joiner.home / "node.log").read_text()
@@ -202,7 +204,8 @@ async def _join(
     print(f"joined by state sync in {joined:.1f} s")
 
 
-async def _wait(what: str, condition: Callable[[], bool], seconds: float) -> None:
+async def wait_in_thread(what: str, condition: Callable[[], bool], seconds: float) -> None:
+    """Wait until ``condition`` (blocking calls, run on a thread) holds; fail naming ``what``."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if await trio.to_thread.run_sync(condition):

@@ -20,9 +20,11 @@ open, so no other process may), and the devnet's live view polls it. Methods:
                             number of messages it holds per account (at most 1,000 accounts)
 ==========================  ============================================================
 
-Every request is parsed with a depth limit (:func:`state.encoding.decode_json`); a line over
-:data:`MAX_LINE` bytes ends the connection. Errors are JSON-RPC errors: -32700 parse error,
--32600 invalid request, -32601 unknown method, -32602 invalid params, -32000 refused.
+Every request is parsed with a depth limit (:func:`state.encoding.decode_json`) and its params
+decoded into the method's typed structure; a line over :data:`MAX_LINE` bytes ends the
+connection. Each call and each connection is a boundary (:mod:`appchain.boundary`). Errors are
+JSON-RPC errors: -32700 parse error, -32600 invalid request, -32601 unknown method, -32602
+invalid params, -32603 internal error, -32000 refused.
 """
 
 from __future__ import annotations
@@ -31,18 +33,23 @@ import functools
 import json
 import socket
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
+import msgspec
 import trio
 
 from appchain.home import MAX_CLOCK_OFFSET
 from appchain.jsonrpc import (
     Method,
+    NoParams,
+    Params,
     RpcError,
     answer_call,
     decode_request,
     decode_transaction_hex,
+    encode_answer,
     error_reply,
+    method,
     serve_on,
     submit,
 )
@@ -56,27 +63,32 @@ MAX_LINE = 4 * 1024 * 1024
 MAX_BATCH = 5_000
 
 
-def _status(node: Node, params: dict[str, Any]) -> Any:
+def _status(node: Node, params: NoParams) -> Any:
     return node.status()
 
 
-def _peers(node: Node, params: dict[str, Any]) -> Any:
+def _peers(node: Node, params: NoParams) -> Any:
     return [
         {"node_key": bytes(key).hex(), "address": peer.address}
         for key, peer in sorted(node.host.peers.items())
     ]
 
 
-def _submit_transaction(node: Node, params: dict[str, Any]) -> Any:
-    return {"hash": submit(node, decode_transaction_hex(params.get("tx"), "tx")).hex()}
+class TransactionParams(Params, frozen=True):
+    tx: str
 
 
-def _submit_transactions(node: Node, params: dict[str, Any]) -> Any:
-    texts = params.get("txs")
-    if not isinstance(texts, list) or len(texts) > MAX_BATCH:
-        raise RpcError(-32602, f"txs must be a list of at most {MAX_BATCH} hex transactions")
+def _submit_transaction(node: Node, params: TransactionParams) -> Any:
+    return {"hash": submit(node, decode_transaction_hex(params.tx, "tx")).hex()}
+
+
+class TransactionsParams(Params, frozen=True):
+    txs: Annotated[list[str], msgspec.Meta(max_length=MAX_BATCH)]
+
+
+def _submit_transactions(node: Node, params: TransactionsParams) -> Any:
     results: list[dict[str, str]] = []
-    for text in texts:
+    for text in params.txs:
         try:
             results.append({"hash": submit(node, decode_transaction_hex(text, "tx")).hex()})
         except RpcError as exc:
@@ -84,70 +96,78 @@ def _submit_transactions(node: Node, params: dict[str, Any]) -> Any:
     return results
 
 
-def _set_uptime_proofs(node: Node, params: dict[str, Any]) -> Any:
-    enabled = params.get("enabled")
-    if not isinstance(enabled, bool):
-        raise RpcError(-32602, "enabled must be true or false")
-    node.core.send_proofs = enabled
-    return {"enabled": enabled}
+class UptimeProofsParams(Params, frozen=True):
+    enabled: bool
 
 
-def _set_clock_offset(node: Node, params: dict[str, Any]) -> Any:
-    seconds = params.get("seconds")
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
-        raise RpcError(-32602, "seconds must be a number")
-    if not -MAX_CLOCK_OFFSET <= seconds <= MAX_CLOCK_OFFSET:
-        raise RpcError(-32602, f"seconds must be from -{MAX_CLOCK_OFFSET} to {MAX_CLOCK_OFFSET}")
-    node.clock_offset = float(seconds)
+def _set_uptime_proofs(node: Node, params: UptimeProofsParams) -> Any:
+    node.core.send_proofs = params.enabled
+    return {"enabled": params.enabled}
+
+
+class ClockOffsetParams(Params, frozen=True):
+    seconds: Annotated[float, msgspec.Meta(ge=-MAX_CLOCK_OFFSET, le=MAX_CLOCK_OFFSET)]
+
+
+def _set_clock_offset(node: Node, params: ClockOffsetParams) -> Any:
+    node.clock_offset = params.seconds
     return {"seconds": node.clock_offset}
 
 
-def _messages(node: Node, params: dict[str, Any]) -> Any:
+def _messages(node: Node, params: NoParams) -> Any:
     layer = node.messages
     held = {owner.hex(): count for owner, count in layer.store.owner_counts(1000).items()}
     swarm = layer.my_swarm()
     return {"followed": layer.followed_height, "swarm": None if swarm is None else f"{swarm:x}", "held": held}
 
 
-METHODS: dict[str, Method] = {
-    "messages": _messages,
-    "status": _status,
-    "peers": _peers,
-    "submit_transaction": _submit_transaction,
-    "submit_transactions": _submit_transactions,
-    "set_uptime_proofs": _set_uptime_proofs,
-    "set_clock_offset": _set_clock_offset,
+METHODS: dict[str, Method[Any]] = {
+    "messages": method(_messages),
+    "status": method(_status),
+    "peers": method(_peers),
+    "submit_transaction": Method(_submit_transaction, TransactionParams),
+    "submit_transactions": Method(_submit_transactions, TransactionsParams),
+    "set_uptime_proofs": Method(_set_uptime_proofs, UptimeProofsParams),
+    "set_clock_offset": Method(_set_clock_offset, ClockOffsetParams),
 }
 
 
 def answer(node: Node, line: bytes) -> bytes:
     """The reply line to one request line (every line is answered, to keep the two in step)."""
     try:
-        reply = answer_call(METHODS, node, decode_request(line), answer_notifications=True)
+        reply = answer_call(METHODS, node, decode_request(line), place="admin", answer_notifications=True)
     except RpcError as exc:
         reply = error_reply(None, exc.code, str(exc))
-    return json.dumps(reply, sort_keys=True).encode() + b"\n"
+    return encode_answer(reply) + b"\n"
 
 
 async def _serve_connection(node: Node, stream: trio.abc.Stream) -> None:
-    buffer = bytearray()
+    """One operator's connection, a boundary (:mod:`appchain.boundary`): what it raises that
+    nothing expected closes it, logged and counted; the node goes on."""
     async with stream:
-        try:
-            while True:
-                chunk = await stream.receive_some(65536)
-                if not chunk:
-                    return
-                buffer += chunk
-                while (end := buffer.find(b"\n")) >= 0:
-                    line = bytes(buffer[:end])
-                    del buffer[: end + 1]
-                    await stream.send_all(answer(node, line))
-                if len(buffer) > MAX_LINE:
-                    reply = error_reply(None, -32600, f"a request over {MAX_LINE} bytes")
-                    await stream.send_all(json.dumps(reply).encode() + b"\n")
-                    return
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            return
+        with node.faults.boundary("admin"):
+            await _serve_lines(node, stream)
+
+
+async def _serve_lines(node: Node, stream: trio.abc.Stream) -> None:
+    """Answer each line as it completes, until the operator hangs up or a line runs too long."""
+    buffer = bytearray()
+    try:
+        while True:
+            chunk = await stream.receive_some(65536)
+            if not chunk:
+                return
+            buffer += chunk
+            while (end := buffer.find(b"\n")) >= 0:
+                line = bytes(buffer[:end])
+                del buffer[: end + 1]
+                await stream.send_all(answer(node, line))
+            if len(buffer) > MAX_LINE:
+                reply = error_reply(None, -32600, f"a request over {MAX_LINE} bytes")
+                await stream.send_all(encode_answer(reply) + b"\n")
+                return
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        return
 
 
 async def serve_admin(node: Node, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

@@ -175,6 +175,15 @@ class _NodeCollector(Collector):
         yield counter(
             "appchain_p2p_violations", "Peers dropped for breaking the protocol", node.host.violations
         )
+        errors = CounterMetricFamily(
+            "appchain_unexpected_errors",
+            "Exceptions no handler expected, caught at a boundary (the request, connection or frame"
+            " failed; the node went on), by place",
+            labels=["place"],
+        )
+        for place, count in sorted({**node.faults.counts, "p2p": node.host.errors}.items()):
+            errors.add_metric([place], count)
+        yield errors
         rpc_refused = node.rpc_server.refused if node.rpc_server is not None else {}
         for name, text, counts in (
             ("appchain_p2p_refused", "Inbound p2p connections refused, by limit", node.host.refused),

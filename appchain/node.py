@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import trio
 
+from appchain.boundary import Faults, is_fatal
 from appchain.chain import Chain
 from appchain.checker import history_path
 from appchain.history import OutsideWindow
@@ -116,13 +117,18 @@ class Logger:
         self.stream = stream or sys.stderr
         self.context: dict[str, Any] = {}
 
-    def __call__(self, level: str, event: str, **fields: Any) -> None:
+    def __call__(self, level: str, event: str, *, traceback: str | None = None, **fields: Any) -> None:
+        """One line; a ``traceback`` follows it, each of its lines indented by four spaces (so
+        every line of the log that starts in the first column is a record)."""
         if LEVELS.get(level, 20) < self.threshold:
             return
         now = time.time()
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
         parts = " ".join(f"{k}={v}" for k, v in {**self.context, **fields}.items())
-        self.stream.write(f"{stamp} {level} {event}{' ' if parts else ''}{parts}\n")
+        text = f"{stamp} {level} {event}{' ' if parts else ''}{parts}".replace("\n", " ")
+        if traceback:
+            text += "".join(f"\n    {line}" for line in traceback.splitlines())
+        self.stream.write(text.encode("utf-8", "backslashreplace").decode("utf-8") + "\n")
         self.stream.flush()
 
 
@@ -141,6 +147,8 @@ class Node:
         self.config = config
         self.chain = chain
         self.log = log
+        self.faults = Faults(log)
+        """What the node's boundaries caught (:mod:`appchain.boundary`)."""
         key, bls_secret = home.load_node_keys()
         params = chain.genesis.params
         self.journal = Journal(history_path(home.path))
@@ -163,7 +171,7 @@ class Node:
             random_bytes=secrets.token_bytes,
             probe=self.probe,
         )
-        self.host = Host(host_config(config, chain), key, self._on_frame, log=log)
+        self.host = Host(host_config(config, chain), key, self._on_frame, log=log, fatal=is_fatal)
         self.signature_clock = (
             SignatureClock().install() if os.environ.get(SIGNATURE_CLOCK_ENV) == "1" else None
         )
@@ -179,7 +187,13 @@ class Node:
         log.context["node"] = bytes(self.core.node_key).hex()[:12]
         self.message_store = MessageStore(home.messages_path, sync=config.sync_writes)
         self.messages = SwarmLayer(
-            self.message_store, key, self.contact_of, log=log, oxend=self._oxend, is_node=self._is_node
+            self.message_store,
+            key,
+            self.contact_of,
+            log=log,
+            oxend=self._oxend,
+            is_node=self._is_node,
+            faults=self.faults,
         )
 
     def now(self) -> float:
@@ -211,8 +225,8 @@ class Node:
             )
             self.carry_out(self.core.start(self.now(), first_proof_in=1.0))
             self._follow_final(self.ledger.final_height)
-            nursery.start_soon(self._core_loop)
-            nursery.start_soon(self._peer_loop)
+            nursery.start_soon(self.faults.supervise, "core", self._core_loop)
+            nursery.start_soon(self.faults.supervise, "peers", self._peer_loop)
             task_status.started()
 
     async def _core_loop(self) -> None:
@@ -281,12 +295,23 @@ class Node:
             )
 
     def handle_slice(self) -> None:
-        """Handle up to :data:`FRAME_SLICE` waiting frames, consensus first, each peer in turn."""
+        """Handle up to :data:`FRAME_SLICE` waiting frames, consensus first, each peer in turn.
+
+        Each frame is a boundary (:mod:`appchain.boundary`): an exception nothing expected drops
+        that frame, logged and counted; the core verifies before it mutates, so the state and the
+        chain are as they were."""
         for _ in range(FRAME_SLICE):
             frame = self.inbox.pop()
             if frame is None:
                 return
-            self._handle_frame(*frame)
+            sender, payload, digest = frame
+            try:
+                self._handle_frame(sender, payload, digest)
+            except Exception as exc:  # the frame's boundary: it is dropped, the node goes on
+                if is_fatal(exc):
+                    raise
+                self.seen.pop(digest, None)  # a copy sent again gets another chance
+                self.faults.caught("frame", exc, peer=sender.hex()[:12])
 
     def _remember(self, digest: bytes) -> None:
         """Mark gossip as seen (the oldest is forgotten past :data:`SEEN_LIMIT`)."""
@@ -425,10 +450,10 @@ class Node:
     def _oxend(self, endpoint: str, params: dict[str, Any]) -> dict[str, Any]:
         """This node's own JSON-RPC, for a Session client's ``oxend_request``."""
         from appchain.jsonrpc import RpcError
-        from appchain.rpc import METHODS
+        from appchain.rpc import call_method
 
         try:
-            result: dict[str, Any] = METHODS[endpoint](self, params)
+            result: dict[str, Any] = call_method(self, endpoint, params)
         except RpcError as exc:
             raise ValueError(str(exc)) from None
         return result

@@ -3,11 +3,13 @@
 The HTTP server, its routes and its limits per remote address are :mod:`appchain.rpc_server`.
 Method names, parameter names and result shapes follow oxend's
 (``core_rpc_server_commands_defs.h``) where oxend has the method; every method is described in
-``docs/rpc.md``. Limits here: a batch of at most :data:`MAX_BATCH` calls, JSON nested at most 64
-deep (the body's size is the server's).
+``docs/rpc.md``. Each method's parameters are a :class:`~appchain.jsonrpc.Params` structure
+(``…Params`` below): decoded, typed and bounded before the method runs. Limits here: a batch of
+at most :data:`MAX_BATCH` calls, JSON nested at most 64 deep (the body's size is the server's).
 
 Errors are JSON-RPC errors: -32700 parse error, -32600 invalid request, -32601 unknown method,
--32602 invalid params, -32000 refused (a transaction that does not apply), -32001 not found.
+-32602 invalid params, -32603 internal error, -32000 refused (a transaction that does not
+apply), -32001 not found.
 Operator methods (status, peers, uptime-proof switch) are not here: they live on the admin
 listener (:mod:`appchain.admin`), which stays on the loopback.
 """
@@ -18,18 +20,25 @@ import base64
 import binascii
 import json
 import time
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
 
+import msgspec
 from nacl.bindings import crypto_sign_ed25519_pk_to_curve25519
 
 from appchain.history import OutsideWindow
 from appchain.jsonrpc import (
+    Height,
     Method,
+    NoParams,
+    Params,
     RpcError,
+    Text,
     answer_call,
     decode_request,
     decode_transaction_hex,
     error_reply,
+    method,
+    read_params,
     submit,
 )
 from consensus.evidence import Evidence, compute_signed_digest, decode_evidence
@@ -62,19 +71,12 @@ VERSION = "0.1.0"
 HARD_FORK = 1
 
 
-def _count(value: object, name: str) -> int:
-    """A height, count or limit: a non-negative integer, or -32602."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise RpcError(-32602, f"{name} must be a non-negative integer")
-    return value
+MAX_KEYS = 1000
+"""Most keys, heights or addresses one call may name."""
 
-
-def _int_param(params: dict[str, Any], name: str) -> int:
-    return _count(params.get(name), name)
-
-
-def _optional_int(params: dict[str, Any], name: str) -> int | None:
-    return None if params.get(name) is None else _count(params[name], name)
+Keys = Annotated[list[Text], msgspec.Meta(max_length=MAX_KEYS)]
+Addresses = Annotated[list[Text], msgspec.Meta(min_length=1, max_length=MAX_KEYS)]
+"""``addresses``: 1 to 1,000 hex account keys."""
 
 
 def block_header(node: Node, header: Header, events: int | None = None) -> dict[str, Any]:
@@ -123,7 +125,7 @@ def _below_base(node: Node, height: int) -> str:
     return f": this node joined by state sync at height {base} and holds no blocks at or below it"
 
 
-def get_info(node: Node, params: dict[str, Any]) -> dict[str, Any]:
+def get_info(node: Node, params: NoParams) -> dict[str, Any]:
     state = node.ledger.state
     chain_params = state.params
     registered = get_node(_view(node), node.core.node_key) is not None
@@ -152,23 +154,32 @@ def _view(node: Node) -> Overlay:
     return Overlay(node.ledger.state.get)
 
 
-def get_last_block_header(node: Node, params: dict[str, Any]) -> dict[str, Any]:
+def get_last_block_header(node: Node, params: NoParams) -> dict[str, Any]:
     return {"status": "OK", "block_header": block_header(node, _header_at(node, node.ledger.height))}
 
 
-def get_block_header_by_height(node: Node, params: dict[str, Any]) -> dict[str, Any]:
-    heights = params.get("heights")
-    if heights is not None:
-        if not isinstance(heights, list) or len(heights) > 1000:
-            raise RpcError(-32602, "heights must be a list of at most 1000 heights")
-        headers = [block_header(node, _header_at(node, _count(h, "heights"))) for h in heights]
+class HeightParams(Params, frozen=True):
+    height: Height
+
+
+class HeadersParams(Params, frozen=True):
+    """One ``height``, or up to 1,000 ``heights``."""
+
+    height: Height | None = None
+    heights: Annotated[list[Height], msgspec.Meta(max_length=MAX_KEYS)] | None = None
+
+
+def get_block_header_by_height(node: Node, params: HeadersParams) -> dict[str, Any]:
+    if params.heights is not None:
+        headers = [block_header(node, _header_at(node, height)) for height in params.heights]
         return {"status": "OK", "block_headers": headers}
-    height = _int_param(params, "height")
-    return {"status": "OK", "block_header": block_header(node, _header_at(node, height))}
+    if params.height is None:
+        raise RpcError(-32602, "invalid params: give height or heights")
+    return {"status": "OK", "block_header": block_header(node, _header_at(node, params.height))}
 
 
-def get_block(node: Node, params: dict[str, Any]) -> dict[str, Any]:
-    height = _int_param(params, "height")
+def get_block(node: Node, params: HeightParams) -> dict[str, Any]:
+    height = params.height
     _header_at(node, height)  # -32001 above the tip
     if _below_base(node, height):
         raise RpcError(-32001, f"no block at height {height}{_below_base(node, height)}")
@@ -182,17 +193,21 @@ def get_block(node: Node, params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def get_staking_requirement(node: Node, params: dict[str, Any]) -> dict[str, Any]:
+def get_staking_requirement(node: Node, params: NoParams) -> dict[str, Any]:
     state = node.ledger.state
     return {"status": "OK", "staking_requirement": state.params.staking_requirement, "height": state.height}
 
 
-def hard_fork_info(node: Node, params: dict[str, Any]) -> dict[str, Any]:
+def hard_fork_info(node: Node, params: NoParams) -> dict[str, Any]:
     return {"status": "OK", "version": HARD_FORK, "enabled": True, "earliest_height": 0}
 
 
-def send_transaction(node: Node, params: dict[str, Any]) -> dict[str, Any]:
-    tx_hash = submit(node, decode_transaction_hex(params.get("tx_as_hex"), "tx_as_hex"))
+class TransactionParams(Params, frozen=True):
+    tx_as_hex: str
+
+
+def send_transaction(node: Node, params: TransactionParams) -> dict[str, Any]:
+    tx_hash = submit(node, decode_transaction_hex(params.tx_as_hex, "tx_as_hex"))
     return {"status": "OK", "tx_hash": tx_hash.hex()}
 
 
@@ -263,32 +278,29 @@ def _contributors(record: ServiceNode) -> list[dict[str, Any]]:
     return staked + open_spots
 
 
-def _fields(value: object) -> set[str]:
-    """oxend's ``fields``: a list of names, or an object of name: true (empty: every field)."""
-    if value is None:
-        return set()
-    if isinstance(value, list) and all(isinstance(f, str) for f in value):
-        return set(value)
-    if isinstance(value, dict) and all(isinstance(v, bool) for v in value.values()):
+class ServiceNodesParams(Params, frozen=True):
+    poll_block_hash: Text | None = None
+    service_node_pubkeys: Keys = msgspec.field(default_factory=list)
+    active_only: bool = False
+    limit: Height | None = None
+    fields: Keys | dict[Text, bool] | None = None
+    """oxend's ``fields``: a list of names, or an object of name: true (none: every field)."""
+
+
+def _fields(value: list[str] | dict[str, bool] | None) -> set[str]:
+    if isinstance(value, dict):
         return {name for name, on in value.items() if on}
-    raise RpcError(-32602, "fields must be a list of names or an object of name: true")
+    return set(value or ())
 
 
-def get_service_nodes(node: Node, params: dict[str, Any]) -> dict[str, Any]:
+def get_service_nodes(node: Node, params: ServiceNodesParams) -> dict[str, Any]:
     state = node.ledger.state
     top = state.block_hash.hex()
-    poll = params.get("poll_block_hash")
-    if poll is not None and poll == top:
+    if params.poll_block_hash is not None and params.poll_block_hash == top:
         return {"status": "OK", "unchanged": True, "height": state.height, "block_hash": top}
-    wanted = params.get("service_node_pubkeys", [])
-    if not isinstance(wanted, list) or not all(isinstance(k, str) for k in wanted):
-        raise RpcError(-32602, "service_node_pubkeys must be a list of hex keys")
-    active_only = params.get("active_only", False)
-    if not isinstance(active_only, bool):
-        raise RpcError(-32602, "active_only must be true or false")
-    limit = _optional_int(params, "limit")
-    chosen = _fields(params.get("fields"))
-    wanted_keys = {k.lower() for k in wanted}
+    active_only, limit = params.active_only, params.limit
+    chosen = _fields(params.fields)
+    wanted_keys = {k.lower() for k in params.service_node_pubkeys}
     entries = []
     for key, record in iter_nodes(_view(node)):
         if wanted_keys and key.hex() not in wanted_keys:
@@ -312,7 +324,7 @@ QUORUM_OBLIGATIONS, QUORUM_CHECKPOINT, QUORUM_PULSE, QUORUM_ALL = 0, 1, 3, 255
 MAX_QUORUM_SPAN = 60
 
 
-def get_service_node_status(node: Node, params: dict[str, Any]) -> dict[str, Any]:
+def get_service_node_status(node: Node, params: NoParams) -> dict[str, Any]:
     state = node.ledger.state
     key = node.core.node_key
     record = get_node(_view(node), key)
@@ -328,25 +340,25 @@ def get_service_node_status(node: Node, params: dict[str, Any]) -> dict[str, Any
     }
 
 
-def _account_param(text: object) -> bytes:
+def _account_param(text: str) -> bytes:
     try:
-        account = bytes.fromhex(text) if isinstance(text, str) else b""
+        account = bytes.fromhex(text)
     except ValueError:
         account = b""
     if len(account) != 32:
-        raise RpcError(-32602, f"{text!r} is not a 32-byte hex account key")
+        raise RpcError(-32602, f"{text[:80]!r} is not a 32-byte hex account key")
     return account
 
 
-def _accounts_param(params: dict[str, Any]) -> list[bytes]:
-    """``addresses``: 1 to 1,000 hex account keys."""
-    addresses = params.get("addresses")
-    if not isinstance(addresses, list) or not addresses or len(addresses) > 1000:
-        raise RpcError(-32602, "addresses must be a list of 1 to 1000 hex account keys")
-    return [_account_param(text) for text in addresses]
+class AccountsParams(Params, frozen=True):
+    addresses: Addresses
 
 
-def get_accrued_rewards(node: Node, params: dict[str, Any]) -> dict[str, Any]:
+def _accounts_param(params: AccountsParams) -> list[bytes]:
+    return [_account_param(text) for text in params.addresses]
+
+
+def get_accrued_rewards(node: Node, params: AccountsParams) -> dict[str, Any]:
     """What a claim at the tip would move to each balance: the settled rewards in the account's
     reward ledger plus what settling its nodes would pay it (rewards settle lazily, PROTOCOL.md
     §5), as oxend's ``balances``; ``settled`` and ``pending`` (*added*) give the two parts."""
@@ -366,7 +378,7 @@ def get_accrued_rewards(node: Node, params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def get_accounts(node: Node, params: dict[str, Any]) -> dict[str, Any]:
+def get_accounts(node: Node, params: AccountsParams) -> dict[str, Any]:
     """Balances and nonces at the tip (*added*: oxend keeps no accounts). A wallet takes the
     next nonce from here; a light client proves a balance with ``get_state_proof`` instead."""
     view = _view(node)
@@ -381,10 +393,16 @@ def get_accounts(node: Node, params: dict[str, Any]) -> dict[str, Any]:
     return {"status": "OK", "accounts": accounts, "height": node.ledger.height}
 
 
-def get_checkpoints(node: Node, params: dict[str, Any]) -> dict[str, Any]:
-    start = _optional_int(params, "start_height") or 0
-    count = _optional_int(params, "count") or 60
-    end = _optional_int(params, "end_height")
+class CheckpointsParams(Params, frozen=True):
+    start_height: Height | None = None
+    end_height: Height | None = None
+    count: Height | None = None
+
+
+def get_checkpoints(node: Node, params: CheckpointsParams) -> dict[str, Any]:
+    start = params.start_height or 0
+    count = params.count or 60
+    end = params.end_height
     checkpoints = []
     for certificate in node.chain.store.iter_certificates(start):
         if end is not None and certificate.height > end:
@@ -404,16 +422,19 @@ def get_checkpoints(node: Node, params: dict[str, Any]) -> dict[str, Any]:
     return {"status": "OK", "checkpoints": checkpoints, "immutable_height": node.ledger.final_height}
 
 
-def get_quorum_state(node: Node, params: dict[str, Any]) -> dict[str, Any]:
+class QuorumParams(Params, frozen=True):
+    start_height: Height | None = None
+    end_height: Height | None = None
+    quorum_type: Height | None = None
+
+
+def get_quorum_state(node: Node, params: QuorumParams) -> dict[str, Any]:
     """Obligations and checkpoint quorums kept in the state for heights in [start, end], and the
     Pulse quorum of the next height (round 0): past Pulse quorums are not kept."""
     state = node.ledger.state
-    start = _optional_int(params, "start_height")
-    start = state.height if start is None else start
-    end = _optional_int(params, "end_height")
-    end = start if end is None else end
-    kind = _optional_int(params, "quorum_type")
-    kind = QUORUM_ALL if kind is None else kind
+    start = state.height if params.start_height is None else params.start_height
+    end = start if params.end_height is None else params.end_height
+    kind = QUORUM_ALL if params.quorum_type is None else params.quorum_type
     if end < start or end - start >= MAX_QUORUM_SPAN:
         raise RpcError(-32602, f"start_height..end_height must span 1 to {MAX_QUORUM_SPAN} heights")
     if kind not in (QUORUM_OBLIGATIONS, QUORUM_CHECKPOINT, QUORUM_PULSE, QUORUM_ALL):
@@ -448,32 +469,39 @@ SNS_SESSION = 0
 """oxend's ONS type of a Session ID record: the only type this chain keeps."""
 
 
-def _name_hash(value: object) -> bytes:
+def _name_hash(value: str) -> bytes:
     """A name hash given as hex or as base64 (oxend accepts both)."""
-    if isinstance(value, str):
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
         try:
-            raw = bytes.fromhex(value)
-        except ValueError:
-            try:
-                raw = base64.b64decode(value, validate=True)
-            except (ValueError, binascii.Error):
-                raw = b""
-        if len(raw) == 32:
-            return raw
+            raw = base64.b64decode(value, validate=True)
+        except (ValueError, binascii.Error):
+            raw = b""
+    if len(raw) == 32:
+        return raw
     raise RpcError(-32602, "name_hash must be 32 bytes, in hex or base64")
 
 
-def _check_type(params: dict[str, Any]) -> None:
-    kind = params.get("type", SNS_SESSION)
+Kind = Annotated[int, msgspec.Meta(ge=0, le=255)]
+"""An ONS record type (oxend's ``mapping_type``, a byte)."""
+
+
+def _check_type(kind: int) -> None:
     if kind != SNS_SESSION:
         raise RpcError(-32602, "type must be 0 (Session ID): the only record type this chain keeps")
 
 
-def ons_resolve(node: Node, params: dict[str, Any]) -> dict[str, Any]:
+class ResolveParams(Params, frozen=True):
+    name_hash: Text
+    type: Kind = SNS_SESSION
+
+
+def ons_resolve(node: Node, params: ResolveParams) -> dict[str, Any]:
     """The encrypted value of a live name (split as oxend does: ``encrypted_value`` and
     ``nonce``); an empty result when the name is free or expired."""
-    _check_type(params)
-    name_hash = _name_hash(params.get("name_hash"))
+    _check_type(params.type)
+    name_hash = _name_hash(params.name_hash)
     record = get_name(_view(node), name_hash)
     if record is None or is_expired(record, node.ledger.height):
         return {}
@@ -494,11 +522,21 @@ def _sns_entry(name_hash: bytes, record: NameRecord) -> dict[str, Any]:
     }
 
 
-def ons_names_to_owners(node: Node, params: dict[str, Any]) -> dict[str, Any]:
-    hashes = params.get("entries", params.get("name_hashes"))
-    if not isinstance(hashes, list) or not hashes or len(hashes) > 256:
+NameList = Annotated[list[Text], msgspec.Meta(min_length=1, max_length=256)]
+"""1 to 256 name hashes or owners."""
+
+
+class NamesParams(Params, frozen=True):
+    entries: NameList | None = None
+    name_hashes: NameList | None = None
+    type: Kind = SNS_SESSION
+
+
+def ons_names_to_owners(node: Node, params: NamesParams) -> dict[str, Any]:
+    hashes = params.entries if params.entries is not None else params.name_hashes
+    if hashes is None:
         raise RpcError(-32602, "entries must be a list of 1 to 256 name hashes")
-    _check_type(params)
+    _check_type(params.type)
     view = _view(node)
     height = node.ledger.height
     found = []
@@ -511,13 +549,15 @@ def ons_names_to_owners(node: Node, params: dict[str, Any]) -> dict[str, Any]:
     return {"status": "OK", "entries": found}
 
 
-def ons_owners_to_names(node: Node, params: dict[str, Any]) -> dict[str, Any]:
+class OwnersParams(Params, frozen=True):
+    entries: NameList
+
+
+def ons_owners_to_names(node: Node, params: OwnersParams) -> dict[str, Any]:
     """The live names each owner (or backup owner) holds: oxend's ``ons_owners_to_names``.
 
     This scans the name records: it is an explorer's query, not a hot path."""
-    owners = params.get("entries")
-    if not isinstance(owners, list) or not owners or len(owners) > 256:
-        raise RpcError(-32602, "entries must be a list of 1 to 256 hex account keys")
+    owners = params.entries
     index_of: dict[bytes, int] = {}
     for index, text in enumerate(owners):
         index_of.setdefault(_account_param(text), index)
@@ -542,31 +582,31 @@ def _blob(record: object) -> str:
     return encode(record).hex()
 
 
-def _state_key(params: dict[str, Any]) -> bytes:
+class ProofParams(Params, frozen=True):
+    key: Text
+    namespace: Text | None = None
+    height: Height | None = None
+
+
+def _state_key(params: ProofParams) -> bytes:
     """``key`` alone is a full state key (hex); with ``namespace`` it is the 32-byte identifier."""
-    text = params.get("key")
     try:
-        raw = bytes.fromhex(text) if isinstance(text, str) else None
+        raw = bytes.fromhex(params.key)
     except ValueError:
-        raw = None
-    if raw is None:
-        raise RpcError(-32602, "key must be hex")
-    namespace = params.get("namespace")
+        raise RpcError(-32602, "key must be hex") from None
+    namespace = params.namespace
     if namespace is None:
         if not 0 < len(raw) <= 256:
             raise RpcError(-32602, "a state key is 1 to 256 bytes")
         return raw
-    if not isinstance(namespace, str):
-        raise RpcError(-32602, "namespace must be a string")
     try:
         return state_key(namespace, raw)
     except ValueError as exc:
         raise RpcError(-32602, str(exc)) from None
 
 
-def _final_height_param(node: Node, params: dict[str, Any]) -> int:
+def _final_height_param(node: Node, height: int | None) -> int:
     final = node.ledger.final_height
-    height = _optional_int(params, "height")
     if height is None:
         return final
     if height > final:
@@ -576,12 +616,12 @@ def _final_height_param(node: Node, params: dict[str, Any]) -> int:
     return height
 
 
-def get_state_proof(node: Node, params: dict[str, Any]) -> dict[str, Any]:
+def get_state_proof(node: Node, params: ProofParams) -> dict[str, Any]:
     """A value (or its absence) at a final height, its proof against that height's state root,
     and what makes the header trusted: the headers up to the next certified checkpoint and that
     checkpoint's certificate."""
     key = _state_key(params)
-    height = _final_height_param(node, params)
+    height = _final_height_param(node, params.height)
     try:
         value, proof = node.chain.history.prove(node.ledger.state, key, height)
     except OutsideWindow as exc:
@@ -608,10 +648,14 @@ def get_state_proof(node: Node, params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def get_checkpoint(node: Node, params: dict[str, Any]) -> dict[str, Any]:
+class CheckpointParams(Params, frozen=True):
+    height: Height | None = None
+
+
+def get_checkpoint(node: Node, params: CheckpointParams) -> dict[str, Any]:
     """A certified checkpoint (default: the final one): its header, certificate and the BLS keys
     of the quorum its header commits to (the one that certifies the next checkpoint)."""
-    height = _final_height_param(node, params)
+    height = _final_height_param(node, params.height)
     if not is_checkpoint_height(height):
         raise RpcError(-32602, f"height {height} is not a checkpoint height (a multiple of 4)")
     certificate = None if height == 0 else node.chain.store.get_certificate(height)
@@ -643,12 +687,11 @@ MAX_EVIDENCE = 100
 """Most evidence records in one answer (each holds two whole messages, block templates too)."""
 
 
-def _signer_param(params: dict[str, Any]) -> bytes | None:
-    text = params.get("signer")
+def _signer_param(text: str | None) -> bytes | None:
     if text is None:
         return None
     try:
-        signer = bytes.fromhex(text) if isinstance(text, str) else b""
+        signer = bytes.fromhex(text)
     except ValueError:
         signer = b""
     if len(signer) != 32:
@@ -710,17 +753,23 @@ def _evidence_entry(evidence: Evidence) -> dict[str, Any]:
     }
 
 
-def get_evidence(node: Node, params: dict[str, Any]) -> dict[str, Any]:
+class EvidenceParams(Params, frozen=True):
+    signer: Text | None = None
+    from_height: Height | None = None
+    to_height: Height | None = None
+    limit: Height | None = None
+
+
+def get_evidence(node: Node, params: EvidenceParams) -> dict[str, Any]:
     """The equivocation evidence this node recorded (*added*: oxend has no such method), by
     height, round, stage and signer; optionally of one ``signer`` and within
     ``from_height .. to_height``; at most ``limit`` records (1 to 100, default 100)."""
-    signer = _signer_param(params)
-    start = _optional_int(params, "from_height") or 0
-    end = _optional_int(params, "to_height")
+    signer = _signer_param(params.signer)
+    start = params.from_height or 0
+    end = params.to_height
     if end is not None and end < start:
         raise RpcError(-32602, "to_height must not be below from_height")
-    limit = _optional_int(params, "limit")
-    limit = MAX_EVIDENCE if limit is None else limit
+    limit = MAX_EVIDENCE if params.limit is None else params.limit
     if not 1 <= limit <= MAX_EVIDENCE:
         raise RpcError(-32602, f"limit must be 1 to {MAX_EVIDENCE}")
     found = []
@@ -733,27 +782,36 @@ def get_evidence(node: Node, params: dict[str, Any]) -> dict[str, Any]:
     return {"status": "OK", "evidence": found}
 
 
-METHODS: dict[str, Method] = {
-    "get_evidence": get_evidence,
-    "get_state_proof": get_state_proof,
-    "get_checkpoint": get_checkpoint,
-    "ons_resolve": ons_resolve,
-    "ons_names_to_owners": ons_names_to_owners,
-    "ons_owners_to_names": ons_owners_to_names,
-    "get_service_nodes": get_service_nodes,
-    "get_service_node_status": get_service_node_status,
-    "get_quorum_state": get_quorum_state,
-    "get_checkpoints": get_checkpoints,
-    "get_accrued_rewards": get_accrued_rewards,
-    "get_accounts": get_accounts,
-    "get_info": get_info,
-    "get_last_block_header": get_last_block_header,
-    "get_block_header_by_height": get_block_header_by_height,
-    "get_block": get_block,
-    "get_staking_requirement": get_staking_requirement,
-    "hard_fork_info": hard_fork_info,
-    "send_transaction": send_transaction,
+METHODS: dict[str, Method[Any]] = {
+    "get_evidence": Method(get_evidence, EvidenceParams),
+    "get_state_proof": Method(get_state_proof, ProofParams),
+    "get_checkpoint": Method(get_checkpoint, CheckpointParams),
+    "ons_resolve": Method(ons_resolve, ResolveParams),
+    "ons_names_to_owners": Method(ons_names_to_owners, NamesParams),
+    "ons_owners_to_names": Method(ons_owners_to_names, OwnersParams),
+    "get_service_nodes": Method(get_service_nodes, ServiceNodesParams),
+    "get_service_node_status": method(get_service_node_status),
+    "get_quorum_state": Method(get_quorum_state, QuorumParams),
+    "get_checkpoints": Method(get_checkpoints, CheckpointsParams),
+    "get_accrued_rewards": Method(get_accrued_rewards, AccountsParams),
+    "get_accounts": Method(get_accounts, AccountsParams),
+    "get_info": method(get_info),
+    "get_last_block_header": method(get_last_block_header),
+    "get_block_header_by_height": Method(get_block_header_by_height, HeadersParams),
+    "get_block": Method(get_block, HeightParams),
+    "get_staking_requirement": method(get_staking_requirement),
+    "hard_fork_info": method(hard_fork_info),
+    "send_transaction": Method(send_transaction, TransactionParams),
 }
+
+
+def call_method(node: Node, name: str, params: dict[str, Any]) -> Any:
+    """One method called inside the node (a Session client's ``oxend_request``): its params
+    decoded as for a call from outside; :class:`RpcError` when refused."""
+    found = METHODS.get(name)
+    if found is None:
+        raise RpcError(-32601, f"unknown method {name!r}")
+    return found.run(node, read_params(found.params, params))
 
 
 class Calls(NamedTuple):

@@ -4,7 +4,13 @@ network page, over h11 on trio, with limits per remote address.
 h11 does the HTTP/1.1 parsing (no hand-written HTTP here); each connection is served by one task,
 with keep-alive. Routes: ``POST /json_rpc`` (:mod:`appchain.rpc`), ``POST /storage_rpc/v1``
 (:mod:`appchain.messaging.rpc`), the swarm members' requests (``PEER_PATH``), onion requests
-(``ONION_PATH``), ``GET /metrics`` and ``GET /``.
+(``ONION_PATH``), ``GET /metrics`` and ``GET /``. ``HEAD`` is answered as HTTP says, on every
+path: the headers ``GET`` would get, no body (a load balancer's health check, ``curl -I``); a
+known path asked with another method gets 405 and ``allow``, an unknown one 404.
+
+Each connection is a boundary (:mod:`appchain.boundary`): an exception its handler did not
+expect is logged with its traceback and counted (``rpc``), answered 500 if nothing was answered
+yet, and closes that connection only.
 
 Limits (:class:`RpcLimits`, the ``[rpc]`` settings of config.toml). *Per address* means per
 :func:`p2p.limits.address_key`: an IPv4 address, or the /64 of an IPv6 one.
@@ -49,7 +55,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import json
 import math
 import time
 from collections.abc import Callable
@@ -60,7 +65,8 @@ from typing import TYPE_CHECKING, Any
 import h11
 import trio
 
-from appchain.jsonrpc import error_reply, serve_on
+from appchain.boundary import is_fatal
+from appchain.jsonrpc import encode_answer, error_reply, serve_on
 from appchain.messaging.layer import PEER_PATH
 from appchain.messaging.onion import ONION_PATH
 from appchain.messaging.rpc import MAX_REQUEST_BODY
@@ -76,6 +82,12 @@ METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 JSON_RPC_PATH = "/json_rpc"
 STORAGE_RPC_PATH = "/storage_rpc/v1"
 STORAGE_PATHS = (STORAGE_RPC_PATH, PEER_PATH, ONION_PATH)
+PAGE_PATHS = ("/", "/index.html")
+_ALLOWED: dict[str, tuple[bytes, ...]] = {
+    **{path: (b"POST",) for path in (JSON_RPC_PATH, *STORAGE_PATHS)},
+    **{path: (b"GET", b"HEAD") for path in ("/metrics", *PAGE_PATHS)},
+}
+"""The methods each known path serves (405 with ``allow`` for another; HEAD is GET's)."""
 STORAGE_MAX_BODY = MAX_REQUEST_BODY
 MAX_BODY = 1024 * 1024
 MAX_HEAD = 16 * 1024
@@ -157,6 +169,8 @@ class _Exchange:
         self.stream = stream
         self.limits = limits
         self.http = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
+        self.method = b""
+        """The method of the request being answered (a HEAD answer carries no body)."""
 
     async def head(self) -> h11.Request | None:
         """The next request's line and headers: the first byte within ``idle_timeout``, the rest
@@ -167,6 +181,7 @@ class _Exchange:
         while True:
             event = self.http.next_event()
             if isinstance(event, h11.Request):
+                self.method = event.method
                 return event
             if event is not h11.NEED_DATA:
                 return None
@@ -196,28 +211,32 @@ class _Exchange:
                 else:
                     raise _Cut
 
+    def _answer(self, status: int, body: bytes, kind: str, headers: tuple[tuple[str, str], ...]) -> bytes:
+        """The bytes of a whole answer; the answer to a HEAD request has the same headers and
+        no body (its ``content-length`` is the body's that GET would get)."""
+        fields = [("content-type", kind), ("content-length", str(len(body))), *headers]
+        events: list[h11.Event] = [h11.Response(status_code=status, headers=fields)]
+        if self.method != b"HEAD":
+            events.append(h11.Data(data=body))
+        events.append(h11.EndOfMessage())
+        return b"".join(self.http.send(event) or b"" for event in events)
+
     async def respond(self, status: int, body: bytes, kind: str, *headers: tuple[str, str]) -> None:
         """The whole answer in one write, taken by the client within ``write_timeout``."""
-        fields = [("content-type", kind), ("content-length", str(len(body))), *headers]
-        events = (h11.Response(status_code=status, headers=fields), h11.Data(data=body), h11.EndOfMessage())
-        data = b"".join(self.http.send(event) for event in events)
+        data = self._answer(status, body, kind, headers)
         with trio.fail_after(self.limits.write_timeout):
             await self.stream.send_all(data)
 
     async def reject(self, status: int, reason: str) -> None:
-        """Answer a request h11 could not parse (431 for a head over :data:`MAX_HEAD`, else 400),
-        if nothing was answered on it yet; a word, not a wait, before the connection closes."""
+        """Answer a request that cannot be served (431 for a head over :data:`MAX_HEAD`, 400 for
+        one h11 cannot parse, 500 for one that failed inside), if nothing was answered on it
+        yet; a word, not a wait, before the connection closes."""
         if self.http.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
-        body = f"{reason}\n".encode()
-        fields = [("content-type", "text/plain"), ("content-length", str(len(body))), ("connection", "close")]
         with trio.move_on_after(1.0):
             try:
-                await self.stream.send_all(
-                    self.http.send(h11.Response(status_code=status, headers=fields))
-                    + self.http.send(h11.Data(data=body))
-                    + self.http.send(h11.EndOfMessage())
-                )
+                data = self._answer(status, f"{reason}\n".encode(), "text/plain", (("connection", "close"),))
+                await self.stream.send_all(data)
             except (h11.LocalProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
                 return
 
@@ -323,6 +342,11 @@ class RpcServer:
             await exchange.reject(exc.error_status_hint, str(exc))
         except (_Cut, trio.BrokenResourceError, trio.ClosedResourceError):
             return
+        except Exception as exc:  # the boundary: this connection fails, never the node
+            if is_fatal(exc):
+                raise
+            self.node.faults.caught("rpc", exc, client=client.key)
+            await exchange.reject(500, "internal error (the node logged it)")
         finally:
             await trio.aclose_forcefully(exchange.stream)
 
@@ -397,7 +421,7 @@ class RpcServer:
     async def _refuse(self, exchange: _Exchange, target: str, reason: str) -> None:
         text = refusal_text(self.limits, reason)
         if target == JSON_RPC_PATH:
-            body = json.dumps(error_reply(None, LIMITED, text)).encode()
+            body = encode_answer(error_reply(None, LIMITED, text))
             await exchange.respond(429, body, "application/json", RETRY_AFTER)
         else:
             await exchange.respond(429, text.encode(), "text/plain", RETRY_AFTER)
@@ -405,7 +429,7 @@ class RpcServer:
     async def _too_big(self, exchange: _Exchange, target: str, limit: int) -> None:
         self._count("too_big")
         if target == JSON_RPC_PATH:
-            error = json.dumps(error_reply(None, -32600, f"a body over {MAX_BODY} bytes")).encode()
+            error = encode_answer(error_reply(None, -32600, f"a body over {MAX_BODY} bytes"))
             await exchange.respond(413, error, "application/json")
         else:
             await exchange.respond(413, b"Request body too large", "text/plain")
@@ -415,7 +439,14 @@ class RpcServer:
         self, exchange: _Exchange, request: h11.Request, target: str, body: bytes, client: Client
     ) -> None:
         node, method = self.node, request.method
-        if method == b"POST" and target == JSON_RPC_PATH:
+        allowed = _ALLOWED.get(target)
+        if method == b"HEAD":
+            method = b"GET"  # the same answer, its body left out by the exchange
+        if allowed is not None and request.method not in allowed:
+            names = ", ".join(name.decode() for name in allowed)
+            text = f"{request.method.decode('latin-1')} is not served at {target}: use {names}\n"
+            await exchange.respond(405, text.encode(), "text/plain", ("allow", names))
+        elif method == b"POST" and target == JSON_RPC_PATH:
             status, payload = await self._json_rpc(body, client)
             await exchange.respond(status, payload, "application/json")
         elif method == b"POST" and target == STORAGE_RPC_PATH:
@@ -431,19 +462,22 @@ class RpcServer:
                 fields.get(b"x-node-signature", b"").decode("latin-1"),
             )
             await exchange.respond(reply.status, *reply.encode())
-        elif method == b"GET" and target == "/metrics" and node.metrics is not None:
+        elif method == b"GET" and target == "/metrics":
+            if node.metrics is None:
+                await exchange.respond(404, b"this node keeps no metrics\n", "text/plain")
+                return
             await exchange.respond(200, node.metrics.render(), METRICS_TYPE)
-        elif method == b"GET" and target in ("/", "/index.html"):
+        elif method == b"GET" and target in PAGE_PATHS:
             await exchange.respond(200, network_page(), "text/html; charset=utf-8")
         else:
-            text = b"not found: POST /json_rpc, POST /storage_rpc/v1, GET /metrics, GET /\n"
-            await exchange.respond(404, text, "text/plain")
+            known = b"not found: POST /json_rpc, POST /storage_rpc/v1, GET /metrics, GET /\n"
+            await exchange.respond(404, known, "text/plain")
 
     async def _json_rpc(self, body: bytes, client: Client) -> tuple[int, bytes]:
         """The status and body answering a JSON-RPC body, each call under the client's limits."""
         calls = read_calls(body)
         if isinstance(calls, dict):
-            return 200, json.dumps(calls).encode()
+            return 200, encode_answer(calls)
         answers: list[dict[str, Any] | None] = []
         refused = False
         for index, call in enumerate(calls.items):
@@ -459,7 +493,7 @@ class RpcServer:
             answers.append(error_reply(call_id, LIMITED, refusal_text(self.limits, reason)))
         answer = join_answers(calls, answers)
         status = 429 if refused and not calls.batch else 200
-        return status, b"" if answer is None else json.dumps(answer).encode()
+        return status, b"" if answer is None else encode_answer(answer)
 
     def _call_refusal(self, client: Client, *, first: bool) -> str | None:
         """Why a call is refused: its address is over its share of the loop, or (after the first

@@ -34,13 +34,18 @@ node chose them.
 
 One connection per node: when two end up open to the same node (both dialled at once), both
 sides keep the one whose initiator has the lower node key, so they agree without talking.
-Nothing a peer sends can stop the host: every error on a connection ends that connection.
+Nothing a peer sends can stop the host: every error on a connection ends that connection. Each
+connection, inbound or dialled, is a boundary: an exception nothing expected (a bug here or in
+the application's ``on_frame``) is logged at ``error`` with its traceback, counted in
+:attr:`Host.errors`, and closes that connection only; the errors the application calls fatal
+(``fatal``: its store is corrupt) still stop it.
 """
 
 from __future__ import annotations
 
 import random
 import time
+import traceback
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -70,6 +75,10 @@ Log = Callable[..., None]
 
 def _no_log(level: str, event: str, **fields: Any) -> None:
     pass
+
+
+def _never(exc: BaseException) -> bool:
+    return False
 
 
 @dataclass(frozen=True)
@@ -134,8 +143,13 @@ class Host:
         *,
         log: Log = _no_log,
         clock: Callable[[], float] = time.monotonic,
+        fatal: Callable[[BaseException], bool] = _never,
     ) -> None:
         self.config = config
+        self.fatal = fatal
+        """Which exceptions no boundary may catch (the application's: a corrupt store)."""
+        self.errors = 0
+        """Unexpected exceptions caught at a connection's boundary."""
         self.identity = identity
         self.node_key = NodeKey(identity.public_key)
         self.on_frame = on_frame
@@ -226,6 +240,13 @@ class Host:
             await trio.sleep(0.1)
 
     async def _dial(self, key: NodeKey, target: _Target) -> None:
+        try:
+            await self._dial_and_serve(key, target)
+        except Exception as exc:
+            self._unexpected(exc, peer=key.hex()[:16])
+            self._back_off(target)
+
+    async def _dial_and_serve(self, key: NodeKey, target: _Target) -> None:
         high = self.config.dial_backoff[1]
         try:
             with trio.move_on_after(self.config.handshake_timeout) as scope:
@@ -258,6 +279,23 @@ class Host:
         target.next_try = self.clock() + target.backoff * (0.5 + self._rng.random())
 
     async def _on_inbound(self, stream: trio.SocketStream) -> None:
+        try:
+            await self._accept(stream)
+        except Exception as exc:
+            self._unexpected(exc)
+            await trio.aclose_forcefully(stream)
+
+    def _unexpected(self, exc: Exception, **fields: Any) -> None:
+        """The boundary of a connection: count and log what nothing expected (the connection
+        ends); re-raise what the application calls fatal."""
+        if self.fatal(exc):
+            raise exc
+        self.errors += 1
+        text = "".join(traceback.format_exception(exc)).rstrip()
+        error = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+        self.log("error", "unexpected error", place="p2p", error=error, traceback=text, **fields)
+
+    async def _accept(self, stream: trio.SocketStream) -> None:
         try:
             ip, port = remote_address(stream)
         except OSError:
@@ -382,6 +420,9 @@ class Host:
                 reason = "idle or too slow"
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 reason = type(exc).__name__
+            except Exception as exc:  # the boundary: this connection ends, never the host
+                reason = f"an unexpected {type(exc).__name__}"
+                self._unexpected(exc, peer=peer.key.hex()[:16])
             nursery.cancel_scope.cancel()
 
         async with trio.open_nursery() as nursery:

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import re
+from collections.abc import Iterator
 from typing import Any, Generic, TypeVar
 
 import msgspec
@@ -92,20 +94,66 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+def _parse_float(text: str) -> float:
+    """A JSON number with a fraction or exponent; one that no float can hold (``1e400``) is
+    refused rather than read as infinity, which no JSON answer could echo back."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is out of range")
+    return value
+
+
+def _text_strings(value: Any) -> Iterator[str]:
+    """Every string in a parsed document, keys included (the document is at most
+    :data:`MAX_JSON_DEPTH` deep, so the recursion is bounded)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield key
+            yield from _text_strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _text_strings(item)
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def decode_json(data: bytes | str, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """Parse JSON from outside the node, or raise :class:`DecodeError` with one line saying why.
 
     Refuses nesting deeper than ``max_depth`` (checked before any recursive parsing), duplicate
-    object keys, ``NaN``/``Infinity`` and invalid UTF-8.
+    object keys, ``NaN``/``Infinity``, numbers out of a float's range (``1e400``), invalid UTF-8,
+    and strings that are not Unicode text: a lone UTF-16 surrogate (``"\\ud800"``, or its three
+    UTF-8 bytes, which Python's parser lets through) can be neither echoed in an answer nor
+    written to a log.
     """
-    raw = data.encode() if isinstance(data, str) else data
+    try:
+        raw = data.encode() if isinstance(data, str) else data
+    except UnicodeEncodeError:
+        raise DecodeError("not valid JSON: not Unicode text (a lone surrogate)") from None
     if json_depth(raw) > max_depth:
         raise DecodeError(f"not valid JSON: nested deeper than {max_depth} levels")
     try:
-        return json.loads(raw, object_pairs_hook=_reject_duplicate_keys, parse_constant=_reject_constant)
+        document = json.loads(
+            raw,
+            object_pairs_hook=_reject_duplicate_keys,
+            parse_constant=_reject_constant,
+            parse_float=_parse_float,
+        )
     except UnicodeDecodeError:
         raise DecodeError("not valid JSON: not UTF-8 text") from None
     except RecursionError:
         raise DecodeError("not valid JSON: nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError is a ValueError too
         raise DecodeError(f"not valid JSON: {exc}") from None
+    # a surrogate can only come from an escape or from its UTF-8 bytes (lead byte 0xED)
+    if (b"\\u" in raw or b"\xed" in raw) and not all(map(_is_unicode, _text_strings(document))):
+        raise DecodeError("not valid JSON: a string that is not Unicode text (a lone surrogate)")
+    return document

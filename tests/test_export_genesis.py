@@ -104,7 +104,7 @@ def rpc_node(state: State) -> Any:
 
 
 def service_nodes(state: State) -> dict[str, dict[str, Any]]:
-    answer = rpc.get_service_nodes(rpc_node(state), {})
+    answer = rpc.call_method(rpc_node(state), "get_service_nodes", {})
     return {entry["service_node_pubkey"]: entry for entry in answer["service_node_states"]}
 
 
@@ -161,10 +161,11 @@ def test_the_state_at_a_final_height_comes_back_from_its_genesis(
         hashes = [name_hash for name_hash, _ in original.prefixed(NAME_PREFIX)] + [bytes([7]) * 32]
         for name_hash in hashes:
             params = {"type": 0, "name_hash": name_hash.hex()}
-            assert rpc.ons_resolve(rpc_node(state), params) == rpc.ons_resolve(rpc_node(original), params)
+            resolved = rpc.call_method(rpc_node(state), "ons_resolve", params)
+            assert resolved == rpc.call_method(rpc_node(original), "ons_resolve", params)
         params = {"entries": [h.hex() for h in hashes]}
-        old_entries = rpc.ons_names_to_owners(rpc_node(original), params)["entries"]
-        new_entries = rpc.ons_names_to_owners(rpc_node(state), params)["entries"]
+        old_entries = rpc.call_method(rpc_node(original), "ons_names_to_owners", params)["entries"]
+        new_entries = rpc.call_method(rpc_node(state), "ons_names_to_owners", params)["entries"]
         assert len(new_entries) == len(old_entries) == len(genesis.sns_records) > 0
         for old, new in zip(old_entries, new_entries, strict=True):
             assert new["expiration_height"] == old["expiration_height"] - height

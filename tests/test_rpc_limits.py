@@ -18,6 +18,7 @@ import pytest
 import trio
 
 from appchain import rpc, rpc_server
+from appchain.jsonrpc import method
 from appchain.messaging.layer import PEER_PATH
 from appchain.messaging.rpc import Reply
 from appchain.rpc_server import LIMITED, MAX_BODY, MAX_HEAD, RpcLimits, RpcServer
@@ -228,7 +229,7 @@ async def test_an_address_over_its_share_of_the_loop_is_refused_until_it_has_res
         clock.now += 2.0  # two seconds of the event loop
         return "done"
 
-    monkeypatch.setitem(rpc.METHODS, "slow", slow)
+    monkeypatch.setitem(rpc.METHODS, "slow", method(slow))
     server, connect = await start(clock, busy_share_per_ip=0.5)
     greedy, honest = await connect(JUNK), await connect(HONEST)
     assert (await greedy.post("/json_rpc", call("slow")))[0] == 200  # 1 s in hand, now 1 s owed

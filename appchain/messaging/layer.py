@@ -35,6 +35,7 @@ from typing import Any
 
 import trio
 
+from appchain.boundary import Faults
 from appchain.messaging.http import ConnectionPool, HttpError, HttpTimeout
 from appchain.messaging.onion import ONION_PATH, Answer, OnionProcessor
 from appchain.messaging.rpc import Member, Oxend, PeerFailed, Reply, StorageService
@@ -82,6 +83,7 @@ class SwarmLayer:
         clock: Callable[[], float] = time.time,
         transport: Transport | None = None,
         is_node: Callable[[bytes], bool],
+        faults: Faults | None = None,
     ) -> None:
         self.pool = ConnectionPool()
         self.transport = transport or self.pool.post
@@ -91,6 +93,8 @@ class SwarmLayer:
         self.node_key = node_key
         self.contact_of = contact_of
         self.log = log or (lambda *args, **kwargs: None)
+        self.faults = faults or Faults(self.log)
+        """Where this layer's loops are supervised (:mod:`appchain.boundary`): the node's."""
         self.clock = clock
         self.membership: dict[bytes, int] = {}
         self._swarm_ids: list[int] = []
@@ -152,15 +156,18 @@ class SwarmLayer:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._sweep_loop)
+            nursery.start_soon(self.faults.supervise, "sweep", self._sweep_loop)
+            nursery.start_soon(self.faults.supervise, "follow", self._follow_loop)
             task_status.started()
-            async for height, block_hash, membership in self._finals_out:
-                while True:  # only the newest final height matters
-                    try:
-                        height, block_hash, membership = self._finals_out.receive_nowait()
-                    except trio.WouldBlock:
-                        break
-                await self.follow(height, block_hash, membership)
+
+    async def _follow_loop(self) -> None:
+        async for height, block_hash, membership in self._finals_out:
+            while True:  # only the newest final height matters
+                try:
+                    height, block_hash, membership = self._finals_out.receive_nowait()
+                except trio.WouldBlock:
+                    break
+            await self.follow(height, block_hash, membership)
 
     async def follow(self, height: int, block_hash: bytes, membership: dict[bytes, int]) -> None:
         before = self.my_swarm()

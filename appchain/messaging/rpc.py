@@ -29,7 +29,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard
 
 import msgspec
 import trio
@@ -70,8 +70,8 @@ class Reply:
 
     def encode(self) -> tuple[bytes, str]:
         """The HTTP body and content type."""
-        if isinstance(self.body, str):
-            return self.body.encode(), "text/plain; charset=utf-8"
+        if isinstance(self.body, str):  # an error text may echo a request's words: never fail on them
+            return self.body.encode("utf-8", "backslashreplace"), "text/plain; charset=utf-8"
         return msgspec.json.encode(self.body, order="sorted"), "application/json"
 
 
@@ -157,13 +157,22 @@ def parse_pubkey(
     return raw
 
 
+INT64 = range(-(2**63), 2**63)
+"""The integers a parameter may hold: the storage server reads every one as a 64-bit integer
+(nlohmann's ``get<int64_t>``), so a larger one is no integer to it, and none reaches a store."""
+
+
+def _is_integer(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value in INT64
+
+
 def _integer(params: dict[str, Any], name: str, *, required: bool = True) -> int | None:
     value = params.get(name)
     if value is None:
         if required:
             raise bad(f"Required field '{name}' missing")
         return None
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not _is_integer(value):
         raise bad(f"Invalid value given for '{name}': expected integer")
     return value
 
@@ -174,7 +183,7 @@ def _timestamp(params: dict[str, Any], name: str, *, required: bool = True) -> i
         if required:
             raise bad(f"Required field '{name}' missing")
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if not _is_integer(value) or value < 0:
         raise bad(f"Invalid value given for '{name}': expected integer timestamp (in milliseconds)")
     if value < 1_000_000_000:
         raise bad(f"Invalid timestamp for '{name}': timestamp must be in milliseconds")
@@ -188,10 +197,13 @@ def _stringy_int(params: dict[str, Any], name: str, *, unsigned: bool) -> int | 
         return None
     if isinstance(value, str):
         try:
-            return int(value)
+            number = int(value)
         except ValueError:
-            raise bad(f"Invalid value given for '{name}': {json.dumps(value)}") from None
-    if isinstance(value, bool) or not isinstance(value, int) or (unsigned and value < 0):
+            number = None
+        if number is None or number not in INT64:
+            raise bad(f"Invalid value given for '{name}': {json.dumps(value[:100])}")
+        return number
+    if not _is_integer(value) or (unsigned and value < 0):
         raise bad(
             f"Invalid value given for '{name}': expected {'positive integer' if unsigned else 'integer'}"
         )

@@ -21,6 +21,10 @@ target             the path, and what it must never do
 ``onion``          an onion request body at the entry node, and (``onion_layer``) a layer that
                    decrypts, holding the fuzzed bytes, so the parsing behind the decryption is
                    reached too: raise anything (refusals are HTTP statuses).
+``public_port``    bytes to a running node's public port, ``admin_port`` to its admin port and
+``admin_port``     ``p2p_port`` to its p2p port (before and after a valid handshake), over real TCP
+``p2p_port``       (:mod:`tests.fuzz_sockets`): after each input the node answers ``get_info``,
+                   caught nothing at a boundary, and its chain is unchanged.
 =================  ==============================================================================
 
 Run one target: ``python -m tests.fuzz TARGET [--runs N] [--corpus DIR]``; every target:
@@ -49,6 +53,8 @@ from typing import Any
 
 import trio
 
+from tests import fuzz_sockets as sockets
+
 REGRESSIONS = Path(__file__).parent / "fuzz_regressions"
 PACKAGES = ("state", "consensus", "appchain", "genesis", "p2p")
 """Instrumented for coverage (the libraries they call are not: their branches are not ours)."""
@@ -61,6 +67,8 @@ class Target:
     seeds: Callable[[], list[bytes]]
     modules: tuple[str, ...]
     """Our modules it runs: imported under instrumentation before it starts."""
+    close: Callable[[], None] = lambda: None
+    """Stops what the target started (the socket targets' node)."""
 
 
 # -- a small real chain, built once per process ---------------------------------------------------
@@ -385,6 +393,19 @@ def _onion_layer_seeds() -> list[bytes]:
     ]
 
 
+SERVERS = (
+    "appchain.node",
+    "appchain.rpc_server",
+    "appchain.rpc",
+    "appchain.admin",
+    "appchain.jsonrpc",
+    "appchain.messaging.rpc",
+    "appchain.messaging.onion",
+    "appchain.messaging.layer",
+    "p2p.host",
+    "p2p.secure",
+)
+"""The node's servers: what the socket targets (:mod:`tests.fuzz_sockets`) reach."""
 CHAIN = (
     "appchain.statesync",
     "consensus.node",
@@ -400,6 +421,9 @@ TARGETS: dict[str, Target] = {
     "storage_rpc": Target(storage_rpc, _storage_seeds, ("appchain.messaging.rpc",)),
     "onion": Target(onion, _onion_seeds, ("appchain.messaging.onion",)),
     "onion_layer": Target(onion_layer, _onion_layer_seeds, ("appchain.messaging.onion",)),
+    "public_port": Target(sockets.public_port, sockets.public_seeds, SERVERS, sockets.stop),
+    "admin_port": Target(sockets.admin_port, sockets.admin_seeds, SERVERS, sockets.stop),
+    "p2p_port": Target(sockets.p2p_port, sockets.p2p_seeds, (*SERVERS, *CHAIN), sockets.stop),
 }
 
 

@@ -19,10 +19,13 @@ ROOT = Path(__file__).parent.parent
 @pytest.mark.parametrize("name", sorted(TARGETS))
 def test_seeds_and_past_crashes_replay_cleanly(name: str) -> None:
     target = TARGETS[name]
-    for seed in target.seeds():
-        target.run(seed)
-    for path in regression_inputs(name):
-        target.run(path.read_bytes())
+    try:
+        for seed in target.seeds():
+            target.run(seed)
+        for path in regression_inputs(name):
+            target.run(path.read_bytes())
+    finally:
+        target.close()
 
 
 def test_a_frame_with_a_negative_chunk_part_is_refused_before_the_store() -> None:

@@ -5,7 +5,9 @@ One run, in phases, because starting a network is the expensive part:
 1. blocks become final on every node; the JSON-RPC answers oxend's shapes and refuses bad calls;
 2. hostile connections to one node (garbage, a cut handshake, a replayed handshake, a hello
    claiming another node's key, an oversized frame) are logged and dropped, and it keeps
-   producing blocks; its admin endpoint answers bad requests with JSON-RPC errors;
+   producing blocks; its admin endpoint answers bad requests with JSON-RPC errors; each request
+   that once ended a node's process (HEAD, a height of 2^64, a lone surrogate in a storage or
+   onion field, an ``id`` of 1e400) is answered, and the node goes on making blocks;
 3. a node killed with SIGKILL restarts, catches up and signs blocks again;
 4. the CLI flow of a new operator (``appchain keys``, ``tx``, ``query``): keys, funds, a
    registration of the 13th node, a contribution, the node active (it syncs from genesis and
@@ -158,6 +160,54 @@ async def hostile_connections(port: int, chain_id: str, victim: bytes) -> None:
     with contextlib.suppress(trio.BrokenResourceError):  # the node hangs up part way
         await channel.send([DATA + bytes(17 * 1024 * 1024)])  # over the 16 MiB frame limit
     await channel.aclose()
+
+
+GET_INFO = b'{"jsonrpc": "2.0", "id": 1, "method": "get_info"}'
+
+
+def deadly_requests() -> list[bytes]:
+    """Requests each of which once ended a node's process (issue 18): HEAD on any path, a height
+    of 2^64, a lone surrogate echoed into an error text, an ``id`` of 1e400."""
+
+    def post(path: str, body: bytes) -> bytes:
+        return f"POST {path} HTTP/1.1\r\nhost: n\r\ncontent-length: {len(body)}\r\n\r\n".encode() + body
+
+    def call(method: str, params: str) -> bytes:
+        return post(
+            "/json_rpc", f'{{"jsonrpc": "2.0", "id": 1, "method": "{method}", "params": {params}}}'.encode()
+        )
+
+    surrogate = '"\\ud800"'
+    owner = '"05' + "11" * 32 + '"'
+    meta = '{"ephemeral_key": ' + surrogate + "}"
+    return [
+        *(
+            f"HEAD {path} HTTP/1.1\r\nhost: n\r\n\r\n".encode()
+            for path in ("/", "/json_rpc", "/metrics", "/x")
+        ),
+        call("get_checkpoints", '{"start_height": 18446744073709551616}'),
+        call("get_quorum_state", '{"start_height": 18446744073709551616}'),
+        call("get_block", '{"height": 18446744073709551616}'),
+        call("get_evidence", '{"from_height": 18446744073709551616}'),
+        post(
+            "/storage_rpc/v1",
+            f'{{"method": "store", "params": {{"pubkey": {owner}, "data": {surrogate}}}}}'.encode(),
+        ),
+        post("/storage_rpc/v1", f'{{"method": "retrieve", "params": {{"pubkey": {surrogate}}}}}'.encode()),
+        post("/onion_req/v2", len(b"blob").to_bytes(4, "little") + b"blob" + meta.encode()),
+        post("/json_rpc", b'{"jsonrpc": "2.0", "id": 1e400, "method": "get_info"}'),
+    ]
+
+
+def raw_http(port: int, request: bytes) -> bytes:
+    """Send one raw request, half-close, and read the whole answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        sock.shutdown(socket.SHUT_WR)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+        return data
 
 
 def rpc(url: str, body: bytes) -> tuple[int, Any]:
@@ -466,6 +516,18 @@ def test_a_network_of_node_processes(tmp_path: Path) -> None:
         with socket.create_connection(admin, timeout=5) as sock:
             sock.sendall(b"[" * 100_000 + b"\n")
             assert json.loads(sock.makefile().readline())["error"]["code"] == -32700
+
+        # 2b. the requests that once ended a node's process: node 0 answers each, and goes on
+        before = status(nodes[0])["height"]
+        for request in deadly_requests():
+            answer = raw_http(nodes[0].rpc_port, request)
+            assert answer.startswith(b"HTTP/1.1 "), (request[:80], answer[:200])
+            assert int(answer[9:12]) < 500, (request[:80], answer[:300])
+            assert b"Infinity" not in answer and b"NaN" not in answer
+            code, info = rpc(f"http://127.0.0.1:{nodes[0].rpc_port}", GET_INFO)
+            assert code == 200 and info["result"]["height"] >= before, request[:80]
+        wait_for("node 0 to go on making blocks", lambda: status(nodes[0]).get("height", 0) >= before + 3, 60)
+        assert "error unexpected error" not in (nodes[0].home / "node.log").read_text()
 
         # 3. SIGKILL a node, restart it: it catches up and signs again, and gets back from its
         # swarm the messages stored while it was down

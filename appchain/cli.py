@@ -37,7 +37,7 @@ from pathlib import Path
 
 import trio
 
-from appchain.admin import AdminUnavailable, RpcError
+from appchain.admin import ADMIN_FAILURES
 from appchain.admin import call as admin_call
 from appchain.chain import ChainError, replay_from_genesis
 from appchain.checker import RESUME_ROUNDS, FaultWindow, check_histories, history_path, read_schedules
@@ -269,7 +269,7 @@ def _running_status(home: Home, busy: HomeInUse) -> dict[str, object]:
     config = home.load_config()
     try:
         result: dict[str, object] = admin_call(config.admin_address, "status")
-    except (AdminUnavailable, RpcError, ValueError):
+    except ADMIN_FAILURES:
         raise busy from None  # held, but not by a node that answers: a command is running
     return result
 

@@ -72,7 +72,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
-from appchain.admin import AdminUnavailable, Connect, RpcError, call
+from appchain.admin import ADMIN_FAILURES, Connect, call
 from appchain.chain import ChainError
 from appchain.testnet import NetworkMember, read_testnet, start_process, stop_processes, write_testnet
 
@@ -539,7 +539,7 @@ class NetnsTestnet:
             return None
         try:
             result: dict[str, Any] = self.admin(index, "status", timeout=timeout)
-        except (AdminUnavailable, RpcError, ValueError):
+        except ADMIN_FAILURES:
             return None
         return result
 

@@ -38,7 +38,7 @@ from typing import Any
 
 import blake3
 
-from appchain.admin import AdminUnavailable, Connect, RpcError, call
+from appchain.admin import ADMIN_FAILURES, Connect, call
 from appchain.chain import ChainError
 from appchain.home import Home, NodeConfig, PeerAddress
 from genesis.devnet import write_devnet
@@ -201,6 +201,6 @@ def poll_status(
         result: dict[str, Any] = call(
             (LOCALHOST, member.admin_port), "status", timeout=timeout, connect=connect
         )
-    except (AdminUnavailable, RpcError, ValueError):
+    except ADMIN_FAILURES:
         return None
     return result

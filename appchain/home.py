@@ -16,6 +16,7 @@ uses ``$CMTHOME`` else ``~/.cometbft``, and oxend ``~/.oxen``).
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import os
 import shutil
 import tomllib
@@ -105,6 +106,15 @@ class NodeConfig:
             raise ChainError("snapshot_interval must be a positive integer")
         if not is_loopback(self.admin_address[0]):
             raise ChainError("admin.listen must be a loopback address (127.0.0.1, ::1 or localhost)")
+        listeners = {
+            "p2p.listen": self.p2p_address,
+            "admin.listen": self.admin_address,
+            "rpc.listen": self.rpc_address,
+        }
+        for first, second in itertools.combinations(listeners, 2):
+            port = listeners[first][1]
+            if port and port == listeners[second][1]:  # then "in use" would blame another process
+                raise ChainError(f"{first} and {second} both use port {port}: each listener needs its own")
         if self.stage_timeout >= self.round_timeout:
             raise ChainError("consensus.stage_timeout must be below consensus.round_timeout")
         if not -MAX_CLOCK_OFFSET <= self.clock_offset <= MAX_CLOCK_OFFSET:  # NaN too

@@ -7,7 +7,8 @@
     <home>/data/chain/       the LevelDB database (appchain.store)
     <home>/keys/             node_ed25519.key and node_bls.key (hex seeds, mode 0600); dev-accounts.json
                              and dev-nodes.json when initialised from a devnet genesis
-    <home>/node.lock         held by the one process using the home (appchain.guard.HomeLock)
+    <home>/node.lock         held by the process using the home, or shared by read-only commands
+    <home>/start.lock        held by a node from the moment it starts: commands keep out (appchain.guard)
 
 A command that names no ``--home`` uses ``$APPCHAIN_HOME``, else ``~/.appchain`` (as CometBFT
 uses ``$CMTHOME`` else ``~/.cometbft``, and oxend ``~/.oxen``).
@@ -500,13 +501,14 @@ class Home:
             raise ChainError(str(exc)) from None
         return ed25519.SigningKey(node_seed), bls.secret_key_from_seed(bls_seed)
 
-    def lock(self, purpose: str) -> HomeLock:
-        """The home's lock, for a command about to use its database (``with home.lock(…):``).
+    def lock(self, purpose: str, *, shared: bool = False) -> HomeLock:
+        """The home's lock, for a command about to use its database (``with home.lock(…):``);
+        ``shared`` for one that only reads (see :mod:`appchain.guard`).
 
         Checks first that this is a node home, so no lock file is left in a folder that is not.
         """
         self.load_config()
-        return HomeLock(self.path, purpose)
+        return HomeLock(self.path, purpose, shared=shared)
 
     def load_genesis(self) -> Genesis:
         if not self.genesis_path.exists():

@@ -37,8 +37,8 @@ import signal
 import sys
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -46,6 +46,7 @@ import trio
 
 from appchain.chain import Chain, ChainError
 from appchain.checker import history_path
+from appchain.guard import HomeInUse, HomeLock
 from appchain.history import OutsideWindow
 from appchain.home import Home, NodeConfig
 from appchain.inbox import Inbox, InboxLimits
@@ -469,6 +470,7 @@ class Node:
         behind = self.looks_behind()
         return {
             "running": True,
+            "pid": os.getpid(),
             "rpc_url": self.config.rpc_url,
             "node_key": bytes(self.core.node_key).hex(),
             "chain_id": self.chain.genesis.chain_id,
@@ -616,24 +618,53 @@ def freeze_loaded_state() -> None:
     gc.freeze()
 
 
+READERS_WAIT = 30.0
+"""Seconds a starting node waits for read-only commands (``status``) to leave its home: each reads
+for well under a second, and none enters once the node is waiting (:mod:`appchain.guard`)."""
+
+
+@asynccontextmanager
+async def holding_home(home: Home, log: Logger) -> AsyncIterator[HomeLock]:
+    """The home's lock for the node: taken at once, or after the read-only commands inside have
+    left; :class:`~appchain.guard.HomeInUse` at once if a command that writes, or another node,
+    holds it."""
+    lock = home.lock("start")
+    deadline = time.monotonic() + READERS_WAIT
+    waited = False
+    while not lock.try_acquire_for_node():
+        if time.monotonic() > deadline:
+            holder = "read-only commands" if lock.holds_gate else lock.gate_holder()
+            lock.release()
+            raise HomeInUse(f"{home.path} is in use by {holder} for over {READERS_WAIT:g} s")
+        if not waited:
+            log("info", "waiting for read-only commands to leave the home", home=home.path)
+            waited = True
+        await trio.sleep(0.02)
+    try:
+        yield lock
+    finally:
+        lock.release()
+
+
 async def run_node(home: Home, *, ready: Callable[[Node], None] | None = None) -> None:
     """Run the node of ``home`` until SIGINT or SIGTERM."""
     config = home.load_config()
     log = Logger(config.log_level)
     node: Node | None = None
-    with home.lock("start"), home.open_chain() as chain:
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(_watch_signals, nursery.cancel_scope.cancel, log)
-                banned = await join_by_state_sync(home, config, chain, log)
-                freeze_loaded_state()
-                node = Node(home, config, chain, log)
-                node.host.banned_keys.update(banned)  # the peers state sync caught lying stay banned
-                await nursery.start(node.run)
-                if ready is not None:
-                    ready(node)
-        finally:  # on an error too (a port in use): every store closes before the home is released
-            if node is not None:
-                node.message_store.close()
-                node.journal.close()
-        log("info", "stopped", height=chain.height, final=chain.final_height)
+    async with holding_home(home, log):
+        with home.open_chain() as chain:
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(_watch_signals, nursery.cancel_scope.cancel, log)
+                    banned = await join_by_state_sync(home, config, chain, log)
+                    freeze_loaded_state()
+                    node = Node(home, config, chain, log)
+                    node.host.banned_keys.update(banned)  # the peers state sync caught lying stay banned
+                    await nursery.start(node.run)
+                    if ready is not None:
+                        ready(node)
+            finally:  # on an error too (a port in use): every store closes before the home is released
+                if node is not None:
+                    node.message_store.close()
+                    node.journal.close()
+            log("info", "stopped", height=chain.height, final=chain.final_height)

@@ -5,7 +5,8 @@ open, so no other process may), and the devnet's live view polls it. Methods:
 
 ==========================  ============================================================
 ``status``                  height, final height and root, genesis hash, peers, sync state,
-                            round, mempool size, this node's service-node state and credit
+                            round, mempool size, this node's service-node state and credit,
+                            its process id
 ``submit_transaction``      ``{"tx": hex}``: a canonical signed transaction into the mempool
                             and out to every peer; answers its hash, or why it was refused
 ``submit_transactions``     ``{"txs": [hex, …]}``: up to 5,000 at once (load generators); one

@@ -287,22 +287,27 @@ def run_devnet(
         members = read_testnet(folder)
         console.print(f"using the testnet in {folder} ({len(members)} nodes)")
     with _sigterm_as_interrupt():
-        supervisor = Supervisor(
-            [start_process(member.home) for member in members],
-            lambda index: start_process(members[index].home),
-            lambda index: members[index].home / "node.log",
-        )
+        processes: list[subprocess.Popen[bytes]] = []
         try:
-            pids = ", ".join(str(p.pid) for p in supervisor.processes)
-            console.print(f"started {len(members)} node processes: pids {pids}")
+            for member in members:  # one by one: if a start fails, those started are stopped
+                processes.append(start_process(member.home))
+            console.print(
+                f"started {len(processes)} node processes: pids {', '.join(str(p.pid) for p in processes)}"
+            )
+            supervisor = Supervisor(
+                processes,
+                lambda index: start_process(members[index].home),
+                lambda index: members[index].home / "node.log",
+            )
             view = LiveView(members, lambda index: probe_status(members[index], POLL_TIMEOUT), supervisor)
             try:
                 interrupted = view.run(console, seconds)
             finally:
                 view.last_poll()
                 view.close()
+                processes = supervisor.processes  # the restarted ones too
         finally:
-            stop_processes(supervisor.processes)
+            stop_processes(processes)
     return view.summary(console, interrupted)
 
 

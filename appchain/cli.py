@@ -20,7 +20,9 @@ Exit status:
 Anything else is a bug and shows its traceback.
 
 Commands that use a home take ``--home DIR``; without it, ``$APPCHAIN_HOME``, else
-``~/.appchain``. Each holds the home's lock while it runs (one process per home).
+``~/.appchain``. Each holds the home's lock while it runs (one process per home); ``status``
+only reads, so it shares the lock with other readers, and a starting node waits for them
+(:mod:`appchain.guard`).
 """
 
 from __future__ import annotations

@@ -83,6 +83,7 @@ from appchain.testnet import (
     stop_processes,
     write_testnet,
 )
+from state.encoding import DecodeError, decode_json
 
 PREFIX = "acn"
 """Every namespace of a run is named ``acn<run id>…``."""
@@ -537,9 +538,16 @@ class NetnsTestnet:
         _, answer = http_exchange(
             self.namespaces.connector(index), address, "POST", "/json_rpc", body, timeout
         )
-        reply = json.loads(answer)
+        try:
+            reply = decode_json(answer)
+        except DecodeError as exc:
+            raise NetnsError(f"node {index} {method}: the answer is not JSON: {exc}") from None
+        if not isinstance(reply, dict) or ("result" in reply) == ("error" in reply):
+            raise NetnsError(f"node {index} {method}: not a JSON-RPC reply: {answer[:200]!r}")
         if "error" in reply:
-            raise NetnsError(f"node {index} {method}: {reply['error']['message']}")
+            error = reply["error"]
+            message = error.get("message") if isinstance(error, dict) else error
+            raise NetnsError(f"node {index} {method}: {message}")
         return reply["result"]
 
     def status(self, index: int, timeout: float = 2.0) -> dict[str, Any] | None:

@@ -22,6 +22,7 @@ from appchain.keyfile import KeyFileError, read_seed, write_seed
 from appchain.lightclient import Lied, Proven, RpcSource, SourceError, Trusted, VerifyingClient
 from appchain.messaging.client import ClientError as MessagingError
 from appchain.messaging.client import SessionAccount, StorageClient
+from appchain.safefile import UnsafeTarget, check_target
 from appchain.wallet import (
     WalletError,
     format_amount,
@@ -272,6 +273,7 @@ def _trust(args: argparse.Namespace, sources: list[RpcSource]) -> tuple[Trusted,
             "query: give --genesis FILE, or --chain-id ID (with --checkpoint or a kept trust file)"
         )
     path = Path(args.trust_file) if args.trust_file else default_home() / "light" / f"{chain_id}.json"
+    check_target(path, force=True)  # the trust file is replaced: never a link, a device, a home's file
     if args.checkpoint is not None:
         height_text, sep, hash_text = args.checkpoint.partition(":")
         if not sep or not height_text.isdigit():
@@ -536,5 +538,6 @@ ClientErrors: tuple[type[Exception], ...] = (
     SourceError,
     Untrusted,
     MessagingError,
+    UnsafeTarget,
 )
 """What the client commands raise for a user's mistake or an unreachable or refusing node."""

@@ -20,7 +20,6 @@ answer next to the answers that verified, which is the evidence a user can publi
 from __future__ import annotations
 
 import json
-import os
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -28,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from appchain.safefile import write_atomically
 from consensus.checkpoint import CheckpointCertificate
 from consensus.light import LightClient, Untrusted
 from genesis.build import create_genesis_state
@@ -165,9 +165,7 @@ class Trusted:
             "next_quorum": [key.hex() for key in self.next_quorum],
         }
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".tmp")
-        partial.write_text(json.dumps(data, indent=1) + "\n")
-        os.replace(partial, path)
+        write_atomically(path, (json.dumps(data, indent=1) + "\n").encode(), force=True)
 
     @classmethod
     def load(cls, path: Path) -> Trusted:

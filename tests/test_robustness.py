@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -29,9 +30,9 @@ import pytest
 
 from appchain.cli import main
 from appchain.exchange import ExportedBlock, ExportHeader
+from appchain.genesis_files import write_devnet
 from appchain.home import Home, NodeConfig
 from appchain.store import APPLIED_KEY, DELTA_PREFIX, EVENTS_PREFIX, HEADER_PREFIX, Applied, height_key
-from genesis.devnet import write_devnet
 from state.block import Header, compute_block_hash
 from state.encoding import decode, encode
 from tests.conftest import ROOT, extend
@@ -108,6 +109,24 @@ def fingerprint(home: Path) -> tuple[tuple[int, str], dict[str, str], dict[str, 
     return status_of(home), own, records_of(home)
 
 
+def outside_files(folder: Path, home: Path | None) -> dict[str, str]:
+    """Every entry under ``folder`` but outside ``home`` (a refused command's target, say): a
+    regular file by its content's hash, a link by where it points, anything else by its kind."""
+    found = {}
+    for path in sorted(folder.rglob("*")):
+        if home is not None and (path == home or home in path.parents):
+            continue
+        if path.is_symlink():
+            found[str(path)] = "link to " + os.readlink(path)
+        elif path.is_fifo():
+            found[str(path)] = "fifo"
+        elif path.is_file():
+            found[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+        elif path.is_dir():
+            found[str(path)] = "folder"
+    return found
+
+
 def copy_home(world: World, tmp: Path, name: str = "copy") -> Path:
     target = tmp / name
     shutil.copytree(world.home, target)
@@ -136,6 +155,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
 # -- the table -------------------------------------------------------------------------------------
 
 
+Setup = Callable[["World", Path], tuple[list[str | Path], Path | None]]
+
+
 @dataclass
 class Row:
     """One bad input: ``setup`` prepares it and returns the arguments and the home involved."""
@@ -147,6 +169,7 @@ class Row:
     says: str  # a piece of the error line
     prefix: str = "error:"
     env: dict[str, str] | None = None
+    issue: int = 7  # the issue whose points ``point`` numbers (7: the first table; 18: files, client)
 
 
 def _deep_genesis_validate(w: World, tmp: Path) -> tuple[list[str | Path], Path | None]:
@@ -336,6 +359,133 @@ def _genesis_overwrite(w: World, tmp: Path) -> tuple[list[str | Path], Path | No
     return ["genesis", "new", "--nodes", "12", "--seed", "robust", "--out", w.net], w.home
 
 
+# -- issue 18: no command destroys a file ----------------------------------------------------------
+
+
+def _with_node_keys(w: World, tmp: Path) -> Path:
+    """A copy of the world's home holding node keys (node 0's dev keys)."""
+    home = copy_home(w, tmp)
+    entry = json.loads((home / "keys" / "dev-nodes.json").read_text())["nodes"][0]
+    Home(home).write_node_keys(bytes.fromhex(entry["node_seed"]), bytes.fromhex(entry["bls_seed"]))
+    status_of(home)  # settle LevelDB's log (see the world fixture)
+    return home
+
+
+def _existing(tmp: Path, name: str = "old.events") -> Path:
+    target = tmp / name
+    target.write_bytes(b"somebody's work")
+    return target
+
+
+def _fifo(tmp: Path) -> Path:
+    os.mkfifo(tmp / "fifo")
+    return tmp / "fifo"
+
+
+def _symlink(tmp: Path) -> Path:
+    (tmp / "link").symlink_to(_existing(tmp, "real"))
+    return tmp / "link"
+
+
+def _export_events(target: Callable[[World, Path], Path], *more: str) -> Setup:
+    def setup(w: World, tmp: Path) -> tuple[list[str | Path], Path | None]:
+        return ["export-events", "--home", w.home, "--out", target(w, tmp), *more], w.home
+
+    return setup
+
+
+def _export_events_into_home(path: Callable[[Path, Path], Path]) -> Setup:
+    """export-events --force of a home with node keys onto ``path(home, tmp)``: one of its own files."""
+
+    def setup(w: World, tmp: Path) -> tuple[list[str | Path], Path | None]:
+        home = _with_node_keys(w, tmp)
+        return ["export-events", "--home", home, "--out", path(home, tmp), "--force"], home
+
+    return setup
+
+
+def _through_a_linked_folder(home: Path, tmp: Path) -> Path:
+    (tmp / "linked").symlink_to(home)
+    return tmp / "linked" / "genesis.json"
+
+
+def _export_genesis(target: Callable[[Path], Path]) -> Setup:
+    def setup(w: World, tmp: Path) -> tuple[list[str | Path], Path | None]:
+        out = target(tmp)
+        return ["export-genesis", "--home", w.home, "--height", "12", "--out", out, "--force"], w.home
+
+    return setup
+
+
+def _query_trust_file(target: Callable[[Path], Path]) -> Setup:
+    def setup(w: World, tmp: Path) -> tuple[list[str | Path], Path | None]:
+        url = f"http://127.0.0.1:{closed_port()}"
+        trust = target(tmp)
+        return ["query", "balance", "00" * 32, "--rpc", url, "--genesis", w.net, "--trust-file", trust], None
+
+    return setup
+
+
+def _keys_new_into_home(w: World, tmp: Path) -> tuple[list[str | Path], Path | None]:
+    home = _with_node_keys(w, tmp)
+    return ["keys", "new", "--out", home / "keys" / "wallet.key"], home
+
+
+def _genesis_new_over_home(w: World, tmp: Path) -> tuple[list[str | Path], Path | None]:
+    home = copy_home(w, tmp)
+    return ["genesis", "new", "--nodes", "1", "--seed", "s", "--out", home / "genesis.json", "--force"], home
+
+
+def _testnet_into_home(w: World, tmp: Path) -> tuple[list[str | Path], Path | None]:
+    home = copy_home(w, tmp)
+    return ["testnet", "--nodes", "1", "--out", home / "data" / "net"], home
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+FILE_ROWS = [
+    Row(2, "export-events --out onto an existing file", _export_events(lambda w, t: _existing(t)), 1,
+        "already exists: pass --force to overwrite it", issue=18),
+    Row(2, "export-events --force onto the home's node key",
+        _export_events_into_home(lambda h, t: h / "keys" / "node_ed25519.key"), 1, "no command writes there",
+        issue=18),
+    Row(2, "export-events --force onto the home's key, through ..",
+        _export_events_into_home(lambda h, t: h / "data" / ".." / "keys" / "node_bls.key"), 1,
+        "(its keys folder)", issue=18),
+    Row(2, "export-events --force onto the home's genesis.json",
+        _export_events_into_home(lambda h, t: h / "genesis.json"), 1, "(its genesis file)", issue=18),
+    Row(2, "export-events --force onto genesis.json through a linked folder",
+        _export_events_into_home(_through_a_linked_folder), 1, "no command writes there", issue=18),
+    Row(2, "export-events --force onto config.toml",
+        _export_events_into_home(lambda h, t: h / "config.toml"), 1, "(its configuration)", issue=18),
+    Row(2, "export-events --force onto a FIFO", _export_events(lambda w, t: _fifo(t), "--force"), 1,
+        "is not a regular file", issue=18),
+    Row(2, "export-events --force onto a symlink", _export_events(lambda w, t: _symlink(t), "--force"), 1,
+        "is a symbolic link", issue=18),
+    Row(2, "export-events --force onto /dev/null", _export_events(lambda w, t: Path("/dev/null"), "--force"),
+        1, "is not a regular file", issue=18),
+    Row(2, "export-genesis --force onto a FIFO", _export_genesis(_fifo), 1, "is not a regular file",
+        issue=18),
+    Row(2, "export-genesis --force onto a symlink", _export_genesis(_symlink), 1, "is a symbolic link",
+        issue=18),
+    Row(2, "export-genesis --force onto /dev/null", _export_genesis(lambda t: Path("/dev/null")), 1,
+        "is not a regular file", issue=18),
+    Row(2, "query --trust-file a FIFO", _query_trust_file(_fifo), 1, "is not a regular file", issue=18),
+    Row(2, "query --trust-file a symlink", _query_trust_file(_symlink), 1, "is a symbolic link", issue=18),
+    Row(2, "query --trust-file /dev/null", _query_trust_file(lambda t: Path("/dev/null")), 1,
+        "is not a regular file", issue=18),
+    Row(2, "keys new --out into a home's keys/", _keys_new_into_home, 1, "(its keys folder)", issue=18),
+    Row(2, "genesis new --force onto a home's genesis.json", _genesis_new_over_home, 1,
+        "(its genesis file)", issue=18),
+    Row(2, "testnet --out inside a home's database folder", _testnet_into_home, 1,
+        "(its database folder)", issue=18),
+]  # fmt: skip
+
+
 ROWS = [
     Row(1, "genesis validate, deep nesting", _deep_genesis_validate, 1, "nested deeper than 64"),
     Row(1, "init, deep nesting", _deep_genesis_init, 1, "nested deeper than 64"),
@@ -378,14 +528,16 @@ ROWS = [
         "partition=0-5|6-11@0-1000"), 5, "did not all finalize 2 blocks"),
     Row(8, "unknown command is a usage error", _args("frobnicate"), 2, "invalid choice"),
     Row(8, "genesis new over an existing genesis", _genesis_overwrite, 1, "pass --force to overwrite"),
+    *FILE_ROWS,
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("row", ROWS, ids=[f"{r.point}: {r.name}" for r in ROWS])
+@pytest.mark.parametrize("row", ROWS, ids=[f"{r.issue}.{r.point}: {r.name}" for r in ROWS])
 def test_bad_input_is_one_line_and_touches_nothing(world: World, tmp_path: Path, row: Row) -> None:
     args, home = row.setup(world, tmp_path)
     before = fingerprint(home) if home is not None else None
     net_before = world.net.read_bytes()
+    others_before = outside_files(tmp_path, home)
     result = cli(*args, env=row.env, cwd=tmp_path)
     output = result.stdout + result.stderr
     assert result.returncode == row.code, output
@@ -399,6 +551,8 @@ def test_bad_input_is_one_line_and_touches_nothing(world: World, tmp_path: Path,
     if home is not None:
         assert fingerprint(home) == before, f"{row.name} changed the home"
     assert world.net.read_bytes() == net_before
+    assert outside_files(tmp_path, home) == others_before, "a file outside the home changed"
+    assert Path("/dev/null").is_char_device()
     assert not list(tmp_path.rglob("*.tmp")), "a temporary file was left behind"
     if row.point == 7 and args[0] == "init":
         assert not (tmp_path / "new").exists(), "a refused init must not create the home"
@@ -407,7 +561,17 @@ def test_bad_input_is_one_line_and_touches_nothing(world: World, tmp_path: Path,
 
 
 def test_every_point_of_the_issue_has_rows() -> None:
-    assert {row.point for row in ROWS} >= {1, 2, 3, 5, 6, 7, 8}  # 4 is the two-process test below
+    assert {row.point for row in ROWS if row.issue == 7} >= {1, 2, 3, 5, 6, 7, 8}  # 4: the two-process test
+    assert {row.point for row in ROWS if row.issue == 18} >= {2}
+
+
+def test_force_replaces_a_regular_file_and_only_that(world: World, tmp_path: Path) -> None:
+    """Issue 18, point 2, the valid case: ``--force`` replaces an existing regular file, whole."""
+    target = _existing(tmp_path)
+    result = cli("export-events", "--home", world.home, "--out", target, "--force")
+    assert result.returncode == 0, result.stderr
+    assert target.read_bytes() == world.export.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.events"]
 
 
 # -- conveniences (point 8) ------------------------------------------------------------------------

@@ -468,6 +468,10 @@ def cmd_check_histories(args: argparse.Namespace) -> int:
         _print_json(report.to_json())
     else:
         _print_report(report)
+    if report.bad_lines:  # a history that cannot be read is the user's to look at: name the line
+        count = len(report.bad_lines)
+        more = f" (and {count - 1} more unreadable lines)" if count > 1 else ""
+        print(f"error: {report.bad_lines[0]}: {report.bad_line_reasons[0]}{more}", file=sys.stderr)
     return EXIT_OK if report.ok else EXIT_USER_ERROR
 
 

@@ -441,6 +441,18 @@ def _testnet_into_home(w: World, tmp: Path) -> tuple[list[str | Path], Path | No
     return ["testnet", "--nodes", "1", "--out", home / "data" / "net"], home
 
 
+def _history_line(line: bytes) -> Setup:
+    """check-histories on a copy of the home whose history holds one good line, then ``line``."""
+
+    def setup(w: World, tmp: Path) -> tuple[list[str | Path], Path | None]:
+        home = copy_home(w, tmp)
+        good = b'{"at": 1.5, "final": 4, "hash": "aa", "root": "bb"}\n'
+        (home / "data" / "history.jsonl").write_bytes(good + line + b"\n" + good)
+        return ["check-histories", home], home
+
+    return setup
+
+
 def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -483,6 +495,10 @@ FILE_ROWS = [
         "(its genesis file)", issue=18),
     Row(2, "testnet --out inside a home's database folder", _testnet_into_home, 1,
         "(its database folder)", issue=18),
+    Row(5, "check-histories, a line that is not UTF-8", _history_line(b'{"at": 2, "hash": "\xff"}'), 1,
+        "history.jsonl:2: not valid JSON: not UTF-8 text", issue=18),
+    Row(5, "check-histories, a deeply nested line", _history_line(DEEP), 1,
+        "history.jsonl:2: not valid JSON: nested deeper than 64 levels", issue=18),
 ]  # fmt: skip
 
 
@@ -562,7 +578,7 @@ def test_bad_input_is_one_line_and_touches_nothing(world: World, tmp_path: Path,
 
 def test_every_point_of_the_issue_has_rows() -> None:
     assert {row.point for row in ROWS if row.issue == 7} >= {1, 2, 3, 5, 6, 7, 8}  # 4: the two-process test
-    assert {row.point for row in ROWS if row.issue == 18} >= {2}
+    assert {row.point for row in ROWS if row.issue == 18} >= {2, 5}
 
 
 def test_force_replaces_a_regular_file_and_only_that(world: World, tmp_path: Path) -> None:

@@ -18,10 +18,10 @@ import msgspec
 from nacl.bindings import crypto_sign_ed25519_pk_to_curve25519
 
 from appchain.home import Home, default_home
+from appchain.http_client import ServerError, describe, json_kind
 from appchain.keyfile import KeyFileError, read_seed, write_seed
-from appchain.lightclient import Lied, Proven, RpcSource, SourceError, Trusted, VerifyingClient
-from appchain.messaging.client import ClientError as MessagingError
-from appchain.messaging.client import SessionAccount, StorageClient
+from appchain.lightclient import Lied, Proven, RpcSource, Trusted, VerifyingClient
+from appchain.messaging.client import SessionAccount, StorageClient, read_messages
 from appchain.safefile import UnsafeTarget, check_target
 from appchain.wallet import (
     WalletError,
@@ -306,9 +306,11 @@ def cmd_query(args: argparse.Namespace) -> int:
         print(json.dumps({"evidence": lie.evidence}, indent=1, sort_keys=True))
         print(f"error: {lie}", file=sys.stderr)
         return EXIT_LIED
-    finally:
-        if client.trusted.height > trusted.height or not path.exists():
+    finally:  # what was verified is kept, even when a later answer failed; nothing else is written
+        if client.trusted.height > trusted.height:
             client.trusted.save(path)
+    if not path.exists():
+        client.trusted.save(path)
     shown = _describe(kind, args.target, proven)
     if args.json:
         print(json.dumps(shown, sort_keys=True))
@@ -386,16 +388,22 @@ def cmd_msg(args: argparse.Namespace) -> int:
     else:
         status, body = client.call(account.session_id, "delete", account.delete(args.hash))
     if status != 200:
-        raise ClientError(f"msg {kind}: the node answered {status}: {body}")
+        raise ClientError(f"msg {kind}: {client.last_url} answered HTTP {status}: {describe(body)}")
+    if not isinstance(body, dict):
+        raise ClientError(
+            f"{client.last_url}: answered a JSON {json_kind(body)}, not the storage server's object"
+        )
+    messages = read_messages(client.last_url, body) if kind == "retrieve" else []
     shown: dict[str, Any] = {
         "session_id": account.session_id,
         "via": [n.ed25519.hex() for n in client.last_path],
     }
-    shown.update(body if isinstance(body, dict) else {"body": body})
+    shown.update(body)
     if args.json:
         print(json.dumps(shown, sort_keys=True))
     elif kind == "store":
-        members = body.get("swarm", {}) if isinstance(body, dict) else {}
+        members = body.get("swarm")
+        members = members if isinstance(members, dict) else {}
         held = sum(1 for r in members.values() if isinstance(r, dict) and "hash" in r)
         route = (
             f" (onion through {', '.join(n.ed25519.hex()[:12] for n in client.last_path)})"
@@ -403,20 +411,28 @@ def cmd_msg(args: argparse.Namespace) -> int:
             else ""
         )
         where = f"{held} of {len(members)} swarm members"
-        print(f"stored {body.get('hash')} for {account.session_id} on {where}{route}")
+        print(f"stored {_text(body.get('hash'))} for {account.session_id} on {where}{route}")
     elif kind == "retrieve":
-        for message in body.get("messages", []):
-            raw = base64.b64decode(message["data"])
-            text = (
-                raw.decode() if raw.isascii() and raw.decode().isprintable() else "base64:" + message["data"]
-            )
-            print(f"{message['hash']} {message['timestamp']} {text}")
+        for digest, timestamp, raw in messages:
+            printable = raw.isascii() and raw.decode().isprintable()
+            text = raw.decode() if printable else "base64:" + base64.b64encode(raw).decode()
+            print(f"{_text(digest)} {timestamp} {text}")
         if body.get("more"):
             print("(more: ask again with --last-hash)")
     else:
-        deleted = {tuple(r.get("deleted", [])) for r in body.get("swarm", {}).values() if isinstance(r, dict)}
-        print(f"deleted {sorted({h for d in deleted for h in d})}")
+        members = body.get("swarm")
+        members = members if isinstance(members, dict) else {}
+        lists = [r.get("deleted") for r in members.values() if isinstance(r, dict)]
+        deleted = {h for found in lists if isinstance(found, list) for h in found if isinstance(h, str)}
+        print(f"deleted {sorted(deleted)}")
     return 0
+
+
+def _text(value: object) -> str:
+    """A server's string as it is when it is one short printable line, else described."""
+    if isinstance(value, str) and value.isprintable() and len(value) <= 200:
+        return value
+    return describe(value)
 
 
 # -- the parsers ---------------------------------------------------------------------------------
@@ -535,9 +551,8 @@ ClientErrors: tuple[type[Exception], ...] = (
     ClientError,
     KeyFileError,
     WalletError,
-    SourceError,
+    ServerError,  # SourceError and the message client's errors among them
     Untrusted,
-    MessagingError,
     UnsafeTarget,
 )
 """What the client commands raise for a user's mistake or an unreachable or refusing node."""

@@ -20,13 +20,12 @@ answer next to the answers that verified, which is the evidence a user can publi
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from appchain.http_client import ServerError, decode_answer, describe, json_kind, post
 from appchain.safefile import write_atomically
 from consensus.checkpoint import CheckpointCertificate
 from consensus.light import LightClient, Untrusted
@@ -48,7 +47,7 @@ _certificate = Decoder(CheckpointCertificate)
 _proof = Decoder(Proof)
 
 
-class SourceError(Exception):
+class SourceError(ServerError):
     """A node that cannot be reached or refuses the request (not a lie: nothing was claimed)."""
 
 
@@ -71,34 +70,32 @@ class RpcSource:
 
     def _post(self, payload: object) -> Any:
         endpoint = self.url if self.url.endswith("/json_rpc") else self.url + "/json_rpc"
-        request = urllib.request.Request(
-            endpoint, data=json.dumps(payload).encode(), headers={"content-type": "application/json"}
-        )
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                body = response.read(MAX_RESPONSE + 1)
-        except urllib.error.HTTPError as exc:
-            raise SourceError(f"{self.url}: HTTP {exc.code}") from None
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise SourceError(f"{self.url}: cannot reach the node ({reason})") from None
-        if len(body) > MAX_RESPONSE:
-            raise SourceError(f"{self.url}: the answer is larger than {MAX_RESPONSE} bytes")
-        try:
-            return decode_json(body)
-        except DecodeError as exc:
-            raise SourceError(f"{self.url}: the answer is not JSON ({exc})") from None
+            answer = post(
+                endpoint, json.dumps(payload).encode(), timeout=self.timeout, max_answer=MAX_RESPONSE
+            )
+            reply = decode_answer(answer)
+        except ServerError as exc:
+            raise SourceError(str(exc)) from None
+        if answer.status != 200:
+            error = reply.get("error") if isinstance(reply, dict) else None
+            said = f": {describe(error.get('message'))}" if isinstance(error, dict) else ""
+            raise SourceError(f"{self.url}: HTTP {answer.status}{said}")
+        return reply
 
     @staticmethod
     def _result(reply: object, url: str) -> dict[str, Any]:
         if not isinstance(reply, dict):
-            raise SourceError(f"{url}: not a JSON-RPC reply")
+            raise SourceError(f"{url}: answered a JSON {json_kind(reply)}, not a JSON-RPC reply")
         error = reply.get("error")
         if isinstance(error, dict):
-            raise SourceError(f"{url}: {error.get('message', 'error')} (code {error.get('code')})")
-        result = reply.get("result")
+            message = describe(error.get("message", "error"))
+            raise SourceError(f"{url}: it refused: {message} (code {describe(error.get('code'))})")
+        if "result" not in reply:
+            raise SourceError(f"{url}: a JSON-RPC reply without a result")
+        result = reply["result"]
         if not isinstance(result, dict):
-            raise SourceError(f"{url}: not a JSON-RPC reply")
+            raise SourceError(f"{url}: the JSON-RPC result is a {json_kind(result)}, not an object")
         return result
 
     def call(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -109,6 +106,8 @@ class RpcSource:
         """The results of several calls of ``method``, in order (any error fails the batch)."""
         calls = [{"jsonrpc": "2.0", "id": i, "method": method, "params": p} for i, p in enumerate(params)]
         replies = self._post(calls)
+        if isinstance(replies, dict) and "error" in replies:  # the whole batch refused
+            self._result(replies, self.url)
         if not isinstance(replies, list) or len(replies) != len(calls):
             raise SourceError(f"{self.url}: the batch answer does not match the batch")
         by_id = {r.get("id"): r for r in replies if isinstance(r, dict)}
@@ -274,13 +273,14 @@ class VerifyingClient:
         """
         key = state_key(namespace, identifier)
         finals = []
+        unanswered = []
         for source in self.sources:
             try:
                 finals.append(self.final_height(source))
-            except SourceError:
-                continue
+            except SourceError as exc:
+                unanswered.append(str(exc))
         if not finals:
-            raise SourceError("no node answered: " + ", ".join(s.url for s in self.sources))
+            raise SourceError("; ".join(unanswered))
         height = max(min(finals), self.trusted.height)
         answers: list[tuple[RpcSource, dict[str, Any]]] = []
         failures: list[str] = []

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import plyvel
@@ -32,16 +33,43 @@ from appchain.cli import main
 from appchain.exchange import ExportedBlock, ExportHeader
 from appchain.genesis_files import write_devnet
 from appchain.home import Home, NodeConfig
+from appchain.keyfile import write_seed
 from appchain.store import APPLIED_KEY, DELTA_PREFIX, EVENTS_PREFIX, HEADER_PREFIX, Applied, height_key
 from state.block import Header, compute_block_hash
 from state.encoding import decode, encode
 from tests.conftest import ROOT, extend
 from tests.exports import frames_of, write_frames
+from tests.servers import FakeServer, Respond, RunningNode, http_answer, rpc_reply
 
 DEEP = b"[" * 300_000
 """A few hundred KB of nesting: enough to overflow the C stack of a recursive parser."""
 
 LEVELDB_BOOKKEEPING = ("LOG", "LOG.old", "LOCK", "CURRENT")
+
+
+class Servers:
+    """What the client rows are pointed at: scripted fakes (:data:`FAKES`), started with the
+    module's world, and one node process, started the first time a row asks for it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.fakes = {name: FakeServer(respond) for name, respond in FAKES.items()}
+        self._node: RunningNode | None = None
+
+    def url(self, name: str) -> str:
+        return self.node.admin_url if name == "admin" else self.fakes[name].url
+
+    @property
+    def node(self) -> RunningNode:
+        if self._node is None:
+            self._node = RunningNode(self.root / "node-net")
+        return self._node
+
+    def stop(self) -> None:
+        for fake in self.fakes.values():
+            fake.stop()
+        if self._node is not None:
+            self._node.stop()
 
 
 @dataclass
@@ -50,6 +78,7 @@ class World:
     net: Path  # genesis.json of the devnet
     home: Path  # a healthy home at height 12, final 12
     export: Path  # the home's export
+    servers: Servers
 
 
 def cli(
@@ -134,7 +163,7 @@ def copy_home(world: World, tmp: Path, name: str = "copy") -> Path:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     root = tmp_path_factory.mktemp("robust")
     net = root / "net" / "genesis.json"
     write_devnet(net, nodes=12, seed="robust", users=4)
@@ -149,7 +178,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     first = fingerprint(home.path)
     assert first[0][0] == 0
     assert fingerprint(home.path) == first, "opening a home must not change its files"
-    return World(root, net, home.path, export)
+    servers = Servers(root)
+    try:
+        yield World(root, net, home.path, export, servers)
+    finally:
+        servers.stop()
 
 
 # -- the table -------------------------------------------------------------------------------------
@@ -170,6 +203,7 @@ class Row:
     prefix: str = "error:"
     env: dict[str, str] | None = None
     issue: int = 7  # the issue whose points ``point`` numbers (7: the first table; 18: files, client)
+    names_server: bool = False  # the error line names the server (its --rpc host:port)
 
 
 def _deep_genesis_validate(w: World, tmp: Path) -> tuple[list[str | Path], Path | None]:
@@ -453,6 +487,83 @@ def _history_line(line: bytes) -> Setup:
     return setup
 
 
+def _bad_base64(path: str, body: bytes) -> bytes:
+    """Base64 where a node puts hex (JSON-RPC) and base64 that does not decode (storage)."""
+    if path.startswith("/storage_rpc"):
+        return http_answer(200, {"messages": [{"hash": "h1", "timestamp": 1, "data": "not*base64!"}]})
+
+    def result(method: str, params: dict[str, Any]) -> object:
+        if method == "get_info":
+            return {"status": "OK", "height": 9, "immutable_height": 4, "chain_id": "appchain-devnet"}
+        if method == "get_accounts":
+            return {
+                "accounts": {
+                    a: {"nonce": "AAAAAQ==", "pending_nonce": "AAAAAQ=="} for a in params["addresses"]
+                }
+            }
+        blob = "q83vEjRWeJA="
+        return {"height": params.get("height"), "key": params.get("key"), "value": blob, "header": blob,
+                "links": [], "proof": blob, "checkpoint_height": 4}  # fmt: skip
+
+    return rpc_reply(body, result)
+
+
+def _misdirected_without_ip(path: str, body: bytes) -> bytes:
+    """421 (another swarm's account) naming a member without its address."""
+    return http_answer(421, {"snodes": [{"pubkey_ed25519": "00" * 32, "port_https": 22021}]}, "Misdirected")
+
+
+FAKES: dict[str, Respond] = {
+    "non-HTTP bytes": lambda path, body: b"SSH-2.0-OpenSSH_9.6p1\r\n",
+    "a 70 KB header line": lambda path, body: b"HTTP/1.1 200 OK\r\nX-Padding: " + b"a" * 70_000 + b"\r\n\r\n",
+    "a JSON list": lambda path, body: http_answer(200, [1, 2, 3]),
+    "bad base64": _bad_base64,
+    "421 without ip": _misdirected_without_ip,
+}
+
+
+def _client(command: str, server: str) -> Setup:
+    """``command`` (tx, query or msg) against ``server`` (a fake of :data:`FAKES`, or a node's admin port)."""
+
+    def setup(w: World, tmp: Path) -> tuple[list[str | Path], Path | None]:
+        url = w.servers.url(server)
+        key = tmp / "me.key"
+        write_seed(key, bytes(range(32)))
+        argv: dict[str, list[str | Path]] = {
+            "tx": ["tx", "transfer", "--key", key, "--rpc", url, "--to", "00" * 32, "--amount", "1"],
+            "query": ["query", "balance", "00" * 32, "--rpc", url, "--genesis", w.net,
+                      "--trust-file", tmp / "trust.json"],
+            "msg": ["msg", "retrieve", "--key", key, "--rpc", url],
+        }  # fmt: skip
+        return argv[command], None
+
+    return setup
+
+
+SERVER_SAYS = {
+    "admin": "not an HTTP answer",
+    "non-HTTP bytes": "not an HTTP answer",
+    "a 70 KB header line": "a line longer than 64 KiB",
+    "a JSON list": "answered a JSON list",
+}
+CLIENT_ROWS = [
+    *(Row(5, f"{command} against {server}", _client(command, server), 1, says, issue=18, names_server=True)
+      for server, says in SERVER_SAYS.items() for command in ("tx", "query", "msg")),
+    Row(5, "tx against bad base64", _client("tx", "bad base64"), 1, "without the account's nonce",
+        issue=18, names_server=True),
+    Row(5, "query against bad base64", _client("query", "bad base64"), 6, "lied: its 'value' is not hex",
+        issue=18, names_server=True),
+    Row(5, "msg against bad base64", _client("msg", "bad base64"), 1, "its data is not base64", issue=18,
+        names_server=True),
+    Row(5, "tx against a 421 without ip", _client("tx", "421 without ip"), 1, "HTTP 421", issue=18,
+        names_server=True),
+    Row(5, "query against a 421 without ip", _client("query", "421 without ip"), 1, "HTTP 421", issue=18,
+        names_server=True),
+    Row(5, "msg against a 421 without ip", _client("msg", "421 without ip"), 1, "None is not an address",
+        issue=18, names_server=True),
+]  # fmt: skip
+
+
 def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -545,6 +656,7 @@ ROWS = [
     Row(8, "unknown command is a usage error", _args("frobnicate"), 2, "invalid choice"),
     Row(8, "genesis new over an existing genesis", _genesis_overwrite, 1, "pass --force to overwrite"),
     *FILE_ROWS,
+    *CLIENT_ROWS,
 ]  # fmt: skip
 
 
@@ -564,6 +676,9 @@ def test_bad_input_is_one_line_and_touches_nothing(world: World, tmp_path: Path,
     if row.code != 2:  # argparse's own line reads "appchain: error: …"
         assert line.startswith(row.prefix), line
     assert row.says in line, line
+    if row.names_server:
+        url = str(args[args.index("--rpc") + 1])
+        assert url.removeprefix("http://") in line, line
     if home is not None:
         assert fingerprint(home) == before, f"{row.name} changed the home"
     assert world.net.read_bytes() == net_before

@@ -18,10 +18,12 @@ import msgspec
 from nacl.bindings import crypto_sign_ed25519_pk_to_curve25519
 
 from appchain.home import Home, default_home
-from appchain.http_client import ServerError, describe, json_kind
+from appchain.http_client import ServerError, describe, json_kind, parse_url
 from appchain.keyfile import KeyFileError, read_seed, write_seed
 from appchain.lightclient import Lied, Proven, RpcSource, Trusted, VerifyingClient
 from appchain.messaging.client import SessionAccount, StorageClient, read_messages
+from appchain.messaging.rpc import TTL_MAXIMUM, TTL_MAXIMUM_PRIVATE, TTL_MINIMUM
+from appchain.messaging.store import is_public_inbox
 from appchain.safefile import UnsafeTarget, check_target
 from appchain.wallet import (
     WalletError,
@@ -32,10 +34,11 @@ from appchain.wallet import (
     send_and_wait,
 )
 from consensus.light import Untrusted
-from genesis.document import load_genesis
+from genesis.document import CHAIN_ID, load_genesis
 from state import sns
 from state.crypto import bls, ed25519
 from state.events import (
+    MAX_FEE_BP,
     ClaimRewards,
     Contribute,
     RegisterNode,
@@ -51,7 +54,7 @@ from state.events import (
 )
 from state.namespaces import decode_value
 from state.nodes import NodeStatus
-from state.types import AccountKey, Atomic, BlsPublicKey, Bytes32, Hash32, NodeKey, Nonce
+from state.types import MAX_U64, AccountKey, Atomic, BlsPublicKey, Bytes32, Hash32, NodeKey, Nonce
 
 EXIT_LIED = 6
 """``query``: a node answered something that does not verify; the evidence is printed."""
@@ -60,8 +63,65 @@ QUERY_NAMESPACES = {"balance": "account", "rewards": "reward", "node": "node", "
 """``query``'s kinds and the state namespaces they read."""
 
 
+MAX_TIMEOUT = 86_400.0
+"""``tx --timeout``: at most a day (finality takes seconds on a devnet, minutes on mainnet)."""
+
+
 class ClientError(Exception):
     """A user mistake in a client command: one ``error:`` line, exit 1."""
+
+
+# -- arguments, checked before anything is read or sent -----------------------------------------
+
+
+def check_integer(value: int | None, flag: str, low: int, high: int) -> None:
+    """``value`` (None: not given) within [low, high]: the bounds of the field it fills."""
+    if value is not None and not low <= value <= high:
+        raise ClientError(f"{flag} {value} must be from {low} to {high}")
+
+
+def check_seconds(value: float, flag: str, low: float, high: float, *, above_low: bool = False) -> None:
+    """A number of seconds within its bounds; NaN and infinities fail (every comparison with NaN is false)."""
+    inside = (low < value if above_low else low <= value) and value <= high
+    if not inside:
+        lowest = f"above {low:g}" if above_low else f"from {low:g}"
+        raise ClientError(f"{flag} {value!r} must be a number of seconds {lowest} to {high:g}")
+
+
+def check_urls(urls: list[str]) -> None:
+    for url in urls:
+        try:
+            parse_url(url)
+        except ValueError as exc:
+            raise ClientError(f"--rpc {exc}") from None
+
+
+def check_chain_id(chain_id: str | None) -> None:
+    if chain_id is not None and not CHAIN_ID.match(chain_id):
+        raise ClientError(
+            f"--chain-id {chain_id!r}: 1 to 64 of lowercase letters, digits, '.', '_', '-', "
+            "starting with a letter or digit"
+        )
+
+
+def check_tx_arguments(args: argparse.Namespace) -> None:
+    """Every ``tx`` argument that needs no file and no node, checked before anything is sent."""
+    check_urls([args.rpc])
+    check_chain_id(args.chain_id)
+    check_seconds(args.timeout, "--timeout", 0.0, MAX_TIMEOUT, above_low=True)
+    check_integer(args.nonce, "--nonce", 1, MAX_U64)
+    if args.tx_command == "register":
+        check_integer(args.fee_bp, "--fee-bp", 0, MAX_FEE_BP)
+
+
+def check_msg_arguments(args: argparse.Namespace) -> None:
+    """Every ``msg`` argument that needs no file and no node: the URL, namespace, TTL."""
+    check_urls([args.rpc])
+    if args.msg_command in ("store", "retrieve"):
+        check_integer(args.namespace, "--namespace", -32768, 32767)
+    if args.msg_command == "store":
+        longest = TTL_MAXIMUM if is_public_inbox(args.namespace) else TTL_MAXIMUM_PRIVATE
+        check_seconds(args.ttl, "--ttl", TTL_MINIMUM / 1000, longest / 1000)
 
 
 # -- keys ----------------------------------------------------------------------------------------
@@ -237,6 +297,7 @@ def _build(args: argparse.Namespace, sender: AccountKey, nonce: Nonce, source: R
 
 
 def cmd_tx(args: argparse.Namespace) -> int:
+    check_tx_arguments(args)
     key = _sender(args)
     source = RpcSource(args.rpc)
     unsigned = _build(args, key.public_key, Nonce(1), source)  # the user's input checked first
@@ -276,8 +337,9 @@ def _trust(args: argparse.Namespace, sources: list[RpcSource]) -> tuple[Trusted,
     check_target(path, force=True)  # the trust file is replaced: never a link, a device, a home's file
     if args.checkpoint is not None:
         height_text, sep, hash_text = args.checkpoint.partition(":")
-        if not sep or not height_text.isdigit():
+        if not sep or not height_text.isascii() or not height_text.isdigit():
             raise ClientError("--checkpoint must be HEIGHT:HASH")
+        check_integer(int(height_text), "--checkpoint's height", 0, MAX_U64)
         return Trusted.from_checkpoint(
             chain_id, int(height_text), parse_key(hash_text, "the checkpoint hash"), sources[0]
         ), path
@@ -294,6 +356,8 @@ def _trust(args: argparse.Namespace, sources: list[RpcSource]) -> tuple[Trusted,
 
 
 def cmd_query(args: argparse.Namespace) -> int:
+    check_urls(args.rpc)
+    check_chain_id(args.chain_id)
     sources = [RpcSource(url) for url in args.rpc]
     trusted, path = _trust(args, sources)
     client = VerifyingClient(trusted, sources)
@@ -370,6 +434,7 @@ def _describe(kind: str, target: str, proven: Proven) -> dict[str, Any]:
 
 
 def cmd_msg(args: argparse.Namespace) -> int:
+    check_msg_arguments(args)
     account = SessionAccount(_sender(args))
     client = StorageClient(args.rpc, onion=args.onion)
     kind = args.msg_command
@@ -377,7 +442,7 @@ def cmd_msg(args: argparse.Namespace) -> int:
         data = Path(args.file).read_bytes() if args.file else (args.data or "").encode()
         if not data:
             raise ClientError("msg store: give --data TEXT or --file FILE")
-        params = account.store(data, namespace=args.namespace, ttl_ms=int(args.ttl * 1000))
+        params = account.store(data, namespace=args.namespace, ttl_ms=round(args.ttl * 1000))
         status, body = client.call(account.session_id, "store", params)
     elif kind == "retrieve":
         status, body = client.call(

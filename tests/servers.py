@@ -20,6 +20,7 @@ from typing import Any
 from appchain.keyfile import write_seed
 from appchain.testnet import NetworkMember, start_process, stop_processes, write_testnet
 from genesis.devnet import load_dev_accounts
+from state.crypto import ed25519
 from tests.test_network import free_port_block
 
 Respond = Callable[[str, bytes], bytes]
@@ -151,11 +152,15 @@ class RunningNode:
         with urllib.request.urlopen(request, timeout=10) as answer:
             return json.loads(answer.read())["result"]
 
+    def user(self, index: int = 0) -> ed25519.SigningKey:
+        """A funded dev account of this testnet (``index``: which one)."""
+        accounts = load_dev_accounts(self.folder / "keys" / "accounts.json")
+        return accounts[-1 - index]  # the users come after the operators
+
     def user_key(self, path: Path, index: int = 0) -> Path:
-        """A key file of a funded dev account of this testnet (``index``: which one)."""
+        """A key file of :meth:`user` ``index``."""
         if not path.exists():
-            accounts = load_dev_accounts(self.folder / "keys" / "accounts.json")
-            write_seed(path, accounts[-1 - index].seed)  # the users come after the operators
+            write_seed(path, self.user(index).seed)
         return path
 
     def stop(self) -> None:

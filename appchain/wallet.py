@@ -1,7 +1,8 @@
 """Transactions from the command line: build, sign, send through a node's JSON-RPC, wait until final.
 
 The node is trusted only to relay: the wallet reads the sender's next nonce from it
-(``get_accounts``) and learns where the transaction landed by reading blocks (``get_block``'s
+(``get_accounts``' ``pending_nonce``, which counts the sender's transactions waiting in the
+mempool) and learns where the transaction landed by reading blocks (``get_block``'s
 ``tx_hashes``), but the transaction is signed here and its hash computed here, so a lying node
 can delay it, never change it. ``appchain query`` proves the result with the light client.
 """
@@ -53,11 +54,21 @@ def parse_key(text: str, what: str) -> bytes:
 
 
 def next_nonce(source: RpcSource, account: AccountKey) -> int:
+    """The nonce to sign the account's next transaction with: one above its ``pending_nonce``
+    (its nonce counting its transactions in the node's mempool, so back-to-back transactions
+    chain), or above its tip ``nonce`` from a node that does not report the pending one."""
     answer = source.call("get_accounts", {"addresses": [account.hex()]})
-    try:
-        return int(answer["accounts"][account.hex()]["nonce"]) + 1
-    except (KeyError, TypeError, ValueError):
-        raise SourceError(f"{source.url}: get_accounts answered without the account's nonce") from None
+    accounts = answer.get("accounts")
+    entry = accounts.get(account.hex()) if isinstance(accounts, dict) else None
+    entry = entry if isinstance(entry, dict) else {}
+    nonce, pending = entry.get("nonce"), entry.get("pending_nonce", entry.get("nonce"))
+    for value in (nonce, pending):
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < MAX_U64:
+            raise SourceError(f"{source.url}: get_accounts answered without the account's nonce")
+    assert isinstance(nonce, int) and isinstance(pending, int)
+    if pending < nonce:
+        raise SourceError(f"{source.url}: get_accounts answered a pending nonce below the account's nonce")
+    return pending + 1
 
 
 def top_heights(source: RpcSource) -> tuple[int, int]:

@@ -11,6 +11,7 @@ import base64
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,20 @@ from nacl.bindings import crypto_sign_ed25519_pk_to_curve25519
 from appchain.home import Home, default_home
 from appchain.http_client import ServerError, describe, json_kind, parse_url
 from appchain.keyfile import KeyFileError, read_seed, write_seed
-from appchain.lightclient import Lied, Proven, RpcSource, Trusted, VerifyingClient
+from appchain.lightclient import (
+    Lied,
+    Proven,
+    RpcSource,
+    Trusted,
+    TrustFile,
+    VerifyingClient,
+    checkpoint_anchor,
+    genesis_anchor,
+)
 from appchain.messaging.client import SessionAccount, StorageClient, read_messages
 from appchain.messaging.rpc import TTL_MAXIMUM, TTL_MAXIMUM_PRIVATE, TTL_MINIMUM
 from appchain.messaging.store import is_public_inbox
-from appchain.safefile import UnsafeTarget, check_target
+from appchain.safefile import UnsafeTarget
 from appchain.wallet import (
     WalletError,
     format_amount,
@@ -34,7 +44,7 @@ from appchain.wallet import (
     send_and_wait,
 )
 from consensus.light import Untrusted
-from genesis.document import CHAIN_ID, load_genesis
+from genesis.document import CHAIN_ID, Genesis, load_genesis
 from state import sns
 from state.crypto import bls, ed25519
 from state.events import (
@@ -323,47 +333,90 @@ def cmd_tx(args: argparse.Namespace) -> int:
 # -- query ---------------------------------------------------------------------------------------
 
 
-def _trust(args: argparse.Namespace, sources: list[RpcSource]) -> tuple[Trusted, Path]:
-    if args.genesis is not None:
-        genesis = load_genesis(args.genesis)
-        chain_id = genesis.chain_id
-    elif args.chain_id is not None:
-        chain_id = args.chain_id
-    else:
+@dataclass
+class Trust:
+    """Where a light client starts: an entry of the trust file, chosen from the arguments.
+
+    ``--genesis`` always wins: its own entry (by the genesis hash), never another chain's of the
+    same name; else ``--checkpoint`` (its own entry); else the one entry kept for ``--chain-id``.
+    """
+
+    file: TrustFile
+    anchor: str
+    chain_id: str
+    kept: Trusted | None
+    genesis: Genesis | None
+    checkpoint: tuple[int, bytes] | None
+
+    def start(self, source: RpcSource) -> Trusted:
+        """The trusted checkpoint to start from: the kept entry, else the checkpoint the user
+        named (the only case that asks a node, ``source``, for it), else block 0 of the genesis."""
+        if self.kept is not None:
+            return self.kept
+        if self.checkpoint is not None:
+            return Trusted.from_checkpoint(self.chain_id, *self.checkpoint, source)
+        assert self.genesis is not None
+        return Trusted.from_genesis(self.genesis)
+
+    def keep(self, trusted: Trusted) -> None:
+        """Write ``trusted`` (what the client verified) under this anchor when it is newer than
+        what the file holds for it; the file's other entries stay as they are."""
+        known = self.file.get(self.anchor)
+        if known is None or trusted.height > known.height:
+            self.file.keep(self.anchor, trusted)
+            self.file.save()
+
+
+def choose_trust(args: argparse.Namespace, command: str) -> Trust:
+    """The :class:`Trust` of ``--genesis``, ``--checkpoint``, ``--chain-id`` and ``--trust-file``,
+    from those and the trust file alone (no node is asked)."""
+    genesis = None if args.genesis is None else load_genesis(args.genesis)
+    if genesis is not None and args.chain_id is not None and args.chain_id != genesis.chain_id:
+        raise ClientError(f"--chain-id {args.chain_id!r} is not the genesis's chain {genesis.chain_id!r}")
+    chain_id = genesis.chain_id if genesis is not None else args.chain_id
+    if chain_id is None:
         raise ClientError(
-            "query: give --genesis FILE, or --chain-id ID (with --checkpoint or a kept trust file)"
+            f"{command}: give --genesis FILE, or --chain-id ID (with --checkpoint or a kept trust file)"
         )
-    path = Path(args.trust_file) if args.trust_file else default_home() / "light" / f"{chain_id}.json"
-    check_target(path, force=True)  # the trust file is replaced: never a link, a device, a home's file
+    checkpoint = None
     if args.checkpoint is not None:
         height_text, sep, hash_text = args.checkpoint.partition(":")
         if not sep or not height_text.isascii() or not height_text.isdigit():
             raise ClientError("--checkpoint must be HEIGHT:HASH")
         check_integer(int(height_text), "--checkpoint's height", 0, MAX_U64)
-        return Trusted.from_checkpoint(
-            chain_id, int(height_text), parse_key(hash_text, "the checkpoint hash"), sources[0]
-        ), path
-    if path.exists():
-        trusted = Trusted.load(path)
-        if trusted.chain_id != chain_id:
-            raise ClientError(f"{path} trusts chain {trusted.chain_id!r}, not {chain_id!r}")
-        return trusted, path
-    if args.genesis is None:
-        raise ClientError(
-            f"no trusted checkpoint kept in {path}: give --genesis FILE or --checkpoint HEIGHT:HASH"
-        )
-    return Trusted.from_genesis(genesis), path
+        checkpoint = (int(height_text), parse_key(hash_text, "the checkpoint hash"))
+    path = Path(args.trust_file) if args.trust_file else default_home() / "light" / f"{chain_id}.json"
+    trust_file = TrustFile.load(path)
+    if genesis is not None:
+        anchor = genesis_anchor(genesis.hash)
+    elif checkpoint is not None:
+        anchor = checkpoint_anchor(*checkpoint)
+    else:
+        kept = trust_file.of_chain(chain_id)
+        if not kept:
+            raise ClientError(
+                f"no trusted checkpoint kept in {path} for chain {chain_id!r}: "
+                "give --genesis FILE or --checkpoint HEIGHT:HASH"
+            )
+        if len(kept) > 1:
+            raise ClientError(
+                f"{path} keeps {len(kept)} chains named {chain_id!r}: give --genesis FILE or "
+                "--checkpoint HEIGHT:HASH to say which"
+            )
+        ((anchor, _),) = kept.items()
+    return Trust(trust_file, anchor, chain_id, trust_file.get(anchor), genesis, checkpoint)
 
 
 def cmd_query(args: argparse.Namespace) -> int:
     check_urls(args.rpc)
     check_chain_id(args.chain_id)
-    sources = [RpcSource(url) for url in args.rpc]
-    trusted, path = _trust(args, sources)
-    client = VerifyingClient(trusted, sources)
     kind = args.query_command
     namespace = QUERY_NAMESPACES[kind]
     identifier = _name_hash(args.target) if kind == "sns" else parse_key(args.target, "the key")
+    sources = [RpcSource(url) for url in args.rpc]
+    trust = choose_trust(args, "query")
+    started = trust.start(sources[0])
+    client = VerifyingClient(started, sources)
     try:
         proven = client.query(namespace, identifier)
     except Lied as lie:
@@ -371,10 +424,9 @@ def cmd_query(args: argparse.Namespace) -> int:
         print(f"error: {lie}", file=sys.stderr)
         return EXIT_LIED
     finally:  # what was verified is kept, even when a later answer failed; nothing else is written
-        if client.trusted.height > trusted.height:
-            client.trusted.save(path)
-    if not path.exists():
-        client.trusted.save(path)
+        if client.trusted.height > started.height:
+            trust.keep(client.trusted)
+    trust.keep(client.trusted)
     shown = _describe(kind, args.target, proven)
     if args.json:
         print(json.dumps(shown, sort_keys=True))

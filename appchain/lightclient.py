@@ -10,8 +10,9 @@ genesis file, or a checkpoint whose hash the operator trusts) and:
    commitment;
 2. asks every source for the value at the same final height (``get_state_proof``) and checks each
    answer's headers (hash links up to a trusted checkpoint) and sparse Merkle proof;
-3. keeps the newest trusted checkpoint (and its next quorum's keys) in a file, so the next run
-   starts there instead of at genesis.
+3. keeps the newest trusted checkpoint (and its next quorum's keys) in a file
+   (:class:`TrustFile`, one entry per genesis), so the next run starts there instead of at
+   genesis.
 
 A source that answers something that does not verify is a liar: :class:`Lied` carries its
 answer next to the answers that verified, which is the evidence a user can publish.
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from appchain.http_client import ServerError, decode_answer, describe, json_kind, post
-from appchain.safefile import write_atomically
+from appchain.safefile import check_target, write_atomically
 from consensus.checkpoint import CheckpointCertificate
 from consensus.light import LightClient, Untrusted
 from genesis.build import create_genesis_state
@@ -155,26 +156,95 @@ class Trusted:
         except Untrusted as exc:
             raise Lied(source.url, str(exc), answer) from None
 
-    def save(self, path: Path) -> None:
-        data = {
+    def to_json(self) -> dict[str, Any]:
+        return {
             "chain_id": self.chain_id,
             "height": self.height,
             "block_hash": self.block_hash.hex(),
             "header": encode(self.header).hex(),
             "next_quorum": [key.hex() for key in self.next_quorum],
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(path, (json.dumps(data, indent=1) + "\n").encode(), force=True)
 
     @classmethod
-    def load(cls, path: Path) -> Trusted:
+    def from_json(cls, data: object) -> Trusted:
+        """An entry of a trust file; ``KeyError``, ``TypeError``, ``ValueError``, ``DecodeError``
+        or :class:`Untrusted` if it is not one."""
+        if not isinstance(data, dict):
+            raise TypeError("an entry is not an object")
+        header = _header.decode(bytes.fromhex(data["header"]))
+        return cls(str(data["chain_id"]), header, tuple(bytes.fromhex(k) for k in data["next_quorum"]))
+
+
+TRUST_FORMAT = "appchain-light-trust/2"
+
+
+def genesis_anchor(genesis_hash: bytes) -> str:
+    """The trust file key of a chain followed from its genesis file."""
+    return f"genesis:{genesis_hash.hex()}"
+
+
+def checkpoint_anchor(height: int, block_hash: bytes) -> str:
+    """The trust file key of a chain followed from a checkpoint the user named."""
+    return f"checkpoint:{height}:{block_hash.hex()}"
+
+
+class TrustFile:
+    """The light client's trust file: for each chain it follows, the newest checkpoint it verified.
+
+    Entries are keyed by where the trust started, never by chain id alone (every devnet and
+    testnet is ``appchain-devnet``): the hash of the genesis file (:func:`genesis_anchor`), or a
+    checkpoint the user named (:func:`checkpoint_anchor`). A client started from a genesis file
+    reads only that genesis's entry, so a file kept from another chain of the same name is never
+    used to judge this one's nodes (they would all look like liars); the other entries are kept
+    as they were when the file is written again. A file of the first format (one checkpoint, no
+    genesis) reads as an entry anchored at its own checkpoint.
+
+    The file is the client's own state, so it is replaced on each save, but only where
+    :mod:`appchain.safefile` allows (a regular file or a new name, never a node home's files)
+    and only after it was read as a trust file: a file that is not one is refused, never
+    overwritten.
+    """
+
+    def __init__(self, path: Path, entries: dict[str, Trusted] | None = None) -> None:
+        self.path = path
+        self.entries: dict[str, Trusted] = dict(entries or {})
+
+    @classmethod
+    def load(cls, path: Path) -> TrustFile:
+        check_target(path, force=True)  # before reading: a FIFO would block, a device is no file
+        if not path.exists():
+            return cls(path)
         try:
             data = decode_json(path.read_bytes())
-            header = _header.decode(bytes.fromhex(data["header"]))
-            trusted = cls(str(data["chain_id"]), header, tuple(bytes.fromhex(k) for k in data["next_quorum"]))
+            if isinstance(data, dict) and data.get("format") == TRUST_FORMAT:
+                chains = data["chains"]
+                if not isinstance(chains, dict):
+                    raise TypeError("its chains are not an object")
+                entries = {str(anchor): Trusted.from_json(entry) for anchor, entry in chains.items()}
+            else:  # the first format: one trusted checkpoint
+                trusted = Trusted.from_json(data)
+                entries = {checkpoint_anchor(trusted.height, trusted.block_hash): trusted}
         except (OSError, DecodeError, KeyError, TypeError, ValueError) as exc:
             raise Untrusted(f"{path}: not a trusted checkpoint file ({exc})") from None
-        return trusted
+        return cls(path, entries)
+
+    def get(self, anchor: str) -> Trusted | None:
+        return self.entries.get(anchor)
+
+    def of_chain(self, chain_id: str) -> dict[str, Trusted]:
+        """The entries of chains named ``chain_id`` (there may be several), by anchor."""
+        return {anchor: t for anchor, t in self.entries.items() if t.chain_id == chain_id}
+
+    def keep(self, anchor: str, trusted: Trusted) -> None:
+        self.entries[anchor] = trusted
+
+    def save(self) -> None:
+        data = {
+            "format": TRUST_FORMAT,
+            "chains": {anchor: trusted.to_json() for anchor, trusted in sorted(self.entries.items())},
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(self.path, (json.dumps(data, indent=1) + "\n").encode(), force=True)
 
 
 def _hex(answer: dict[str, Any], name: str, url: str, value: object = None) -> bytes:

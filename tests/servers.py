@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from appchain.keyfile import write_seed
+from appchain.rpc import handle_body
 from appchain.testnet import NetworkMember, start_process, stop_processes, write_testnet
 from genesis.devnet import load_dev_accounts
 from state.crypto import ed25519
@@ -109,6 +110,31 @@ class FakeServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+Tamper = Callable[[str, dict[str, Any], dict[str, Any]], dict[str, Any]]
+"""Changes a JSON-RPC result: (method, params, result) -> what the server answers instead."""
+
+
+def serve_node(node: Any, tamper: Tamper | None = None) -> Respond:
+    """Answers ``POST /json_rpc`` with the node's own JSON-RPC handlers (:func:`appchain.rpc.handle_body`)
+    over ``node`` (a chain, its ledger, a mempool: what the handlers read), each result through
+    ``tamper``; one request at a time, like the node's event loop."""
+    lock = threading.Lock()
+
+    def respond(path: str, body: bytes) -> bytes:
+        with lock:
+            answer = json.loads(json.dumps(handle_body(node, body)))
+        if tamper is not None:
+            calls = json.loads(body)
+            calls = calls if isinstance(calls, list) else [calls]
+            replies = answer if isinstance(answer, list) else [answer]
+            for call, reply in zip(calls, replies, strict=True):
+                if "result" in reply:
+                    reply["result"] = tamper(call["method"], call.get("params") or {}, reply["result"])
+        return http_answer(200, answer)
+
+    return respond
 
 
 class RunningNode:

@@ -12,7 +12,7 @@ Exit status:
 4     ``simulate``: a safety property failed (roots differ, a final block forked, an honest
       double sign)
 5     ``simulate``: safe, but the honest nodes did not finalize ``--blocks`` blocks in time
-6     ``query``: a node answered something that does not verify; the evidence (its answer and
+6     ``query``, ``tx``: a node answered something that does not verify; the evidence (its answer and
       every answer that verified) is printed as JSON on stdout
 130   interrupted (Ctrl-C); an interrupted import is undone first
 ====  =====================================================================================

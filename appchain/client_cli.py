@@ -25,6 +25,7 @@ from appchain.lightclient import (
     Lied,
     Proven,
     RpcSource,
+    SourceError,
     Trusted,
     TrustFile,
     VerifyingClient,
@@ -307,27 +308,53 @@ def _build(args: argparse.Namespace, sender: AccountKey, nonce: Nonce, source: R
 
 
 def cmd_tx(args: argparse.Namespace) -> int:
+    """Build, sign, send; unless ``--no-wait``, wait until the light client proves a final block
+    holds the transaction. Everything local is checked first, and the trust to verify with is
+    chosen (``--genesis`` …) before anything is sent."""
     check_tx_arguments(args)
     key = _sender(args)
     source = RpcSource(args.rpc)
     unsigned = _build(args, key.public_key, Nonce(1), source)  # the user's input checked first
-    chain_id = args.chain_id or str(source.call("get_info").get("chain_id", ""))
+    trust = None if args.no_wait else choose_trust(args, "tx")
+    if trust is not None:
+        chain_id = trust.chain_id
+    elif args.genesis is not None:
+        chain_id = load_genesis(args.genesis).chain_id
+    else:
+        chain_id = args.chain_id or _node_chain_id(source)
+    verifier = None if trust is None else VerifyingClient(trust.start(source), [source])
     nonce = args.nonce if args.nonce is not None else next_nonce(source, key.public_key)
     tx = sign_transaction(chain_id, msgspec.structs.replace(unsigned, nonce=Nonce(nonce)), key)
-    sent = send_and_wait(source, tx, timeout=args.timeout, wait=not args.no_wait)
+    try:
+        sent = send_and_wait(source, tx, verifier=verifier, timeout=args.timeout, wait=not args.no_wait)
+    except Lied as lie:
+        print(json.dumps({"evidence": lie.evidence}, indent=1, sort_keys=True))
+        print(f"error: {lie}", file=sys.stderr)
+        return EXIT_LIED
+    finally:
+        if trust is not None and verifier is not None:
+            trust.keep(verifier.trusted)  # the checkpoints verified on the way
     shown: dict[str, Any] = {"tx_hash": sent.tx_hash.hex(), "nonce": nonce}
     if not args.no_wait:
-        shown.update(height=sent.height, final_height=sent.final_height)
+        shown.update(height=sent.height, final_height=sent.final_height, verified=True)
     if args.json:
         print(json.dumps(shown, sort_keys=True))
     elif args.no_wait:
         print(f"transaction {sent.tx_hash.hex()} sent (nonce {nonce})")
     else:
         print(
-            f"transaction {sent.tx_hash.hex()} is final: "
-            f"in block {sent.height}, final height {sent.final_height}"
+            f"transaction {sent.tx_hash.hex()} is final: in block {sent.height}, final height "
+            f"{sent.final_height} (verified: a certified checkpoint over the block, which holds it)"
         )
     return 0
+
+
+def _node_chain_id(source: RpcSource) -> str:
+    """The chain id the node reports (``--no-wait`` without ``--chain-id`` or ``--genesis``)."""
+    chain_id = source.call("get_info").get("chain_id")
+    if not isinstance(chain_id, str) or not CHAIN_ID.match(chain_id):
+        raise SourceError(f"{source.url}: get_info answered no valid chain id")
+    return chain_id
 
 
 # -- query ---------------------------------------------------------------------------------------
@@ -375,8 +402,10 @@ def choose_trust(args: argparse.Namespace, command: str) -> Trust:
         raise ClientError(f"--chain-id {args.chain_id!r} is not the genesis's chain {genesis.chain_id!r}")
     chain_id = genesis.chain_id if genesis is not None else args.chain_id
     if chain_id is None:
+        hint = " (or send with --no-wait)" if command == "tx" else ""
         raise ClientError(
             f"{command}: give --genesis FILE, or --chain-id ID (with --checkpoint or a kept trust file)"
+            f", to verify {'finality' if command == 'tx' else 'the answer'}{hint}"
         )
     checkpoint = None
     if args.checkpoint is not None:
@@ -555,6 +584,17 @@ def _text(value: object) -> str:
 # -- the parsers ---------------------------------------------------------------------------------
 
 
+def _add_trust_arguments(parser: argparse.ArgumentParser, why: str) -> None:
+    """The light client's starting point (:func:`choose_trust`)."""
+    parser.add_argument("--genesis", default=None, help=f"start trusting from this genesis file, {why}")
+    parser.add_argument("--checkpoint", default=None, help="HEIGHT:HASH of a checkpoint you trust")
+    parser.add_argument(
+        "--trust-file",
+        default=None,
+        help="where trusted checkpoints are kept, one per genesis (default: HOME/light/CHAIN.json)",
+    )
+
+
 def add_client_commands(commands: Any) -> None:
     keys = commands.add_parser("keys", help="create, show and import account and node keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
@@ -574,17 +614,22 @@ def add_client_commands(commands: Any) -> None:
         parser.add_argument("--json", action="store_true")
         parser.set_defaults(handler=handler)
 
-    tx = commands.add_parser("tx", help="build, sign and send a transaction, then wait until it is final")
+    tx = commands.add_parser(
+        "tx", help="build, sign and send a transaction, then wait until it is final (verified)"
+    )
     tx_commands = tx.add_subparsers(dest="tx_command", required=True, metavar="KIND")
 
     def tx_parser(name: str, text: str) -> argparse.ArgumentParser:
         parser: argparse.ArgumentParser = tx_commands.add_parser(name, help=text)
         parser.add_argument("--key", required=True, help="the sender's account key file")
         parser.add_argument("--rpc", required=True, help="a node's RPC URL, e.g. http://127.0.0.1:26658")
-        parser.add_argument("--chain-id", default=None, help="default: the node's")
+        parser.add_argument(
+            "--chain-id", default=None, help="default: the genesis's (--genesis), else the node's (--no-wait)"
+        )
         parser.add_argument("--nonce", type=int, default=None, help="default: the account's next")
         parser.add_argument("--no-wait", action="store_true", help="return once the node accepted it")
         parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for finality")
+        _add_trust_arguments(parser, "to verify that a final block holds the transaction")
         parser.add_argument("--json", action="store_true")
         parser.set_defaults(handler=cmd_tx)
         return parser
@@ -628,14 +673,8 @@ def add_client_commands(commands: Any) -> None:
         parser.add_argument(
             "--rpc", action="append", required=True, help="a node's RPC URL (repeat: ask several)"
         )
-        parser.add_argument("--genesis", default=None, help="start trusting from this genesis file")
-        parser.add_argument("--checkpoint", default=None, help="HEIGHT:HASH of a checkpoint you trust")
         parser.add_argument("--chain-id", default=None)
-        parser.add_argument(
-            "--trust-file",
-            default=None,
-            help="where the trusted checkpoint is kept (default: HOME/light/CHAIN.json)",
-        )
+        _add_trust_arguments(parser, "to verify the answers")
         parser.add_argument("--json", action="store_true")
         parser.set_defaults(handler=cmd_query)
 

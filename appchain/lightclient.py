@@ -32,18 +32,23 @@ from consensus.checkpoint import CheckpointCertificate
 from consensus.light import LightClient, Untrusted
 from genesis.build import create_genesis_state
 from genesis.document import Genesis
-from state.block import Header, compute_block_hash
+from state.block import Block, Header, compute_block_hash, compute_events_root
 from state.checkpoints import CHECKPOINT_INTERVAL, compute_quorum_commitment, get_checkpoint_quorum
 from state.encoding import DecodeError, Decoder, decode_json, encode
+from state.events import compute_event_hash
 from state.namespaces import decode_value, state_key
 from state.smt import Proof
 from state.view import Overlay
 
 MAX_RESPONSE = 64 * 1024 * 1024
 BATCH = 50
-"""Checkpoints asked for in one HTTP request (the node's batch limit)."""
+"""Checkpoints or blocks asked for in one HTTP request (the node's batch limit)."""
+MAX_LINKED = 1_000
+"""Most blocks fetched to link a block to a certified checkpoint above it (a checkpoint comes
+every 4 blocks; more happens only when the trusted checkpoint is far above the block)."""
 
 _header = Decoder(Header)
+_block = Decoder(Block)
 _certificate = Decoder(CheckpointCertificate)
 _proof = Decoder(Proof)
 
@@ -258,6 +263,17 @@ def _hex(answer: dict[str, Any], name: str, url: str, value: object = None) -> b
     raise Lied(url, f"its {name!r} is not hex", answer)
 
 
+def _read_block(answer: dict[str, Any], height: int, url: str) -> Block:
+    """The block in a ``get_block`` answer (its ``blob``), which must be the block at ``height``."""
+    try:
+        block = _block.decode(_hex(answer, "blob", url))
+    except DecodeError as exc:
+        raise Lied(url, f"its block {height} does not decode: {exc}", answer) from None
+    if block.header.height != height:
+        raise Lied(url, f"it answered block {block.header.height} for block {height}", answer)
+    return block
+
+
 def _read_checkpoint(
     answer: dict[str, Any], url: str
 ) -> tuple[Header, CheckpointCertificate | None, tuple[bytes, ...]]:
@@ -331,6 +347,51 @@ class VerifyingClient:
         if isinstance(final, bool) or not isinstance(final, int) or final < 0 or final % CHECKPOINT_INTERVAL:
             raise Lied(source.url, "its final height is not a checkpoint height", info)
         return final
+
+    # -- inclusion ----------------------------------------------------------------------------
+
+    def prove_inclusion(self, source: RpcSource, height: int, event_hash: bytes) -> Block:
+        """The block at ``height``, verified to hold the event ``event_hash``; :class:`Lied` if not.
+
+        The block comes from ``source`` (``get_block``'s ``blob``) with the blocks above it up to
+        the next certified checkpoint: that checkpoint is walked to (its certificate checked
+        against the committed quorum), the blocks' headers must link to it by hash, the block's
+        events must hash to its header's ``events_root`` (recomputed here from every event), and
+        one of them must be the event. So a node can claim a transaction final only if a quorum
+        certified a block that holds it.
+        """
+        top = -(-height // CHECKPOINT_INTERVAL) * CHECKPOINT_INTERVAL
+        if top > self.trusted.height:
+            self.walk_to(top, source)
+        top = min((h for h in self.core.headers if h >= height), default=-1)
+        if top < 0:
+            raise Untrusted(f"no trusted checkpoint at or above height {height}")
+        if top - height > MAX_LINKED:
+            raise Untrusted(f"block {height} is {top - height} blocks below the trusted checkpoint {top}")
+        heights = list(range(height, top + 1))
+        blocks = []
+        for first in range(0, len(heights), BATCH):
+            chunk = heights[first : first + BATCH]
+            answers = source.batch("get_block", [{"height": h} for h in chunk])
+            blocks += [_read_block(answer, h, source.url) for h, answer in zip(chunk, answers, strict=True)]
+        headers = [block.header for block in blocks]
+        evidence = {"height": height, "checkpoint": top, "blocks": [encode(b.header).hex() for b in blocks]}
+        if compute_block_hash(headers[-1]) != compute_block_hash(self.core.headers[top]):
+            raise Lied(source.url, f"its block {top} is not the certified checkpoint {top}", evidence)
+        try:
+            self.core.accept_linked(headers[:-1])
+        except Untrusted as exc:
+            raise Lied(source.url, str(exc), evidence) from None
+        block = blocks[0]
+        if compute_events_root(block.events) != block.header.events_root:
+            raise Lied(
+                source.url, f"the events of its block {height} do not hash to its events root", evidence
+            )
+        if all(compute_event_hash(event) != event_hash for event in block.events):
+            raise Lied(
+                source.url, f"its block {height} does not hold the transaction {event_hash.hex()}", evidence
+            )
+        return block
 
     # -- proofs -------------------------------------------------------------------------------
 

@@ -532,7 +532,8 @@ def _client(command: str, server: str) -> Setup:
         key = tmp / "me.key"
         write_seed(key, bytes(range(32)))
         argv: dict[str, list[str | Path]] = {
-            "tx": ["tx", "transfer", "--key", key, "--rpc", url, "--to", "00" * 32, "--amount", "1"],
+            "tx": ["tx", "transfer", "--key", key, "--rpc", url, "--to", "00" * 32, "--amount", "1",
+                   "--genesis", w.net, "--trust-file", tmp / "trust.json"],
             "query": ["query", "balance", "00" * 32, "--rpc", url, "--genesis", w.net,
                       "--trust-file", tmp / "trust.json"],
             "msg": ["msg", "retrieve", "--key", key, "--rpc", url],

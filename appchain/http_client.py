@@ -93,6 +93,8 @@ def post(
         response = connection.getresponse()
         data = response.read(max_answer + 1)
         status = response.status
+        if len(data) <= max_answer and response.length:  # bytes it announced and never sent
+            raise http.client.IncompleteRead(data, response.length)
     except TimeoutError:
         raise ServerError(f"{url}: no answer within {timeout:g} s") from None
     except ConnectionRefusedError:

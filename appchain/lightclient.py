@@ -365,9 +365,11 @@ class VerifyingClient:
             self.walk_to(top, source)
         top = min((h for h in self.core.headers if h >= height), default=-1)
         if top < 0:
-            raise Untrusted(f"no trusted checkpoint at or above height {height}")
+            raise Untrusted(f"{source.url}: no trusted checkpoint at or above height {height}")
         if top - height > MAX_LINKED:
-            raise Untrusted(f"block {height} is {top - height} blocks below the trusted checkpoint {top}")
+            raise Untrusted(
+                f"{source.url}: block {height} is {top - height} blocks below the trusted checkpoint {top}"
+            )
         heights = list(range(height, top + 1))
         blocks = []
         for first in range(0, len(heights), BATCH):
@@ -473,7 +475,9 @@ class VerifyingClient:
         if top not in self.core.headers:
             self.walk_to(top, source)
         if top not in self.core.headers:
-            raise Untrusted(f"checkpoint {top} is below the trusted checkpoint {self.trusted.height}")
+            raise Untrusted(
+                f"{url}: its checkpoint {top} is below the trusted checkpoint {self.trusted.height}"
+            )
         chain = [header, *links]
         if [int(h.height) for h in chain] != list(range(height, top + 1)):
             raise Lied(url, "its headers do not run from the height to the checkpoint", answer)

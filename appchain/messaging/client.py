@@ -212,7 +212,7 @@ class StorageClient:
             raise ClientError(f"{url}: answered 421 (another swarm) again: the swarms disagree")
         members = self.swarm_of(session_id)
         if not members:
-            raise ClientError("the account's swarm has no reachable member")
+            raise ClientError(f"{self.rpc_url}: the account's swarm has no member to ask")
         return self.call_node(self._random.choice(members), method, params)
 
     def call_node(self, destination: Node, method: str, params: dict[str, Any]) -> tuple[int, Any]:
@@ -223,7 +223,9 @@ class StorageClient:
             return status, _json(url, status, answer)
         others = [n for n in self.nodes() if n.ed25519 != destination.ed25519]
         if len(others) < 3:
-            raise ClientError("an onion path needs three service nodes besides the destination")
+            raise ClientError(
+                f"{self.rpc_url}: an onion path needs three service nodes besides the destination"
+            )
         path = self._random.sample(others, 3)
         self.last_path = [*path, destination]
         request = build(payload, [Hop(n.ed25519) for n in path], Hop(destination.ed25519), self.enc_type)

@@ -764,6 +764,7 @@ def test_bad_input_is_one_line_and_touches_nothing(world: World, tmp_path: Path,
 
 def test_every_point_of_the_issue_has_rows() -> None:
     assert {row.point for row in ROWS if row.issue == 7} >= {1, 2, 3, 5, 6, 7, 8}  # 4: the two-process test
+    # 4 (the light client's trust and tx's finality) is in test_light.py and test_wallet.py
     assert {row.point for row in ROWS if row.issue == 18} >= {2, 3, 5}
 
 

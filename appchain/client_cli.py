@@ -320,9 +320,12 @@ def cmd_tx(args: argparse.Namespace) -> int:
         chain_id = trust.chain_id
     elif args.genesis is not None:
         chain_id = load_genesis(args.genesis).chain_id
+        if args.chain_id is not None and args.chain_id != chain_id:
+            raise ClientError(f"--chain-id {args.chain_id!r} is not the genesis's chain {chain_id!r}")
     else:
         chain_id = args.chain_id or _node_chain_id(source)
-    verifier = None if trust is None else VerifyingClient(trust.start(source), [source])
+    started = None if trust is None else trust.start(source)
+    verifier = None if started is None else VerifyingClient(started, [source])
     nonce = args.nonce if args.nonce is not None else next_nonce(source, key.public_key)
     tx = sign_transaction(chain_id, msgspec.structs.replace(unsigned, nonce=Nonce(nonce)), key)
     try:
@@ -331,9 +334,16 @@ def cmd_tx(args: argparse.Namespace) -> int:
         print(json.dumps({"evidence": lie.evidence}, indent=1, sort_keys=True))
         print(f"error: {lie}", file=sys.stderr)
         return EXIT_LIED
-    finally:
-        if trust is not None and verifier is not None:
-            trust.keep(verifier.trusted)  # the checkpoints verified on the way
+    finally:  # the checkpoints verified on the way are kept, even when a later step failed
+        if (
+            trust is not None
+            and verifier is not None
+            and started is not None
+            and verifier.trusted.height > started.height
+        ):
+            trust.keep(verifier.trusted)
+    if trust is not None and verifier is not None:
+        trust.keep(verifier.trusted)
     shown: dict[str, Any] = {"tx_hash": sent.tx_hash.hex(), "nonce": nonce}
     if not args.no_wait:
         shown.update(height=sent.height, final_height=sent.final_height, verified=True)

@@ -482,7 +482,12 @@ class Home:
         return self.keys_path / BLS_KEY_FILE
 
     def write_node_keys(self, node_seed: bytes, bls_seed: bytes) -> None:
-        """The node's secret key seeds, hex, in files only the owner may read (0600)."""
+        """The node's secret key seeds, hex, in files only the owner may read (0600); never in a
+        folder inside another home's own files."""
+        try:
+            check_folder_target(self.path)
+        except UnsafeTarget as exc:
+            raise ChainError(str(exc)) from None
         for path in (self.node_key_path, self.bls_key_path):
             if path.exists():
                 raise ChainError(f"{path} already exists: keys are never overwritten")

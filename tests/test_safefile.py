@@ -126,3 +126,18 @@ def test_a_folder_target_is_new_or_a_real_folder(tmp_path: Path) -> None:
         check_folder_target(tmp_path / "link")
     with pytest.raises(UnsafeTarget, match="a folder on the way is a file"):
         check_target(tmp_path / "file" / "x", force=True)
+
+
+def test_node_keys_and_homes_are_never_made_inside_another_homes_files(
+    tmp_path: Path, devnet_dir: Path
+) -> None:
+    from appchain.chain import ChainError
+    from appchain.home import Home
+
+    home = make_home(tmp_path / "home")
+    for inner in (home / "keys" / "inner", home / "data" / "inner"):
+        with pytest.raises(ChainError, match="no command writes there"):
+            Home(inner).write_node_keys(bytes(32), bytes(32))
+        with pytest.raises(ChainError, match="no command writes there"):
+            Home.init(inner, devnet_dir / "genesis.json")
+        assert not inner.exists()

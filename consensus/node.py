@@ -69,7 +69,7 @@ from state.encoding import Decoder, Record, encode
 from state.errors import InvalidBlock, InvalidEvent, InvalidSignature
 from state.events import Event, NewState, StateChange, Vote, compute_vote_message
 from state.nodes import NodeStatus, get_node
-from state.obligations import get_quorum
+from state.obligations import compute_vote_threshold, get_quorum
 from state.state import State
 from state.transition import execute_block, propose_block
 from state.types import Hash32, Height, NodeKey
@@ -356,6 +356,10 @@ class NodeCore:
     def _after_block(self, now: float) -> list[Action]:
         self.round, self.round_wakes = None, []
         self.evidence.forget_below(self.height - EVIDENCE_WINDOW)
+        oldest = self.height + 1 - self.ledger.state.params.vote_lifetime  # older votes are void
+        for key in [key for key in self.vote_pool if key[0] < oldest]:
+            del self.vote_pool[key]
+        self.started = {started for started in self.started if started[0] > self.height}
         actions = self._vote_checkpoint(now)
         actions += self._run_tests(now)
         certificate = self.pending_certificates.get(self.height)
@@ -437,15 +441,17 @@ class NodeCore:
         return self._drive(self.round.on_start(), now)
 
     def _build_template(self, state: State, timestamp: int, producer: NodeKey, round_: int) -> Block:
-        """The producer's block: every state change with enough votes that is still valid."""
-        threshold = state.params.obligations_threshold
-        events: list[Event] = [
-            StateChange(
-                Height(h), w, new_state, tuple(sorted(votes.values(), key=lambda v: v.validator_index))
-            )
-            for (h, w, new_state), votes in sorted(self.vote_pool.items())
-            if len(votes) >= threshold and state.height + 1 - h <= state.params.vote_lifetime
-        ]
+        """The producer's block: every state change with enough votes that is still valid (one
+        that is not, a stale one or one the floor forbids, is left out by the loop below)."""
+        view, params = Overlay(state.get), state.params
+        events: list[Event] = []
+        for (h, w, new_state), votes in sorted(self.vote_pool.items()):
+            quorum = get_quorum(view, h) if state.height + 1 - h <= params.vote_lifetime else None
+            if quorum is None or not 0 <= w < len(quorum.workers):
+                continue
+            if len(votes) >= compute_vote_threshold(quorum, quorum.workers[w], params):
+                ordered = tuple(sorted(votes.values(), key=lambda v: v.validator_index))
+                events.append(StateChange(Height(h), w, new_state, ordered))
         events += self.mempool.take(state.params.max_block_events - len(events))
         while True:
             try:
@@ -535,6 +541,8 @@ class NodeCore:
         me = quorum.validators.index(self.node_key)
         actions: list[Action] = []
         for index, worker in enumerate(quorum.workers):
+            if worker == self.node_key:
+                continue  # a validator never votes on itself (PROTOCOL.md §4a)
             record = get_node(view, worker)
             probed = self.probe(worker)
             if record is None or probed is None:

@@ -49,7 +49,16 @@ from consensus.messages import (
     TxMessage,
     VoteMessage,
 )
-from consensus.pulse import BlockSigned, Broadcast, PulseMessage, PulseRound, RoundFailed, Timing, WakeAt
+from consensus.pulse import (
+    BlockSigned,
+    Broadcast,
+    PulseMessage,
+    PulseRound,
+    RoundFailed,
+    Stage,
+    Timing,
+    WakeAt,
+)
 from consensus.quorum import MAX_PULSE_ROUND, compute_checkpoint_threshold
 from consensus.uptime import (
     ProofBook,
@@ -63,11 +72,12 @@ from consensus.uptime import (
 )
 from consensus.validation import compute_block_entropy, compute_block_quorum, finalize_template
 from state.block import Block, compute_block_hash
-from state.checkpoints import get_checkpoint_quorum, is_checkpoint_height
+from state.checkpoints import CHECKPOINT_INTERVAL, get_checkpoint_quorum, is_checkpoint_height
 from state.crypto import bls, ed25519
 from state.encoding import Decoder, Record, encode
 from state.errors import InvalidBlock, InvalidEvent, InvalidSignature
 from state.events import Event, NewState, StateChange, Vote, compute_vote_message
+from state.nodeindex import node_lists
 from state.nodes import NodeStatus, get_node
 from state.obligations import compute_vote_threshold, get_quorum
 from state.state import State
@@ -176,6 +186,73 @@ class _NextRound:
     at: float
 
 
+@dataclass(frozen=True)
+class RoundFailure:
+    """The last Pulse round this node took part in that failed."""
+
+    height: int
+    round: int
+    stage: str
+    reason: str
+    heard: int
+    """Quorum members this node heard from in that round, itself included."""
+    members: int
+    needed: int
+    """Validator signatures the round needed."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Why the chain moves or not, as this node sees it (PROTOCOL.md §4a "Say why"): what the
+    status, ``get_info``, ``/metrics`` and the network page show. Pure data; the driver decides
+    when the chain counts as stalled (its tip older than a block and a round)."""
+
+    height: int
+    final_height: int
+    active_nodes: int
+    pulse_min_nodes: int
+    round: int
+    """The Pulse round of the next height that this node runs or waits for (above 0: earlier
+    rounds of it failed)."""
+    last_failure: RoundFailure | None
+    """The last round this node was a member of that failed, at the next height."""
+    checkpoint: int | None
+    """The lowest checkpoint height above the final one that this node holds a block at, whose
+    certificate it waits for."""
+    checkpoint_votes: int | None
+    """Votes for our block at ``checkpoint`` this node heard (None: it is not in its quorum)."""
+    checkpoint_needed: int | None
+
+    def blocks_reason(self) -> str | None:
+        """Why no block is made, if this node can tell."""
+        if self.active_nodes < self.pulse_min_nodes:
+            return (
+                f"too few active nodes: {self.active_nodes} active, Pulse needs"
+                f" {self.pulse_min_nodes} (pulse_min_nodes)"
+            )
+        failure = self.last_failure
+        if failure is not None:
+            return (
+                f"round {failure.round} of height {failure.height} failed at {failure.stage}"
+                f" ({failure.reason}): heard {failure.heard} of {failure.members} quorum members,"
+                f" {failure.needed} validators needed"
+            )
+        if self.round > 0:
+            return f"height {self.height + 1} is at round {self.round}: its earlier rounds failed"
+        return None
+
+    def finality_reason(self) -> str | None:
+        """What finality waits for, if a checkpoint below the tip has no certificate yet."""
+        if self.checkpoint is None:
+            return None
+        if self.checkpoint_votes is None:
+            return f"checkpoint {self.checkpoint} waits for its certificate (this node is not in its quorum)"
+        return (
+            f"checkpoint {self.checkpoint} waits for checkpoint votes: {self.checkpoint_votes} of"
+            f" {self.checkpoint_needed} needed heard"
+        )
+
+
 @dataclass
 class NodeCore:
     """One service node's consensus state machine."""
@@ -201,6 +278,9 @@ class NodeCore:
         self.round_wakes: list[float] = []
         self.stage_times: dict[str, float] = {}
         self.next_round: _NextRound | None = None
+        self.last_failure: RoundFailure | None = None
+        self.current_round: tuple[int, int] = (0, 0)
+        """The (height, round) started last, whether this node is in its quorum or not."""
         self.started: set[tuple[int, int]] = set()
         self.proof_due: float | None = None
         self.syncing_until = -1.0
@@ -355,6 +435,7 @@ class NodeCore:
 
     def _after_block(self, now: float) -> list[Action]:
         self.round, self.round_wakes = None, []
+        self.last_failure = None
         self.evidence.forget_below(self.height - EVIDENCE_WINDOW)
         oldest = self.height + 1 - self.ledger.state.params.vote_lifetime  # older votes are void
         for key in [key for key in self.vote_pool if key[0] < oldest]:
@@ -406,6 +487,7 @@ class NodeCore:
         if height != self.height + 1 or round_ > MAX_ROUND or (height, round_) in self.started:
             return []
         self.started.add((height, round_))
+        self.current_round = (height, round_)
         state = self.ledger.state
         timeout = self.config.timing.round_timeout
         start = state.timestamp + self.config.block_time + round_ * timeout
@@ -489,6 +571,11 @@ class NodeCore:
                 actions += self.on_block(block, now)
             elif isinstance(action, RoundFailed):
                 self._keep_stage_times()
+                height, round_ = self.round_id
+                stage = Stage(action.stage).name.lower()
+                self.last_failure = RoundFailure(
+                    height, round_, stage, action.reason, action.heard, action.members, action.needed
+                )
                 self.round, self.round_wakes = None, []
         return actions
 
@@ -645,6 +732,40 @@ class NodeCore:
             del self.pending_certificates[old]
         self.votes = {k: v for k, v in self.votes.items() if k[0] > height}
         return [Finalized(height, certificate.block_hash)]
+
+    # -- why the chain moves or not ------------------------------------------------------------------
+
+    def progress(self) -> Progress:
+        """What this node knows of why blocks and finality move or not (:class:`Progress`)."""
+        state = self.ledger.state
+        view = Overlay(state.get)
+        active, _ = node_lists(view)
+        height, round_ = self.current_round
+        round_ = round_ if height == self.height + 1 else 0
+        failure = self.last_failure
+        if failure is not None and failure.height != self.height + 1:
+            failure = None
+        checkpoint = votes = needed = None
+        first = self.final_height + CHECKPOINT_INTERVAL
+        if first <= self.height:
+            checkpoint = first - first % CHECKPOINT_INTERVAL
+            quorum = get_checkpoint_quorum(view, checkpoint)
+            if quorum is not None:
+                needed = compute_checkpoint_threshold(len(quorum.members))
+                if any(m.node_key == self.node_key for m in quorum.members):
+                    ours = bytes(self.ledger.block_hash_at(checkpoint))
+                    votes = len(self.votes.get((checkpoint, ours), {}))
+        return Progress(
+            height=self.height,
+            final_height=self.final_height,
+            active_nodes=len(active),
+            pulse_min_nodes=state.params.pulse_min_nodes,
+            round=round_,
+            last_failure=failure,
+            checkpoint=checkpoint,
+            checkpoint_votes=votes,
+            checkpoint_needed=needed,
+        )
 
     # -- sync ---------------------------------------------------------------------------------------
 

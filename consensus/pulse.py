@@ -138,6 +138,12 @@ class WakeAt(Record, frozen=True, tag="wake"):
 class RoundFailed(Record, frozen=True, tag="failed"):
     stage: int
     reason: str
+    heard: int = 0
+    """Quorum members this node heard from in the round, itself included."""
+    members: int = 0
+    """The quorum's members: its producer and validators."""
+    needed: int = 0
+    """Validators the round needed (its threshold)."""
 
 
 class BlockSigned(Record, frozen=True, tag="signed"):
@@ -218,6 +224,8 @@ class PulseRound:
         self.my_value = b""
         self.early: list[PulseMessage] = []
         self.result: Action | None = None
+        self.heard: set[int] = {self.index}
+        """Quorum members (their sender index) this node heard from in the round, itself too."""
 
     # -- public handlers -------------------------------------------------------------------------
 
@@ -235,6 +243,7 @@ class PulseRound:
     def on_message(self, message: PulseMessage, now: float) -> list[Action]:
         if self.stage >= Stage.DONE or not self._is_authentic(message):
             return []
+        self.heard.add(message.sender)
         if message.kind > self.stage:
             self.early.append(message)  # from a stage we have not reached: keep it for then
             return []
@@ -425,7 +434,9 @@ class PulseRound:
         raise AssertionError(f"no stage after {self.stage}")
 
     def _fail(self, reason: str, now: float | None = None) -> list[Action]:
-        return self._finish(RoundFailed(int(self.stage), reason), now)
+        members = 1 + len(self.quorum.validators)
+        failed = RoundFailed(int(self.stage), reason, len(self.heard), members, self.threshold)
+        return self._finish(failed, now)
 
     def _finish(self, result: Action, now: float | None = None) -> list[Action]:
         ended = self.deadline if now is None else now

@@ -5,7 +5,8 @@ open, so no other process may), and the devnet's live view polls it. Methods:
 
 ==========================  ============================================================
 ``status``                  height, final height and root, genesis hash, peers, sync state,
-                            round, mempool size, this node's service-node state and credit
+                            round, mempool size, this node's service-node state and credit,
+                            its process id
 ``submit_transaction``      ``{"tx": hex}``: a canonical signed transaction into the mempool
                             and out to every peer; answers its hash, or why it was refused
 ``submit_transactions``     ``{"txs": [hex, …]}``: up to 5,000 at once (load generators); one
@@ -25,6 +26,9 @@ decoded into the method's typed structure; a line over :data:`MAX_LINE` bytes en
 connection. Each call and each connection is a boundary (:mod:`appchain.boundary`). Errors are
 JSON-RPC errors: -32700 parse error, -32600 invalid request, -32601 unknown method, -32602
 invalid params, -32603 internal error, -32000 refused.
+
+:func:`call`, the client, parses replies the same way and turns anything that is not a JSON-RPC
+reply into one typed error (:class:`AdminError`).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from __future__ import annotations
 import functools
 import json
 import socket
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -53,11 +58,23 @@ from appchain.jsonrpc import (
     serve_on,
     submit,
 )
+from state.encoding import DecodeError, decode_json
 
 if TYPE_CHECKING:
     from appchain.node import Node
 
-__all__ = ["AdminUnavailable", "Connect", "RpcError", "answer", "call", "serve_admin"]
+__all__ = [
+    "ADMIN_FAILURES",
+    "AdminError",
+    "AdminTimeout",
+    "AdminUnavailable",
+    "Connect",
+    "MalformedReply",
+    "RpcError",
+    "answer",
+    "call",
+    "serve_admin",
+]
 
 MAX_LINE = 4 * 1024 * 1024
 MAX_BATCH = 5_000
@@ -175,9 +192,33 @@ async def serve_admin(node: Node, *, task_status: trio.TaskStatus[None] = trio.T
     await serve_on(node.config.admin_address, handler, task_status=task_status)
 
 
-class AdminUnavailable(Exception):
-    """Nothing answers at the admin address."""
+class AdminError(Exception):
+    """Asking a node's admin endpoint failed: nothing answered, or not with a JSON-RPC reply. Its
+    message is one line naming the address and what went wrong (a node that answered with a
+    JSON-RPC error raises :class:`RpcError` instead)."""
 
+
+class AdminUnavailable(AdminError):
+    """Nothing answers at the admin address: refused, unreachable or reset."""
+
+
+class AdminTimeout(AdminUnavailable):
+    """No whole reply within the timeout: the node is stopped (SIGSTOP), hung or overloaded."""
+
+
+class MalformedReply(AdminError):
+    """Something answered, but not a JSON-RPC reply: not JSON, not an object, neither or both of
+    ``result`` and ``error``, an error that is not ``{code, message}``, another request's id, a
+    reply over :data:`MAX_REPLY` bytes, or a connection closed before the end of the line."""
+
+
+ADMIN_FAILURES = (AdminError, RpcError)
+"""Everything :func:`call` raises: catch these where a node may be down or misbehave."""
+
+MAX_REPLY = 64 * 1024 * 1024
+"""Bytes of one reply line at most (the largest, ``submit_transactions``, is a few hundred KB)."""
+MAX_ERROR_TEXT = 300
+"""Characters of a node's error message kept (on one line)."""
 
 Connect = Callable[[tuple[str, int], float], socket.socket]
 """Opens a connected socket to an address within a timeout: :func:`socket.create_connection`, or
@@ -191,22 +232,70 @@ def call(
     timeout: float = 5.0,
     connect: Connect = socket.create_connection,
 ) -> Any:
-    """One request to a node's admin endpoint (blocking; for the CLI and tests)."""
+    """One request to a node's admin endpoint (blocking; for the CLI, the devnet and tests): its
+    ``result``. ``timeout`` bounds the whole exchange, not each read, so a node that drips bytes
+    cannot hold the caller. Raises :class:`RpcError` when the node answers with an error, else one
+    of the :class:`AdminError` kinds; never a decoding error, since the reply is parsed with the
+    depth-limited :func:`~state.encoding.decode_json` (py_ecc raises the recursion limit, so the
+    standard parser can overflow the C stack on deep nesting)."""
+    where = f"{address[0]}:{address[1]}"
     request = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params or {}}
+    deadline = time.monotonic() + timeout
     try:
         with connect(address, timeout) as sock:
             sock.sendall(json.dumps(request).encode() + b"\n")
-            data = b""
-            while not data.endswith(b"\n"):
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
+            line = _read_line(sock, deadline, where)
+    except TimeoutError:
+        raise AdminTimeout(f"the node at {where} did not answer within {timeout:g} s") from None
     except OSError as exc:
-        raise AdminUnavailable(
-            f"no node answers at {address[0]}:{address[1]}: {exc.strerror or exc}"
-        ) from None
-    reply = json.loads(data)
-    if "error" in reply:
-        raise RpcError(reply["error"]["code"], reply["error"]["message"])
-    return reply["result"]
+        raise AdminUnavailable(f"no node answers at {where}: {exc.strerror or exc}") from None
+    return _result_of(line, where)
+
+
+def _read_line(sock: socket.socket, deadline: float, where: str) -> bytes:
+    """The first line the node sends, without its newline, read by ``deadline``."""
+    data = bytearray()
+    while (end := data.find(b"\n")) < 0:
+        if len(data) > MAX_REPLY:
+            raise MalformedReply(f"malformed reply from {where}: over {MAX_REPLY} bytes without a line end")
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError
+        sock.settimeout(remaining)
+        chunk = sock.recv(65536)
+        if not chunk:
+            cut = f"after {len(data)} bytes of a reply" if data else "before replying"
+            raise MalformedReply(f"malformed reply from {where}: the connection closed {cut}")
+        data += chunk
+    return bytes(data[:end])
+
+
+def _result_of(line: bytes, where: str) -> Any:
+    """The ``result`` of a reply line; :class:`RpcError` for an error reply, else MalformedReply."""
+    try:
+        reply = decode_json(line)
+    except DecodeError as exc:
+        raise MalformedReply(f"malformed reply from {where}: {exc}") from None
+    if not isinstance(reply, dict):
+        raise MalformedReply(f"malformed reply from {where}: a JSON {type(reply).__name__}, not an object")
+    if reply.get("id") != 1:
+        raise MalformedReply(f"malformed reply from {where}: id {_clip(repr(reply.get('id')))}, not 1")
+    if ("result" in reply) == ("error" in reply):
+        which = "both" if "result" in reply else "neither"
+        raise MalformedReply(f"malformed reply from {where}: {which} result and error")
+    if "result" in reply:
+        return reply["result"]
+    error = reply["error"]
+    code = error.get("code") if isinstance(error, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    if not isinstance(code, int) or isinstance(code, bool) or not isinstance(message, str):
+        raise MalformedReply(
+            f"malformed reply from {where}: an error that is not {{code: integer, message: string}}"
+        )
+    raise RpcError(code, _clip(message))
+
+
+def _clip(text: str) -> str:
+    """``text`` on one line, at most :data:`MAX_ERROR_TEXT` characters."""
+    line = " ".join(text.split())
+    return line if len(line) <= MAX_ERROR_TEXT else line[: MAX_ERROR_TEXT - 1] + "…"

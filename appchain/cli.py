@@ -20,7 +20,9 @@ Exit status:
 Anything else is a bug and shows its traceback.
 
 Commands that use a home take ``--home DIR``; without it, ``$APPCHAIN_HOME``, else
-``~/.appchain``. Each holds the home's lock while it runs (one process per home).
+``~/.appchain``. Each holds the home's lock while it runs (one process per home); ``status``
+only reads, so it shares the lock with other readers, and a starting node waits for them
+(:mod:`appchain.guard`).
 """
 
 from __future__ import annotations
@@ -37,9 +39,9 @@ from pathlib import Path
 
 import trio
 
-from appchain.admin import AdminUnavailable, RpcError
+from appchain.admin import ADMIN_FAILURES, RpcError
 from appchain.admin import call as admin_call
-from appchain.chain import ChainError, replay_from_genesis
+from appchain.chain import Chain, ChainError, replay_from_genesis
 from appchain.checker import RESUME_ROUNDS, FaultWindow, check_histories, history_path, read_schedules
 from appchain.checker import Report as CheckReport
 from appchain.client_cli import ClientErrors, add_client_commands
@@ -219,13 +221,25 @@ def _replay(home: Home, genesis: Genesis, args: argparse.Namespace) -> int:
     return 0
 
 
+STATUS_DATABASE_WAIT = 5.0
+"""Seconds ``status`` waits for another read-only command to close the database (LevelDB admits
+one opener at a time; they share the home's lock)."""
+
+
 def cmd_status(args: argparse.Namespace) -> int:
-    """The home's tip: from the database when no node runs, else from the node's admin endpoint."""
+    """The home's tip: from the database when no node runs, else from the node's admin endpoint.
+
+    It never keeps a node from starting (:mod:`appchain.guard`): it reads the database under a
+    shared lock that a starting node waits out, and keeps out of a home a node holds, asking the
+    node instead. A node that holds its home and does not answer (still starting, or hung) is
+    reported as running and not answering, with the reason; not an error."""
     home = Home(Path(args.home))
-    lock = home.lock("status")
+    lock = home.lock("status", shared=True)
     try:
         lock.acquire()
     except HomeInUse as exc:
+        if not exc.by_node:
+            raise  # a command that writes holds the home (replay, rollback…): nothing to ask
         result = _running_status(home, exc)
     else:
         try:
@@ -240,8 +254,20 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _open_to_read(home: Home) -> Chain:
+    """The home's chain, waiting up to :data:`STATUS_DATABASE_WAIT` for another reader to close it."""
+    deadline = time.monotonic() + STATUS_DATABASE_WAIT
+    while True:
+        try:
+            return home.open_chain()
+        except StoreInUse:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def _stored_status(home: Home) -> dict[str, object]:
-    with home.open_chain() as chain:
+    with _open_to_read(home) as chain:
         final = chain.final_height
         header = chain.store.get_header(final)
         own = None
@@ -266,12 +292,17 @@ def _stored_status(home: Home) -> dict[str, object]:
 
 
 def _running_status(home: Home, busy: HomeInUse) -> dict[str, object]:
+    """The status a node that holds the home answers, or why it does not answer."""
     config = home.load_config()
     try:
-        result: dict[str, object] = admin_call(config.admin_address, "status")
-    except (AdminUnavailable, RpcError, ValueError):
-        raise busy from None  # held, but not by a node that answers: a command is running
-    return result
+        result = admin_call(config.admin_address, "status", timeout=2.0)
+    except ADMIN_FAILURES as exc:
+        problem = f"error {exc.code}: {exc}" if isinstance(exc, RpcError) else str(exc)
+        return {"running": True, "answering": False, "holder": busy.holder, "admin_error": problem}
+    if not isinstance(result, dict):
+        problem = f"a status that is a JSON {type(result).__name__}, not an object"
+        return {"running": True, "answering": False, "holder": busy.holder, "admin_error": problem}
+    return {**result, "answering": True}
 
 
 def cmd_start(args: argparse.Namespace) -> int:

@@ -7,7 +7,8 @@
     <home>/data/chain/       the LevelDB database (appchain.store)
     <home>/keys/             node_ed25519.key and node_bls.key (hex seeds, mode 0600); dev-accounts.json
                              and dev-nodes.json when initialised from a devnet genesis
-    <home>/node.lock         held by the one process using the home (appchain.guard.HomeLock)
+    <home>/node.lock         held by the process using the home, or shared by read-only commands
+    <home>/start.lock        held by a node from the moment it starts: commands keep out (appchain.guard)
 
 A command that names no ``--home`` uses ``$APPCHAIN_HOME``, else ``~/.appchain`` (as CometBFT
 uses ``$CMTHOME`` else ``~/.cometbft``, and oxend ``~/.oxen``).
@@ -16,6 +17,7 @@ uses ``$CMTHOME`` else ``~/.cometbft``, and oxend ``~/.oxen``).
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import os
 import shutil
 import tomllib
@@ -105,6 +107,15 @@ class NodeConfig:
             raise ChainError("snapshot_interval must be a positive integer")
         if not is_loopback(self.admin_address[0]):
             raise ChainError("admin.listen must be a loopback address (127.0.0.1, ::1 or localhost)")
+        listeners = {
+            "p2p.listen": self.p2p_address,
+            "admin.listen": self.admin_address,
+            "rpc.listen": self.rpc_address,
+        }
+        for first, second in itertools.combinations(listeners, 2):
+            port = listeners[first][1]
+            if port and port == listeners[second][1]:  # then "in use" would blame another process
+                raise ChainError(f"{first} and {second} both use port {port}: each listener needs its own")
         if self.stage_timeout >= self.round_timeout:
             raise ChainError("consensus.stage_timeout must be below consensus.round_timeout")
         if not -MAX_CLOCK_OFFSET <= self.clock_offset <= MAX_CLOCK_OFFSET:  # NaN too
@@ -490,13 +501,14 @@ class Home:
             raise ChainError(str(exc)) from None
         return ed25519.SigningKey(node_seed), bls.secret_key_from_seed(bls_seed)
 
-    def lock(self, purpose: str) -> HomeLock:
-        """The home's lock, for a command about to use its database (``with home.lock(…):``).
+    def lock(self, purpose: str, *, shared: bool = False) -> HomeLock:
+        """The home's lock, for a command about to use its database (``with home.lock(…):``);
+        ``shared`` for one that only reads (see :mod:`appchain.guard`).
 
         Checks first that this is a node home, so no lock file is left in a folder that is not.
         """
         self.load_config()
-        return HomeLock(self.path, purpose)
+        return HomeLock(self.path, purpose, shared=shared)
 
     def load_genesis(self) -> Genesis:
         if not self.genesis_path.exists():

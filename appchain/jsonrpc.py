@@ -29,6 +29,7 @@ import trio
 
 from appchain.boundary import INTERNAL_ERROR, is_fatal
 from consensus.mempool import MempoolFull
+from p2p.host import open_listeners
 from state.encoding import DecodeError, decode, decode_json
 from state.errors import InvalidEvent
 from state.events import Transaction
@@ -182,8 +183,9 @@ async def serve_on(
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Listen on ``address`` and serve each connection with ``handler`` in its own task."""
+    """Listen on ``address`` and serve each connection with ``handler`` in its own task; raises
+    :class:`~p2p.host.ListenFailed` (before ``task_status.started``) when it cannot listen there."""
     host, port = address
-    listeners = await trio.open_tcp_listeners(port, host=host)
+    listeners = await open_listeners(host, port)
     task_status.started()
     await trio.serve_listeners(handler, listeners)

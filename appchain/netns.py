@@ -72,9 +72,18 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
-from appchain.admin import AdminUnavailable, Connect, RpcError, call
+from appchain.admin import ADMIN_FAILURES, Connect, call
 from appchain.chain import ChainError
-from appchain.testnet import NetworkMember, read_testnet, start_process, stop_processes, write_testnet
+from appchain.testnet import (
+    Answer,
+    NetworkMember,
+    probe_status,
+    read_testnet,
+    start_process,
+    stop_processes,
+    write_testnet,
+)
+from state.encoding import DecodeError, decode_json
 
 PREFIX = "acn"
 """Every namespace of a run is named ``acn<run id>…``."""
@@ -529,9 +538,16 @@ class NetnsTestnet:
         _, answer = http_exchange(
             self.namespaces.connector(index), address, "POST", "/json_rpc", body, timeout
         )
-        reply = json.loads(answer)
+        try:
+            reply = decode_json(answer)
+        except DecodeError as exc:
+            raise NetnsError(f"node {index} {method}: the answer is not JSON: {exc}") from None
+        if not isinstance(reply, dict) or ("result" in reply) == ("error" in reply):
+            raise NetnsError(f"node {index} {method}: not a JSON-RPC reply: {answer[:200]!r}")
         if "error" in reply:
-            raise NetnsError(f"node {index} {method}: {reply['error']['message']}")
+            error = reply["error"]
+            message = error.get("message") if isinstance(error, dict) else error
+            raise NetnsError(f"node {index} {method}: {message}")
         return reply["result"]
 
     def status(self, index: int, timeout: float = 2.0) -> dict[str, Any] | None:
@@ -539,9 +555,13 @@ class NetnsTestnet:
             return None
         try:
             result: dict[str, Any] = self.admin(index, "status", timeout=timeout)
-        except (AdminUnavailable, RpcError, ValueError):
+        except ADMIN_FAILURES:
             return None
         return result
+
+    def probe(self, index: int, timeout: float = 2.0) -> Answer:
+        """Node ``index``'s status, or why there is none (:func:`appchain.testnet.probe_status`)."""
+        return probe_status(self.members[index], timeout, connect=self.namespaces.connector(index))
 
     def statuses(self, timeout: float = 2.0) -> list[dict[str, Any] | None]:
         return [self.status(i, timeout) for i in range(len(self.members))]

@@ -30,6 +30,7 @@ in full before it is written. Logs are structured lines on stderr:
 from __future__ import annotations
 
 import dataclasses
+import errno
 import gc
 import os
 import secrets
@@ -37,15 +38,17 @@ import signal
 import sys
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
 import trio
 
 from appchain.boundary import Faults, is_fatal
-from appchain.chain import Chain
+from appchain.chain import Chain, ChainError
 from appchain.checker import history_path
+from appchain.guard import HomeInUse, HomeLock
 from appchain.history import OutsideWindow
 from appchain.home import Home, NodeConfig
 from appchain.inbox import Inbox, InboxLimits
@@ -85,7 +88,7 @@ from consensus.node import (
 from consensus.pulse import Timing
 from consensus.statesync import SyncConfig
 from consensus.uptime import DEVNET_UPTIME, MAINNET_UPTIME, UptimeProof
-from p2p.host import Host, HostConfig
+from p2p.host import Host, HostConfig, ListenFailed
 from state.checkpoints import CHECKPOINT_INTERVAL
 from state.encoding import DecodeError, encode
 from state.events import Transaction, compute_event_hash
@@ -210,12 +213,15 @@ class Node:
         from appchain.rpc_server import serve_rpc
 
         async with trio.open_nursery() as nursery:
-            await nursery.start(self.host.run)
+            with naming_listener("p2p_listen"):
+                await nursery.start(self.host.run)
             for peer in self.config.peers:
                 self.host.add_target(NodeKey(peer.node_key), peer.host, peer.port)
             await nursery.start(self.messages.run)
-            await nursery.start(serve_admin, self)
-            await nursery.start(serve_rpc, self)
+            with naming_listener("admin_listen"):
+                await nursery.start(serve_admin, self)
+            with naming_listener("rpc_listen"):
+                await nursery.start(serve_rpc, self)
             self.log(
                 "info",
                 "node started",
@@ -524,6 +530,7 @@ class Node:
         behind = self.looks_behind()
         return {
             "running": True,
+            "pid": os.getpid(),
             "rpc_url": self.config.rpc_url,
             "node_key": bytes(self.core.node_key).hex(),
             "chain_id": self.chain.genesis.chain_id,
@@ -578,6 +585,34 @@ async def _watch_signals(cancel: Callable[[], None], log: Logger) -> None:
             return
 
 
+class ListenerUnavailable(ChainError):
+    """A listener the node's config names cannot be opened: a user error (exit 1), one line naming
+    the setting, its address and the section of config.toml to change."""
+
+
+@contextmanager
+def naming_listener(setting: str) -> Iterator[None]:
+    """Turn a :class:`~p2p.host.ListenFailed` inside (bare, or in a task group's exception group)
+    into :class:`ListenerUnavailable` naming ``setting`` (``rpc_listen`` is ``[rpc] listen`` in
+    config.toml): an operator reads which setting to change, not a bind traceback."""
+    try:
+        yield
+    except* ListenFailed as group:
+        failed = group.exceptions[0]
+        assert isinstance(failed, ListenFailed)
+        raise ListenerUnavailable(describe_listen_failure(setting, failed)) from None
+
+
+def describe_listen_failure(setting: str, failed: ListenFailed) -> str:
+    """One line: the setting, its address, why it cannot listen there, and where to change it."""
+    section = setting.removesuffix("_listen")
+    if failed.errno == errno.EADDRINUSE:
+        problem = "is in use (another process listens there)"
+    else:
+        problem = f"cannot be opened ({failed.strerror})"
+    return f"{setting} {failed.host}:{failed.port} {problem}: change [{section}] listen in config.toml"
+
+
 def host_config(config: NodeConfig, chain: Chain) -> HostConfig:
     host, port = config.p2p_address
     return HostConfig(
@@ -611,14 +646,15 @@ async def join_by_state_sync(home: Home, config: NodeConfig, chain: Chain, log: 
     key, _ = home.load_node_keys()
     peers = [(peer.node_key, peer.host, peer.port) for peer in config.peers]
     log("info", "state sync: asking peers for snapshots", peers=len(peers))
-    report = await sync_state(
-        chain,
-        host_config(config, chain),
-        key,
-        peers,
-        SyncConfig(min_gap=config.state_sync_min_gap),
-        log,
-    )
+    with naming_listener("p2p_listen"):  # state sync listens on the p2p address, then hands it on
+        report = await sync_state(
+            chain,
+            host_config(config, chain),
+            key,
+            peers,
+            SyncConfig(min_gap=config.state_sync_min_gap),
+            log,
+        )
     if report.outcome == "synced":
         log(
             "info",
@@ -643,22 +679,53 @@ def freeze_loaded_state() -> None:
     gc.freeze()
 
 
+READERS_WAIT = 30.0
+"""Seconds a starting node waits for read-only commands (``status``) to leave its home: each reads
+for well under a second, and none enters once the node is waiting (:mod:`appchain.guard`)."""
+
+
+@asynccontextmanager
+async def holding_home(home: Home, log: Logger) -> AsyncIterator[HomeLock]:
+    """The home's lock for the node: taken at once, or after the read-only commands inside have
+    left; :class:`~appchain.guard.HomeInUse` at once if a command that writes, or another node,
+    holds it."""
+    lock = home.lock("start")
+    deadline = time.monotonic() + READERS_WAIT
+    waited = False
+    while not lock.try_acquire_for_node():
+        if time.monotonic() > deadline:
+            holder = "read-only commands" if lock.holds_gate else lock.gate_holder()
+            lock.release()
+            raise HomeInUse(f"{home.path} is in use by {holder} for over {READERS_WAIT:g} s")
+        if not waited:
+            log("info", "waiting for read-only commands to leave the home", home=home.path)
+            waited = True
+        await trio.sleep(0.02)
+    try:
+        yield lock
+    finally:
+        lock.release()
+
+
 async def run_node(home: Home, *, ready: Callable[[Node], None] | None = None) -> None:
     """Run the node of ``home`` until SIGINT or SIGTERM."""
     config = home.load_config()
     log = Logger(config.log_level)
     node: Node | None = None
-    with home.lock("start"), home.open_chain() as chain:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_watch_signals, nursery.cancel_scope.cancel, log)
-            banned = await join_by_state_sync(home, config, chain, log)
-            freeze_loaded_state()
-            node = Node(home, config, chain, log)
-            node.host.banned_keys.update(banned)  # the peers state sync caught lying stay banned
-            await nursery.start(node.run)
-            if ready is not None:
-                ready(node)
-        if node is not None:
-            node.message_store.close()
-            node.journal.close()
-        log("info", "stopped", height=chain.height, final=chain.final_height)
+    async with holding_home(home, log):
+        with home.open_chain() as chain:
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(_watch_signals, nursery.cancel_scope.cancel, log)
+                    banned = await join_by_state_sync(home, config, chain, log)
+                    freeze_loaded_state()
+                    node = Node(home, config, chain, log)
+                    node.host.banned_keys.update(banned)  # the peers state sync caught lying stay banned
+                    await nursery.start(node.run)
+                    if ready is not None:
+                        ready(node)
+            finally:  # on an error too (a port in use): every store closes before the home is released
+                if node is not None:
+                    node.message_store.close()
+                    node.journal.close()
+            log("info", "stopped", height=chain.height, final=chain.final_height)

@@ -26,6 +26,7 @@ outlives it.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import os
 import signal
 import socket
@@ -38,7 +39,7 @@ from typing import Any
 
 import blake3
 
-from appchain.admin import AdminUnavailable, Connect, RpcError, call
+from appchain.admin import AdminError, AdminTimeout, AdminUnavailable, Connect, RpcError, call
 from appchain.chain import ChainError
 from appchain.home import Home, NodeConfig, PeerAddress
 from genesis.devnet import write_devnet
@@ -192,15 +193,75 @@ def stop_processes(processes: Sequence[subprocess.Popen[bytes]], grace: float = 
             process.wait()
 
 
+class Problem(enum.Enum):
+    """Why a node gave no status."""
+
+    REFUSED = "refused"
+    """Nothing listens at its admin address: starting, or gone."""
+    TIMEOUT = "not answering"
+    """Connected, but no reply in time: stopped (SIGSTOP), hung or overloaded."""
+    ERROR = "error"
+    """It answered a JSON-RPC error."""
+    MALFORMED = "malformed"
+    """It answered something that is not a JSON-RPC reply, or a status without its fields."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Answer:
+    """What a node's admin endpoint gave for ``status``: a well-formed status, or why there is none."""
+
+    status: dict[str, Any] | None
+    problem: Problem | None = None
+    reason: str = ""
+    """One line: the address and what went wrong (empty with a status)."""
+
+
+STATUS_FIELDS: dict[str, tuple[type, ...]] = {
+    "height": (int,),
+    "final_height": (int,),
+    "final_root": (str,),
+    "round": (int, type(None)),
+    "peers": (int,),
+    "mempool": (int,),
+    "sync": (str,),
+    "service_node": (dict, type(None)),
+}
+"""The fields of a node's status that the devnet's view and summary read, and their types."""
+
+
+def probe_status(
+    member: NetworkMember, timeout: float = 1.0, connect: Connect = socket.create_connection
+) -> Answer:
+    """The node's admin ``status``, or why there is none; never raises for anything the node does
+    (refuses, hangs, answers an error or garbage). ``connect`` opens the socket
+    (:func:`appchain.netns.Namespaces.connector` for a node in a network namespace)."""
+    address = (LOCALHOST, member.admin_port)
+    try:
+        result = call(address, "status", timeout=timeout, connect=connect)
+    except AdminTimeout as exc:
+        return Answer(None, Problem.TIMEOUT, str(exc))
+    except AdminUnavailable as exc:
+        return Answer(None, Problem.REFUSED, str(exc))
+    except RpcError as exc:
+        return Answer(None, Problem.ERROR, f"error {exc.code} from {LOCALHOST}:{member.admin_port}: {exc}")
+    except AdminError as exc:
+        return Answer(None, Problem.MALFORMED, str(exc))
+    if not isinstance(result, dict):
+        why = f"a JSON {type(result).__name__}, not an object"
+    else:
+        wrong = [name for name, kinds in STATUS_FIELDS.items() if not _is_a(result.get(name, ...), kinds)]
+        if not wrong:
+            return Answer(result)
+        why = f"{wrong[0]} missing or of the wrong type"
+    return Answer(None, Problem.MALFORMED, f"malformed status from {LOCALHOST}:{member.admin_port}: {why}")
+
+
+def _is_a(value: object, kinds: tuple[type, ...]) -> bool:
+    return isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+
+
 def poll_status(
     member: NetworkMember, timeout: float = 1.0, connect: Connect = socket.create_connection
 ) -> dict[str, Any] | None:
-    """The node's admin ``status``; None while it does not answer. ``connect`` opens the socket
-    (:func:`appchain.netns.Namespaces.connector` for a node in a network namespace)."""
-    try:
-        result: dict[str, Any] = call(
-            (LOCALHOST, member.admin_port), "status", timeout=timeout, connect=connect
-        )
-    except (AdminUnavailable, RpcError, ValueError):
-        return None
-    return result
+    """The node's admin ``status``; None while it gives none (:func:`probe_status` says why)."""
+    return probe_status(member, timeout, connect).status

@@ -81,6 +81,25 @@ def _never(exc: BaseException) -> bool:
     return False
 
 
+class ListenFailed(OSError):
+    """A listening socket could not be opened (its port in use, an address not on this machine,
+    a port below 1024 without the right): the OS error, with the address asked for, so the
+    application can name the setting that chose it."""
+
+    def __init__(self, host: str, port: int, reason: OSError) -> None:
+        super().__init__(reason.errno, reason.strerror or str(reason))
+        self.host = host
+        self.port = port
+
+
+async def open_listeners(host: str, port: int) -> list[trio.SocketListener]:
+    """:func:`trio.open_tcp_listeners` on ``host:port``; :class:`ListenFailed` when it cannot."""
+    try:
+        return await trio.open_tcp_listeners(port, host=host)
+    except OSError as exc:
+        raise ListenFailed(host, port, exc) from None
+
+
 @dataclass(frozen=True)
 class HostConfig:
     chain_id: str
@@ -215,7 +234,7 @@ class Host:
     # -- running ----------------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-        listeners = await trio.open_tcp_listeners(self.config.listen_port, host=self.config.listen_host)
+        listeners = await open_listeners(self.config.listen_host, self.config.listen_port)
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery

@@ -105,6 +105,7 @@ PROCESS_NETWORK_MODULES = frozenset(
         "test_crash_network",
         "test_netns",
         "test_floods",
+        "test_devnet",
     }
 )
 """Modules that run networks of node processes on real timers. ``make test`` runs the suite on two

@@ -10,6 +10,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from appchain import cli
 from appchain.cli import main
 from appchain.exchange import ExportedBlock
 from state.encoding import decode, encode
@@ -223,9 +224,12 @@ def test_the_console_script_runs(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_a_home_in_use_is_a_clear_error(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_home_in_use_is_a_clear_error(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     import plyvel
 
+    monkeypatch.setattr(cli, "STATUS_DATABASE_WAIT", 0.2)  # status waits this long for another reader
     holder = plyvel.DB(str(home / "data" / "chain"))  # another process would hold this lock
     try:
         code, _, err = run(capsys, "status", "--home", str(home))

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import io
+import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
+import trio
 
+from appchain import node as node_module
 from appchain.chain import ChainError
-from appchain.guard import HomeLock
+from appchain.guard import HomeInUse, HomeLock
+from appchain.node import Logger, holding_home
 from appchain.store import BlockStore
 from consensus.guard import CHECKPOINT, DoubleSign, GuardedSigner, MemorySlotRecord
 from state.crypto import ed25519
+from tests.conftest import MakeHome
 
 KEY = ed25519.SigningKey(b"\x05" * 32)
 
@@ -66,3 +74,79 @@ def test_a_home_runs_one_node(tmp_path: Path) -> None:
         assert other.returncode != 0 and "one process per home folder" in other.stderr
     with HomeLock(tmp_path):  # released: the next start succeeds
         pass
+
+
+def test_a_starting_node_waits_out_the_readers_inside_and_keeps_new_ones_out(tmp_path: Path) -> None:
+    first, second = HomeLock(tmp_path, "status", shared=True), HomeLock(tmp_path, "status", shared=True)
+    first.acquire()
+    second.acquire()  # read-only commands share the home
+    node = HomeLock(tmp_path, "start")
+    assert node.try_acquire_for_node() is False  # readers inside: the node waits
+    for late in (HomeLock(tmp_path, "status", shared=True), HomeLock(tmp_path, "rollback")):
+        with pytest.raises(HomeInUse) as caught:  # nobody enters once a node is starting
+            late.acquire()
+        assert caught.value.by_node and caught.value.holder == f"process {os.getpid()} (start)"
+    first.release()
+    assert node.try_acquire_for_node() is False
+    second.release()
+    assert node.try_acquire_for_node() is True
+    assert (tmp_path / "node.lock").read_text() == f"process {os.getpid()} (start)"
+    with pytest.raises(HomeInUse) as caught:
+        HomeLock(tmp_path, "start").try_acquire_for_node()  # a second node: refused at once
+    assert caught.value.by_node
+    node.release()
+    with HomeLock(tmp_path, "status", shared=True):  # the node is gone: readers enter again
+        pass
+
+
+def test_a_node_refuses_at_once_a_command_that_writes(tmp_path: Path) -> None:
+    with HomeLock(tmp_path, "rollback"):
+        node = HomeLock(tmp_path, "start")
+        with pytest.raises(HomeInUse, match=r"in use by process \d+ \(rollback\)") as caught:
+            node.try_acquire_for_node()
+        assert not caught.value.by_node and not node.holds_gate  # the gate is let go at once
+        with pytest.raises(HomeInUse, match=r"\(rollback\)") as caught:
+            HomeLock(tmp_path, "status", shared=True).acquire()  # a reader waits for no writer
+        assert not caught.value.by_node
+    with HomeLock(tmp_path, "status", shared=True), pytest.raises(HomeInUse, match="read-only commands"):
+        HomeLock(tmp_path, "replay").acquire()
+    node = HomeLock(tmp_path, "start")
+    assert node.try_acquire_for_node() is True  # the writer gone: its description is replaced whole
+    assert (tmp_path / "node.lock").read_text() == (tmp_path / "start.lock").read_text() == node.description
+    node.release()
+
+
+def test_the_node_takes_its_home_once_a_slow_reader_leaves(tmp_path: Path, make_home: MakeHome) -> None:
+    home = make_home()
+    reader = home.lock("status", shared=True)
+    reader.acquire()
+    lines = io.StringIO()
+    log = Logger("info", lines)
+
+    async def start() -> None:
+        async with holding_home(home, log) as lock:
+            assert lock.held
+
+    timer = threading.Timer(0.3, reader.release)
+    timer.start()
+    started = time.monotonic()
+    trio.run(start)
+    assert time.monotonic() - started >= 0.25
+    assert "waiting for read-only commands to leave the home" in lines.getvalue()
+
+
+def test_a_reader_that_never_leaves_is_named_after_the_wait(
+    make_home: MakeHome, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(node_module, "READERS_WAIT", 0.2)
+    home = make_home()
+    with home.lock("status", shared=True):
+
+        async def start() -> None:
+            async with holding_home(home, Logger("error", io.StringIO())):
+                raise AssertionError("the home was taken while a reader held it")
+
+        with pytest.raises(HomeInUse, match=r"is in use by read-only commands for over 0.2 s"):
+            trio.run(start)
+        with pytest.raises(HomeInUse, match=r"in use by read-only commands \(status\)"):
+            home.lock("replay").acquire()  # the gate was let go: commands see the reader, not a node

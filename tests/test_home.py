@@ -16,6 +16,8 @@ def test_defaults_and_values() -> None:
     assert config == NodeConfig(snapshot_interval=7, sync_writes=False)
     for loopback in ("127.0.0.1:9", "127.5.0.1:9", "localhost:9", "[::1]:9"):
         assert parse_config(f'[admin]\nlisten = "{loopback}"\n').admin_listen == loopback
+    ports = '[p2p]\nlisten = "127.0.0.1:0"\n[admin]\nlisten = "127.0.0.1:0"\n[rpc]\nlisten = "127.0.0.1:0"\n'
+    assert parse_config(ports).rpc_address == ("127.0.0.1", 0)  # any free port, for each: no clash
     config = parse_config("[sync]\nstate_sync = false\nstate_sync_min_gap = 64\n")
     assert config == NodeConfig(state_sync=False, state_sync_min_gap=64)
 
@@ -37,6 +39,8 @@ def test_defaults_and_values() -> None:
         ('[admin]\nlisten = "0.0.0.0:26657"\n', "admin.listen must be a loopback address"),
         ('[admin]\nlisten = "10.1.2.3:26657"\n', "admin.listen must be a loopback address"),
         ('[admin]\nlisten = "node.example:26657"\n', "admin.listen must be a loopback address"),
+        ('[p2p]\nlisten = "0.0.0.0:26658"\n', "p2p.listen and rpc.listen both use port 26658: each listener"),
+        ('[rpc]\nlisten = "127.0.0.1:26657"\n', "admin.listen and rpc.listen both use port 26657"),
     ],
 )
 def test_bad_config_is_one_clear_error(text: str, message: str) -> None:

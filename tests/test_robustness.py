@@ -78,7 +78,7 @@ def files_of(home: Path) -> dict[str, str]:
     found = {}
     for path in sorted(home.rglob("*")):
         name = path.name
-        if not path.is_file() or name in LEVELDB_BOOKKEEPING or name == "node.lock":
+        if not path.is_file() or name in LEVELDB_BOOKKEEPING or name in ("node.lock", "start.lock"):
             continue
         if name.startswith("MANIFEST-") or name.endswith(".log"):
             continue

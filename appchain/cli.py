@@ -58,6 +58,7 @@ from consensus.faults import FaultSpecError, parse_faults
 from consensus.simulator import SimConfig
 from genesis.devnet import DevKeyError, load_dev_accounts, load_dev_nodes, write_devnet
 from genesis.document import CHAIN_ID, Genesis, GenesisError, load_genesis
+from genesis.presets import DEVNET
 from state.supply import compute_supply
 from state.types import NodeKey
 
@@ -354,16 +355,20 @@ def cmd_testnet(args: argparse.Namespace) -> int:
             f"  {member.home}: p2p 127.0.0.1:{member.p2p_port}, admin 127.0.0.1:{member.admin_port}, "
             f"rpc http://127.0.0.1:{member.rpc_port}/json_rpc"
         )
-    if args.nodes < 12:
-        print("note: Pulse needs 12 active service nodes; this network will not produce blocks")
+    if args.nodes < DEVNET.pulse_min_nodes:
+        print(
+            f"note: Pulse needs {DEVNET.pulse_min_nodes} active service nodes (pulse_min_nodes);"
+            " this network will not produce blocks"
+        )
     return EXIT_OK
 
 
 def cmd_devnet(args: argparse.Namespace) -> int:
     from appchain.devnet import run_devnet
 
-    if args.nodes < 12:
-        raise ChainError("--nodes must be at least 12 (Pulse needs 12 active service nodes)")
+    if args.nodes < DEVNET.pulse_min_nodes:
+        minimum = DEVNET.pulse_min_nodes
+        raise ChainError(f"--nodes must be at least {minimum} (Pulse needs {minimum} active service nodes)")
     return run_devnet(
         Path(args.home), args.nodes, base_port=args.base_port, seconds=args.seconds, netns=args.netns
     )
@@ -438,8 +443,11 @@ def cmd_export_genesis(args: argparse.Namespace) -> int:
             f"by {len(dev_nodes)} dev nodes staked from the pool; keys in {out.parent / 'keys'} "
             "(UNSAFE: derived from a public seed)"
         )
-        if len(dev_nodes) < 12:
-            print("note: Pulse needs 12 active service nodes; this network will not produce blocks")
+        if len(dev_nodes) < genesis.params.pulse_min_nodes:
+            print(
+                f"note: Pulse needs {genesis.params.pulse_min_nodes} active service nodes (pulse_min_nodes);"
+                " this network will not produce blocks"
+            )
     print(f"genesis hash: {genesis.hash.hex()}")
     return 0
 

@@ -17,18 +17,23 @@
   timeouts of the first home's config); a later one, or none at all, fails the check.
 
 A history line that does not parse is reported too (a history is written by our own nodes, so a
-bad line means a torn write or a bug, never to be skipped silently).
+bad line means a torn write or a bug, never to be skipped silently), with why: not UTF-8, not
+JSON, nested too deeply, or not a history record. Every line is parsed by the depth-limited
+decoder (:func:`state.encoding.decode_json`): a history is a file, and a file can hold anything,
+such as 300,000 ``[`` that would overflow a recursive parser's C stack (``py_ecc`` raises the
+recursion limit, so the interpreter would die of it instead of raising).
 """
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
+
+from state.encoding import DecodeError, decode_json
 
 HISTORY = Path("data") / "history.jsonl"
 RESUME_ROUNDS = 3
@@ -45,6 +50,9 @@ class Report:
     double_signs: list[dict[str, Any]] = field(default_factory=list)
     diverging_roots: list[dict[str, Any]] = field(default_factory=list)
     bad_lines: list[str] = field(default_factory=list)
+    """``file:line`` of every line that does not parse."""
+    bad_line_reasons: list[str] = field(default_factory=list)
+    """Why each of :attr:`bad_lines` does not parse, in the same order."""
     longest_stall_seconds: float = 0.0
     longest_stall_between: tuple[int, int] | None = None
     longest_stall_cause: list[str] = field(default_factory=list)
@@ -86,6 +94,7 @@ class Report:
             "double_signs": self.double_signs,
             "diverging_roots": self.diverging_roots,
             "bad_lines": self.bad_lines,
+            "bad_line_reasons": self.bad_line_reasons,
             "longest_stall_seconds": round(self.longest_stall_seconds, 3),
             "longest_stall_between": self.longest_stall_between,
             "longest_stall_cause": self.longest_stall_cause,
@@ -109,14 +118,14 @@ def read_schedules(path: Path) -> tuple[list[float], list[FaultWindow]]:
     """The heal times (one per schedule: its last heal) and fault windows of a record written by
     :func:`appchain.nemesis.run_schedule`; ValueError naming the line that does not parse."""
     heals, windows = [], []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(path.read_bytes().splitlines(), 1):
         try:
-            entry = json.loads(line)
+            entry = decode_json(line)
             heals.append(float(entry["healed_at"]))
             for fault in entry["faults"]:
                 label = f"schedule {entry['seed']}: {fault['label']}"
                 windows.append(FaultWindow(label, float(fault["applied_at"]), float(fault["healed_at"])))
-        except (ValueError, KeyError, TypeError) as exc:
+        except (DecodeError, ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"{path}:{number}: not a schedule record ({exc})") from None
     return heals, windows
 
@@ -139,11 +148,12 @@ def check_histories(
     for home in homes:
         slots: dict[tuple[int, int, int], set[str]] = defaultdict(set)
         path = history_path(home)
-        lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+        lines = path.read_bytes().splitlines() if path.exists() else []
         for number, line in enumerate(lines, 1):
             entry = _parse(line)
-            if entry is None:
+            if isinstance(entry, str):
                 report.bad_lines.append(f"{path}:{number}")
+                report.bad_line_reasons.append(entry)
             elif "final" in entry:
                 height, block_hash = entry["final"], entry["hash"]
                 report.final_records += 1
@@ -197,13 +207,14 @@ def _resume(progress: list[tuple[int, float]], healed_at: float) -> dict[str, An
     return {"healed_at": healed_at, "seconds": None, "height": None}
 
 
-def _parse(line: str) -> dict[str, Any] | None:
+def _parse(line: bytes) -> dict[str, Any] | str:
+    """A history record, or why the line is not one."""
     try:
-        entry = json.loads(line)
-    except ValueError:
-        return None
+        entry = decode_json(line)
+    except DecodeError as exc:
+        return str(exc)
     if not isinstance(entry, dict) or not isinstance(entry.get("at"), int | float):
-        return None
+        return "not a history record"
     if "final" in entry:
         ok = isinstance(entry["final"], int) and all(isinstance(entry.get(k), str) for k in ("hash", "root"))
     else:
@@ -214,4 +225,4 @@ def _parse(line: str) -> dict[str, Any] | None:
             and all(isinstance(x, int) for x in slot)
             and isinstance(entry.get("digest"), str)
         )
-    return entry if ok else None
+    return entry if ok else "not a history record"

@@ -12,7 +12,7 @@ Exit status:
 4     ``simulate``: a safety property failed (roots differ, a final block forked, an honest
       double sign)
 5     ``simulate``: safe, but the honest nodes did not finalize ``--blocks`` blocks in time
-6     ``query``: a node answered something that does not verify; the evidence (its answer and
+6     ``query``, ``tx``: a node answered something that does not verify; the evidence (its answer and
       every answer that verified) is printed as JSON on stdout
 130   interrupted (Ctrl-C); an interrupted import is undone first
 ====  =====================================================================================
@@ -46,17 +46,25 @@ from appchain.checker import RESUME_ROUNDS, FaultWindow, check_histories, histor
 from appchain.checker import Report as CheckReport
 from appchain.client_cli import ClientErrors, add_client_commands
 from appchain.devchain import DevChainGenerator
-from appchain.exchange import ImportInterrupted, export_events, import_events, read_export_header
+from appchain.exchange import (
+    ImportInterrupted,
+    check_export_target,
+    export_events,
+    import_events,
+    read_export_header,
+)
+from appchain.genesis_files import check_genesis_target, write_devnet
 from appchain.guard import HomeInUse
 from appchain.home import Home, NodeConfig, default_home
 from appchain.node import run_node, service_node_summary
 from appchain.progress import Progress
+from appchain.safefile import UnsafeTarget
 from appchain.simulate import make_simulation
 from appchain.store import BlockStore, StoreCorrupt, StoreInUse
 from appchain.testnet import DEFAULT_BASE_PORT, write_testnet
 from consensus.faults import FaultSpecError, parse_faults
 from consensus.simulator import SimConfig
-from genesis.devnet import DevKeyError, load_dev_accounts, load_dev_nodes, write_devnet
+from genesis.devnet import DevKeyError, load_dev_accounts, load_dev_nodes
 from genesis.document import CHAIN_ID, Genesis, GenesisError, load_genesis
 from genesis.presets import DEVNET
 from state.supply import compute_supply
@@ -95,16 +103,10 @@ def cmd_genesis_new(args: argparse.Namespace) -> int:
             "starting with a letter or digit"
         )
     out = Path(args.out)
-    if out.is_dir():
-        raise ChainError(f"--out {out} is a folder: name the genesis file to write")
-    keys = out.parent / "keys"
-    if not args.force:
-        for existing in (out, keys):
-            if existing.exists():
-                raise ChainError(f"{existing} already exists: pass --force to overwrite it")
-    if keys.exists() and not keys.is_dir():
-        raise ChainError(f"{keys} is not a folder")
-    genesis = write_devnet(out, args.nodes, args.seed, users=args.users, chain_id=args.chain_id)
+    check_genesis_target(out, with_keys=True, force=args.force)
+    genesis = write_devnet(
+        out, args.nodes, args.seed, users=args.users, chain_id=args.chain_id, force=args.force
+    )
     print(f"wrote {out} ({args.nodes} service nodes, {args.users} funded users)")
     print(f"wrote dev keys to {out.parent / 'keys'} (UNSAFE: derived from a public seed)")
     print(f"genesis hash: {genesis.hash.hex()}")
@@ -376,6 +378,7 @@ def cmd_devnet(args: argparse.Namespace) -> int:
 
 def cmd_export_events(args: argparse.Namespace) -> int:
     home = Home(Path(args.home))
+    check_export_target(Path(args.out), force=args.force)  # before the home is opened
     with home.lock("export-events"), home.open_chain() as chain:
         progress = Progress(chain.height + 1, "export")
         height = export_events(
@@ -384,6 +387,7 @@ def cmd_export_events(args: argparse.Namespace) -> int:
             home.genesis_path.read_bytes(),
             Path(args.out),
             chain_id=chain.genesis.chain_id,
+            force=args.force,
             progress=progress,
         )
         progress.finish()
@@ -425,7 +429,7 @@ def cmd_export_genesis(args: argparse.Namespace) -> int:
         replace_nodes=args.replace_nodes,
         seed=chain_id if args.seed is None else args.seed,
     )
-    export.write_export(out, genesis, dev_nodes)
+    export.write_export(out, genesis, dev_nodes, force=args.force)
     print(f"wrote {out}: the state at height {state.height} (root {state.root.hex()}) as chain {chain_id}")
     print(
         f"{len(genesis.allocations)} balances, {len(genesis.service_nodes)} service nodes, "
@@ -503,6 +507,10 @@ def cmd_check_histories(args: argparse.Namespace) -> int:
         _print_json(report.to_json())
     else:
         _print_report(report)
+    if report.bad_lines:  # a history that cannot be read is the user's to look at: name the line
+        count = len(report.bad_lines)
+        more = f" (and {count - 1} more unreadable lines)" if count > 1 else ""
+        print(f"error: {report.bad_lines[0]}: {report.bad_line_reasons[0]}{more}", file=sys.stderr)
     return EXIT_OK if report.ok else EXIT_USER_ERROR
 
 
@@ -624,6 +632,7 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export-events", help="write the event log to a file")
     _add_home(export)
     export.add_argument("--out", required=True)
+    export.add_argument("--force", action="store_true", help="replace an existing file (a regular file only)")
     export.set_defaults(handler=cmd_export_events)
 
     export_genesis = commands.add_parser(
@@ -742,7 +751,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         more = f" (and {len(exc.problems) - 1} more)" if len(exc.problems) > 1 else ""
         print(f"error: genesis: {exc.problems[0]}{more}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except (ChainError, StoreInUse, DevKeyError) as exc:
+    except (ChainError, StoreInUse, DevKeyError, UnsafeTarget) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     except ClientErrors as exc:

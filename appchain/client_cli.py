@@ -11,6 +11,7 @@ import base64
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,23 @@ import msgspec
 from nacl.bindings import crypto_sign_ed25519_pk_to_curve25519
 
 from appchain.home import Home, default_home
+from appchain.http_client import ServerError, describe, json_kind, parse_url
 from appchain.keyfile import KeyFileError, read_seed, write_seed
-from appchain.lightclient import Lied, Proven, RpcSource, SourceError, Trusted, VerifyingClient
-from appchain.messaging.client import ClientError as MessagingError
-from appchain.messaging.client import SessionAccount, StorageClient
+from appchain.lightclient import (
+    Lied,
+    Proven,
+    RpcSource,
+    SourceError,
+    Trusted,
+    TrustFile,
+    VerifyingClient,
+    checkpoint_anchor,
+    genesis_anchor,
+)
+from appchain.messaging.client import SessionAccount, StorageClient, read_messages
+from appchain.messaging.rpc import TTL_MAXIMUM, TTL_MAXIMUM_PRIVATE, TTL_MINIMUM
+from appchain.messaging.store import is_public_inbox
+from appchain.safefile import UnsafeTarget
 from appchain.wallet import (
     WalletError,
     format_amount,
@@ -31,10 +45,11 @@ from appchain.wallet import (
     send_and_wait,
 )
 from consensus.light import Untrusted
-from genesis.document import load_genesis
+from genesis.document import CHAIN_ID, Genesis, load_genesis
 from state import sns
 from state.crypto import bls, ed25519
 from state.events import (
+    MAX_FEE_BP,
     ClaimRewards,
     Contribute,
     RegisterNode,
@@ -50,7 +65,7 @@ from state.events import (
 )
 from state.namespaces import decode_value
 from state.nodes import NodeStatus
-from state.types import AccountKey, Atomic, BlsPublicKey, Bytes32, Hash32, NodeKey, Nonce
+from state.types import MAX_U64, AccountKey, Atomic, BlsPublicKey, Bytes32, Hash32, NodeKey, Nonce
 
 EXIT_LIED = 6
 """``query``: a node answered something that does not verify; the evidence is printed."""
@@ -59,8 +74,65 @@ QUERY_NAMESPACES = {"balance": "account", "rewards": "reward", "node": "node", "
 """``query``'s kinds and the state namespaces they read."""
 
 
+MAX_TIMEOUT = 86_400.0
+"""``tx --timeout``: at most a day (finality takes seconds on a devnet, minutes on mainnet)."""
+
+
 class ClientError(Exception):
     """A user mistake in a client command: one ``error:`` line, exit 1."""
+
+
+# -- arguments, checked before anything is read or sent -----------------------------------------
+
+
+def check_integer(value: int | None, flag: str, low: int, high: int) -> None:
+    """``value`` (None: not given) within [low, high]: the bounds of the field it fills."""
+    if value is not None and not low <= value <= high:
+        raise ClientError(f"{flag} {value} must be from {low} to {high}")
+
+
+def check_seconds(value: float, flag: str, low: float, high: float, *, above_low: bool = False) -> None:
+    """A number of seconds within its bounds; NaN and infinities fail (every comparison with NaN is false)."""
+    inside = (low < value if above_low else low <= value) and value <= high
+    if not inside:
+        lowest = f"above {low:g}" if above_low else f"from {low:g}"
+        raise ClientError(f"{flag} {value!r} must be a number of seconds {lowest} to {high:g}")
+
+
+def check_urls(urls: list[str]) -> None:
+    for url in urls:
+        try:
+            parse_url(url)
+        except ValueError as exc:
+            raise ClientError(f"--rpc {exc}") from None
+
+
+def check_chain_id(chain_id: str | None) -> None:
+    if chain_id is not None and not CHAIN_ID.match(chain_id):
+        raise ClientError(
+            f"--chain-id {chain_id!r}: 1 to 64 of lowercase letters, digits, '.', '_', '-', "
+            "starting with a letter or digit"
+        )
+
+
+def check_tx_arguments(args: argparse.Namespace) -> None:
+    """Every ``tx`` argument that needs no file and no node, checked before anything is sent."""
+    check_urls([args.rpc])
+    check_chain_id(args.chain_id)
+    check_seconds(args.timeout, "--timeout", 0.0, MAX_TIMEOUT, above_low=True)
+    check_integer(args.nonce, "--nonce", 1, MAX_U64)
+    if args.tx_command == "register":
+        check_integer(args.fee_bp, "--fee-bp", 0, MAX_FEE_BP)
+
+
+def check_msg_arguments(args: argparse.Namespace) -> None:
+    """Every ``msg`` argument that needs no file and no node: the URL, namespace, TTL."""
+    check_urls([args.rpc])
+    if args.msg_command in ("store", "retrieve"):
+        check_integer(args.namespace, "--namespace", -32768, 32767)
+    if args.msg_command == "store":
+        longest = TTL_MAXIMUM if is_public_inbox(args.namespace) else TTL_MAXIMUM_PRIVATE
+        check_seconds(args.ttl, "--ttl", TTL_MINIMUM / 1000, longest / 1000)
 
 
 # -- keys ----------------------------------------------------------------------------------------
@@ -236,77 +308,164 @@ def _build(args: argparse.Namespace, sender: AccountKey, nonce: Nonce, source: R
 
 
 def cmd_tx(args: argparse.Namespace) -> int:
+    """Build, sign, send; unless ``--no-wait``, wait until the light client proves a final block
+    holds the transaction. Everything local is checked first, and the trust to verify with is
+    chosen (``--genesis`` …) before anything is sent."""
+    check_tx_arguments(args)
     key = _sender(args)
     source = RpcSource(args.rpc)
     unsigned = _build(args, key.public_key, Nonce(1), source)  # the user's input checked first
-    chain_id = args.chain_id or str(source.call("get_info").get("chain_id", ""))
+    trust = None if args.no_wait else choose_trust(args, "tx")
+    if trust is not None:
+        chain_id = trust.chain_id
+    elif args.genesis is not None:
+        chain_id = load_genesis(args.genesis).chain_id
+        if args.chain_id is not None and args.chain_id != chain_id:
+            raise ClientError(f"--chain-id {args.chain_id!r} is not the genesis's chain {chain_id!r}")
+    else:
+        chain_id = args.chain_id or _node_chain_id(source)
+    started = None if trust is None else trust.start(source)
+    verifier = None if started is None else VerifyingClient(started, [source])
     nonce = args.nonce if args.nonce is not None else next_nonce(source, key.public_key)
     tx = sign_transaction(chain_id, msgspec.structs.replace(unsigned, nonce=Nonce(nonce)), key)
-    sent = send_and_wait(source, tx, timeout=args.timeout, wait=not args.no_wait)
+    try:
+        sent = send_and_wait(source, tx, verifier=verifier, timeout=args.timeout, wait=not args.no_wait)
+    except Lied as lie:
+        print(json.dumps({"evidence": lie.evidence}, indent=1, sort_keys=True))
+        print(f"error: {lie}", file=sys.stderr)
+        return EXIT_LIED
+    finally:  # the checkpoints verified on the way are kept, even when a later step failed
+        if (
+            trust is not None
+            and verifier is not None
+            and started is not None
+            and verifier.trusted.height > started.height
+        ):
+            trust.keep(verifier.trusted)
+    if trust is not None and verifier is not None:
+        trust.keep(verifier.trusted)
     shown: dict[str, Any] = {"tx_hash": sent.tx_hash.hex(), "nonce": nonce}
     if not args.no_wait:
-        shown.update(height=sent.height, final_height=sent.final_height)
+        shown.update(height=sent.height, final_height=sent.final_height, verified=True)
     if args.json:
         print(json.dumps(shown, sort_keys=True))
     elif args.no_wait:
         print(f"transaction {sent.tx_hash.hex()} sent (nonce {nonce})")
     else:
         print(
-            f"transaction {sent.tx_hash.hex()} is final: "
-            f"in block {sent.height}, final height {sent.final_height}"
+            f"transaction {sent.tx_hash.hex()} is final: in block {sent.height}, final height "
+            f"{sent.final_height} (verified: a certified checkpoint over the block, which holds it)"
         )
     return 0
+
+
+def _node_chain_id(source: RpcSource) -> str:
+    """The chain id the node reports (``--no-wait`` without ``--chain-id`` or ``--genesis``)."""
+    chain_id = source.call("get_info").get("chain_id")
+    if not isinstance(chain_id, str) or not CHAIN_ID.match(chain_id):
+        raise SourceError(f"{source.url}: get_info answered no valid chain id")
+    return chain_id
 
 
 # -- query ---------------------------------------------------------------------------------------
 
 
-def _trust(args: argparse.Namespace, sources: list[RpcSource]) -> tuple[Trusted, Path]:
-    if args.genesis is not None:
-        genesis = load_genesis(args.genesis)
-        chain_id = genesis.chain_id
-    elif args.chain_id is not None:
-        chain_id = args.chain_id
-    else:
+@dataclass
+class Trust:
+    """Where a light client starts: an entry of the trust file, chosen from the arguments.
+
+    ``--genesis`` always wins: its own entry (by the genesis hash), never another chain's of the
+    same name; else ``--checkpoint`` (its own entry); else the one entry kept for ``--chain-id``.
+    """
+
+    file: TrustFile
+    anchor: str
+    chain_id: str
+    kept: Trusted | None
+    genesis: Genesis | None
+    checkpoint: tuple[int, bytes] | None
+
+    def start(self, source: RpcSource) -> Trusted:
+        """The trusted checkpoint to start from: the kept entry, else the checkpoint the user
+        named (the only case that asks a node, ``source``, for it), else block 0 of the genesis."""
+        if self.kept is not None:
+            return self.kept
+        if self.checkpoint is not None:
+            return Trusted.from_checkpoint(self.chain_id, *self.checkpoint, source)
+        assert self.genesis is not None
+        return Trusted.from_genesis(self.genesis)
+
+    def keep(self, trusted: Trusted) -> None:
+        """Write ``trusted`` (what the client verified) under this anchor when it is newer than
+        what the file holds for it; the file's other entries stay as they are."""
+        known = self.file.get(self.anchor)
+        if known is None or trusted.height > known.height:
+            self.file.keep(self.anchor, trusted)
+            self.file.save()
+
+
+def choose_trust(args: argparse.Namespace, command: str) -> Trust:
+    """The :class:`Trust` of ``--genesis``, ``--checkpoint``, ``--chain-id`` and ``--trust-file``,
+    from those and the trust file alone (no node is asked)."""
+    genesis = None if args.genesis is None else load_genesis(args.genesis)
+    if genesis is not None and args.chain_id is not None and args.chain_id != genesis.chain_id:
+        raise ClientError(f"--chain-id {args.chain_id!r} is not the genesis's chain {genesis.chain_id!r}")
+    chain_id = genesis.chain_id if genesis is not None else args.chain_id
+    if chain_id is None:
+        hint = " (or send with --no-wait)" if command == "tx" else ""
         raise ClientError(
-            "query: give --genesis FILE, or --chain-id ID (with --checkpoint or a kept trust file)"
+            f"{command}: give --genesis FILE, or --chain-id ID (with --checkpoint or a kept trust file)"
+            f", to verify {'finality' if command == 'tx' else 'the answer'}{hint}"
         )
-    path = Path(args.trust_file) if args.trust_file else default_home() / "light" / f"{chain_id}.json"
+    checkpoint = None
     if args.checkpoint is not None:
         height_text, sep, hash_text = args.checkpoint.partition(":")
-        if not sep or not height_text.isdigit():
+        if not sep or not height_text.isascii() or not height_text.isdigit():
             raise ClientError("--checkpoint must be HEIGHT:HASH")
-        return Trusted.from_checkpoint(
-            chain_id, int(height_text), parse_key(hash_text, "the checkpoint hash"), sources[0]
-        ), path
-    if path.exists():
-        trusted = Trusted.load(path)
-        if trusted.chain_id != chain_id:
-            raise ClientError(f"{path} trusts chain {trusted.chain_id!r}, not {chain_id!r}")
-        return trusted, path
-    if args.genesis is None:
-        raise ClientError(
-            f"no trusted checkpoint kept in {path}: give --genesis FILE or --checkpoint HEIGHT:HASH"
-        )
-    return Trusted.from_genesis(genesis), path
+        check_integer(int(height_text), "--checkpoint's height", 0, MAX_U64)
+        checkpoint = (int(height_text), parse_key(hash_text, "the checkpoint hash"))
+    path = Path(args.trust_file) if args.trust_file else default_home() / "light" / f"{chain_id}.json"
+    trust_file = TrustFile.load(path)
+    if genesis is not None:
+        anchor = genesis_anchor(genesis.hash)
+    elif checkpoint is not None:
+        anchor = checkpoint_anchor(*checkpoint)
+    else:
+        kept = trust_file.of_chain(chain_id)
+        if not kept:
+            raise ClientError(
+                f"no trusted checkpoint kept in {path} for chain {chain_id!r}: "
+                "give --genesis FILE or --checkpoint HEIGHT:HASH"
+            )
+        if len(kept) > 1:
+            raise ClientError(
+                f"{path} keeps {len(kept)} chains named {chain_id!r}: give --genesis FILE or "
+                "--checkpoint HEIGHT:HASH to say which"
+            )
+        ((anchor, _),) = kept.items()
+    return Trust(trust_file, anchor, chain_id, trust_file.get(anchor), genesis, checkpoint)
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    sources = [RpcSource(url) for url in args.rpc]
-    trusted, path = _trust(args, sources)
-    client = VerifyingClient(trusted, sources)
+    check_urls(args.rpc)
+    check_chain_id(args.chain_id)
     kind = args.query_command
     namespace = QUERY_NAMESPACES[kind]
     identifier = _name_hash(args.target) if kind == "sns" else parse_key(args.target, "the key")
+    sources = [RpcSource(url) for url in args.rpc]
+    trust = choose_trust(args, "query")
+    started = trust.start(sources[0])
+    client = VerifyingClient(started, sources)
     try:
         proven = client.query(namespace, identifier)
     except Lied as lie:
         print(json.dumps({"evidence": lie.evidence}, indent=1, sort_keys=True))
         print(f"error: {lie}", file=sys.stderr)
         return EXIT_LIED
-    finally:
-        if client.trusted.height > trusted.height or not path.exists():
-            client.trusted.save(path)
+    finally:  # what was verified is kept, even when a later answer failed; nothing else is written
+        if client.trusted.height > started.height:
+            trust.keep(client.trusted)
+    trust.keep(client.trusted)
     shown = _describe(kind, args.target, proven)
     if args.json:
         print(json.dumps(shown, sort_keys=True))
@@ -366,6 +525,7 @@ def _describe(kind: str, target: str, proven: Proven) -> dict[str, Any]:
 
 
 def cmd_msg(args: argparse.Namespace) -> int:
+    check_msg_arguments(args)
     account = SessionAccount(_sender(args))
     client = StorageClient(args.rpc, onion=args.onion)
     kind = args.msg_command
@@ -373,7 +533,7 @@ def cmd_msg(args: argparse.Namespace) -> int:
         data = Path(args.file).read_bytes() if args.file else (args.data or "").encode()
         if not data:
             raise ClientError("msg store: give --data TEXT or --file FILE")
-        params = account.store(data, namespace=args.namespace, ttl_ms=int(args.ttl * 1000))
+        params = account.store(data, namespace=args.namespace, ttl_ms=round(args.ttl * 1000))
         status, body = client.call(account.session_id, "store", params)
     elif kind == "retrieve":
         status, body = client.call(
@@ -384,16 +544,22 @@ def cmd_msg(args: argparse.Namespace) -> int:
     else:
         status, body = client.call(account.session_id, "delete", account.delete(args.hash))
     if status != 200:
-        raise ClientError(f"msg {kind}: the node answered {status}: {body}")
+        raise ClientError(f"msg {kind}: {client.last_url} answered HTTP {status}: {describe(body)}")
+    if not isinstance(body, dict):
+        raise ClientError(
+            f"{client.last_url}: answered a JSON {json_kind(body)}, not the storage server's object"
+        )
+    messages = read_messages(client.last_url, body) if kind == "retrieve" else []
     shown: dict[str, Any] = {
         "session_id": account.session_id,
         "via": [n.ed25519.hex() for n in client.last_path],
     }
-    shown.update(body if isinstance(body, dict) else {"body": body})
+    shown.update(body)
     if args.json:
         print(json.dumps(shown, sort_keys=True))
     elif kind == "store":
-        members = body.get("swarm", {}) if isinstance(body, dict) else {}
+        members = body.get("swarm")
+        members = members if isinstance(members, dict) else {}
         held = sum(1 for r in members.values() if isinstance(r, dict) and "hash" in r)
         route = (
             f" (onion through {', '.join(n.ed25519.hex()[:12] for n in client.last_path)})"
@@ -401,23 +567,42 @@ def cmd_msg(args: argparse.Namespace) -> int:
             else ""
         )
         where = f"{held} of {len(members)} swarm members"
-        print(f"stored {body.get('hash')} for {account.session_id} on {where}{route}")
+        print(f"stored {_text(body.get('hash'))} for {account.session_id} on {where}{route}")
     elif kind == "retrieve":
-        for message in body.get("messages", []):
-            raw = base64.b64decode(message["data"])
-            text = (
-                raw.decode() if raw.isascii() and raw.decode().isprintable() else "base64:" + message["data"]
-            )
-            print(f"{message['hash']} {message['timestamp']} {text}")
+        for digest, timestamp, raw in messages:
+            printable = raw.isascii() and raw.decode().isprintable()
+            text = raw.decode() if printable else "base64:" + base64.b64encode(raw).decode()
+            print(f"{_text(digest)} {timestamp} {text}")
         if body.get("more"):
             print("(more: ask again with --last-hash)")
     else:
-        deleted = {tuple(r.get("deleted", [])) for r in body.get("swarm", {}).values() if isinstance(r, dict)}
-        print(f"deleted {sorted({h for d in deleted for h in d})}")
+        members = body.get("swarm")
+        members = members if isinstance(members, dict) else {}
+        lists = [r.get("deleted") for r in members.values() if isinstance(r, dict)]
+        deleted = {h for found in lists if isinstance(found, list) for h in found if isinstance(h, str)}
+        print(f"deleted {sorted(deleted)}")
     return 0
 
 
+def _text(value: object) -> str:
+    """A server's string as it is when it is one short printable line, else described."""
+    if isinstance(value, str) and value.isprintable() and len(value) <= 200:
+        return value
+    return describe(value)
+
+
 # -- the parsers ---------------------------------------------------------------------------------
+
+
+def _add_trust_arguments(parser: argparse.ArgumentParser, why: str) -> None:
+    """The light client's starting point (:func:`choose_trust`)."""
+    parser.add_argument("--genesis", default=None, help=f"start trusting from this genesis file, {why}")
+    parser.add_argument("--checkpoint", default=None, help="HEIGHT:HASH of a checkpoint you trust")
+    parser.add_argument(
+        "--trust-file",
+        default=None,
+        help="where trusted checkpoints are kept, one per genesis (default: HOME/light/CHAIN.json)",
+    )
 
 
 def add_client_commands(commands: Any) -> None:
@@ -439,17 +624,22 @@ def add_client_commands(commands: Any) -> None:
         parser.add_argument("--json", action="store_true")
         parser.set_defaults(handler=handler)
 
-    tx = commands.add_parser("tx", help="build, sign and send a transaction, then wait until it is final")
+    tx = commands.add_parser(
+        "tx", help="build, sign and send a transaction, then wait until it is final (verified)"
+    )
     tx_commands = tx.add_subparsers(dest="tx_command", required=True, metavar="KIND")
 
     def tx_parser(name: str, text: str) -> argparse.ArgumentParser:
         parser: argparse.ArgumentParser = tx_commands.add_parser(name, help=text)
         parser.add_argument("--key", required=True, help="the sender's account key file")
         parser.add_argument("--rpc", required=True, help="a node's RPC URL, e.g. http://127.0.0.1:26658")
-        parser.add_argument("--chain-id", default=None, help="default: the node's")
+        parser.add_argument(
+            "--chain-id", default=None, help="default: the genesis's (--genesis), else the node's (--no-wait)"
+        )
         parser.add_argument("--nonce", type=int, default=None, help="default: the account's next")
         parser.add_argument("--no-wait", action="store_true", help="return once the node accepted it")
         parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for finality")
+        _add_trust_arguments(parser, "to verify that a final block holds the transaction")
         parser.add_argument("--json", action="store_true")
         parser.set_defaults(handler=cmd_tx)
         return parser
@@ -493,14 +683,8 @@ def add_client_commands(commands: Any) -> None:
         parser.add_argument(
             "--rpc", action="append", required=True, help="a node's RPC URL (repeat: ask several)"
         )
-        parser.add_argument("--genesis", default=None, help="start trusting from this genesis file")
-        parser.add_argument("--checkpoint", default=None, help="HEIGHT:HASH of a checkpoint you trust")
         parser.add_argument("--chain-id", default=None)
-        parser.add_argument(
-            "--trust-file",
-            default=None,
-            help="where the trusted checkpoint is kept (default: HOME/light/CHAIN.json)",
-        )
+        _add_trust_arguments(parser, "to verify the answers")
         parser.add_argument("--json", action="store_true")
         parser.set_defaults(handler=cmd_query)
 
@@ -533,8 +717,8 @@ ClientErrors: tuple[type[Exception], ...] = (
     ClientError,
     KeyFileError,
     WalletError,
-    SourceError,
+    ServerError,  # SourceError and the message client's errors among them
     Untrusted,
-    MessagingError,
+    UnsafeTarget,
 )
 """What the client commands raise for a user's mistake or an unreachable or refusing node."""

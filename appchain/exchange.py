@@ -28,6 +28,7 @@ from types import FrameType
 from typing import BinaryIO
 
 from appchain.chain import Chain, ChainError
+from appchain.safefile import UnsafeTarget, check_target, open_atomically
 from appchain.store import Applied, BlockStore
 from consensus.checkpoint import CheckpointCertificate
 from genesis.document import GenesisError, parse_genesis_json
@@ -112,9 +113,11 @@ def export_events(
     out_path: Path,
     *,
     chain_id: str,
+    force: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> int:
-    """Write blocks 0..tip to ``out_path``; returns the last height."""
+    """Write blocks 0..tip to ``out_path``; returns the last height. The file is written whole or
+    not at all, and only where :mod:`appchain.safefile` allows (an existing file: with ``force``)."""
     applied = store.get_applied()
     if applied is None:
         raise ChainError("the database has no blocks")
@@ -124,25 +127,26 @@ def export_events(
             f"this home joined by state sync at height {base} and holds no blocks below it: "
             "export from a node that synced every block (state_sync = false)"
         )
-    if out_path.is_dir():
-        raise ChainError(f"{out_path} is a folder: name the export file to write")
+    check_export_target(out_path, force=force)
+    with open_atomically(out_path, force=force) as out:
+        out.write(MAGIC)
+        header = ExportHeader(chain_id, Hash32(genesis_hash), genesis_file, applied.height)
+        _write_frame(out, encode(header))
+        for block in store.iter_blocks(0, applied.height):
+            _write_frame(out, encode(ExportedBlock(block, store.get_certificate(block.header.height))))
+            if progress is not None:
+                progress(1, len(block.events))
+    return applied.height
+
+
+def check_export_target(out_path: Path, *, force: bool) -> None:
+    """Refuse an export target before the home is even opened (:func:`appchain.safefile.check_target`)."""
+    try:
+        check_target(out_path, force=force)
+    except UnsafeTarget as exc:
+        raise ChainError(str(exc)) from None
     if not out_path.parent.is_dir():
         raise ChainError(f"{out_path.parent} does not exist")
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    try:
-        with tmp.open("wb") as out:
-            out.write(MAGIC)
-            header = ExportHeader(chain_id, Hash32(genesis_hash), genesis_file, applied.height)
-            _write_frame(out, encode(header))
-            for block in store.iter_blocks(0, applied.height):
-                _write_frame(out, encode(ExportedBlock(block, store.get_certificate(block.header.height))))
-                if progress is not None:
-                    progress(1, len(block.events))
-        tmp.replace(out_path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return applied.height
 
 
 def _read_frames(source: BinaryIO) -> Iterator[bytes]:

@@ -27,7 +27,6 @@ contributions, expired names).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,9 +40,11 @@ from appchain.chain import (
     replay_blocks,
     snapshot_state_checked,
 )
+from appchain.genesis_files import check_genesis_target, write_dev_keys, write_genesis_file
 from appchain.home import Home
+from appchain.safefile import UnsafeTarget
 from appchain.store import BlockStore
-from genesis.devnet import DevNode, create_dev_genesis_node, derive_node, write_dev_keys
+from genesis.devnet import DevNode, create_dev_genesis_node, derive_node
 from genesis.document import CHAIN_ID, Genesis, dump_genesis, parse_genesis_json
 from genesis.export import ExportError, ExportSummary, export_folded, fold_state
 from state.block import compute_block_hash
@@ -159,18 +160,14 @@ def default_chain_id(chain_id: str, height: int) -> str:
 
 
 def check_out_path(out: Path, *, with_keys: bool, force: bool) -> None:
-    """Refuse an output the user did not mean, before any long work."""
-    if out.is_dir():
-        raise ChainError(f"--out {out} is a folder: name the genesis file to write")
+    """Refuse an output the user did not mean, before any long work
+    (:func:`appchain.genesis_files.check_genesis_target`)."""
     if not out.parent.is_dir():
         raise ChainError(f"--out {out}: the folder {out.parent} does not exist")
-    targets = [out, out.parent / "keys"] if with_keys else [out]
-    for target in targets:
-        if target.exists() and not force:
-            raise ChainError(f"{target} already exists: pass --force to overwrite it")
-    keys = out.parent / "keys"
-    if with_keys and keys.exists() and not keys.is_dir():
-        raise ChainError(f"{keys} is not a folder")
+    try:
+        check_genesis_target(out, with_keys=with_keys, force=force)
+    except UnsafeTarget as exc:
+        raise ChainError(str(exc)) from None
 
 
 def build_export(
@@ -208,10 +205,9 @@ def build_export(
     return genesis, summary, dev_nodes
 
 
-def write_export(out: Path, genesis: Genesis, dev_nodes: list[DevNode]) -> None:
-    """Write the genesis file (whole: a temporary file renamed over it) and any dev keys."""
-    partial = out.with_name(out.name + ".partial")
-    partial.write_text(dump_genesis(genesis))
-    os.replace(partial, out)
+def write_export(out: Path, genesis: Genesis, dev_nodes: list[DevNode], *, force: bool) -> None:
+    """Write the genesis file (whole or not at all) and any dev keys, by the rules of
+    :mod:`appchain.safefile` (``force``: replace existing regular files)."""
+    write_genesis_file(out, genesis, force=force)
     if dev_nodes:
-        write_dev_keys(out.parent / "keys", dev_nodes, [])
+        write_dev_keys(out.parent / "keys", dev_nodes, [], force=force)

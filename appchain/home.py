@@ -19,7 +19,6 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import os
-import shutil
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,12 +26,21 @@ from pathlib import Path
 from appchain.chain import DEFAULT_PROOF_WINDOW, Chain, ChainError, ProgressCallback
 from appchain.guard import HomeLock
 from appchain.keyfile import KeyFileError, read_seed, write_seed
+from appchain.safefile import (
+    BLS_KEY_FILE,
+    CONFIG_FILE,
+    DATA_FOLDER,
+    GENESIS_FILE,
+    KEYS_FOLDER,
+    NODE_KEY_FILE,
+    UnsafeTarget,
+    check_folder_target,
+    write_atomically,
+)
 from genesis.document import Genesis, load_genesis
 from state.crypto import bls, ed25519
 
 HOME_ENV = "APPCHAIN_HOME"
-NODE_KEY_FILE = "node_ed25519.key"
-BLS_KEY_FILE = "node_bls.key"
 
 
 def default_home() -> Path:
@@ -429,19 +437,24 @@ state_sync_min_gap = {config.state_sync_min_gap}
 class Home:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.config_path = path / "config.toml"
-        self.genesis_path = path / "genesis.json"
-        self.db_path = path / "data" / "chain"
-        self.messages_path = path / "data" / "messages"
-        self.keys_path = path / "keys"
+        self.config_path = path / CONFIG_FILE
+        self.genesis_path = path / GENESIS_FILE
+        self.db_path = path / DATA_FOLDER / "chain"
+        self.messages_path = path / DATA_FOLDER / "messages"
+        self.keys_path = path / KEYS_FOLDER
 
     @classmethod
     def init(cls, path: Path, genesis_file: Path, config: NodeConfig | None = None) -> tuple[Home, Genesis]:
-        """Create a home from a genesis file: config, genesis copy, database with block 0."""
+        """Create a home from a genesis file: config, genesis copy, database with block 0.
+
+        The folder may exist (with node keys made by ``keys new --node``, say) but holds no
+        configuration, genesis or database yet, and lies in no other home's own files."""
         home = cls(path)
-        if path.exists() and not path.is_dir():
-            raise ChainError(f"{path} is not a folder")
-        if home.genesis_path.exists() or home.db_path.exists():
+        try:
+            check_folder_target(path)
+        except UnsafeTarget as exc:
+            raise ChainError(str(exc)) from None
+        if any(p.exists() or p.is_symlink() for p in (home.config_path, home.genesis_path, home.db_path)):
             raise ChainError(f"{path} is already initialised")
         genesis = load_genesis(genesis_file)  # raises GenesisError listing every problem
         config = config or NodeConfig()
@@ -449,15 +462,15 @@ class Home:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ChainError(f"cannot create {path}: {exc.strerror}") from None
-        home.config_path.write_text(render_config(config))
-        shutil.copyfile(genesis_file, home.genesis_path)
+        write_atomically(home.config_path, render_config(config).encode(), force=False, home_file=True)
+        write_atomically(home.genesis_path, genesis_file.read_bytes(), force=False, home_file=True)
         for name in ("accounts", "nodes"):  # dev keys beside a devnet genesis (unsafe by design)
-            source = genesis_file.parent / "keys" / f"{name}.json"
+            source = genesis_file.parent / KEYS_FOLDER / f"{name}.json"
             if source.exists():
                 home.keys_path.mkdir(exist_ok=True)
                 target = home.keys_path / f"dev-{name}.json"
-                shutil.copyfile(source, target)
-                target.chmod(0o600)  # seeds, even if public ones
+                # seeds, even if public ones: 0600
+                write_atomically(target, source.read_bytes(), force=False, mode=0o600, home_file=True)
         home.db_path.parent.mkdir(parents=True, exist_ok=True)
         Chain.create(home.db_path, genesis, snapshot_interval=config.snapshot_interval).close()
         return home, genesis
@@ -480,13 +493,18 @@ class Home:
         return self.keys_path / BLS_KEY_FILE
 
     def write_node_keys(self, node_seed: bytes, bls_seed: bytes) -> None:
-        """The node's secret key seeds, hex, in files only the owner may read (0600)."""
+        """The node's secret key seeds, hex, in files only the owner may read (0600); never in a
+        folder inside another home's own files."""
+        try:
+            check_folder_target(self.path)
+        except UnsafeTarget as exc:
+            raise ChainError(str(exc)) from None
         for path in (self.node_key_path, self.bls_key_path):
             if path.exists():
                 raise ChainError(f"{path} already exists: keys are never overwritten")
         try:
-            write_seed(self.node_key_path, node_seed)
-            write_seed(self.bls_key_path, bls_seed)
+            write_seed(self.node_key_path, node_seed, home_file=True)
+            write_seed(self.bls_key_path, bls_seed, home_file=True)
         except KeyFileError as exc:
             raise ChainError(str(exc)) from None
 

@@ -10,8 +10,9 @@ genesis file, or a checkpoint whose hash the operator trusts) and:
    commitment;
 2. asks every source for the value at the same final height (``get_state_proof``) and checks each
    answer's headers (hash links up to a trusted checkpoint) and sparse Merkle proof;
-3. keeps the newest trusted checkpoint (and its next quorum's keys) in a file, so the next run
-   starts there instead of at genesis.
+3. keeps the newest trusted checkpoint (and its next quorum's keys) in a file
+   (:class:`TrustFile`, one entry per genesis), so the next run starts there instead of at
+   genesis.
 
 A source that answers something that does not verify is a liar: :class:`Lied` carries its
 answer next to the answers that verified, which is the evidence a user can publish.
@@ -20,35 +21,39 @@ answer next to the answers that verified, which is the evidence a user can publi
 from __future__ import annotations
 
 import json
-import os
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from appchain.http_client import ServerError, decode_answer, describe, json_kind, post
+from appchain.safefile import check_target, write_atomically
 from consensus.checkpoint import CheckpointCertificate
 from consensus.light import LightClient, Untrusted
 from genesis.build import create_genesis_state
 from genesis.document import Genesis
-from state.block import Header, compute_block_hash
+from state.block import Block, Header, compute_block_hash, compute_events_root
 from state.checkpoints import CHECKPOINT_INTERVAL, compute_quorum_commitment, get_checkpoint_quorum
 from state.encoding import DecodeError, Decoder, decode_json, encode
+from state.events import compute_event_hash
 from state.namespaces import decode_value, state_key
 from state.smt import Proof
 from state.view import Overlay
 
 MAX_RESPONSE = 64 * 1024 * 1024
 BATCH = 50
-"""Checkpoints asked for in one HTTP request (the node's batch limit)."""
+"""Checkpoints or blocks asked for in one HTTP request (the node's batch limit)."""
+MAX_LINKED = 1_000
+"""Most blocks fetched to link a block to a certified checkpoint above it (a checkpoint comes
+every 4 blocks; more happens only when the trusted checkpoint is far above the block)."""
 
 _header = Decoder(Header)
+_block = Decoder(Block)
 _certificate = Decoder(CheckpointCertificate)
 _proof = Decoder(Proof)
 
 
-class SourceError(Exception):
+class SourceError(ServerError):
     """A node that cannot be reached or refuses the request (not a lie: nothing was claimed)."""
 
 
@@ -71,34 +76,32 @@ class RpcSource:
 
     def _post(self, payload: object) -> Any:
         endpoint = self.url if self.url.endswith("/json_rpc") else self.url + "/json_rpc"
-        request = urllib.request.Request(
-            endpoint, data=json.dumps(payload).encode(), headers={"content-type": "application/json"}
-        )
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                body = response.read(MAX_RESPONSE + 1)
-        except urllib.error.HTTPError as exc:
-            raise SourceError(f"{self.url}: HTTP {exc.code}") from None
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise SourceError(f"{self.url}: cannot reach the node ({reason})") from None
-        if len(body) > MAX_RESPONSE:
-            raise SourceError(f"{self.url}: the answer is larger than {MAX_RESPONSE} bytes")
-        try:
-            return decode_json(body)
-        except DecodeError as exc:
-            raise SourceError(f"{self.url}: the answer is not JSON ({exc})") from None
+            answer = post(
+                endpoint, json.dumps(payload).encode(), timeout=self.timeout, max_answer=MAX_RESPONSE
+            )
+            reply = decode_answer(answer)
+        except ServerError as exc:
+            raise SourceError(str(exc)) from None
+        if answer.status != 200:
+            error = reply.get("error") if isinstance(reply, dict) else None
+            said = f": {describe(error.get('message'))}" if isinstance(error, dict) else ""
+            raise SourceError(f"{self.url}: HTTP {answer.status}{said}")
+        return reply
 
     @staticmethod
     def _result(reply: object, url: str) -> dict[str, Any]:
         if not isinstance(reply, dict):
-            raise SourceError(f"{url}: not a JSON-RPC reply")
+            raise SourceError(f"{url}: answered a JSON {json_kind(reply)}, not a JSON-RPC reply")
         error = reply.get("error")
         if isinstance(error, dict):
-            raise SourceError(f"{url}: {error.get('message', 'error')} (code {error.get('code')})")
-        result = reply.get("result")
+            message = describe(error.get("message", "error"))
+            raise SourceError(f"{url}: it refused: {message} (code {describe(error.get('code'))})")
+        if "result" not in reply:
+            raise SourceError(f"{url}: a JSON-RPC reply without a result")
+        result = reply["result"]
         if not isinstance(result, dict):
-            raise SourceError(f"{url}: not a JSON-RPC reply")
+            raise SourceError(f"{url}: the JSON-RPC result is a {json_kind(result)}, not an object")
         return result
 
     def call(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -109,6 +112,8 @@ class RpcSource:
         """The results of several calls of ``method``, in order (any error fails the batch)."""
         calls = [{"jsonrpc": "2.0", "id": i, "method": method, "params": p} for i, p in enumerate(params)]
         replies = self._post(calls)
+        if isinstance(replies, dict) and "error" in replies:  # the whole batch refused
+            self._result(replies, self.url)
         if not isinstance(replies, list) or len(replies) != len(calls):
             raise SourceError(f"{self.url}: the batch answer does not match the batch")
         by_id = {r.get("id"): r for r in replies if isinstance(r, dict)}
@@ -156,28 +161,95 @@ class Trusted:
         except Untrusted as exc:
             raise Lied(source.url, str(exc), answer) from None
 
-    def save(self, path: Path) -> None:
-        data = {
+    def to_json(self) -> dict[str, Any]:
+        return {
             "chain_id": self.chain_id,
             "height": self.height,
             "block_hash": self.block_hash.hex(),
             "header": encode(self.header).hex(),
             "next_quorum": [key.hex() for key in self.next_quorum],
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".tmp")
-        partial.write_text(json.dumps(data, indent=1) + "\n")
-        os.replace(partial, path)
 
     @classmethod
-    def load(cls, path: Path) -> Trusted:
+    def from_json(cls, data: object) -> Trusted:
+        """An entry of a trust file; ``KeyError``, ``TypeError``, ``ValueError``, ``DecodeError``
+        or :class:`Untrusted` if it is not one."""
+        if not isinstance(data, dict):
+            raise TypeError("an entry is not an object")
+        header = _header.decode(bytes.fromhex(data["header"]))
+        return cls(str(data["chain_id"]), header, tuple(bytes.fromhex(k) for k in data["next_quorum"]))
+
+
+TRUST_FORMAT = "appchain-light-trust/2"
+
+
+def genesis_anchor(genesis_hash: bytes) -> str:
+    """The trust file key of a chain followed from its genesis file."""
+    return f"genesis:{genesis_hash.hex()}"
+
+
+def checkpoint_anchor(height: int, block_hash: bytes) -> str:
+    """The trust file key of a chain followed from a checkpoint the user named."""
+    return f"checkpoint:{height}:{block_hash.hex()}"
+
+
+class TrustFile:
+    """The light client's trust file: for each chain it follows, the newest checkpoint it verified.
+
+    Entries are keyed by where the trust started, never by chain id alone (every devnet and
+    testnet is ``appchain-devnet``): the hash of the genesis file (:func:`genesis_anchor`), or a
+    checkpoint the user named (:func:`checkpoint_anchor`). A client started from a genesis file
+    reads only that genesis's entry, so a file kept from another chain of the same name is never
+    used to judge this one's nodes (they would all look like liars); the other entries are kept
+    as they were when the file is written again. A file of the first format (one checkpoint, no
+    genesis) reads as an entry anchored at its own checkpoint.
+
+    The file is the client's own state, so it is replaced on each save, but only where
+    :mod:`appchain.safefile` allows (a regular file or a new name, never a node home's files)
+    and only after it was read as a trust file: a file that is not one is refused, never
+    overwritten.
+    """
+
+    def __init__(self, path: Path, entries: dict[str, Trusted] | None = None) -> None:
+        self.path = path
+        self.entries: dict[str, Trusted] = dict(entries or {})
+
+    @classmethod
+    def load(cls, path: Path) -> TrustFile:
+        check_target(path, force=True)  # before reading: a FIFO would block, a device is no file
+        if not path.exists():
+            return cls(path)
         try:
             data = decode_json(path.read_bytes())
-            header = _header.decode(bytes.fromhex(data["header"]))
-            trusted = cls(str(data["chain_id"]), header, tuple(bytes.fromhex(k) for k in data["next_quorum"]))
+            if isinstance(data, dict) and data.get("format") == TRUST_FORMAT:
+                chains = data["chains"]
+                if not isinstance(chains, dict):
+                    raise TypeError("its chains are not an object")
+                entries = {str(anchor): Trusted.from_json(entry) for anchor, entry in chains.items()}
+            else:  # the first format: one trusted checkpoint
+                trusted = Trusted.from_json(data)
+                entries = {checkpoint_anchor(trusted.height, trusted.block_hash): trusted}
         except (OSError, DecodeError, KeyError, TypeError, ValueError) as exc:
             raise Untrusted(f"{path}: not a trusted checkpoint file ({exc})") from None
-        return trusted
+        return cls(path, entries)
+
+    def get(self, anchor: str) -> Trusted | None:
+        return self.entries.get(anchor)
+
+    def of_chain(self, chain_id: str) -> dict[str, Trusted]:
+        """The entries of chains named ``chain_id`` (there may be several), by anchor."""
+        return {anchor: t for anchor, t in self.entries.items() if t.chain_id == chain_id}
+
+    def keep(self, anchor: str, trusted: Trusted) -> None:
+        self.entries[anchor] = trusted
+
+    def save(self) -> None:
+        data = {
+            "format": TRUST_FORMAT,
+            "chains": {anchor: trusted.to_json() for anchor, trusted in sorted(self.entries.items())},
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(self.path, (json.dumps(data, indent=1) + "\n").encode(), force=True)
 
 
 def _hex(answer: dict[str, Any], name: str, url: str, value: object = None) -> bytes:
@@ -189,6 +261,17 @@ def _hex(answer: dict[str, Any], name: str, url: str, value: object = None) -> b
     except ValueError:
         pass
     raise Lied(url, f"its {name!r} is not hex", answer)
+
+
+def _read_block(answer: dict[str, Any], height: int, url: str) -> Block:
+    """The block in a ``get_block`` answer (its ``blob``), which must be the block at ``height``."""
+    try:
+        block = _block.decode(_hex(answer, "blob", url))
+    except DecodeError as exc:
+        raise Lied(url, f"its block {height} does not decode: {exc}", answer) from None
+    if block.header.height != height:
+        raise Lied(url, f"it answered block {block.header.height} for block {height}", answer)
+    return block
 
 
 def _read_checkpoint(
@@ -265,6 +348,53 @@ class VerifyingClient:
             raise Lied(source.url, "its final height is not a checkpoint height", info)
         return final
 
+    # -- inclusion ----------------------------------------------------------------------------
+
+    def prove_inclusion(self, source: RpcSource, height: int, event_hash: bytes) -> Block:
+        """The block at ``height``, verified to hold the event ``event_hash``; :class:`Lied` if not.
+
+        The block comes from ``source`` (``get_block``'s ``blob``) with the blocks above it up to
+        the next certified checkpoint: that checkpoint is walked to (its certificate checked
+        against the committed quorum), the blocks' headers must link to it by hash, the block's
+        events must hash to its header's ``events_root`` (recomputed here from every event), and
+        one of them must be the event. So a node can claim a transaction final only if a quorum
+        certified a block that holds it.
+        """
+        top = -(-height // CHECKPOINT_INTERVAL) * CHECKPOINT_INTERVAL
+        if top > self.trusted.height:
+            self.walk_to(top, source)
+        top = min((h for h in self.core.headers if h >= height), default=-1)
+        if top < 0:
+            raise Untrusted(f"{source.url}: no trusted checkpoint at or above height {height}")
+        if top - height > MAX_LINKED:
+            raise Untrusted(
+                f"{source.url}: block {height} is {top - height} blocks below the trusted checkpoint {top}"
+            )
+        heights = list(range(height, top + 1))
+        blocks = []
+        for first in range(0, len(heights), BATCH):
+            chunk = heights[first : first + BATCH]
+            answers = source.batch("get_block", [{"height": h} for h in chunk])
+            blocks += [_read_block(answer, h, source.url) for h, answer in zip(chunk, answers, strict=True)]
+        headers = [block.header for block in blocks]
+        evidence = {"height": height, "checkpoint": top, "blocks": [encode(b.header).hex() for b in blocks]}
+        if compute_block_hash(headers[-1]) != compute_block_hash(self.core.headers[top]):
+            raise Lied(source.url, f"its block {top} is not the certified checkpoint {top}", evidence)
+        try:
+            self.core.accept_linked(headers[:-1])
+        except Untrusted as exc:
+            raise Lied(source.url, str(exc), evidence) from None
+        block = blocks[0]
+        if compute_events_root(block.events) != block.header.events_root:
+            raise Lied(
+                source.url, f"the events of its block {height} do not hash to its events root", evidence
+            )
+        if all(compute_event_hash(event) != event_hash for event in block.events):
+            raise Lied(
+                source.url, f"its block {height} does not hold the transaction {event_hash.hex()}", evidence
+            )
+        return block
+
     # -- proofs -------------------------------------------------------------------------------
 
     def query(self, namespace: str, identifier: bytes) -> Proven:
@@ -276,13 +406,14 @@ class VerifyingClient:
         """
         key = state_key(namespace, identifier)
         finals = []
+        unanswered = []
         for source in self.sources:
             try:
                 finals.append(self.final_height(source))
-            except SourceError:
-                continue
+            except SourceError as exc:
+                unanswered.append(str(exc))
         if not finals:
-            raise SourceError("no node answered: " + ", ".join(s.url for s in self.sources))
+            raise SourceError("; ".join(unanswered))
         height = max(min(finals), self.trusted.height)
         answers: list[tuple[RpcSource, dict[str, Any]]] = []
         failures: list[str] = []
@@ -344,7 +475,9 @@ class VerifyingClient:
         if top not in self.core.headers:
             self.walk_to(top, source)
         if top not in self.core.headers:
-            raise Untrusted(f"checkpoint {top} is below the trusted checkpoint {self.trusted.height}")
+            raise Untrusted(
+                f"{url}: its checkpoint {top} is below the trusted checkpoint {self.trusted.height}"
+            )
         chain = [header, *links]
         if [int(h.height) for h in chain] != list(range(height, top + 1)):
             raise Lied(url, "its headers do not run from the height to the checkpoint", answer)

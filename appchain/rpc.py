@@ -380,9 +380,13 @@ def get_accrued_rewards(node: Node, params: AccountsParams) -> dict[str, Any]:
 
 
 def get_accounts(node: Node, params: AccountsParams) -> dict[str, Any]:
-    """Balances and nonces at the tip (*added*: oxend keeps no accounts). A wallet takes the
-    next nonce from here; a light client proves a balance with ``get_state_proof`` instead."""
+    """Balances and nonces at the tip (*added*: oxend keeps no accounts), and each account's
+    ``pending_nonce``: its nonce once its transactions waiting in this node's mempool are
+    applied. A wallet signs its next transaction with ``pending_nonce + 1`` (with the tip's nonce,
+    a second transaction sent before the first is in a block reuses its nonce and is refused);
+    a light client proves a balance with ``get_state_proof`` instead."""
     view = _view(node)
+    state = node.ledger.state
     accounts = {}
     for account in _accounts_param(params):
         record = get_account(view, AccountKey(account))
@@ -390,6 +394,7 @@ def get_accounts(node: Node, params: AccountsParams) -> dict[str, Any]:
             "balance": record.balance,
             "balance_str": str(record.balance),
             "nonce": record.nonce,
+            "pending_nonce": node.core.mempool.get_pending_nonce(AccountKey(account), state),
         }
     return {"status": "OK", "accounts": accounts, "height": node.ledger.height}
 

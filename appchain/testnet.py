@@ -41,8 +41,9 @@ import blake3
 
 from appchain.admin import AdminError, AdminTimeout, AdminUnavailable, Connect, RpcError, call
 from appchain.chain import ChainError
+from appchain.genesis_files import write_devnet
 from appchain.home import Home, NodeConfig, PeerAddress
-from genesis.devnet import write_devnet
+from appchain.safefile import UnsafeTarget, check_folder_target
 from genesis.document import load_genesis
 from genesis.presets import DEVNET
 from state.crypto import ed25519
@@ -92,6 +93,10 @@ def write_testnet(
     listening address per home (nodes, then spares); default 127.0.0.1 for all."""
     if hosts is not None and len(hosts) != nodes + spare:
         raise ChainError(f"{len(hosts)} hosts given for {nodes + spare} homes")
+    try:
+        check_folder_target(out)
+    except UnsafeTarget as exc:
+        raise ChainError(str(exc)) from None
     if out.exists() and any(out.iterdir()):
         raise ChainError(f"{out} is not empty: choose a new folder for the testnet")
     if not 0 < base_port <= 65535 - PORTS_PER_NODE * (nodes + spare):

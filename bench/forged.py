@@ -26,11 +26,12 @@ from pathlib import Path
 import msgspec
 
 from appchain.devchain import derive_devchain_node
+from appchain.genesis_files import write_devnet
 from appchain.jsonrpc import decode_transaction_hex
 from consensus.mempool import Mempool
 from consensus.messages import TxMessage, decode_message
 from genesis.build import create_genesis_state
-from genesis.devnet import load_dev_accounts, write_devnet
+from genesis.devnet import load_dev_accounts
 from genesis.document import load_genesis
 from state.crypto import bls, ed25519
 from state.encoding import encode

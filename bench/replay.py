@@ -30,9 +30,10 @@ from pathlib import Path
 
 from appchain.chain import ReplayMismatch, genesis_state_checked, replay_from_genesis
 from appchain.devchain import DevChainGenerator
+from appchain.genesis_files import write_devnet
 from appchain.home import Home, NodeConfig
 from appchain.store import BlockBody, BlockStore
-from genesis.devnet import load_dev_accounts, load_dev_nodes, write_devnet
+from genesis.devnet import load_dev_accounts, load_dev_nodes
 from genesis.document import Genesis
 from state.block import Block, Header
 from state.encoding import Decoder, encode

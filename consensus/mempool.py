@@ -17,9 +17,10 @@ from collections.abc import Iterable
 from state.context import BlockContext
 from state.errors import InvalidEvent
 from state.events import Event, Transaction, compute_event_hash, validate_basic
+from state.ledger import get_account
 from state.state import State
 from state.transition import process_event
-from state.types import Hash32
+from state.types import AccountKey, Hash32, Nonce
 from state.view import Overlay
 
 DEFAULT_CAPACITY = 20_000
@@ -82,6 +83,15 @@ class Mempool:
         for event in events:
             self.txs.pop(compute_event_hash(event), None)
         self._rebuild(state, now)
+
+    def get_pending_nonce(self, account: AccountKey, state: State) -> Nonce:
+        """The account's nonce once every transaction of it waiting here is applied: what a
+        wallet signs its next transaction with, plus one (its nonces chain, as :meth:`add` checks
+        them on top of the tip and each other). The tip's nonce when nothing of it waits."""
+        if self._view is not None and self._ctx is not None and self._ctx.prev_hash == state.block_hash:
+            return get_account(self._view, account).nonce  # every waiting transaction applied on the tip
+        waiting = [tx.nonce for tx in self.txs.values() if tx.sender == account]
+        return max([get_account(Overlay(state.get), account).nonce, *waiting])
 
     def take(self, limit: int) -> list[Transaction]:
         """Up to ``limit`` transactions in arrival order (they stay until a block includes them)."""

@@ -1,8 +1,9 @@
 """Deterministic development networks.
 
 ``appchain genesis new --nodes N --seed S`` derives every key from ``S``: the same seed gives
-byte-identical files on every machine. Such keys are public knowledge (anyone can derive them
-from the seed), so the key files say so loudly: they are for devnets and tests only.
+byte-identical files on every machine (:mod:`appchain.genesis_files` writes them). Such keys are
+public knowledge (anyone can derive them from the seed), so the key files say so loudly: they are
+for devnets and tests only.
 
 Derivation: ``master = blake3(derive_key_context="appchain devnet keys", S)``; each key seed is
 ``blake3(master || role || index as 4 big-endian bytes)`` with role ``operator``, ``node``,
@@ -12,14 +13,13 @@ Derivation: ``master = blake3(derive_key_context="appchain devnet keys", S)``; e
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import blake3
 import msgspec
 
-from genesis.document import Genesis, compute_supply, dump_genesis
+from genesis.document import Genesis, compute_supply
 from genesis.presets import DEVNET
 from state.crypto import bls, ed25519
 from state.encoding import DecodeError, decode_json
@@ -116,33 +116,13 @@ def create_devnet_genesis(
     return genesis, dev_nodes, dev_users
 
 
-def write_devnet(
-    out: Path,
-    nodes: int,
-    seed: str,
-    *,
-    users: int = 8,
-    chain_id: str = "appchain-devnet",
-    genesis_time: int = DEFAULT_GENESIS_TIME,
-    params: ChainParams = DEVNET,
-) -> Genesis:
-    """Write the genesis file to ``out`` and the dev keys to ``keys/`` beside it."""
-    genesis, dev_nodes, dev_users = create_devnet_genesis(
-        nodes, seed, users=users, chain_id=chain_id, genesis_time=genesis_time, params=params
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(dump_genesis(genesis))
-    write_dev_keys(out.parent / "keys", dev_nodes, dev_users)
-    return genesis
-
-
-def write_dev_keys(keys: Path, dev_nodes: list[DevNode], dev_users: list[ed25519.SigningKey]) -> None:
-    """Write the dev keys to the folder ``keys``: ``node-<i>.json`` per node, ``nodes.json``
-    (what :func:`load_dev_nodes` reads) and ``accounts.json`` (the operators, then the users)."""
-    keys.mkdir(exist_ok=True)
+def dev_key_files(dev_nodes: list[DevNode], dev_users: list[ed25519.SigningKey]) -> dict[str, bytes]:
+    """The dev key files of a devnet, by name (what goes into ``keys/`` beside its genesis file):
+    ``node-<i>.json`` per node, ``nodes.json`` (what :func:`load_dev_nodes` reads) and
+    ``accounts.json`` (the operators, then the users). They hold seeds: written mode 0600."""
+    files: dict[str, bytes] = {}
     for node in dev_nodes:
-        _write_json(
-            keys / f"node-{node.index}.json",
+        files[f"node-{node.index}.json"] = _json(
             {
                 "warning": UNSAFE_WARNING,
                 "node_seed": node.node.seed.hex(),
@@ -151,24 +131,21 @@ def write_dev_keys(keys: Path, dev_nodes: list[DevNode], dev_users: list[ed25519
                 "bls_key": node.bls_key.hex(),
                 "operator_seed": node.operator.seed.hex(),
                 "operator": node.operator.public_key.hex(),
-            },
+            }
         )
     node_seeds = [
         {"node_seed": n.node.seed.hex(), "bls_seed": n.bls_seed.hex(), "operator_seed": n.operator.seed.hex()}
         for n in dev_nodes
     ]
-    _write_json(keys / "nodes.json", {"warning": UNSAFE_WARNING, "nodes": node_seeds})
+    files["nodes.json"] = _json({"warning": UNSAFE_WARNING, "nodes": node_seeds})
     accounts = [{"name": f"operator-{n.index}", "seed": n.operator.seed.hex()} for n in dev_nodes]
     accounts += [{"name": f"user-{i}", "seed": u.seed.hex()} for i, u in enumerate(dev_users)]
-    _write_json(keys / "accounts.json", {"warning": UNSAFE_WARNING, "accounts": accounts})
+    files["accounts.json"] = _json({"warning": UNSAFE_WARNING, "accounts": accounts})
+    return files
 
 
-def _write_json(path: Path, data: object) -> None:
-    """Write a key file readable by its owner only (0600), like every file that holds a seed."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(descriptor, 0o600)  # an existing file keeps its mode through O_CREAT
-    with os.fdopen(descriptor, "w") as out:
-        out.write(json.dumps(data, indent=2) + "\n")
+def _json(data: object) -> bytes:
+    return (json.dumps(data, indent=2) + "\n").encode()
 
 
 class DevKeyError(ValueError):

@@ -13,9 +13,10 @@ import pytest
 
 from appchain.chain import Chain
 from appchain.devchain import DevChainGenerator
+from appchain.genesis_files import write_devnet
 from appchain.home import Home, NodeConfig
 from appchain.node import Logger, Node
-from genesis.devnet import load_dev_accounts, load_dev_nodes, write_devnet
+from genesis.devnet import load_dev_accounts, load_dev_nodes
 from genesis.document import Genesis
 
 ROOT = Path(__file__).resolve().parent.parent

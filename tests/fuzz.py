@@ -78,6 +78,7 @@ class Target:
 def _world() -> SimpleNamespace:
     """A node home with a 24-block dev chain (certified checkpoints, a snapshot at 16), its
     node core, and a fresh home for a joining node's state sync."""
+    from appchain.genesis_files import write_devnet
     from appchain.home import Home, NodeConfig
     from appchain.ledger import ChainLedger
     from consensus.guard import GuardedSigner
@@ -85,7 +86,6 @@ def _world() -> SimpleNamespace:
     from consensus.pulse import Timing
     from consensus.statesync import StateSync, SyncConfig
     from consensus.uptime import DEVNET_UPTIME
-    from genesis.devnet import write_devnet
     from state.encoding import decode_json
     from tests.conftest import extend
 
@@ -229,7 +229,7 @@ def genesis(data: bytes) -> None:
 
 @cache
 def _genesis_file() -> bytes:
-    from genesis.devnet import write_devnet
+    from appchain.genesis_files import write_devnet
 
     folder = Path(tempfile.mkdtemp(prefix="appchain-fuzz-genesis-"))
     write_devnet(folder / "genesis.json", nodes=12, seed="fuzz-genesis", users=2)

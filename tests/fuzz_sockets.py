@@ -100,9 +100,9 @@ def _free_ports(count: int) -> list[int]:
 @cache
 def served() -> Served:
     """Start the node once per process (its home in a fresh folder)."""
+    from appchain.genesis_files import write_devnet
     from appchain.home import Home, NodeConfig
     from appchain.node import Logger, Node
-    from genesis.devnet import write_devnet
     from state.encoding import decode_json
     from tests.conftest import extend
 

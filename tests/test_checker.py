@@ -75,6 +75,22 @@ def test_a_torn_line_is_reported_not_skipped(tmp_path: Path) -> None:
         out.write('{"at": 1, "final": 20, "hash": ')
     report = check_histories(homes)
     assert report.bad_lines == [f"{history_path(homes[0])}:5"] and not report.ok
+    assert report.bad_line_reasons[0].startswith("not valid JSON")
+
+
+def test_lines_that_are_not_utf8_nest_deeply_or_are_not_records_are_reported_with_why(tmp_path: Path) -> None:
+    homes = clean_run(tmp_path)
+    with history_path(homes[1]).open("ab") as out:
+        out.write(b'{"at": 1, "hash": "\xff"}\n' + b"[" * 300_000 + b"\n[1, 2]\n")
+    report = check_histories(homes)
+    where = str(history_path(homes[1]))
+    assert report.bad_lines == [f"{where}:5", f"{where}:6", f"{where}:7"]
+    assert report.bad_line_reasons == [
+        "not valid JSON: not UTF-8 text",
+        "not valid JSON: nested deeper than 64 levels",
+        "not a history record",
+    ]
+    assert report.final_records == 9 and report.signatures == 3 and not report.ok
 
 
 def test_the_longest_stall_is_between_the_slowest_pair_of_new_final_heights(tmp_path: Path) -> None:

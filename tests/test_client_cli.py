@@ -1,16 +1,20 @@
-"""``appchain keys``, and what ``tx`` and ``query`` do with bad input before any node is asked."""
+"""``appchain keys``, what ``tx`` and ``query`` do with bad input before any node is asked, and
+``tx`` against a running node."""
 
 from __future__ import annotations
 
 import io
 import json
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from appchain.admin import call as admin_call
 from appchain.cli import main
 from appchain.wallet import WalletError, format_amount, parse_amount
+from tests.servers import RunningNode
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -89,7 +93,10 @@ def test_tx_and_query_refuse_bad_input_with_one_line(
         (["tx", "transfer", "--key", str(key), "--rpc", url, "--to", "zz", "--amount", "1", "--chain-id", "c",
           "--nonce", "1"], "--to must be 64 hex digits"),
         (["tx", "claim", "--key", str(tmp_path / "none.key"), "--rpc", url], "not found"),
-        (["tx", "claim", "--key", str(key), "--rpc", url], "cannot reach the node"),
+        (["tx", "claim", "--key", str(key), "--rpc", url, "--no-wait"], "cannot reach the node"),
+        (["tx", "claim", "--key", str(key), "--rpc", url], "tx: give --genesis FILE"),
+        (["tx", "claim", "--key", str(key), "--rpc", url, "--genesis", genesis, "--trust-file", trust],
+         "cannot reach the node"),
         (["tx", "sns-buy", "--key", str(key), "--rpc", url, "--chain-id", "c", "--nonce", "1", "--name=-bad",
           "--session-id", "05" + "00" * 32], "invalid name"),
         (["query", "balance", "00" * 32, "--rpc", url], "give --genesis FILE"),
@@ -117,3 +124,35 @@ def test_tx_and_query_refuse_bad_input_with_one_line(
         monkeypatch.setattr("sys.stdin", io.StringIO(one_seed))
         code, _, err = run(capsys, *argv)
         assert code == 1 and message in err and err.count("\n") == 1, (argv, err)
+
+
+# -- against a running node ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def running_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningNode]:
+    node = RunningNode(tmp_path_factory.mktemp("client") / "net")
+    try:
+        yield node
+    finally:
+        node.stop()
+
+
+def test_back_to_back_transactions_without_waiting_are_both_accepted(
+    running_node: RunningNode, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The wallet signs with the account's nonce counting its transactions in the mempool: with
+    the tip's nonce the second transaction reused the first's and was refused (issue 18, 3)."""
+    key = str(running_node.user_key(tmp_path / "user.key", index=1))
+    account = running_node.user(1).public_key.hex()
+    sent = []
+    for amount in ("1", "2"):
+        code, out, err = run(capsys, "tx", "transfer", "--key", key, "--rpc", running_node.url,
+                             "--to", "42" * 32, "--amount", amount, "--no-wait", "--json")  # fmt: skip
+        assert code == 0, err
+        sent.append(json.loads(out))
+    assert [s["nonce"] for s in sent] == [1, 2] and sent[0]["tx_hash"] != sent[1]["tx_hash"]
+    entry = running_node.call("get_accounts", addresses=[account])["accounts"][account]
+    assert entry["nonce"] == 0 and entry["pending_nonce"] == 2  # no blocks: both wait in the mempool
+    status = admin_call(("127.0.0.1", running_node.member.admin_port), "status")
+    assert status["mempool"] >= 2

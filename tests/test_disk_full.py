@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from appchain.genesis_files import write_devnet
 from appchain.home import Home, NodeConfig
-from genesis.devnet import write_devnet
 from tests.conftest import unless_ci
 
 pytestmark = unless_ci(None if os.geteuid() == 0 else "root (mounting a tmpfs)")

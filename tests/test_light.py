@@ -13,20 +13,31 @@ import msgspec
 import pytest
 
 from appchain.chain import Chain
+from appchain.cli import main
+from appchain.genesis_files import write_devnet
 from appchain.history import StateHistory
 from appchain.home import Home, NodeConfig
 from appchain.ledger import ChainLedger
-from appchain.lightclient import Lied, RpcSource, Trusted, VerifyingClient
+from appchain.lightclient import (
+    Lied,
+    RpcSource,
+    Trusted,
+    TrustFile,
+    VerifyingClient,
+    checkpoint_anchor,
+    genesis_anchor,
+)
 from appchain.rpc import handle_body
 from consensus.checkpoint import CheckpointCertificate, decode_bitset, encode_bitset
 from consensus.light import Untrusted
-from genesis.document import load_genesis
+from genesis.document import Genesis, load_genesis
 from state.block import Header
 from state.encoding import decode, encode
 from state.namespaces import decode_value, state_key
 from state.smt import Proof, verify_proof
 from state.sns import NAME_PREFIX
 from tests.conftest import extend
+from tests.servers import FakeServer, serve_node
 
 Tamper = Callable[[str, dict[str, Any], dict[str, Any]], dict[str, Any]]
 
@@ -106,17 +117,57 @@ def test_the_client_walks_checkpoints_and_proves_values_and_absence(
 
 
 def test_the_trusted_checkpoint_is_kept_between_runs(
-    tmp_path: Path, node: Any, trusted: Trusted, chain: Chain
+    tmp_path: Path, node: Any, trusted: Trusted, chain: Chain, devnet_genesis: Genesis
 ) -> None:
     client = VerifyingClient(trusted, [LocalSource(node)])
     client.query("account", some_key(chain, b"acct/"))
-    client.trusted.save(tmp_path / "trust.json")
-    again = VerifyingClient(Trusted.load(tmp_path / "trust.json"), [LocalSource(node)])
+    anchor = genesis_anchor(devnet_genesis.hash)
+    kept = TrustFile(tmp_path / "trust.json")
+    kept.keep(anchor, client.trusted)
+    kept.save()
+    loaded = TrustFile.load(tmp_path / "trust.json").get(anchor)
+    assert loaded is not None and loaded == client.trusted
+    again = VerifyingClient(loaded, [LocalSource(node)])
     assert again.trusted.height == 44
     assert again.query("account", some_key(chain, b"acct/")).height == 44 and again.checkpoints_walked == 0
     (tmp_path / "bad.json").write_text('{"chain_id": "x"}')
     with pytest.raises(Untrusted, match="not a trusted checkpoint file"):
-        Trusted.load(tmp_path / "bad.json")
+        TrustFile.load(tmp_path / "bad.json")
+
+
+def test_a_trust_file_of_another_genesis_with_the_same_chain_id_is_kept_not_used(
+    tmp_path: Path, node: Any, chain: Chain, devnet_dir: Path, devnet_genesis: Genesis,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """Every testnet is ``appchain-devnet``: a trust file kept from another one must not be the
+    start of a query given this chain's genesis, or every honest node is reported as a liar
+    (issue 18, point 4). The other chain's entry is kept as it was."""
+    other = write_devnet(tmp_path / "other" / "genesis.json", nodes=12, seed="another testnet", users=1)
+    assert other.chain_id == devnet_genesis.chain_id and other.hash != devnet_genesis.hash
+    theirs = Trusted.from_genesis(other)
+    trust = tmp_path / "light" / "appchain-devnet.json"
+    trust.parent.mkdir()
+    trust.write_text(json.dumps(theirs.to_json()))  # the first format: one checkpoint, no genesis
+    account = some_key(chain, b"acct/").hex()
+    genesis = str(devnet_dir / "genesis.json")
+    with FakeServer(serve_node(node)) as server:
+        query = ["query", "balance", account, "--rpc", server.url, "--trust-file", str(trust), "--json"]
+        assert main([*query, "--genesis", genesis]) == 0, capsys.readouterr().err
+        assert json.loads(capsys.readouterr().out)["height"] == 44
+        kept = TrustFile.load(trust)
+        ours = kept.get(genesis_anchor(devnet_genesis.hash))
+        assert ours is not None and ours.height == 44
+        assert kept.get(checkpoint_anchor(0, theirs.block_hash)) == theirs
+        assert main([*query, "--genesis", genesis]) == 0  # from the kept checkpoint: nothing walked
+        assert json.loads(capsys.readouterr().out)["height"] == 44
+        # the chain id alone cannot say which of the two is meant
+        assert main([*query, "--chain-id", "appchain-devnet"]) == 1
+        assert "keeps 2 chains named 'appchain-devnet'" in capsys.readouterr().err
+        # and the other genesis, against this chain's nodes, is what finds them lying
+        other_genesis = str(tmp_path / "other" / "genesis.json")
+        assert main([*query, "--genesis", other_genesis]) == 6
+        assert "lied" in capsys.readouterr().err
+    assert TrustFile.load(trust).get(checkpoint_anchor(0, theirs.block_hash)) == theirs
 
 
 def _replace_blob(result: dict[str, Any], field: str, kind: type, **changes: Any) -> dict[str, Any]:

@@ -588,6 +588,7 @@ def test_a_network_of_node_processes(tmp_path: Path) -> None:
         # final, and the light client proves the results against two nodes
         urls = [f"http://127.0.0.1:{nodes[0].rpc_port}", f"http://127.0.0.1:{nodes[3].rpc_port}"]
         url = urls[0]
+        verified = ("--genesis", str(net / "genesis.json"))  # tx: the light client proves finality
         # meanwhile a 14th node registers (through the admin endpoint): with 14 active nodes the
         # chain forms a second swarm, and the messages of the accounts it takes move to it
         tx = registration(net, second, genesis.chain_id, genesis.params.staking_requirement)
@@ -612,18 +613,18 @@ def test_a_network_of_node_processes(tmp_path: Path) -> None:
         requirement = genesis.params.staking_requirement // 10**9  # SESH
         for account, amount in ((operator, requirement), (friend, requirement // 4 + 1)):
             sent = cli(tmp_path, "tx", "transfer", "--key", str(tmp_path / "funder.key"), "--rpc", url,
-                       "--to", account, "--amount", str(amount))  # fmt: skip
+                       *verified, "--to", account, "--amount", str(amount))  # fmt: skip
             assert "is final: in block" in sent
-        cli(tmp_path, "tx", "register", "--key", str(tmp_path / "op.key"), "--rpc", url,
+        cli(tmp_path, "tx", "register", "--key", str(tmp_path / "op.key"), "--rpc", url, *verified,
             "--node-home", str(spare.home), "--amount", str(requirement * 3 // 4), "--fee-bp", "500")  # fmt: skip
         again = cli(tmp_path, "tx", "transfer", "--key", str(tmp_path / "op.key"), "--rpc", url,
-                    "--to", friend, "--amount", "1", "--nonce", "1", expect=1)  # fmt: skip
+                    *verified, "--to", friend, "--amount", "1", "--nonce", "1", expect=1)  # fmt: skip
         assert "nonce" in again  # the nonce the registration used
         processes[NODES] = start_process(spare.home)
         refused = cli(tmp_path, "tx", "contribute", "--key", str(tmp_path / "friend.key"), "--rpc", url,
-                      "--node", node_key, "--amount", str(requirement), expect=1)  # fmt: skip
+                      *verified, "--node", node_key, "--amount", str(requirement), expect=1)  # fmt: skip
         assert "refused" in refused  # more than the open stake
-        cli(tmp_path, "tx", "contribute", "--key", str(tmp_path / "friend.key"), "--rpc", url,
+        cli(tmp_path, "tx", "contribute", "--key", str(tmp_path / "friend.key"), "--rpc", url, *verified,
             "--node", node_key, "--amount", str(requirement // 4))  # fmt: skip
         wait_for(
             "the new node to be active and in quorums",
@@ -658,12 +659,13 @@ def test_a_network_of_node_processes(tmp_path: Path) -> None:
             120,
         )
         before = json.loads(cli(tmp_path, "query", "balance", operator, *light, "--json"))["balance"]
-        cli(tmp_path, "tx", "claim", "--key", str(tmp_path / "op.key"), "--rpc", url)
+        cli(tmp_path, "tx", "claim", "--key", str(tmp_path / "op.key"), "--rpc", url, *verified)
         claimed = json.loads(cli(tmp_path, "query", "balance", operator, *light, "--json"))
         assert claimed["balance"] > before - 10**9 // 1000  # rewards in, one claim fee out
         rewards = json.loads(cli(tmp_path, "query", "rewards", operator, *light, "--json"))
         assert rewards["lifetime"] > 0
-        cli(tmp_path, "tx", "unlock", "--key", str(tmp_path / "op.key"), "--rpc", url, "--node", node_key)
+        cli(tmp_path, "tx", "unlock", "--key", str(tmp_path / "op.key"), "--rpc", url, *verified,
+            "--node", node_key)  # fmt: skip
         wait_for(
             "the node to leave and the stake to return",
             lambda: json.loads(cli(tmp_path, "query", "node", node_key, *light, "--json"))["absent"],
@@ -740,12 +742,13 @@ def test_devnet_starts_the_processes_shows_them_and_stops_them_all(tmp_path: Pat
     )  # fmt: skip
     try:
         url = f"http://127.0.0.1:{base + 2}"  # node 0's RPC port
+        verified = ("--genesis", str(folder / "genesis.json"))
         wait_for("a final checkpoint on node 0", lambda: _final_height(url) >= 4, 60)
         check_metrics(url)
         seed = load_dev_accounts(folder / "keys" / "accounts.json")[0].seed.hex()
         cli(tmp_path, "keys", "import", "--out", str(tmp_path / "user.key"), stdin=seed)
         session_id = "05" + "5a" * 32
-        cli(tmp_path, "tx", "sns-buy", "--key", str(tmp_path / "user.key"), "--rpc", url,
+        cli(tmp_path, "tx", "sns-buy", "--key", str(tmp_path / "user.key"), "--rpc", url, *verified,
             "--name", "carol", "--session-id", session_id)  # fmt: skip
         check_network_page(url, "carol", session_id)
         stdout, stderr = devnet.communicate(timeout=180)

@@ -237,6 +237,31 @@ def test_after_a_block_the_mempool_keeps_only_what_still_applies(funded: Any) ->
     assert pool.take(10) == [a2]  # a1 included, b1 now a used nonce
 
 
+def test_the_pending_nonce_counts_an_accounts_waiting_transactions(funded: Any) -> None:
+    state, keys = funded
+    pool = Mempool(state.chain_id)
+    alice, bob = keys[-1], keys[-2]
+    assert pool.get_pending_nonce(alice.public_key, state) == 0  # nothing waits: the tip's nonce
+    a1, a2 = _transfer(state.chain_id, alice, 1), _transfer(state.chain_id, alice, 2)
+    pool.add(a1, state, 0)
+    pool.add(a2, state, 0)
+    pool.add(_transfer(state.chain_id, bob, 1), state, 0)
+    assert pool.get_pending_nonce(alice.public_key, state) == 2
+    assert pool.get_pending_nonce(bob.public_key, state) == 1
+    assert pool.get_pending_nonce(AccountKey(b"\x55" * 32), state) == 0
+    pool.remove(a2)  # the view is dropped: the waiting transactions are counted instead
+    assert pool.get_pending_nonce(alice.public_key, state) == 1
+    pending = next_block(state, [a1])  # a block takes alice's first: her tip nonce is 1 now
+    state = state.copy()
+    from state.transition import commit_block
+
+    commit_block(state, pending)
+    assert pool.get_pending_nonce(alice.public_key, state) == 1  # a stale view is not read
+    pool.on_block(pending.block.events, state, 0)
+    assert pool.get_pending_nonce(alice.public_key, state) == 1
+    assert pool.get_pending_nonce(bob.public_key, state) == 1
+
+
 def test_signatures_a_mempool_checked_are_not_checked_again(funded: Any) -> None:
     state, keys = funded
     good = _transfer(state.chain_id, keys[-1], 1)

@@ -16,31 +16,61 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import plyvel
 import pytest
 
+from appchain.admin import call as admin_call
 from appchain.cli import main
 from appchain.exchange import ExportedBlock, ExportHeader
+from appchain.genesis_files import write_devnet
 from appchain.home import Home, NodeConfig
+from appchain.keyfile import write_seed
 from appchain.store import APPLIED_KEY, DELTA_PREFIX, EVENTS_PREFIX, HEADER_PREFIX, Applied, height_key
-from genesis.devnet import write_devnet
 from state.block import Header, compute_block_hash
 from state.encoding import decode, encode
 from tests.conftest import ROOT, extend
 from tests.exports import frames_of, write_frames
+from tests.servers import FakeServer, Respond, RunningNode, http_answer, rpc_reply
 
 DEEP = b"[" * 300_000
 """A few hundred KB of nesting: enough to overflow the C stack of a recursive parser."""
 
 LEVELDB_BOOKKEEPING = ("LOG", "LOG.old", "LOCK", "CURRENT")
+
+
+class Servers:
+    """What the client rows are pointed at: scripted fakes (:data:`FAKES`), started with the
+    module's world, and one node process, started the first time a row asks for it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.fakes = {name: FakeServer(respond) for name, respond in FAKES.items()}
+        self._node: RunningNode | None = None
+
+    def url(self, name: str) -> str:
+        return self.node.admin_url if name == "admin" else self.fakes[name].url
+
+    @property
+    def node(self) -> RunningNode:
+        if self._node is None:
+            self._node = RunningNode(self.root / "node-net")
+        return self._node
+
+    def stop(self) -> None:
+        for fake in self.fakes.values():
+            fake.stop()
+        if self._node is not None:
+            self._node.stop()
 
 
 @dataclass
@@ -49,6 +79,7 @@ class World:
     net: Path  # genesis.json of the devnet
     home: Path  # a healthy home at height 12, final 12
     export: Path  # the home's export
+    servers: Servers
 
 
 def cli(
@@ -108,6 +139,24 @@ def fingerprint(home: Path) -> tuple[tuple[int, str], dict[str, str], dict[str, 
     return status_of(home), own, records_of(home)
 
 
+def outside_files(folder: Path, home: Path | None) -> dict[str, str]:
+    """Every entry under ``folder`` but outside ``home`` (a refused command's target, say): a
+    regular file by its content's hash, a link by where it points, anything else by its kind."""
+    found = {}
+    for path in sorted(folder.rglob("*")):
+        if home is not None and (path == home or home in path.parents):
+            continue
+        if path.is_symlink():
+            found[str(path)] = "link to " + os.readlink(path)
+        elif path.is_fifo():
+            found[str(path)] = "fifo"
+        elif path.is_file():
+            found[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+        elif path.is_dir():
+            found[str(path)] = "folder"
+    return found
+
+
 def copy_home(world: World, tmp: Path, name: str = "copy") -> Path:
     target = tmp / name
     shutil.copytree(world.home, target)
@@ -115,7 +164,7 @@ def copy_home(world: World, tmp: Path, name: str = "copy") -> Path:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     root = tmp_path_factory.mktemp("robust")
     net = root / "net" / "genesis.json"
     write_devnet(net, nodes=12, seed="robust", users=4)
@@ -130,10 +179,17 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     first = fingerprint(home.path)
     assert first[0][0] == 0
     assert fingerprint(home.path) == first, "opening a home must not change its files"
-    return World(root, net, home.path, export)
+    servers = Servers(root)
+    try:
+        yield World(root, net, home.path, export, servers)
+    finally:
+        servers.stop()
 
 
 # -- the table -------------------------------------------------------------------------------------
+
+
+Setup = Callable[["World", Path], tuple[list[str | Path], Path | None]]
 
 
 @dataclass
@@ -147,6 +203,9 @@ class Row:
     says: str  # a piece of the error line
     prefix: str = "error:"
     env: dict[str, str] | None = None
+    issue: int = 7  # the issue whose points ``point`` numbers (7: the first table; 18: files, client)
+    names_server: bool = False  # the error line names the server (its --rpc host:port)
+    unchanged: Callable[[World], object] | None = None  # what must read the same after the command
 
 
 def _deep_genesis_validate(w: World, tmp: Path) -> tuple[list[str | Path], Path | None]:
@@ -336,6 +395,291 @@ def _genesis_overwrite(w: World, tmp: Path) -> tuple[list[str | Path], Path | No
     return ["genesis", "new", "--nodes", "12", "--seed", "robust", "--out", w.net], w.home
 
 
+# -- issue 18: no command destroys a file ----------------------------------------------------------
+
+
+def _with_node_keys(w: World, tmp: Path) -> Path:
+    """A copy of the world's home holding node keys (node 0's dev keys)."""
+    home = copy_home(w, tmp)
+    entry = json.loads((home / "keys" / "dev-nodes.json").read_text())["nodes"][0]
+    Home(home).write_node_keys(bytes.fromhex(entry["node_seed"]), bytes.fromhex(entry["bls_seed"]))
+    status_of(home)  # settle LevelDB's log (see the world fixture)
+    return home
+
+
+def _existing(tmp: Path, name: str = "old.events") -> Path:
+    target = tmp / name
+    target.write_bytes(b"somebody's work")
+    return target
+
+
+def _fifo(tmp: Path) -> Path:
+    os.mkfifo(tmp / "fifo")
+    return tmp / "fifo"
+
+
+def _symlink(tmp: Path) -> Path:
+    (tmp / "link").symlink_to(_existing(tmp, "real"))
+    return tmp / "link"
+
+
+def _export_events(target: Callable[[World, Path], Path], *more: str) -> Setup:
+    def setup(w: World, tmp: Path) -> tuple[list[str | Path], Path | None]:
+        return ["export-events", "--home", w.home, "--out", target(w, tmp), *more], w.home
+
+    return setup
+
+
+def _export_events_into_home(path: Callable[[Path, Path], Path]) -> Setup:
+    """export-events --force of a home with node keys onto ``path(home, tmp)``: one of its own files."""
+
+    def setup(w: World, tmp: Path) -> tuple[list[str | Path], Path | None]:
+        home = _with_node_keys(w, tmp)
+        return ["export-events", "--home", home, "--out", path(home, tmp), "--force"], home
+
+    return setup
+
+
+def _through_a_linked_folder(home: Path, tmp: Path) -> Path:
+    (tmp / "linked").symlink_to(home)
+    return tmp / "linked" / "genesis.json"
+
+
+def _export_genesis(target: Callable[[Path], Path]) -> Setup:
+    def setup(w: World, tmp: Path) -> tuple[list[str | Path], Path | None]:
+        out = target(tmp)
+        return ["export-genesis", "--home", w.home, "--height", "12", "--out", out, "--force"], w.home
+
+    return setup
+
+
+def _query_trust_file(target: Callable[[Path], Path]) -> Setup:
+    def setup(w: World, tmp: Path) -> tuple[list[str | Path], Path | None]:
+        url = f"http://127.0.0.1:{closed_port()}"
+        trust = target(tmp)
+        return ["query", "balance", "00" * 32, "--rpc", url, "--genesis", w.net, "--trust-file", trust], None
+
+    return setup
+
+
+def _keys_new_into_home(w: World, tmp: Path) -> tuple[list[str | Path], Path | None]:
+    home = _with_node_keys(w, tmp)
+    return ["keys", "new", "--out", home / "keys" / "wallet.key"], home
+
+
+def _genesis_new_over_home(w: World, tmp: Path) -> tuple[list[str | Path], Path | None]:
+    home = copy_home(w, tmp)
+    return ["genesis", "new", "--nodes", "1", "--seed", "s", "--out", home / "genesis.json", "--force"], home
+
+
+def _testnet_into_home(w: World, tmp: Path) -> tuple[list[str | Path], Path | None]:
+    home = copy_home(w, tmp)
+    return ["testnet", "--nodes", "1", "--out", home / "data" / "net"], home
+
+
+def _history_line(line: bytes) -> Setup:
+    """check-histories on a copy of the home whose history holds one good line, then ``line``."""
+
+    def setup(w: World, tmp: Path) -> tuple[list[str | Path], Path | None]:
+        home = copy_home(w, tmp)
+        good = b'{"at": 1.5, "final": 4, "hash": "aa", "root": "bb"}\n'
+        (home / "data" / "history.jsonl").write_bytes(good + line + b"\n" + good)
+        return ["check-histories", home], home
+
+    return setup
+
+
+def _bad_base64(path: str, body: bytes) -> bytes:
+    """Base64 where a node puts hex (JSON-RPC) and base64 that does not decode (storage)."""
+    if path.startswith("/storage_rpc"):
+        return http_answer(200, {"messages": [{"hash": "h1", "timestamp": 1, "data": "not*base64!"}]})
+
+    def result(method: str, params: dict[str, Any]) -> object:
+        if method == "get_info":
+            return {"status": "OK", "height": 9, "immutable_height": 4, "chain_id": "appchain-devnet"}
+        if method == "get_accounts":
+            return {
+                "accounts": {
+                    a: {"nonce": "AAAAAQ==", "pending_nonce": "AAAAAQ=="} for a in params["addresses"]
+                }
+            }
+        blob = "q83vEjRWeJA="
+        return {"height": params.get("height"), "key": params.get("key"), "value": blob, "header": blob,
+                "links": [], "proof": blob, "checkpoint_height": 4}  # fmt: skip
+
+    return rpc_reply(body, result)
+
+
+def _misdirected_without_ip(path: str, body: bytes) -> bytes:
+    """421 (another swarm's account) naming a member without its address."""
+    return http_answer(421, {"snodes": [{"pubkey_ed25519": "00" * 32, "port_https": 22021}]}, "Misdirected")
+
+
+FAKES: dict[str, Respond] = {
+    "non-HTTP bytes": lambda path, body: b"SSH-2.0-OpenSSH_9.6p1\r\n",
+    "a 70 KB header line": lambda path, body: b"HTTP/1.1 200 OK\r\nX-Padding: " + b"a" * 70_000 + b"\r\n\r\n",
+    "a JSON list": lambda path, body: http_answer(200, [1, 2, 3]),
+    "bad base64": _bad_base64,
+    "421 without ip": _misdirected_without_ip,
+}
+
+
+def _client(command: str, server: str) -> Setup:
+    """``command`` (tx, query or msg) against ``server`` (a fake of :data:`FAKES`, or a node's admin port)."""
+
+    def setup(w: World, tmp: Path) -> tuple[list[str | Path], Path | None]:
+        url = w.servers.url(server)
+        key = tmp / "me.key"
+        write_seed(key, bytes(range(32)))
+        argv: dict[str, list[str | Path]] = {
+            "tx": ["tx", "transfer", "--key", key, "--rpc", url, "--to", "00" * 32, "--amount", "1",
+                   "--genesis", w.net, "--trust-file", tmp / "trust.json"],
+            "query": ["query", "balance", "00" * 32, "--rpc", url, "--genesis", w.net,
+                      "--trust-file", tmp / "trust.json"],
+            "msg": ["msg", "retrieve", "--key", key, "--rpc", url],
+        }  # fmt: skip
+        return argv[command], None
+
+    return setup
+
+
+def _tx_to_node(*more: str, kind: str = "transfer") -> Setup:
+    """``tx`` from a funded account of the running node's testnet, with ``more`` arguments."""
+
+    def setup(w: World, tmp: Path) -> tuple[list[str | Path], Path | None]:
+        node = w.servers.node
+        key = node.user_key(tmp / "user.key")
+        what: list[str | Path] = ["--to", "00" * 32, "--amount", "1"]
+        if kind == "register":
+            node_home = tmp / "operated"
+            Home(node_home).write_node_keys(bytes(32), bytes([1]) * 32)
+            what = ["--node-home", node_home, "--amount", "100"]
+        return ["tx", kind, "--key", key, "--rpc", node.url, *what, *more], None
+
+    return setup
+
+
+def _mempool(w: World) -> object:
+    """What a broadcast would change on the running node: its mempool and the account's nonces."""
+    node = w.servers.node
+    account = node.user()
+    accounts = node.call("get_accounts", addresses=[account.public_key.hex()])["accounts"]
+    status = admin_call(("127.0.0.1", node.member.admin_port), "status")
+    return status["mempool"], accounts
+
+
+def _msg_store(*more: str) -> Setup:
+    def setup(w: World, tmp: Path) -> tuple[list[str | Path], Path | None]:
+        key = tmp / "me.key"
+        write_seed(key, bytes(range(32)))
+        return [
+            "msg",
+            "store",
+            "--key",
+            key,
+            "--rpc",
+            w.servers.url("a JSON list"),
+            "--data",
+            "hi",
+            *more,
+        ], None
+
+    return setup
+
+
+ARGUMENT_ROWS = [
+    *(Row(3, f"tx --timeout {value}", _tx_to_node("--timeout", value), 1,
+          "--timeout", issue=18, unchanged=_mempool) for value in ("nan", "-5", "inf", "0")),
+    Row(3, "tx --no-wait --timeout nan", _tx_to_node("--no-wait", "--timeout", "nan"), 1,
+        "--timeout nan must be a number of seconds above 0", issue=18, unchanged=_mempool),
+    Row(5, "tx --nonce 2^64", _tx_to_node("--nonce", str(2**64)), 1, f"--nonce {2**64} must be from 1",
+        issue=18, unchanged=_mempool),
+    Row(5, "tx --nonce 0", _tx_to_node("--nonce", "0"), 1, "--nonce 0 must be from 1", issue=18,
+        unchanged=_mempool),
+    Row(5, "tx register --fee-bp 2^64", _tx_to_node("--fee-bp", str(2**64), kind="register"), 1,
+        f"--fee-bp {2**64} must be from 0 to 10000", issue=18, unchanged=_mempool),
+    *(Row(5, f"msg store --ttl {value}", _msg_store("--ttl", value), 1, "--ttl", issue=18)
+      for value in ("nan", "inf", "1e308", "-1", "5")),
+    Row(5, "msg store --namespace 2^15", _msg_store("--namespace", "32768"), 1,
+        "--namespace 32768 must be from -32768 to 32767", issue=18),
+    Row(5, "tx --rpc without http://", lambda w, t: (["tx", "claim", "--key", t / "k", "--rpc", "127.0.0.1:1"],
+        None), 1, "is not an http:// URL", issue=18),
+]  # fmt: skip
+
+
+SERVER_SAYS = {
+    "admin": "not an HTTP answer",
+    "non-HTTP bytes": "not an HTTP answer",
+    "a 70 KB header line": "a line longer than 64 KiB",
+    "a JSON list": "answered a JSON list",
+}
+CLIENT_ROWS = [
+    *(Row(5, f"{command} against {server}", _client(command, server), 1, says, issue=18, names_server=True)
+      for server, says in SERVER_SAYS.items() for command in ("tx", "query", "msg")),
+    Row(5, "tx against bad base64", _client("tx", "bad base64"), 1, "without the account's nonce",
+        issue=18, names_server=True),
+    Row(5, "query against bad base64", _client("query", "bad base64"), 6, "lied: its 'value' is not hex",
+        issue=18, names_server=True),
+    Row(5, "msg against bad base64", _client("msg", "bad base64"), 1, "its data is not base64", issue=18,
+        names_server=True),
+    Row(5, "tx against a 421 without ip", _client("tx", "421 without ip"), 1, "HTTP 421", issue=18,
+        names_server=True),
+    Row(5, "query against a 421 without ip", _client("query", "421 without ip"), 1, "HTTP 421", issue=18,
+        names_server=True),
+    Row(5, "msg against a 421 without ip", _client("msg", "421 without ip"), 1, "None is not an address",
+        issue=18, names_server=True),
+]  # fmt: skip
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+FILE_ROWS = [
+    Row(2, "export-events --out onto an existing file", _export_events(lambda w, t: _existing(t)), 1,
+        "already exists: pass --force to overwrite it", issue=18),
+    Row(2, "export-events --force onto the home's node key",
+        _export_events_into_home(lambda h, t: h / "keys" / "node_ed25519.key"), 1, "no command writes there",
+        issue=18),
+    Row(2, "export-events --force onto the home's key, through ..",
+        _export_events_into_home(lambda h, t: h / "data" / ".." / "keys" / "node_bls.key"), 1,
+        "(its keys folder)", issue=18),
+    Row(2, "export-events --force onto the home's genesis.json",
+        _export_events_into_home(lambda h, t: h / "genesis.json"), 1, "(its genesis file)", issue=18),
+    Row(2, "export-events --force onto genesis.json through a linked folder",
+        _export_events_into_home(_through_a_linked_folder), 1, "no command writes there", issue=18),
+    Row(2, "export-events --force onto config.toml",
+        _export_events_into_home(lambda h, t: h / "config.toml"), 1, "(its configuration)", issue=18),
+    Row(2, "export-events --force onto a FIFO", _export_events(lambda w, t: _fifo(t), "--force"), 1,
+        "is not a regular file", issue=18),
+    Row(2, "export-events --force onto a symlink", _export_events(lambda w, t: _symlink(t), "--force"), 1,
+        "is a symbolic link", issue=18),
+    Row(2, "export-events --force onto /dev/null", _export_events(lambda w, t: Path("/dev/null"), "--force"),
+        1, "is not a regular file", issue=18),
+    Row(2, "export-genesis --force onto a FIFO", _export_genesis(_fifo), 1, "is not a regular file",
+        issue=18),
+    Row(2, "export-genesis --force onto a symlink", _export_genesis(_symlink), 1, "is a symbolic link",
+        issue=18),
+    Row(2, "export-genesis --force onto /dev/null", _export_genesis(lambda t: Path("/dev/null")), 1,
+        "is not a regular file", issue=18),
+    Row(2, "query --trust-file a FIFO", _query_trust_file(_fifo), 1, "is not a regular file", issue=18),
+    Row(2, "query --trust-file a symlink", _query_trust_file(_symlink), 1, "is a symbolic link", issue=18),
+    Row(2, "query --trust-file /dev/null", _query_trust_file(lambda t: Path("/dev/null")), 1,
+        "is not a regular file", issue=18),
+    Row(2, "keys new --out into a home's keys/", _keys_new_into_home, 1, "(its keys folder)", issue=18),
+    Row(2, "genesis new --force onto a home's genesis.json", _genesis_new_over_home, 1,
+        "(its genesis file)", issue=18),
+    Row(2, "testnet --out inside a home's database folder", _testnet_into_home, 1,
+        "(its database folder)", issue=18),
+    Row(5, "check-histories, a line that is not UTF-8", _history_line(b'{"at": 2, "hash": "\xff"}'), 1,
+        "history.jsonl:2: not valid JSON: not UTF-8 text", issue=18),
+    Row(5, "check-histories, a deeply nested line", _history_line(DEEP), 1,
+        "history.jsonl:2: not valid JSON: nested deeper than 64 levels", issue=18),
+]  # fmt: skip
+
+
 ROWS = [
     Row(1, "genesis validate, deep nesting", _deep_genesis_validate, 1, "nested deeper than 64"),
     Row(1, "init, deep nesting", _deep_genesis_init, 1, "nested deeper than 64"),
@@ -378,14 +722,19 @@ ROWS = [
         "partition=0-5|6-11@0-1000"), 5, "did not all finalize 2 blocks"),
     Row(8, "unknown command is a usage error", _args("frobnicate"), 2, "invalid choice"),
     Row(8, "genesis new over an existing genesis", _genesis_overwrite, 1, "pass --force to overwrite"),
+    *FILE_ROWS,
+    *CLIENT_ROWS,
+    *ARGUMENT_ROWS,
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("row", ROWS, ids=[f"{r.point}: {r.name}" for r in ROWS])
+@pytest.mark.parametrize("row", ROWS, ids=[f"{r.issue}.{r.point}: {r.name}" for r in ROWS])
 def test_bad_input_is_one_line_and_touches_nothing(world: World, tmp_path: Path, row: Row) -> None:
     args, home = row.setup(world, tmp_path)
     before = fingerprint(home) if home is not None else None
     net_before = world.net.read_bytes()
+    others_before = outside_files(tmp_path, home)
+    unchanged_before = None if row.unchanged is None else row.unchanged(world)
     result = cli(*args, env=row.env, cwd=tmp_path)
     output = result.stdout + result.stderr
     assert result.returncode == row.code, output
@@ -396,9 +745,16 @@ def test_bad_input_is_one_line_and_touches_nothing(world: World, tmp_path: Path,
     if row.code != 2:  # argparse's own line reads "appchain: error: …"
         assert line.startswith(row.prefix), line
     assert row.says in line, line
+    if row.names_server:
+        url = str(args[args.index("--rpc") + 1])
+        assert url.removeprefix("http://") in line, line
     if home is not None:
         assert fingerprint(home) == before, f"{row.name} changed the home"
     assert world.net.read_bytes() == net_before
+    assert outside_files(tmp_path, home) == others_before, "a file outside the home changed"
+    if row.unchanged is not None:
+        assert row.unchanged(world) == unchanged_before, "the command acted (something was sent)"
+    assert Path("/dev/null").is_char_device()
     assert not list(tmp_path.rglob("*.tmp")), "a temporary file was left behind"
     if row.point == 7 and args[0] == "init":
         assert not (tmp_path / "new").exists(), "a refused init must not create the home"
@@ -407,7 +763,18 @@ def test_bad_input_is_one_line_and_touches_nothing(world: World, tmp_path: Path,
 
 
 def test_every_point_of_the_issue_has_rows() -> None:
-    assert {row.point for row in ROWS} >= {1, 2, 3, 5, 6, 7, 8}  # 4 is the two-process test below
+    assert {row.point for row in ROWS if row.issue == 7} >= {1, 2, 3, 5, 6, 7, 8}  # 4: the two-process test
+    # 4 (the light client's trust and tx's finality) is in test_light.py and test_wallet.py
+    assert {row.point for row in ROWS if row.issue == 18} >= {2, 3, 5}
+
+
+def test_force_replaces_a_regular_file_and_only_that(world: World, tmp_path: Path) -> None:
+    """Issue 18, point 2, the valid case: ``--force`` replaces an existing regular file, whole."""
+    target = _existing(tmp_path)
+    result = cli("export-events", "--home", world.home, "--out", target, "--force")
+    assert result.returncode == 0, result.stderr
+    assert target.read_bytes() == world.export.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.events"]
 
 
 # -- conveniences (point 8) ------------------------------------------------------------------------

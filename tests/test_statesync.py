@@ -18,6 +18,7 @@ import consensus.statesync
 import state.snapshot
 from appchain.chain import Chain, ChainError, replay_from_genesis
 from appchain.exchange import export_events
+from appchain.genesis_files import write_devnet
 from appchain.home import Home, NodeConfig
 from appchain.statesync import answer, offered_snapshot
 from consensus.messages import (
@@ -32,7 +33,6 @@ from consensus.messages import (
 )
 from consensus.node import Penalize, Send
 from consensus.statesync import StateSync, SyncConfig
-from genesis.devnet import write_devnet
 from state.types import Hash32, NodeKey
 from tests.conftest import extend
 

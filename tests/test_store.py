@@ -151,7 +151,7 @@ def _snapshot_db(path: Path) -> dict[bytes, bytes]:
 
 
 def test_genesis_mismatch_is_refused(make_home: MakeHome, tmp_path: Path) -> None:
-    from genesis.devnet import write_devnet
+    from appchain.genesis_files import write_devnet
 
     home = make_home(1)
     other = write_devnet(tmp_path / "other" / "genesis.json", 2, "other")

@@ -51,9 +51,12 @@ def rpc(member: NetworkMember, method: str, **params: Any) -> Any:
 
 
 def node_state(observer: NetworkMember, node: NetworkMember) -> str:
-    entries = rpc(observer, "get_service_nodes", service_node_pubkeys=[node.node_key.hex()])[
-        "service_node_states"
-    ]
+    """``node``'s state on chain as ``observer`` answers it ("unknown" while it does not answer)."""
+    try:
+        answer = rpc(observer, "get_service_nodes", service_node_pubkeys=[node.node_key.hex()])
+    except OSError:  # starting, or stopped
+        return "unknown"
+    entries = answer["service_node_states"]
     return str(entries[0]["status"]) if entries else "unregistered"
 
 

@@ -42,6 +42,7 @@ from state.events import Vote, compute_vote_message
 from state.obligations import ObligationsQuorum, get_quorum
 from state.types import BlsPublicKey, Hash32, NodeKey
 from state.view import Overlay
+from tests.helpers import served_node
 
 CHAIN = "evidence-test"
 PARENT = Hash32(b"\x11" * 32)
@@ -461,7 +462,7 @@ def test_a_corrupt_evidence_record_stops_the_read(
 
 
 def _call(store: BlockStore, **params: Any) -> dict[str, Any]:
-    node = SimpleNamespace(chain=SimpleNamespace(store=store), metrics=None)
+    node = served_node(chain=SimpleNamespace(store=store))
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "get_evidence", "params": params}).encode()
     answer: dict[str, Any] = json.loads(json.dumps(handle_body(node, body)))
     return answer

@@ -16,9 +16,10 @@ import pytest
 from appchain.cli import main
 from appchain.simulate import make_simulation
 from consensus.faults import BYZANTINE_KINDS, FaultSpecError, parse_faults
-from consensus.simulator import STOP_SPACING, Faults, SimConfig, Simulation, Stall, ToFloor
+from consensus.simulator import STOP_SPACING, Faults, SimConfig, Simulation, Stall, ToFloor, VerdictMemo
 from consensus.validation import compute_block_entropy, compute_block_quorum
 from genesis.presets import DEVNET
+from state.crypto import ed25519
 from state.events import NewState, StateChange
 from state.nodeindex import state_index
 from state.nodes import NodeStatus, get_node
@@ -281,6 +282,30 @@ def test_the_active_set_shrinks_to_the_floor_holds_there_and_grows_back() -> Non
     for node, history in changes.items():
         kinds = [kind for _, kind in history]
         assert kinds == [NewState.DECOMMISSION, NewState.RECOMMISSION] * (len(kinds) // 2), (node, history)
+    first = min(
+        height for history in changes.values() for height, kind in history if kind == NewState.RECOMMISSION
+    )
+    assert len(state_index(watcher.states[first - 1]).active) == FLOOR  # recommissioned at the floor, by 4
+
+
+def test_verifying_each_signature_once_changes_nothing_but_the_time() -> None:
+    """The memo of :class:`VerdictMemo` answers as the verify functions do (bad signatures too:
+    a garbage-sending member signs nothing valid), and puts them back after the run."""
+    spec = "loss=0.05,crash=3@3-20,byzantine=1:garbage,byzantine=2:double-sign,floor=4-5@15+5/2"
+    reports = []
+    for once in (False, True):
+        config = parse_faults(spec, SimConfig(nodes=8, blocks=6, seed=4, verify_once=once, **OUTAGE_TIMING))
+        reports.append(make_simulation(config).run())
+    assert reports[0] == reports[1] and reports[0]["accused"] == [2]
+    verify = ed25519.verify
+    with VerdictMemo() as memo:
+        key = ed25519.SigningKey(bytes(32))
+        signature = key.sign(b"m")
+        assert ed25519.verify is not verify
+        assert [ed25519.verify(key.public_key, b"m", signature) for _ in range(2)] == [True, True]
+        assert ed25519.verify(key.public_key, b"n", signature) is False
+        assert len(memo.verdicts) == 2
+    assert ed25519.verify is verify and not memo.verdicts
 
 
 def test_finality_resumes_after_a_long_partition() -> None:

@@ -432,13 +432,17 @@ class NodeCore:
             self.early_pulse.setdefault(slot, []).append(message)
 
     def _start_round(self, height: int, round_: int, now: float) -> list[Action]:
-        if height != self.height + 1 or round_ > MAX_ROUND or (height, round_) in self.started:
+        if height != self.height + 1 or round_ > MAX_ROUND:
             return []
-        self.started.add((height, round_))
         state = self.ledger.state
         timeout = self.config.timing.round_timeout
         start = state.timestamp + self.config.block_time + round_ * timeout
         self.next_round = _NextRound(height, round_ + 1, start + timeout)
+        if (height, round_) in self.started:
+            # started before a crash (the guard holds its slots): take part in the next one.
+            # Waiting for a block instead stopped the chain for good when it needed this node.
+            return []
+        self.started.add((height, round_))
         entropy = compute_block_entropy(self.ledger.random_value_at, height)
         quorum = compute_block_quorum(state, entropy, height, round_)
         early = self.early_pulse.pop((height, round_), [])

@@ -8,6 +8,7 @@ import pytest
 
 from appchain.simulate import simulation_genesis
 from consensus.checkpoint import compute_checkpoint_message, decode_bitset
+from consensus.faults import parse_faults
 from consensus.forkchoice import prefer_candidate
 from consensus.messages import CheckpointVote
 from consensus.node import EARLY_PULSE_LIMIT, MAX_ROUND, Finalized, NodeCore, Send
@@ -142,6 +143,20 @@ def test_a_member_whose_clock_runs_ahead_takes_part_in_every_round() -> None:
             duties.append(bool(block.header.validators >> quorum.validators.index(ahead) & 1))
     assert len(duties) >= 15 and all(duties), duties
     assert watcher.state_changes == []
+
+
+def test_a_node_back_within_the_round_it_started_before_its_crash_takes_part_in_the_next() -> None:
+    """Round 0 of height 1 starts at t=2; node 2 crashes just after starting it and is back
+    before it ends (t=3). Its guard holds that round's slots, so it starts the next one. With
+    node 3 down for good, the 4-node chain needs nodes 0, 1 and 2 in every round (it waited for
+    a block that could not come without it instead: the chain stopped at height 0 for good)."""
+    config = parse_faults(
+        "crash=3@1-100000,crash=2@2.05-3", SimConfig(nodes=4, blocks=10**9, seed=1, time_limit=120)
+    )
+    _, start = simulation_genesis(config)
+    sim = Simulation(config, start)
+    sim.run()
+    assert min(sim.nodes[i].final_height for i in (0, 1, 2)) >= 8
 
 
 def test_pulse_messages_are_kept_for_the_current_or_next_round_only_and_boundedly() -> None:

@@ -539,10 +539,16 @@ def _print_report(report: CheckReport) -> None:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    if args.nodes < 12 or args.blocks < 1:
-        raise ChainError("--nodes must be at least 12 (Pulse needs 12 active nodes) and --blocks positive")
+    floor = DEVNET.pulse_min_nodes
+    if args.nodes < floor or args.blocks < 1:
+        raise ChainError(
+            f"--nodes must be at least {floor} (Pulse needs pulse_min_nodes active nodes)"
+            " and --blocks positive"
+        )
     try:
-        config = parse_faults(args.faults, SimConfig(nodes=args.nodes, blocks=args.blocks, seed=args.seed))
+        config = parse_faults(
+            args.faults, SimConfig(nodes=args.nodes, blocks=args.blocks, seed=args.seed, verify_once=True)
+        )
     except FaultSpecError as exc:
         raise ChainError(str(exc)) from None
     report = make_simulation(config).run()
@@ -558,6 +564,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(
             f"highest round used: {report['rounds_used']}, messages: {report['messages']}, "
             f"simulated seconds: {report['simulated_seconds']}"
+        )
+        print(
+            f"active nodes: {report['smallest_active']} at the fewest, {report['active_at_end']} at the end"
         )
     if not safe:
         print("error: simulate: a safety property failed (see the report)", file=sys.stderr)
@@ -726,7 +735,11 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--nodes", type=int, default=30)
     sim.add_argument("--blocks", type=int, default=20, help="stop once every honest node has this many final")
     sim.add_argument("--seed", type=int, default=1)
-    sim.add_argument("--faults", default="", help="e.g. loss=0.05,crash=3@5-40,partition=0-9|10-29@6-40")
+    sim.add_argument(
+        "--faults",
+        default="",
+        help="e.g. loss=0.05,crash=3@5-40,partition=0-9|10-29@6-40,floor=1-9@30,stall=30-1600",
+    )
     sim.add_argument("--json", action="store_true")
     sim.set_defaults(handler=cmd_simulate)
 

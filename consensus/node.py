@@ -89,6 +89,8 @@ MAX_ROUND = MAX_PULSE_ROUND
 """Rounds keep counting while a height fails (Oxen caps them at 255 and falls back to mining;
 this chain has no mining, so a stalled chain resumes as soon as a quorum is back). The bound is
 the width of the double-sign guard's round field."""
+EARLY_PULSE_LIMIT = 1_024
+"""Pulse messages kept for rounds this node has not started yet (see :meth:`NodeCore.on_message`)."""
 
 # -- actions -------------------------------------------------------------------------------------
 
@@ -282,6 +284,9 @@ class NodeCore:
         self.current_round: tuple[int, int] = (0, 0)
         """The (height, round) started last, whether this node is in its quorum or not."""
         self.started: set[tuple[int, int]] = set()
+        self.early_pulse: dict[tuple[int, int], list[PulseMessage]] = {}
+        """Pulse messages of the next height's current or next round, received before this node
+        started that round, by (height, round)."""
         self.proof_due: float | None = None
         self.syncing_until = -1.0
         self.pending_certificates: dict[int, CheckpointCertificate] = {}
@@ -326,6 +331,7 @@ class NodeCore:
     def on_crash(self) -> None:
         """Forget what lives only in memory: the current round, the messages seen for evidence."""
         self.round, self.round_wakes, self.next_round = None, [], None
+        self.early_pulse = {}
         self.evidence = EvidenceBook(self.config.chain_id)
 
     def next_wake(self) -> float | None:
@@ -358,8 +364,11 @@ class NodeCore:
             actions = _keep(self.evidence.on_pulse_message(message))
             if message.height > self.height + 1:
                 actions += self.request_sync(now)
-            if self.round is not None and (message.height, message.round) == self.round_id:
+            slot = (message.height, message.round)
+            if self.round is not None and slot == self.round_id:
                 actions += self._drive(self.round.on_message(message, now), now)
+            elif slot not in self.started and self._is_upcoming(message.height, message.round, now):
+                self._keep_early(slot, message)
             return actions
         if isinstance(message, SignedBlock):
             return self.on_block(message.block, now)
@@ -441,6 +450,7 @@ class NodeCore:
         for key in [key for key in self.vote_pool if key[0] < oldest]:
             del self.vote_pool[key]
         self.started = {started for started in self.started if started[0] > self.height}
+        self.early_pulse = {slot: kept for slot, kept in self.early_pulse.items() if slot[0] > self.height}
         actions = self._vote_checkpoint(now)
         actions += self._run_tests(now)
         certificate = self.pending_certificates.get(self.height)
@@ -478,22 +488,47 @@ class NodeCore:
     def _schedule_height(self, now: float) -> None:
         """Round 0 of the next height starts a block time after the tip's timestamp; a node that
         arrives late joins the first round that has not ended by its clock."""
-        start = self.ledger.state.timestamp + self.config.block_time
-        round_ = max(0, int((now - start) // self.config.timing.round_timeout))
-        at = start + round_ * self.config.timing.round_timeout
+        round_ = self._round_at(now)
+        at = self.ledger.state.timestamp + self.config.block_time + round_ * self.config.timing.round_timeout
         self.next_round = _NextRound(self.height + 1, round_, max(at, now))
 
+    def _round_at(self, now: float) -> int:
+        """The round of the next height under way at ``now`` by this node's clock (0 before it)."""
+        start = self.ledger.state.timestamp + self.config.block_time
+        return max(0, int((now - start) // self.config.timing.round_timeout))
+
+    def _is_upcoming(self, height: int, round_: int, now: float) -> bool:
+        """Whether a Pulse message of ``(height, round_)`` is for a round this node has yet to
+        start and soon will: the next height, and the round under way by our clock or the
+        next one. A member whose clock runs ahead of ours by more than the network's latency
+        starts each round, and sends its handshake, before we do: dropped, that handshake would
+        leave it out of every round's bitset, and its missed duties would decommission it."""
+        current = self._round_at(now)
+        return height == self.height + 1 and current <= round_ <= current + 1
+
+    def _keep_early(self, slot: tuple[int, int], message: PulseMessage) -> None:
+        """Keep ``message`` until this node starts its round (at most :data:`EARLY_PULSE_LIMIT`
+        in all: they are checked only then)."""
+        if sum(len(kept) for kept in self.early_pulse.values()) < EARLY_PULSE_LIMIT:
+            self.early_pulse.setdefault(slot, []).append(message)
+
     def _start_round(self, height: int, round_: int, now: float) -> list[Action]:
-        if height != self.height + 1 or round_ > MAX_ROUND or (height, round_) in self.started:
+        if height != self.height + 1 or round_ > MAX_ROUND:
             return []
-        self.started.add((height, round_))
-        self.current_round = (height, round_)
         state = self.ledger.state
         timeout = self.config.timing.round_timeout
         start = state.timestamp + self.config.block_time + round_ * timeout
         self.next_round = _NextRound(height, round_ + 1, start + timeout)
+        self.current_round = (height, round_)
+        if (height, round_) in self.started:
+            # started before a crash (the guard holds its slots): take part in the next one.
+            # Waiting for a block instead stopped the chain for good when it needed this node.
+            return []
+        self.started.add((height, round_))
         entropy = compute_block_entropy(self.ledger.random_value_at, height)
         quorum = compute_block_quorum(state, entropy, height, round_)
+        early = self.early_pulse.pop((height, round_), [])
+        self.early_pulse = {slot: kept for slot, kept in self.early_pulse.items() if slot > (height, round_)}
         me = self.node_key
         if quorum is None or (me != quorum.producer and me not in quorum.validators):
             self.round, self.round_wakes = None, []
@@ -520,7 +555,12 @@ class NodeCore:
             encode_template=encode,
             validate_template=lambda block: self._is_valid_template(block, height, round_, quorum.producer),
         )
-        return self._drive(self.round.on_start(), now)
+        actions = self._drive(self.round.on_start(), now)
+        for message in early:  # what members whose clocks run ahead sent before we started
+            if self.round is None or self.round_id != (height, round_):
+                break
+            actions += self._drive(self.round.on_message(message, now), now)
+        return actions
 
     def _build_template(self, state: State, timestamp: int, producer: NodeKey, round_: int) -> Block:
         """The producer's block: every state change with enough votes that is still valid (one

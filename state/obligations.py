@@ -99,7 +99,12 @@ def compute_obligations_quorum(
 def compute_vote_threshold(quorum: ObligationsQuorum, worker: bytes, params: ChainParams) -> int:
     """Votes a state change about ``worker`` needs: ⌈7q/10⌉ of the quorum's q validators, or of
     the q − 1 others when the worker is a validator itself (it never votes on itself)."""
-    voters = len(quorum.validators) - (1 if worker in quorum.validators else 0)
+    return compute_votes_needed(len(quorum.validators) - (1 if worker in quorum.validators else 0), params)
+
+
+def compute_votes_needed(voters: int, params: ChainParams) -> int:
+    """Votes a state change needs of ``voters`` validators: ``obligations_threshold`` of
+    ``obligations_quorum_size``, scaled to them and rounded up (7 of 10, 5 of 7, 3 of 4)."""
     size = params.obligations_quorum_size
     return (params.obligations_threshold * voters + size - 1) // size
 

@@ -405,7 +405,9 @@ def test_the_simulators_double_signers_alone_are_accused() -> None:
     simulation = make_simulation(SimConfig(nodes=12, blocks=8, seed=3, faults=Faults(byzantine=byzantine)))
     report = simulation.run()
     assert report["accused"] == [2]
-    assert min(report["final_heights"]) >= 8
+    # the run ends when every honest node has 8 final blocks: a byzantine one may still be
+    # waiting for the last certificate
+    assert min(h for i, h in enumerate(report["final_heights"]) if i not in byzantine) >= 8
     for _, evidence in simulation.evidence:
         verify_evidence(evidence)
     honest = {index for index, _ in simulation.evidence}

@@ -43,12 +43,13 @@ FLOOD_SECONDS ?= 60
 CRASH_KILLS ?= 100
 CRASH_SEED ?= 2026
 
-# the randomized fault simulations with many more seeds than CI runs (it runs 20), the randomized
-# fault schedules over 12 node processes in network namespaces (CI runs 5; needs root), the crash
-# loop of a network node killed CRASH_KILLS times (CI kills it 5 times), then the floods with
-# FLOOD_SECONDS a phase
+# the randomized fault simulations with many more seeds than CI runs (it runs 20 of the 30-node
+# faults and 50 of the outages of 4 to 14 nodes), the randomized fault schedules over 12 node
+# processes in network namespaces (CI runs 5; needs root), the crash loop of a network node killed
+# CRASH_KILLS times (CI kills it 5 times), then the floods with FLOOD_SECONDS a phase
 soak: $(STAMP)
-	APPCHAIN_SIM_SEEDS=$(SOAK_SEEDS) $(BIN)/pytest -q tests/test_simulator.py -k safety_and_finality_under_faults
+	APPCHAIN_SIM_SEEDS=$(SOAK_SEEDS) $(BIN)/pytest -q tests/test_simulator.py \
+		-k "safety_and_finality_under_faults or regrowth_through_outages"
 	NETNS_SCHEDULES=$(NETNS_SCHEDULES) $(BIN)/pytest -q -s tests/test_netns.py -k randomized_fault_schedules
 	APPCHAIN_CRASH_LOOP_KILLS=$(CRASH_KILLS) APPCHAIN_CRASH_LOOP_SEED=$(CRASH_SEED) \
 		$(BIN)/pytest -q -s tests/test_crash_network.py

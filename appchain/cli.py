@@ -66,6 +66,7 @@ from consensus.faults import FaultSpecError, parse_faults
 from consensus.simulator import SimConfig
 from genesis.devnet import DevKeyError, load_dev_accounts, load_dev_nodes
 from genesis.document import CHAIN_ID, Genesis, GenesisError, load_genesis
+from genesis.presets import DEVNET
 from state.supply import compute_supply
 from state.types import NodeKey
 
@@ -356,16 +357,20 @@ def cmd_testnet(args: argparse.Namespace) -> int:
             f"  {member.home}: p2p 127.0.0.1:{member.p2p_port}, admin 127.0.0.1:{member.admin_port}, "
             f"rpc http://127.0.0.1:{member.rpc_port}/json_rpc"
         )
-    if args.nodes < 12:
-        print("note: Pulse needs 12 active service nodes; this network will not produce blocks")
+    if args.nodes < DEVNET.pulse_min_nodes:
+        print(
+            f"note: Pulse needs {DEVNET.pulse_min_nodes} active service nodes (pulse_min_nodes);"
+            " this network will not produce blocks"
+        )
     return EXIT_OK
 
 
 def cmd_devnet(args: argparse.Namespace) -> int:
     from appchain.devnet import run_devnet
 
-    if args.nodes < 12:
-        raise ChainError("--nodes must be at least 12 (Pulse needs 12 active service nodes)")
+    if args.nodes < DEVNET.pulse_min_nodes:
+        minimum = DEVNET.pulse_min_nodes
+        raise ChainError(f"--nodes must be at least {minimum} (Pulse needs {minimum} active service nodes)")
     return run_devnet(
         Path(args.home), args.nodes, base_port=args.base_port, seconds=args.seconds, netns=args.netns
     )
@@ -442,8 +447,11 @@ def cmd_export_genesis(args: argparse.Namespace) -> int:
             f"by {len(dev_nodes)} dev nodes staked from the pool; keys in {out.parent / 'keys'} "
             "(UNSAFE: derived from a public seed)"
         )
-        if len(dev_nodes) < 12:
-            print("note: Pulse needs 12 active service nodes; this network will not produce blocks")
+        if len(dev_nodes) < genesis.params.pulse_min_nodes:
+            print(
+                f"note: Pulse needs {genesis.params.pulse_min_nodes} active service nodes (pulse_min_nodes);"
+                " this network will not produce blocks"
+            )
     print(f"genesis hash: {genesis.hash.hex()}")
     return 0
 
@@ -531,10 +539,16 @@ def _print_report(report: CheckReport) -> None:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    if args.nodes < 12 or args.blocks < 1:
-        raise ChainError("--nodes must be at least 12 (Pulse needs 12 active nodes) and --blocks positive")
+    floor = DEVNET.pulse_min_nodes
+    if args.nodes < floor or args.blocks < 1:
+        raise ChainError(
+            f"--nodes must be at least {floor} (Pulse needs pulse_min_nodes active nodes)"
+            " and --blocks positive"
+        )
     try:
-        config = parse_faults(args.faults, SimConfig(nodes=args.nodes, blocks=args.blocks, seed=args.seed))
+        config = parse_faults(
+            args.faults, SimConfig(nodes=args.nodes, blocks=args.blocks, seed=args.seed, verify_once=True)
+        )
     except FaultSpecError as exc:
         raise ChainError(str(exc)) from None
     report = make_simulation(config).run()
@@ -550,6 +564,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(
             f"highest round used: {report['rounds_used']}, messages: {report['messages']}, "
             f"simulated seconds: {report['simulated_seconds']}"
+        )
+        print(
+            f"active nodes: {report['smallest_active']} at the fewest, {report['active_at_end']} at the end"
         )
     if not safe:
         print("error: simulate: a safety property failed (see the report)", file=sys.stderr)
@@ -718,7 +735,11 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--nodes", type=int, default=30)
     sim.add_argument("--blocks", type=int, default=20, help="stop once every honest node has this many final")
     sim.add_argument("--seed", type=int, default=1)
-    sim.add_argument("--faults", default="", help="e.g. loss=0.05,crash=3@5-40,partition=0-9|10-29@6-40")
+    sim.add_argument(
+        "--faults",
+        default="",
+        help="e.g. loss=0.05,crash=3@5-40,partition=0-9|10-29@6-40,floor=1-9@30,stall=30-1600",
+    )
     sim.add_argument("--json", action="store_true")
     sim.set_defaults(handler=cmd_simulate)
 

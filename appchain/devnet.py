@@ -193,10 +193,14 @@ def render(
     supervisor's clock, for the time left before a restart (default: the monotonic clock)."""
     now = time.monotonic() if now is None else now
     finals = [a.status["final_height"] for a in answers if a.status]
+    caption = f"logs: {members[0].home.parent}/node<i>/node.log; Ctrl-C stops every node"
+    why = explain_stall(answers)
+    if why:
+        caption = "\n".join(f"[yellow]{escape(line)}[/yellow]" for line in why) + "\n" + caption
     table = Table(
         title=f"devnet: {len(members)} node processes {where}, {time.monotonic() - started:.0f} s"
         + (f", final height {min(finals)}..{max(finals)}" if finals else ", starting"),
-        caption=f"logs: {members[0].home.parent}/node<i>/node.log; Ctrl-C stops every node",
+        caption=caption,
     )
     numbers = ("pid", "height", "final", "round", "peers", "mempool", "restarts")
     for column in (
@@ -241,6 +245,22 @@ def render(
             restarts,
         )
     return table
+
+
+def explain_stall(answers: list[Answer]) -> list[str]:
+    """Why the chain is not moving, when it is not (PROTOCOL.md §4a "Say why"): what the most
+    advanced node that answers says of its blocks and its finality (``status.progress``)."""
+    statuses = [a.status for a in answers if a.status and isinstance(a.status.get("progress"), dict)]
+    if not statuses:
+        return []
+    ahead = max(statuses, key=lambda status: (status["height"], status["final_height"]))
+    progress = ahead["progress"]
+    lines = []
+    if progress.get("blocks"):
+        lines.append(f"no new block: {progress['blocks']}")
+    if progress.get("finality"):
+        lines.append(f"finality stalled: {progress['finality']}")
+    return lines
 
 
 def _problem_cell(answer: Answer, answered_before: bool) -> str:

@@ -162,6 +162,42 @@ class _NodeCollector(Collector):
         for stage, seconds in sorted(core.stage_times.items()):
             stages.add_metric([stage], seconds)
         yield stages
+        progress = status["progress"]
+        yield gauge("appchain_active_nodes", "Active service nodes at the tip", progress["active_nodes"])
+        yield gauge(
+            "appchain_pulse_min_nodes",
+            "Fewest active nodes Pulse runs with (pulse_min_nodes)",
+            progress["pulse_min_nodes"],
+        )
+        yield gauge(
+            "appchain_blocks_stalled",
+            "1 when the tip is older than a block time and a round timeout (status says why)",
+            progress["stalled"],
+        )
+        yield gauge(
+            "appchain_too_few_active_nodes",
+            "1 when fewer nodes are active than Pulse needs: no block can be made",
+            progress["active_nodes"] < progress["pulse_min_nodes"],
+        )
+        failed = progress["last_failed_round"]
+        if failed is not None:
+            heard = GaugeMetricFamily(
+                "appchain_last_failed_round_heard",
+                "Quorum members heard in the last failed round of the next height, by its stage",
+                labels=["stage"],
+            )
+            heard.add_metric([failed["stage"]], failed["heard"])
+            yield heard
+            yield gauge("appchain_last_failed_round_needed", "Validators that round needed", failed["needed"])
+        checkpoint = progress["checkpoint"]
+        if checkpoint is not None and checkpoint["votes"] is not None:
+            yield gauge(
+                "appchain_checkpoint_votes_heard",
+                "Votes heard for the checkpoint finality waits for (this node in its quorum)",
+                checkpoint["votes"],
+            )
+            needed = checkpoint["needed"]
+            yield gauge("appchain_checkpoint_votes_needed", "Votes that checkpoint needs", needed)
         yield gauge("appchain_peers", "Connected peers", len(node.host.peers))
         yield gauge("appchain_mempool_transactions", "Transactions waiting in the mempool", len(core.mempool))
         yield counter("appchain_blocks_produced", "Blocks this node produced", core.produced)

@@ -445,6 +445,7 @@ class NetnsTestnet:
         self._testnet = {"nodes": nodes, **testnet}
         self.processes: dict[int, subprocess.Popen[bytes]] = {}
         self.paused: set[int] = set()
+        self.crashed: set[int] = set()
         self.relay_process: subprocess.Popen[bytes] | None = None
         self._previous_sigterm: Any = None
 
@@ -514,9 +515,36 @@ class NetnsTestnet:
             if self.processes[index].poll() is None:
                 self.processes[index].send_signal(signal.SIGCONT)
 
+    def crash(self, index: int) -> None:
+        """SIGKILL the node (a crash: nothing flushed, nothing said to its peers) and reap it;
+        :meth:`restart` brings it back on its home."""
+        self.resume(index)
+        process = self.processes[index]
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        self.crashed.add(index)
+
+    def restart(self, index: int, seconds: float = 60.0, *, wait: bool = True) -> None:
+        """Start a crashed node again and (``wait``) wait until it answers ``status``."""
+        if index not in self.crashed:
+            raise NetnsError(f"node {index} was not crashed")
+        self.crashed.discard(index)
+        self.start(index)
+        if wait:
+            self.wait_for(index, seconds)
+
+    def wait_for(self, index: int, seconds: float = 60.0) -> None:
+        """Wait until node ``index`` answers ``status`` (its chain loaded, its ports open)."""
+        wait_until(lambda: self.status(index, timeout=1.0) is not None, seconds, f"node {index} answering")
+
     def exited(self) -> dict[int, int]:
-        """The nodes whose process ended, and its exit code."""
-        return {i: code for i, p in self.processes.items() if (code := p.poll()) is not None}
+        """The nodes whose process ended, and its exit code (not the ones :meth:`crash` killed)."""
+        return {
+            i: code
+            for i, p in self.processes.items()
+            if i not in self.crashed and (code := p.poll()) is not None
+        }
 
     # -- asking the nodes --------------------------------------------------------------------------
 
@@ -551,7 +579,7 @@ class NetnsTestnet:
         return reply["result"]
 
     def status(self, index: int, timeout: float = 2.0) -> dict[str, Any] | None:
-        if index in self.paused:
+        if index in self.paused or index in self.crashed:
             return None
         try:
             result: dict[str, Any] = self.admin(index, "status", timeout=timeout)

@@ -29,6 +29,7 @@ in full before it is written. Logs are structured lines on stderr:
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import gc
 import os
@@ -88,6 +89,7 @@ from consensus.pulse import Timing
 from consensus.statesync import SyncConfig
 from consensus.uptime import DEVNET_UPTIME, MAINNET_UPTIME, UptimeProof
 from p2p.host import Host, HostConfig, ListenFailed
+from state.checkpoints import CHECKPOINT_INTERVAL
 from state.encoding import DecodeError, encode
 from state.events import Transaction, compute_event_hash
 from state.hashing import blake3_256
@@ -484,6 +486,39 @@ class Node:
 
     # -- status ---------------------------------------------------------------------------------------
 
+    def progress(self) -> dict[str, Any]:
+        """Why the chain moves or not (PROTOCOL.md §4a "Say why"), for ``status``, ``get_info``,
+        ``/metrics``, the devnet's table and the network page.
+
+        ``blocks`` says why no block is made (too few active nodes, or the last round of the next
+        height this node took part in: its stage, reason and how many of the quorum it heard),
+        given when that holds or when the tip is older than a block time and a round timeout;
+        ``finality`` says what finality waits for (k of the needed checkpoint votes heard), given
+        once the tip is two checkpoints past the final block. Both are None while things move."""
+        core = self.core
+        progress = core.progress()
+        state = self.ledger.state
+        stalled = self.now() - state.timestamp > state.params.block_time + self.config.round_timeout
+        too_few = progress.active_nodes < progress.pulse_min_nodes
+        failure = progress.last_failure
+        lagging = progress.height - progress.final_height >= 2 * CHECKPOINT_INTERVAL
+        return {
+            "stalled": stalled,
+            "blocks": progress.blocks_reason() if stalled or too_few else None,
+            "finality": progress.finality_reason() if lagging else None,
+            "active_nodes": progress.active_nodes,
+            "pulse_min_nodes": progress.pulse_min_nodes,
+            "round": progress.round,
+            "last_failed_round": None if failure is None else dataclasses.asdict(failure),
+            "checkpoint": None
+            if progress.checkpoint is None
+            else {
+                "height": progress.checkpoint,
+                "votes": progress.checkpoint_votes,
+                "needed": progress.checkpoint_needed,
+            },
+        }
+
     def looks_behind(self) -> bool:
         """Our tip is older than a few blocks and a round: the network has likely moved on."""
         state = self.ledger.state
@@ -508,6 +543,7 @@ class Node:
             "peers": len(self.host.peers),
             "sync": "syncing" if behind else "synced",
             "round": self.core.round_id[1] if self.core.round is not None else None,
+            "progress": self.progress(),
             "stage_seconds": {name: round(seconds, 3) for name, seconds in self.core.stage_times.items()},
             "mempool": len(self.core.mempool),
             "service_node": service_node_summary(state, self.core.node_key),

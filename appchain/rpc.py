@@ -147,6 +147,7 @@ def get_info(node: Node, params: NoParams) -> dict[str, Any]:
         "pulse": True,
         "pulse_target_timestamp": state.timestamp + chain_params.block_time,
         "target": chain_params.block_time,
+        "progress": node.progress(),
     }
 
 

@@ -49,7 +49,16 @@ from consensus.messages import (
     TxMessage,
     VoteMessage,
 )
-from consensus.pulse import BlockSigned, Broadcast, PulseMessage, PulseRound, RoundFailed, Timing, WakeAt
+from consensus.pulse import (
+    BlockSigned,
+    Broadcast,
+    PulseMessage,
+    PulseRound,
+    RoundFailed,
+    Stage,
+    Timing,
+    WakeAt,
+)
 from consensus.quorum import MAX_PULSE_ROUND, compute_checkpoint_threshold
 from consensus.uptime import (
     ProofBook,
@@ -63,13 +72,14 @@ from consensus.uptime import (
 )
 from consensus.validation import compute_block_entropy, compute_block_quorum, finalize_template
 from state.block import Block, compute_block_hash
-from state.checkpoints import get_checkpoint_quorum, is_checkpoint_height
+from state.checkpoints import CHECKPOINT_INTERVAL, get_checkpoint_quorum, is_checkpoint_height
 from state.crypto import bls, ed25519
 from state.encoding import Decoder, Record, encode
 from state.errors import InvalidBlock, InvalidEvent, InvalidSignature
 from state.events import Event, NewState, StateChange, Vote, compute_vote_message
+from state.nodeindex import node_lists
 from state.nodes import NodeStatus, get_node
-from state.obligations import get_quorum
+from state.obligations import compute_vote_threshold, get_quorum
 from state.state import State
 from state.transition import execute_block, propose_block
 from state.types import Hash32, Height, NodeKey
@@ -79,6 +89,8 @@ MAX_ROUND = MAX_PULSE_ROUND
 """Rounds keep counting while a height fails (Oxen caps them at 255 and falls back to mining;
 this chain has no mining, so a stalled chain resumes as soon as a quorum is back). The bound is
 the width of the double-sign guard's round field."""
+EARLY_PULSE_LIMIT = 1_024
+"""Pulse messages kept for rounds this node has not started yet (see :meth:`NodeCore.on_message`)."""
 
 # -- actions -------------------------------------------------------------------------------------
 
@@ -176,6 +188,73 @@ class _NextRound:
     at: float
 
 
+@dataclass(frozen=True)
+class RoundFailure:
+    """The last Pulse round this node took part in that failed."""
+
+    height: int
+    round: int
+    stage: str
+    reason: str
+    heard: int
+    """Quorum members this node heard from in that round, itself included."""
+    members: int
+    needed: int
+    """Validator signatures the round needed."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Why the chain moves or not, as this node sees it (PROTOCOL.md §4a "Say why"): what the
+    status, ``get_info``, ``/metrics`` and the network page show. Pure data; the driver decides
+    when the chain counts as stalled (its tip older than a block and a round)."""
+
+    height: int
+    final_height: int
+    active_nodes: int
+    pulse_min_nodes: int
+    round: int
+    """The Pulse round of the next height that this node runs or waits for (above 0: earlier
+    rounds of it failed)."""
+    last_failure: RoundFailure | None
+    """The last round this node was a member of that failed, at the next height."""
+    checkpoint: int | None
+    """The lowest checkpoint height above the final one that this node holds a block at, whose
+    certificate it waits for."""
+    checkpoint_votes: int | None
+    """Votes for our block at ``checkpoint`` this node heard (None: it is not in its quorum)."""
+    checkpoint_needed: int | None
+
+    def blocks_reason(self) -> str | None:
+        """Why no block is made, if this node can tell."""
+        if self.active_nodes < self.pulse_min_nodes:
+            return (
+                f"too few active nodes: {self.active_nodes} active, Pulse needs"
+                f" {self.pulse_min_nodes} (pulse_min_nodes)"
+            )
+        failure = self.last_failure
+        if failure is not None:
+            return (
+                f"round {failure.round} of height {failure.height} failed at {failure.stage}"
+                f" ({failure.reason}): heard {failure.heard} of {failure.members} quorum members,"
+                f" {failure.needed} validators needed"
+            )
+        if self.round > 0:
+            return f"height {self.height + 1} is at round {self.round}: its earlier rounds failed"
+        return None
+
+    def finality_reason(self) -> str | None:
+        """What finality waits for, if a checkpoint below the tip has no certificate yet."""
+        if self.checkpoint is None:
+            return None
+        if self.checkpoint_votes is None:
+            return f"checkpoint {self.checkpoint} waits for its certificate (this node is not in its quorum)"
+        return (
+            f"checkpoint {self.checkpoint} waits for checkpoint votes: {self.checkpoint_votes} of"
+            f" {self.checkpoint_needed} needed heard"
+        )
+
+
 @dataclass
 class NodeCore:
     """One service node's consensus state machine."""
@@ -201,7 +280,13 @@ class NodeCore:
         self.round_wakes: list[float] = []
         self.stage_times: dict[str, float] = {}
         self.next_round: _NextRound | None = None
+        self.last_failure: RoundFailure | None = None
+        self.current_round: tuple[int, int] = (0, 0)
+        """The (height, round) started last, whether this node is in its quorum or not."""
         self.started: set[tuple[int, int]] = set()
+        self.early_pulse: dict[tuple[int, int], list[PulseMessage]] = {}
+        """Pulse messages of the next height's current or next round, received before this node
+        started that round, by (height, round)."""
         self.proof_due: float | None = None
         self.syncing_until = -1.0
         self.pending_certificates: dict[int, CheckpointCertificate] = {}
@@ -246,6 +331,7 @@ class NodeCore:
     def on_crash(self) -> None:
         """Forget what lives only in memory: the current round, the messages seen for evidence."""
         self.round, self.round_wakes, self.next_round = None, [], None
+        self.early_pulse = {}
         self.evidence = EvidenceBook(self.config.chain_id)
 
     def next_wake(self) -> float | None:
@@ -278,8 +364,11 @@ class NodeCore:
             actions = _keep(self.evidence.on_pulse_message(message))
             if message.height > self.height + 1:
                 actions += self.request_sync(now)
-            if self.round is not None and (message.height, message.round) == self.round_id:
+            slot = (message.height, message.round)
+            if self.round is not None and slot == self.round_id:
                 actions += self._drive(self.round.on_message(message, now), now)
+            elif slot not in self.started and self._is_upcoming(message.height, message.round, now):
+                self._keep_early(slot, message)
             return actions
         if isinstance(message, SignedBlock):
             return self.on_block(message.block, now)
@@ -355,7 +444,13 @@ class NodeCore:
 
     def _after_block(self, now: float) -> list[Action]:
         self.round, self.round_wakes = None, []
+        self.last_failure = None
         self.evidence.forget_below(self.height - EVIDENCE_WINDOW)
+        oldest = self.height + 1 - self.ledger.state.params.vote_lifetime  # older votes are void
+        for key in [key for key in self.vote_pool if key[0] < oldest]:
+            del self.vote_pool[key]
+        self.started = {started for started in self.started if started[0] > self.height}
+        self.early_pulse = {slot: kept for slot, kept in self.early_pulse.items() if slot[0] > self.height}
         actions = self._vote_checkpoint(now)
         actions += self._run_tests(now)
         certificate = self.pending_certificates.get(self.height)
@@ -393,21 +488,47 @@ class NodeCore:
     def _schedule_height(self, now: float) -> None:
         """Round 0 of the next height starts a block time after the tip's timestamp; a node that
         arrives late joins the first round that has not ended by its clock."""
-        start = self.ledger.state.timestamp + self.config.block_time
-        round_ = max(0, int((now - start) // self.config.timing.round_timeout))
-        at = start + round_ * self.config.timing.round_timeout
+        round_ = self._round_at(now)
+        at = self.ledger.state.timestamp + self.config.block_time + round_ * self.config.timing.round_timeout
         self.next_round = _NextRound(self.height + 1, round_, max(at, now))
 
+    def _round_at(self, now: float) -> int:
+        """The round of the next height under way at ``now`` by this node's clock (0 before it)."""
+        start = self.ledger.state.timestamp + self.config.block_time
+        return max(0, int((now - start) // self.config.timing.round_timeout))
+
+    def _is_upcoming(self, height: int, round_: int, now: float) -> bool:
+        """Whether a Pulse message of ``(height, round_)`` is for a round this node has yet to
+        start and soon will: the next height, and the round under way by our clock or the
+        next one. A member whose clock runs ahead of ours by more than the network's latency
+        starts each round, and sends its handshake, before we do: dropped, that handshake would
+        leave it out of every round's bitset, and its missed duties would decommission it."""
+        current = self._round_at(now)
+        return height == self.height + 1 and current <= round_ <= current + 1
+
+    def _keep_early(self, slot: tuple[int, int], message: PulseMessage) -> None:
+        """Keep ``message`` until this node starts its round (at most :data:`EARLY_PULSE_LIMIT`
+        in all: they are checked only then)."""
+        if sum(len(kept) for kept in self.early_pulse.values()) < EARLY_PULSE_LIMIT:
+            self.early_pulse.setdefault(slot, []).append(message)
+
     def _start_round(self, height: int, round_: int, now: float) -> list[Action]:
-        if height != self.height + 1 or round_ > MAX_ROUND or (height, round_) in self.started:
+        if height != self.height + 1 or round_ > MAX_ROUND:
             return []
-        self.started.add((height, round_))
         state = self.ledger.state
         timeout = self.config.timing.round_timeout
         start = state.timestamp + self.config.block_time + round_ * timeout
         self.next_round = _NextRound(height, round_ + 1, start + timeout)
+        self.current_round = (height, round_)
+        if (height, round_) in self.started:
+            # started before a crash (the guard holds its slots): take part in the next one.
+            # Waiting for a block instead stopped the chain for good when it needed this node.
+            return []
+        self.started.add((height, round_))
         entropy = compute_block_entropy(self.ledger.random_value_at, height)
         quorum = compute_block_quorum(state, entropy, height, round_)
+        early = self.early_pulse.pop((height, round_), [])
+        self.early_pulse = {slot: kept for slot, kept in self.early_pulse.items() if slot > (height, round_)}
         me = self.node_key
         if quorum is None or (me != quorum.producer and me not in quorum.validators):
             self.round, self.round_wakes = None, []
@@ -434,18 +555,25 @@ class NodeCore:
             encode_template=encode,
             validate_template=lambda block: self._is_valid_template(block, height, round_, quorum.producer),
         )
-        return self._drive(self.round.on_start(), now)
+        actions = self._drive(self.round.on_start(), now)
+        for message in early:  # what members whose clocks run ahead sent before we started
+            if self.round is None or self.round_id != (height, round_):
+                break
+            actions += self._drive(self.round.on_message(message, now), now)
+        return actions
 
     def _build_template(self, state: State, timestamp: int, producer: NodeKey, round_: int) -> Block:
-        """The producer's block: every state change with enough votes that is still valid."""
-        threshold = state.params.obligations_threshold
-        events: list[Event] = [
-            StateChange(
-                Height(h), w, new_state, tuple(sorted(votes.values(), key=lambda v: v.validator_index))
-            )
-            for (h, w, new_state), votes in sorted(self.vote_pool.items())
-            if len(votes) >= threshold and state.height + 1 - h <= state.params.vote_lifetime
-        ]
+        """The producer's block: every state change with enough votes that is still valid (one
+        that is not, a stale one or one the floor forbids, is left out by the loop below)."""
+        view, params = Overlay(state.get), state.params
+        events: list[Event] = []
+        for (h, w, new_state), votes in sorted(self.vote_pool.items()):
+            quorum = get_quorum(view, h) if state.height + 1 - h <= params.vote_lifetime else None
+            if quorum is None or not 0 <= w < len(quorum.workers):
+                continue
+            if len(votes) >= compute_vote_threshold(quorum, quorum.workers[w], params):
+                ordered = tuple(sorted(votes.values(), key=lambda v: v.validator_index))
+                events.append(StateChange(Height(h), w, new_state, ordered))
         events += self.mempool.take(state.params.max_block_events - len(events))
         while True:
             try:
@@ -483,6 +611,11 @@ class NodeCore:
                 actions += self.on_block(block, now)
             elif isinstance(action, RoundFailed):
                 self._keep_stage_times()
+                height, round_ = self.round_id
+                stage = Stage(action.stage).name.lower()
+                self.last_failure = RoundFailure(
+                    height, round_, stage, action.reason, action.heard, action.members, action.needed
+                )
                 self.round, self.round_wakes = None, []
         return actions
 
@@ -535,6 +668,8 @@ class NodeCore:
         me = quorum.validators.index(self.node_key)
         actions: list[Action] = []
         for index, worker in enumerate(quorum.workers):
+            if worker == self.node_key:
+                continue  # a validator never votes on itself (PROTOCOL.md §4a)
             record = get_node(view, worker)
             probed = self.probe(worker)
             if record is None or probed is None:
@@ -637,6 +772,40 @@ class NodeCore:
             del self.pending_certificates[old]
         self.votes = {k: v for k, v in self.votes.items() if k[0] > height}
         return [Finalized(height, certificate.block_hash)]
+
+    # -- why the chain moves or not ------------------------------------------------------------------
+
+    def progress(self) -> Progress:
+        """What this node knows of why blocks and finality move or not (:class:`Progress`)."""
+        state = self.ledger.state
+        view = Overlay(state.get)
+        active, _ = node_lists(view)
+        height, round_ = self.current_round
+        round_ = round_ if height == self.height + 1 else 0
+        failure = self.last_failure
+        if failure is not None and failure.height != self.height + 1:
+            failure = None
+        checkpoint = votes = needed = None
+        first = self.final_height + CHECKPOINT_INTERVAL
+        if first <= self.height:
+            checkpoint = first - first % CHECKPOINT_INTERVAL
+            quorum = get_checkpoint_quorum(view, checkpoint)
+            if quorum is not None:
+                needed = compute_checkpoint_threshold(len(quorum.members))
+                if any(m.node_key == self.node_key for m in quorum.members):
+                    ours = bytes(self.ledger.block_hash_at(checkpoint))
+                    votes = len(self.votes.get((checkpoint, ours), {}))
+        return Progress(
+            height=self.height,
+            final_height=self.final_height,
+            active_nodes=len(active),
+            pulse_min_nodes=state.params.pulse_min_nodes,
+            round=round_,
+            last_failure=failure,
+            checkpoint=checkpoint,
+            checkpoint_votes=votes,
+            checkpoint_needed=needed,
+        )
 
     # -- sync ---------------------------------------------------------------------------------------
 

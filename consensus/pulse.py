@@ -22,8 +22,9 @@ Stages (PROTOCOL.md §4; Oxen ``pulse.cpp``):
 A stage **advances as soon as its messages are in**; its deadline only bounds it (Oxen #1846).
 The first three stages fail the round if they end short. The late stages (commit, reveal,
 signature) continue, at their deadline, with the participants that completed them, as long as
-at least ``threshold`` remain: so one to four validators dropping at any stage still produce the
-block in this round; five or more make the round fail, and the next round (a backup producer,
+at least ``threshold`` remain (the quorum's T, :func:`consensus.quorum.compute_pulse_threshold`):
+so on a full quorum one to four validators dropping at any stage still produce the block in this
+round; five or more make the round fail, and the next round (a backup producer,
 new validators) takes over. Every message is signed by its sender's node key and names the
 parent block, height and round: anything else is ignored. Every signature this node makes
 goes through its double-sign guard (:mod:`consensus.guard`); if the guard refuses, the node
@@ -47,7 +48,7 @@ from typing import Any
 import msgspec
 
 from consensus.guard import DoubleSign, GuardedSigner
-from consensus.quorum import PULSE_THRESHOLD, PulseQuorum
+from consensus.quorum import PulseQuorum
 from state.crypto import ed25519
 from state.encoding import Record, encode
 from state.hashing import hash_tagged
@@ -137,6 +138,12 @@ class WakeAt(Record, frozen=True, tag="wake"):
 class RoundFailed(Record, frozen=True, tag="failed"):
     stage: int
     reason: str
+    heard: int = 0
+    """Quorum members this node heard from in the round, itself included."""
+    members: int = 0
+    """The quorum's members: its producer and validators."""
+    needed: int = 0
+    """Validators the round needed (its threshold)."""
 
 
 class BlockSigned(Record, frozen=True, tag="signed"):
@@ -179,7 +186,7 @@ class PulseRound:
         decode_template: Callable[[bytes], Any] = lambda b: b,
         encode_template: Callable[[Any], bytes] = lambda t: t,
         validate_template: Callable[[Any], bool] = lambda t: True,
-        threshold: int = PULSE_THRESHOLD,
+        threshold: int | None = None,
     ) -> None:
         self.parent = parent
         self.height = height
@@ -189,7 +196,8 @@ class PulseRound:
         self.timing = timing
         self.finalize = finalize
         self.random_source = random_source
-        self.threshold = threshold
+        self.threshold = quorum.threshold if threshold is None else threshold
+        """Members the bitset and the late stages need: the quorum's T (PROTOCOL.md §4a)."""
         self.decode_template = decode_template
         self.encode_template = encode_template
         self.validate_template = validate_template
@@ -216,6 +224,8 @@ class PulseRound:
         self.my_value = b""
         self.early: list[PulseMessage] = []
         self.result: Action | None = None
+        self.heard: set[int] = {self.index}
+        """Quorum members (their sender index) this node heard from in the round, itself too."""
 
     # -- public handlers -------------------------------------------------------------------------
 
@@ -233,6 +243,7 @@ class PulseRound:
     def on_message(self, message: PulseMessage, now: float) -> list[Action]:
         if self.stage >= Stage.DONE or not self._is_authentic(message):
             return []
+        self.heard.add(message.sender)
         if message.kind > self.stage:
             self.early.append(message)  # from a stage we have not reached: keep it for then
             return []
@@ -423,7 +434,9 @@ class PulseRound:
         raise AssertionError(f"no stage after {self.stage}")
 
     def _fail(self, reason: str, now: float | None = None) -> list[Action]:
-        return self._finish(RoundFailed(int(self.stage), reason), now)
+        members = 1 + len(self.quorum.validators)
+        failed = RoundFailed(int(self.stage), reason, len(self.heard), members, self.threshold)
+        return self._finish(failed, now)
 
     def _finish(self, result: Action, now: float | None = None) -> list[Action]:
         ended = self.deadline if now is None else now

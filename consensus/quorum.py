@@ -1,17 +1,31 @@
 """Quorums of the Pulse consensus: pure functions of (active nodes, entropy, height, round).
 
-**Pulse quorum** (PROTOCOL.md §4; 1 producer + 11 validators, needs 12 active nodes):
+**Pulse quorum** (PROTOCOL.md §4, §4a): 1 producer and V = min(11, N − 1) validators, where N is
+the number of active nodes; there is none when N is below the chain's ``pulse_min_nodes``.
 
 1. the *leader* is the head of the reward queue: the active node with the smallest
    ``(last_reward_height, registration order, key)`` (:func:`state.nodes.compute_reward_queue`);
 2. the *candidates* are the other active nodes, sorted by key;
 3. a :class:`~state.sampler.Sampler` tagged ``pulse`` and seeded with
-   ``entropy || height (8 bytes, big-endian) || round (1 byte)`` samples 12 of the candidates
-   (``Sampler.sample``: 12 draws, whatever the number of nodes);
+   ``entropy || height (8 bytes, big-endian) || round`` samples 12 of the candidates
+   (``Sampler.sample``: 12 draws, whatever the number of nodes; all of them, in drawn order,
+   when there are fewer). The round is one byte below 256 and two (big-endian) from 256 on:
+   rounds are 16 bits (§4a), and every draw of rounds 0..255 is the one it always was;
 4. round 0: the producer is the leader and the validators are the first 11 sampled candidates;
    round r > 0: the producer is the first sampled candidate (a backup producer) and the
    validators are the next 11 (so every round redraws them, and a failed leader does not stall
    the chain).
+
+With 12 or more active nodes that is the whole rule, as it always was (with exactly 12, a round
+r > 0 has 10 validators: the leader sits it out). With fewer (§4a), every active node takes part:
+round 0 has the N − 1 candidates as validators; a round r > 0 has the other N − 2 candidates
+and then the leader, so that a leader that is down costs a round its production, never a
+validator seat in every round.
+
+A block needs T = ⌈7V/11⌉ validator signatures (:func:`compute_pulse_threshold`: 7 of 11, 7 of
+10, 6 of 9, 5 of 7, 3 of 4, 2 of 3), which is more than half of V for every V, so two blocks of
+one round cannot both be signed without a double signer. Finality still needs two thirds of a
+checkpoint quorum (below), so safety does not rest on Pulse's T.
 
 **Entropy**: :func:`compute_pulse_entropy` hashes the 16-byte random values of the lagged blocks
 ``tip-21 .. tip-10`` in height order (missing heights near genesis contribute nothing).
@@ -19,9 +33,10 @@
 **Checkpoint quorum** (drawn in the state, :mod:`state.checkpoints`): the active nodes after the
 previous checkpoint, sorted by key, sampled by a sampler tagged ``checkpoint`` seeded with
 that checkpoint's parent hash and the height: 20 of them (all of them if fewer). A
-certificate needs at least two thirds of it, rounded up: 14 of 20. (PROTOCOL.md says "13 of 20
-(two thirds, rounded up)", but 13/20 is under two thirds; the issue asks for ≥ 2/3, which is also
-the safer reading: two conflicting certificates then need 8 double signers instead of 6.)
+certificate needs at least two thirds of it, rounded up: 14 of 20, 3 of 4. (PROTOCOL.md says
+"13 of 20 (two thirds, rounded up)", but 13/20 is under two thirds; the issue asks for ≥ 2/3,
+which is also the safer reading: two conflicting certificates then need 8 double signers instead
+of 6.)
 
 The vectors in ``tests/vectors/quorums.json`` pin every draw, so another implementation can be
 checked against this one.
@@ -44,19 +59,33 @@ from state.sampler import Sampler
 from state.types import Hash32, NodeKey
 
 PULSE_VALIDATORS = 11
-PULSE_MIN_NODES = PULSE_VALIDATORS + 1
+"""Validators of a full quorum."""
 PULSE_THRESHOLD = 7
+"""Signatures a block of a full quorum needs."""
+FULL_QUORUM_NODES = PULSE_VALIDATORS + 1
+"""Active nodes from which every quorum is drawn as on mainnet (Oxen's Pulse minimum)."""
 
-MAX_PULSE_ROUND = 255
-"""Rounds are one byte (Oxen's ``pulse round`` is a ``uint8``); Oxen falls back to mining after
-the last one, this chain has no such fallback, so a height that fails 256 rounds waits."""
+MAX_PULSE_ROUND = 65_535
+"""Rounds are 16 bits (PROTOCOL.md §4a; Oxen's one byte ran out after 256 rounds, where it falls
+back to mining, which this chain does not have): at a round every ``round_timeout`` (60 s on
+mainnet) a height can fail for 45 days before its rounds run out."""
 ENTROPY_LAG_FIRST = 21
 ENTROPY_LAG_LAST = 10
+
+
+def compute_pulse_threshold(validators: int) -> int:
+    """Validator signatures a block of a quorum of ``validators`` needs: ⌈7V/11⌉."""
+    return (PULSE_THRESHOLD * validators + PULSE_VALIDATORS - 1) // PULSE_VALIDATORS
 
 
 class PulseQuorum(Record, frozen=True):
     producer: NodeKey
     validators: tuple[NodeKey, ...]
+
+    @property
+    def threshold(self) -> int:
+        """Validator signatures a block of this quorum needs (and handshake bitset members)."""
+        return compute_pulse_threshold(len(self.validators))
 
 
 def compute_pulse_entropy(random_values: Sequence[bytes]) -> Hash32:
@@ -64,18 +93,25 @@ def compute_pulse_entropy(random_values: Sequence[bytes]) -> Hash32:
     return hash_tagged("pulse entropy", b"".join(random_values))
 
 
+def _round_bytes(round_: int) -> bytes:
+    return bytes([round_]) if round_ < 256 else round_.to_bytes(2, "big")
+
+
 def compute_pulse_quorum(
-    leader: NodeKey, active: Sequence[NodeKey], entropy: bytes, height: int, round_: int
+    leader: NodeKey, active: Sequence[NodeKey], entropy: bytes, height: int, round_: int, *, min_nodes: int
 ) -> PulseQuorum | None:
-    """The producer and validators of ``(height, round_)``; ``None`` with too few active nodes."""
-    if len(active) < PULSE_MIN_NODES or leader not in active:
+    """The producer and validators of ``(height, round_)``; ``None`` with fewer than
+    ``min_nodes`` active nodes (the chain's ``pulse_min_nodes``)."""
+    if len(active) < max(2, min_nodes) or leader not in active:
         return None
     if not 0 <= round_ <= MAX_PULSE_ROUND:
         raise ValueError(f"a round is 0..{MAX_PULSE_ROUND}")
-    sampler = Sampler("pulse", bytes(entropy) + height.to_bytes(8, "big") + bytes([round_]))
+    sampler = Sampler("pulse", bytes(entropy) + height.to_bytes(8, "big") + _round_bytes(round_))
     candidates = sampler.sample(sorted(k for k in active if k != leader), PULSE_VALIDATORS + 1)
     if round_ == 0:
         return PulseQuorum(leader, tuple(candidates[:PULSE_VALIDATORS]))
+    if len(active) < FULL_QUORUM_NODES:  # a small set: the leader validates the backup rounds
+        return PulseQuorum(candidates[0], (*candidates[1:], leader))
     return PulseQuorum(candidates[0], tuple(candidates[1 : PULSE_VALIDATORS + 1]))
 
 
@@ -94,7 +130,8 @@ def compute_checkpoint_threshold(quorum_size: int) -> int:
 __all__ = [
     "CHECKPOINT_INTERVAL",
     "CHECKPOINT_QUORUM_SIZE",
-    "PULSE_MIN_NODES",
+    "FULL_QUORUM_NODES",
+    "MAX_PULSE_ROUND",
     "PULSE_THRESHOLD",
     "PULSE_VALIDATORS",
     "PulseQuorum",
@@ -102,5 +139,6 @@ __all__ = [
     "compute_checkpoint_threshold",
     "compute_pulse_entropy",
     "compute_pulse_quorum",
+    "compute_pulse_threshold",
     "is_checkpoint_height",
 ]

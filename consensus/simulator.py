@@ -14,14 +14,22 @@ each event, so simulated time is trio's clock (``MockClock`` with autojump in th
 task, rather than one per node, because trio deliberately varies the order in which
 simultaneous tasks run, and the run must not depend on it.
 
+Outages (PROTOCOL.md §4a: the chain's own rules never stop it, only nodes that are offline can)
+are faults the simulator decides while it runs, from the chain of the most advanced honest node
+that is up: :class:`ToFloor` stops nodes one after another until the active set is at
+``pulse_min_nodes`` and then some, :class:`Stall` stops the next producer and enough validators
+that no Pulse round can succeed; both bring their nodes back one by one.
+
 Checks, reported by :meth:`Simulation.report`: final heights per node; whether every honest node
 has the same block and root at every height final for it (``roots_agree``); safety violations
-(two different final blocks at one height anywhere); double signatures by honest nodes; and the
-nodes that honest nodes caught equivocating (``accused``: evidence, :mod:`consensus.evidence`).
+(two different final blocks at one height anywhere); double signatures by honest nodes; the
+nodes that honest nodes caught equivocating (``accused``: evidence, :mod:`consensus.evidence`);
+the smallest active set on the way, and what each outage did.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import heapq
@@ -51,11 +59,15 @@ from consensus.node import (
     Send,
 )
 from consensus.pulse import PulseMessage, Timing, sign_message
+from consensus.quorum import PULSE_VALIDATORS, compute_pulse_threshold
 from consensus.uptime import DEVNET_UPTIME
 from state.block import Block, compute_block_hash
 from state.crypto import bls, ed25519
 from state.encoding import Decoder, encode
 from state.events import StateChange
+from state.nodeindex import state_index
+from state.obligations import compute_votes_needed
+from state.params import ChainParams
 from state.state import State
 from state.types import Hash32, NodeKey
 
@@ -63,6 +75,81 @@ _block_decoder = Decoder(Block)
 
 
 # -- faults --------------------------------------------------------------------------------------
+
+FLOOR_TICK = 2.0
+"""Seconds between two looks of a :class:`ToFloor` at the chain."""
+STOP_SPACING = 1.0
+"""Seconds between two nodes an outage stops together (one after another, not all at once)."""
+
+
+@dataclass(frozen=True)
+class ToFloor:
+    """Nodes stopped one after another until the active set is at the floor, then back one by one.
+
+    From ``start``, every :data:`FLOOR_TICK` seconds, the simulator reads the chain of the most
+    advanced honest node that is up and stops the next of ``nodes``: as many together
+    (:data:`STOP_SPACING` apart) as the network can still make blocks and decommission them
+    (:func:`compute_wave`), and never more than would take the active set below
+    ``pulse_min_nodes`` once they are all decommissioned. Counted as down in that: the nodes it
+    stopped that are still active, other faults' crashed nodes, and byzantine nodes that take
+    no part in Pulse rounds, even decommissioned ones (they pass every test but Pulse's, so they
+    are recommissioned, and silent again). When the active set is at the floor (however it got
+    there) it stops the rest of ``nodes`` as well: the floor keeps them active (PROTOCOL.md
+    §4a), so the chain goes on, or stops, with them down. ``hold`` seconds after its last stop,
+    every node it stopped comes back, in the order they stopped, ``stagger`` seconds apart (and
+    is recommissioned by obligations votes, if its credit lasted).
+    """
+
+    nodes: tuple[int, ...]
+    start: float
+    hold: float
+    stagger: float
+
+
+@dataclass(frozen=True)
+class Stall:
+    """The next producer and validators stopped at once, so that a height fails round after round.
+
+    At ``start`` the simulator reads the chain of the most advanced honest node that is up and
+    stops the producer of its next block (the head of the reward queue) and other active nodes
+    (drawn from the honest ones that are up, that no crash names and no outage stopped before)
+    until at most T active nodes are left, T the signatures a block needs: no round can then
+    gather a producer and T validators, even once other faults heal.
+    From ``back`` they come back one by one, ``stagger`` seconds apart (0: together); a stall of
+    more than 256 round timeouts takes the height past round 255 (rounds are 16 bits, §4a).
+    """
+
+    start: float
+    back: float
+    stagger: float = 0.0
+
+
+@dataclass
+class OutageRecord:
+    """What an outage did (simulated times): for the report, and for tests to check against."""
+
+    kind: str
+    """``floor`` (:class:`ToFloor`) or ``stall`` (:class:`Stall`)."""
+    stopped: list[tuple[int, float]] = field(default_factory=list)
+    """(node, when it stopped), in order."""
+    back: list[tuple[int, float]] = field(default_factory=list)
+    """(node, when it restarted), in order."""
+    floor_reached: float | None = None
+    """When a :class:`ToFloor` found the active set at ``pulse_min_nodes``."""
+    decided: bool = False
+    """Whether the outage has stopped every node it will and set when they come back."""
+
+    def to_json(self, origin: float) -> dict[str, Any]:
+        def since(events: list[tuple[int, float]]) -> list[list[float]]:
+            return [[node, round(at - origin, 3)] for node, at in events]
+
+        reached = None if self.floor_reached is None else round(self.floor_reached - origin, 3)
+        return {
+            "kind": self.kind,
+            "stopped": since(self.stopped),
+            "back": since(self.back),
+            "floor_reached": reached,
+        }
 
 
 @dataclass
@@ -83,6 +170,10 @@ class Faults:
     """Clock offset of a node, seconds."""
     byzantine: dict[int, str] = field(default_factory=dict)
     """node → ``equivocate`` | ``withhold`` | ``double-sign`` | ``garbage``."""
+    floors: list[ToFloor] = field(default_factory=list)
+    """Shrinks of the active set to the floor (:class:`ToFloor`)."""
+    stalls: list[Stall] = field(default_factory=list)
+    """Outages of a producer and validators (:class:`Stall`)."""
 
 
 @dataclass
@@ -98,6 +189,85 @@ class SimConfig:
     faults: Faults = field(default_factory=Faults)
     time_limit: float = 0.0
     """Stop at this simulated time (0: ``blocks * block_time * 20``)."""
+    verify_once: bool = False
+    """Verify each distinct signature once for all the simulated nodes (:class:`VerdictMemo`)."""
+
+
+def compute_wave(active: int, down: int, params: ChainParams) -> int:
+    """How many more of ``active`` active nodes (``down`` of them already down) can stop
+    together while the rest still make blocks and gather the votes that decommission them.
+
+    Blocks need a producer and T = ⌈7V/11⌉ of V = min(11, N − 1) validators up (PROTOCOL.md
+    §4a). A stopped node's decommission needs ⌈7(q − 1)/10⌉ votes of the other validators of
+    an obligations quorum of q = min(10, N), or ⌈7q/10⌉ when it is not one of them; counted
+    as if every stopped node sat in that quorum. Never past the floor: at most
+    ``active - pulse_min_nodes`` in all.
+    """
+    threshold = compute_pulse_threshold(min(PULSE_VALIDATORS, active - 1))
+    quorum = min(params.obligations_quorum_size, active)
+    wave = 0
+    for more in range(1, active - params.pulse_min_nodes + 1):
+        stopped = down + more
+        makes_blocks = active - stopped >= threshold + 1
+        votes_on_a_validator = quorum - stopped >= compute_votes_needed(quorum - 1, params)
+        votes_on_another = active <= quorum or quorum - stopped + 1 >= compute_votes_needed(quorum, params)
+        if not (makes_blocks and votes_on_a_validator and votes_on_another):
+            break
+        wave = more
+    return wave
+
+
+SILENT = ("withhold", "garbage")
+"""Byzantine kinds whose Pulse messages count for nothing (withheld, or signed over garbage)."""
+
+
+class VerdictMemo:
+    """Each distinct signature verified once for all the simulated nodes, while installed.
+
+    Every simulated node lives in this one process and checks the same bytes: a Pulse message
+    is verified by each other member of its quorum, an uptime proof by every node, a
+    certificate by all. The verify functions are pure, so a repeated question gets the real
+    function's first answer, and a simulated message costs what it costs one node rather than
+    N. Installed on the facade modules, where every caller looks the functions up (as
+    :class:`appchain.metrics.SignatureClock` is); a context manager, restored on the way out.
+    Off by default (``SimConfig.verify_once``): ``bench/consensus.py`` measures every node's work.
+    """
+
+    FUNCTIONS = ((ed25519, "verify"), (bls, "verify"), (bls, "fast_aggregate_verify"))
+    LIMIT = 1_000_000
+    """Verdicts kept before the memo starts again (a bound on its memory)."""
+
+    def __init__(self) -> None:
+        self.verdicts: dict[tuple[Any, ...], bool] = {}
+        self._saved: list[tuple[object, str, Any]] = []
+
+    def __enter__(self) -> VerdictMemo:
+        for owner, name in self.FUNCTIONS:
+            original = getattr(owner, name)
+            self._saved.append((owner, name, original))
+            setattr(owner, name, self._memoized(name, original))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for owner, name, original in reversed(self._saved):
+            setattr(owner, name, original)
+        self._saved.clear()
+        self.verdicts.clear()
+
+    def _memoized(self, name: str, verify: Callable[..., bool]) -> Callable[..., bool]:
+        verdicts = self.verdicts
+
+        def memoized(*args: Any) -> bool:
+            # bytes as they are; a list of keys (or any other buffer) as a tuple of its items
+            key = (name, *(a if isinstance(a, bytes) else tuple(a) for a in args))
+            verdict = verdicts.get(key)
+            if verdict is None:
+                if len(verdicts) >= self.LIMIT:
+                    verdicts.clear()
+                verdict = verdicts[key] = verify(*args)
+            return verdict
+
+        return memoized
 
 
 # -- a node ---------------------------------------------------------------------------------------
@@ -224,6 +394,10 @@ class Simulation:
         self._equivocations: dict[bytes, PulseMessage] = {}
         self.evidence: list[tuple[int, Evidence]] = []
         """(honest node that caught it, evidence)."""
+        self.outages: list[OutageRecord] = []
+        """What each :class:`ToFloor` and :class:`Stall` did, in the order of the faults."""
+        self.outage_nodes: set[int] = set()
+        """Nodes an outage stopped (a stall takes none of them)."""
 
     # -- the event loop -------------------------------------------------------------------------
 
@@ -232,11 +406,16 @@ class Simulation:
         heapq.heappush(self.queue, (at, self.seq, node, kind, payload))
 
     def run(
-        self, watch: Callable[[Simulation], None] | None = None, watch_every: float = 2.0
+        self,
+        watch: Callable[[Simulation], None] | None = None,
+        watch_every: float = 2.0,
+        until: Callable[[Simulation], bool] | None = None,
     ) -> dict[str, Any]:
-        """Run to the target finality (or the time limit); ``watch`` sees the network periodically."""
-        for _at in self._events(watch, watch_every):
-            pass
+        """Run to the target finality (or the time limit, or until ``until`` says so: it is
+        asked every ``watch_every`` simulated seconds); ``watch`` sees the network then too."""
+        with self._verdicts():
+            for _at in self._events(watch, watch_every, until):
+                pass
         return self.report()
 
     async def run_on_trio(self) -> dict[str, Any]:
@@ -247,34 +426,59 @@ class Simulation:
         """
         start = trio.current_time()
         origin = self.genesis.genesis_time
-        for at in self._events(None, 0.0):
-            await trio.sleep_until(start + (at - origin))
+        with self._verdicts():
+            for at in self._events(None, 0.0, None):
+                await trio.sleep_until(start + (at - origin))
         return self.report()
 
-    def _events(self, watch: Callable[[Simulation], None] | None, watch_every: float) -> Iterator[float]:
+    def _verdicts(self) -> contextlib.AbstractContextManager[object]:
+        return VerdictMemo() if self.config.verify_once else contextlib.nullcontext()
+
+    def _events(
+        self,
+        watch: Callable[[Simulation], None] | None,
+        watch_every: float,
+        until: Callable[[Simulation], bool] | None,
+    ) -> Iterator[float]:
         """Process events in time order; yield each event's time before handling it."""
         config = self.config
         origin = self.genesis.genesis_time
         self.now = float(origin)
+        ticking = watch is not None or until is not None
         next_watch = origin + watch_every
         limit = origin + (config.time_limit or config.blocks * config.block_time * 20)
         for index, down, back in config.faults.crashes:
             self.push(origin + down, index, "crash")
             self.push(origin + back, index, "restart")
+        for number, floor in enumerate(config.faults.floors):
+            self.outages.append(OutageRecord("floor"))
+            self.push(origin + floor.start, 0, "floor", (number, len(self.outages) - 1))
+        for number, stall in enumerate(config.faults.stalls):
+            self.outages.append(OutageRecord("stall"))
+            self.push(origin + stall.start, 0, "stall", (number, len(self.outages) - 1))
         for node in self.nodes:
             self.carry_out(node, node.core.start(self.local_time(node), first_proof_in=self.rng.random()))
         while self.queue:
             at, _, target, kind, payload = heapq.heappop(self.queue)
             if at > limit:
                 break
-            while watch is not None and at >= next_watch:
+            stop = False
+            while ticking and at >= next_watch and not stop:
                 self.now = next_watch
-                watch(self)
+                if watch is not None:
+                    watch(self)
+                stop = until is not None and until(self)
                 next_watch += watch_every
+            if stop:
+                break
             yield at
             self.now = at
-            self._handle(self.nodes[target], kind, payload)
-            if all(n.final_height >= config.blocks for n in self.honest_nodes()):
+            node = self.nodes[target]
+            self._handle(node, kind, payload)
+            # only the node that handled the event can have reached the target with it
+            if node.final_height >= config.blocks and all(
+                n.final_height >= config.blocks for n in self.honest_nodes()
+            ):
                 break
         if watch is not None:
             watch(self)
@@ -288,6 +492,10 @@ class Simulation:
         elif kind == "restart":
             node.up = True
             self.carry_out(node, node.core.on_restart(self.local_time(node)))
+        elif kind == "floor":
+            self._on_floor_tick(*payload)
+        elif kind == "stall":
+            self._on_stall(*payload)
         elif not node.up:
             return
         elif kind == "deliver":
@@ -298,6 +506,112 @@ class Simulation:
         elif kind == "wake":
             # the wake's own local time: skew arithmetic must not leave the core a hair early
             self.carry_out(node, node.core.on_time(max(self.local_time(node), payload)))
+
+    # -- outages ----------------------------------------------------------------------------------
+
+    def last_heal(self) -> float | None:
+        """When the last fault ends (simulated time): the last restart, partition's end or
+        outage's restart; None while an outage has not yet decided when its nodes come back."""
+        faults, origin = self.config.faults, self.genesis.genesis_time
+        if len(self.outages) < len(faults.floors) + len(faults.stalls):
+            return None
+        if any(not record.decided for record in self.outages):
+            return None
+        ends = [origin + back for _, _, back in faults.crashes]
+        ends += [origin + end for _, _, end in faults.partitions]
+        ends += [at for record in self.outages for _, at in record.back]
+        return max(ends, default=float(origin))
+
+    def is_final_after_heals(self) -> bool:
+        """Whether every fault has ended and every honest node has a final block made after the
+        last heal (its round started after it): finality resumed."""
+        healed = self.last_heal()
+        if healed is None or self.now < healed:
+            return False
+        return all(
+            n.final_height > 0 and n.ledger.block_at(n.final_height).header.timestamp >= healed
+            for n in self.honest_nodes()
+        )
+
+    def reference(self) -> SimNode | None:
+        """The most advanced honest node that is up (the first of equals): whose chain an
+        outage reads."""
+        up = [n for n in self.honest_nodes() if n.up]
+        return max(up, key=lambda n: (n.height, -n.index), default=None)
+
+    def _stop(self, record: OutageRecord, nodes: list[int], at: float, spacing: float = STOP_SPACING) -> None:
+        """Stop ``nodes`` one after another from ``at``, ``spacing`` seconds apart."""
+        for offset, index in enumerate(nodes):
+            when = at + offset * spacing
+            self.push(when, index, "crash")
+            record.stopped.append((index, when))
+            self.outage_nodes.add(index)
+
+    def _bring_back(self, record: OutageRecord, at: float, stagger: float) -> None:
+        """Restart every node ``record`` stopped, in the order they stopped, ``stagger`` apart."""
+        for offset, (index, _) in enumerate(record.stopped):
+            when = at + offset * stagger
+            self.push(when, index, "restart")
+            record.back.append((index, when))
+
+    def _on_floor_tick(self, number: int, which: int) -> None:
+        floor, record = self.config.faults.floors[number], self.outages[which]
+        reference = self.reference()
+        if reference is None:
+            self.push(self.now + FLOOR_TICK, 0, "floor", (number, which))
+            return
+        index, params = state_index(reference.state), reference.state.params
+        active = set(index.active)
+        stopped = {node for node, _ in record.stopped}
+        pending = [node for node in floor.nodes if node not in stopped]
+        waiting = sum(1 for node in stopped if self.nodes[node].node_key in active)  # not decommissioned yet
+        room = len(active) - params.pulse_min_nodes
+        if room > 0 and (waiting or pending):
+            more = min(room - waiting, len(pending))  # stopping more would overshoot the floor
+            if more > 0:
+                # down: ours not decommissioned yet, other faults' crashed nodes, and byzantine
+                # ones that take no part in Pulse rounds, even decommissioned: passing every
+                # test but Pulse's, they are recommissioned, and are active and silent again
+                down = sum(1 for key in active if self._is_down(self.by_key[key], stopped))
+                silent = [key for key in index.decommissioned if self.by_key[key].byzantine in SILENT]
+                wave = min(compute_wave(len(active) + len(silent), down + len(silent), params), more)
+                self._stop(record, pending[:wave], self.now)
+            self.push(self.now + FLOOR_TICK, 0, "floor", (number, which))
+            return
+        if room == 0:
+            record.floor_reached = self.now
+        self._stop(record, pending, self.now)  # beyond the floor: they stay active, and down
+        last = max((at for _, at in record.stopped), default=self.now)
+        self._bring_back(record, last + floor.hold, floor.stagger)
+        record.decided = True
+
+    @staticmethod
+    def _is_down(node: SimNode, stopped: set[int]) -> bool:
+        return node.index in stopped or not node.up or node.byzantine in SILENT
+
+    def _on_stall(self, number: int, which: int) -> None:
+        stall, record = self.config.faults.stalls[number], self.outages[which]
+        reference = self.reference()
+        record.decided = True
+        if reference is None:
+            return
+        index = state_index(reference.state)
+        active = set(index.active)
+        threshold = compute_pulse_threshold(min(PULSE_VALIDATORS, len(active) - 1))
+        taken = {node for node, _, _ in self.config.faults.crashes} | self.outage_nodes
+        free = [
+            n.index
+            for n in self.nodes
+            if n.up and not n.byzantine and n.index not in taken and n.node_key in active
+        ]
+        leader = self.by_key[index.queue[0][2]].index if index.queue else None
+        others = [n for n in free if n != leader]
+        candidates = ([leader] if leader in free else []) + self.rng.sample(others, len(others))
+        # every active node it does not stop counts as up: one that another fault took down
+        # for a while comes back during the stall
+        victims = candidates[: max(0, len(active) - threshold)]
+        self._stop(record, victims, self.now, spacing=0.0)
+        self._bring_back(record, self.genesis.genesis_time + stall.back, stall.stagger)
 
     def local_time(self, node: SimNode) -> float:
         return self.now + self.config.faults.skew.get(node.index, 0.0)
@@ -447,4 +761,16 @@ class Simulation:
             "messages": self.messages,
             "simulated_seconds": round(self.now - self.genesis.genesis_time, 3),
             "final_root": honest[0].ledger.root_at(honest[0].final_height).hex() if honest else "",
+            **self._active_sizes(honest),
+            "outages": [record.to_json(self.genesis.genesis_time) for record in self.outages],
         }
+
+    def _active_sizes(self, honest: list[SimNode]) -> dict[str, int]:
+        """The smallest active set along the chain of the honest node with the highest final
+        block, and the active set at its tip (when its ledger keeps every state)."""
+        chains = [n for n in honest if isinstance(n.ledger, MemoryLedger)]
+        if not chains:
+            return {}
+        longest = max(chains, key=lambda n: (n.final_height, n.height, -n.index))
+        sizes = [len(state_index(state).active) for state in longest.states]
+        return {"smallest_active": min(sizes), "active_at_end": sizes[-1]}

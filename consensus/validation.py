@@ -5,9 +5,11 @@ the parent state's active nodes and reward queue, with the entropy of the lagged
 random values of heights ``height-22 .. height-11`` (the parent is ``tip = height-1``, so these
 are ``tip-21 .. tip-10``; heights below 0 are skipped). A block is valid Pulse output when:
 
+- its round is a 16-bit number (PROTOCOL.md §4a);
 - its producer is that quorum's producer;
-- its validator bitset names at least 7 of the 11 validators;
-- it carries at least 7 signatures, by distinct validators named in the bitset, each a valid
+- its validator bitset names at least T of the quorum's V validators, T = ⌈7V/11⌉ (7 of 11 on a
+  network of 12 or more active nodes; 2 of 3 on one of 4, §4a);
+- it carries at least T signatures, by distinct validators named in the bitset, each a valid
   Ed25519 signature over the block hash by that validator's node key.
 
 The state never checks these (it only moves the producer to the back of the reward queue):
@@ -25,7 +27,6 @@ from consensus.quorum import (
     ENTROPY_LAG_FIRST,
     ENTROPY_LAG_LAST,
     MAX_PULSE_ROUND,
-    PULSE_THRESHOLD,
     PulseQuorum,
     compute_pulse_entropy,
     compute_pulse_quorum,
@@ -55,7 +56,10 @@ def compute_block_quorum(state: State, entropy: bytes, height: int, round_: int)
     index = state_index(state)
     if not index.queue:
         return None
-    return compute_pulse_quorum(index.queue[0][2], index.active, entropy, height, round_)
+    leader = index.queue[0][2]
+    return compute_pulse_quorum(
+        leader, index.active, entropy, height, round_, min_nodes=state.params.pulse_min_nodes
+    )
 
 
 def finalize_template(template: Block, random_value: bytes, validators: int) -> tuple[Block, Hash32]:
@@ -72,17 +76,20 @@ def validate_pulse(state: State, block: Block, entropy: bytes) -> PulseQuorum:
         raise InvalidBlock(f"{where}: round {header.round} is not a Pulse round (0..{MAX_PULSE_ROUND})")
     quorum = compute_block_quorum(state, entropy, header.height, header.round)
     if quorum is None:
-        raise InvalidBlock(f"{where}: fewer than 12 active service nodes: there is no Pulse quorum")
+        minimum = state.params.pulse_min_nodes
+        raise InvalidBlock(f"{where}: fewer than {minimum} active service nodes: there is no Pulse quorum")
     if header.producer != quorum.producer:
         raise InvalidBlock(f"{where}: the producer is not round {header.round}'s producer")
-    named = [i for i in range(len(quorum.validators)) if header.validators >> i & 1]
-    if header.validators >> len(quorum.validators) or len(named) < PULSE_THRESHOLD:
-        raise InvalidBlock(f"{where}: the validator bitset must name at least {PULSE_THRESHOLD} validators")
+    threshold, size = quorum.threshold, len(quorum.validators)
+    named = [i for i in range(size) if header.validators >> i & 1]
+    if header.validators >> size or len(named) < threshold:
+        bound = f"at least {threshold} of {size} validators"
+        raise InvalidBlock(f"{where}: the validator bitset must name {bound}")
     indices = [index for index, _ in block.signatures]
     if len(set(indices)) != len(indices):
         raise InvalidBlock(f"{where}: a validator signed twice")
-    if len(indices) < PULSE_THRESHOLD:
-        raise InvalidBlock(f"{where}: {len(indices)} validator signatures, {PULSE_THRESHOLD} needed")
+    if len(indices) < threshold:
+        raise InvalidBlock(f"{where}: {len(indices)} validator signatures, {threshold} of {size} needed")
     block_hash = compute_block_hash(header)
     for index, signature in block.signatures:
         if index not in named:

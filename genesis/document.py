@@ -75,6 +75,8 @@ POSITIVE_PARAMS = frozenset(
 )
 """Parameters that must be at least 1; every other one may be 0."""
 PARAM_NAMES = tuple(field.name for field in msgspec.structs.fields(ChainParams))
+MIN_PULSE_NODES, MAX_PULSE_NODES = 4, 10_000
+"""The range of ``pulse_min_nodes`` (PROTOCOL.md §4a)."""
 TOP_LEVEL = (
     "chain_id",
     "genesis_time",
@@ -356,6 +358,12 @@ def _parse_params(document: Any, check: _Checker) -> ChainParams | None:
     ):
         if values[name] > limit:
             check.fail(f"$.params.{name}", f"must be at most {limit}")
+    if not MIN_PULSE_NODES <= values["pulse_min_nodes"] <= MAX_PULSE_NODES:
+        check.fail(
+            "$.params.pulse_min_nodes",
+            f"must be {MIN_PULSE_NODES} to {MAX_PULSE_NODES}: with fewer than 4 active nodes a Pulse"
+            " quorum has under 3 validators, and a majority of them is all of them",
+        )
     if values["obligations_threshold"] > values["obligations_quorum_size"]:
         check.fail("$.params.obligations_threshold", "must not exceed obligations_quorum_size")
     if values["new_swarm_size"] < values["min_swarm_size"]:

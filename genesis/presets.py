@@ -34,6 +34,7 @@ MAINNET = ChainParams(
     small_contributor_lock=21_600,
     contribution_lock=720,
     deregistration_lock=21_600,
+    pulse_min_nodes=4,
     obligations_quorum_size=10,
     obligations_threshold=7,
     obligations_min_workers=50,

@@ -379,10 +379,18 @@ def exit_node(view: Overlay, node_key: bytes, node: ServiceNode) -> None:
     return_stakes(view, node_key, node.contributions)
 
 
-def process_due_exit(view: Overlay, node_key: bytes, height: int) -> None:
+def process_due_exit(view: Overlay, node_key: bytes, height: int, *, at_floor: bool) -> None:
+    """A finished unlock: the node exits, unless it is active and the active set is ``at_floor``
+    (one node fewer would be below ``pulse_min_nodes``, PROTOCOL.md §4a); then it waits, one
+    block at a time, until the set is larger (its ``unlock_height`` says when it is next due)."""
     node = get_node(view, node_key)
-    if node is not None and node.unlock_height == height:
-        exit_node(view, node_key, node)
+    if node is None or node.unlock_height != height:
+        return
+    if node.status == NodeStatus.ACTIVE and at_floor:
+        put_node(view, node_key, _replace(node, unlock_height=height + 1))
+        schedule(view, height + 1, EXIT, bytes(node_key))
+        return
+    exit_node(view, node_key, node)
 
 
 def process_due_stake_return(view: Overlay, key: bytes) -> None:

@@ -6,19 +6,29 @@ At the start of each block ``h`` the quorum for ``h`` is drawn from the state le
 ``h - 1``, with a :class:`~state.sampler.Sampler` tagged ``obligations`` and seeded with
 ``h - 1``'s hash and ``h`` (the block's own hash cannot seed it: it commits to the result):
 
-1. ``obligations_quorum_size`` of the active nodes, sorted by key, are sampled
-   (``Sampler.sample``): the validators (no quorum when there are fewer active nodes);
+1. q = min(``obligations_quorum_size``, N) of the N active nodes, sorted by key, are sampled
+   (``Sampler.sample``): the validators (no quorum when no node is active);
 2. then, from the same sampler, ``min(rest, max(obligations_min_workers, rest //
-   obligations_worker_divisor))`` of the other active and the decommissioned nodes, sorted by
-   key, are sampled: the workers the validators test.
+   obligations_worker_divisor))`` of the *rest*, sorted by key, are sampled: the workers the
+   validators test. The rest is the other active and the decommissioned nodes; when every
+   active node is a validator (N ≤ 10, PROTOCOL.md §4a) it is every active and decommissioned
+   node, so that a small network still tests, and can recommission, each of its nodes.
 
-:func:`compute_obligations_quorum` is that pure function; the consensus issue reuses it.
+:func:`compute_obligations_quorum` is that pure function; the consensus issue reuses it. With
+10 or more active nodes it draws exactly what it always did.
 
 A ``StateChange`` names a quorum height within ``vote_lifetime`` blocks, a worker index and a
-new state, and needs at least ``obligations_threshold`` votes of distinct validators, each an
-Ed25519 signature by the validator's node key over (chain id, quorum height, worker index, new
-state, reason bits). A quorum height not above the worker's last applied state change is
-refused, so old votes cannot be replayed. Credits follow :func:`state.nodes.compute_credit`:
+new state, and needs votes of distinct validators, each an Ed25519 signature by the validator's
+node key over (chain id, quorum height, worker index, new state, reason bits): ⌈7q/10⌉ of them
+(``obligations_threshold`` of ``obligations_quorum_size``, scaled to q,
+:func:`compute_vote_threshold`). A validator never votes on itself; a change about a validator
+needs ⌈7(q − 1)/10⌉ votes of the others. A quorum height not above the worker's last applied
+state change is refused, so old votes cannot be replayed.
+
+**The floor** (§4a): no change takes the active set below ``pulse_min_nodes``. A decommission or
+deregistration of an active node that would is invalid (the producer leaves it out, and a block
+carrying it is refused), so only nodes that are actually offline can stop the chain, never the
+chain's own decisions. Credits follow :func:`state.nodes.compute_credit`:
 
 - decommission: only an active node with at least ``decommission_min_credit`` (a node with less
   must be deregistered); it leaves the active set and its swarm, keeping its credit, which then
@@ -73,17 +83,37 @@ def quorum_key(height: int) -> bytes:
 def compute_obligations_quorum(
     active: list[NodeKey], decommissioned: list[NodeKey], seed: bytes, params: ChainParams
 ) -> ObligationsQuorum | None:
-    """The quorum for a height, or ``None`` when there are too few active nodes."""
-    if len(active) < params.obligations_quorum_size:
+    """The quorum for a height, or ``None`` when no node is active."""
+    if not active:
         return None
     sampler = Sampler("obligations", seed)
-    validators = sampler.sample(sorted(active), params.obligations_quorum_size)
-    chosen = set(validators)
+    validators = sampler.sample(sorted(active), min(params.obligations_quorum_size, len(active)))
+    chosen = set(validators) if len(validators) < len(active) else set()  # all validate: test all
     rest = sorted([k for k in active if k not in chosen] + list(decommissioned))
     count = min(
         len(rest), max(params.obligations_min_workers, len(rest) // params.obligations_worker_divisor)
     )
     return ObligationsQuorum(tuple(validators), tuple(sampler.sample(rest, count)))
+
+
+def compute_vote_threshold(quorum: ObligationsQuorum, worker: bytes, params: ChainParams) -> int:
+    """Votes a state change about ``worker`` needs: ⌈7q/10⌉ of the quorum's q validators, or of
+    the q − 1 others when the worker is a validator itself (it never votes on itself)."""
+    return compute_votes_needed(len(quorum.validators) - (1 if worker in quorum.validators else 0), params)
+
+
+def compute_votes_needed(voters: int, params: ChainParams) -> int:
+    """Votes a state change needs of ``voters`` validators: ``obligations_threshold`` of
+    ``obligations_quorum_size``, scaled to them and rounded up (7 of 10, 5 of 7, 3 of 4)."""
+    size = params.obligations_quorum_size
+    return (params.obligations_threshold * voters + size - 1) // size
+
+
+def is_below_floor(view: Overlay, params: ChainParams) -> bool:
+    """Whether removing one more active node would take the active set below
+    ``pulse_min_nodes`` (PROTOCOL.md §4a)."""
+    active, _ = node_lists(view)
+    return len(active) - 1 < params.pulse_min_nodes
 
 
 def compute_quorum_seed(prev_hash: bytes, height: int) -> bytes:
@@ -119,21 +149,30 @@ def process_state_change(view: Overlay, event: StateChange, ctx: BlockContext) -
         raise InvalidEvent(f"there is no obligations quorum at height {event.quorum_height}")
     if not 0 <= event.worker_index < len(quorum.workers):
         raise InvalidEvent(f"worker index {event.worker_index} is not in the quorum")
-    if len(event.votes) < params.obligations_threshold:
-        raise InvalidEvent(f"{len(event.votes)} votes, {params.obligations_threshold} needed")
+    node_key = quorum.workers[event.worker_index]
+    needed = compute_vote_threshold(quorum, node_key, params)
+    if len(event.votes) < needed:
+        raise InvalidEvent(f"{len(event.votes)} votes, {needed} needed")
     for vote in event.votes:
         if not 0 <= vote.validator_index < len(quorum.validators):
             raise InvalidEvent(f"validator index {vote.validator_index} is not in the quorum")
+        if quorum.validators[vote.validator_index] == node_key:
+            raise InvalidEvent(f"validator {vote.validator_index} voted on itself")
         if ctx.verify_signatures:
             message = compute_vote_message(
                 ctx.chain_id, event.quorum_height, event.worker_index, event.new_state, vote.reasons
             )
             if not ed25519.verify(quorum.validators[vote.validator_index], message, vote.signature):
                 raise InvalidSignature(f"vote of validator {vote.validator_index} does not verify")
-    node_key = quorum.workers[event.worker_index]
     node = require_node(view, node_key)
     if event.quorum_height <= node.last_state_change_height:
         raise InvalidEvent("the node changed state after these votes: they are stale")
+    removes = event.new_state in (NewState.DECOMMISSION, NewState.DEREGISTER)
+    if removes and node.status == NodeStatus.ACTIVE and is_below_floor(view, params):
+        raise InvalidEvent(
+            f"removing an active node would leave fewer than pulse_min_nodes ({params.pulse_min_nodes})"
+            " active nodes"
+        )
     node = msgspec.structs.replace(node, last_state_change_height=event.quorum_height)
     height = ctx.height
     if event.new_state == NewState.DECOMMISSION:

@@ -53,6 +53,11 @@ class ChainParams(Record, frozen=True):
     deregistration_lock: int
     """Blocks a deregistered node's stakes stay locked before they return (21,600: 30 days)."""
 
+    # -- liveness (PROTOCOL.md §4a) ----------------------------------------------------------
+    pulse_min_nodes: int
+    """Fewest active nodes Pulse runs with, and the floor no state change takes the active set
+    below (4 in every preset: a quorum of 1 + 3 validators, 2 of whose signatures make a block)."""
+
     # -- obligations quorum and credits -----------------------------------------------------
     obligations_quorum_size: int
     """Validators in each height's obligations quorum (10)."""

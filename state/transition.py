@@ -143,7 +143,8 @@ def begin_block(view: Overlay, ctx: BlockContext) -> None:
     nodes.move_producer_to_back(view, ctx)
     for item in take_due(view, ctx.height):
         if item.kind == EXIT:
-            nodes.process_due_exit(view, item.key, ctx.height)
+            at_floor = obligations.is_below_floor(view, ctx.params)
+            nodes.process_due_exit(view, item.key, ctx.height, at_floor=at_floor)
         elif item.kind == RETURN_STAKE:
             nodes.process_due_stake_return(view, item.key)
         elif item.kind == BECOME_PAYABLE:

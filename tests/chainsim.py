@@ -6,7 +6,7 @@ with that event is refused and the state (root and every entry) is unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -32,7 +32,7 @@ from state.events import (
 from state.invariants import check_invariants
 from state.ledger import compute_fee, get_account, get_pool_balance, get_reward_account
 from state.nodes import ServiceNode, compute_leader, get_node
-from state.obligations import ObligationsQuorum, get_quorum
+from state.obligations import ObligationsQuorum, compute_vote_threshold, get_quorum
 from state.state import State
 from state.transition import PendingBlock, apply_block, begin_block, propose_block
 from state.types import AccountKey, Atomic, Height, NodeKey, Nonce
@@ -140,15 +140,20 @@ class Sim:
         reasons: int = 0,
         quorum_height: int | None = None,
         sign: Callable[[int, bytes], bytes] | None = None,
+        voters: Sequence[int] | None = None,
     ) -> StateChange:
-        """A state change for ``worker`` signed by ``count`` validators of the quorum (default: threshold)."""
+        """A state change for ``worker`` signed by ``count`` validators of the quorum (default:
+        the threshold), the first ones that are not the worker (or exactly ``voters``)."""
         height = self.height + 1 if quorum_height is None else quorum_height
         quorum = self._quorum_for(height)
         index = quorum.workers.index(NodeKey(worker))
-        count = self.params.obligations_threshold if count is None else count
+        if voters is None:
+            count = compute_vote_threshold(quorum, worker, self.params) if count is None else count
+            others = [i for i, key in enumerate(quorum.validators) if key != worker]
+            voters = (others + [i for i in range(len(quorum.validators)) if i not in others])[:count]
         message = compute_vote_message(self.state.chain_id, height, index, new_state, reasons)
         votes = []
-        for i in range(count):
+        for i in voters:
             signature = sign(i, message) if sign else self.node_keys[quorum.validators[i]].sign(message)
             votes.append(Vote(i, reasons, signature))  # type: ignore[arg-type]
         return StateChange(Height(height), index, new_state, tuple(votes))

@@ -107,6 +107,7 @@ PROCESS_NETWORK_MODULES = frozenset(
         "test_netns",
         "test_floods",
         "test_devnet",
+        "test_liveness_network",
     }
 )
 """Modules that run networks of node processes on real timers. ``make test`` runs the suite on two

@@ -88,6 +88,7 @@ def _world() -> SimpleNamespace:
     from consensus.uptime import DEVNET_UPTIME
     from state.encoding import decode_json
     from tests.conftest import extend
+    from tests.helpers import served_node
 
     folder = Path(tempfile.mkdtemp(prefix="appchain-fuzz-"))
     atexit.register(shutil.rmtree, folder, True)
@@ -122,7 +123,7 @@ def _world() -> SimpleNamespace:
     )
     sender = bytes(range(32))
     machine.add_peer(sender, NOW)  # type: ignore[arg-type]
-    node = SimpleNamespace(chain=chain, ledger=ledger, core=core, metrics=None)
+    node = served_node(chain=chain, ledger=ledger, core=core)
     return SimpleNamespace(
         chain=chain, ledger=ledger, core=core, machine=machine, sender=sender, node=node, following=following
     )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+from typing import Any
+
 from state.crypto import ed25519
 from state.events import Event, Transfer, sign_transaction
 from state.nodes import compute_leader
@@ -25,3 +28,13 @@ def next_block(state: State, events: list[Event]) -> PendingBlock:
     leader = compute_leader(Overlay(state.get))
     assert leader is not None
     return propose_block(state, events, state.timestamp + state.params.block_time, producer=leader)
+
+
+def served_node(**parts: Any) -> SimpleNamespace:
+    """A stand-in for the running node, with what the JSON-RPC methods read: ``parts`` (its
+    chain, ledger, core, metrics…), a boundary that keeps what it catches (``faults``) and no
+    progress report (``progress()`` is None: these chains are not running)."""
+    from appchain.boundary import Faults
+
+    parts.setdefault("metrics", None)
+    return SimpleNamespace(faults=Faults(lambda *args, **fields: None), progress=lambda: None, **parts)

@@ -27,11 +27,17 @@ def main() -> None:
         (30, 7, 3),
         (50, 123456, 0),
         (50, 123456, 255),
+        (50, 123456, 256),
+        (50, 123456, 65535),
+        (4, 9, 0),
+        (4, 9, 2),
+        (7, 9, 1),
+        (11, 9, 5),
     ):
         keys = node_keys(count)
         entropy = compute_pulse_entropy([bytes([i]) * 16 for i in range(12)])
         leader = keys[count // 2]
-        quorum = compute_pulse_quorum(leader, keys, entropy, height, round_)
+        quorum = compute_pulse_quorum(leader, keys, entropy, height, round_, min_nodes=4)
         assert quorum is not None
         cases.append(
             {

@@ -1,5 +1,6 @@
 """Rules of the node core tested on their own: fork choice (PROTOCOL.md §4), checkpoint votes
-aggregated into certificates, the bound on Pulse rounds, and the uptime proof a new peer gets."""
+aggregated into certificates, the bound on Pulse rounds, Pulse messages that arrive before their
+round, and the uptime proof a new peer gets."""
 
 from __future__ import annotations
 
@@ -7,12 +8,15 @@ import pytest
 
 from appchain.simulate import simulation_genesis
 from consensus.checkpoint import compute_checkpoint_message, decode_bitset
+from consensus.faults import parse_faults
 from consensus.forkchoice import prefer_candidate
 from consensus.messages import CheckpointVote
-from consensus.node import MAX_ROUND, Finalized, NodeCore, Send
+from consensus.node import EARLY_PULSE_LIMIT, MAX_ROUND, Finalized, NodeCore, Send
+from consensus.pulse import PulseMessage
 from consensus.quorum import compute_checkpoint_threshold
-from consensus.simulator import SimConfig, Simulation
+from consensus.simulator import Faults, SimConfig, Simulation
 from consensus.uptime import UptimeProof
+from consensus.validation import compute_block_entropy, compute_block_quorum
 from state.checkpoints import get_checkpoint_quorum
 from state.crypto import bls
 from state.types import Hash32
@@ -116,6 +120,62 @@ def test_rounds_stop_at_the_guards_bound() -> None:
     now = core.ledger.state.timestamp + 1e6
     assert core._start_round(core.height + 1, MAX_ROUND + 1, now) == []
     assert (core.height + 1, MAX_ROUND + 1) not in core.started
+
+
+def test_a_member_whose_clock_runs_ahead_takes_part_in_every_round() -> None:
+    """Node 1's clock is 0.3 s ahead, more than a message takes: it starts each round, and
+    sends its handshake, before the others have started it. They keep it for the round (it was
+    dropped, so node 1 was left out of every bitset, missed every duty and was decommissioned
+    at the first test after the grace period, then recommissioned, then again)."""
+    config = SimConfig(nodes=5, blocks=20, seed=3, faults=Faults(skew={1: 0.3}))
+    _, start = simulation_genesis(config)
+    sim = Simulation(config, start)
+    report = sim.run()
+    assert report["target_reached"] and report["roots_agree"]
+    watcher, ahead = sim.nodes[0], sim.nodes[1].node_key
+    duties = []
+    for block in watcher.blocks:
+        height = block.header.height
+        entropy = compute_block_entropy(watcher.random_value_at, height)
+        quorum = compute_block_quorum(watcher.states[height - 1], entropy, height, block.header.round)
+        assert quorum is not None
+        if ahead in quorum.validators:
+            duties.append(bool(block.header.validators >> quorum.validators.index(ahead) & 1))
+    assert len(duties) >= 15 and all(duties), duties
+    assert watcher.state_changes == []
+
+
+def test_a_node_back_within_the_round_it_started_before_its_crash_takes_part_in_the_next() -> None:
+    """Round 0 of height 1 starts at t=2; node 2 crashes just after starting it and is back
+    before it ends (t=3). Its guard holds that round's slots, so it starts the next one. With
+    node 3 down for good, the 4-node chain needs nodes 0, 1 and 2 in every round (it waited for
+    a block that could not come without it instead: the chain stopped at height 0 for good)."""
+    config = parse_faults(
+        "crash=3@1-100000,crash=2@2.05-3", SimConfig(nodes=4, blocks=10**9, seed=1, time_limit=120)
+    )
+    _, start = simulation_genesis(config)
+    sim = Simulation(config, start)
+    sim.run()
+    assert min(sim.nodes[i].final_height for i in (0, 1, 2)) >= 8
+
+
+def test_pulse_messages_are_kept_for_the_current_or_next_round_only_and_boundedly() -> None:
+    core, _ = _core_at_checkpoint()
+    height, now = core.height + 1, core.ledger.state.timestamp + 0.5  # before round 0 starts
+
+    def message(round_: int, sender: int = 0) -> PulseMessage:
+        return PulseMessage(core.ledger.state.block_hash, height, round_, sender, 0, b"")
+
+    for round_ in (0, 1, 2, 7):
+        core.on_message(message(round_), None, now)
+    later = height + 1
+    core.on_message(PulseMessage(core.ledger.state.block_hash, later, 0, 0, 0, b""), None, now)
+    assert sorted(core.early_pulse) == [(height, 0), (height, 1)]
+    for index in range(2 * EARLY_PULSE_LIMIT):
+        core.on_message(message(1, index % 11), None, now)
+    assert sum(map(len, core.early_pulse.values())) == EARLY_PULSE_LIMIT
+    core._start_round(height, 0, core.ledger.state.timestamp + 2.0)
+    assert (height, 0) not in core.early_pulse and (height, 1) in core.early_pulse
 
 
 def test_a_peer_that_connects_gets_a_fresh_proof_at_once() -> None:

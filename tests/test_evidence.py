@@ -42,6 +42,7 @@ from state.events import Vote, compute_vote_message
 from state.obligations import ObligationsQuorum, get_quorum
 from state.types import BlsPublicKey, Hash32, NodeKey
 from state.view import Overlay
+from tests.helpers import served_node
 
 CHAIN = "evidence-test"
 PARENT = Hash32(b"\x11" * 32)
@@ -404,7 +405,9 @@ def test_the_simulators_double_signers_alone_are_accused() -> None:
     simulation = make_simulation(SimConfig(nodes=12, blocks=8, seed=3, faults=Faults(byzantine=byzantine)))
     report = simulation.run()
     assert report["accused"] == [2]
-    assert min(report["final_heights"]) >= 8
+    # the run ends when every honest node has 8 final blocks: a byzantine one may still be
+    # waiting for the last certificate
+    assert min(h for i, h in enumerate(report["final_heights"]) if i not in byzantine) >= 8
     for _, evidence in simulation.evidence:
         verify_evidence(evidence)
     honest = {index for index, _ in simulation.evidence}
@@ -461,7 +464,7 @@ def test_a_corrupt_evidence_record_stops_the_read(
 
 
 def _call(store: BlockStore, **params: Any) -> dict[str, Any]:
-    node = SimpleNamespace(chain=SimpleNamespace(store=store), metrics=None)
+    node = served_node(chain=SimpleNamespace(store=store))
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "get_evidence", "params": params}).encode()
     answer: dict[str, Any] = json.loads(json.dumps(handle_body(node, body)))
     return answer

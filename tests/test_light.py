@@ -37,6 +37,7 @@ from state.namespaces import decode_value, state_key
 from state.smt import Proof, verify_proof
 from state.sns import NAME_PREFIX
 from tests.conftest import extend
+from tests.helpers import served_node
 from tests.servers import FakeServer, serve_node
 
 Tamper = Callable[[str, dict[str, Any], dict[str, Any]], dict[str, Any]]
@@ -75,9 +76,7 @@ def chain(tmp_path_factory: pytest.TempPathFactory, devnet_dir: Path) -> Iterato
 
 @pytest.fixture
 def node(chain: Chain) -> Any:
-    return SimpleNamespace(
-        chain=chain, ledger=ChainLedger(chain), core=SimpleNamespace(node_key=bytes(32)), metrics=None
-    )
+    return served_node(chain=chain, ledger=ChainLedger(chain), core=SimpleNamespace(node_key=bytes(32)))
 
 
 @pytest.fixture
@@ -338,11 +337,10 @@ def test_the_proof_methods_answer_errors_for_heights_they_cannot_prove(node: Any
         names = ("get_header", "get_certificate", "get_checkpoint_quorum")
         parts = {name: getattr(store, name) for name in names}
         parts[missing] = lambda height: None
-        lacking = SimpleNamespace(
+        lacking = served_node(
             chain=SimpleNamespace(store=SimpleNamespace(**parts), history=chain.history, base_height=0),
             ledger=node.ledger,
             core=node.core,
-            metrics=None,
         )
         error = call(lacking, "get_checkpoint", height=40)["error"]
         assert (error["code"], error["message"]) == (-32001, message)
@@ -376,11 +374,10 @@ def test_a_height_outside_the_proof_window_is_refused_not_answered_from_another(
 ) -> None:
     window = StateHistory(6)
     window.start(chain.state)
-    narrow = SimpleNamespace(
+    narrow = served_node(
         chain=SimpleNamespace(store=chain.store, history=window),
         ledger=node.ledger,
         core=node.core,
-        metrics=None,
     )
     error = call(
         narrow, "get_state_proof", namespace="account", key=some_key(chain, b"acct/").hex(), height=44

@@ -4,8 +4,12 @@ Without root: the node's clock offset (config, admin, and where the node reads i
 generator, the relay's loss model and arguments, testnet homes with a host per node, and the
 harness's refusals. With root and ``ip netns`` (skipped, saying why, otherwise): the harness's
 pieces between small echo servers, and 12 node processes, each in its own namespace, under
-randomized fault schedules: ``NETNS_SCHEDULES`` of them (5 in CI, from a fixed seed list;
-``make soak`` runs 200), then the checker over every node's history.
+randomized fault schedules, then the checker over every node's history. CI runs the seeds of
+``NETNS_SEEDS`` (1, 2, 5, 6 and 7: a stall of the next producer and validators, nodes killed and
+started again one by one, splits, bridges, skews, relays and flapping links); ``make soak`` runs
+``NETNS_SCHEDULES`` (200) from ``NETNS_FIRST_SEED`` (1), which hold the shrinks to the floor too
+(seeds 3, 4 and 8 are: some three minutes each, the decommissions of eight nodes one wave after
+another, which the simulator's outage runs and ``tests/test_liveness_network.py`` show in CI).
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
+import msgspec
 import pytest
 import trio
 
@@ -35,9 +41,15 @@ from appchain.nemesis import (
     MAX_PARTITION,
     MAX_SILENCE,
     MAX_SKEW,
+    OUTAGE_KINDS,
+    SHORT_SILENCE,
+    STALL_ROUNDS,
     START_WITHIN,
+    Applied,
+    fault_steps,
     generate_schedule,
     run_schedules,
+    stall_size,
 )
 from appchain.netns import (
     Namespaces,
@@ -51,13 +63,26 @@ from appchain.netns import (
 from appchain.node import Node, run_node
 from appchain.relay import MAX_RETRANSMISSIONS, MIN_RTO, ConnectionReset, LossModel, parse_args
 from appchain.testnet import read_testnet, stop_processes, write_testnet
+from genesis.presets import DEVNET
 from tests.conftest import unless_ci
 
-SCHEDULES = int(os.environ.get("NETNS_SCHEDULES", "5"))
+FIRST_SEED = int(os.environ.get("NETNS_FIRST_SEED", "1"))
+SEEDS = (
+    list(range(FIRST_SEED, FIRST_SEED + int(os.environ["NETNS_SCHEDULES"])))
+    if "NETNS_SCHEDULES" in os.environ
+    else [int(seed) for seed in os.environ.get("NETNS_SEEDS", "1,2,5,6,7").split(",")]
+)
 NODES = 12
 TIMING = {"stage_timeout": 1.0, "round_timeout": 6.0}
 """Pulse deadlines of the runs: after a heal, the round under way may fail (up to a round
 timeout), then up to 4 blocks 2 s apart lead to the next checkpoint: 3 round timeouts leave room."""
+PARAMS = msgspec.structs.replace(DEVNET, credit_initial=DEVNET.credit_max)
+"""The devnet's rules, but every node starts with the most credit a node earns (1,440 blocks: 48
+minutes of downtime at 2 s a block), as on a network that has run for two months. With the
+devnet's 60 (2 minutes), a shrink to the floor, which keeps its first nodes out for about as
+long, would deregister them, and two outages of one node would deregister it on the second
+(a recommissioned node keeps its credit less twice the blocks it was out): the schedules would
+use the network up."""
 
 REASON = unavailable_reason()
 needs_netns = unless_ci(None if REASON is None else f"network namespaces ({REASON})")
@@ -119,8 +144,23 @@ def test_a_seed_gives_one_schedule_every_fault_healed_within_the_bounds() -> Non
     assert generate_schedule(7) == generate_schedule(7)
     assert generate_schedule(7) != generate_schedule(8)
     kinds: set[str] = set()
+    long_silences = 0
     for seed in range(300):
-        schedule = generate_schedule(seed, NODES)
+        schedule = generate_schedule(seed, NODES, round_timeout=TIMING["round_timeout"])
+        for fault in schedule.faults:
+            kinds.add(fault.kind)
+            assert 0 <= fault.start <= START_WITHIN and fault.start < fault.end
+        outages = [f for f in schedule.faults if f.kind in OUTAGE_KINDS]
+        if outages:
+            [outage] = schedule.faults  # an outage is a schedule of its own
+            assert 1 <= outage.stagger <= 4 or (outage.kind == "stall" and outage.stagger == 0)
+            if outage.kind == "stall":
+                first_back = outage.end - outage.stagger * (stall_size(NODES) - 1)
+                rounds = (first_back - outage.start) / TIMING["round_timeout"]
+                assert STALL_ROUNDS[0] - 0.01 <= rounds <= STALL_ROUNDS[1] + 0.01
+            else:
+                assert 3 <= outage.hold <= 15 and outage.extra in (0, 1) and not outage.nodes
+            continue
         partitions = [f for f in schedule.faults if f.kind in ("split", "bridge")]
         singles = [f for f in schedule.faults if f.kind not in ("split", "bridge")]
         assert len(partitions) <= 1 and 1 <= len(singles) <= 3
@@ -128,10 +168,12 @@ def test_a_seed_gives_one_schedule_every_fault_healed_within_the_bounds() -> Non
         slowed = [n for f in singles if f.kind == "slow" for n in f.nodes]
         assert len(set(targets + slowed)) == len(targets + slowed)  # one fault per node
         for fault in schedule.faults:
-            kinds.add(fault.kind)
-            assert 0 <= fault.start <= START_WITHIN and fault.start < fault.end
             longest = MAX_PARTITION if fault.kind in ("split", "bridge") else MAX_SILENCE
             assert fault.end - fault.start <= longest + 0.01
+            long_silences += fault.kind not in ("split", "bridge") and fault.end - fault.start > SHORT_SILENCE
+            if fault.kind == "crash":
+                assert 1 <= len(fault.nodes) <= 3 and 1 <= fault.stagger <= 4
+                assert fault.end - fault.stagger * (len(fault.nodes) - 1) > fault.start  # all back by the end
         for fault in partitions:
             side, other = fault.sides
             assert not set(side) & set(other) and max(len(side), len(other)) <= 7  # no side can make a block
@@ -144,13 +186,34 @@ def test_a_seed_gives_one_schedule_every_fault_healed_within_the_bounds() -> Non
                 assert 0.5 <= abs(fault.offset) <= MAX_SKEW
             if fault.kind == "slow":
                 assert 1 <= len(fault.nodes) <= 3 and 0 < fault.delay <= 0.15 and 0 <= fault.loss <= 0.05
-    assert kinds == set(KINDS)
+    assert kinds == set(KINDS) and long_silences > 100
     for nodes in (11, 15):
         with pytest.raises(ValueError, match="schedules are made for 12 to 14 nodes"):
             generate_schedule(1, nodes)
     for nodes in (13, 14):
         sides = [f.sides for s in range(50) for f in generate_schedule(s, nodes).faults if f.sides]
         assert sides and all(max(map(len, pair)) <= 7 for pair in sides)
+
+
+def test_every_fault_a_schedule_holds_starts_and_heals_last_within_its_window() -> None:
+    """The timed actions of the faults the generator makes (built, not run: that needs root):
+    each has one heal, its last action, and all of them fall between its start and its end."""
+    net = SimpleNamespace(namespaces=None, members=[None] * NODES)
+    seen = set()
+    for seed in range(200):
+        schedule = generate_schedule(seed, NODES, round_timeout=TIMING["round_timeout"])
+        for index, fault in enumerate(schedule.faults):
+            steps = sorted(
+                fault_steps(net, index, Applied(fault), random.Random(seed), PARAMS), key=lambda s: s.at
+            )  # type: ignore[arg-type]
+            assert [s.heal for s in steps].count(True) == 1 and steps[-1].heal, fault
+            assert fault.start == steps[0].at and all(s.at <= fault.end + 0.01 for s in steps), fault
+            if fault.kind in ("crash", "stall"):  # one restart a node, the last at the end
+                count = len(fault.nodes) if fault.kind == "crash" else stall_size(NODES)
+                assert len(steps) == (1 + count if fault.stagger else 2), fault
+                assert steps[-1].at == pytest.approx(fault.end)
+            seen.add(fault.kind)
+    assert seen == set(KINDS)
 
 
 # -- the relay ------------------------------------------------------------------------------------------------
@@ -361,11 +424,11 @@ def test_namespaces_cut_partition_bridge_and_relay_and_leave_only_others(tmp_pat
 @needs_netns
 @pytest.mark.slow
 def test_nodes_in_namespaces_stay_safe_and_final_under_randomized_fault_schedules(tmp_path: Path) -> None:
-    seeds = list(range(1, SCHEDULES + 1))  # CI: seeds 1 to 5; a soak goes on from there
+    seeds = SEEDS
     folder = tmp_path / "net"
     record = folder / "schedules.jsonl"
     limit = RESUME_ROUNDS * TIMING["round_timeout"]
-    with NetnsTestnet(folder, NODES, sync_writes=False, state_sync=False, **TIMING) as net:
+    with NetnsTestnet(folder, NODES, sync_writes=False, state_sync=False, params=PARAMS, **TIMING) as net:
         names, pids = net.namespaces.names, [p.pid for p in net.processes.values()]
         try:
             wait_until(

@@ -13,7 +13,7 @@ from state.effects import (
 )
 from state.events import NewState, Vote
 from state.nodes import NodeStatus, compute_credit, compute_reward_queue
-from state.obligations import compute_obligations_quorum
+from state.obligations import compute_obligations_quorum, compute_vote_threshold
 from state.swarms import UNASSIGNED_SWARM_ID
 from state.types import NodeKey
 from tests.chainsim import Sim, make_genesis, replace
@@ -46,7 +46,26 @@ def test_quorum_is_a_pure_function_of_its_inputs(net) -> None:  # type: ignore[n
     assert len(a.validators) == 10 and len(a.workers) == 20  # min(rest, max(50, rest // 100))
     assert not set(a.validators) & set(a.workers)
     assert compute_obligations_quorum(keys, [], b"other", params) != a
-    assert compute_obligations_quorum(keys[:9], [], b"seed", params) is None
+    assert compute_obligations_quorum([], keys, b"seed", params) is None  # no active node: none
+
+
+@pytest.mark.parametrize("active", [4, 7, 10, 11])
+def test_a_small_quorum_is_every_active_node_and_tests_them_all(net, active: int) -> None:  # type: ignore[no-untyped-def]
+    """PROTOCOL.md §4a: q = min(10, N) validators; with N <= 10 every active node validates and
+    every active and decommissioned node is a worker, so a small network still tests them all."""
+    params = Sim(*net).params
+    keys = [NodeKey(bytes([i]) * 32) for i in range(active)]
+    down = [NodeKey(bytes([100 + i]) * 32) for i in range(2)]
+    quorum = compute_obligations_quorum(keys, down, b"seed", params)
+    assert quorum is not None and len(quorum.validators) == min(10, active)
+    if active <= 10:
+        assert set(quorum.validators) == set(keys) and set(quorum.workers) == set(keys + down)
+    else:
+        assert not set(quorum.validators) & set(quorum.workers)
+    for worker in quorum.workers:
+        expected = -(-7 * (len(quorum.validators) - (worker in quorum.validators)) // 10)
+        assert compute_vote_threshold(quorum, worker, params) == expected
+    assert compute_vote_threshold(quorum, down[0], params) == -(-7 * min(10, active) // 10)
 
 
 def test_decommission_then_recommission_with_credit_rules(sim: Sim) -> None:
@@ -206,3 +225,83 @@ def test_votes_must_name_a_real_worker_and_quorum(sim: Sim) -> None:
     )
     sim.refuse(replace(good, quorum_height=0), match="no obligations quorum at height 0")
     sim.refuse(replace(good, new_state=9), match="unknown new state 9")
+
+
+# -- PROTOCOL.md §4a: small networks and the floor ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def four():  # type: ignore[no-untyped-def]
+    return make_genesis(nodes=4)
+
+
+@pytest.fixture(scope="module")
+def five():  # type: ignore[no-untyped-def]
+    return make_genesis(nodes=5)
+
+
+def test_a_validator_never_votes_on_itself(five) -> None:  # type: ignore[no-untyped-def]
+    sim = Sim(*five)
+    sim.advance(2)
+    quorum = sim._quorum_for(sim.height + 1)
+    worker = next(w for w in quorum.workers if w in quorum.validators)
+    me = quorum.validators.index(worker)
+    needed = compute_vote_threshold(quorum, worker, sim.params)
+    assert needed == 3  # 7 x (5 - 1) / 10, rounded up: of the four others
+    others = [i for i in range(len(quorum.validators)) if i != me]
+    sim.refuse(sim.votes(worker, NewState.DECOMMISSION, voters=[me, *others[:2]]), match="voted on itself")
+    sim.refuse(sim.votes(worker, NewState.DECOMMISSION, voters=others[:2]), match="2 votes, 3 needed")
+    sim.block(sim.votes(worker, NewState.DECOMMISSION, voters=others[:3]))  # 5 active -> 4: allowed
+    record = sim.node(worker)
+    assert record is not None and record.status == NodeStatus.DECOMMISSIONED
+    sim.check()
+
+
+def test_no_state_change_takes_the_active_set_below_the_floor(four) -> None:  # type: ignore[no-untyped-def]
+    sim = Sim(*four)
+    sim.advance(2)
+    assert sim.params.pulse_min_nodes == 4
+    worker = active_worker(sim)
+    for new_state in (NewState.DECOMMISSION, NewState.DEREGISTER):
+        sim.refuse(sim.votes(worker, new_state), match="fewer than pulse_min_nodes")
+    # what does not remove an active node still applies: an IP-change penalty
+    sim.block(sim.votes(worker, NewState.IP_CHANGE_PENALTY))
+    record = sim.node(worker)
+    assert record is not None and record.status == NodeStatus.ACTIVE
+
+
+def test_a_decommissioned_node_may_still_be_deregistered_at_the_floor(five) -> None:  # type: ignore[no-untyped-def]
+    """Deregistering a node that is already out of the active set removes no active node."""
+    sim = Sim(*five)
+    sim.advance(2)
+    worker = active_worker(sim)
+    sim.block(sim.votes(worker, NewState.DECOMMISSION))  # 5 -> 4 active: the floor
+    other = active_worker(sim)
+    sim.refuse(sim.votes(other, NewState.DECOMMISSION), match="fewer than pulse_min_nodes")
+    sim.block(sim.votes(worker, NewState.DEREGISTER))
+    assert sim.node(worker) is None
+    sim.check()
+
+
+def test_a_finished_unlock_waits_while_the_active_set_is_at_the_floor(four) -> None:  # type: ignore[no-untyped-def]
+    from state.events import RequestUnlock
+
+    sim = Sim(*four)
+    sim.advance(2)
+    node_key, node = next((k, n) for k, n in ((k, sim.node(k)) for k in sim.node_keys) if n is not None)
+    operator = next(o for o in sim.operators if o.public_key == node.operator)
+    sim.block(sim.tx(RequestUnlock, operator, node_key=NodeKey(node_key)))
+    record = sim.node(node_key)
+    assert record is not None
+    due = record.unlock_height
+    sim.advance_to(due + 3)
+    record = sim.node(node_key)
+    assert record is not None and record.status == NodeStatus.ACTIVE and record.unlock_height == due + 4
+    sim.check()
+    # a fifth node becomes active: the set is above the floor, and the waiting node leaves
+    new_node, register = sim.new_node(sim.users[0], sim.params.staking_requirement)
+    sim.block(register)
+    assert sim.node(new_node.public_key).status == NodeStatus.ACTIVE  # type: ignore[union-attr]
+    sim.advance(2)
+    assert sim.node(node_key) is None
+    sim.check()

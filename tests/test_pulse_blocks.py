@@ -71,7 +71,7 @@ def test_every_way_to_fake_the_round_is_refused(signed: tuple[MemoryChain, Block
         ).validators
     ]  # type: ignore[union-attr]
     refuse(chain, replace(block, header=replace(header, producer=others[0])), "not round .*'s producer")
-    refuse(chain, replace(block, signatures=block.signatures[:6]), "6 validator signatures, 7 needed")
+    refuse(chain, replace(block, signatures=block.signatures[:6]), "6 validator signatures, 7 of 11 needed")
     refuse(chain, replace(block, signatures=(*block.signatures[:6], block.signatures[0])), "signed twice")
     index, signature = block.signatures[0]
     bad = bytes([signature[0] ^ 1]) + signature[1:]
@@ -80,11 +80,11 @@ def test_every_way_to_fake_the_round_is_refused(signed: tuple[MemoryChain, Block
         replace(block, signatures=((index, bad), *block.signatures[1:])),
         f"validator {index} does not verify",
     )
-    refuse(chain, replace(block, header=replace(header, validators=0b111111)), "at least 7 validators")
+    refuse(chain, replace(block, header=replace(header, validators=0b111111)), "at least 7 of 11 validators")
     refuse(
         chain,
         replace(block, header=replace(header, validators=header.validators | 1 << 11)),
-        "at least 7 validators",
+        "at least 7 of 11 validators",
     )
     # the random value is covered by the signatures
     refuse(chain, replace(block, header=replace(header, random_value=bytes(16))), "does not verify")
@@ -141,4 +141,7 @@ def test_import_with_verify_refuses_a_forged_signature(
     fresh = make_home(0)
     capsys.readouterr()
     assert main(["import-events", "--home", str(fresh.path), "--in", str(export)]) == 1
-    assert "import refused at height 9: block 9: 6 validator signatures, 7 needed" in capsys.readouterr().err
+    assert (
+        "import refused at height 9: block 9: 6 validator signatures, 7 of 11 needed"
+        in capsys.readouterr().err
+    )

@@ -15,6 +15,7 @@ from consensus.quorum import (
     compute_checkpoint_threshold,
     compute_pulse_entropy,
     compute_pulse_quorum,
+    compute_pulse_threshold,
 )
 from state.checkpoints import compute_checkpoint_seed
 from state.sampler import Sampler
@@ -74,18 +75,20 @@ def test_pinned_quorum_draws(case: dict) -> None:
     keys = node_keys(case["nodes"])
     entropy = compute_pulse_entropy([bytes([i]) * 16 for i in range(12)])
     assert entropy.hex() == case["entropy"]
-    quorum = compute_pulse_quorum(keys[case["leader_index"]], keys, entropy, case["height"], case["round"])
+    leader = keys[case["leader_index"]]
+    quorum = compute_pulse_quorum(leader, keys, entropy, case["height"], case["round"], min_nodes=4)
     assert quorum is not None
     assert quorum.producer.hex() == case["producer"]
     assert [v.hex() for v in quorum.validators] == case["validators"]
     assert [k.hex() for k in compute_checkpoint_quorum(keys, entropy, case["height"])] == case[
         "checkpoint_quorum"
     ]
-    # and the draw is the specified one
-    leader = keys[case["leader_index"]]
+    # and the draw is the specified one: the round one byte below 256, two from 256 on
+    round_ = case["round"]
+    round_bytes = bytes([round_]) if round_ < 256 else round_.to_bytes(2, "big")
     shuffled = spec_sample(
         "pulse",
-        entropy + case["height"].to_bytes(8, "big") + bytes([case["round"]]),
+        entropy + case["height"].to_bytes(8, "big") + round_bytes,
         sorted(k for k in keys if k != leader),
         12,
     )
@@ -93,17 +96,20 @@ def test_pinned_quorum_draws(case: dict) -> None:
     assert list(compute_checkpoint_quorum(keys, entropy, case["height"])) == spec_sample(
         "checkpoint", seed, sorted(keys), 20
     )
-    if case["round"] == 0:
+    if round_ == 0:
         assert quorum.producer == leader and list(quorum.validators) == shuffled[:11]
-    else:
+    elif case["nodes"] >= 12:
         assert quorum.producer == shuffled[0] and list(quorum.validators) == shuffled[1:12]
+    else:  # a small set (PROTOCOL.md §4a): the leader validates the backup rounds
+        assert quorum.producer == shuffled[0] and list(quorum.validators) == [*shuffled[1:], leader]
+    assert len(quorum.validators) == min(11, case["nodes"] - 1) or (case["nodes"] == 12 and round_ > 0)
 
 
 def test_pulse_quorum_rules() -> None:
     keys = node_keys(30)
     entropy = bytes(32)
     leader = keys[3]
-    quorums = [compute_pulse_quorum(leader, keys, entropy, 10, r) for r in range(4)]
+    quorums = [compute_pulse_quorum(leader, keys, entropy, 10, r, min_nodes=4) for r in range(4)]
     assert all(q is not None for q in quorums)
     for quorum in quorums:
         assert quorum is not None
@@ -113,11 +119,39 @@ def test_pulse_quorum_rules() -> None:
     assert quorums[0].producer == leader  # type: ignore[union-attr]
     assert quorums[1].producer != leader  # type: ignore[union-attr]
     assert len({q.validators for q in quorums if q}) == 4  # every round redraws
-    assert compute_pulse_quorum(leader, list(reversed(keys)), entropy, 10, 0) == quorums[0]
-    assert compute_pulse_quorum(leader, keys[:11], entropy, 10, 0) is None  # needs 12 active nodes
-    assert compute_pulse_quorum(leader, keys[:12], entropy, 10, 0) is not None
+    assert compute_pulse_quorum(leader, list(reversed(keys)), entropy, 10, 0, min_nodes=4) == quorums[0]
+    # rounds are 16 bits: 256 and 65,535 draw quorums, 65,536 is no round
+    assert compute_pulse_quorum(leader, keys, entropy, 10, 256, min_nodes=4) not in quorums
+    assert compute_pulse_quorum(leader, keys, entropy, 10, 65_535, min_nodes=4) is not None
     with pytest.raises(ValueError):
-        compute_pulse_quorum(leader, keys, entropy, 10, 256)
+        compute_pulse_quorum(leader, keys, entropy, 10, 65_536, min_nodes=4)
+
+
+@pytest.mark.parametrize("nodes", [2, 3, 4, 5, 7, 10, 11, 12, 13])
+def test_small_active_sets_have_a_quorum_of_every_other_node(nodes: int) -> None:
+    """PROTOCOL.md §4a: V = min(11, N - 1) validators, T = ⌈7V/11⌉ signatures, down to the floor."""
+    keys = node_keys(nodes)
+    leader = keys[0]
+    for round_ in range(3):
+        quorum = compute_pulse_quorum(leader, keys, bytes(32), 10, round_, min_nodes=4)
+        if nodes < 4:
+            assert quorum is None  # below pulse_min_nodes: no Pulse
+            continue
+        assert quorum is not None
+        members = [quorum.producer, *quorum.validators]
+        assert len(set(members)) == len(members)
+        full_backup = nodes == 12 and round_ > 0  # mainnet's rule: the leader sits backup rounds out
+        assert len(quorum.validators) == (10 if full_backup else min(11, nodes - 1))
+        assert quorum.threshold * 2 > len(quorum.validators)
+        if nodes < 12:
+            assert set(members) == set(keys)  # every node takes part
+    assert compute_pulse_quorum(leader, keys, bytes(32), 10, 0, min_nodes=nodes + 1) is None
+
+
+def test_the_pulse_threshold_is_seven_elevenths_rounded_up() -> None:
+    assert [compute_pulse_threshold(v) for v in range(1, 12)] == [1, 2, 2, 3, 4, 4, 5, 6, 6, 7, 7]
+    # 7 of 11, 7 of 10, 6 of 9, 5 of 7, 3 of 4, 2 of 3 (PROTOCOL.md §4a)
+    assert [compute_pulse_threshold(v) for v in (11, 10, 9, 7, 4, 3)] == [7, 7, 6, 5, 3, 2]
 
 
 def test_checkpoint_quorum_rules() -> None:

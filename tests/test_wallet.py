@@ -20,6 +20,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from appchain.boundary import Faults
 from appchain.chain import Chain
 from appchain.cli import main
 from appchain.devchain import DevChainGenerator
@@ -58,6 +59,8 @@ class ChainNode:
         self.chain = chain
         self.ledger = ChainLedger(chain)
         self.metrics = None
+        self.faults = Faults(lambda *args, **fields: None)
+        self.progress = lambda: None
         self.core = SimpleNamespace(node_key=bytes(32), mempool=Mempool(chain.state.chain_id))
         self.include = include
         self.certify = certify

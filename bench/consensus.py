@@ -53,7 +53,7 @@ class SignatureClock:
 
 
 def measure_simulation(blocks: int) -> None:
-    from appchain.simulate import make_simulation
+    from appchain.cli.simulate import make_simulation
     from consensus.simulator import SimConfig
     from state.crypto import ed25519
 

@@ -13,7 +13,7 @@ database and every node's status:
 - finalized transfers per second over the load window;
 - the CPU share of signature verification (and of signing) over all nodes' process time: the
   nodes count their signature calls, and each count is priced at that call's cost measured on
-  an idle core in this run (see :mod:`appchain.metrics` for why not the time inside the calls);
+  an idle core in this run (see :mod:`appchain.node.metrics` for why not the time inside the calls);
 - the reference measured in the same run: one core's raw Ed25519 verifications per second, and
   the finalized rate as a share of it.
 
@@ -35,9 +35,9 @@ from pathlib import Path
 
 import msgspec
 
-from appchain.admin import call
-from appchain.home import Home
-from appchain.testnet import poll_status, start_process, stop_processes, write_testnet
+from appchain.home.home import Home
+from appchain.lab.testnet import poll_status, start_process, stop_processes, write_testnet
+from appchain.node.admin import call
 from genesis.devnet import load_dev_accounts
 from genesis.document import load_genesis
 from genesis.presets import DEVNET

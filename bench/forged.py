@@ -25,9 +25,9 @@ from pathlib import Path
 
 import msgspec
 
-from appchain.devchain import derive_devchain_node
-from appchain.genesis_files import write_devnet
-from appchain.jsonrpc import decode_transaction_hex
+from appchain.cli.devchain import derive_devchain_node
+from appchain.home.genesis_files import write_devnet
+from appchain.rpc.jsonrpc import decode_transaction_hex
 from consensus.mempool import Mempool
 from consensus.messages import TxMessage, decode_message
 from genesis.build import create_genesis_state

@@ -31,7 +31,7 @@ import statistics
 import time
 from typing import Any
 
-from appchain.lightclient import RpcSource, Trusted, VerifyingClient
+from appchain.client.lightclient import RpcSource, Trusted, VerifyingClient
 from consensus.checkpoint import CheckpointCertificate, compute_checkpoint_message, encode_bitset
 from state.block import Header, compute_block_hash
 from state.checkpoints import CHECKPOINT_INTERVAL, CHECKPOINT_QUORUM_SIZE, compute_quorum_commitment

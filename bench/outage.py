@@ -11,7 +11,7 @@ It prints, at the end:
   (the longest time during which no node's final height grew), with when it happened;
 - the kills and restarts, and how long each restarted node took to reach the network's final
   height again;
-- the history checker's verdict over every node's journal (:mod:`appchain.checker`): safety
+- the history checker's verdict over every node's journal (:mod:`appchain.lab.checker`): safety
   violations, double signs, diverging roots.
 
 Before PROTOCOL.md §4a, the first decommission of a killed node left 11 active nodes, fewer than
@@ -30,8 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from appchain.checker import check_histories
-from appchain.testnet import DEVNET_TIMING, poll_status, start_process, stop_processes, write_testnet
+from appchain.lab.checker import check_histories
+from appchain.lab.testnet import DEVNET_TIMING, poll_status, start_process, stop_processes, write_testnet
 
 NODES = 12
 

@@ -28,11 +28,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from appchain.chain import ReplayMismatch, genesis_state_checked, replay_from_genesis
-from appchain.devchain import DevChainGenerator
-from appchain.genesis_files import write_devnet
-from appchain.home import Home, NodeConfig
-from appchain.store import BlockBody, BlockStore
+from appchain.cli.devchain import DevChainGenerator
+from appchain.home.chain import ReplayMismatch, genesis_state_checked, replay_from_genesis
+from appchain.home.genesis_files import write_devnet
+from appchain.home.home import Home, NodeConfig
+from appchain.home.store import BlockBody, BlockStore
 from genesis.devnet import load_dev_accounts, load_dev_nodes
 from genesis.document import Genesis
 from state.block import Block, Header
@@ -177,7 +177,7 @@ def main() -> None:
 
 
 def _replay_slice_verified(home: Home, blocks: list[Block]) -> float:
-    from appchain.chain import replay_blocks
+    from appchain.home.chain import replay_blocks
     from genesis.build import create_genesis_state
 
     state, _ = create_genesis_state(home.load_genesis())

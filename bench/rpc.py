@@ -28,7 +28,7 @@ from pathlib import Path
 import h11
 import trio
 
-from appchain.testnet import poll_status, start_process, stop_processes, write_testnet
+from appchain.lab.testnet import poll_status, start_process, stop_processes, write_testnet
 
 CONSTANT = json.dumps({"jsonrpc": "2.0", "id": 1, "result": {"status": "OK"}}).encode()
 

@@ -25,9 +25,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from appchain.devchain import DevChainGenerator
-from appchain.home import Home, render_config
-from appchain.testnet import NetworkMember, poll_status, start_process, stop_processes, write_testnet
+from appchain.cli.devchain import DevChainGenerator
+from appchain.home.home import Home, render_config
+from appchain.lab.testnet import NetworkMember, poll_status, start_process, stop_processes, write_testnet
 from genesis.devnet import load_dev_accounts, load_dev_nodes
 from genesis.presets import DEVNET
 

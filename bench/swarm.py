@@ -32,8 +32,8 @@ from pathlib import Path
 
 import plyvel
 
+from appchain.lab.testnet import poll_status, start_process, stop_processes, write_testnet
 from appchain.messaging.store import compute_message_hash
-from appchain.testnet import poll_status, start_process, stop_processes, write_testnet
 from bench.rpc import measure
 from state.crypto import ed25519
 

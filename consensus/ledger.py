@@ -1,7 +1,7 @@
 """What the node core needs of a chain: :class:`Ledger`, and :class:`MemoryLedger` for the simulator.
 
 The process node implements the same protocol over its LevelDB store
-(:class:`appchain.ledger.ChainLedger`), so the core (:mod:`consensus.node`) runs unchanged on
+(:class:`appchain.node.ledger.ChainLedger`), so the core (:mod:`consensus.node`) runs unchanged on
 both: in memory under the simulator, on disk behind p2p.
 """
 

@@ -14,7 +14,7 @@ message to one node, gossip it to every peer, ask a few peers, or keep the evide
 equivocation it caught (:mod:`consensus.evidence`: two validly signed messages from one quorum
 member for one slot of a Pulse round, a checkpoint vote or an obligations vote). Two drivers
 exist: the deterministic simulator (:mod:`consensus.simulator`, with a
-:class:`~consensus.ledger.MemoryLedger`) and the process node (:mod:`appchain.node`, over p2p and
+:class:`~consensus.ledger.MemoryLedger`) and the process node (:mod:`appchain.node.node`, over p2p and
 the LevelDB chain). The chain itself is a :class:`~consensus.ledger.Ledger`; the double-sign
 guard's record is the driver's too (memory in the simulator, the database in the node), so
 nothing is signed twice for one slot.

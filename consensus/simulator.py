@@ -229,7 +229,7 @@ class VerdictMemo:
     certificate by all. The verify functions are pure, so a repeated question gets the real
     function's first answer, and a simulated message costs what it costs one node rather than
     N. Installed on the facade modules, where every caller looks the functions up (as
-    :class:`appchain.metrics.SignatureClock` is); a context manager, restored on the way out.
+    :class:`appchain.node.metrics.SignatureClock` is); a context manager, restored on the way out.
     Off by default (``SimConfig.verify_once``): ``bench/consensus.py`` measures every node's work.
     """
 

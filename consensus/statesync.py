@@ -2,7 +2,7 @@
 
 Sans-IO, like the rest of the core: messages and time in (:meth:`StateSync.on_message`,
 :meth:`StateSync.on_time`), :class:`~consensus.node.Send` and :class:`~consensus.node.Penalize`
-actions out; the trio driver is :mod:`appchain.statesync`. It trusts nothing but the genesis:
+actions out; the trio driver is :mod:`appchain.node.statesync`. It trusts nothing but the genesis:
 
 1. **Offers.** Every peer is asked which snapshot it serves (:class:`SnapshotsRequest`); the
    offers are collected for :attr:`SyncConfig.discovery` seconds (or until every peer answered).

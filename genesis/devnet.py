@@ -1,7 +1,7 @@
 """Deterministic development networks.
 
 ``appchain genesis new --nodes N --seed S`` derives every key from ``S``: the same seed gives
-byte-identical files on every machine (:mod:`appchain.genesis_files` writes them). Such keys are
+byte-identical files on every machine (:mod:`appchain.home.genesis_files` writes them). Such keys are
 public knowledge (anyone can derive them from the seed), so the key files say so loudly: they are
 for devnets and tests only.
 

@@ -1,6 +1,6 @@
 """A chain's state at a height, as the genesis of a new chain: what carries over and what resets.
 
-``appchain export-genesis`` (:mod:`appchain.genesis_export`) rebuilds the state after a final
+``appchain export-genesis`` (:mod:`appchain.home.genesis_export`) rebuilds the state after a final
 block ``H`` and hands it to :func:`export_state`, which returns a genesis document whose block 0
 recreates that state as far as a genesis can hold it, the way Cosmos's ``export`` and in-place
 testnet start a chain from another's state. A genesis holds balances, the reward pool, service

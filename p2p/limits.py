@@ -1,7 +1,7 @@
 """Limits keyed by the remote address: token buckets and counts of what each address holds open.
 
 The p2p host (:mod:`p2p.host`) uses them for inbound connections, and the node's HTTP endpoint
-(:mod:`appchain.rpc`) for connections, requests and requests in flight. Both key them by
+(:mod:`appchain.rpc.methods`) for connections, requests and requests in flight. Both key them by
 :func:`address_key`: an IPv4 address as it is, an IPv6 address by its /64 network (one host, or
 one customer of a provider, is given a whole /64, and could otherwise take a fresh address for
 every connection). IPv4-mapped IPv6 addresses count as the IPv4 address they carry.

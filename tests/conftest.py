@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from appchain.chain import Chain
-from appchain.devchain import DevChainGenerator
-from appchain.genesis_files import write_devnet
-from appchain.home import Home, NodeConfig
-from appchain.node import Logger, Node
+from appchain.cli.devchain import DevChainGenerator
+from appchain.home.chain import Chain
+from appchain.home.genesis_files import write_devnet
+from appchain.home.home import Home, NodeConfig
+from appchain.node.node import Logger, Node
 from genesis.devnet import load_dev_accounts, load_dev_nodes
 from genesis.document import Genesis
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from appchain.devchain import DevChainGenerator
-from appchain.home import Home
+from appchain.cli.devchain import DevChainGenerator
+from appchain.home.home import Home
 from genesis.devnet import load_dev_accounts, load_dev_nodes
 
 

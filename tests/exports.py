@@ -7,7 +7,7 @@ from pathlib import Path
 
 import trio
 
-from appchain.exchange import MAGIC
+from appchain.home.exchange import MAGIC
 
 
 def frames_of(path: Path) -> list[bytes]:

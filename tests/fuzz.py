@@ -8,7 +8,7 @@ target             the path, and what it must never do
 =================  ==============================================================================
 ``p2p_frame``      a frame after the handshake: :func:`consensus.messages.decode_message`, then the
                    node core (:meth:`NodeCore.on_message`), the state-sync server
-                   (:func:`appchain.statesync.answer`) and a joining node's state sync. Raise
+                   (:func:`appchain.node.statesync.answer`) and a joining node's state sync. Raise
                    anything, or change the chain: nobody without the keys can make a valid block,
                    so the tip, its root and the final height must stay as they were.
 ``block``          a block as a peer sends it: decode, Pulse check, execution against the tip. Raise
@@ -78,9 +78,9 @@ class Target:
 def _world() -> SimpleNamespace:
     """A node home with a 24-block dev chain (certified checkpoints, a snapshot at 16), its
     node core, and a fresh home for a joining node's state sync."""
-    from appchain.genesis_files import write_devnet
-    from appchain.home import Home, NodeConfig
-    from appchain.ledger import ChainLedger
+    from appchain.home.genesis_files import write_devnet
+    from appchain.home.home import Home, NodeConfig
+    from appchain.node.ledger import ChainLedger
     from consensus.guard import GuardedSigner
     from consensus.node import CoreConfig, Identity, NodeCore
     from consensus.pulse import Timing
@@ -138,7 +138,7 @@ def _tip(world: SimpleNamespace) -> tuple[int, bytes, bytes, int]:
 
 
 def p2p_frame(data: bytes) -> None:
-    from appchain.statesync import answer
+    from appchain.node.statesync import answer
     from consensus.messages import SYNC_REQUESTS, SYNC_RESPONSES, decode_message
     from state.encoding import DecodeError
 
@@ -230,7 +230,7 @@ def genesis(data: bytes) -> None:
 
 @cache
 def _genesis_file() -> bytes:
-    from appchain.genesis_files import write_devnet
+    from appchain.home.genesis_files import write_devnet
 
     folder = Path(tempfile.mkdtemp(prefix="appchain-fuzz-genesis-"))
     write_devnet(folder / "genesis.json", nodes=12, seed="fuzz-genesis", users=2)
@@ -240,7 +240,7 @@ def _genesis_file() -> bytes:
 
 
 def json_rpc(data: bytes) -> None:
-    from appchain.rpc import handle_body
+    from appchain.rpc.methods import handle_body
 
     world = _world()
     before = _tip(world)
@@ -395,11 +395,11 @@ def _onion_layer_seeds() -> list[bytes]:
 
 
 SERVERS = (
-    "appchain.node",
-    "appchain.rpc_server",
-    "appchain.rpc",
-    "appchain.admin",
-    "appchain.jsonrpc",
+    "appchain.node.node",
+    "appchain.rpc.server",
+    "appchain.rpc.methods",
+    "appchain.node.admin",
+    "appchain.rpc.jsonrpc",
     "appchain.messaging.rpc",
     "appchain.messaging.onion",
     "appchain.messaging.layer",
@@ -408,7 +408,7 @@ SERVERS = (
 )
 """The node's servers: what the socket targets (:mod:`tests.fuzz_sockets`) reach."""
 CHAIN = (
-    "appchain.statesync",
+    "appchain.node.statesync",
     "consensus.node",
     "consensus.statesync",
     "consensus.validation",
@@ -418,7 +418,7 @@ TARGETS: dict[str, Target] = {
     "p2p_frame": Target(p2p_frame, _p2p_seeds, CHAIN),
     "block": Target(block, _block_seeds, CHAIN),
     "genesis": Target(genesis, lambda: [_genesis_file()], ("genesis.document",)),
-    "json_rpc": Target(json_rpc, _json_rpc_seeds, (*CHAIN, "appchain.rpc")),
+    "json_rpc": Target(json_rpc, _json_rpc_seeds, (*CHAIN, "appchain.rpc.methods")),
     "storage_rpc": Target(storage_rpc, _storage_seeds, ("appchain.messaging.rpc",)),
     "onion": Target(onion, _onion_seeds, ("appchain.messaging.onion",)),
     "onion_layer": Target(onion_layer, _onion_layer_seeds, ("appchain.messaging.onion",)),

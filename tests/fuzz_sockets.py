@@ -1,7 +1,7 @@
 """Fuzzing at the socket: raw bytes to a running node's real ports, over real TCP connections.
 
 The decoder targets of :mod:`tests.fuzz` call functions; these reach a node the way an attacker
-does. A real :class:`~appchain.node.Node` (a home of the fuzz devnet with a 24-block chain,
+does. A real :class:`~appchain.node.node.Node` (a home of the fuzz devnet with a 24-block chain,
 started by :meth:`Node.run`, every listener on 127.0.0.1) runs in a thread of the fuzzing
 process, so the fuzzer's coverage sees its code. Each input opens connections to one of its ports:
 
@@ -100,9 +100,9 @@ def _free_ports(count: int) -> list[int]:
 @cache
 def served() -> Served:
     """Start the node once per process (its home in a fresh folder)."""
-    from appchain.genesis_files import write_devnet
-    from appchain.home import Home, NodeConfig
-    from appchain.node import Logger, Node
+    from appchain.home.genesis_files import write_devnet
+    from appchain.home.home import Home, NodeConfig
+    from appchain.node.node import Logger, Node
     from state.encoding import decode_json
     from tests.conftest import extend
 
@@ -221,14 +221,14 @@ def _field_names(kind: Any) -> list[str]:
 
 @cache
 def _rpc_methods() -> dict[str, list[str]]:
-    from appchain import rpc
+    from appchain.rpc import methods as rpc
 
     return {name: _field_names(method.params) for name, method in rpc.METHODS.items()}
 
 
 @cache
 def _admin_methods() -> dict[str, list[str]]:
-    from appchain import admin
+    from appchain.node import admin
 
     return {name: _field_names(method.params) for name, method in admin.METHODS.items()}
 

@@ -34,7 +34,7 @@ def served_node(**parts: Any) -> SimpleNamespace:
     """A stand-in for the running node, with what the JSON-RPC methods read: ``parts`` (its
     chain, ledger, core, metrics…), a boundary that keeps what it catches (``faults``) and no
     progress report (``progress()`` is None: these chains are not running)."""
-    from appchain.boundary import Faults
+    from appchain.home.boundary import Faults
 
     parts.setdefault("metrics", None)
     return SimpleNamespace(faults=Faults(lambda *args, **fields: None), progress=lambda: None, **parts)

@@ -17,9 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from appchain.keyfile import write_seed
-from appchain.rpc import handle_body
-from appchain.testnet import NetworkMember, start_process, stop_processes, write_testnet
+from appchain.home.keyfile import write_seed
+from appchain.lab.testnet import NetworkMember, start_process, stop_processes, write_testnet
+from appchain.rpc.methods import handle_body
 from genesis.devnet import load_dev_accounts
 from state.crypto import ed25519
 from tests.test_network import free_port_block
@@ -117,7 +117,7 @@ Tamper = Callable[[str, dict[str, Any], dict[str, Any]], dict[str, Any]]
 
 
 def serve_node(node: Any, tamper: Tamper | None = None) -> Respond:
-    """Answers ``POST /json_rpc`` with the node's own JSON-RPC handlers (:func:`appchain.rpc.handle_body`)
+    """Answers ``POST /json_rpc`` with the node's own JSON-RPC handlers (:func:`appchain.rpc.methods.handle_body`)
     over ``node`` (a chain, its ledger, a mempool: what the handlers read), each result through
     ``tamper``; one request at a time, like the node's event loop."""
     lock = threading.Lock()

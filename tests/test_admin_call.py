@@ -1,4 +1,4 @@
-"""``appchain.admin.call`` against a fake admin endpoint (127.0.0.1, port 0) that answers each
+"""``appchain.node.admin.call`` against a fake admin endpoint (127.0.0.1, port 0) that answers each
 kind of broken reply: every one is a typed error with one line naming the address and what was
 wrong, never a KeyError, a JSONDecodeError or a hang past the timeout."""
 
@@ -12,8 +12,8 @@ from contextlib import contextmanager
 
 import pytest
 
-from appchain import admin
-from appchain.admin import AdminTimeout, AdminUnavailable, MalformedReply, RpcError, call
+from appchain.node import admin
+from appchain.node.admin import AdminTimeout, AdminUnavailable, MalformedReply, RpcError, call
 
 Script = Callable[[socket.socket], None]
 """What the fake server does once it has read the request line."""

@@ -1,7 +1,7 @@
 """No input stops a node: each request that once ended a node's process, sent over a real socket
 to a node's real servers, and the boundaries that catch what no handler expected.
 
-Every test here serves a real :class:`~appchain.node.Node` (the offline node of the test devnet:
+Every test here serves a real :class:`~appchain.node.node.Node` (the offline node of the test devnet:
 its chain, its swarm layer, its metrics and its log) on 127.0.0.1 and talks to it as a client
 would, over TCP. After each hostile request the node must still answer ``get_info`` with the same
 chain. That the node also keeps *making blocks* afterwards is shown over a network of node
@@ -22,12 +22,13 @@ import msgspec
 import pytest
 import trio
 
-from appchain import admin, rpc
-from appchain.boundary import Faults
-from appchain.jsonrpc import Method, NoParams
+from appchain.home.boundary import Faults
 from appchain.messaging.onion import ONION_PATH, XCHACHA20, Channel, Hop, combine
-from appchain.node import Logger, Node
-from appchain.rpc_server import RpcLimits, RpcServer
+from appchain.node import admin
+from appchain.node.node import Logger, Node
+from appchain.rpc import methods as rpc
+from appchain.rpc.jsonrpc import Method, NoParams
+from appchain.rpc.server import RpcLimits, RpcServer
 from consensus.messages import SignedBlock
 from state.encoding import encode
 
@@ -454,7 +455,7 @@ async def test_a_failing_long_lived_task_is_started_again(autojump_clock: Any) -
 
 
 async def test_fatal_errors_pass_every_boundary() -> None:
-    from appchain.store import StoreCorrupt
+    from appchain.home.store import StoreCorrupt
 
     faults = Faults(lambda *args, **kwargs: None)
     with pytest.raises(StoreCorrupt), faults.boundary("rpc"):

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from appchain.checker import check_histories, history_path
-from appchain.journal import Journal, JournaledSlots
+from appchain.lab.checker import check_histories, history_path
+from appchain.node.journal import Journal, JournaledSlots
 from consensus.guard import DoubleSign, GuardedSigner, MemorySlotRecord
 from state.crypto import ed25519
 
@@ -120,7 +120,7 @@ def test_the_journaled_guard_records_what_it_signs_and_nothing_it_refuses(tmp_pa
 def test_the_command_prints_the_numbers_and_fails_on_a_violation(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from appchain.cli import main
+    from appchain.cli.main import main
 
     homes = clean_run(tmp_path)
     assert main(["check-histories", *map(str, homes)]) == 0
@@ -162,7 +162,7 @@ def test_finality_must_resume_within_the_limit_after_each_heal(tmp_path: Path) -
 
 
 def test_the_longest_stall_names_the_faults_active_during_it(tmp_path: Path) -> None:
-    from appchain.checker import FaultWindow
+    from appchain.lab.checker import FaultWindow
 
     home = finals_at(tmp_path, [(4, 100.0), (8, 102.0), (12, 120.0), (16, 122.0)])
     faults = [
@@ -179,8 +179,8 @@ def test_the_longest_stall_names_the_faults_active_during_it(tmp_path: Path) -> 
 def test_the_command_reads_a_schedule_record_and_fails_a_late_resume(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from appchain.cli import main
-    from appchain.home import NodeConfig, render_config
+    from appchain.cli.main import main
+    from appchain.home.home import NodeConfig, render_config
 
     home = finals_at(tmp_path, [(4, 100.0), (8, 108.0), (12, 130.0)])
     (home / "config.toml").write_text(render_config(NodeConfig(stage_timeout=1.0, round_timeout=5.0)))

@@ -10,9 +10,9 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from appchain import cli
-from appchain.cli import main
-from appchain.exchange import ExportedBlock
+from appchain.cli import main as cli
+from appchain.cli.main import main
+from appchain.home.exchange import ExportedBlock
 from state.encoding import decode, encode
 from state.events import Transfer
 from state.types import Atomic

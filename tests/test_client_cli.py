@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from appchain.admin import call as admin_call
-from appchain.cli import main
-from appchain.wallet import WalletError, format_amount, parse_amount
+from appchain.cli.main import main
+from appchain.client.wallet import WalletError, format_amount, parse_amount
+from appchain.node.admin import call as admin_call
 from tests.servers import RunningNode
 
 

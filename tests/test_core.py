@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from appchain.simulate import simulation_genesis
+from appchain.cli.simulate import simulation_genesis
 from consensus.checkpoint import compute_checkpoint_message, decode_bitset
 from consensus.faults import parse_faults
 from consensus.forkchoice import prefer_candidate

@@ -2,7 +2,7 @@
 
 The simulator normally gives each node a :class:`~consensus.ledger.MemoryLedger`; here every
 node runs the very same :class:`~consensus.node.NodeCore` over its own home's LevelDB chain
-(:class:`appchain.ledger.ChainLedger`) and the store's durable double-sign record, the
+(:class:`appchain.node.ledger.ChainLedger`) and the store's durable double-sign record, the
 combination the process node uses. Blocks become final with equal roots on every home, and each
 home then replays from genesis to the same root.
 """
@@ -14,9 +14,9 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from appchain.chain import Chain, replay_from_genesis
-from appchain.ledger import ChainLedger
-from appchain.simulate import simulation_genesis
+from appchain.cli.simulate import simulation_genesis
+from appchain.home.chain import Chain, replay_from_genesis
+from appchain.node.ledger import ChainLedger
 from consensus.ledger import MemoryLedger
 from consensus.node import NodeCore
 from consensus.simulator import Faults, SimConfig, Simulation
@@ -67,11 +67,11 @@ def test_the_default_simulation_runs_on_memory_ledgers() -> None:
 
 
 def test_the_process_node_and_the_simulator_drive_the_same_core() -> None:
-    import appchain.node
+    import appchain.node.node
     import consensus.simulator
 
-    assert appchain.node.NodeCore is consensus.simulator.NodeCore is NodeCore
-    assert appchain.node.decode_message is consensus.messages.decode_message
+    assert appchain.node.node.NodeCore is consensus.simulator.NodeCore is NodeCore
+    assert appchain.node.node.decode_message is consensus.messages.decode_message
 
 
 def test_a_peer_serving_an_invalid_block_is_dropped_and_sync_asks_others() -> None:

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from appchain.chain import replay_from_genesis
-from appchain.home import Home, NodeConfig
-from appchain.store import BlockStore
+from appchain.home.chain import replay_from_genesis
+from appchain.home.home import Home, NodeConfig
+from appchain.home.store import BlockStore
 from state.block import compute_block_hash
 from tests.conftest import ROOT
 

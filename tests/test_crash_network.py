@@ -64,13 +64,13 @@ from typing import Any, NamedTuple
 import msgspec
 import pytest
 
-from appchain.chain import Chain, replay_from_genesis
-from appchain.checker import check_histories
-from appchain.home import Home
-from appchain.messaging.client import ClientError, SessionAccount, StorageClient
-from appchain.messaging.client import Node as StorageNode
+from appchain.client.messages import ClientError, SessionAccount, StorageClient
+from appchain.client.messages import Node as StorageNode
+from appchain.home.chain import Chain, replay_from_genesis
+from appchain.home.home import Home
+from appchain.lab.checker import check_histories
+from appchain.lab.testnet import NetworkMember, poll_status, start_process, stop_processes, write_testnet
 from appchain.messaging.store import MessageStore, hash_bytes
-from appchain.testnet import NetworkMember, poll_status, start_process, stop_processes, write_testnet
 from genesis.presets import DEVNET
 from state.block import compute_block_hash
 from state.crypto import ed25519

@@ -22,8 +22,8 @@ from typing import Any, cast
 import pytest
 from rich.console import Console
 
-from appchain.devnet import LiveView, Supervisor, describe_exit, last_log_line
-from appchain.testnet import (
+from appchain.lab.devnet import LiveView, Supervisor, describe_exit, last_log_line
+from appchain.lab.testnet import (
     Answer,
     NetworkMember,
     Problem,

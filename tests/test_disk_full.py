@@ -3,7 +3,7 @@ line naming the block it could not write, nothing written before is lost or corr
 there is room again the home opens, replays from genesis to the same root, and goes on.
 
 Needs root (to mount); CI runs as root. The blocks come from ``appchain dev-chain``, which
-appends through the same :meth:`appchain.chain.Chain.append_pending` and one-batch store write as
+appends through the same :meth:`appchain.home.chain.Chain.append_pending` and one-batch store write as
 a running node."""
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from appchain.genesis_files import write_devnet
-from appchain.home import Home, NodeConfig
+from appchain.home.genesis_files import write_devnet
+from appchain.home.home import Home, NodeConfig
 from tests.conftest import unless_ci
 
 pytestmark = unless_ci(None if os.geteuid() == 0 else "root (mounting a tmpfs)")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from appchain.devchain import DevChainGenerator
+from appchain.cli.devchain import DevChainGenerator
 from genesis.build import create_genesis_state
 from state.effects import BlockRewarded, NodeExited, NodeRegistered, RewardPaid, StakeReturned, SwarmChanged
 from state.events import RequestUnlock

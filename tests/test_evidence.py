@@ -17,9 +17,9 @@ import msgspec
 import plyvel
 import pytest
 
-from appchain.rpc import handle_body
-from appchain.simulate import make_simulation, simulation_genesis
-from appchain.store import EVIDENCE_PREFIX, BlockStore, StoreCorrupt, evidence_key
+from appchain.cli.simulate import make_simulation, simulation_genesis
+from appchain.home.store import EVIDENCE_PREFIX, BlockStore, StoreCorrupt, evidence_key
+from appchain.rpc.methods import handle_body
 from consensus.checkpoint import compute_checkpoint_message
 from consensus.evidence import (
     ROUNDS_KEPT,

@@ -19,15 +19,15 @@ import msgspec
 import plyvel
 import pytest
 
-from appchain import rpc
-from appchain.cli import main
-from appchain.genesis_export import (
+from appchain.cli.main import main
+from appchain.home.genesis_export import (
     RESET_SERVICE_NODE_FIELDS,
     RESET_SNS_FIELDS,
     load_state_at,
     open_store,
 )
-from appchain.home import Home, NodeConfig
+from appchain.home.home import Home, NodeConfig
+from appchain.rpc import methods as rpc
 from genesis.build import create_genesis_state
 from genesis.devnet import create_devnet_genesis, derive_node
 from genesis.document import Genesis, dump_genesis, load_genesis, parse_genesis_json

@@ -7,8 +7,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from appchain.chain import ChainError
-from appchain.cli import main
+from appchain.cli.main import main
+from appchain.home.chain import ChainError
 from consensus.checkpoint import aggregate_certificate, sign_checkpoint
 from consensus.light import LightClient, Untrusted
 from genesis.build import create_genesis_block
@@ -26,7 +26,7 @@ from tests.helpers import next_block
 
 @pytest.fixture(scope="module")
 def chain_home(tmp_path_factory: pytest.TempPathFactory, devnet_dir: Path):  # type: ignore[no-untyped-def]
-    from appchain.home import Home, NodeConfig
+    from appchain.home.home import Home, NodeConfig
     from tests.conftest import extend
 
     home, _ = Home.init(
@@ -124,8 +124,8 @@ def test_light_client_walks_from_genesis_and_checks_proofs(chain_home, devnet_ge
         with pytest.raises(Untrusted, match="no trusted header above"):
             client.accept_linked([chain.store.get_header(30)])  # type: ignore[list-item]
     # proofs against the state of a certified height: replay to it
-    from appchain.chain import replay_blocks
-    from appchain.store import BlockStore
+    from appchain.home.chain import replay_blocks
+    from appchain.home.store import BlockStore
     from genesis.build import create_genesis_state
 
     with BlockStore(chain_home.db_path) as store:

@@ -39,10 +39,9 @@ import pytest
 import trio
 import trio.testing
 
-from appchain import rpc_server
-from appchain.checker import check_histories, history_path
-from appchain.messaging.client import SessionAccount
-from appchain.netns import (
+from appchain.client.messages import SessionAccount
+from appchain.lab.checker import check_histories, history_path
+from appchain.lab.netns import (
     MAX_OUTSIDERS,
     Namespaces,
     NetnsError,
@@ -51,9 +50,10 @@ from appchain.netns import (
     unavailable_reason,
     wait_until,
 )
-from appchain.node import Node
-from appchain.rpc_server import RpcLimits, RpcServer
-from appchain.testnet import DEVNET_TIMING, stop_processes
+from appchain.lab.testnet import DEVNET_TIMING, stop_processes
+from appchain.node.node import Node
+from appchain.rpc import server as rpc_server
+from appchain.rpc.server import RpcLimits, RpcServer
 from bench.floods import (
     RPC_BATCH,
     Forgeries,

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from appchain.genesis_files import write_devnet
+from appchain.home.genesis_files import write_devnet
 from genesis.build import create_genesis_block, create_genesis_state, export_genesis
 from genesis.devnet import create_devnet_genesis
 from genesis.document import (

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import trio
 
-from appchain import node as node_module
-from appchain.chain import ChainError
-from appchain.guard import HomeInUse, HomeLock
-from appchain.node import Logger, holding_home
-from appchain.store import BlockStore
+from appchain.home.chain import ChainError
+from appchain.home.guard import HomeInUse, HomeLock
+from appchain.home.store import BlockStore
+from appchain.node import node as node_module
+from appchain.node.node import Logger, holding_home
 from consensus.guard import CHECKPOINT, DoubleSign, GuardedSigner, MemorySlotRecord
 from state.crypto import ed25519
 from tests.conftest import MakeHome
@@ -65,7 +65,7 @@ def test_a_home_runs_one_node(tmp_path: Path) -> None:
             [
                 sys.executable,
                 "-c",
-                f"from appchain.guard import HomeLock; HomeLock(__import__('pathlib').Path({str(tmp_path)!r})).acquire()",
+                f"from appchain.home.guard import HomeLock; HomeLock(__import__('pathlib').Path({str(tmp_path)!r})).acquire()",
             ],
             capture_output=True,
             text=True,

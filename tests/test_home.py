@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from appchain.chain import ChainError
-from appchain.home import Home, NodeConfig, parse_config
+from appchain.home.chain import ChainError
+from appchain.home.home import Home, NodeConfig, parse_config
 
 
 def test_defaults_and_values() -> None:
@@ -59,7 +59,7 @@ def test_init_writes_a_config_the_parser_reads_back(tmp_path: Path, devnet_dir: 
 
 def test_every_key_file_of_a_testnet_is_readable_by_its_owner_only(tmp_path: Path) -> None:
     """Node keys, BLS keys and the dev key lists (seeds, if public ones) are all written 0600."""
-    from appchain.testnet import write_testnet
+    from appchain.lab.testnet import write_testnet
 
     write_testnet(tmp_path / "net", 2, seed="modes", spare=1)
     key_files = [

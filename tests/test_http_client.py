@@ -1,6 +1,6 @@
-"""The one request helper of the client commands (:mod:`appchain.http_client`): every way a server
+"""The one request helper of the client commands (:mod:`appchain.client.http`): every way a server
 can fail to be our RPC is one :class:`ServerError` naming its URL, and the JSON-RPC layer on top
-(:class:`appchain.lightclient.RpcSource`) refuses every wrong shape the same way."""
+(:class:`appchain.client.lightclient.RpcSource`) refuses every wrong shape the same way."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from appchain.http_client import ServerError, decode_answer, parse_url, post
-from appchain.lightclient import RpcSource, SourceError
+from appchain.client.http import ServerError, decode_answer, parse_url, post
+from appchain.client.lightclient import RpcSource, SourceError
 from tests.servers import FakeServer, Respond, http_answer
 
 

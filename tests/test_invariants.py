@@ -15,8 +15,8 @@ import msgspec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from appchain.chain import check_pulse
-from appchain.devchain import DevChainGenerator
+from appchain.cli.devchain import DevChainGenerator
+from appchain.home.chain import check_pulse
 from consensus.local import sign_round_locally
 from genesis.build import create_genesis_state
 from genesis.devnet import create_devnet_genesis

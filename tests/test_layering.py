@@ -55,8 +55,8 @@ def test_packages_import_only_what_the_design_allows() -> None:
 
 def test_the_checker_sees_a_violation(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
-    bad.write_text("from appchain.store import BlockStore\nimport genesis.document\n")
-    assert imports_of(bad) == ["appchain.store", "genesis.document"]
+    bad.write_text("from appchain.home.store import BlockStore\nimport genesis.document\n")
+    assert imports_of(bad) == ["appchain.home.store", "genesis.document"]
 
 
 def test_the_light_client_needs_no_node_no_database_no_event_loop() -> None:
@@ -64,8 +64,8 @@ def test_the_light_client_needs_no_node_no_database_no_event_loop() -> None:
     import sys
 
     loaded = subprocess.run(
-        [sys.executable, "-c", "import sys, appchain.lightclient, appchain.wallet; print(sorted(sys.modules))"],
+        [sys.executable, "-c", "import sys, appchain.client.lightclient, appchain.client.wallet; print(sorted(sys.modules))"],
         capture_output=True, text=True, check=True, cwd=ROOT,
     ).stdout  # fmt: skip
-    for heavy in ("'plyvel'", "'trio'", "'appchain.store'", "'appchain.node'", "'h11'"):
+    for heavy in ("'plyvel'", "'trio'", "'appchain.home.store'", "'appchain.node.node'", "'h11'"):
         assert heavy not in loaded

@@ -12,13 +12,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from appchain.chain import Chain
-from appchain.cli import main
-from appchain.genesis_files import write_devnet
-from appchain.history import StateHistory
-from appchain.home import Home, NodeConfig
-from appchain.ledger import ChainLedger
-from appchain.lightclient import (
+from appchain.cli.main import main
+from appchain.client.lightclient import (
     Lied,
     RpcSource,
     Trusted,
@@ -27,7 +22,12 @@ from appchain.lightclient import (
     checkpoint_anchor,
     genesis_anchor,
 )
-from appchain.rpc import handle_body
+from appchain.home.chain import Chain
+from appchain.home.genesis_files import write_devnet
+from appchain.home.history import StateHistory
+from appchain.home.home import Home, NodeConfig
+from appchain.node.ledger import ChainLedger
+from appchain.rpc.methods import handle_body
 from consensus.checkpoint import CheckpointCertificate, decode_bitset, encode_bitset
 from consensus.light import Untrusted
 from genesis.document import Genesis, load_genesis

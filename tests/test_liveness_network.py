@@ -25,8 +25,8 @@ from typing import Any
 
 import pytest
 
-from appchain.checker import RESUME_ROUNDS, check_histories
-from appchain.testnet import (
+from appchain.lab.checker import RESUME_ROUNDS, check_histories
+from appchain.lab.testnet import (
     DEVNET_TIMING,
     NetworkMember,
     poll_status,

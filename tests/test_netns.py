@@ -31,12 +31,11 @@ import msgspec
 import pytest
 import trio
 
-from appchain.admin import answer
-from appchain.chain import ChainError
-from appchain.checker import RESUME_ROUNDS, check_histories, read_schedules
-from appchain.cli import main
-from appchain.home import Home, render_config
-from appchain.nemesis import (
+from appchain.cli.main import main
+from appchain.home.chain import ChainError
+from appchain.home.home import Home, render_config
+from appchain.lab.checker import RESUME_ROUNDS, check_histories, read_schedules
+from appchain.lab.nemesis import (
     KINDS,
     MAX_PARTITION,
     MAX_SILENCE,
@@ -51,7 +50,7 @@ from appchain.nemesis import (
     run_schedules,
     stall_size,
 )
-from appchain.netns import (
+from appchain.lab.netns import (
     Namespaces,
     NetnsError,
     NetnsTestnet,
@@ -60,9 +59,10 @@ from appchain.netns import (
     unavailable_reason,
     wait_until,
 )
-from appchain.node import Node, run_node
-from appchain.relay import MAX_RETRANSMISSIONS, MIN_RTO, ConnectionReset, LossModel, parse_args
-from appchain.testnet import read_testnet, stop_processes, write_testnet
+from appchain.lab.relay import MAX_RETRANSMISSIONS, MIN_RTO, ConnectionReset, LossModel, parse_args
+from appchain.lab.testnet import read_testnet, stop_processes, write_testnet
+from appchain.node.admin import answer
+from appchain.node.node import Node, run_node
 from genesis.presets import DEVNET
 from tests.conftest import unless_ci
 

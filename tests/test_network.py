@@ -49,13 +49,13 @@ import msgspec
 import pytest
 import trio
 
-from appchain.admin import RpcError, call
-from appchain.chain import replay_from_genesis
-from appchain.checker import check_histories
-from appchain.home import Home
-from appchain.keyfile import read_seed
-from appchain.messaging.client import SessionAccount, StorageClient
-from appchain.testnet import NetworkMember, poll_status, start_process, stop_processes, write_testnet
+from appchain.client.messages import SessionAccount, StorageClient
+from appchain.home.chain import replay_from_genesis
+from appchain.home.home import Home
+from appchain.home.keyfile import read_seed
+from appchain.lab.checker import check_histories
+from appchain.lab.testnet import NetworkMember, poll_status, start_process, stop_processes, write_testnet
+from appchain.node.admin import RpcError, call
 from genesis.devnet import load_dev_accounts
 from genesis.document import load_genesis
 from genesis.presets import DEVNET

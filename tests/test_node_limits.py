@@ -10,9 +10,9 @@ from typing import Any
 import msgspec
 import pytest
 
-from appchain.inbox import REQUEST_PREFIXES, TX_PREFIX, Inbox, InboxLimits, Kind, frame_kind
-from appchain.node import ANSWER_BACKLOG, Node
-from appchain.rpc import handle_body
+from appchain.node.inbox import REQUEST_PREFIXES, TX_PREFIX, Inbox, InboxLimits, Kind, frame_kind
+from appchain.node.node import ANSWER_BACKLOG, Node
+from appchain.rpc.methods import handle_body
 from consensus.messages import (
     CheckpointsRequest,
     ChunkRequest,

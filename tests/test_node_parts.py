@@ -12,13 +12,13 @@ from typing import Any
 import msgspec
 import pytest
 
-from appchain.admin import answer
-from appchain.chain import ChainError
-from appchain.home import Home, NodeConfig, PeerAddress, parse_config, render_config
-from appchain.inbox import TX_PREFIX
-from appchain.node import host_config, inbox_limits
-from appchain.rpc_server import RpcLimits
-from appchain.testnet import write_testnet
+from appchain.home.chain import ChainError
+from appchain.home.home import Home, NodeConfig, PeerAddress, parse_config, render_config
+from appchain.lab.testnet import write_testnet
+from appchain.node.admin import answer
+from appchain.node.inbox import TX_PREFIX
+from appchain.node.node import host_config, inbox_limits
+from appchain.rpc.server import RpcLimits
 from consensus.mempool import Mempool, MempoolFull
 from consensus.messages import SignedBlock, SyncRequest, TxMessage, decode_message
 from genesis.build import create_genesis_state

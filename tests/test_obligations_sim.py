@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from appchain.simulate import make_simulation
+from appchain.cli.simulate import make_simulation
 from consensus.simulator import Faults, SimConfig, SimNode, Simulation
 from consensus.uptime import DEVNET_UPTIME
 from state.events import NewState, StateChange

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from appchain.home import Home, NodeConfig, PeerAddress, render_config
-from appchain.testnet import NetworkMember, poll_status, start_process, stop_processes, write_testnet
+from appchain.home.home import Home, NodeConfig, PeerAddress, render_config
+from appchain.lab.testnet import NetworkMember, poll_status, start_process, stop_processes, write_testnet
 from tests.test_network import free_port_block, wait_for
 
 APPCHAIN = [sys.executable, "-m", "appchain.cli"]
@@ -96,7 +96,7 @@ def test_an_address_not_on_this_machine_names_its_setting(tmp_path: Path) -> Non
 
 POLLER = """
 import contextlib, io, json, sys, time, traceback
-from appchain.cli import main
+from appchain.cli.main import main
 
 home, out = sys.argv[1], open(sys.argv[2], "w")
 while True:  # until the test stops it: status every 50 ms, through the CLI's own entry point

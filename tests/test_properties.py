@@ -15,7 +15,7 @@ import msgspec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from appchain.chain import Chain
+from appchain.home.chain import Chain
 from genesis.build import create_genesis_state
 from genesis.devnet import derive_user
 from genesis.document import Genesis

@@ -8,9 +8,9 @@ import msgspec
 import plyvel
 import pytest
 
-from appchain.chain import check_pulse
-from appchain.cli import main
-from appchain.store import EVENTS_PREFIX, BlockBody, height_key
+from appchain.cli.main import main
+from appchain.home.chain import check_pulse
+from appchain.home.store import EVENTS_PREFIX, BlockBody, height_key
 from consensus.validation import compute_block_entropy, compute_block_quorum, validate_pulse
 from state.block import Block
 from state.encoding import decode, encode
@@ -22,7 +22,7 @@ from tests.test_invariants import NODES, USERS, MemoryChain
 @pytest.fixture(scope="module")
 def signed() -> tuple[MemoryChain, Block]:
     """A chain of 25 Pulse-signed blocks, and the signed block that would come next."""
-    from appchain.devchain import DevChainGenerator
+    from appchain.cli.devchain import DevChainGenerator
     from consensus.local import sign_round_locally
 
     chain = MemoryChain()
@@ -127,7 +127,7 @@ def test_replay_trusts_the_log_unless_asked_to_verify(
 def test_import_with_verify_refuses_a_forged_signature(
     make_home: MakeHome, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from appchain.exchange import ExportedBlock
+    from appchain.home.exchange import ExportedBlock
     from tests.exports import frames_of, write_frames
 
     home = make_home(15)

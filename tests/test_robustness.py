@@ -5,7 +5,7 @@ shows as a crash, not as a caught exception) and asserts: the documented exit co
 ``error:`` or ``fatal:`` line, no traceback, and, where a home is involved, that the home is
 untouched: its ``status --json`` and its files are what they were before the command.
 
-Exit codes (``appchain/cli.py``): 1 user error, 2 usage, 3 corruption, 4 unsafe simulation,
+Exit codes (``appchain/cli/main.py``): 1 user error, 2 usage, 3 corruption, 4 unsafe simulation,
 5 simulation short of its target, 130 interrupted.
 """
 
@@ -29,13 +29,13 @@ import msgspec
 import plyvel
 import pytest
 
-from appchain.admin import call as admin_call
-from appchain.cli import main
-from appchain.exchange import ExportedBlock, ExportHeader
-from appchain.genesis_files import write_devnet
-from appchain.home import Home, NodeConfig
-from appchain.keyfile import write_seed
-from appchain.store import APPLIED_KEY, DELTA_PREFIX, EVENTS_PREFIX, HEADER_PREFIX, Applied, height_key
+from appchain.cli.main import main
+from appchain.home.exchange import ExportedBlock, ExportHeader
+from appchain.home.genesis_files import write_devnet
+from appchain.home.home import Home, NodeConfig
+from appchain.home.keyfile import write_seed
+from appchain.home.store import APPLIED_KEY, DELTA_PREFIX, EVENTS_PREFIX, HEADER_PREFIX, Applied, height_key
+from appchain.node.admin import call as admin_call
 from state.block import Header, compute_block_hash
 from state.encoding import decode, encode
 from tests.conftest import ROOT, extend
@@ -825,7 +825,7 @@ def holding(*args: str) -> Iterator[subprocess.Popen[str]]:
 
 HOLD_HOME = """
 import sys, pathlib
-from appchain.home import Home
+from appchain.home.home import Home
 home = Home(pathlib.Path(sys.argv[1]))
 with home.lock("dev-chain"), home.open_chain():
     print("holding", flush=True)
@@ -834,7 +834,7 @@ with home.lock("dev-chain"), home.open_chain():
 
 HOLD_DATABASE = """
 import sys, pathlib
-from appchain.store import BlockStore
+from appchain.home.store import BlockStore
 with BlockStore(pathlib.Path(sys.argv[1]) / "data" / "chain"):
     print("holding", flush=True)
     sys.stdin.read()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from appchain.chain import ChainError, replay_blocks
-from appchain.cli import main
+from appchain.cli.main import main
+from appchain.home.chain import ChainError, replay_blocks
 from genesis.build import create_genesis_state
 from state.nodeindex import build_index
 from tests.conftest import MakeHome, extend

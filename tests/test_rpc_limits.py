@@ -17,11 +17,12 @@ import h11
 import pytest
 import trio
 
-from appchain import rpc, rpc_server
-from appchain.jsonrpc import method
 from appchain.messaging.layer import PEER_PATH
 from appchain.messaging.rpc import Reply
-from appchain.rpc_server import LIMITED, MAX_BODY, MAX_HEAD, RpcLimits, RpcServer
+from appchain.rpc import methods as rpc
+from appchain.rpc import server as rpc_server
+from appchain.rpc.jsonrpc import method
+from appchain.rpc.server import LIMITED, MAX_BODY, MAX_HEAD, RpcLimits, RpcServer
 from state.crypto import ed25519
 from tests.test_p2p_limits import HONEST, JUNK, Clock, FakeAddresses
 

@@ -1,4 +1,4 @@
-"""The one rule for files the commands write (:mod:`appchain.safefile`): a new name or, with
+"""The one rule for files the commands write (:mod:`appchain.home.safefile`): a new name or, with
 force, a regular file; never a link, a device, a FIFO or a home's own file; whole or not at all."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from appchain.safefile import (
+from appchain.home.safefile import (
     UnsafeTarget,
     check_folder_target,
     check_target,
@@ -131,8 +131,8 @@ def test_a_folder_target_is_new_or_a_real_folder(tmp_path: Path) -> None:
 def test_node_keys_and_homes_are_never_made_inside_another_homes_files(
     tmp_path: Path, devnet_dir: Path
 ) -> None:
-    from appchain.chain import ChainError
-    from appchain.home import Home
+    from appchain.home.chain import ChainError
+    from appchain.home.home import Home
 
     home = make_home(tmp_path / "home")
     for inner in (home / "keys" / "inner", home / "data" / "inner"):

@@ -13,8 +13,8 @@ import random
 
 import pytest
 
-from appchain.cli import main
-from appchain.simulate import make_simulation
+from appchain.cli.main import main
+from appchain.cli.simulate import make_simulation
 from consensus.faults import BYZANTINE_KINDS, FaultSpecError, parse_faults
 from consensus.simulator import STOP_SPACING, Faults, SimConfig, Simulation, Stall, ToFloor, VerdictMemo
 from consensus.validation import compute_block_entropy, compute_block_quorum

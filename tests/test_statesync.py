@@ -1,6 +1,6 @@
 """State sync, deterministically: the sans-IO machine against peers that answer from real stores.
 
-Honest peers answer with :func:`appchain.statesync.answer` from a dev chain with certified
+Honest peers answer with :func:`appchain.node.statesync.answer` from a dev chain with certified
 checkpoints; byzantine ones tamper with those answers. The joiner must reach the certified
 snapshot, drop every peer that lied, install the snapshot, then apply the later blocks with
 full checks and agree on every root; a restart and a replay from the installed base agree too.
@@ -16,11 +16,11 @@ import pytest
 
 import consensus.statesync
 import state.snapshot
-from appchain.chain import Chain, ChainError, replay_from_genesis
-from appchain.exchange import export_events
-from appchain.genesis_files import write_devnet
-from appchain.home import Home, NodeConfig
-from appchain.statesync import answer, offered_snapshot
+from appchain.home.chain import Chain, ChainError, replay_from_genesis
+from appchain.home.exchange import export_events
+from appchain.home.genesis_files import write_devnet
+from appchain.home.home import Home, NodeConfig
+from appchain.node.statesync import answer, offered_snapshot
 from consensus.messages import (
     CheckpointsRequest,
     CheckpointsResponse,
@@ -340,8 +340,8 @@ def test_a_synced_node_serves_the_walk_past_its_base(served: Chain, source: Home
 
 
 def test_a_damaged_base_snapshot_stops_the_start(served: Chain, source: Home, tmp_path: Path) -> None:
-    from appchain.chain import ReplayMismatch
-    from appchain.store import MANIFEST_PREFIX, StoreCorrupt, chunk_key, height_key
+    from appchain.home.chain import ReplayMismatch
+    from appchain.home.store import MANIFEST_PREFIX, StoreCorrupt, chunk_key, height_key
     from state.encoding import decode, encode
     from tests.test_store import _read, _tamper
 
@@ -360,7 +360,7 @@ def test_a_damaged_base_snapshot_stops_the_start(served: Chain, source: Home, tm
 
 
 def test_a_snapshot_installs_only_into_a_fresh_log(served: Chain, source: Home, tmp_path: Path) -> None:
-    from appchain.store import StoreCorrupt
+    from appchain.home.store import StoreCorrupt
 
     home = synced_home(served, source, tmp_path)
     with home.open_chain() as chain, pytest.raises(StoreCorrupt, match="only block 0"):

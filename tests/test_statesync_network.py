@@ -23,9 +23,9 @@ from typing import Any
 import msgspec
 import trio
 
-from appchain.home import Home, PeerAddress, render_config
-from appchain.node import VERSION
-from appchain.testnet import NetworkMember, poll_status, start_process, stop_processes, write_testnet
+from appchain.home.home import Home, PeerAddress, render_config
+from appchain.lab.testnet import NetworkMember, poll_status, start_process, stop_processes, write_testnet
+from appchain.node.node import VERSION
 from consensus.messages import (
     SYNC_REQUESTS,
     SYNC_RESPONSES,

@@ -8,9 +8,9 @@ import msgspec
 import plyvel
 import pytest
 
-from appchain.chain import Chain, ChainError, ReplayMismatch, replay_from_genesis
-from appchain.home import Home
-from appchain.store import (
+from appchain.home.chain import Chain, ChainError, ReplayMismatch, replay_from_genesis
+from appchain.home.home import Home
+from appchain.home.store import (
     APPLIED_KEY,
     DELTA_PREFIX,
     EVENTS_PREFIX,
@@ -151,7 +151,7 @@ def _snapshot_db(path: Path) -> dict[bytes, bytes]:
 
 
 def test_genesis_mismatch_is_refused(make_home: MakeHome, tmp_path: Path) -> None:
-    from appchain.genesis_files import write_devnet
+    from appchain.home.genesis_files import write_devnet
 
     home = make_home(1)
     other = write_devnet(tmp_path / "other" / "genesis.json", 2, "other")

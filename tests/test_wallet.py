@@ -4,7 +4,7 @@ events that hash to the block's ``events_root`` (issue 18, point 4).
 
 The node is the node's own JSON-RPC handlers over HTTP (:func:`tests.servers.serve_node`) on a
 chain in this process; sending a transaction makes its "producer" append four Pulse-signed blocks
-(:class:`~appchain.devchain.DevChainGenerator`), the first holding the transaction, the fourth a
+(:class:`~appchain.cli.devchain.DevChainGenerator`), the first holding the transaction, the fourth a
 certified checkpoint. The lying nodes change one thing each.
 """
 
@@ -20,13 +20,13 @@ from typing import Any
 import msgspec
 import pytest
 
-from appchain.boundary import Faults
-from appchain.chain import Chain
-from appchain.cli import main
-from appchain.devchain import DevChainGenerator
-from appchain.home import Home, NodeConfig
-from appchain.keyfile import write_seed
-from appchain.ledger import ChainLedger
+from appchain.cli.devchain import DevChainGenerator
+from appchain.cli.main import main
+from appchain.home.boundary import Faults
+from appchain.home.chain import Chain
+from appchain.home.home import Home, NodeConfig
+from appchain.home.keyfile import write_seed
+from appchain.node.ledger import ChainLedger
 from consensus.mempool import Mempool
 from genesis.devnet import load_dev_accounts, load_dev_nodes
 from state.block import Block

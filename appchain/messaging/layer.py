@@ -35,7 +35,7 @@ from typing import Any
 
 import trio
 
-from appchain.boundary import Faults
+from appchain.home.boundary import Faults
 from appchain.messaging.http import ConnectionPool, HttpError, HttpTimeout
 from appchain.messaging.onion import ONION_PATH, Answer, OnionProcessor
 from appchain.messaging.rpc import Member, Oxend, PeerFailed, Reply, StorageService
@@ -94,7 +94,7 @@ class SwarmLayer:
         self.contact_of = contact_of
         self.log = log or (lambda *args, **kwargs: None)
         self.faults = faults or Faults(self.log)
-        """Where this layer's loops are supervised (:mod:`appchain.boundary`): the node's."""
+        """Where this layer's loops are supervised (:mod:`appchain.home.boundary`): the node's."""
         self.clock = clock
         self.membership: dict[bytes, int] = {}
         self._swarm_ids: list[int] = []

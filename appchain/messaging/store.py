@@ -44,7 +44,7 @@ from typing import Any
 
 import plyvel
 
-from appchain.store import StoreCorrupt
+from appchain.home.store import StoreCorrupt
 from state.encoding import DecodeError, Decoder, Record, encode
 
 VERSION_KEY = b"M/version"

@@ -1,0 +1,1 @@
+"""appchain.cli (docstring written in a later step)."""

@@ -1,0 +1,1 @@
+"""appchain.client (docstring written in a later step)."""

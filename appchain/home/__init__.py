@@ -1,0 +1,1 @@
+"""appchain.home (docstring written in a later step)."""

@@ -1,0 +1,1 @@
+"""appchain.lab (docstring written in a later step)."""

@@ -1,0 +1,1 @@
+"""appchain.node (docstring written in a later step)."""

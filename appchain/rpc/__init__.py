@@ -1,0 +1,1 @@
+"""appchain.rpc (docstring written in a later step)."""

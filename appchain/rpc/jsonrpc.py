@@ -1,0 +1,191 @@
+"""JSON-RPC 2.0 shared by the node's two endpoints: the public one over HTTP (:mod:`appchain.rpc.methods`)
+and the operator's line protocol on the loopback (:mod:`appchain.node.admin`).
+
+A method is a :class:`Method`: a function ``(node, params) -> result`` and the
+:class:`Params` structure its parameters are decoded into, with their types and bounds, before
+the function sees them (64-bit heights and counts, lengths of lists and strings; unknown names
+are ignored, as oxend ignores them). Raising :class:`RpcError` answers with that error; any
+other exception is caught at the call's boundary (:mod:`appchain.home.boundary`): logged and counted,
+answered with an internal error, and the other calls of a batch are still answered.
+
+Codes: -32700 parse error, -32600 invalid request, -32601 unknown method, -32602 invalid params,
+-32603 internal error, -32000 refused, -32001 not found, -32005 limit exceeded (the public
+port's per-address limits, :mod:`appchain.rpc.server`).
+
+Every answer is valid JSON: requests are parsed by :func:`state.encoding.decode_json`, which
+refuses what no answer could echo (``1e400``, lone surrogates), and answers are written by
+:func:`encode_answer`, which refuses ``NaN`` and infinities.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar
+
+import msgspec
+import trio
+
+from appchain.home.boundary import INTERNAL_ERROR, is_fatal
+from consensus.mempool import MempoolFull
+from p2p.host import open_listeners
+from state.encoding import DecodeError, decode, decode_json
+from state.errors import InvalidEvent
+from state.events import Transaction
+
+if TYPE_CHECKING:
+    from appchain.node.node import Node
+
+MAX_HEIGHT = 2**63 - 1
+"""The largest height, count or limit a parameter may name: every one of them is stored as a
+64-bit number, and no chain reaches 2^63 blocks."""
+
+Height = Annotated[int, msgspec.Meta(ge=0, le=MAX_HEIGHT)]
+"""A height, count or limit from outside: a JSON integer from 0 to :data:`MAX_HEIGHT` (not a
+float, not a boolean)."""
+
+Text = Annotated[str, msgspec.Meta(max_length=1024)]
+"""A short string from outside (keys, hashes and names in hex or base64, namespaces)."""
+
+
+class Params(msgspec.Struct, frozen=True, kw_only=True):
+    """A method's parameters, decoded from the call's ``params`` object. Unknown names are
+    ignored (oxend ignores them); every field says its type and bounds."""
+
+
+class NoParams(Params, frozen=True):
+    """A method that takes no parameters (any given are ignored)."""
+
+
+P = TypeVar("P", bound=Params)
+
+
+@dataclass(frozen=True)
+class Method(Generic[P]):
+    """A JSON-RPC method: its function and the structure of its parameters."""
+
+    run: Callable[[Node, P], Any]
+    params: type[P]
+
+
+def method(run: Callable[[Node, NoParams], Any]) -> Method[NoParams]:
+    """A method without parameters."""
+    return Method(run, NoParams)
+
+
+def read_params(kind: type[P], raw: object) -> P:
+    """The call's ``params`` decoded into ``kind``, or -32602 saying which value is wrong."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise RpcError(-32602, "params must be an object")
+    try:
+        return msgspec.convert(raw, kind, strict=True)
+    except msgspec.ValidationError as exc:
+        raise RpcError(-32602, f"invalid params: {exc}") from None
+
+
+class RpcError(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def error_reply(request_id: Any, code: int, message: str) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}
+
+
+def encode_answer(answer: Any) -> bytes:
+    """The bytes of an answer: JSON, ASCII only, never ``NaN`` or ``Infinity``."""
+    return json.dumps(answer, allow_nan=False).encode()
+
+
+def decode_request(body: bytes) -> Any:
+    """The parsed JSON of a request (nesting limited), or :class:`RpcError` -32700."""
+    try:
+        return decode_json(body)
+    except DecodeError as exc:
+        raise RpcError(-32700, str(exc)) from None
+
+
+def _request_id(request: object) -> Any:
+    """The call's ``id`` when it is one JSON-RPC allows (a string, a number or null); None
+    otherwise, as the spec asks for an id that cannot be read."""
+    if not isinstance(request, dict):
+        return None
+    value = request.get("id")
+    if isinstance(value, str | int | float) and not isinstance(value, bool):
+        return value
+    return None
+
+
+def answer_call(
+    methods: Mapping[str, Method[Any]],
+    node: Node,
+    request: object,
+    *,
+    place: str = "json_rpc",
+    answer_notifications: bool = False,
+) -> dict[str, Any] | None:
+    """The reply to one call; None for a notification (a call without ``id``), unless the
+    transport needs a reply per request (the admin line protocol does). The call is a boundary
+    (:mod:`appchain.home.boundary`): an exception its method did not expect is logged and counted at
+    ``place`` and answered with an internal error."""
+    request_id = _request_id(request)
+    name: object = None
+    try:
+        if not isinstance(request, dict) or request.get("jsonrpc") != "2.0":
+            raise RpcError(-32600, "not a JSON-RPC 2.0 request")
+        if "id" in request and request["id"] is not None and request_id is None:
+            raise RpcError(-32600, "id must be a string, a number or null")
+        name = request.get("method")
+        if not isinstance(name, str):
+            raise RpcError(-32600, "not a JSON-RPC 2.0 request")
+        found = methods.get(name)
+        if found is None:
+            raise RpcError(-32601, f"unknown method {name!r}")
+        result = found.run(node, read_params(found.params, request.get("params")))
+    except RpcError as exc:
+        return error_reply(request_id, exc.code, str(exc))
+    except Exception as exc:
+        if is_fatal(exc):
+            raise
+        node.faults.caught(place, exc, method=name)
+        return error_reply(request_id, INTERNAL_ERROR, "internal error (the node logged it)")
+    if "id" not in request and not answer_notifications:
+        return None
+    return {"jsonrpc": "2.0", "id": request_id, "result": result}
+
+
+def decode_transaction_hex(value: object, name: str) -> Transaction:
+    """A canonical signed transaction given as hex in the parameter ``name``, or -32602."""
+    try:
+        if not isinstance(value, str):
+            raise TypeError("not a string")
+        tx: Transaction = decode(bytes.fromhex(value), Transaction)  # type: ignore[arg-type]
+    except (TypeError, ValueError, DecodeError) as exc:
+        raise RpcError(-32602, f"{name} must be the hex of a canonical signed transaction: {exc}") from None
+    return tx
+
+
+def submit(node: Node, tx: Transaction) -> bytes:
+    """Into the node's mempool and out to its peers; -32000 with the reason when refused."""
+    try:
+        return node.submit(tx)
+    except (InvalidEvent, MempoolFull) as exc:
+        raise RpcError(-32000, f"refused: {exc}") from None
+
+
+async def serve_on(
+    address: tuple[str, int],
+    handler: Callable[[trio.SocketStream], Awaitable[None]],
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Listen on ``address`` and serve each connection with ``handler`` in its own task; raises
+    :class:`~p2p.host.ListenFailed` (before ``task_status.started``) when it cannot listen there."""
+    host, port = address
+    listeners = await open_listeners(host, port)
+    task_status.started()
+    await trio.serve_listeners(handler, listeners)

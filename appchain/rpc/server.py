@@ -1,0 +1,531 @@
+"""The node's public HTTP port: JSON-RPC, the storage RPC, onion requests, ``/metrics`` and the
+network page, over h11 on trio, with limits per remote address.
+
+h11 does the HTTP/1.1 parsing (no hand-written HTTP here); each connection is served by one task,
+with keep-alive. Routes: ``POST /json_rpc`` (:mod:`appchain.rpc.methods`), ``POST /storage_rpc/v1``
+(:mod:`appchain.messaging.rpc`), the swarm members' requests (``PEER_PATH``), onion requests
+(``ONION_PATH``), ``GET /metrics`` and ``GET /``. ``HEAD`` is answered as HTTP says, on every
+path: the headers ``GET`` would get, no body (a load balancer's health check, ``curl -I``); a
+known path asked with another method gets 405 and ``allow``, an unknown one 404.
+
+Each connection is a boundary (:mod:`appchain.home.boundary`): an exception its handler did not
+expect is logged with its traceback and counted (``rpc``), answered 500 if nothing was answered
+yet, and closes that connection only.
+
+Limits (:class:`RpcLimits`, the ``[rpc]`` settings of config.toml). *Per address* means per
+:func:`p2p.limits.address_key`: an IPv4 address, or the /64 of an IPv6 one.
+
+- **Connections**, before any byte is read: at most ``max_open_connections`` over every address
+  (the next is answered 503 and closed; CometBFT's default, 900) and ``max_connections_per_ip``
+  per address (429).
+- **Deadlines** against slow clients (slow-loris): a request's first byte within
+  ``idle_timeout``, its headers within ``read_header_timeout`` of that byte, its body within
+  ``read_body_timeout`` of the headers, and the answer taken within ``write_timeout``. A
+  connection that misses one is closed. Headers are at most 16 KiB: more is answered 431 and the
+  connection closed, as is a request h11 cannot parse (400), both counted as ``malformed``. A
+  body is at most :data:`MAX_BODY` on ``/json_rpc`` and :data:`STORAGE_MAX_BODY` on the storage
+  paths (413, refused on its declared length before it is sent).
+- **Requests**, per address: a token bucket of ``requests_per_second_per_ip`` and
+  ``request_burst_per_ip`` (a JSON-RPC batch costs one per call); at most ``max_pending_per_ip``
+  requests received and not yet answered; and for JSON-RPC, ``busy_share_per_ip`` seconds of
+  calls a second (bursts of :data:`BUSY_BURST`): the methods run on the node's one event loop,
+  beside consensus, so a few expensive calls a second could take it over where a high rate of
+  cheap ones would not. A request over a limit is answered 429 with ``retry-after: 1``, its body
+  read and the connection kept; on ``/json_rpc`` the body is a JSON-RPC error
+  :data:`LIMITED` (-32005, "limit exceeded" as EIP-1474 numbers it), and in a batch each call
+  over a limit is answered with that error while the others are answered.
+- **Fairness**: at most ``max_concurrent_requests`` requests are handled at once; the others wait
+  their turn in arrival order (trio's :class:`~trio.CapacityLimiter` is first come, first served),
+  and one address holds at most ``max_pending_per_ip`` places. Between two calls of a batch the
+  loop lets other tasks (consensus) run.
+- **Service nodes**: a swarm member's request (``PEER_PATH``) whose service-node signature
+  verifies is counted against its node key (``node_requests_per_second``, ``node_request_burst``)
+  instead of its address, since replication grows with client traffic; a failed signature counts
+  against the address.
+
+The storage server limits each client IP to 300 requests a second in bursts of 600; the defaults
+here are lower (100, 200) because its requests run on threads beside its node, while these run on
+the consensus loop. Loopback clients are exempt from the per-address limits unless
+``limit_loopback`` (a devnet's nodes and the operator's tools all connect from 127.0.0.1); the
+overall limits and the deadlines apply to everyone. Refusals are counted by reason in
+:attr:`RpcServer.refused`.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+import h11
+import trio
+
+from appchain.home.boundary import is_fatal
+from appchain.messaging.layer import PEER_PATH
+from appchain.messaging.onion import ONION_PATH
+from appchain.messaging.rpc import MAX_REQUEST_BODY
+from appchain.rpc.jsonrpc import encode_answer, error_reply, serve_on
+from appchain.rpc.methods import answer_one, join_answers, read_calls
+from p2p.limits import AddressCounts, AddressRates, address_key, is_limited, remote_address
+from state.crypto import ed25519
+
+if TYPE_CHECKING:
+    from appchain.home.home import NodeConfig
+    from appchain.node.node import Node
+
+METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+JSON_RPC_PATH = "/json_rpc"
+STORAGE_RPC_PATH = "/storage_rpc/v1"
+STORAGE_PATHS = (STORAGE_RPC_PATH, PEER_PATH, ONION_PATH)
+PAGE_PATHS = ("/", "/index.html")
+_ALLOWED: dict[str, tuple[bytes, ...]] = {
+    **{path: (b"POST",) for path in (JSON_RPC_PATH, *STORAGE_PATHS)},
+    **{path: (b"GET", b"HEAD") for path in ("/metrics", *PAGE_PATHS)},
+}
+"""The methods each known path serves (405 with ``allow`` for another; HEAD is GET's)."""
+STORAGE_MAX_BODY = MAX_REQUEST_BODY
+MAX_BODY = 1024 * 1024
+MAX_HEAD = 16 * 1024
+BUSY_BURST = 1.0
+"""Seconds of JSON-RPC calls an address may take at once before its share applies."""
+LIMITED = -32005
+RETRY_AFTER = ("retry-after", "1")
+
+
+@dataclass(frozen=True)
+class RpcLimits:
+    """The ``[rpc]`` limits (see the module docstring); the defaults are config.toml's."""
+
+    max_open_connections: int = 900
+    max_connections_per_ip: int = 32
+    requests_per_second_per_ip: float = 100.0
+    request_burst_per_ip: float = 200.0
+    busy_share_per_ip: float = 0.25
+    max_pending_per_ip: int = 16
+    max_concurrent_requests: int = 64
+    read_header_timeout: float = 10.0
+    read_body_timeout: float = 30.0
+    write_timeout: float = 30.0
+    idle_timeout: float = 60.0
+    limit_loopback: bool = False
+    node_requests_per_second: float = 600.0
+    node_request_burst: float = 1200.0
+
+    @classmethod
+    def from_config(cls, config: NodeConfig) -> RpcLimits:
+        return cls(
+            max_open_connections=config.rpc_max_open_connections,
+            max_connections_per_ip=config.rpc_max_connections_per_ip,
+            requests_per_second_per_ip=config.rpc_requests_per_second_per_ip,
+            request_burst_per_ip=config.rpc_request_burst_per_ip,
+            busy_share_per_ip=config.rpc_busy_share_per_ip,
+            max_pending_per_ip=config.rpc_max_pending_per_ip,
+            max_concurrent_requests=config.rpc_max_concurrent_requests,
+            read_header_timeout=config.rpc_read_header_timeout,
+            read_body_timeout=config.rpc_read_body_timeout,
+            write_timeout=config.rpc_write_timeout,
+            idle_timeout=config.rpc_idle_timeout,
+            limit_loopback=config.rpc_limit_loopback,
+            node_requests_per_second=config.rpc_node_requests_per_second,
+            node_request_burst=config.rpc_node_request_burst,
+        )
+
+
+@dataclass(frozen=True)
+class Client:
+    """Who is on a connection: the address key its limits are counted under, and whether the
+    per-address limits apply to it (not to loopback, unless configured)."""
+
+    key: str
+    limited: bool
+
+
+def _fixed_answer(status: str, text: str) -> bytes:
+    """A whole HTTP answer sent before any request is read (h11 answers requests; there is none)."""
+    body = text.encode() + b"\n"
+    return (
+        f"HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {len(body)}\r\n"
+        "connection: close\r\n\r\n"
+    ).encode() + body
+
+
+TOO_MANY_CONNECTIONS = _fixed_answer("429 Too Many Requests", "too many connections from this address")
+SERVER_FULL = _fixed_answer("503 Service Unavailable", "too many open connections: try again later")
+
+
+class _Cut(Exception):
+    """The client closed the connection in the middle of a request."""
+
+
+class _Exchange:
+    """One connection's HTTP: requests in and answers out, each within its deadline."""
+
+    def __init__(self, stream: trio.SocketStream, limits: RpcLimits) -> None:
+        self.stream = stream
+        self.limits = limits
+        self.http = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
+        self.method = b""
+        """The method of the request being answered (a HEAD answer carries no body)."""
+
+    async def head(self) -> h11.Request | None:
+        """The next request's line and headers: the first byte within ``idle_timeout``, the rest
+        within ``read_header_timeout`` of it; None when the client closed between requests."""
+        deadline = math.inf
+        if self.http.trailing_data[0]:  # it already sent some of the next request
+            deadline = trio.current_time() + self.limits.read_header_timeout
+        while True:
+            event = self.http.next_event()
+            if isinstance(event, h11.Request):
+                self.method = event.method
+                return event
+            if event is not h11.NEED_DATA:
+                return None
+            if deadline == math.inf:
+                with trio.fail_after(self.limits.idle_timeout):
+                    data = await self.stream.receive_some(65536)
+                deadline = trio.current_time() + self.limits.read_header_timeout
+            else:
+                with trio.fail_at(deadline):
+                    data = await self.stream.receive_some(65536)
+            self.http.receive_data(data)
+
+    async def body(self, limit: int) -> bytes | None:
+        """The request's body, all of it within ``read_body_timeout``; None past ``limit`` bytes."""
+        body = bytearray()
+        with trio.fail_after(self.limits.read_body_timeout):
+            while True:
+                event = self.http.next_event()
+                if event is h11.NEED_DATA:
+                    self.http.receive_data(await self.stream.receive_some(65536))
+                elif isinstance(event, h11.Data):
+                    body += event.data
+                    if len(body) > limit:
+                        return None
+                elif isinstance(event, h11.EndOfMessage):
+                    return bytes(body)
+                else:
+                    raise _Cut
+
+    def _answer(self, status: int, body: bytes, kind: str, headers: tuple[tuple[str, str], ...]) -> bytes:
+        """The bytes of a whole answer; the answer to a HEAD request has the same headers and
+        no body (its ``content-length`` is the body's that GET would get)."""
+        fields = [("content-type", kind), ("content-length", str(len(body))), *headers]
+        events: list[h11.Event] = [h11.Response(status_code=status, headers=fields)]
+        if self.method != b"HEAD":
+            events.append(h11.Data(data=body))
+        events.append(h11.EndOfMessage())
+        return b"".join(self.http.send(event) or b"" for event in events)
+
+    async def respond(self, status: int, body: bytes, kind: str, *headers: tuple[str, str]) -> None:
+        """The whole answer in one write, taken by the client within ``write_timeout``."""
+        data = self._answer(status, body, kind, headers)
+        with trio.fail_after(self.limits.write_timeout):
+            await self.stream.send_all(data)
+
+    async def reject(self, status: int, reason: str) -> None:
+        """Answer a request that cannot be served (431 for a head over :data:`MAX_HEAD`, 400 for
+        one h11 cannot parse, 500 for one that failed inside), if nothing was answered on it
+        yet; a word, not a wait, before the connection closes."""
+        if self.http.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            return
+        with trio.move_on_after(1.0):
+            try:
+                data = self._answer(status, f"{reason}\n".encode(), "text/plain", (("connection", "close"),))
+                await self.stream.send_all(data)
+            except (h11.LocalProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+
+    async def discard_rest(self, limit: int) -> None:
+        """After a 413, read (and drop) what the client is still sending, for a moment: closing
+        at once would make a client that is still writing see a broken pipe, not the answer."""
+        received = 0
+        with trio.move_on_after(1.0):
+            while received < 2 * limit:
+                data = await self.stream.receive_some(65536)
+                if not data:
+                    return
+                received += len(data)
+
+    def next_cycle(self) -> bool:
+        """Ready for the next request on this connection; False when it is to close."""
+        if self.http.our_state is h11.MUST_CLOSE:
+            return False
+        self.http.start_next_cycle()
+        return True
+
+
+def refusal_text(limits: RpcLimits, reason: str) -> str:
+    """What a client over a per-address limit is told."""
+    if reason == "rate_per_ip":
+        rate, burst = limits.requests_per_second_per_ip, limits.request_burst_per_ip
+        return f"too many requests from this address: at most {rate:g} a second, in bursts of {burst:g}"
+    if reason == "rate_per_node":
+        rate, burst = limits.node_requests_per_second, limits.node_request_burst
+        return f"too many requests from this service node: at most {rate:g} a second, in bursts of {burst:g}"
+    if reason == "max_pending_per_ip":
+        return f"too many requests in flight from this address: at most {limits.max_pending_per_ip}"
+    share = limits.busy_share_per_ip
+    return f"this address has used its share of the node's time ({share:g} s a second): try again shortly"
+
+
+class RpcServer:
+    """Serves the public port's connections under :class:`RpcLimits`."""
+
+    def __init__(
+        self,
+        node: Node,
+        limits: RpcLimits | None = None,
+        *,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.node = node
+        self.limits = limits = limits or RpcLimits()
+        self.clock = clock
+        self.open = 0
+        self.connections = AddressCounts(limits.max_connections_per_ip)
+        self.pending = AddressCounts(limits.max_pending_per_ip)
+        self.rates = AddressRates(limits.requests_per_second_per_ip, limits.request_burst_per_ip)
+        self.busy = AddressRates(limits.busy_share_per_ip, BUSY_BURST)
+        self.node_rates = AddressRates(limits.node_requests_per_second, limits.node_request_burst)
+        self.workers = trio.CapacityLimiter(limits.max_concurrent_requests)
+        self.refused: dict[str, int] = {}
+        """Connections and requests refused, and connections closed on a deadline, by reason."""
+
+    # -- connections ----------------------------------------------------------------------------
+
+    async def serve(self, stream: trio.SocketStream) -> None:
+        try:
+            ip, _ = remote_address(stream)
+        except OSError:
+            await trio.aclose_forcefully(stream)
+            return
+        client = Client(address_key(ip), is_limited(ip, self.limits.limit_loopback))
+        refusal = self._connection_refusal(client)
+        if refusal is not None:
+            self._count(refusal)
+            answer = SERVER_FULL if refusal == "max_open_connections" else TOO_MANY_CONNECTIONS
+            with trio.move_on_after(1):  # a word, not a wait: the client may not be reading
+                await stream.send_all(answer)
+            await trio.aclose_forcefully(stream)
+            return
+        self.open += 1
+        if client.limited:
+            self.connections.acquire(client.key)
+        try:
+            await self._serve_connection(_Exchange(stream, self.limits), client)
+        finally:
+            self.open -= 1
+            if client.limited:
+                self.connections.release(client.key)
+
+    def _connection_refusal(self, client: Client) -> str | None:
+        if self.open >= self.limits.max_open_connections:
+            return "max_open_connections"
+        if client.limited and self.connections[client.key] >= self.limits.max_connections_per_ip:
+            return "max_connections_per_ip"
+        return None
+
+    async def _serve_connection(self, exchange: _Exchange, client: Client) -> None:
+        try:
+            while (request := await exchange.head()) is not None:
+                if not await self._serve_request(exchange, request, client) or not exchange.next_cycle():
+                    return
+        except trio.TooSlowError:
+            self._count("deadline")
+        except h11.RemoteProtocolError as exc:
+            self._count("malformed")
+            await exchange.reject(exc.error_status_hint, str(exc))
+        except (_Cut, trio.BrokenResourceError, trio.ClosedResourceError):
+            return
+        except Exception as exc:  # the boundary: this connection fails, never the node
+            if is_fatal(exc):
+                raise
+            self.node.faults.caught("rpc", exc, client=client.key)
+            await exchange.reject(500, "internal error (the node logged it)")
+        finally:
+            await trio.aclose_forcefully(exchange.stream)
+
+    # -- requests -------------------------------------------------------------------------------
+
+    async def _serve_request(self, exchange: _Exchange, request: h11.Request, client: Client) -> bool:
+        """Answer one request; False when the connection is to be closed."""
+        target = request.target.decode("latin-1")
+        limit = STORAGE_MAX_BODY if target in STORAGE_PATHS else MAX_BODY
+        declared = dict(request.headers).get(b"content-length", b"0")
+        if declared.isdigit() and int(declared) > limit:  # refused before it is sent
+            await self._too_big(exchange, target, limit)
+            return False
+        claim = self._service_node_claim(request) if target == PEER_PATH and client.limited else None
+        refusal = None if claim is not None else self._request_refusal(client)
+        holds = refusal is None and claim is None and client.limited
+        if holds:
+            self.pending.acquire(client.key)
+        try:
+            body = await exchange.body(limit)
+            if body is None:
+                await self._too_big(exchange, target, limit)
+                return False
+            if claim is not None:
+                refusal = self._service_node_refusal(claim, body, client)
+            if refusal is not None:
+                self._count(refusal)
+                await self._refuse(exchange, target, refusal)
+                return True
+            async with self.workers:
+                await self._route(exchange, request, target, body, client)
+        finally:
+            if holds:
+                self.pending.release(client.key)
+        return True
+
+    def _service_node_claim(self, request: h11.Request) -> tuple[bytes, bytes] | None:
+        """The (node key, signature) a swarm member's request carries, when the key is a service
+        node's (nothing is verified yet); None for anything else."""
+        fields = dict(request.headers)
+        try:
+            key = bytes.fromhex(fields.get(b"x-node-key", b"").decode("latin-1"))
+            signature = base64.b64decode(fields.get(b"x-node-signature", b""), validate=True)
+        except ValueError:
+            return None
+        if len(key) != ed25519.PUBLIC_KEY_SIZE or not self.node.messages.is_node(key):
+            return None
+        return key, signature
+
+    def _service_node_refusal(self, claim: tuple[bytes, bytes], body: bytes, client: Client) -> str | None:
+        """A request signed by a service node: replication follows client traffic, so it is
+        counted per node key (``node_requests_per_second``, as the storage server gives service
+        nodes their own budget by key) rather than per address. The signature is verified before
+        anything is charged; a request whose signature fails is charged to its address like any
+        other, so claiming a node's key neither spends that node's budget nor escapes a limit.
+        (The storage layer verifies it again: one more Ed25519 check, ~60 µs, for a simple path.)"""
+        key, signature = claim
+        if not ed25519.verify(key, body, signature):
+            return self._request_refusal(client)
+        return None if self.node_rates.allow(key.hex(), self.clock()) else "rate_per_node"
+
+    def _request_refusal(self, client: Client) -> str | None:
+        """Why a request from ``client`` is refused (None: it is not); spends a rate token."""
+        if not client.limited:
+            return None
+        if self.pending[client.key] >= self.limits.max_pending_per_ip:
+            return "max_pending_per_ip"
+        if not self.rates.allow(client.key, self.clock()):
+            return "rate_per_ip"
+        return None
+
+    async def _refuse(self, exchange: _Exchange, target: str, reason: str) -> None:
+        text = refusal_text(self.limits, reason)
+        if target == JSON_RPC_PATH:
+            body = encode_answer(error_reply(None, LIMITED, text))
+            await exchange.respond(429, body, "application/json", RETRY_AFTER)
+        else:
+            await exchange.respond(429, text.encode(), "text/plain", RETRY_AFTER)
+
+    async def _too_big(self, exchange: _Exchange, target: str, limit: int) -> None:
+        self._count("too_big")
+        if target == JSON_RPC_PATH:
+            error = encode_answer(error_reply(None, -32600, f"a body over {MAX_BODY} bytes"))
+            await exchange.respond(413, error, "application/json")
+        else:
+            await exchange.respond(413, b"Request body too large", "text/plain")
+        await exchange.discard_rest(limit)
+
+    async def _route(
+        self, exchange: _Exchange, request: h11.Request, target: str, body: bytes, client: Client
+    ) -> None:
+        node, method = self.node, request.method
+        allowed = _ALLOWED.get(target)
+        if method == b"HEAD":
+            method = b"GET"  # the same answer, its body left out by the exchange
+        if allowed is not None and request.method not in allowed:
+            names = ", ".join(name.decode() for name in allowed)
+            text = f"{request.method.decode('latin-1')} is not served at {target}: use {names}\n"
+            await exchange.respond(405, text.encode(), "text/plain", ("allow", names))
+        elif method == b"POST" and target == JSON_RPC_PATH:
+            status, payload = await self._json_rpc(body, client)
+            await exchange.respond(status, payload, "application/json")
+        elif method == b"POST" and target == STORAGE_RPC_PATH:
+            reply = await node.messages.service.handle_body(body)
+            await exchange.respond(reply.status, *reply.encode())
+        elif method == b"POST" and target == ONION_PATH:
+            await exchange.respond(*await node.messages.onion.handle(body))
+        elif method == b"POST" and target == PEER_PATH:
+            fields = dict(request.headers)
+            reply = await node.messages.handle_peer(
+                body,
+                fields.get(b"x-node-key", b"").decode("latin-1"),
+                fields.get(b"x-node-signature", b"").decode("latin-1"),
+            )
+            await exchange.respond(reply.status, *reply.encode())
+        elif method == b"GET" and target == "/metrics":
+            if node.metrics is None:
+                await exchange.respond(404, b"this node keeps no metrics\n", "text/plain")
+                return
+            await exchange.respond(200, node.metrics.render(), METRICS_TYPE)
+        elif method == b"GET" and target in PAGE_PATHS:
+            await exchange.respond(200, network_page(), "text/html; charset=utf-8")
+        else:
+            known = b"not found: POST /json_rpc, POST /storage_rpc/v1, GET /metrics, GET /\n"
+            await exchange.respond(404, known, "text/plain")
+
+    async def _json_rpc(self, body: bytes, client: Client) -> tuple[int, bytes]:
+        """The status and body answering a JSON-RPC body, each call under the client's limits."""
+        calls = read_calls(body)
+        if isinstance(calls, dict):
+            return 200, encode_answer(calls)
+        answers: list[dict[str, Any] | None] = []
+        refused = False
+        for index, call in enumerate(calls.items):
+            if index:
+                await trio.sleep(0)  # let consensus run between two calls of a batch
+            reason = self._call_refusal(client, first=index == 0)
+            if reason is None:
+                answers.append(self._timed_answer(call, client))
+                continue
+            refused = True
+            self._count(reason)
+            call_id = call.get("id") if isinstance(call, dict) else None
+            answers.append(error_reply(call_id, LIMITED, refusal_text(self.limits, reason)))
+        answer = join_answers(calls, answers)
+        status = 429 if refused and not calls.batch else 200
+        return status, b"" if answer is None else encode_answer(answer)
+
+    def _call_refusal(self, client: Client, *, first: bool) -> str | None:
+        """Why a call is refused: its address is over its share of the loop, or (after the first
+        call of a body, which the request paid for) over its rate."""
+        if not client.limited:
+            return None
+        now = self.clock()
+        if not self.busy.has_tokens(client.key, now):
+            return "busy_per_ip"
+        if not first and not self.rates.allow(client.key, now):
+            return "rate_per_ip"
+        return None
+
+    def _timed_answer(self, call: object, client: Client) -> dict[str, Any] | None:
+        started = self.clock()
+        answer = answer_one(self.node, call)
+        if client.limited:
+            now = self.clock()
+            self.busy.spend(client.key, now, now - started)
+        return answer
+
+    def _count(self, reason: str) -> None:
+        self.refused[reason] = self.refused.get(reason, 0) + 1
+
+
+@functools.cache
+def network_page() -> bytes:
+    """The network page (``appchain/rpc/static/network.html``): one file, no build step, no outside
+    assets; it reads everything through this endpoint's public JSON-RPC."""
+    return resources.files("appchain.rpc").joinpath("static/network.html").read_bytes()
+
+
+async def serve_rpc(node: Node, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    server = node.rpc_server = RpcServer(node, RpcLimits.from_config(node.config))
+    await serve_on(node.config.rpc_address, server.serve, task_status=task_status)

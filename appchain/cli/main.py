@@ -56,11 +56,12 @@ from appchain.home.guard import HomeInUse
 from appchain.home.home import Home, NodeConfig, default_home
 from appchain.home.safefile import UnsafeTarget
 from appchain.home.store import BlockStore, StoreCorrupt, StoreInUse
-from appchain.lab.checker import RESUME_ROUNDS, FaultWindow, check_histories, history_path, read_schedules
+from appchain.lab.checker import RESUME_ROUNDS, FaultWindow, check_histories, read_schedules
 from appchain.lab.checker import Report as CheckReport
 from appchain.lab.testnet import DEFAULT_BASE_PORT, write_testnet
 from appchain.node.admin import ADMIN_FAILURES, RpcError
 from appchain.node.admin import call as admin_call
+from appchain.node.journal import history_path
 from appchain.node.node import run_node, service_node_summary
 from consensus.faults import FaultSpecError, parse_faults
 from consensus.simulator import SimConfig

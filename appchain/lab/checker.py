@@ -33,9 +33,9 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+from appchain.node.journal import history_path
 from state.encoding import DecodeError, decode_json
 
-HISTORY = Path("data") / "history.jsonl"
 RESUME_ROUNDS = 3
 """Finality must resume within this many Pulse round timeouts of a heal (``check-histories``)."""
 
@@ -128,10 +128,6 @@ def read_schedules(path: Path) -> tuple[list[float], list[FaultWindow]]:
         except (DecodeError, ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"{path}:{number}: not a schedule record ({exc})") from None
     return heals, windows
-
-
-def history_path(home: Path) -> Path:
-    return home / HISTORY
 
 
 def check_histories(

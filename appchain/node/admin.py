@@ -38,17 +38,19 @@ import json
 import socket
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any, Protocol
 
 import msgspec
 import trio
 
-from appchain.home.home import MAX_CLOCK_OFFSET
+from appchain.home.home import MAX_CLOCK_OFFSET, NodeConfig
+from appchain.messaging.layer import SwarmLayer
 from appchain.rpc.jsonrpc import (
     Method,
     NoParams,
     Params,
     RpcError,
+    Served,
     answer_call,
     decode_request,
     decode_transaction_hex,
@@ -58,14 +60,14 @@ from appchain.rpc.jsonrpc import (
     serve_on,
     submit,
 )
+from consensus.node import NodeCore
+from p2p.host import Host
 from state.encoding import DecodeError, decode_json
-
-if TYPE_CHECKING:
-    from appchain.node.node import Node
 
 __all__ = [
     "ADMIN_FAILURES",
     "AdminError",
+    "AdminNode",
     "AdminTimeout",
     "AdminUnavailable",
     "Connect",
@@ -80,11 +82,37 @@ MAX_LINE = 4 * 1024 * 1024
 MAX_BATCH = 5_000
 
 
-def _status(node: Node, params: NoParams) -> Any:
+class AdminNode(Served, Protocol):
+    """The running node, as the admin endpoint reads it: handed over by the node when it starts
+    the endpoint (the endpoint imports no node, so the node may import it)."""
+
+    clock_offset: float
+    """Seconds added to the wall clock for consensus (``set_clock_offset`` changes it)."""
+
+    @property
+    def config(self) -> NodeConfig: ...
+
+    @property
+    def core(self) -> NodeCore:
+        """The consensus core (``set_uptime_proofs`` switches its proofs)."""
+        ...
+
+    @property
+    def host(self) -> Host:
+        """The p2p host: the connected peers."""
+        ...
+
+    @property
+    def messages(self) -> SwarmLayer: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+
+def _status(node: AdminNode, params: NoParams) -> Any:
     return node.status()
 
 
-def _peers(node: Node, params: NoParams) -> Any:
+def _peers(node: AdminNode, params: NoParams) -> Any:
     return [
         {"node_key": bytes(key).hex(), "address": peer.address}
         for key, peer in sorted(node.host.peers.items())
@@ -95,7 +123,7 @@ class TransactionParams(Params, frozen=True):
     tx: str
 
 
-def _submit_transaction(node: Node, params: TransactionParams) -> Any:
+def _submit_transaction(node: AdminNode, params: TransactionParams) -> Any:
     return {"hash": submit(node, decode_transaction_hex(params.tx, "tx")).hex()}
 
 
@@ -103,7 +131,7 @@ class TransactionsParams(Params, frozen=True):
     txs: Annotated[list[str], msgspec.Meta(max_length=MAX_BATCH)]
 
 
-def _submit_transactions(node: Node, params: TransactionsParams) -> Any:
+def _submit_transactions(node: AdminNode, params: TransactionsParams) -> Any:
     results: list[dict[str, str]] = []
     for text in params.txs:
         try:
@@ -117,7 +145,7 @@ class UptimeProofsParams(Params, frozen=True):
     enabled: bool
 
 
-def _set_uptime_proofs(node: Node, params: UptimeProofsParams) -> Any:
+def _set_uptime_proofs(node: AdminNode, params: UptimeProofsParams) -> Any:
     node.core.send_proofs = params.enabled
     return {"enabled": params.enabled}
 
@@ -126,19 +154,19 @@ class ClockOffsetParams(Params, frozen=True):
     seconds: Annotated[float, msgspec.Meta(ge=-MAX_CLOCK_OFFSET, le=MAX_CLOCK_OFFSET)]
 
 
-def _set_clock_offset(node: Node, params: ClockOffsetParams) -> Any:
+def _set_clock_offset(node: AdminNode, params: ClockOffsetParams) -> Any:
     node.clock_offset = params.seconds
     return {"seconds": node.clock_offset}
 
 
-def _messages(node: Node, params: NoParams) -> Any:
+def _messages(node: AdminNode, params: NoParams) -> Any:
     layer = node.messages
     held = {owner.hex(): count for owner, count in layer.store.owner_counts(1000).items()}
     swarm = layer.my_swarm()
     return {"followed": layer.followed_height, "swarm": None if swarm is None else f"{swarm:x}", "held": held}
 
 
-METHODS: dict[str, Method[Any]] = {
+METHODS: dict[str, Method[AdminNode, Any]] = {
     "messages": method(_messages),
     "status": method(_status),
     "peers": method(_peers),
@@ -149,7 +177,7 @@ METHODS: dict[str, Method[Any]] = {
 }
 
 
-def answer(node: Node, line: bytes) -> bytes:
+def answer(node: AdminNode, line: bytes) -> bytes:
     """The reply line to one request line (every line is answered, to keep the two in step)."""
     try:
         reply = answer_call(METHODS, node, decode_request(line), place="admin", answer_notifications=True)
@@ -158,7 +186,7 @@ def answer(node: Node, line: bytes) -> bytes:
     return encode_answer(reply) + b"\n"
 
 
-async def _serve_connection(node: Node, stream: trio.abc.Stream) -> None:
+async def _serve_connection(node: AdminNode, stream: trio.abc.Stream) -> None:
     """One operator's connection, a boundary (:mod:`appchain.home.boundary`): what it raises that
     nothing expected closes it, logged and counted; the node goes on."""
     async with stream:
@@ -166,7 +194,7 @@ async def _serve_connection(node: Node, stream: trio.abc.Stream) -> None:
             await _serve_lines(node, stream)
 
 
-async def _serve_lines(node: Node, stream: trio.abc.Stream) -> None:
+async def _serve_lines(node: AdminNode, stream: trio.abc.Stream) -> None:
     """Answer each line as it completes, until the operator hangs up or a line runs too long."""
     buffer = bytearray()
     try:
@@ -187,7 +215,9 @@ async def _serve_lines(node: Node, stream: trio.abc.Stream) -> None:
         return
 
 
-async def serve_admin(node: Node, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+async def serve_admin(
+    node: AdminNode, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
     handler = functools.partial(_serve_connection, node)
     await serve_on(node.config.admin_address, handler, task_status=task_status)
 

@@ -23,6 +23,14 @@ from typing import TextIO
 
 from consensus.guard import SlotRecord
 
+HISTORY = Path("data") / "history.jsonl"
+"""Where a node's history is, in its home."""
+
+
+def history_path(home: Path) -> Path:
+    """The history file of the node whose home is ``home``."""
+    return home / HISTORY
+
 
 class Journal:
     def __init__(self, path: Path) -> None:

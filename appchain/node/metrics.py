@@ -17,16 +17,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from appchain.home.boundary import Faults
+from appchain.node.inbox import Inbox
+from appchain.node.ledger import ChainLedger
+from appchain.rpc.server import RpcServer
+from consensus.node import NodeCore
+from p2p.host import Host
 from state.crypto import bls, ed25519
-
-if TYPE_CHECKING:
-    from appchain.node.node import Node
 
 WRAPPED: tuple[tuple[object, str, str], ...] = (
     (ed25519, "verify", "ed25519.verify"),
@@ -83,6 +86,33 @@ class SignatureClock:
 # -- Prometheus ----------------------------------------------------------------------------------
 
 
+class MeteredNode(Protocol):
+    """The running node, as ``/metrics`` reads it when Prometheus scrapes: handed over by the node
+    that keeps the metrics (this module imports no node, so the node may import it)."""
+
+    @property
+    def ledger(self) -> ChainLedger: ...
+
+    @property
+    def core(self) -> NodeCore: ...
+
+    @property
+    def host(self) -> Host: ...
+
+    @property
+    def faults(self) -> Faults: ...
+
+    @property
+    def inbox(self) -> Inbox: ...
+
+    @property
+    def rpc_server(self) -> RpcServer | None:
+        """The public port's server once the node started it (its refusals are counted)."""
+        ...
+
+    def status(self) -> dict[str, Any]: ...
+
+
 class NodeMetrics:
     """What ``/metrics`` serves, in Prometheus text format (``prometheus-client``).
 
@@ -92,7 +122,7 @@ class NodeMetrics:
     A registry of its own per node keeps the process-wide default collectors out of tests.
     """
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: MeteredNode) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.rpc_calls = Counter(
             "appchain_rpc_calls",
@@ -127,7 +157,7 @@ class NodeMetrics:
 
 
 class _NodeCollector(Collector):
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: MeteredNode) -> None:
         self.node = node
 
     def collect(self) -> Iterator[Metric]:

@@ -41,7 +41,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
 import trio
 
@@ -50,14 +50,17 @@ from appchain.home.chain import Chain, ChainError
 from appchain.home.guard import HomeInUse, HomeLock
 from appchain.home.history import OutsideWindow
 from appchain.home.home import Home, NodeConfig
-from appchain.lab.checker import history_path
 from appchain.messaging.layer import SwarmLayer
 from appchain.messaging.store import MessageStore
+from appchain.node.admin import serve_admin
 from appchain.node.inbox import Inbox, InboxLimits
-from appchain.node.journal import Journal, JournaledSlots
+from appchain.node.journal import Journal, JournaledSlots, history_path
 from appchain.node.ledger import ChainLedger
 from appchain.node.metrics import NodeMetrics, SignatureClock
 from appchain.node.statesync import answer, sync_state
+from appchain.rpc.jsonrpc import RpcError
+from appchain.rpc.methods import call_method
+from appchain.rpc.server import RpcLimits, RpcServer, serve_rpc
 from consensus.evidence import Evidence
 from consensus.guard import GuardedSigner
 from consensus.messages import (
@@ -98,9 +101,6 @@ from state.nodes import NodeStatus, compute_credit, get_node
 from state.state import State
 from state.types import NodeKey
 from state.view import Overlay
-
-if TYPE_CHECKING:
-    from appchain.rpc.server import RpcServer
 
 VERSION = "appchain/0.1"
 SIGNATURE_CLOCK_ENV = "APPCHAIN_SIGNATURE_CLOCK"
@@ -209,9 +209,6 @@ class Node:
     # -- running ----------------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        from appchain.node.admin import serve_admin
-        from appchain.rpc.server import serve_rpc
-
         async with trio.open_nursery() as nursery:
             with naming_listener("p2p_listen"):
                 await nursery.start(self.host.run)
@@ -220,8 +217,9 @@ class Node:
             await nursery.start(self.messages.run)
             with naming_listener("admin_listen"):
                 await nursery.start(serve_admin, self)
+            self.rpc_server = RpcServer(self, RpcLimits.from_config(self.config))
             with naming_listener("rpc_listen"):
-                await nursery.start(serve_rpc, self)
+                await nursery.start(serve_rpc, self.rpc_server)
             self.log(
                 "info",
                 "node started",
@@ -457,9 +455,6 @@ class Node:
 
     def _oxend(self, endpoint: str, params: dict[str, Any]) -> dict[str, Any]:
         """This node's own JSON-RPC, for a Session client's ``oxend_request``."""
-        from appchain.rpc.jsonrpc import RpcError
-        from appchain.rpc.methods import call_method
-
         try:
             result: dict[str, Any] = call_method(self, endpoint, params)
         except RpcError as exc:

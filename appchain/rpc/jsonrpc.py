@@ -22,20 +22,17 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, Protocol, TypeVar
 
 import msgspec
 import trio
 
-from appchain.home.boundary import INTERNAL_ERROR, is_fatal
+from appchain.home.boundary import INTERNAL_ERROR, Faults, is_fatal
 from consensus.mempool import MempoolFull
 from p2p.host import open_listeners
 from state.encoding import DecodeError, decode, decode_json
 from state.errors import InvalidEvent
 from state.events import Transaction
-
-if TYPE_CHECKING:
-    from appchain.node.node import Node
 
 MAX_HEIGHT = 2**63 - 1
 """The largest height, count or limit a parameter may name: every one of them is stored as a
@@ -58,18 +55,37 @@ class NoParams(Params, frozen=True):
     """A method that takes no parameters (any given are ignored)."""
 
 
+class Served(Protocol):
+    """What every endpoint needs of the node it serves, whatever its methods read: where to
+    count what a method did not expect, and where a transaction goes. Each endpoint widens it
+    with the parts its methods read (:class:`appchain.rpc.served.PublicNode`, the admin's
+    :class:`~appchain.node.admin.AdminNode`); the node hands itself over when it starts them."""
+
+    @property
+    def faults(self) -> Faults:
+        """The node's boundaries (:mod:`appchain.home.boundary`)."""
+        ...
+
+    def submit(self, tx: Transaction) -> bytes:
+        """Into the node's mempool and out to its peers: the hash, or
+        :class:`~state.errors.InvalidEvent` / :class:`~consensus.mempool.MempoolFull`."""
+        ...
+
+
+N = TypeVar("N", bound=Served)
+"""The node an endpoint's methods read, as that endpoint sees it."""
 P = TypeVar("P", bound=Params)
 
 
 @dataclass(frozen=True)
-class Method(Generic[P]):
+class Method(Generic[N, P]):
     """A JSON-RPC method: its function and the structure of its parameters."""
 
-    run: Callable[[Node, P], Any]
+    run: Callable[[N, P], Any]
     params: type[P]
 
 
-def method(run: Callable[[Node, NoParams], Any]) -> Method[NoParams]:
+def method(run: Callable[[N, NoParams], Any]) -> Method[N, NoParams]:
     """A method without parameters."""
     return Method(run, NoParams)
 
@@ -121,8 +137,8 @@ def _request_id(request: object) -> Any:
 
 
 def answer_call(
-    methods: Mapping[str, Method[Any]],
-    node: Node,
+    methods: Mapping[str, Method[N, Any]],
+    node: N,
     request: object,
     *,
     place: str = "json_rpc",
@@ -169,7 +185,7 @@ def decode_transaction_hex(value: object, name: str) -> Transaction:
     return tx
 
 
-def submit(node: Node, tx: Transaction) -> bytes:
+def submit(node: Served, tx: Transaction) -> bytes:
     """Into the node's mempool and out to its peers; -32000 with the reason when refused."""
     try:
         return node.submit(tx)

@@ -20,7 +20,7 @@ import base64
 import binascii
 import json
 import time
-from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
+from typing import Annotated, Any, NamedTuple
 
 import msgspec
 from nacl.bindings import crypto_sign_ed25519_pk_to_curve25519
@@ -41,6 +41,7 @@ from appchain.rpc.jsonrpc import (
     read_params,
     submit,
 )
+from appchain.rpc.served import PublicNode, tip_view
 from consensus.evidence import Evidence, compute_signed_digest, decode_evidence
 from consensus.messages import CheckpointVote, Message, VoteMessage
 from consensus.pulse import PulseMessage, Stage
@@ -61,10 +62,6 @@ from state.obligations import get_quorum
 from state.sns import NAME_PREFIX, NameRecord, get_name, is_expired
 from state.sns import NONCE_SIZE as SNS_NONCE_SIZE
 from state.types import AccountKey
-from state.view import Overlay
-
-if TYPE_CHECKING:
-    from appchain.node.node import Node
 
 MAX_BATCH = 50
 VERSION = "0.1.0"
@@ -79,7 +76,7 @@ Addresses = Annotated[list[Text], msgspec.Meta(min_length=1, max_length=MAX_KEYS
 """``addresses``: 1 to 1,000 hex account keys."""
 
 
-def block_header(node: Node, header: Header, events: int | None = None) -> dict[str, Any]:
+def block_header(node: PublicNode, header: Header, events: int | None = None) -> dict[str, Any]:
     """oxend's ``block_header_response``, with this chain's Pulse and state fields added;
     ``events`` is the block's event count when the caller already holds the block."""
     tip = node.ledger.height
@@ -109,7 +106,7 @@ def block_header(node: Node, header: Header, events: int | None = None) -> dict[
     }
 
 
-def _header_at(node: Node, height: int) -> Header:
+def _header_at(node: PublicNode, height: int) -> Header:
     if height > node.ledger.height:
         raise RpcError(-32001, f"no block at height {height}: the tip is {node.ledger.height}")
     header = node.chain.store.get_header(height)
@@ -118,17 +115,17 @@ def _header_at(node: Node, height: int) -> Header:
     return header
 
 
-def _below_base(node: Node, height: int) -> str:
+def _below_base(node: PublicNode, height: int) -> str:
     base = node.chain.base_height
     if height > base or base == 0:
         return ""
     return f": this node joined by state sync at height {base} and holds no blocks at or below it"
 
 
-def get_info(node: Node, params: NoParams) -> dict[str, Any]:
+def get_info(node: PublicNode, params: NoParams) -> dict[str, Any]:
     state = node.ledger.state
     chain_params = state.params
-    registered = get_node(_view(node), node.core.node_key) is not None
+    registered = get_node(tip_view(node), node.core.node_key) is not None
     return {
         "status": "OK",
         "height": state.height + 1,  # oxend: the number of blocks, one above the top block
@@ -151,11 +148,7 @@ def get_info(node: Node, params: NoParams) -> dict[str, Any]:
     }
 
 
-def _view(node: Node) -> Overlay:
-    return Overlay(node.ledger.state.get)
-
-
-def get_last_block_header(node: Node, params: NoParams) -> dict[str, Any]:
+def get_last_block_header(node: PublicNode, params: NoParams) -> dict[str, Any]:
     return {"status": "OK", "block_header": block_header(node, _header_at(node, node.ledger.height))}
 
 
@@ -170,7 +163,7 @@ class HeadersParams(Params, frozen=True):
     heights: Annotated[list[Height], msgspec.Meta(max_length=MAX_KEYS)] | None = None
 
 
-def get_block_header_by_height(node: Node, params: HeadersParams) -> dict[str, Any]:
+def get_block_header_by_height(node: PublicNode, params: HeadersParams) -> dict[str, Any]:
     if params.heights is not None:
         headers = [block_header(node, _header_at(node, height)) for height in params.heights]
         return {"status": "OK", "block_headers": headers}
@@ -179,7 +172,7 @@ def get_block_header_by_height(node: Node, params: HeadersParams) -> dict[str, A
     return {"status": "OK", "block_header": block_header(node, _header_at(node, params.height))}
 
 
-def get_block(node: Node, params: HeightParams) -> dict[str, Any]:
+def get_block(node: PublicNode, params: HeightParams) -> dict[str, Any]:
     height = params.height
     _header_at(node, height)  # -32001 above the tip
     if _below_base(node, height):
@@ -194,12 +187,12 @@ def get_block(node: Node, params: HeightParams) -> dict[str, Any]:
     }
 
 
-def get_staking_requirement(node: Node, params: NoParams) -> dict[str, Any]:
+def get_staking_requirement(node: PublicNode, params: NoParams) -> dict[str, Any]:
     state = node.ledger.state
     return {"status": "OK", "staking_requirement": state.params.staking_requirement, "height": state.height}
 
 
-def hard_fork_info(node: Node, params: NoParams) -> dict[str, Any]:
+def hard_fork_info(node: PublicNode, params: NoParams) -> dict[str, Any]:
     return {"status": "OK", "version": HARD_FORK, "enabled": True, "earliest_height": 0}
 
 
@@ -207,7 +200,7 @@ class TransactionParams(Params, frozen=True):
     tx_as_hex: str
 
 
-def send_transaction(node: Node, params: TransactionParams) -> dict[str, Any]:
+def send_transaction(node: PublicNode, params: TransactionParams) -> dict[str, Any]:
     tx_hash = submit(node, decode_transaction_hex(params.tx_as_hex, "tx_as_hex"))
     return {"status": "OK", "tx_hash": tx_hash.hex()}
 
@@ -216,7 +209,7 @@ STAKING_PORTIONS = 0xFFFFFFFFFFFFFFFC
 """oxend's whole stake in "portions" (``portions_for_operator`` is the fee in these units)."""
 
 
-def _service_node_entry(node: Node, key: bytes, record: ServiceNode, height: int) -> dict[str, Any]:
+def _service_node_entry(node: PublicNode, key: bytes, record: ServiceNode, height: int) -> dict[str, Any]:
     params = node.ledger.state.params
     proof_entry = node.core.proofs.accepted.get(bytes(key))
     proof = proof_entry[0] if proof_entry else None
@@ -294,7 +287,7 @@ def _fields(value: list[str] | dict[str, bool] | None) -> set[str]:
     return set(value or ())
 
 
-def get_service_nodes(node: Node, params: ServiceNodesParams) -> dict[str, Any]:
+def get_service_nodes(node: PublicNode, params: ServiceNodesParams) -> dict[str, Any]:
     state = node.ledger.state
     top = state.block_hash.hex()
     if params.poll_block_hash is not None and params.poll_block_hash == top:
@@ -303,7 +296,7 @@ def get_service_nodes(node: Node, params: ServiceNodesParams) -> dict[str, Any]:
     chosen = _fields(params.fields)
     wanted_keys = {k.lower() for k in params.service_node_pubkeys}
     entries = []
-    for key, record in iter_nodes(_view(node)):
+    for key, record in iter_nodes(tip_view(node)):
         if wanted_keys and key.hex() not in wanted_keys:
             continue
         if active_only and record.status != NodeStatus.ACTIVE:
@@ -325,10 +318,10 @@ QUORUM_OBLIGATIONS, QUORUM_CHECKPOINT, QUORUM_PULSE, QUORUM_ALL = 0, 1, 3, 255
 MAX_QUORUM_SPAN = 60
 
 
-def get_service_node_status(node: Node, params: NoParams) -> dict[str, Any]:
+def get_service_node_status(node: PublicNode, params: NoParams) -> dict[str, Any]:
     state = node.ledger.state
     key = node.core.node_key
-    record = get_node(_view(node), key)
+    record = get_node(tip_view(node), key)
     if record is None:
         entry: dict[str, Any] = {"service_node_pubkey": key.hex(), "registered": False}
     else:
@@ -359,11 +352,11 @@ def _accounts_param(params: AccountsParams) -> list[bytes]:
     return [_account_param(text) for text in params.addresses]
 
 
-def get_accrued_rewards(node: Node, params: AccountsParams) -> dict[str, Any]:
+def get_accrued_rewards(node: PublicNode, params: AccountsParams) -> dict[str, Any]:
     """What a claim at the tip would move to each balance: the settled rewards in the account's
     reward ledger plus what settling its nodes would pay it (rewards settle lazily, PROTOCOL.md
     §5), as oxend's ``balances``; ``settled`` and ``pending`` (*added*) give the two parts."""
-    view = _view(node)
+    view = tip_view(node)
     balances, settled, pending = {}, {}, {}
     for account in _accounts_param(params):
         name = account.hex()
@@ -379,13 +372,13 @@ def get_accrued_rewards(node: Node, params: AccountsParams) -> dict[str, Any]:
     }
 
 
-def get_accounts(node: Node, params: AccountsParams) -> dict[str, Any]:
+def get_accounts(node: PublicNode, params: AccountsParams) -> dict[str, Any]:
     """Balances and nonces at the tip (*added*: oxend keeps no accounts), and each account's
     ``pending_nonce``: its nonce once its transactions waiting in this node's mempool are
     applied. A wallet signs its next transaction with ``pending_nonce + 1`` (with the tip's nonce,
     a second transaction sent before the first is in a block reuses its nonce and is refused);
     a light client proves a balance with ``get_state_proof`` instead."""
-    view = _view(node)
+    view = tip_view(node)
     state = node.ledger.state
     accounts = {}
     for account in _accounts_param(params):
@@ -405,7 +398,7 @@ class CheckpointsParams(Params, frozen=True):
     count: Height | None = None
 
 
-def get_checkpoints(node: Node, params: CheckpointsParams) -> dict[str, Any]:
+def get_checkpoints(node: PublicNode, params: CheckpointsParams) -> dict[str, Any]:
     start = params.start_height or 0
     count = params.count or 60
     end = params.end_height
@@ -434,7 +427,7 @@ class QuorumParams(Params, frozen=True):
     quorum_type: Height | None = None
 
 
-def get_quorum_state(node: Node, params: QuorumParams) -> dict[str, Any]:
+def get_quorum_state(node: PublicNode, params: QuorumParams) -> dict[str, Any]:
     """Obligations and checkpoint quorums kept in the state for heights in [start, end], and the
     Pulse quorum of the next height (round 0): past Pulse quorums are not kept."""
     state = node.ledger.state
@@ -445,7 +438,7 @@ def get_quorum_state(node: Node, params: QuorumParams) -> dict[str, Any]:
         raise RpcError(-32602, f"start_height..end_height must span 1 to {MAX_QUORUM_SPAN} heights")
     if kind not in (QUORUM_OBLIGATIONS, QUORUM_CHECKPOINT, QUORUM_PULSE, QUORUM_ALL):
         raise RpcError(-32602, "quorum_type must be 0 (obligations), 1 (checkpoint), 3 (pulse) or 255 (all)")
-    view = _view(node)
+    view = tip_view(node)
     quorums: list[dict[str, Any]] = []
     for height in range(start, end + 1):
         if kind in (QUORUM_OBLIGATIONS, QUORUM_ALL):
@@ -503,12 +496,12 @@ class ResolveParams(Params, frozen=True):
     type: Kind = SNS_SESSION
 
 
-def ons_resolve(node: Node, params: ResolveParams) -> dict[str, Any]:
+def ons_resolve(node: PublicNode, params: ResolveParams) -> dict[str, Any]:
     """The encrypted value of a live name (split as oxend does: ``encrypted_value`` and
     ``nonce``); an empty result when the name is free or expired."""
     _check_type(params.type)
     name_hash = _name_hash(params.name_hash)
-    record = get_name(_view(node), name_hash)
+    record = get_name(tip_view(node), name_hash)
     if record is None or is_expired(record, node.ledger.height):
         return {}
     stored = record.encrypted_value
@@ -538,12 +531,12 @@ class NamesParams(Params, frozen=True):
     type: Kind = SNS_SESSION
 
 
-def ons_names_to_owners(node: Node, params: NamesParams) -> dict[str, Any]:
+def ons_names_to_owners(node: PublicNode, params: NamesParams) -> dict[str, Any]:
     hashes = params.entries if params.entries is not None else params.name_hashes
     if hashes is None:
         raise RpcError(-32602, "entries must be a list of 1 to 256 name hashes")
     _check_type(params.type)
-    view = _view(node)
+    view = tip_view(node)
     height = node.ledger.height
     found = []
     for index, value in enumerate(hashes):
@@ -559,7 +552,7 @@ class OwnersParams(Params, frozen=True):
     entries: NameList
 
 
-def ons_owners_to_names(node: Node, params: OwnersParams) -> dict[str, Any]:
+def ons_owners_to_names(node: PublicNode, params: OwnersParams) -> dict[str, Any]:
     """The live names each owner (or backup owner) holds: oxend's ``ons_owners_to_names``.
 
     This scans the name records: it is an explorer's query, not a hot path."""
@@ -611,7 +604,7 @@ def _state_key(params: ProofParams) -> bytes:
         raise RpcError(-32602, str(exc)) from None
 
 
-def _final_height_param(node: Node, height: int | None) -> int:
+def _final_height_param(node: PublicNode, height: int | None) -> int:
     final = node.ledger.final_height
     if height is None:
         return final
@@ -622,7 +615,7 @@ def _final_height_param(node: Node, height: int | None) -> int:
     return height
 
 
-def get_state_proof(node: Node, params: ProofParams) -> dict[str, Any]:
+def get_state_proof(node: PublicNode, params: ProofParams) -> dict[str, Any]:
     """A value (or its absence) at a final height, its proof against that height's state root,
     and what makes the header trusted: the headers up to the next certified checkpoint and that
     checkpoint's certificate."""
@@ -658,7 +651,7 @@ class CheckpointParams(Params, frozen=True):
     height: Height | None = None
 
 
-def get_checkpoint(node: Node, params: CheckpointParams) -> dict[str, Any]:
+def get_checkpoint(node: PublicNode, params: CheckpointParams) -> dict[str, Any]:
     """A certified checkpoint (default: the final one): its header, certificate and the BLS keys
     of the quorum its header commits to (the one that certifies the next checkpoint)."""
     height = _final_height_param(node, params.height)
@@ -766,7 +759,7 @@ class EvidenceParams(Params, frozen=True):
     limit: Height | None = None
 
 
-def get_evidence(node: Node, params: EvidenceParams) -> dict[str, Any]:
+def get_evidence(node: PublicNode, params: EvidenceParams) -> dict[str, Any]:
     """The equivocation evidence this node recorded (*added*: oxend has no such method), by
     height, round, stage and signer; optionally of one ``signer`` and within
     ``from_height .. to_height``; at most ``limit`` records (1 to 100, default 100)."""
@@ -788,7 +781,7 @@ def get_evidence(node: Node, params: EvidenceParams) -> dict[str, Any]:
     return {"status": "OK", "evidence": found}
 
 
-METHODS: dict[str, Method[Any]] = {
+METHODS: dict[str, Method[PublicNode, Any]] = {
     "get_evidence": Method(get_evidence, EvidenceParams),
     "get_state_proof": Method(get_state_proof, ProofParams),
     "get_checkpoint": Method(get_checkpoint, CheckpointParams),
@@ -811,7 +804,7 @@ METHODS: dict[str, Method[Any]] = {
 }
 
 
-def call_method(node: Node, name: str, params: dict[str, Any]) -> Any:
+def call_method(node: PublicNode, name: str, params: dict[str, Any]) -> Any:
     """One method called inside the node (a Session client's ``oxend_request``): its params
     decoded as for a call from outside; :class:`RpcError` when refused."""
     found = METHODS.get(name)
@@ -847,7 +840,7 @@ def join_answers(calls: Calls, answers: list[dict[str, Any] | None]) -> Any:
     return answers[0]
 
 
-def handle_body(node: Node, body: bytes) -> Any:
+def handle_body(node: PublicNode, body: bytes) -> Any:
     """The JSON-RPC answer to one HTTP body (a call or a batch), without the server's limits."""
     calls = read_calls(body)
     if isinstance(calls, dict):
@@ -855,7 +848,7 @@ def handle_body(node: Node, body: bytes) -> Any:
     return join_answers(calls, [answer_one(node, call) for call in calls.items])
 
 
-def answer_one(node: Node, request: object) -> dict[str, Any] | None:
+def answer_one(node: PublicNode, request: object) -> dict[str, Any] | None:
     """One call's answer, counted and timed for ``/metrics``."""
     started = time.perf_counter()
     answer = answer_call(METHODS, node, request)

@@ -60,23 +60,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import h11
 import trio
 
 from appchain.home.boundary import is_fatal
+from appchain.home.home import NodeConfig
 from appchain.messaging.layer import PEER_PATH
 from appchain.messaging.onion import ONION_PATH
 from appchain.messaging.rpc import MAX_REQUEST_BODY
 from appchain.rpc.jsonrpc import encode_answer, error_reply, serve_on
 from appchain.rpc.methods import answer_one, join_answers, read_calls
+from appchain.rpc.served import PublicNode
 from p2p.limits import AddressCounts, AddressRates, address_key, is_limited, remote_address
 from state.crypto import ed25519
-
-if TYPE_CHECKING:
-    from appchain.home.home import NodeConfig
-    from appchain.node.node import Node
 
 METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 JSON_RPC_PATH = "/json_rpc"
@@ -278,7 +276,7 @@ class RpcServer:
 
     def __init__(
         self,
-        node: Node,
+        node: PublicNode,
         limits: RpcLimits | None = None,
         *,
         clock: Callable[[], float] = time.perf_counter,
@@ -526,6 +524,9 @@ def network_page() -> bytes:
     return resources.files("appchain.rpc").joinpath("static/network.html").read_bytes()
 
 
-async def serve_rpc(node: Node, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-    server = node.rpc_server = RpcServer(node, RpcLimits.from_config(node.config))
-    await serve_on(node.config.rpc_address, server.serve, task_status=task_status)
+async def serve_rpc(
+    server: RpcServer, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Listen on the node's RPC address (``[rpc] listen``) and serve each connection with ``server``,
+    which the node made and keeps (its refusals are counted in ``/metrics``)."""
+    await serve_on(server.node.config.rpc_address, server.serve, task_status=task_status)

@@ -39,7 +39,7 @@ from appchain.home.home import Home
 from appchain.lab.testnet import poll_status, start_process, stop_processes, write_testnet
 from appchain.node.admin import call
 from genesis.devnet import load_dev_accounts
-from genesis.document import load_genesis
+from genesis.load import load_genesis
 from genesis.presets import DEVNET
 from state.crypto import bls, ed25519
 from state.encoding import encode

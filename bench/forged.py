@@ -32,7 +32,7 @@ from consensus.mempool import Mempool
 from consensus.messages import TxMessage, decode_message
 from genesis.build import create_genesis_state
 from genesis.devnet import load_dev_accounts
-from genesis.document import load_genesis
+from genesis.load import load_genesis
 from state.crypto import bls, ed25519
 from state.encoding import encode
 from state.errors import InvalidSignature

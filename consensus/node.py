@@ -78,7 +78,8 @@ from state.encoding import Decoder, Record, encode
 from state.errors import InvalidBlock, InvalidEvent, InvalidSignature
 from state.events import Event, NewState, StateChange, Vote, compute_vote_message
 from state.nodeindex import node_lists
-from state.nodes import NodeStatus, get_node
+from state.noderecords import NodeStatus
+from state.nodes import get_node
 from state.obligations import compute_vote_threshold, get_quorum
 from state.state import State
 from state.transition import execute_block, propose_block

@@ -65,10 +65,9 @@ from state.block import Block, compute_block_hash
 from state.crypto import bls, ed25519
 from state.encoding import Decoder, encode
 from state.events import StateChange
-from state.nodeindex import state_index
 from state.obligations import compute_votes_needed
 from state.params import ChainParams
-from state.state import State
+from state.state import State, state_index
 from state.types import Hash32, NodeKey
 
 _block_decoder = Decoder(Block)

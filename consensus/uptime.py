@@ -40,7 +40,8 @@ from state.crypto import ed25519
 from state.encoding import Record, encode
 from state.events import NewState
 from state.hashing import hash_tagged
-from state.nodes import NodeStatus, ServiceNode, compute_credit
+from state.noderecords import NodeStatus, ServiceNode
+from state.nodes import compute_credit
 from state.params import ChainParams
 from state.types import BlsPublicKey, Ed25519Signature, NodeKey
 

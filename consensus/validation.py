@@ -34,8 +34,7 @@ from consensus.quorum import (
 from state.block import Block, compute_block_hash
 from state.crypto import ed25519
 from state.errors import InvalidBlock
-from state.nodeindex import state_index
-from state.state import State
+from state.state import State, state_index
 from state.types import Hash32
 
 RandomValueAt = Callable[[int], bytes]

@@ -18,7 +18,8 @@ from state.context import BlockContext
 from state.encoding import Decoder
 from state.events import Allocation, GenesisName, GenesisNode
 from state.ledger import ACCOUNT_PREFIX, Account, get_pool_balance
-from state.nodes import NODE_PREFIX, ServiceNode
+from state.noderecords import ServiceNode
+from state.nodes import NODE_PREFIX
 from state.sns import NAME_PREFIX, NameRecord
 from state.state import State
 from state.transition import PendingBlock, commit_block, process_event, propose_block

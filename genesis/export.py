@@ -71,6 +71,7 @@ from state.encoding import Decoder, encode
 from state.events import Allocation, Contribution, GenesisName, GenesisNode
 from state.ledger import ACCOUNT_PREFIX, POOL_KEY, REWARD_PREFIX, Account, RewardAccount, get_pool_balance
 from state.membership import SWARMS_KEY
+from state.noderecords import LockedStake, NodeStatus, ServiceNode
 from state.nodes import (
     BLS_PREFIX,
     LOCK_PREFIX,
@@ -78,9 +79,6 @@ from state.nodes import (
     REGISTRATIONS_KEY,
     REGISTRY_KEY,
     STAKES_PREFIX,
-    LockedStake,
-    NodeStatus,
-    ServiceNode,
     iter_nodes,
 )
 from state.obligations import QUORUM_PREFIX

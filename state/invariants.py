@@ -19,18 +19,17 @@ from __future__ import annotations
 from state.encoding import Decoder
 from state.membership import SWARMS_KEY, Swarm
 from state.nodeindex import build_index
+from state.noderecords import NOT_EARNING, NodeStatus, ServiceNode
 from state.nodes import (
     BLS_PREFIX,
     NODE_PREFIX,
     REGISTRY_KEY,
     STAKES_PREFIX,
-    NodeStatus,
-    ServiceNode,
     compute_reward_queue,
     compute_stake,
     is_payable,
 )
-from state.rewards import NOT_EARNING, get_index
+from state.rewards import get_index
 from state.sns import NAME_PREFIX, NameRecord
 from state.state import State
 from state.supply import compute_supply

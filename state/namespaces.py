@@ -8,7 +8,7 @@ namespace  identifier                  value
 =========  ==========================  ===========================================
 account    account key (Ed25519)       :class:`~state.ledger.Account` (absent: 0)
 reward     account key                 :class:`~state.ledger.RewardAccount`
-node       service node key            :class:`~state.nodes.ServiceNode`
+node       service node key            :class:`~state.noderecords.ServiceNode`
 sns        name hash (blake2b-256)     :class:`~state.sns.NameRecord`
 =========  ==========================  ===========================================
 """
@@ -19,7 +19,8 @@ from typing import Any
 
 from state.encoding import Decoder
 from state.ledger import ACCOUNT_PREFIX, REWARD_PREFIX, Account, RewardAccount
-from state.nodes import NODE_PREFIX, ServiceNode
+from state.noderecords import ServiceNode
+from state.nodes import NODE_PREFIX
 from state.sns import NAME_PREFIX, NameRecord
 
 NAMESPACES: dict[str, tuple[bytes, Decoder[Any]]] = {

@@ -7,8 +7,9 @@ active nodes. Scanning and decoding every node record for each is O(nodes) per b
 :class:`NodeIndex` keeps the three ordered lists instead.
 
 It is *derived*: never hashed, never stored, a pure function of the ``node/`` records. It is
-built from the state on load (:func:`build_index`) and moved along with every committed block
-(:meth:`NodeIndex.patched` with the block's node writes, :meth:`state.state.State.install`). Reads
+built from the state on load (:func:`build_index`, by :func:`state.state.state_index`) and moved
+along with every committed block (:meth:`NodeIndex.patched` with the block's node writes,
+:meth:`state.state.State.install`). Reads
 through an :class:`~state.view.Overlay` see the overlay's own uncommitted node writes patched in,
 so a rule sees exactly what a scan of its view would. ``tests/test_node_index.py`` checks it
 against a full scan after every block of a random chain.
@@ -19,14 +20,11 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-from state.nodes import NODE_PREFIX, NodeStatus, ServiceNode, decode_node, get_registry, iter_nodes
+from state.noderecords import NodeStatus, ServiceNode
+from state.nodes import NODE_PREFIX, decode_node, get_registry, iter_nodes
 from state.types import NodeKey
 from state.view import Overlay
-
-if TYPE_CHECKING:
-    from state.state import State
 
 QueueEntry = tuple[int, int, NodeKey]
 """``(last_reward_height, registration_index, node key)``: a reward-queue position."""
@@ -98,13 +96,6 @@ def node_changes(writes: Iterable[tuple[bytes, bytes | None]]) -> dict[bytes, Se
         if key.startswith(NODE_PREFIX):
             changes[key[len(NODE_PREFIX) :]] = None if value is None else decode_node(value)
     return changes
-
-
-def state_index(state: State) -> NodeIndex:
-    """``state``'s index, built by a scan the first time it is asked for."""
-    if state.node_index is None:
-        state.node_index = build_index(state.get)
-    return state.node_index
 
 
 def node_lists(view: Overlay) -> tuple[list[NodeKey], list[NodeKey]]:

@@ -1,11 +1,12 @@
 """The service-node registry: registration, contributions, activation, unlocks and exits.
 
-Keys: ``node/<node key>`` → :class:`ServiceNode`; ``bls/<BLS key>`` → node key (each BLS key
-registers once); ``registry`` → every registered node key, sorted (what the end of a block walks
-for rewards and swarms); ``meta/registrations`` → the registration counter;
-``lock/<height>/<node key>`` → :class:`LockedStake`, a deregistered node's stakes until they
-return at that height; ``stakes/<account>`` → the keys of the nodes the account operates or
-stakes in, sorted (kept by :func:`put_node`: what a claim settles, :mod:`state.rewards`).
+Keys (the records are :mod:`state.noderecords`): ``node/<node key>`` →
+:class:`~state.noderecords.ServiceNode`; ``bls/<BLS key>`` → node key (each BLS key registers
+once); ``registry`` → every registered node key, sorted (what the end of a block walks for rewards
+and swarms); ``meta/registrations`` → the registration counter; ``lock/<height>/<node key>`` →
+:class:`~state.noderecords.LockedStake`, a deregistered node's stakes until they return at that
+height; ``stakes/<account>`` → the keys of the nodes the account operates or stakes in, sorted
+(kept by :func:`put_node`: what a claim settles, :mod:`state.rewards`).
 
 States: awaiting contributions → active ⇄ decommissioned; a node leaves the registry by exit
 (unlock completed or registration withdrawn) or deregistration. ``status`` is the single source
@@ -30,8 +31,6 @@ of a node's state (PROTOCOL.md §2, §3; Oxen ``service_node_list.cpp``):
 
 from __future__ import annotations
 
-from enum import IntEnum
-
 import msgspec
 
 from state import ledger, rewards
@@ -45,7 +44,7 @@ from state.effects import (
     SwarmChanged,
     UnlockRequested,
 )
-from state.encoding import Decoder, Record, encode
+from state.encoding import Decoder, encode
 from state.errors import InvalidEvent
 from state.events import (
     ClaimRewards,
@@ -54,13 +53,12 @@ from state.events import (
     GenesisNode,
     RegisterNode,
     RequestUnlock,
-    Reservation,
 )
+from state.noderecords import NONE, NOT_EARNING, LockedStake, NodeStatus, ServiceNode
 from state.params import ChainParams
-from state.rewards import NOT_EARNING
 from state.schedule import BECOME_PAYABLE, EXIT, RETURN_STAKE, schedule
 from state.swarms import UNASSIGNED_SWARM_ID
-from state.types import AccountKey, BlsPublicKey, BlsSignature, Ed25519Signature, Height, NodeKey
+from state.types import AccountKey, Height, NodeKey
 from state.view import Overlay
 
 NODE_PREFIX = b"node/"
@@ -69,57 +67,6 @@ LOCK_PREFIX = b"lock/"
 STAKES_PREFIX = b"stakes/"
 REGISTRY_KEY = b"registry"
 REGISTRATIONS_KEY = b"meta/registrations"
-NONE = -1
-"""A height field that is not set."""
-
-
-class NodeStatus(IntEnum):
-    AWAITING = 0
-    ACTIVE = 1
-    DECOMMISSIONED = 2
-
-
-class ServiceNode(Record, frozen=True):
-    """A registered node. The key proofs are kept so anyone can re-check them from the state."""
-
-    operator: AccountKey
-    bls_key: BlsPublicKey
-    bls_pop: BlsSignature
-    node_signature: Ed25519Signature
-    operator_fee_bp: int
-    contributions: tuple[Contribution, ...]
-    reserved: tuple[Reservation, ...]
-    """Spots still held open for named contributors."""
-    registration_height: Height
-    registration_index: int
-    """Order of registration: the tie-break of the reward queue."""
-    status: int = NodeStatus.AWAITING
-    activation_height: int = NONE
-    """First activation (payable and small-contributor lock count from it)."""
-    active_since: int = NONE
-    """Start of the current active period (credit accrues from it)."""
-    recommission_credit: int = 0
-    """Credit held at ``active_since``."""
-    decommission_height: int = NONE
-    decommission_credit: int = 0
-    """Credit held when the current (or last) decommission began."""
-    decommission_count: int = 0
-    reasons_all: int = 0
-    reasons_any: int = 0
-    last_state_change_height: int = NONE
-    """Quorum height of the last state change applied: older votes cannot be replayed."""
-    last_reward_height: int = NONE
-    """Position in the reward (leader) queue: smaller is earlier."""
-    unlock_height: int = NONE
-    """Height the node exits at, once an unlock was requested."""
-    swarm_id: int = UNASSIGNED_SWARM_ID
-    reward_index: int = NOT_EARNING
-    """The reward index at the node's last settlement, while it is payable (:mod:`state.rewards`)."""
-
-
-class LockedStake(Record, frozen=True):
-    node_key: NodeKey
-    contributions: tuple[Contribution, ...]
 
 
 _node = Decoder(ServiceNode)

@@ -51,14 +51,8 @@ from state.encoding import Decoder, Record, encode
 from state.errors import InvalidEvent, InvalidSignature
 from state.events import NewState, StateChange, compute_vote_message
 from state.nodeindex import node_lists
-from state.nodes import (
-    NodeStatus,
-    compute_credit,
-    deregister_node,
-    is_payable,
-    put_node,
-    require_node,
-)
+from state.noderecords import NodeStatus
+from state.nodes import compute_credit, deregister_node, is_payable, put_node, require_node
 from state.params import ChainParams
 from state.sampler import Sampler
 from state.swarms import UNASSIGNED_SWARM_ID

@@ -25,7 +25,6 @@ once per settlement instead of once per block.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -33,16 +32,12 @@ from state import ledger
 from state.context import BlockContext
 from state.effects import BlockRewarded, RewardPaid
 from state.encoding import Decoder, Record, encode
+from state.noderecords import NOT_EARNING, ServiceNode
 from state.params import ChainParams
 from state.types import AccountKey, Atomic, NodeKey
 from state.view import Overlay
 
-if TYPE_CHECKING:
-    from state.nodes import ServiceNode
-
 REWARD_INDEX_KEY = b"meta/rewards"
-NOT_EARNING = -1
-"""The ``reward_index`` of a node that is not payable."""
 
 
 class RewardIndex(Record, frozen=True):

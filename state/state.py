@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from state.nodeindex import NodeIndex, node_changes
+from state.nodeindex import NodeIndex, build_index, node_changes
 from state.params import ChainParams
 from state.smt import Proof, SparseMerkleTree
 from state.types import Hash32
@@ -124,3 +124,11 @@ class State:
         self.height = height
         self.block_hash = block_hash
         self.timestamp = timestamp
+
+
+def state_index(state: State) -> NodeIndex:
+    """``state``'s index of its service nodes (:mod:`state.nodeindex`), built by a scan the first
+    time it is asked for, then moved along by :meth:`State.install`."""
+    if state.node_index is None:
+        state.node_index = build_index(state.get)
+    return state.node_index

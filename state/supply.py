@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from state.encoding import Decoder, Record
 from state.ledger import ACCOUNT_PREFIX, POOL_KEY, REWARD_PREFIX, Account, RewardAccount
-from state.nodes import LOCK_PREFIX, NODE_PREFIX, LockedStake, ServiceNode
+from state.noderecords import LockedStake, ServiceNode
+from state.nodes import LOCK_PREFIX, NODE_PREFIX
 from state.rewards import compute_unsettled, get_index
 from state.state import State
 from state.types import Atomic

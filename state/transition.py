@@ -54,10 +54,9 @@ from state.events import (
     validate_basic,
 )
 from state.membership import update_swarms
-from state.nodeindex import state_index
 from state.schedule import BECOME_PAYABLE, EXIT, EXPIRE_NAME, RETURN_STAKE, take_due
 from state.smt import Proof, SparseMerkleTree
-from state.state import State
+from state.state import State, state_index
 from state.types import Hash32, Height, NodeKey
 from state.view import Overlay
 

@@ -31,7 +31,8 @@ from state.events import (
 )
 from state.invariants import check_invariants
 from state.ledger import compute_fee, get_account, get_pool_balance, get_reward_account
-from state.nodes import ServiceNode, compute_leader, get_node
+from state.noderecords import ServiceNode
+from state.nodes import compute_leader, get_node
 from state.obligations import ObligationsQuorum, compute_vote_threshold, get_quorum
 from state.state import State
 from state.transition import PendingBlock, apply_block, begin_block, propose_block

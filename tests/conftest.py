@@ -43,7 +43,7 @@ def devnet_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def devnet_genesis(devnet_dir: Path) -> Genesis:
-    from genesis.document import load_genesis
+    from genesis.load import load_genesis
 
     return load_genesis(devnet_dir / "genesis.json")
 

@@ -13,7 +13,7 @@ target             the path, and what it must never do
                    so the tip, its root and the final height must stay as they were.
 ``block``          a block as a peer sends it: decode, Pulse check, execution against the tip. Raise
                    anything but :class:`InvalidBlock`; execution is pure, so the state is unchanged.
-``genesis``        a genesis file: :func:`genesis.document.parse_genesis_json`. Raise anything but
+``genesis``        a genesis file: :func:`genesis.load.parse_genesis_json`. Raise anything but
                    :class:`GenesisError`.
 ``json_rpc``       a ``POST /json_rpc`` body, call or batch, against a node with a real chain: raise
                    anything (every refusal is a JSON-RPC error object); change the chain.
@@ -222,7 +222,8 @@ def _block_seeds() -> list[bytes]:
 
 
 def genesis(data: bytes) -> None:
-    from genesis.document import GenesisError, parse_genesis_json
+    from genesis.document import GenesisError
+    from genesis.load import parse_genesis_json
 
     with contextlib.suppress(GenesisError):
         parse_genesis_json(data)
@@ -417,7 +418,7 @@ CHAIN = (
 TARGETS: dict[str, Target] = {
     "p2p_frame": Target(p2p_frame, _p2p_seeds, CHAIN),
     "block": Target(block, _block_seeds, CHAIN),
-    "genesis": Target(genesis, lambda: [_genesis_file()], ("genesis.document",)),
+    "genesis": Target(genesis, lambda: [_genesis_file()], ("genesis.load",)),
     "json_rpc": Target(json_rpc, _json_rpc_seeds, (*CHAIN, "appchain.rpc.methods")),
     "storage_rpc": Target(storage_rpc, _storage_seeds, ("appchain.messaging.rpc",)),
     "onion": Target(onion, _onion_seeds, ("appchain.messaging.onion",)),

@@ -34,7 +34,7 @@ from state.checkpoints import get_checkpoint_quorum
 from state.crypto import bls
 from state.encoding import decode, encode
 from state.hashing import hash_tagged
-from state.nodeindex import state_index
+from state.state import state_index
 from state.types import BlsPublicKey, Hash32, NodeKey
 from state.view import Overlay
 from tests.conftest import extend

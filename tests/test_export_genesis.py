@@ -30,23 +30,17 @@ from appchain.home.home import Home, NodeConfig
 from appchain.rpc import methods as rpc
 from genesis.build import create_genesis_state
 from genesis.devnet import create_devnet_genesis, derive_node
-from genesis.document import Genesis, dump_genesis, load_genesis, parse_genesis_json
+from genesis.document import Genesis, dump_genesis
 from genesis.export import compute_normalised_root, export_state, normalise_state
+from genesis.load import load_genesis, parse_genesis_json
 from genesis.presets import DEVNET
 from state import sns
 from state.encoding import Decoder, encode
 from state.events import Contribute, GenesisName, NewState, RequestUnlock, SnsBuy
 from state.invariants import check_invariants
 from state.ledger import ACCOUNT_PREFIX, REWARD_PREFIX, Account, get_account, get_pool_balance
-from state.nodes import (
-    LOCK_PREFIX,
-    NONE,
-    LockedStake,
-    NodeStatus,
-    compute_claimable,
-    get_node,
-    iter_nodes,
-)
+from state.noderecords import NONE, LockedStake, NodeStatus
+from state.nodes import LOCK_PREFIX, compute_claimable, get_node, iter_nodes
 from state.rewards import compute_unsettled, get_index
 from state.sns import NAME_PREFIX
 from state.state import State

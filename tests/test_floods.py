@@ -68,7 +68,7 @@ from bench.floods import (
     slow_loris,
 )
 from consensus.messages import TxMessage, decode_message
-from genesis.document import load_genesis
+from genesis.load import load_genesis
 from p2p import host as host_module
 from p2p.host import Host, HostConfig
 from p2p.secure import HandshakeFailed, handshake

@@ -11,13 +11,8 @@ import pytest
 from appchain.home.genesis_files import write_devnet
 from genesis.build import create_genesis_block, create_genesis_state, export_genesis
 from genesis.devnet import create_devnet_genesis
-from genesis.document import (
-    GenesisError,
-    dump_genesis,
-    genesis_to_json,
-    load_genesis,
-    parse_genesis_json,
-)
+from genesis.document import GenesisError, dump_genesis, genesis_to_json
+from genesis.load import load_genesis, parse_genesis_json
 from genesis.presets import DEVNET, MAINNET
 from state.ledger import POOL_KEY
 from state.types import ATOMIC_PER_COIN

@@ -30,7 +30,8 @@ from appchain.node.ledger import ChainLedger
 from appchain.rpc.methods import handle_body
 from consensus.checkpoint import CheckpointCertificate, decode_bitset, encode_bitset
 from consensus.light import Untrusted
-from genesis.document import Genesis, load_genesis
+from genesis.document import Genesis
+from genesis.load import load_genesis
 from state.block import Header
 from state.encoding import decode, encode
 from state.namespaces import decode_value, state_key

@@ -57,7 +57,7 @@ from appchain.lab.checker import check_histories
 from appchain.lab.testnet import NetworkMember, poll_status, start_process, stop_processes, write_testnet
 from appchain.node.admin import RpcError, call
 from genesis.devnet import load_dev_accounts
-from genesis.document import load_genesis
+from genesis.load import load_genesis
 from genesis.presets import DEVNET
 from p2p.host import DATA
 from p2p.secure import HandshakeFailed, handshake

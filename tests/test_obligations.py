@@ -12,7 +12,8 @@ from state.effects import (
     SwarmChanged,
 )
 from state.events import NewState, Vote
-from state.nodes import NodeStatus, compute_credit, compute_reward_queue
+from state.noderecords import NodeStatus
+from state.nodes import compute_credit, compute_reward_queue
 from state.obligations import compute_obligations_quorum, compute_vote_threshold
 from state.swarms import UNASSIGNED_SWARM_ID
 from state.types import NodeKey

@@ -12,7 +12,8 @@ from appchain.cli.simulate import make_simulation
 from consensus.simulator import Faults, SimConfig, SimNode, Simulation
 from consensus.uptime import DEVNET_UPTIME
 from state.events import NewState, StateChange
-from state.nodes import NodeStatus, get_node
+from state.noderecords import NodeStatus
+from state.nodes import get_node
 from state.obligations import get_quorum
 from state.view import Overlay
 

@@ -11,8 +11,9 @@ import pytest
 
 from state.effects import BlockRewarded, RewardPaid
 from state.events import ClaimRewards, Contribute, NewState, RequestUnlock
+from state.noderecords import NOT_EARNING
 from state.nodes import NODE_PREFIX, compute_pending_rewards, is_payable, iter_nodes
-from state.rewards import NOT_EARNING, compute_block_reward, compute_node_payouts, get_index
+from state.rewards import compute_block_reward, compute_node_payouts, get_index
 from state.types import Atomic, NodeKey
 from tests.chainsim import Sim, make_genesis
 

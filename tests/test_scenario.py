@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from state.events import ClaimRewards, Contribute, NewState, RequestUnlock
-from state.nodes import NodeStatus, compute_credit
+from state.noderecords import NodeStatus
+from state.nodes import compute_credit
 from state.types import Atomic
 from tests.chainsim import Sim, make_genesis
 

@@ -21,9 +21,10 @@ from consensus.validation import compute_block_entropy, compute_block_quorum
 from genesis.presets import DEVNET
 from state.crypto import ed25519
 from state.events import NewState, StateChange
-from state.nodeindex import state_index
-from state.nodes import NodeStatus, get_node
+from state.noderecords import NodeStatus
+from state.nodes import get_node
 from state.obligations import get_quorum
+from state.state import state_index
 from state.view import Overlay
 
 SEEDS = int(os.environ.get("APPCHAIN_SIM_SEEDS", "20"))

@@ -8,7 +8,8 @@ from state.crypto import bls, ed25519
 from state.effects import NodeActivated, NodeExited, NodeRegistered, StakeReturned, UnlockRequested
 from state.errors import InvalidSignature
 from state.events import Contribute, RequestUnlock, Reservation, validate_basic
-from state.nodes import NodeStatus, is_payable
+from state.noderecords import NodeStatus
+from state.nodes import is_payable
 from state.swarms import UNASSIGNED_SWARM_ID
 from state.types import AccountKey, Atomic
 from tests.chainsim import Sim, make_genesis, replace

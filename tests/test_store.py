@@ -22,7 +22,8 @@ from appchain.home.store import (
     chunk_key,
     height_key,
 )
-from genesis.document import Genesis, load_genesis
+from genesis.document import Genesis
+from genesis.load import load_genesis
 from state.block import Header, compute_block_hash
 from state.encoding import decode, encode
 from state.events import Transfer

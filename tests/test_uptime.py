@@ -20,7 +20,7 @@ from consensus.uptime import (
 from genesis.presets import DEVNET
 from state.crypto import bls, ed25519
 from state.events import NewState
-from state.nodes import NodeStatus, ServiceNode
+from state.noderecords import NodeStatus, ServiceNode
 from state.types import Height, NodeKey
 
 KEY = ed25519.SigningKey(b"\x11" * 32)

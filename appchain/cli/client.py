@@ -45,7 +45,8 @@ from appchain.home.safefile import UnsafeTarget
 from appchain.messaging.rpc import TTL_MAXIMUM, TTL_MAXIMUM_PRIVATE, TTL_MINIMUM
 from appchain.messaging.store import is_public_inbox
 from consensus.light import Untrusted
-from genesis.document import CHAIN_ID, Genesis, load_genesis
+from genesis.document import CHAIN_ID, Genesis
+from genesis.load import load_genesis
 from state import sns
 from state.crypto import bls, ed25519
 from state.events import (
@@ -64,7 +65,7 @@ from state.events import (
     sign_transaction,
 )
 from state.namespaces import decode_value
-from state.nodes import NodeStatus
+from state.noderecords import NodeStatus
 from state.types import MAX_U64, AccountKey, Atomic, BlsPublicKey, Bytes32, Hash32, NodeKey, Nonce
 
 EXIT_LIED = 6

@@ -56,16 +56,8 @@ from state.events import (
     sign_transaction,
 )
 from state.ledger import get_account
-from state.nodes import (
-    NONE,
-    REGISTRATIONS_KEY,
-    NodeStatus,
-    ServiceNode,
-    compute_claimable,
-    compute_credit,
-    get_node,
-    iter_nodes,
-)
+from state.noderecords import NONE, NodeStatus, ServiceNode
+from state.nodes import REGISTRATIONS_KEY, compute_claimable, compute_credit, get_node, iter_nodes
 from state.obligations import get_quorum
 from state.transition import PendingBlock, begin_block, process_event, with_final_block
 from state.types import AccountKey, Atomic, Bytes32, Height, NodeKey, Nonce

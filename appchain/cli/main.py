@@ -66,7 +66,8 @@ from appchain.node.node import run_node, service_node_summary
 from consensus.faults import FaultSpecError, parse_faults
 from consensus.simulator import SimConfig
 from genesis.devnet import DevKeyError, load_dev_accounts, load_dev_nodes
-from genesis.document import CHAIN_ID, Genesis, GenesisError, load_genesis
+from genesis.document import CHAIN_ID, Genesis, GenesisError
+from genesis.load import load_genesis
 from genesis.presets import DEVNET
 from state.supply import compute_supply
 from state.types import NodeKey

@@ -31,7 +31,8 @@ from appchain.home.chain import Chain, ChainError
 from appchain.home.safefile import UnsafeTarget, check_target, open_atomically
 from appchain.home.store import Applied, BlockStore
 from consensus.checkpoint import CheckpointCertificate
-from genesis.document import GenesisError, parse_genesis_json
+from genesis.document import GenesisError
+from genesis.load import parse_genesis_json
 from state.block import Block
 from state.encoding import DecodeError, Decoder, Record, encode
 from state.errors import InvalidBlock

@@ -45,8 +45,9 @@ from appchain.home.home import Home
 from appchain.home.safefile import UnsafeTarget
 from appchain.home.store import BlockStore
 from genesis.devnet import DevNode, create_dev_genesis_node, derive_node
-from genesis.document import CHAIN_ID, Genesis, dump_genesis, parse_genesis_json
+from genesis.document import CHAIN_ID, Genesis, dump_genesis
 from genesis.export import ExportError, ExportSummary, export_folded, fold_state
+from genesis.load import parse_genesis_json
 from state.block import compute_block_hash
 from state.state import State
 

@@ -37,7 +37,8 @@ from appchain.home.safefile import (
     check_folder_target,
     write_atomically,
 )
-from genesis.document import Genesis, load_genesis
+from genesis.document import Genesis
+from genesis.load import load_genesis
 from state.crypto import bls, ed25519
 
 HOME_ENV = "APPCHAIN_HOME"

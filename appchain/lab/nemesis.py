@@ -75,7 +75,7 @@ from appchain.home.home import Home
 from appchain.lab.netns import NetnsError, NetnsTestnet
 from consensus.quorum import PULSE_VALIDATORS, compute_pulse_threshold
 from consensus.simulator import compute_wave
-from genesis.document import load_genesis
+from genesis.load import load_genesis
 from state.params import ChainParams
 
 START_WITHIN = 2.0

@@ -44,7 +44,7 @@ from appchain.home.genesis_files import write_devnet
 from appchain.home.home import Home, NodeConfig, PeerAddress
 from appchain.home.safefile import UnsafeTarget, check_folder_target
 from appchain.node.admin import AdminError, AdminTimeout, AdminUnavailable, Connect, RpcError, call
-from genesis.document import load_genesis
+from genesis.load import load_genesis
 from genesis.presets import DEVNET
 from state.crypto import ed25519
 from state.encoding import decode_json

@@ -97,7 +97,8 @@ from state.encoding import DecodeError, encode
 from state.events import Transaction, compute_event_hash
 from state.hashing import blake3_256
 from state.membership import get_swarms
-from state.nodes import NodeStatus, compute_credit, get_node
+from state.noderecords import NodeStatus
+from state.nodes import compute_credit, get_node
 from state.state import State
 from state.types import NodeKey
 from state.view import Overlay

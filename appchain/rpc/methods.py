@@ -57,7 +57,8 @@ from state.encoding import encode
 from state.events import compute_event_hash
 from state.ledger import get_account, get_reward_account
 from state.namespaces import decode_value, state_key
-from state.nodes import NodeStatus, ServiceNode, compute_credit, compute_pending_rewards, get_node, iter_nodes
+from state.noderecords import NodeStatus, ServiceNode
+from state.nodes import compute_credit, compute_pending_rewards, get_node, iter_nodes
 from state.obligations import get_quorum
 from state.sns import NAME_PREFIX, NameRecord, get_name, is_expired
 from state.sns import NONCE_SIZE as SNS_NONCE_SIZE

@@ -45,6 +45,13 @@ float, not a boolean)."""
 Text = Annotated[str, msgspec.Meta(max_length=1024)]
 """A short string from outside (keys, hashes and names in hex or base64, namespaces)."""
 
+MAX_KEYS = 1000
+"""Most keys, heights or addresses one call may name."""
+
+Keys = Annotated[list[Text], msgspec.Meta(max_length=MAX_KEYS)]
+Addresses = Annotated[list[Text], msgspec.Meta(min_length=1, max_length=MAX_KEYS)]
+"""``addresses``: 1 to 1,000 hex account keys."""
+
 
 class Params(msgspec.Struct, frozen=True, kw_only=True):
     """A method's parameters, decoded from the call's ``params`` object. Unknown names are

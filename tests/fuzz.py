@@ -281,8 +281,9 @@ def _json_rpc_seeds() -> list[bytes]:
 
 @cache
 def _storage() -> Any:
-    from appchain.messaging.rpc import Member, StorageService
+    from appchain.messaging.rpc import StorageService
     from appchain.messaging.store import MessageStore
+    from appchain.messaging.swarm import Member
     from state.crypto import ed25519
 
     key = ed25519.SigningKey(b"\x09" * 32)

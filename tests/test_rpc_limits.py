@@ -18,7 +18,7 @@ import pytest
 import trio
 
 from appchain.messaging.layer import PEER_PATH
-from appchain.messaging.rpc import Reply
+from appchain.messaging.requests import Reply
 from appchain.rpc import methods as rpc
 from appchain.rpc import server as rpc_server
 from appchain.rpc.jsonrpc import method

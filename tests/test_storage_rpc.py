@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 from nacl.bindings import crypto_sign_ed25519_pk_to_curve25519
 
-from appchain.messaging.rpc import Member, Reply, StorageService
+from appchain.messaging.requests import Reply
+from appchain.messaging.rpc import StorageService
 from appchain.messaging.store import MessageStore, compute_message_hash, hash_text
+from appchain.messaging.swarm import Member
 from state.crypto import ed25519
 from state.swarms import compute_swarm_space, find_swarm
 from tests.conftest import load_vectors

@@ -38,7 +38,8 @@ import trio
 from appchain.home.boundary import Faults
 from appchain.messaging.http import ConnectionPool, HttpError, HttpTimeout
 from appchain.messaging.onion import ONION_PATH, Answer, OnionProcessor
-from appchain.messaging.rpc import Member, Oxend, PeerFailed, Reply, StorageService
+from appchain.messaging.requests import Reply
+from appchain.messaging.rpc import StorageService
 from appchain.messaging.store import (
     Followed,
     Message,
@@ -48,6 +49,7 @@ from appchain.messaging.store import (
     hash_bytes,
     hash_text,
 )
+from appchain.messaging.swarm import Member, Oxend, PeerFailed
 from state.crypto import ed25519
 from state.encoding import DecodeError, decode_json
 from state.swarms import compute_swarm_space, find_swarm

@@ -19,21 +19,50 @@ Account keys: ``pubkey`` is 66 hex digits, a network prefix byte and a 32-byte k
 signs with that; otherwise the 32 key bytes themselves are the Ed25519 verification key.
 Subaccount tokens (36 bytes: prefix, flags, two zero bytes, the subaccount's Ed25519 key), signed
 by the account, let another key act with the flags' permissions until revoked.
+
+This module is the service and its methods; a request's parameters are read by
+:mod:`appchain.messaging.requests`, who may act on an account is :mod:`appchain.messaging.auth`,
+and the swarm it answers for (members, the directory, forwarding) is
+:mod:`appchain.messaging.swarm`.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
-import json
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol, TypeGuard
+from collections.abc import Awaitable, Callable
+from typing import Any
 
-import msgspec
 import trio
 
+from appchain.messaging.auth import (
+    DELETE,
+    READ,
+    WRITE,
+    Auth,
+    parse_auth,
+    parse_pubkey_ed25519,
+    parse_token,
+    verify,
+)
+from appchain.messaging.requests import (
+    Fail,
+    Misdirected,
+    Reply,
+    bad,
+    decode_base64,
+    namespace_text,
+    one_of,
+    parse_conditions,
+    parse_hashes,
+    parse_integer,
+    parse_namespace,
+    parse_pubkey,
+    parse_signature,
+    parse_stringy_int,
+    parse_timestamp,
+    parse_valid_hashes,
+)
 from appchain.messaging.store import (
     ALL,
     RETRIEVE_MAX_SIZE,
@@ -43,6 +72,7 @@ from appchain.messaging.store import (
     is_public_inbox,
     is_public_outbox,
 )
+from appchain.messaging.swarm import OXEND_ENDPOINTS, Directory, Forward, Member, Oxend, PeerFailed
 from state.crypto import ed25519
 from state.encoding import DecodeError, decode_json
 from state.swarms import UNASSIGNED_SWARM_ID
@@ -60,272 +90,8 @@ BATCH_REQUEST_MAX = 20
 MAX_SUBACCOUNT_TOKENS = 50
 MAX_REQUEST_BODY = 10 * 1024 * 1024
 
-READ, WRITE, DELETE, ANY_PREFIX = 0x01, 0x02, 0x04, 0x08
-
-
-@dataclass(frozen=True)
-class Reply:
-    status: int
-    body: dict[str, Any] | str
-
-    def encode(self) -> tuple[bytes, str]:
-        """The HTTP body and content type."""
-        if isinstance(self.body, str):  # an error text may echo a request's words: never fail on them
-            return self.body.encode("utf-8", "backslashreplace"), "text/plain; charset=utf-8"
-        return msgspec.json.encode(self.body, order="sorted"), "application/json"
-
-
-class Fail(Exception):
-    """Answer with ``status`` and the plain-text ``message``."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-def bad(message: str) -> Fail:
-    return Fail(400, "invalid request: " + message)
-
-
-@dataclass(frozen=True)
-class Member:
-    """A swarm member as ``get_swarm`` lists it."""
-
-    ed25519: bytes
-    ip: str
-    port_https: int
-    port_omq: int
-
-    @property
-    def x25519(self) -> bytes:
-        return ed25519.x25519_public(self.ed25519)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "address": "",
-            "pubkey_legacy": self.ed25519.hex(),
-            "pubkey_x25519": self.x25519.hex(),
-            "pubkey_ed25519": self.ed25519.hex(),
-            "port": str(self.port_https),
-            "port_https": self.port_https,
-            "port_omq": self.port_omq,
-            "port_quic": self.port_omq,
-            "ip": self.ip,
-        }
-
-
-class Directory(Protocol):
-    """What the layer knows of the swarms, from the chain (:mod:`appchain.messaging.layer`)."""
-
-    def owning_swarm(self, owner: bytes) -> int | None: ...
-    def members(self, swarm_id: int) -> Sequence[Member]: ...
-    def my_swarm(self) -> int | None: ...
-    def height(self) -> int: ...
-
-
-Forward = Callable[[Member, str, dict[str, Any]], Awaitable[dict[str, Any]]]
-"""Send a recursive request to another member; its JSON result, or an exception."""
-Oxend = Callable[[str, dict[str, Any]], dict[str, Any]]
-"""The node's own JSON-RPC, for ``oxend_request``: raises ``ValueError`` with oxend's message."""
-OXEND_ENDPOINTS = ("get_service_nodes", "ons_resolve")
-
 
 # -- parameters ----------------------------------------------------------------------------------
-
-
-def _one_of(params: dict[str, Any], name: str, alias: str) -> Any:
-    if name in params and alias in params:
-        raise bad(f"Cannot specify both '{name}' and '{alias}'")
-    return params.get(name, params.get(alias))
-
-
-def parse_pubkey(
-    params: dict[str, Any], message: str = "Pubkey must be 66 hex digits (33 bytes) long"
-) -> bytes:
-    value = _one_of(params, "pubkey", "pubKey")
-    if value is None:
-        raise bad("Required field 'pubkey' missing")
-    if not isinstance(value, str):
-        raise bad("Invalid value given for 'pubkey': expected string")
-    try:
-        raw = bytes.fromhex(value) if len(value) == 66 else b""
-    except ValueError:
-        raw = b""
-    if len(raw) != 33:
-        raise bad(message)
-    return raw
-
-
-INT64 = range(-(2**63), 2**63)
-"""The integers a parameter may hold: the storage server reads every one as a 64-bit integer
-(nlohmann's ``get<int64_t>``), so a larger one is no integer to it, and none reaches a store."""
-
-
-def _is_integer(value: object) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool) and value in INT64
-
-
-def _integer(params: dict[str, Any], name: str, *, required: bool = True) -> int | None:
-    value = params.get(name)
-    if value is None:
-        if required:
-            raise bad(f"Required field '{name}' missing")
-        return None
-    if not _is_integer(value):
-        raise bad(f"Invalid value given for '{name}': expected integer")
-    return value
-
-
-def _timestamp(params: dict[str, Any], name: str, *, required: bool = True) -> int | None:
-    value = params.get(name)
-    if value is None:
-        if required:
-            raise bad(f"Required field '{name}' missing")
-        return None
-    if not _is_integer(value) or value < 0:
-        raise bad(f"Invalid value given for '{name}': expected integer timestamp (in milliseconds)")
-    if value < 1_000_000_000:
-        raise bad(f"Invalid timestamp for '{name}': timestamp must be in milliseconds")
-    return value
-
-
-def _stringy_int(params: dict[str, Any], name: str, *, unsigned: bool) -> int | None:
-    """``ttl`` and store's ``timestamp``: an integer, or a string holding one."""
-    value = params.get(name)
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            number = int(value)
-        except ValueError:
-            number = None
-        if number is None or number not in INT64:
-            raise bad(f"Invalid value given for '{name}': {json.dumps(value[:100])}")
-        return number
-    if not _is_integer(value) or (unsigned and value < 0):
-        raise bad(
-            f"Invalid value given for '{name}': expected {'positive integer' if unsigned else 'integer'}"
-        )
-    return value
-
-
-def _namespace(params: dict[str, Any], *, allow_all: bool = False) -> int | str:
-    value = params.get("namespace", 0)
-    if value is None:
-        return 0
-    if allow_all and value == ALL:
-        return ALL
-    if isinstance(value, bool) or not isinstance(value, int):
-        expected = 'integer or "all"' if allow_all else "16-bit integer"
-        raise bad(f"Invalid value given for 'namespace': expected {expected}")
-    if not -32768 <= value <= 32767:
-        raise bad("Invalid value given for 'namespace': value out of range")
-    return value
-
-
-def namespace_text(namespace: int | str) -> str:
-    """How a namespace appears in signed strings: nothing for 0, else decimal (or ``all``)."""
-    return "" if namespace == 0 else str(namespace)
-
-
-def _base64(value: str) -> bytes | None:
-    if len(value) % 4 == 1:
-        return None
-    try:
-        return base64.b64decode(value + "=" * (-len(value) % 4), validate=True)
-    except (ValueError, binascii.Error):
-        return None
-
-
-def _signature(params: dict[str, Any], name: str = "signature", *, required: bool = True) -> bytes | None:
-    value = params.get(name)
-    if value is None:
-        if required:
-            raise bad(f"Required field '{name}' missing")
-        return None
-    raw = _base64(value) if isinstance(value, str) and len(value) in (86, 88) else None
-    if raw is None or len(raw) != 64:
-        if name == "subaccount_sig":
-            raise bad("invalid subaccount signature: expected base64 encoded Ed25519 signature")
-        raise bad("invalid signature: expected base64 encoded Ed25519 signature")
-    return raw
-
-
-def _hashes(params: dict[str, Any]) -> list[tuple[str, bytes | None]]:
-    """The ``messages`` hashes as given and their bytes (``None`` for one that is not a hash)."""
-    value = params.get("messages")
-    if value is None:
-        raise bad("Required field 'messages' missing")
-    items = value if isinstance(value, list) else [value]
-    if not all(isinstance(item, str) for item in items):
-        raise bad("Invalid value given for 'messages': expected string array")
-    if not items:
-        raise bad("messages does not contain any message hashes")
-    return [(item, hash_bytes(item)) for item in items]
-
-
-def _valid_hashes(params: dict[str, Any]) -> list[tuple[str, bytes]]:
-    """:func:`_hashes`, refusing one that is not a hash."""
-    pairs = []
-    for text, raw in _hashes(params):
-        if raw is None:
-            raise bad(f"invalid message hash: {text}")
-        pairs.append((text, raw))
-    return pairs
-
-
-@dataclass
-class Auth:
-    """Who signed a request: the account key, or a subaccount token signed by it."""
-
-    signature: bytes
-    ed25519: bytes | None = None
-    token: bytes | None = None
-    token_signature: bytes | None = None
-
-
-def _auth(params: dict[str, Any], owner: bytes, *, required: bool = True) -> Auth | None:
-    signature = _signature(params, required=required)
-    if signature is None:
-        return None
-    auth = Auth(signature, _pubkey_ed25519(params, owner))
-    token = params.get("subaccount")
-    if token:
-        if params.get("subaccount_sig") is None:
-            raise bad("invalid subaccount: subaccount_sig is required when using subaccount")
-        raw = _token(token, "invalid subaccount: expected base64 or hex-encoded subaccount token")
-        auth.token, auth.token_signature = raw, _signature(params, "subaccount_sig")
-    return auth
-
-
-def _pubkey_ed25519(params: dict[str, Any], owner: bytes) -> bytes | None:
-    """The Ed25519 key a ``05`` (X25519) account signs with, when the request names one."""
-    ed = params.get("pubkey_ed25519")
-    if ed is None:
-        return None
-    if owner[0] != 0x05:
-        raise bad("pubkey_ed25519 is only permitted for 05[...] pubkeys")
-    if not isinstance(ed, str) or len(ed) != 64:
-        raise bad("Invalid pubkey_ed25519: expected 64 hex char or 32 byte pubkey")
-    try:
-        return bytes.fromhex(ed)
-    except ValueError:
-        raise bad("invalid pubkey_ed25519: value is not hex") from None
-
-
-def _token(value: object, message: str) -> bytes:
-    raw: bytes | None = None
-    if isinstance(value, str) and len(value) == 72:
-        try:
-            raw = bytes.fromhex(value)
-        except ValueError:
-            raw = None
-    elif isinstance(value, str) and len(value) == 48:
-        raw = _base64(value)
-    if raw is None or len(raw) != 36:
-        raise bad(message)
-    return raw
 
 
 # -- the service -------------------------------------------------------------------------------
@@ -395,7 +161,7 @@ class StorageService:
             return Reply(400, f"no method {method}")
         try:
             return await handler(params, forwarded)
-        except _Misdirected as misdirected:
+        except Misdirected as misdirected:
             return Reply(421, misdirected.body)
         except Fail as failure:
             return Reply(failure.status, failure.message)
@@ -418,39 +184,11 @@ class StorageService:
     def _check_swarm(self, owner: bytes) -> None:
         mine = self.directory.my_swarm()
         if mine is None or self.directory.owning_swarm(owner) != mine:
-            raise _Misdirected(self.swarm_json(owner))
+            raise Misdirected(self.swarm_json(owner))
 
     def _check_time(self, value: int, tolerance: int, message: str) -> None:
         if abs(value - self.now_ms()) > tolerance:
             raise Fail(406, message)
-
-    def _verify(
-        self, owner: bytes, auth: Auth | None, message: bytes, needed: int, *, revocable: bool = True
-    ) -> bool:
-        if auth is None:
-            return False
-        key = owner[1:]
-        if auth.ed25519 is not None:
-            try:
-                converted = ed25519.x25519_public(auth.ed25519)
-            except ValueError:  # not a curve point: converts to nothing, as libsodium refuses it
-                return False
-            if converted != key:
-                return False
-            key = auth.ed25519
-        if auth.token is None:
-            return ed25519.verify(key, message, auth.signature)
-        token = auth.token
-        if revocable and self.store.is_revoked(owner, token):
-            return False
-        flags = token[1]
-        if token[0] != owner[0] and not flags & ANY_PREFIX:
-            return False
-        if flags & needed != needed:
-            return False
-        if auth.token_signature is None or not ed25519.verify(key, token, auth.token_signature):
-            return False
-        return ed25519.verify(token[4:], message, auth.signature)
 
     def _sign(self, text: bytes) -> str:
         return base64.b64encode(self.node_key.sign(text)).decode()
@@ -497,16 +235,16 @@ class StorageService:
 
     async def store_message(self, params: dict[str, Any], forwarded: bool) -> Reply:
         owner = parse_pubkey(params)
-        timestamp = _stringy_int(params, "timestamp", unsigned=False)
+        timestamp = parse_stringy_int(params, "timestamp", unsigned=False)
         if timestamp is None:
             raise bad("Required field 'timestamp' missing")
         if "ttl" in params and "expiry" in params:
             raise bad("Cannot specify both 'expiry' and 'ttl'")
-        ttl = _stringy_int(params, "ttl", unsigned=True)
+        ttl = parse_stringy_int(params, "ttl", unsigned=True)
         if ttl is not None:
             expiry = timestamp + ttl
         else:
-            given = _integer(params, "expiry", required=False)
+            given = parse_integer(params, "expiry", required=False)
             if given is None:
                 raise bad("Required field 'expiry' or 'ttl' missing")
             expiry = given
@@ -517,13 +255,13 @@ class StorageService:
             raise bad("Invalid value given for 'data': expected string")
         if len(data_text) > MAX_MESSAGE_BODY // 3 * 4:
             raise bad(f"Message body exceeds maximum allowed length of {MAX_MESSAGE_BODY} bytes")
-        data = _base64(data_text)
+        data = decode_base64(data_text)
         if data is None:
             raise bad("Invalid 'data' value: not base64 encoded")
-        namespace = _namespace(params)
+        namespace = parse_namespace(params)
         assert isinstance(namespace, int)
-        auth = _auth(params, owner, required=False)
-        sig_timestamp = _timestamp(params, "sig_timestamp", required=False) if auth else None
+        auth = parse_auth(params, owner, required=False)
+        sig_timestamp = parse_timestamp(params, "sig_timestamp", required=False) if auth else None
         self._check_swarm(owner)
         public_inbox = is_public_inbox(namespace)
         ttl_value = expiry - timestamp
@@ -540,7 +278,7 @@ class StorageService:
                 raise Fail(406, "store signature timestamp too far from current time")
             needed = WRITE | DELETE if is_public_outbox(namespace) else WRITE
             text = f"store{namespace_text(namespace)}{signed_at}".encode()
-            if not self._verify(owner, auth, text, needed):
+            if not verify(self.store, owner, auth, text, needed):
                 raise Fail(401, "store signature verification failed")
         result = self.store.store(owner, namespace, data, timestamp, expiry)
         digest = hash_text(result.hash)
@@ -558,9 +296,9 @@ class StorageService:
 
     async def retrieve(self, params: dict[str, Any], forwarded: bool) -> Reply:
         owner = parse_pubkey(params)
-        namespace = _namespace(params)
+        namespace = parse_namespace(params)
         assert isinstance(namespace, int)
-        last = _one_of(params, "last_hash", "lastHash")
+        last = one_of(params, "last_hash", "lastHash")
         last_hash = None
         if last:
             if not isinstance(last, str) or len(last) != 43:
@@ -568,16 +306,16 @@ class StorageService:
             last_hash = hash_bytes(last)
             if last_hash is None:
                 raise bad("Invalid last_hash: not base64")
-        max_count = _integer(params, "max_count", required=False)
-        max_size = _integer(params, "max_size", required=False)
+        max_count = parse_integer(params, "max_count", required=False)
+        max_size = parse_integer(params, "max_size", required=False)
         no_auth = namespace == -10 or is_public_outbox(namespace)
         wants_auth = any(k in params for k in ("pubkey_ed25519", "signature", "timestamp")) or (
             "namespace" in params and not no_auth
         )
         auth = timestamp = None
         if wants_auth:
-            auth = _auth(params, owner)
-            timestamp = _timestamp(params, "timestamp")
+            auth = parse_auth(params, owner)
+            timestamp = parse_timestamp(params, "timestamp")
         self._check_swarm(owner)
         if not no_auth:
             if auth is None or timestamp is None:
@@ -585,7 +323,7 @@ class StorageService:
             self._check_time(timestamp, SIGNATURE_TOLERANCE, "retrieve timestamp too far from current time")
             text = f"retrieve{namespace_text(namespace)}{timestamp}".encode()
             unrevocable = namespace < 0 and (-namespace) % 100 == 11
-            if not self._verify(owner, auth, text, READ, revocable=not unrevocable):
+            if not verify(self.store, owner, auth, text, READ, revocable=not unrevocable):
                 raise Fail(401, "retrieve signature verification failed")
         if not max_count:
             max_count = None
@@ -613,12 +351,12 @@ class StorageService:
 
     async def delete(self, params: dict[str, Any], forwarded: bool) -> Reply:
         owner = parse_pubkey(params)
-        pairs = _valid_hashes(params)
-        auth = _auth(params, owner)
+        pairs = parse_valid_hashes(params)
+        auth = parse_auth(params, owner)
         required = params.get("required", False)
         self._check_swarm(owner)
         requested = "".join(text for text, _ in pairs)
-        if not self._verify(owner, auth, ("delete" + requested).encode(), DELETE):
+        if not verify(self.store, owner, auth, ("delete" + requested).encode(), DELETE):
             raise Fail(401, "delete_msgs signature verification failed")
         deleted = sorted(hash_text(h) for h in self.store.delete_hashes(owner, [raw for _, raw in pairs]))
         text = owner.hex() + requested + "".join(deleted)
@@ -652,13 +390,15 @@ class StorageService:
         (or ``all``) by the timestamp in ``field``; each member signs owner ‖ that timestamp ‖ the
         hashes it changed, which ``apply`` returns by namespace."""
         owner = parse_pubkey(params)
-        namespace = _namespace(params, allow_all=True)
-        value = _timestamp(params, field)
+        namespace = parse_namespace(params, allow_all=True)
+        value = parse_timestamp(params, field)
         assert value is not None
-        auth = _auth(params, owner)
+        auth = parse_auth(params, owner)
         self._check_swarm(owner)
         check_time(value)
-        if not self._verify(owner, auth, f"{method}{namespace_text(namespace)}{value}".encode(), DELETE):
+        if not verify(
+            self.store, owner, auth, f"{method}{namespace_text(namespace)}{value}".encode(), DELETE
+        ):
             raise Fail(401, f"{method} signature verification failed")
         result, flat = self._deleted_result(namespace, apply(owner, namespace, value))
         text = owner.hex() + str(value) + "".join(flat)
@@ -701,7 +441,7 @@ class StorageService:
 
     async def expire(self, params: dict[str, Any], forwarded: bool) -> Reply:
         owner = parse_pubkey(params)
-        pairs = _valid_hashes(params)
+        pairs = parse_valid_hashes(params)
         hashes = [text for text, _ in pairs]
         raw_expiry = params.get("expiry")
         if raw_expiry is None:
@@ -711,13 +451,13 @@ class StorageService:
         if not expiries:
             raise bad("'expiry' does not contain any expiration timestamps")
         for value in expiries:
-            _timestamp({"expiry": value}, "expiry")
+            parse_timestamp({"expiry": value}, "expiry")
         if many and len(expiries) != len(hashes):
             raise bad("'expiry' must be a single expiry, or the same length as 'messages'")
         shorten, extend = params.get("shorten", False), params.get("extend", False)
         if shorten and extend:
             raise bad("cannot specify both 'shorten' and 'extend'")
-        auth = _auth(params, owner)
+        auth = parse_auth(params, owner)
         self._check_swarm(owner)
         now = self.now_ms()
         if any(e < now - SIGNATURE_TOLERANCE for e in expiries):
@@ -731,7 +471,7 @@ class StorageService:
                     "(missing delete access)"
                 )
             extend = True
-        if not self._verify(owner, auth, text.encode(), WRITE):
+        if not verify(self.store, owner, auth, text.encode(), WRITE):
             raise Fail(401, "expire: signature verification failed")
         wanted = {
             h: min(now + TTL_MAXIMUM_PRIVATE, expiries[i] if many else expiries[0])
@@ -769,14 +509,14 @@ class StorageService:
 
     async def get_expiries(self, params: dict[str, Any], forwarded: bool) -> Reply:
         owner = parse_pubkey(params)
-        pairs = _hashes(params)
-        timestamp = _timestamp(params, "timestamp")
-        auth = _auth(params, owner)
+        pairs = parse_hashes(params)
+        timestamp = parse_timestamp(params, "timestamp")
+        auth = parse_auth(params, owner)
         self._check_swarm(owner)
         assert timestamp is not None
         self._check_time(timestamp, SIGNATURE_TOLERANCE, "get_expiries timestamp too far from current time")
         requested = "".join(text for text, _ in pairs)
-        if not self._verify(owner, auth, f"get_expiries{timestamp}{requested}".encode(), READ):
+        if not verify(self.store, owner, auth, f"get_expiries{timestamp}{requested}".encode(), READ):
             raise Fail(401, "get_expiries signature verification failed")
         expiries = {}
         for text_hash, raw in pairs:
@@ -797,17 +537,18 @@ class StorageService:
         if field == "revoke" and len(items) > MAX_SUBACCOUNT_TOKENS:
             raise bad("invalid revoke: cannot revoke more than 50 subaccounts at once")
         tokens = [
-            _token(item, f"invalid {field}: expected base64 or hex-encoded subaccount tag") for item in items
+            parse_token(item, f"invalid {field}: expected base64 or hex-encoded subaccount tag")
+            for item in items
         ]
-        timestamp = _timestamp(params, "timestamp")
+        timestamp = parse_timestamp(params, "timestamp")
         assert timestamp is not None
-        signature = _signature(params)
+        signature = parse_signature(params)
         assert signature is not None
-        auth = Auth(signature, _pubkey_ed25519(params, owner))
+        auth = Auth(signature, parse_pubkey_ed25519(params, owner))
         self._check_swarm(owner)
         self._check_time(timestamp, SIGNATURE_TOLERANCE, f"{name} timestamp too far from current time")
         message = name.encode() + str(timestamp).encode() + b"".join(tokens)
-        if not self._verify(owner, auth, message, 0):
+        if not verify(self.store, owner, auth, message, 0):
             raise Fail(401, f"{name} signature verification failed")
         local: dict[str, Any] = {}
         if field == "revoke":
@@ -900,7 +641,7 @@ class StorageService:
         condition = params.get("if")
         if not isinstance(condition, dict):
             raise bad('Invalid ifelse request: no valid "if" field')
-        checks = _conditions(condition)
+        checks = parse_conditions(condition)
         if not checks:
             raise bad('Invalid ifelse request: must specify at least one "if" condition')
         branches = {k: params[k] for k in ("then", "else") if k in params}
@@ -929,44 +670,3 @@ class StorageService:
         if branch is not None:
             body["result"] = self._result(await self.call(branch["method"], branch["params"]))
         return Reply(200, body)
-
-
-def _conditions(condition: dict[str, Any]) -> dict[str, tuple[int, ...]]:
-    """The conditions of an ``ifelse`` request, parsed as the storage server does
-    (``load_condition``): heights are integers; versions are integer arrays (or one integer),
-    padded with zeros or cut to 2 (``hf_*``) or 3 (``v_*``) parts; an empty array, like a null,
-    is no condition. A value of another type is refused with the usual parameter error."""
-    out: dict[str, tuple[int, ...]] = {}
-    for name in ("height_at_least", "height_before", "hf_at_least", "hf_before", "v_at_least", "v_before"):
-        value = condition.get(name)
-        if value is None:
-            continue
-        if name.startswith("height"):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise bad(f"Invalid value given for '{name}': expected integer")
-            out[name] = (value,)
-            continue
-        parts = value if isinstance(value, list) else [value]
-        if not all(isinstance(part, int) and not isinstance(part, bool) for part in parts):
-            raise bad(f"Invalid value given for '{name}': expected integer array")
-        if parts:
-            size = 2 if name.startswith("hf") else 3
-            out[name] = tuple((parts + [0] * size)[:size])
-    return out
-
-
-class _Misdirected(Fail):
-    """421 with the owning swarm, as JSON."""
-
-    def __init__(self, body: dict[str, Any]) -> None:
-        super().__init__(421, "misdirected")
-        self.body = body
-
-
-class PeerFailed(Exception):
-    """Another node answered a node-to-node request with an error (its HTTP status and text)."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason

@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 
-from appchain.node.node import freeze_loaded_state
+from appchain.node.run import freeze_loaded_state
 from consensus.validation import compute_block_entropy, compute_block_quorum
 from genesis.build import create_genesis_state
 from genesis.devnet import create_devnet_genesis

@@ -15,7 +15,8 @@ from appchain.cli.devchain import DevChainGenerator
 from appchain.home.chain import Chain
 from appchain.home.genesis_files import write_devnet
 from appchain.home.home import Home, NodeConfig
-from appchain.node.node import Logger, Node
+from appchain.node.log import Logger
+from appchain.node.node import Node
 from genesis.devnet import load_dev_accounts, load_dev_nodes
 from genesis.document import Genesis
 

@@ -102,7 +102,8 @@ def served() -> Served:
     """Start the node once per process (its home in a fresh folder)."""
     from appchain.home.genesis_files import write_devnet
     from appchain.home.home import Home, NodeConfig
-    from appchain.node.node import Logger, Node
+    from appchain.node.log import Logger
+    from appchain.node.node import Node
     from state.encoding import decode_json
     from tests.conftest import extend
 

@@ -25,7 +25,8 @@ import trio
 from appchain.home.boundary import Faults
 from appchain.messaging.onion import ONION_PATH, XCHACHA20, Channel, Hop, combine
 from appchain.node import admin
-from appchain.node.node import Logger, Node
+from appchain.node.log import Logger
+from appchain.node.node import Node
 from appchain.rpc import methods as rpc
 from appchain.rpc.jsonrpc import Method, NoParams
 from appchain.rpc.server import RpcLimits, RpcServer

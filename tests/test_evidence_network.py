@@ -24,7 +24,7 @@ import trio
 
 from appchain.home.home import Home
 from appchain.lab.testnet import NetworkMember, poll_status, start_process, stop_processes, write_testnet
-from appchain.node.node import VERSION
+from appchain.node.settings import VERSION
 from consensus.checkpoint import compute_checkpoint_message
 from consensus.evidence import Evidence, EvidenceKind, verify_evidence
 from consensus.messages import CheckpointVote

@@ -16,8 +16,9 @@ import trio
 from appchain.home.chain import ChainError
 from appchain.home.guard import HomeInUse, HomeLock
 from appchain.home.store import BlockStore
-from appchain.node import node as node_module
-from appchain.node.node import Logger, holding_home
+from appchain.node import run as node_module
+from appchain.node.log import Logger
+from appchain.node.run import holding_home
 from consensus.guard import CHECKPOINT, DoubleSign, GuardedSigner, MemorySlotRecord
 from state.crypto import ed25519
 from tests.conftest import MakeHome

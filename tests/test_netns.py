@@ -62,7 +62,8 @@ from appchain.lab.netns import (
 from appchain.lab.relay import MAX_RETRANSMISSIONS, MIN_RTO, ConnectionReset, LossModel, parse_args
 from appchain.lab.testnet import read_testnet, stop_processes, write_testnet
 from appchain.node.admin import answer
-from appchain.node.node import Node, run_node
+from appchain.node.node import Node
+from appchain.node.run import run_node
 from genesis.presets import DEVNET
 from tests.conftest import unless_ci
 

@@ -17,7 +17,7 @@ from appchain.home.home import Home, NodeConfig, PeerAddress, parse_config, rend
 from appchain.lab.testnet import write_testnet
 from appchain.node.admin import answer
 from appchain.node.inbox import TX_PREFIX
-from appchain.node.node import host_config, inbox_limits
+from appchain.node.settings import host_config, inbox_limits
 from appchain.rpc.server import RpcLimits
 from consensus.mempool import Mempool, MempoolFull
 from consensus.messages import SignedBlock, SyncRequest, TxMessage, decode_message

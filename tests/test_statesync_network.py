@@ -25,7 +25,7 @@ import trio
 
 from appchain.home.home import Home, PeerAddress, render_config
 from appchain.lab.testnet import NetworkMember, poll_status, start_process, stop_processes, write_testnet
-from appchain.node.node import VERSION
+from appchain.node.settings import VERSION
 from consensus.messages import (
     SYNC_REQUESTS,
     SYNC_RESPONSES,

@@ -62,7 +62,8 @@ from appchain.lab.testnet import DEFAULT_BASE_PORT, write_testnet
 from appchain.node.admin import ADMIN_FAILURES, RpcError
 from appchain.node.admin import call as admin_call
 from appchain.node.journal import history_path
-from appchain.node.node import run_node, service_node_summary
+from appchain.node.node import service_node_summary
+from appchain.node.run import run_node
 from consensus.faults import FaultSpecError, parse_faults
 from consensus.simulator import SimConfig
 from genesis.devnet import DevKeyError, load_dev_accounts, load_dev_nodes

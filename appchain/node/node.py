@@ -23,41 +23,39 @@ Equivocation the core catches (:mod:`consensus.evidence`) is written to the stor
 signer and slot, logged as a warning and counted in ``/metrics``; ``get_evidence`` serves it.
 
 The ledger is the node's chain (:class:`appchain.node.ledger.ChainLedger`): every block is validated
-in full before it is written. Logs are structured lines on stderr:
-``2026-11-29T19:30:00.123Z info block applied height=5 round=0 peer=ab12…``.
+in full before it is written. Logs are structured lines on stderr (:mod:`appchain.node.log`):
+``2026-11-29T19:30:00.123Z info block applied height=5 round=0 peer=ab12…``. What config.toml
+sets for the host and the inbox is :mod:`appchain.node.settings`; taking the home, joining by
+state sync and running until a signal is :mod:`appchain.node.run`. The servers the node starts
+(admin, public port, metrics) are handed the node; none of them imports this module.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import errno
-import gc
 import os
 import secrets
-import signal
-import sys
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any
 
 import trio
 
 from appchain.home.boundary import Faults, is_fatal
-from appchain.home.chain import Chain, ChainError
-from appchain.home.guard import HomeInUse, HomeLock
+from appchain.home.chain import Chain
 from appchain.home.history import OutsideWindow
 from appchain.home.home import Home, NodeConfig
 from appchain.messaging.layer import SwarmLayer
 from appchain.messaging.store import MessageStore
 from appchain.node.admin import serve_admin
-from appchain.node.inbox import Inbox, InboxLimits
+from appchain.node.inbox import Inbox
 from appchain.node.journal import Journal, JournaledSlots, history_path
 from appchain.node.ledger import ChainLedger
+from appchain.node.log import Logger
 from appchain.node.metrics import NodeMetrics, SignatureClock
-from appchain.node.statesync import answer, sync_state
+from appchain.node.settings import host_config, inbox_limits, naming_listener
+from appchain.node.statesync import answer
 from appchain.rpc.jsonrpc import RpcError
 from appchain.rpc.methods import call_method
 from appchain.rpc.server import RpcLimits, RpcServer, serve_rpc
@@ -89,9 +87,8 @@ from consensus.node import (
     Send,
 )
 from consensus.pulse import Timing
-from consensus.statesync import SyncConfig
 from consensus.uptime import DEVNET_UPTIME, MAINNET_UPTIME, UptimeProof
-from p2p.host import Host, HostConfig, ListenFailed
+from p2p.host import Host
 from state.checkpoints import CHECKPOINT_INTERVAL
 from state.encoding import DecodeError, encode
 from state.events import Transaction, compute_event_hash
@@ -103,7 +100,6 @@ from state.state import State
 from state.types import NodeKey
 from state.view import Overlay
 
-VERSION = "appchain/0.1"
 SIGNATURE_CLOCK_ENV = "APPCHAIN_SIGNATURE_CLOCK"
 SEEN_LIMIT = 50_000
 FRAME_SLICE = 64
@@ -112,30 +108,6 @@ ANSWER_BACKLOG = 8 * 1024 * 1024
 """Bytes of earlier answers a peer may leave unread in its send queue and still be answered."""
 ANSWERED_FROM_STORE = (SyncRequest, *SYNC_REQUESTS)
 GOSSIP = (SignedBlock, CheckpointVote, Certified, VoteMessage, UptimeProof, TxMessage)
-LEVELS = {"debug": 10, "info": 20, "warn": 30, "error": 40}
-
-
-class Logger:
-    """Structured log lines: time, level, event, then ``key=value`` fields."""
-
-    def __init__(self, level: str = "info", stream: TextIO | None = None) -> None:
-        self.threshold = LEVELS[level]
-        self.stream = stream or sys.stderr
-        self.context: dict[str, Any] = {}
-
-    def __call__(self, level: str, event: str, *, traceback: str | None = None, **fields: Any) -> None:
-        """One line; a ``traceback`` follows it, each of its lines indented by four spaces (so
-        every line of the log that starts in the first column is a record)."""
-        if LEVELS.get(level, 20) < self.threshold:
-            return
-        now = time.time()
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
-        parts = " ".join(f"{k}={v}" for k, v in {**self.context, **fields}.items())
-        text = f"{stamp} {level} {event}{' ' if parts else ''}{parts}".replace("\n", " ")
-        if traceback:
-            text += "".join(f"\n    {line}" for line in traceback.splitlines())
-        self.stream.write(text.encode("utf-8", "backslashreplace").decode("utf-8") + "\n")
-        self.stream.flush()
 
 
 @dataclass
@@ -571,157 +543,3 @@ _random = secrets.SystemRandom()
 
 def _sample(peers: list[NodeKey], count: int) -> list[NodeKey]:
     return _random.sample(peers, min(count, len(peers)))
-
-
-async def _watch_signals(cancel: Callable[[], None], log: Logger) -> None:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            log("info", "stopping", signal=signal.Signals(signum).name)
-            cancel()
-            return
-
-
-class ListenerUnavailable(ChainError):
-    """A listener the node's config names cannot be opened: a user error (exit 1), one line naming
-    the setting, its address and the section of config.toml to change."""
-
-
-@contextmanager
-def naming_listener(setting: str) -> Iterator[None]:
-    """Turn a :class:`~p2p.host.ListenFailed` inside (bare, or in a task group's exception group)
-    into :class:`ListenerUnavailable` naming ``setting`` (``rpc_listen`` is ``[rpc] listen`` in
-    config.toml): an operator reads which setting to change, not a bind traceback."""
-    try:
-        yield
-    except* ListenFailed as group:
-        failed = group.exceptions[0]
-        assert isinstance(failed, ListenFailed)
-        raise ListenerUnavailable(describe_listen_failure(setting, failed)) from None
-
-
-def describe_listen_failure(setting: str, failed: ListenFailed) -> str:
-    """One line: the setting, its address, why it cannot listen there, and where to change it."""
-    section = setting.removesuffix("_listen")
-    if failed.errno == errno.EADDRINUSE:
-        problem = "is in use (another process listens there)"
-    else:
-        problem = f"cannot be opened ({failed.strerror})"
-    return f"{setting} {failed.host}:{failed.port} {problem}: change [{section}] listen in config.toml"
-
-
-def host_config(config: NodeConfig, chain: Chain) -> HostConfig:
-    host, port = config.p2p_address
-    return HostConfig(
-        chain_id=chain.genesis.chain_id,
-        listen_host=host,
-        listen_port=port,
-        version=VERSION,
-        max_peers=config.max_peers,
-        max_inbound_per_ip=config.p2p_max_peers_per_ip,
-        inbound_per_second_per_ip=config.p2p_connections_per_second_per_ip,
-        inbound_burst_per_ip=config.p2p_connection_burst_per_ip,
-        max_handshakes=config.p2p_max_handshakes,
-        limit_loopback=config.p2p_limit_loopback,
-    )
-
-
-def inbox_limits(config: NodeConfig) -> InboxLimits:
-    return InboxLimits(
-        peer_frames=config.p2p_peer_pending_frames,
-        peer_transactions=config.p2p_peer_pending_transactions,
-        peer_bytes=config.p2p_peer_pending_bytes,
-    )
-
-
-async def join_by_state_sync(home: Home, config: NodeConfig, chain: Chain, log: Logger) -> dict[bytes, float]:
-    """A fresh home (block 0 only) with state sync on joins at a verified snapshot when one is
-    far enough ahead (:mod:`appchain.node.statesync`); otherwise it starts from block 0. Returns the
-    bans of the peers it caught lying (node key → until, on the host's clock)."""
-    if not config.state_sync or chain.height != 0 or chain.base_height != 0:
-        return {}
-    key, _ = home.load_node_keys()
-    peers = [(peer.node_key, peer.host, peer.port) for peer in config.peers]
-    log("info", "state sync: asking peers for snapshots", peers=len(peers))
-    with naming_listener("p2p_listen"):  # state sync listens on the p2p address, then hands it on
-        report = await sync_state(
-            chain,
-            host_config(config, chain),
-            key,
-            peers,
-            SyncConfig(min_gap=config.state_sync_min_gap),
-            log,
-        )
-    if report.outcome == "synced":
-        log(
-            "info",
-            "state sync done",
-            height=chain.height,
-            root=chain.state.root.hex()[:16],
-            entries=len(chain.state),
-            seconds=round(report.seconds, 3),
-        )
-    else:
-        reason = report.reason
-        log("info", "state sync not used: syncing blocks from genesis", outcome=report.outcome, reason=reason)
-    return report.banned
-
-
-def freeze_loaded_state() -> None:
-    """Move what is alive now (the loaded state, its tree and decoded records) out of the
-    cycle collector's reach, as long-running servers do after start-up: they live as long as the
-    process, and every full collection would walk them again. Measured at 5,000 nodes and 10^5
-    accounts: a block of 100 transfers 21 ms without, 14 ms with (``bench.scale``)."""
-    gc.collect()
-    gc.freeze()
-
-
-READERS_WAIT = 30.0
-"""Seconds a starting node waits for read-only commands (``status``) to leave its home: each reads
-for well under a second, and none enters once the node is waiting (:mod:`appchain.home.guard`)."""
-
-
-@asynccontextmanager
-async def holding_home(home: Home, log: Logger) -> AsyncIterator[HomeLock]:
-    """The home's lock for the node: taken at once, or after the read-only commands inside have
-    left; :class:`~appchain.home.guard.HomeInUse` at once if a command that writes, or another node,
-    holds it."""
-    lock = home.lock("start")
-    deadline = time.monotonic() + READERS_WAIT
-    waited = False
-    while not lock.try_acquire_for_node():
-        if time.monotonic() > deadline:
-            holder = "read-only commands" if lock.holds_gate else lock.gate_holder()
-            lock.release()
-            raise HomeInUse(f"{home.path} is in use by {holder} for over {READERS_WAIT:g} s")
-        if not waited:
-            log("info", "waiting for read-only commands to leave the home", home=home.path)
-            waited = True
-        await trio.sleep(0.02)
-    try:
-        yield lock
-    finally:
-        lock.release()
-
-
-async def run_node(home: Home, *, ready: Callable[[Node], None] | None = None) -> None:
-    """Run the node of ``home`` until SIGINT or SIGTERM."""
-    config = home.load_config()
-    log = Logger(config.log_level)
-    node: Node | None = None
-    async with holding_home(home, log):
-        with home.open_chain() as chain:
-            try:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(_watch_signals, nursery.cancel_scope.cancel, log)
-                    banned = await join_by_state_sync(home, config, chain, log)
-                    freeze_loaded_state()
-                    node = Node(home, config, chain, log)
-                    node.host.banned_keys.update(banned)  # the peers state sync caught lying stay banned
-                    await nursery.start(node.run)
-                    if ready is not None:
-                        ready(node)
-            finally:  # on an error too (a port in use): every store closes before the home is released
-                if node is not None:
-                    node.message_store.close()
-                    node.journal.close()
-            log("info", "stopped", height=chain.height, final=chain.final_height)

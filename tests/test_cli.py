@@ -10,7 +10,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from appchain.cli import main as cli
+from appchain.cli import node as cli
 from appchain.cli.main import main
 from appchain.home.exchange import ExportedBlock
 from state.encoding import decode, encode

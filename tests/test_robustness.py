@@ -5,7 +5,7 @@ shows as a crash, not as a caught exception) and asserts: the documented exit co
 ``error:`` or ``fatal:`` line, no traceback, and, where a home is involved, that the home is
 untouched: its ``status --json`` and its files are what they were before the command.
 
-Exit codes (``appchain/cli/main.py``): 1 user error, 2 usage, 3 corruption, 4 unsafe simulation,
+Exit codes (``appchain/cli/results.py``): 1 user error, 2 usage, 3 corruption, 4 unsafe simulation,
 5 simulation short of its target, 130 interrupted.
 """
 

@@ -11,7 +11,7 @@ node leaves no stale lock behind:
   every command that writes or exports (``replay``, ``rollback``, ``import-events``, …) hold it
   exclusively and write ``process N (purpose)`` in it; a read-only command (``status``) holds it
   shared, so several may read at once (LevelDB still admits one opener at a time: a reader that
-  finds the database open by another waits for it, see :func:`appchain.cli.main.cmd_status`).
+  finds the database open by another waits for it, see :func:`appchain.cli.node.cmd_status`).
 - ``start.lock``, the gate: a node holds it exclusively from the moment it begins to start until
   it exits, and writes its description there. A command takes it shared only for the moment it
   takes ``node.lock``; finding it held means a node is starting or running (:attr:`HomeInUse.by_node`),

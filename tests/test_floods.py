@@ -41,15 +41,8 @@ import trio.testing
 
 from appchain.client.messages import SessionAccount
 from appchain.lab.checker import check_histories, history_path
-from appchain.lab.netns import (
-    MAX_OUTSIDERS,
-    Namespaces,
-    NetnsError,
-    NetnsTestnet,
-    http_exchange,
-    unavailable_reason,
-    wait_until,
-)
+from appchain.lab.namespaces import MAX_OUTSIDERS, Namespaces, NetnsError, http_exchange, unavailable_reason
+from appchain.lab.netns import NetnsTestnet, wait_until
 from appchain.lab.testnet import DEVNET_TIMING, stop_processes
 from appchain.node.node import Node
 from appchain.rpc import server as rpc_server

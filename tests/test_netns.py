@@ -35,6 +35,7 @@ from appchain.cli.main import main
 from appchain.home.chain import ChainError
 from appchain.home.home import Home, render_config
 from appchain.lab.checker import RESUME_ROUNDS, check_histories, read_schedules
+from appchain.lab.namespaces import Namespaces, NetnsError, free_subnet, unavailable_reason
 from appchain.lab.nemesis import (
     KINDS,
     MAX_PARTITION,
@@ -50,15 +51,7 @@ from appchain.lab.nemesis import (
     run_schedules,
     stall_size,
 )
-from appchain.lab.netns import (
-    Namespaces,
-    NetnsError,
-    NetnsTestnet,
-    free_subnet,
-    start_relay,
-    unavailable_reason,
-    wait_until,
-)
+from appchain.lab.netns import NetnsTestnet, start_relay, wait_until
 from appchain.lab.relay import MAX_RETRANSMISSIONS, MIN_RTO, ConnectionReset, LossModel, parse_args
 from appchain.lab.testnet import read_testnet, stop_processes, write_testnet
 from appchain.node.admin import answer

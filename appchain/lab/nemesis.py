@@ -72,7 +72,8 @@ from pathlib import Path
 from typing import Any
 
 from appchain.home.home import Home
-from appchain.lab.netns import NetnsError, NetnsTestnet
+from appchain.lab.namespaces import NetnsError
+from appchain.lab.netns import NetnsTestnet
 from consensus.quorum import PULSE_VALIDATORS, compute_pulse_threshold
 from consensus.simulator import compute_wave
 from genesis.load import load_genesis

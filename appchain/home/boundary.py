@@ -25,6 +25,13 @@ or written (a corrupt store, a LevelDB error, a full disk behind it, no memory).
 stop the node with one ``fatal:`` line: going on would serve or sign from a state that may be
 wrong (DESIGN.md: "always a loud stop for internal corruption"). Cancellation is a
 ``BaseException`` and passes through untouched.
+
+Why this module is in :mod:`appchain.home`: the swarm layer (:mod:`appchain.messaging`), the
+public port (:mod:`appchain.rpc`) and the node (:mod:`appchain.node`) all keep boundaries, and a
+room imports only its own modules and rooms on lower floors, so the floors all three may import
+are messaging's and home's below it. The boundary sits on the lowest, home's: it is no part of
+the swarm layer, and it needs home anyway, since what no boundary may catch is the home's own
+store failing (:class:`~appchain.home.store.StoreCorrupt`, a LevelDB error).
 """
 
 from __future__ import annotations

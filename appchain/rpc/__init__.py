@@ -1,1 +1,19 @@
-"""appchain.rpc (docstring written in a later step)."""
+"""The public port: the node's HTTP server, its JSON-RPC methods and the network page.
+
+- :mod:`~appchain.rpc.server`: the HTTP server (h11) and its routes (``/json_rpc``, the storage
+  RPC and onion requests, ``/metrics``, ``/``) with its limits per address;
+- :mod:`~appchain.rpc.methods`: the table of public methods and how a body's calls reach them;
+  the methods by what they answer for: :mod:`~appchain.rpc.blocks`, :mod:`~appchain.rpc.nodes`,
+  :mod:`~appchain.rpc.accounts`, :mod:`~appchain.rpc.names`, :mod:`~appchain.rpc.proofs`,
+  :mod:`~appchain.rpc.evidence` (``docs/rpc.md``);
+- :mod:`~appchain.rpc.jsonrpc`: JSON-RPC 2.0 shared with the admin endpoint (typed, bounded
+  parameters; each call a boundary);
+- :mod:`~appchain.rpc.served`: what the port reads of the node that serves it
+  (:class:`~appchain.rpc.served.PublicNode`);
+- ``static/network.html``: the network page, built on the public JSON-RPC only.
+
+May import: :mod:`appchain.messaging` and :mod:`appchain.home` (and state, genesis, consensus,
+p2p). Never the node, not even to name its type: the node hands itself over when it starts the
+port. Start reading: :class:`~appchain.rpc.server.RpcServer`, then
+:data:`~appchain.rpc.methods.METHODS`.
+"""

@@ -71,16 +71,34 @@ from tests.exports import Recorder
 NODES = 12
 
 
+#: Test processes each search their own stretch of 127.0.0.1's ports, below the kernel's ephemeral
+#: range (32768 and up), so two pytest-xdist workers never hand out the same block: a block is free
+#: only until its nodes bind it, and a worker starting its network a moment after another would
+#: otherwise find the same ports still unbound.
+PORT_STRETCHES = 4
+PORT_FIRST, PORT_LAST = 21000, 32700
+_handed_out = [0]  # where this worker's next search starts, past its last block
+
+
 def free_port_block(count: int) -> int:
-    """A base port with ``count`` free ports after it on 127.0.0.1 (checked by binding them)."""
-    for base in range(21000, 60000, 97):
+    """A base port with ``count`` free ports after it on 127.0.0.1 (checked by binding them).
+
+    The search starts in this test worker's own stretch, after the block it handed out last.
+    """
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    width = (PORT_LAST - PORT_FIRST) // PORT_STRETCHES
+    first = PORT_FIRST + (worker % PORT_STRETCHES) * width
+    for step in range(0, width, 97):
+        offset = (_handed_out[0] + step) % max(1, width - count)
+        base = first + offset
         sockets = []
         try:
-            for offset in range(count):
+            for port in range(base, base + count):
                 sock = socket.socket()
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                sock.bind(("127.0.0.1", base + offset))
                 sockets.append(sock)
+                sock.bind(("127.0.0.1", port))
+            _handed_out[0] = offset + count
             return base
         except OSError:
             continue

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from appchain.devnet import explain_stall
-from appchain.node import Node
-from appchain.testnet import Answer
+from appchain.lab.devnet import explain_stall
+from appchain.lab.testnet import Answer
+from appchain.node.node import Node
 from consensus.node import Progress, RoundFailure
 
 

@@ -20,7 +20,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 test: lint typecheck
-	$(BIN)/pytest -q -n 2 --dist loadgroup
+	$(BIN)/pytest -q -n 2 --dist loadgroup --durations=20
 
 devnet: $(STAMP)
 	$(BIN)/appchain devnet --nodes 12 --home .devnet $(if $(SECONDS),--seconds $(SECONDS))

@@ -99,25 +99,29 @@ def unless_ci(missing: str | None) -> pytest.MarkDecorator:
     return pytest.mark.skipif(missing is not None and not in_ci, reason=f"not on this machine: {missing}")
 
 
-PROCESS_NETWORK_MODULES = frozenset(
-    {
-        "test_network",
-        "test_statesync_network",
-        "test_evidence_network",
-        "test_crash_network",
-        "test_netns",
-        "test_floods",
-        "test_devnet",
-        "test_liveness_network",
-    }
-)
-"""Modules that run networks of node processes on real timers. ``make test`` runs the suite on two
-pytest-xdist workers with ``--dist loadgroup``: these share one group, so they run one after
-another on one worker (never two networks competing for the CPU, ports or namespaces) while the
-other worker takes the in-process tests."""
+PROCESS_NETWORK_GROUPS = {
+    "test_netns": "networks-a",
+    "test_network": "networks-a",
+    "test_crash_network": "networks-a",
+    "test_statesync_network": "networks-a",
+    "test_liveness_network": "networks-b",
+    "test_floods": "networks-b",
+    "test_devnet": "networks-b",
+    "test_evidence_network": "networks-b",
+}
+"""Modules that run networks of node processes on real timers, in two groups of about equal
+length. ``make test`` runs the suite on two pytest-xdist workers with ``--dist loadgroup``: a
+group runs on one worker, one test after another, so at most two networks compete for the two
+cores at any moment (one per worker), while the in-process tests fill the gaps. One group for
+all of them would be gentler still, but its tests alone run longer than CI's ten minutes."""
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the network modules' tests with their group (first: pytest-xdist reads the marks
+    when its own hook runs, and would otherwise see none)."""
     for item in items:
-        if item.module is not None and item.module.__name__.rsplit(".", 1)[-1] in PROCESS_NETWORK_MODULES:
-            item.add_marker(pytest.mark.xdist_group("process-networks"))
+        if item.module is not None:
+            group = PROCESS_NETWORK_GROUPS.get(item.module.__name__.rsplit(".", 1)[-1])
+            if group is not None:
+                item.add_marker(pytest.mark.xdist_group(group))

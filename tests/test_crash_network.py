@@ -345,6 +345,8 @@ class CrashLoop:
         self.wait("every node to answer", lambda: all(poll_status(m) for m in self.members), 180)
         self.wait("the victim to take part", self.rejoined, 120)
         self.recorder.start()
+        # the first kill's check then has final blocks to look for, however slow the machine
+        self.wait("the victim to report a final block", lambda: bool(self.recorder.snapshot()), 120)
         for account in self.accounts:
             swarm = json_post_storage(self.reference, "get_swarm", {"pubkey": account.session_id})
             assert self.victim.node_key.hex() in {s["pubkey_ed25519"] for s in swarm["snodes"]}

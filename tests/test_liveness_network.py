@@ -138,7 +138,7 @@ def test_twelve_nodes_one_never_started_then_five_stopped_for_90_s(tmp_path: Pat
     observer = members[0]
 
     # blocks become final all along, and the node that never started is decommissioned
-    wait_for("node 11 decommissioned", lambda: node_state(observer, missing) == "decommissioned", 180)
+    wait_for("node 11 decommissioned", lambda: node_state(observer, missing) == "decommissioned", 300)
     assert status(observer)["progress"]["active_nodes"] == 11
     reached = final(observer)
     wait_for("finality going on with 11 active", lambda: final(observer) >= reached + 8, 90)

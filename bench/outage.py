@@ -31,7 +31,14 @@ import time
 from pathlib import Path
 
 from appchain.lab.checker import check_histories
-from appchain.lab.testnet import DEVNET_TIMING, poll_status, start_process, stop_processes, write_testnet
+from appchain.lab.testnet import (
+    DEVNET_TIMING,
+    PORTS_PER_NODE,
+    poll_status,
+    start_process,
+    stop_processes,
+    write_testnet,
+)
 
 NODES = 12
 
@@ -65,7 +72,7 @@ def main() -> None:
     rng = random.Random(args.seed)
     folder = Path(tempfile.mkdtemp(prefix="outage-"))
     members = write_testnet(
-        folder / "net", NODES, base_port=free_base_port(3 * NODES), seed=f"outage{args.seed}"
+        folder / "net", NODES, base_port=free_base_port(PORTS_PER_NODE * NODES), seed=f"outage{args.seed}"
     )
     processes: dict[int, subprocess.Popen[bytes]] = {i: start_process(m.home) for i, m in enumerate(members)}
     print(f"{NODES} nodes in {folder}; round timeout {DEVNET_TIMING['round_timeout']} s; seed {args.seed}")

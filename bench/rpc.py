@@ -28,6 +28,7 @@ from pathlib import Path
 import h11
 import trio
 
+from appchain.home.tls import client_context
 from appchain.lab.testnet import poll_status, start_process, stop_processes, write_testnet
 
 CONSTANT = json.dumps({"jsonrpc": "2.0", "id": 1, "result": {"status": "OK"}}).encode()
@@ -69,14 +70,24 @@ def measure(
     *,
     path: str = "/json_rpc",
     timeout: float = 10,
+    tls: bool = False,
+    fresh: bool = False,
 ) -> tuple[float, int]:
     """Requests per second from ``clients`` keep-alive connections to 127.0.0.1:``port`` for
-    ``seconds``, cycling through ``bodies``; and how many answers were not 200."""
+    ``seconds``, cycling through ``bodies``; and how many answers were not 200. ``tls``: HTTPS
+    (a storage port: its self-signed certificate unchecked); ``fresh``: a new connection for each
+    request, as Session Desktop opens one (a full TLS handshake each, over HTTPS)."""
     counts, failures = [0] * clients, [0] * clients
     deadline = time.perf_counter() + seconds
+    context = client_context() if tls else None
+
+    def connect() -> http.client.HTTPConnection:
+        if context is not None:
+            return http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=context)
+        return http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
 
     def client(index: int) -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        connection = connect()
         position = index
         while time.perf_counter() < deadline:
             body = bodies[position % len(bodies)]
@@ -86,6 +97,9 @@ def measure(
             response.read()
             counts[index] += 1
             failures[index] += response.status != 200
+            if fresh:
+                connection.close()
+                connection = connect()
         connection.close()
 
     started = time.perf_counter()

@@ -2,13 +2,20 @@
 
 Starts a fresh testnet of ``--nodes`` node processes (12: Pulse needs them; they form one swarm,
 so every store is replicated to all of them) and waits until node 0's swarm layer serves. Then
-``--clients`` keep-alive HTTP clients (``http.client``, one thread each) send, to node 0 only,
-for ``--seconds`` each:
+``--clients`` HTTPS clients (``http.client``, one thread each) send to node 0's storage port
+only, for ``--seconds`` each:
 
 - ``store``: a ``--size``-byte message to namespace 0 (a Session direct message: no client
-  signature) for one of 64 accounts; node 0 stores it, forwards it to every other member, each of
-  which stores and signs its result, and node 0 answers when all have;
-- ``retrieve``: a signed retrieve (at most 10 messages) for one of those accounts.
+  signature) for one of 64 accounts, on a kept-alive connection; node 0 stores it, forwards it
+  to every other member over HTTPS, each of which stores and signs its result, and node 0
+  answers when all have;
+- ``retrieve``: a signed retrieve (at most 10 messages) for one of those accounts, four ways:
+  HTTPS and plain HTTP, each on kept-alive connections and on a fresh connection per request
+  (Session Desktop opens one per request: a full TLS handshake, an RSA-2048 signature on the
+  node's side, each time). The plain HTTP port is node 0's storage routes without TLS
+  (``APPCHAIN_BENCH_PLAIN_STORAGE``, :data:`appchain.node.node.PLAIN_STORAGE_ENV`: for this
+  measurement only, announced nowhere), so the ratios are TLS's price per request, measured in
+  the same run on the same node.
 
 References measured in the same run, on this machine:
 
@@ -32,8 +39,10 @@ from pathlib import Path
 
 import plyvel
 
-from appchain.lab.testnet import poll_status, start_process, stop_processes, write_testnet
+from appchain.home.tls import client_context
+from appchain.lab.testnet import PORTS_PER_NODE, poll_status, start_process, stop_processes, write_testnet
 from appchain.messaging.store import compute_message_hash
+from appchain.node.node import PLAIN_STORAGE_ENV
 from bench.rpc import measure
 from state.crypto import ed25519
 
@@ -109,8 +118,12 @@ def main() -> None:
     members = write_testnet(
         root / "net", args.nodes, base_port=args.base_port, seed="bench-swarm", sync_writes=False
     )
-    processes = [start_process(m.home) for m in members]
+    plain_port = args.base_port + PORTS_PER_NODE * args.nodes  # past every node's block
     node = members[0]
+    processes = [
+        start_process(m.home, env={PLAIN_STORAGE_ENV: f"127.0.0.1:{plain_port}"} if m is node else None)
+        for m in members
+    ]
     try:
         deadline = time.monotonic() + 120
         probe = store_body(owners[0], b"ready?")
@@ -118,7 +131,9 @@ def main() -> None:
             if time.monotonic() > deadline:
                 raise SystemExit("bench: the swarm layer did not start serving; see the node logs")
             if poll_status(node) is not None:
-                connection = http.client.HTTPConnection("127.0.0.1", node.rpc_port, timeout=30)
+                connection = http.client.HTTPSConnection(
+                    "127.0.0.1", node.storage_port, timeout=30, context=client_context()
+                )
                 connection.request("POST", STORAGE_PATH, probe)
                 response = connection.getresponse()
                 answer = json.loads(response.read() or b"{}") if response.status == 200 else {}
@@ -128,12 +143,22 @@ def main() -> None:
             time.sleep(1.0)
         stores = [store_body(owners[i % ACCOUNTS], m) for i, m in enumerate(messages)]
         store_rate, store_failures = measure(
-            node.rpc_port, stores, args.seconds, args.clients, path=STORAGE_PATH, timeout=30
+            node.storage_port, stores, args.seconds, args.clients, path=STORAGE_PATH, timeout=30, tls=True
         )
         retrieves = [retrieve_body(k) for k in keys]
-        retrieve_rate, retrieve_failures = measure(
-            node.rpc_port, retrieves, args.seconds, args.clients, path=STORAGE_PATH, timeout=30
-        )
+        rates: dict[tuple[str, str], tuple[float, int]] = {}
+        for fresh in (False, True):
+            for scheme, port in (("https", node.storage_port), ("http", plain_port)):
+                rates[scheme, "fresh" if fresh else "kept"] = measure(
+                    port,
+                    retrieves,
+                    args.seconds,
+                    args.clients,
+                    path=STORAGE_PATH,
+                    timeout=30,
+                    tls=scheme == "https",
+                    fresh=fresh,
+                )
     finally:
         stop_processes(processes)
     setup = f"{args.nodes} nodes in one swarm, {args.clients} clients, {args.size}-byte messages"
@@ -141,14 +166,24 @@ def main() -> None:
     print(f"  raw LevelDB puts of the same messages : {raw_writes:10,.0f} /s")
     print(f"  Ed25519 verification bound (one core) : {bound:10,.0f} /s")
     print(
-        f"  store (replicated to {args.nodes})            : {store_rate:10,.1f} /s  "
+        f"  store over HTTPS (replicated to {args.nodes}) : {store_rate:10,.1f} /s  "
         f"({store_rate / raw_writes:.4f} of raw LevelDB, {store_rate / bound:.3f} of the verification bound, "
         f"{store_failures} not 200)"
     )
-    print(
-        f"  retrieve (signed, <= 10 messages)     : {retrieve_rate:10,.1f} /s  "
-        f"({retrieve_rate / bound:.3f} of the verification bound, {retrieve_failures} not 200)"
-    )
+    for connections, label in (("kept", "kept-alive connections"), ("fresh", "a new connection each")):
+        https_rate, https_failures = rates["https", connections]
+        http_rate, http_failures = rates["http", connections]
+        print(f"  retrieve (signed, <= 10 messages), {label}:")
+        print(
+            f"    over HTTPS                          : {https_rate:10,.1f} /s  "
+            f"({https_rate / bound:.3f} of the verification bound, {https_failures} not 200)"
+        )
+        print(f"    over plain HTTP                     : {http_rate:10,.1f} /s  ({http_failures} not 200)")
+        cost = (1 / https_rate - 1 / http_rate) * 1e6 if https_rate and http_rate else float("nan")
+        print(
+            f"    HTTPS / plain HTTP                  : {https_rate / http_rate:10.3f}  "
+            f"(TLS costs {cost:,.0f} µs a request here)"
+        )
 
 
 if __name__ == "__main__":

@@ -287,7 +287,7 @@ def _storage() -> Any:
     from state.crypto import ed25519
 
     key = ed25519.SigningKey(b"\x09" * 32)
-    member = Member(key.public_key, "127.0.0.1", 1000, 2000)
+    member = Member(key.public_key, "127.0.0.1", 1000)
 
     class OneSwarm:
         def owning_swarm(self, owner: bytes) -> int | None:

@@ -109,13 +109,14 @@ def served() -> Served:
 
     folder = Path(tempfile.mkdtemp(prefix="appchain-fuzz-sockets-"))
     write_devnet(folder / "genesis.json", nodes=12, seed="fuzz-sockets", users=6)
-    p2p, admin, rpc = _free_ports(3)
+    p2p, admin, rpc, storage = _free_ports(4)
     config = NodeConfig(
         snapshot_interval=16,
         sync_writes=False,
         p2p_listen=f"127.0.0.1:{p2p}",
         admin_listen=f"127.0.0.1:{admin}",
         rpc_listen=f"127.0.0.1:{rpc}",
+        storage_listen=f"127.0.0.1:{storage}",
     )
     home, _ = Home.init(folder / "home", folder / "genesis.json", config)
     dev_node = decode_json((folder / "keys" / "nodes.json").read_bytes())["nodes"][0]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import socket
 import socketserver
+import ssl
 import subprocess
 import threading
 import time
@@ -18,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from appchain.home.keyfile import write_seed
-from appchain.lab.testnet import NetworkMember, start_process, stop_processes, write_testnet
+from appchain.home.tls import make_certificate, server_context
+from appchain.lab.testnet import PORTS_PER_NODE, NetworkMember, start_process, stop_processes, write_testnet
 from appchain.rpc.methods import handle_body
 from genesis.devnet import load_dev_accounts
 from state.crypto import ed25519
@@ -74,20 +76,23 @@ def _read_request(sock: socket.socket) -> tuple[str, bytes]:
 
 class FakeServer:
     """A TCP server on 127.0.0.1 that answers each connection's first request with ``respond``
-    and closes it. ``requests`` counts what it was sent."""
+    and closes it. ``requests`` counts what it was sent. ``tls``: over TLS with this context (a
+    fake storage port, :func:`storage_tls`)."""
 
-    def __init__(self, respond: Respond) -> None:
+    def __init__(self, respond: Respond, tls: ssl.SSLContext | None = None) -> None:
         self.respond = respond
         self.requests: list[tuple[str, bytes]] = []
+        self.scheme = "http" if tls is None else "https"
         fake = self
 
         class Handler(socketserver.BaseRequestHandler):
             def handle(self) -> None:
                 self.request.settimeout(10)
                 try:
-                    path, body = _read_request(self.request)
+                    sock = self.request if tls is None else tls.wrap_socket(self.request, server_side=True)
+                    path, body = _read_request(sock)
                     fake.requests.append((path, body))
-                    self.request.sendall(fake.respond(path, body))
+                    sock.sendall(fake.respond(path, body))
                 except OSError:
                     pass
 
@@ -97,8 +102,12 @@ class FakeServer:
         self.thread.start()
 
     @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
+
+    @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
         self.server.shutdown()
@@ -110,6 +119,21 @@ class FakeServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def storage_tls(folder: Path) -> ssl.SSLContext:
+    """A server context with a fresh self-signed pair in ``folder``, as a node's storage port has."""
+    cert, key = make_certificate()
+    (folder / "cert.pem").write_bytes(cert)
+    (folder / "key.pem").write_bytes(key)
+    return server_context(folder / "cert.pem", folder / "key.pem")
+
+
+def seed_for(storage: FakeServer) -> Respond:
+    """A JSON-RPC fake whose ``get_service_nodes`` lists one service node, serving storage at
+    ``storage``: what a message client asks first, before it goes to a storage port."""
+    node = {"pubkey_ed25519": "00" * 32, "public_ip": "127.0.0.1", "storage_port": storage.port}
+    return lambda path, body: rpc_reply(body, lambda method, params: {"service_node_states": [node]})
 
 
 Tamper = Callable[[str, dict[str, Any], dict[str, Any]], dict[str, Any]]
@@ -142,7 +166,7 @@ class RunningNode:
     mempool (one service node makes no blocks: Pulse needs 12), which is all a wallet needs."""
 
     def __init__(self, folder: Path, seed: str = "client-tests") -> None:
-        (self.member,) = write_testnet(folder, 1, base_port=free_port_block(3), seed=seed)
+        (self.member,) = write_testnet(folder, 1, base_port=free_port_block(PORTS_PER_NODE), seed=seed)
         self.folder = folder
         self.genesis = folder / "genesis.json"
         self.process: subprocess.Popen[bytes] | None = start_process(self.member.home)

@@ -23,13 +23,15 @@ import pytest
 import trio
 
 from appchain.home.boundary import Faults
+from appchain.home.tls import client_context
 from appchain.messaging.onion import ONION_PATH, XCHACHA20, Channel, Hop, combine
 from appchain.node import admin
 from appchain.node.log import Logger
 from appchain.node.node import Node
 from appchain.rpc import methods as rpc
 from appchain.rpc.jsonrpc import Method, NoParams
-from appchain.rpc.server import RpcLimits, RpcServer
+from appchain.rpc.server import STORAGE_PATHS, RpcLimits, RpcServer
+from appchain.rpc.storage import StorageServer
 from consensus.messages import SignedBlock
 from state.encoding import encode
 
@@ -42,33 +44,44 @@ SURROGATE = '"\\ud800"'
 
 
 class Served:
-    """An offline node whose public and admin servers listen on 127.0.0.1."""
+    """An offline node whose public, storage (HTTPS) and admin servers listen on 127.0.0.1."""
 
-    def __init__(self, node: Node, rpc_port: int, admin_port: int) -> None:
+    def __init__(self, node: Node, rpc_port: int, admin_port: int, storage_port: int) -> None:
         self.node = node
         self.rpc_port = rpc_port
         self.admin_port = admin_port
+        self.storage_port = storage_port
 
     def log(self) -> str:
         stream = self.node.log.stream
         assert isinstance(stream, io.StringIO)
         return stream.getvalue()
 
-    async def http(self, raw: bytes) -> bytes:
-        """Send ``raw`` on a new connection, half-close it, and read all the node answers."""
+    async def http(self, raw: bytes, *, storage: bool = False) -> bytes:
+        """Send ``raw`` on a new connection, half-close it, and read all the node answers;
+        ``storage``: to the storage port, over TLS (no half-close there: the last request of
+        ``raw`` says ``connection: close``)."""
+        if storage:
+            tls = trio.SSLStream(
+                await trio.open_tcp_stream("127.0.0.1", self.storage_port),
+                client_context(),
+                https_compatible=True,
+            )
+            async with tls:
+                await tls.send_all(raw)
+                return await _read_all(tls)
         stream = await trio.open_tcp_stream("127.0.0.1", self.rpc_port)
         async with stream:
             await stream.send_all(raw)
             await stream.send_eof()
-            data = b""
-            with trio.fail_after(10):
-                while chunk := await stream.receive_some(65536):
-                    data += chunk
-            return data
+            return await _read_all(stream)
 
     async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
-        head = f"POST {path} HTTP/1.1\r\nhost: node\r\ncontent-length: {len(body)}\r\n\r\n".encode()
-        return parse_answer(await self.http(head + body))
+        """POST to the port that serves ``path``: the storage paths over TLS to the storage port."""
+        head = (
+            f"POST {path} HTTP/1.1\r\nhost: node\r\ncontent-length: {len(body)}\r\nconnection: close\r\n\r\n"
+        )
+        return parse_answer(await self.http(head.encode() + body, storage=path in STORAGE_PATHS))
 
     async def call(self, method: str, **params: Any) -> Any:
         body = json.dumps({"jsonrpc": "2.0", "id": 7, "method": method, "params": params}).encode()
@@ -98,6 +111,14 @@ class Served:
         assert self.tip() == tip
 
 
+async def _read_all(stream: trio.abc.Stream) -> bytes:
+    data = b""
+    with trio.fail_after(10):
+        while chunk := await stream.receive_some(65536):
+            data += chunk
+    return data
+
+
 def parse_answer(data: bytes) -> tuple[int, bytes]:
     """The status and body of the one HTTP answer in ``data``."""
     head, _, body = data.partition(b"\r\n\r\n")
@@ -117,15 +138,13 @@ def strict_json(data: bytes) -> Any:
 @asynccontextmanager
 async def serving(node: Node) -> AsyncIterator[Served]:
     node.rpc_server = server = RpcServer(node, RpcLimits())
+    node.storage_server = storage = StorageServer(node, RpcLimits(), tls=node.storage_tls)
     async with trio.open_nursery() as nursery:
-        rpc_listeners = await nursery.start(
-            functools.partial(trio.serve_tcp, server.serve, 0, host="127.0.0.1")
-        )
-        handler = functools.partial(admin._serve_connection, node)
-        admin_listeners = await nursery.start(functools.partial(trio.serve_tcp, handler, 0, host="127.0.0.1"))
-        yield Served(
-            node, rpc_listeners[0].socket.getsockname()[1], admin_listeners[0].socket.getsockname()[1]
-        )
+        ports = []
+        for handler in (server.serve, functools.partial(admin._serve_connection, node), storage.serve):
+            listeners = await nursery.start(functools.partial(trio.serve_tcp, handler, 0, host="127.0.0.1"))
+            ports.append(listeners[0].socket.getsockname()[1])
+        yield Served(node, *ports)
         nursery.cancel_scope.cancel()
 
 
@@ -150,7 +169,7 @@ async def test_head_is_answered_with_the_headers_of_get_and_no_body_on_every_pat
             first, _, rest = answers.partition(b"\r\n\r\n")
             assert rest.startswith(b"HTTP/1.1 404"), (path, answers[:300])  # no body came between
             status = int(first.split(b" ", 2)[1])
-            expected = {"/": 200, "/index.html": 200, "/metrics": 200, "/nope": 404, "*": 404}.get(path, 405)
+            expected = {"/": 200, "/index.html": 200, "/metrics": 200, "/json_rpc": 405}.get(path, 404)
             assert status == expected, (path, first)
             if status == 405:
                 assert b"allow: POST" in first
@@ -363,7 +382,7 @@ async def test_a_connection_whose_handler_raises_is_answered_500_and_the_server_
         tip = served.tip()
         status, answer = await served.post("/storage_rpc/v1", b'{"method": "info", "params": {}}')
         assert status == 500 and b"internal error" in answer
-        assert node.faults.counts == {"rpc": 1}
+        assert node.faults.counts == {"storage": 1}
         assert "NewKindOfBug: inside the storage RPC" in served.log()
         await served.still_serves(tip)
 

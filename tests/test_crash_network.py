@@ -68,8 +68,16 @@ from appchain.client.messages import ClientError, SessionAccount, StorageClient
 from appchain.client.messages import Node as StorageNode
 from appchain.home.chain import Chain, replay_from_genesis
 from appchain.home.home import Home
+from appchain.home.tls import client_context
 from appchain.lab.checker import check_histories
-from appchain.lab.testnet import NetworkMember, poll_status, start_process, stop_processes, write_testnet
+from appchain.lab.testnet import (
+    PORTS_PER_NODE,
+    NetworkMember,
+    poll_status,
+    start_process,
+    stop_processes,
+    write_testnet,
+)
 from appchain.messaging.store import MessageStore, hash_bytes
 from genesis.presets import DEVNET
 from state.block import compute_block_hash
@@ -242,7 +250,7 @@ class Storers:
     """Threads storing messages to the victim as fast as it answers; the hashes it acknowledged."""
 
     def __init__(self, victim: NetworkMember, accounts: list[SessionAccount], tag: str) -> None:
-        self.node = StorageNode(victim.node_key, "127.0.0.1", victim.rpc_port)
+        self.node = StorageNode(victim.node_key, "127.0.0.1", victim.storage_port)
         self.client = StorageClient(f"http://127.0.0.1:{victim.rpc_port}")
         self.key = victim.node_key.hex()
         self.accounts = accounts
@@ -285,7 +293,7 @@ class Storers:
 def readable(member: NetworkMember, account: SessionAccount) -> set[str] | str:
     """The hashes ``member`` serves for ``account``, or why it does not answer with them."""
     client = StorageClient(f"http://127.0.0.1:{member.rpc_port}")
-    node = StorageNode(member.node_key, "127.0.0.1", member.rpc_port)
+    node = StorageNode(member.node_key, "127.0.0.1", member.storage_port)
     hashes: set[str] = set()
     last = ""
     while True:
@@ -641,10 +649,10 @@ class CrashLoop:
 
 def json_post_storage(member: NetworkMember, method: str, params: dict[str, Any]) -> Any:
     request = urllib.request.Request(
-        f"http://127.0.0.1:{member.rpc_port}/storage_rpc/v1",
+        f"https://127.0.0.1:{member.storage_port}/storage_rpc/v1",
         data=json.dumps({"method": method, "params": params}).encode(),
     )
-    with urllib.request.urlopen(request, timeout=20) as response:
+    with urllib.request.urlopen(request, timeout=20, context=client_context()) as response:
         return json.loads(response.read())
 
 
@@ -653,7 +661,12 @@ def test_a_node_killed_at_random_moments_loses_nothing_and_rejoins(tmp_path: Pat
     print(f"crash loop: seed {SEED}, {KILLS} kills (APPCHAIN_CRASH_LOOP_SEED, APPCHAIN_CRASH_LOOP_KILLS)")
     params = msgspec.structs.replace(DEVNET, credit_initial=DEVNET.credit_max)
     members = write_testnet(
-        tmp_path / "net", NODES, base_port=free_port_block(3 * NODES), seed="crash", users=3000, params=params
+        tmp_path / "net",
+        NODES,
+        base_port=free_port_block(PORTS_PER_NODE * NODES),
+        seed="crash",
+        users=3000,
+        params=params,
     )
     for member in members:
         configure(member, snapshot_interval=SNAPSHOT_INTERVAL)

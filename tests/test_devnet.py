@@ -24,6 +24,7 @@ from rich.console import Console
 
 from appchain.lab.devnet import LiveView, Supervisor, describe_exit, last_log_line
 from appchain.lab.testnet import (
+    PORTS_PER_NODE,
     Answer,
     NetworkMember,
     Problem,
@@ -138,7 +139,7 @@ STATUS = {
 
 def test_the_view_shows_each_kind_of_answer_and_announces_changes(tmp_path: Path) -> None:
     supervisor, clock, processes = supervised(tmp_path, 5)
-    members = [NetworkMember(tmp_path / f"node{i}", b"", 1, 2, 3) for i in range(5)]
+    members = [NetworkMember(tmp_path / f"node{i}", b"", 1, 2, 3, 4) for i in range(5)]
     answers = [Answer(STATUS)] * 5
     view = LiveView(members, lambda index: answers[index], supervisor)
     try:
@@ -176,7 +177,7 @@ def test_the_view_shows_each_kind_of_answer_and_announces_changes(tmp_path: Path
 
 def test_a_bug_in_polling_costs_its_row_not_the_view(tmp_path: Path) -> None:
     supervisor, _, _ = supervised(tmp_path, 2)
-    members = [NetworkMember(tmp_path / f"node{i}", b"", 1, 2, 3) for i in range(2)]
+    members = [NetworkMember(tmp_path / f"node{i}", b"", 1, 2, 3, 4) for i in range(2)]
 
     def probe(index: int) -> Answer:
         if index == 1:
@@ -217,20 +218,20 @@ def _text(view: LiveView) -> str:
 )  # fmt: skip
 def test_probe_status_names_what_a_node_answered(reply: bytes, problem: Problem, reason: str) -> None:
     with fake_admin(sends(reply)) as (_, port):
-        answer = probe_status(NetworkMember(Path(), b"", 0, port, 0), timeout=2.0)
+        answer = probe_status(NetworkMember(Path(), b"", 0, port, 0, 0), timeout=2.0)
     assert answer.status is None and answer.problem is problem and reason in answer.reason
 
 
 def test_probe_status_of_a_silent_or_absent_node() -> None:
     with fake_admin(stalls) as (_, port):
-        assert probe_status(NetworkMember(Path(), b"", 0, port, 0), timeout=0.3).problem is Problem.TIMEOUT
-    assert probe_status(NetworkMember(Path(), b"", 0, port, 0), timeout=0.3).problem is Problem.REFUSED
+        assert probe_status(NetworkMember(Path(), b"", 0, port, 0, 0), timeout=0.3).problem is Problem.TIMEOUT
+    assert probe_status(NetworkMember(Path(), b"", 0, port, 0, 0), timeout=0.3).problem is Problem.REFUSED
     good = (
         b'{"jsonrpc": "2.0", "id": 1, "result": '
         + repr(STATUS).replace("'", '"').replace("None", "null").encode()
     )
     with fake_admin(sends(good + b"}\n")) as (_, port):
-        assert probe_status(NetworkMember(Path(), b"", 0, port, 0)) == Answer(STATUS)
+        assert probe_status(NetworkMember(Path(), b"", 0, port, 0, 0)) == Answer(STATUS)
 
 
 # -- the real command -----------------------------------------------------------------------------------
@@ -239,7 +240,9 @@ def test_probe_status_of_a_silent_or_absent_node() -> None:
 def test_devnet_restarts_a_killed_node_and_shows_a_stopped_one(tmp_path: Path) -> None:
     """Three node processes (too few for blocks: the test is about the processes, not the chain)."""
     folder = tmp_path / "devnet"
-    members = write_testnet(folder, 3, base_port=free_port_block(9), seed="devnet", sync_writes=False)
+    members = write_testnet(
+        folder, 3, base_port=free_port_block(3 * PORTS_PER_NODE), seed="devnet", sync_writes=False
+    )
     devnet = subprocess.Popen(
         [sys.executable, "-m", "appchain.cli", "devnet", "--home", str(folder), "--seconds", "120"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -23,7 +23,14 @@ from typing import Any
 import trio
 
 from appchain.home.home import Home
-from appchain.lab.testnet import NetworkMember, poll_status, start_process, stop_processes, write_testnet
+from appchain.lab.testnet import (
+    PORTS_PER_NODE,
+    NetworkMember,
+    poll_status,
+    start_process,
+    stop_processes,
+    write_testnet,
+)
 from appchain.node.settings import VERSION
 from consensus.checkpoint import compute_checkpoint_message
 from consensus.evidence import Evidence, EvidenceKind, verify_evidence
@@ -107,7 +114,7 @@ def test_an_equivocating_validator_is_caught_by_every_running_node(tmp_path: Pat
     members = write_testnet(
         tmp_path / "net",
         NODES,
-        base_port=free_port_block(3 * NODES),
+        base_port=free_port_block(PORTS_PER_NODE * NODES),
         seed="evidence",
         genesis_time=int(time.time()) + START_LEAD - 2 * BUILT,
         sync_writes=False,

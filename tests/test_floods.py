@@ -358,6 +358,7 @@ class HonestClient:
     def __init__(self, net: NetnsTestnet, node: int) -> None:
         member = net.members[node]
         self.address = (member.host, member.rpc_port)
+        self.storage = (member.host, member.storage_port)
         self.connect = net.namespaces.outsider_connector(CLIENT)
         self.account = SessionAccount(ed25519.SigningKey(os.urandom(32)))
         self.requests: list[Request] = []
@@ -366,7 +367,9 @@ class HonestClient:
 
     def _post(self, path: str, body: Any) -> tuple[int, Any]:
         data = json.dumps(body).encode()
-        status, answer = http_exchange(self.connect, self.address, "POST", path, data, HONEST_TIMEOUT)
+        storage = path != "/json_rpc"  # the storage RPC: HTTPS, at the storage port
+        address = self.storage if storage else self.address
+        status, answer = http_exchange(self.connect, address, "POST", path, data, HONEST_TIMEOUT, tls=storage)
         return status, json.loads(answer) if answer[:1] in (b"{", b"[") else answer.decode(errors="replace")
 
     def _timed(self, kind: str, ask: Callable[[], str]) -> bool:

@@ -41,6 +41,9 @@ def test_defaults_and_values() -> None:
         ('[admin]\nlisten = "node.example:26657"\n', "admin.listen must be a loopback address"),
         ('[p2p]\nlisten = "0.0.0.0:26658"\n', "p2p.listen and rpc.listen both use port 26658: each listener"),
         ('[rpc]\nlisten = "127.0.0.1:26657"\n', "admin.listen and rpc.listen both use port 26657"),
+        ('[storage]\nlisten = "0.0.0.0:26658"\n', "rpc.listen and storage.listen both use port 26658"),
+        ("[storage]\nlisten = 22021\n", "storage.listen must be a string host:port"),
+        ('[storage]\nlisten = "22021"\n', "storage.listen '22021' is not host:port"),
     ],
 )
 def test_bad_config_is_one_clear_error(text: str, message: str) -> None:

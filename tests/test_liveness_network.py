@@ -28,6 +28,7 @@ import pytest
 from appchain.lab.checker import RESUME_ROUNDS, check_histories
 from appchain.lab.testnet import (
     DEVNET_TIMING,
+    PORTS_PER_NODE,
     NetworkMember,
     poll_status,
     start_process,
@@ -80,7 +81,7 @@ def processes() -> Any:
 
 @pytest.mark.slow
 def test_four_nodes_go_on_with_three_and_wait_with_two(tmp_path: Path, processes: Any) -> None:
-    members = write_testnet(tmp_path / "net", 4, base_port=free_port_block(12), seed="four")
+    members = write_testnet(tmp_path / "net", 4, base_port=free_port_block(4 * PORTS_PER_NODE), seed="four")
     for i, member in enumerate(members):
         processes[i] = start_process(member.home)
     live = members[:2]
@@ -131,7 +132,9 @@ def test_four_nodes_go_on_with_three_and_wait_with_two(tmp_path: Path, processes
 
 @pytest.mark.slow
 def test_twelve_nodes_one_never_started_then_five_stopped_for_90_s(tmp_path: Path, processes: Any) -> None:
-    members = write_testnet(tmp_path / "net", 12, base_port=free_port_block(36), seed="twelve")
+    members = write_testnet(
+        tmp_path / "net", 12, base_port=free_port_block(12 * PORTS_PER_NODE), seed="twelve"
+    )
     missing = members[11]
     for i, member in enumerate(members[:11]):
         processes[i] = start_process(member.home)

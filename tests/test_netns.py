@@ -96,6 +96,7 @@ def test_the_clock_offset_moves_the_nodes_consensus_clock_and_only_that(tmp_path
         p2p_listen="127.0.0.1:0",
         admin_listen="127.0.0.1:0",
         rpc_listen="127.0.0.1:0",
+        storage_listen="127.0.0.1:0",
         clock_offset=120.0,
     )
     home.config_path.write_text(render_config(config))

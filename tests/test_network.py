@@ -53,8 +53,16 @@ from appchain.client.messages import SessionAccount, StorageClient
 from appchain.home.chain import replay_from_genesis
 from appchain.home.home import Home
 from appchain.home.keyfile import read_seed
+from appchain.home.tls import client_context
 from appchain.lab.checker import check_histories
-from appchain.lab.testnet import NetworkMember, poll_status, start_process, stop_processes, write_testnet
+from appchain.lab.testnet import (
+    PORTS_PER_NODE,
+    NetworkMember,
+    poll_status,
+    start_process,
+    stop_processes,
+    write_testnet,
+)
 from appchain.node.admin import RpcError, call
 from genesis.devnet import load_dev_accounts
 from genesis.load import load_genesis
@@ -188,7 +196,8 @@ def deadly_requests() -> list[bytes]:
     of 2^64, a lone surrogate echoed into an error text, an ``id`` of 1e400."""
 
     def post(path: str, body: bytes) -> bytes:
-        return f"POST {path} HTTP/1.1\r\nhost: n\r\ncontent-length: {len(body)}\r\n\r\n".encode() + body
+        head = f"POST {path} HTTP/1.1\r\nhost: n\r\ncontent-length: {len(body)}\r\nconnection: close\r\n\r\n"
+        return head.encode() + body
 
     def call(method: str, params: str) -> bytes:
         return post(
@@ -217,11 +226,14 @@ def deadly_requests() -> list[bytes]:
     ]
 
 
-def raw_http(port: int, request: bytes) -> bytes:
-    """Send one raw request, half-close, and read the whole answer."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+def raw_http(port: int, request: bytes, *, tls: bool = False) -> bytes:
+    """Send one raw request, half-close, and read the whole answer; ``tls``: to a storage port,
+    over TLS (no half-close there: the request says ``connection: close``)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as plain:
+        sock = client_context().wrap_socket(plain) if tls else plain
         sock.sendall(request)
-        sock.shutdown(socket.SHUT_WR)
+        if not tls:
+            sock.shutdown(socket.SHUT_WR)
         data = b""
         while chunk := sock.recv(65536):
             data += chunk
@@ -248,11 +260,11 @@ class StorageReply:
 def storage_rpc(member: NetworkMember, method: str, params: dict[str, Any]) -> StorageReply:
     """``POST /storage_rpc/v1`` as a Session client sends it."""
     request = urllib.request.Request(
-        f"http://127.0.0.1:{member.rpc_port}/storage_rpc/v1",
+        f"https://127.0.0.1:{member.storage_port}/storage_rpc/v1",
         data=json.dumps({"method": method, "params": params}).encode(),
     )
     try:
-        with urllib.request.urlopen(request, timeout=20) as response:
+        with urllib.request.urlopen(request, timeout=20, context=client_context()) as response:
             return StorageReply(response.status, json.loads(response.read()))
     except urllib.error.HTTPError as error:
         text = error.read()
@@ -489,7 +501,12 @@ def test_a_network_of_node_processes(tmp_path: Path) -> None:
     # the devnet rules with shorter delays, so the operator's whole life fits in the test
     params = msgspec.structs.replace(DEVNET, payable_delay=4, unlock_delay=8, small_contributor_lock=8)
     members = write_testnet(
-        net, NODES, base_port=free_port_block(3 * (NODES + 2)), seed="e2e", spare=2, params=params
+        net,
+        NODES,
+        base_port=free_port_block(PORTS_PER_NODE * (NODES + 2)),
+        seed="e2e",
+        spare=2,
+        params=params,
     )
     nodes, spare, second = members[:NODES], members[NODES], members[NODES + 1]
     genesis = load_genesis(net / "genesis.json")
@@ -538,7 +555,9 @@ def test_a_network_of_node_processes(tmp_path: Path) -> None:
         # 2b. the requests that once ended a node's process: node 0 answers each, and goes on
         before = status(nodes[0])["height"]
         for request in deadly_requests():
-            answer = raw_http(nodes[0].rpc_port, request)
+            storage = request.startswith((b"POST /storage_rpc/", b"POST /onion_req/"))
+            port = nodes[0].storage_port if storage else nodes[0].rpc_port
+            answer = raw_http(port, request, tls=storage)
             assert answer.startswith(b"HTTP/1.1 "), (request[:80], answer[:200])
             assert int(answer[9:12]) < 500, (request[:80], answer[:300])
             assert b"Infinity" not in answer and b"NaN" not in answer
@@ -584,8 +603,9 @@ def test_a_network_of_node_processes(tmp_path: Path) -> None:
         )
         for member in (nodes[0], nodes[7], nodes[11]):  # stored through any node, read through any
             assert {m["hash"] for m in retrieve_messages(member, user)} == wanted
-        for path in ("/storage_rpc/v1", "/json_rpc"):  # a body over the limit is refused unread
-            with socket.create_connection(("127.0.0.1", nodes[0].rpc_port), timeout=10) as sock:
+        for path, port in (("/storage_rpc/v1", nodes[0].storage_port), ("/json_rpc", nodes[0].rpc_port)):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as plain:  # a body over the
+                sock = client_context().wrap_socket(plain) if path != "/json_rpc" else plain  # limit: unread
                 sock.sendall(f"POST {path} HTTP/1.1\r\nhost: x\r\ncontent-length: 20000000\r\n\r\n".encode())
                 assert sock.makefile("rb").readline().startswith(b"HTTP/1.1 413")
         # the same through 3-hop onion requests (a Session ID account, signed with its Ed25519 key)
@@ -752,7 +772,7 @@ def test_a_network_of_node_processes(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_devnet_starts_the_processes_shows_them_and_stops_them_all(tmp_path: Path) -> None:
     folder = tmp_path / "devnet"
-    base = free_port_block(3 * NODES)
+    base = free_port_block(PORTS_PER_NODE * NODES)
     devnet = subprocess.Popen(
         [sys.executable, "-m", "appchain.cli", "devnet", "--home", str(folder), "--seconds", "40",
          "--base-port", str(base)],

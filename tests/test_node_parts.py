@@ -14,7 +14,7 @@ import pytest
 
 from appchain.home.chain import ChainError
 from appchain.home.home import Home, NodeConfig, PeerAddress, parse_config, render_config
-from appchain.lab.testnet import write_testnet
+from appchain.lab.testnet import read_testnet, write_testnet
 from appchain.node.admin import answer
 from appchain.node.inbox import TX_PREFIX
 from appchain.node.settings import host_config, inbox_limits
@@ -44,6 +44,7 @@ def test_every_setting_round_trips_through_the_file() -> None:
         max_peers=9,
         admin_listen="127.0.0.1:4001",
         rpc_listen="127.0.0.1:4003",
+        storage_listen="0.0.0.0:4005",
         stage_timeout=0.5,
         round_timeout=3.0,
         public_ip="203.0.113.7",
@@ -157,14 +158,16 @@ def test_node_keys_are_private_and_never_overwritten(tmp_path: Path, devnet_dir:
 def test_a_testnet_folder_is_complete_and_never_written_twice(tmp_path: Path) -> None:
     members = write_testnet(tmp_path / "net", 3, base_port=40000, seed="t", spare=1)
     assert [m.home.name for m in members] == ["node0", "node1", "node2", "spare0"]
-    assert [(m.p2p_port, m.admin_port, m.rpc_port) for m in members] == [
-        (40000, 40001, 40002),
-        (40003, 40004, 40005),
-        (40006, 40007, 40008),
-        (40009, 40010, 40011),
+    assert [(m.p2p_port, m.admin_port, m.rpc_port, m.storage_port) for m in members] == [
+        (40000, 40001, 40002, 40003),
+        (40004, 40005, 40006, 40007),
+        (40008, 40009, 40010, 40011),
+        (40012, 40013, 40014, 40015),
     ]
     config = Home(members[1].home).load_config()
-    assert {p.port for p in config.peers} == {40000, 40006}  # every other genesis node
+    assert config.storage_address == ("127.0.0.1", 40007) and config.served_storage_port == 40007
+    assert read_testnet(tmp_path / "net") == members[:3]  # the spare is not a node of the folder
+    assert {p.port for p in config.peers} == {40000, 40008}  # every other genesis node
     assert config.stage_timeout == 1.0 and config.round_timeout == 6.0
     keys = {Home(m.home).load_node_keys()[0].public_key for m in members}
     assert len(keys) == 4

@@ -16,15 +16,22 @@ from typing import Any
 import pytest
 
 from appchain.home.home import Home, NodeConfig, PeerAddress, render_config
-from appchain.lab.testnet import NetworkMember, poll_status, start_process, stop_processes, write_testnet
+from appchain.lab.testnet import (
+    PORTS_PER_NODE,
+    NetworkMember,
+    poll_status,
+    start_process,
+    stop_processes,
+    write_testnet,
+)
 from tests.test_network import free_port_block, wait_for
 
 APPCHAIN = [sys.executable, "-m", "appchain.cli"]
 
 
 def one_node(folder: Path) -> Home:
-    """A one-node testnet's home on free ports of 127.0.0.1 (p2p P, admin P+1, rpc P+2)."""
-    write_testnet(folder, 1, base_port=free_port_block(3), seed="operators", sync_writes=False)
+    """A one-node testnet's home on free ports of 127.0.0.1 (p2p P, admin P+1, rpc P+2, storage P+3)."""
+    write_testnet(folder, 1, base_port=free_port_block(PORTS_PER_NODE), seed="operators", sync_writes=False)
     return Home(folder / "node0")
 
 
@@ -35,6 +42,7 @@ def one_node(folder: Path) -> Home:
         ("p2p_listen", "p2p", False),
         ("admin_listen", "admin", False),
         ("rpc_listen", "rpc", False),
+        ("storage_listen", "storage", False),
     ],
 )
 def test_a_port_in_use_names_its_setting(
@@ -169,4 +177,11 @@ def _results(path: Path) -> list[dict[str, Any]]:
 
 
 def _member(config: NodeConfig) -> NetworkMember:
-    return NetworkMember(Path(), b"", config.p2p_address[1], config.admin_address[1], config.rpc_address[1])
+    return NetworkMember(
+        Path(),
+        b"",
+        config.p2p_address[1],
+        config.admin_address[1],
+        config.rpc_address[1],
+        config.storage_address[1],
+    )

@@ -40,7 +40,7 @@ from state.block import Header, compute_block_hash
 from state.encoding import decode, encode
 from tests.conftest import ROOT, extend
 from tests.exports import frames_of, write_frames
-from tests.servers import FakeServer, Respond, RunningNode, http_answer, rpc_reply
+from tests.servers import FakeServer, Respond, RunningNode, http_answer, rpc_reply, seed_for, storage_tls
 
 DEEP = b"[" * 300_000
 """A few hundred KB of nesting: enough to overflow the C stack of a recursive parser."""
@@ -55,10 +55,20 @@ class Servers:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.fakes = {name: FakeServer(respond) for name, respond in FAKES.items()}
+        tls = storage_tls(root)
+        storage = {name: FakeServer(respond, tls) for name, respond in FAKES.items()}
+        seeds = {name: FakeServer(seed_for(storage[name])) for name in FAKES}
+        self.seeds = {name: seed.url for name, seed in seeds.items()}
+        """A message client's ``--rpc``: it lists one node, whose storage port is the fake (over TLS)."""
+        self.named = {seeds[name].url: storage[name].url for name in FAKES}
+        """The server a message client's error names, for its ``--rpc``."""
+        self._others = [*storage.values(), *seeds.values()]
         self._node: RunningNode | None = None
 
-    def url(self, name: str) -> str:
-        return self.node.admin_url if name == "admin" else self.fakes[name].url
+    def url(self, name: str, *, storage: bool = False) -> str:
+        if name == "admin":
+            return self.node.admin_url
+        return self.seeds[name] if storage else self.fakes[name].url
 
     @property
     def node(self) -> RunningNode:
@@ -67,7 +77,7 @@ class Servers:
         return self._node
 
     def stop(self) -> None:
-        for fake in self.fakes.values():
+        for fake in [*self.fakes.values(), *self._others]:
             fake.stop()
         if self._node is not None:
             self._node.stop()
@@ -528,7 +538,7 @@ def _client(command: str, server: str) -> Setup:
     """``command`` (tx, query or msg) against ``server`` (a fake of :data:`FAKES`, or a node's admin port)."""
 
     def setup(w: World, tmp: Path) -> tuple[list[str | Path], Path | None]:
-        url = w.servers.url(server)
+        url = w.servers.url(server, storage=command == "msg")
         key = tmp / "me.key"
         write_seed(key, bytes(range(32)))
         argv: dict[str, list[str | Path]] = {
@@ -747,6 +757,7 @@ def test_bad_input_is_one_line_and_touches_nothing(world: World, tmp_path: Path,
     assert row.says in line, line
     if row.names_server:
         url = str(args[args.index("--rpc") + 1])
+        url = world.servers.named.get(url, url)  # a message client names the storage port it asked
         assert url.removeprefix("http://") in line, line
     if home is not None:
         assert fingerprint(home) == before, f"{row.name} changed the home"

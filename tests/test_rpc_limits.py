@@ -23,6 +23,7 @@ from appchain.rpc import methods as rpc
 from appchain.rpc import server as rpc_server
 from appchain.rpc.jsonrpc import method
 from appchain.rpc.server import LIMITED, MAX_BODY, MAX_HEAD, RpcLimits, RpcServer
+from appchain.rpc.storage import StorageServer
 from state.crypto import ed25519
 from tests.test_p2p_limits import HONEST, JUNK, Clock, FakeAddresses
 
@@ -121,9 +122,13 @@ def start(
 ) -> Callable[..., Awaitable[tuple[RpcServer, Connect]]]:
     """Start a server with the given limits; returns it and ``connect(ip)`` for clients."""
 
-    async def started(clock: Callable[[], float] | None = None, **limits: Any) -> tuple[RpcServer, Connect]:
+    async def started(
+        clock: Callable[[], float] | None = None, *, storage: bool = False, **limits: Any
+    ) -> tuple[RpcServer, Connect]:
+        """``storage``: the storage port's server (its limits are the same code), without TLS."""
         node = SimpleNamespace(metrics=None, messages=SimpleNamespace(service=Storage()))
-        server = RpcServer(node, RpcLimits(**limits), **({"clock": clock} if clock else {}))  # type: ignore[arg-type]
+        kind = StorageServer if storage else RpcServer
+        server = kind(node, RpcLimits(**limits), **({"clock": clock} if clock else {}))  # type: ignore[arg-type]
         listeners = await nursery.start(functools.partial(trio.serve_tcp, server.serve, 0, host="127.0.0.1"))
         port = listeners[0].socket.getsockname()[1]
 
@@ -184,8 +189,6 @@ async def test_requests_over_the_rate_get_429_and_a_json_rpc_error_while_another
     assert statuses == [200] * 3 and status == 429 and headers[b"retry-after"] == b"1"
     error = json.loads(body)["error"]
     assert error["code"] == LIMITED and "at most 1 a second" in error["message"]
-    status, _, body = await flood.post("/storage_rpc/v1", {"method": "info"})
-    assert status == 429 and body.startswith(b"too many requests")  # plain text, as storage errors are
     assert (await honest.post("/json_rpc", call()))[0] == 200  # same connection kept alive, other address
     clock.now += 1.0
     assert (await flood.post("/json_rpc", call()))[0] == 200  # a token back a second later
@@ -194,13 +197,29 @@ async def test_requests_over_the_rate_get_429_and_a_json_rpc_error_while_another
     status, _, body = await flood.post("/json_rpc", [call(call_id=n) for n in range(3)])
     codes = [answer["error"]["code"] for answer in json.loads(body)]
     assert status == 200 and codes == [-32601, -32601, LIMITED]
-    assert server.refused == {"rate_per_ip": 3}
+    assert server.refused == {"rate_per_ip": 2}
+
+
+async def test_the_storage_port_refuses_over_the_rate_in_plain_text_counted_apart(start: Any) -> None:
+    clock = Clock()
+    rpc_port, rpc_connect = await start(clock, requests_per_second_per_ip=1.0, request_burst_per_ip=1.0)
+    storage, connect = await start(
+        clock, storage=True, requests_per_second_per_ip=1.0, request_burst_per_ip=1.0
+    )
+    storage.node.messages.service.release.set()
+    flood = await connect(JUNK)
+    assert (await flood.post("/storage_rpc/v1", {"method": "info"}))[0] == 200
+    status, headers, body = await flood.post("/storage_rpc/v1", {"method": "info"})
+    assert status == 429 and headers[b"retry-after"] == b"1"
+    assert body.startswith(b"too many requests")  # plain text, as storage errors are
+    assert (await (await rpc_connect(JUNK)).post("/json_rpc", call()))[0] == 200  # the RPC port's own budget
+    assert storage.refused == {"rate_per_ip": 1} and rpc_port.refused == {}
 
 
 async def test_requests_in_flight_are_capped_per_address_and_others_still_get_a_worker(start: Any) -> None:
     """One address fills its share of the worker slots with requests that hang; its next is
     refused, another address's request is handled, and a third waits its turn for a slot."""
-    server, connect = await start(max_pending_per_ip=2, max_concurrent_requests=3)
+    server, connect = await start(max_pending_per_ip=2, max_concurrent_requests=3, storage=True)
     storage = server.node.messages.service
     flood = [await connect(JUNK) for _ in range(3)]
     async with trio.open_nursery() as nursery:
@@ -292,7 +311,7 @@ async def test_slow_headers_bodies_and_idle_connections_are_closed_while_another
 
 
 async def test_a_client_that_does_not_read_its_answer_is_cut_at_the_write_deadline(start: Any) -> None:
-    server, connect = await start(write_timeout=0.3)
+    server, connect = await start(write_timeout=0.3, storage=True)
     storage = server.node.messages.service
     storage.release.set()
     storage.answer = Reply(200, "x" * (64 << 20))  # more than the socket buffers hold
@@ -355,6 +374,7 @@ async def test_signed_swarm_requests_count_per_node_key_and_a_false_claim_per_ad
         request_burst_per_ip=2,
         node_requests_per_second=0.001,
         node_request_burst=5,
+        storage=True,
     )
     server.node.messages.is_node = lambda key: key == member.public_key
     server.node.messages.handle_peer = peer_answer

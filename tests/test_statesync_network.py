@@ -24,7 +24,14 @@ import msgspec
 import trio
 
 from appchain.home.home import Home, PeerAddress, render_config
-from appchain.lab.testnet import NetworkMember, poll_status, start_process, stop_processes, write_testnet
+from appchain.lab.testnet import (
+    PORTS_PER_NODE,
+    NetworkMember,
+    poll_status,
+    start_process,
+    stop_processes,
+    write_testnet,
+)
 from appchain.node.settings import VERSION
 from consensus.messages import (
     SYNC_REQUESTS,
@@ -115,7 +122,7 @@ def configure(member: NetworkMember, **changes: Any) -> None:
 
 
 def test_a_fresh_node_joins_by_state_sync_and_refuses_liars(tmp_path: Path) -> None:
-    base = free_port_block(3 * 14 + 3)
+    base = free_port_block(PORTS_PER_NODE * 15)
     members = write_testnet(
         tmp_path / "net",
         12,
@@ -138,7 +145,7 @@ def test_a_fresh_node_joins_by_state_sync_and_refuses_liars(tmp_path: Path) -> N
     shutil.copytree(source.db_path, Home(servers[1].home).db_path)
     configure(servers[1], snapshot_interval=32)
     chain_id = source.load_genesis().chain_id
-    relay_ports = base + 3 * 14
+    relay_ports = base + PORTS_PER_NODE * 14
     relays = [
         Relay(chain_id, relay_ports + i, servers[i % 2], tamper, bytes([0x50 + i]) * 32)
         for i, tamper in enumerate((tampered_chunk, other_height, wrong_root))

@@ -31,8 +31,8 @@ class Swarms:
 
     def __init__(self, ours: Sequence[bytes], theirs: Sequence[bytes]) -> None:
         self.by_swarm = {
-            MY_SWARM: [Member(k, "127.0.0.1", 1000 + i, 2000 + i) for i, k in enumerate(ours)],
-            OTHER_SWARM: [Member(k, "127.0.0.2", 3000 + i, 4000 + i) for i, k in enumerate(theirs)],
+            MY_SWARM: [Member(k, "127.0.0.1", 1000 + i) for i, k in enumerate(ours)],
+            OTHER_SWARM: [Member(k, "127.0.0.2", 3000 + i) for i, k in enumerate(theirs)],
         }
         self.mine: int | None = MY_SWARM
 
@@ -235,7 +235,7 @@ async def test_a_pubkey_ed25519_that_is_not_a_curve_point_fails_verification(
     ]
     assert not list(first.store.all_messages())
     with pytest.raises(ValueError):  # a member's key converts through the same helper
-        _ = Member(bytes.fromhex(not_a_point), "127.0.0.1", 1, 2).x25519
+        _ = Member(bytes.fromhex(not_a_point), "127.0.0.1", 1).x25519
     # a Session ID (X25519) with the Ed25519 key it converts from still signs as before
     session = next(
         key
@@ -597,3 +597,35 @@ async def test_oxend_request_allows_two_chain_reads(tmp_path: Path) -> None:
     failed = await rpc(service, "oxend_request", endpoint="ons_resolve", params={"fail": True})
     assert (failed.status, failed.body) == (400, "no such name")
     assert calls == [("get_service_nodes", {"active_only": True}), ("ons_resolve", {"fail": True})]
+
+
+async def test_a_plain_expire_lists_every_matching_message_even_one_already_at_that_expiry(
+    pair: tuple[StorageService, StorageService],
+) -> None:
+    """As the storage server (its update has a condition only for shorten or extend): a plain
+    expire lists in ``updated`` a message whose expiry already equals the one asked; shorten and
+    extend leave it in ``unchanged``."""
+    first, _ = pair
+    user = account_in(MY_SWARM, 6)
+    owner_hex = owner_of(user)
+    same, other = [await stored_hash(first, user, bytes([i])) for i in range(2)]
+    at = NOW_MS + 60_000  # what store_params gave both (ttl 60 s)
+    messages = sorted([same, other])
+    for mode in ("shorten", "extend"):
+        reply = await rpc(first, "expire", pubkey=owner_hex, messages=[same], expiry=at, **{mode: True},
+                          signature=sign(user, f"expire{mode}{at}{same}"))  # fmt: skip
+        assert isinstance(reply.body, dict), reply
+        for result in reply.body["swarm"].values():
+            assert result["updated"] == [] and result["unchanged"] == {same: at}
+    reply = await rpc(first, "expire", pubkey=owner_hex, messages=messages, expiry=at,
+                      signature=sign(user, f"expire{at}{''.join(messages)}"))  # fmt: skip
+    assert isinstance(reply.body, dict), reply
+    for member, result in reply.body["swarm"].items():
+        assert result["updated"] == messages and result["expiry"] == at and "unchanged" not in result
+        text = owner_hex + str(at) + "".join(messages) + "".join(messages)
+        assert ed25519.verify(bytes.fromhex(member), text.encode(), base64.b64decode(result["signature"]))
+    later = NOW_MS + 120_000  # and a plain expire to another time moves both, as before
+    reply = await rpc(first, "expire", pubkey=owner_hex, messages=messages, expiry=later,
+                      signature=sign(user, f"expire{later}{''.join(messages)}"))  # fmt: skip
+    assert isinstance(reply.body, dict)
+    assert all(r["updated"] == messages for r in reply.body["swarm"].values())

@@ -32,7 +32,7 @@ def cmd_testnet(args: argparse.Namespace) -> int:
     for member in members:
         print(
             f"  {member.home}: p2p 127.0.0.1:{member.p2p_port}, admin 127.0.0.1:{member.admin_port}, "
-            f"rpc http://127.0.0.1:{member.rpc_port}/json_rpc"
+            f"rpc http://127.0.0.1:{member.rpc_port}/json_rpc, storage https://127.0.0.1:{member.storage_port}"
         )
     if args.nodes < DEVNET.pulse_min_nodes:
         print(

@@ -9,7 +9,10 @@ back with :func:`decode_answer`, so each of those answers is one :class:`ServerE
 naming the URL and what was wrong, which the CLI prints as its one ``error:`` line.
 
 The standard library's ``http.client`` does the HTTP (no proxy from the environment, no
-redirects: the client asks the URL the user named, nothing else). Its own limits apply: a status
+redirects: the client asks the URL the user named, nothing else). ``https://`` URLs are checked
+against the system's certificate authorities, except with ``verify=False``: a service node's
+storage port, whose certificate is self-signed (:mod:`appchain.home.tls` says why that is safe
+there). Its own limits apply: a status
 or header line longer than 64 KiB, or more than 100 headers, are refused. The answer's body is
 read up to ``max_answer`` bytes, and each read, connect and write waits at most ``timeout``
 seconds.
@@ -18,10 +21,12 @@ seconds.
 from __future__ import annotations
 
 import http.client
+import ssl
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from appchain.home.tls import client_context
 from state.encoding import DecodeError, decode_json
 
 DEFAULT_MAX_ANSWER = 64 * 1024 * 1024
@@ -77,15 +82,18 @@ def post(
     timeout: float,
     max_answer: int = DEFAULT_MAX_ANSWER,
     content_type: str = "application/json",
+    verify: bool = True,
 ) -> Answer:
-    """POST ``body`` to ``url``; the answer whatever its status, or :class:`ServerError`."""
+    """POST ``body`` to ``url``; the answer whatever its status, or :class:`ServerError`.
+    ``verify=False``: an ``https://`` server's certificate is not checked (a storage port's)."""
     try:
         where = parse_url(url)
     except ValueError as exc:
         raise ServerError(str(exc)) from None
     connection: http.client.HTTPConnection
     if where.https:
-        connection = http.client.HTTPSConnection(where.host, where.port, timeout=timeout)
+        context = None if verify else client_context()
+        connection = http.client.HTTPSConnection(where.host, where.port, timeout=timeout, context=context)
     else:
         connection = http.client.HTTPConnection(where.host, where.port, timeout=timeout)
     try:
@@ -109,6 +117,8 @@ def post(
         raise ServerError(f"{url}: not an HTTP answer ({_shown(str(exc))})") from None
     except http.client.HTTPException as exc:
         raise ServerError(f"{url}: not a usable HTTP answer ({_shown(str(exc))})") from None
+    except ssl.SSLError as exc:  # before OSError, of which it is one
+        raise ServerError(f"{url}: no TLS connection ({_shown(exc.reason or str(exc))})") from None
     except OSError as exc:
         raise ServerError(f"{url}: cannot reach the node ({exc.strerror or exc})") from None
     except (ValueError, UnicodeError) as exc:

@@ -3,8 +3,12 @@ Session client needs (request signing, swarm lookup, onion building and response
 
 An account is an Ed25519 key; its Session ID is ``05`` followed by the X25519 key it converts to,
 and requests name ``pubkey_ed25519`` so the node checks the signature with the Ed25519 key.
-Direct requests go to ``POST /storage_rpc/v1`` of a node (a 421 answer names the owning swarm, and
-the client asks one of its members instead). Onion requests pick three random service nodes as
+The node at ``rpc_url`` (its JSON-RPC, plain HTTP) lists the service nodes and their storage
+ports; every storage request goes over HTTPS to a storage port, without checking the node's
+self-signed certificate, as Session clients do (the onion layer, encrypted to the node's own key,
+is what proves who answers: :mod:`appchain.home.tls`). Direct requests go to
+``POST /storage_rpc/v1`` of a service node (a 421 answer names the owning swarm, and the client
+asks one of its members instead). Onion requests pick three random service nodes as
 the path and a member of the account's swarm as the destination, and post to the first hop's
 ``/onion_req/v2``: no single node learns both who asks and what.
 """
@@ -82,9 +86,15 @@ class SessionAccount:
         return {"messages": hashes, **self._signed("delete" + "".join(hashes))}
 
 
+def storage_url(node: Node) -> str:
+    """Where ``node`` serves storage: its storage port, over HTTPS."""
+    host = f"[{node.ip}]" if ":" in node.ip else node.ip
+    return f"https://{host}:{node.port}"
+
+
 def _post(url: str, body: bytes, timeout: float = 20.0) -> tuple[int, bytes]:
     try:
-        answer = post(url, body, timeout=timeout, max_answer=MAX_ANSWER)
+        answer = post(url, body, timeout=timeout, max_answer=MAX_ANSWER, verify=False)
     except ServerError as exc:
         raise ClientError(str(exc)) from None
     return answer.status, answer.body
@@ -197,7 +207,10 @@ class StorageClient:
     def call(self, session_id: str, method: str, params: dict[str, Any]) -> tuple[int, Any]:
         """Run ``method`` for the account at a member of its swarm (directly or by onion)."""
         if not self.onion:
-            base = self.rpc_url
+            nodes = self.nodes()
+            if not nodes:
+                raise ClientError(f"{self.rpc_url}: the network has no service node serving storage")
+            base = storage_url(self._random.choice(nodes))
             for _ in range(2):  # a 421 names the owning swarm: ask one of its members once
                 url = self.last_url = base + "/storage_rpc/v1"
                 status, answer = _post(url, json.dumps({"method": method, "params": params}).encode())
@@ -208,7 +221,7 @@ class StorageClient:
                 if not isinstance(members, list) or not members:
                     raise ClientError(f"{url}: answered 421 (another swarm) without naming a member to ask")
                 member = read_member(url, self._random.choice(members))
-                base = f"http://{member.ip}:{member.port}"
+                base = storage_url(member)
             raise ClientError(f"{url}: answered 421 (another swarm) again: the swarms disagree")
         members = self.swarm_of(session_id)
         if not members:
@@ -218,7 +231,7 @@ class StorageClient:
     def call_node(self, destination: Node, method: str, params: dict[str, Any]) -> tuple[int, Any]:
         payload = json.dumps({"method": method, "params": params}).encode()
         if not self.onion:
-            url = self.last_url = f"http://{destination.ip}:{destination.port}/storage_rpc/v1"
+            url = self.last_url = storage_url(destination) + "/storage_rpc/v1"
             status, answer = _post(url, payload)
             return status, _json(url, status, answer)
         others = [n for n in self.nodes() if n.ed25519 != destination.ed25519]
@@ -229,7 +242,7 @@ class StorageClient:
         path = self._random.sample(others, 3)
         self.last_path = [*path, destination]
         request = build(payload, [Hop(n.ed25519) for n in path], Hop(destination.ed25519), self.enc_type)
-        url = self.last_url = f"http://{path[0].ip}:{path[0].port}/onion_req/v2"
+        url = self.last_url = storage_url(path[0]) + "/onion_req/v2"
         status, answer = _post(url, request.body)
         if status != 200:
             return status, answer.decode(errors="replace")

@@ -3,6 +3,8 @@
 ::
 
     <home>/config.toml       node settings (not consensus): [storage] snapshot_interval, sync_writes
+    <home>/cert.pem, key.pem the storage port's self-signed TLS certificate and its key (mode 0600),
+                             made at init, or at the first start of a home made before (appchain.home.tls)
     <home>/genesis.json      the chain's genesis file (its hash is checked at every start)
     <home>/data/chain/       the LevelDB database (appchain.home.store)
     <home>/keys/             node_ed25519.key and node_bls.key (hex seeds, mode 0600); dev-accounts.json
@@ -19,6 +21,7 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import os
+import ssl
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,15 +31,18 @@ from appchain.home.guard import HomeLock
 from appchain.home.keyfile import KeyFileError, read_seed, write_seed
 from appchain.home.safefile import (
     BLS_KEY_FILE,
+    CERT_FILE,
     CONFIG_FILE,
     DATA_FOLDER,
     GENESIS_FILE,
     KEYS_FOLDER,
     NODE_KEY_FILE,
+    TLS_KEY_FILE,
     UnsafeTarget,
     check_folder_target,
     write_atomically,
 )
+from appchain.home.tls import CertificateError, server_context, write_certificate
 from genesis.document import Genesis
 from genesis.load import load_genesis
 from state.crypto import bls, ed25519
@@ -76,6 +82,8 @@ class NodeConfig:
     max_peers: int = 64
     admin_listen: str = "127.0.0.1:26657"
     rpc_listen: str = "127.0.0.1:26658"
+    storage_listen: str = "127.0.0.1:26659"
+    """The storage port (HTTPS): the storage RPC, onion requests and the swarm members' requests."""
     proof_window: int = DEFAULT_PROOF_WINDOW
     stage_timeout: float = 10.0
     round_timeout: float = 60.0
@@ -120,6 +128,7 @@ class NodeConfig:
             "p2p.listen": self.p2p_address,
             "admin.listen": self.admin_address,
             "rpc.listen": self.rpc_address,
+            "storage.listen": self.storage_address,
         }
         for first, second in itertools.combinations(listeners, 2):
             port = listeners[first][1]
@@ -145,13 +154,18 @@ class NodeConfig:
         return split_address(self.rpc_listen)
 
     @property
+    def storage_address(self) -> tuple[str, int]:
+        return split_address(self.storage_listen)
+
+    @property
     def rpc_url(self) -> str:
         return f"http://{self.rpc_listen}"
 
     @property
     def served_storage_port(self) -> int:
-        """The port the storage endpoints are served on: ``storage_port``, or the RPC port if it is 0."""
-        return self.storage_port or self.rpc_address[1]
+        """The storage port announced in uptime proofs: ``[node] storage_port`` (a port forwarded
+        to this one), or the port ``[storage] listen`` names if it is 0."""
+        return self.storage_port or self.storage_address[1]
 
 
 LOG_LEVELS = ("debug", "info", "warn", "error")
@@ -212,7 +226,11 @@ _RPC_LIMITS = (
     "node_request_burst",
 )
 _SCHEMA: dict[str, dict[str, str]] = {
-    "storage": {"snapshot_interval": "snapshot_interval", "sync_writes": "sync_writes"},
+    "storage": {
+        "snapshot_interval": "snapshot_interval",
+        "sync_writes": "sync_writes",
+        "listen": "storage_listen",
+    },
     "p2p": {
         "listen": "p2p_listen",
         "peers": "peers",
@@ -290,7 +308,7 @@ def _check(field: str, value: object) -> object:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError("must be a number of seconds")
         value = float(value)
-    elif field in ("p2p_listen", "admin_listen", "rpc_listen"):
+    elif field in ("p2p_listen", "admin_listen", "rpc_listen", "storage_listen"):
         if not isinstance(value, str):
             raise ValueError("must be a string host:port")
         split_address(value)
@@ -346,6 +364,10 @@ def render_config(config: NodeConfig) -> str:
 snapshot_interval = {config.snapshot_interval}
 # fsync every block write, so a block reported as written survives a power loss.
 sync_writes = {str(config.sync_writes).lower()}
+# The storage port: HTTPS with the home's cert.pem and key.pem, as Session clients reach a service
+# node (POST /storage_rpc/v1, /onion_req/v2, /ping_test/v1; see docs/storage.md). Its requests are
+# limited as the [rpc] settings say, counted apart from the RPC port's.
+listen = "{config.storage_listen}"
 
 [p2p]
 # Where this node accepts peer connections (Noise XX, bound to the node key).
@@ -416,7 +438,8 @@ stage_timeout = {config.stage_timeout}
 round_timeout = {config.round_timeout}
 
 [node]
-# The address and storage port announced in uptime proofs.
+# The address and storage port announced in uptime proofs (storage_port 0: the port of
+# [storage] listen; set it when a router forwards another port to that one).
 public_ip = "{config.public_ip}"
 storage_port = {config.storage_port}
 # Seconds added to the node's clock for consensus (testnets rehearsing clock skew); keep 0.
@@ -472,9 +495,34 @@ class Home:
                 target = home.keys_path / f"dev-{name}.json"
                 # seeds, even if public ones: 0600
                 write_atomically(target, source.read_bytes(), force=False, mode=0o600, home_file=True)
+        home.ensure_certificate()
         home.db_path.parent.mkdir(parents=True, exist_ok=True)
         Chain.create(home.db_path, genesis, snapshot_interval=config.snapshot_interval).close()
         return home, genesis
+
+    @property
+    def cert_path(self) -> Path:
+        return self.path / CERT_FILE
+
+    @property
+    def tls_key_path(self) -> Path:
+        return self.path / TLS_KEY_FILE
+
+    def ensure_certificate(self) -> bool:
+        """Make the storage port's certificate and key if the home has neither (True); an
+        existing pair is kept (False). See :mod:`appchain.home.tls`."""
+        try:
+            return write_certificate(self.cert_path, self.tls_key_path)
+        except CertificateError as exc:
+            raise ChainError(str(exc)) from None
+
+    def storage_tls(self) -> ssl.SSLContext:
+        """The TLS context the storage port serves with, from the home's pair; a
+        :class:`ChainError` naming the file when it cannot be used."""
+        try:
+            return server_context(self.cert_path, self.tls_key_path)
+        except CertificateError as exc:
+            raise ChainError(str(exc)) from None
 
     def load_config(self) -> NodeConfig:
         if not self.config_path.is_file():

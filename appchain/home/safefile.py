@@ -8,8 +8,9 @@ rules live in one place:
   (``--force``). A symbolic link, a folder, a FIFO, a device or a socket is refused even with
   ``--force``: renaming over a link or a device node destroys what the user named instead of
   writing into it, and "success" would be a lie (``/dev/null`` keeps nothing).
-- **a node home's own files are never a target**: its ``config.toml``, ``genesis.json`` and
-  ``node.lock``, anything under its ``keys/`` (secret seeds) or ``data/`` (the database). The
+- **a node home's own files are never a target**: its ``config.toml``, ``genesis.json``,
+  ``node.lock``, ``cert.pem`` and ``key.pem`` (the storage port's TLS pair), anything under its
+  ``keys/`` (secret seeds) or ``data/`` (the database). The
   target is resolved first (``..``, symlinked folders), then every folder above it is checked for
   being a home, so ``--out elsewhere/../home/keys/node_ed25519.key`` is caught too. A home is a
   folder holding ``config.toml`` (what :class:`appchain.home.home.Home` reads first) or node key files
@@ -43,11 +44,15 @@ KEYS_FOLDER = "keys"
 DATA_FOLDER = "data"
 NODE_KEY_FILE = "node_ed25519.key"
 BLS_KEY_FILE = "node_bls.key"
+CERT_FILE = "cert.pem"
+TLS_KEY_FILE = "key.pem"
 
 _PROTECTED_FILES = {
     CONFIG_FILE: "configuration",
     GENESIS_FILE: "genesis file",
     LOCK_FILE: "lock file",
+    CERT_FILE: "storage port's TLS certificate",
+    TLS_KEY_FILE: "storage port's TLS key",
 }
 _PROTECTED_FOLDERS = {KEYS_FOLDER: "keys folder", DATA_FOLDER: "database folder"}
 

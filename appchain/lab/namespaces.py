@@ -62,6 +62,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from appchain.home.chain import ChainError
+from appchain.home.tls import client_context
 from appchain.node.admin import Connect
 
 PREFIX = "acn"
@@ -434,10 +435,13 @@ def http_exchange(
     path: str,
     body: bytes | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    *,
+    tls: bool = False,
 ) -> tuple[int, bytes]:
     """One HTTP request to ``address`` over a connection ``connect`` opens (in a namespace: see
-    :meth:`Namespaces.connector`); the answer's status and body."""
-    connection = _NamespaceHTTP(*address, connect, timeout)
+    :meth:`Namespaces.connector`); the answer's status and body. ``tls``: HTTPS, to a storage
+    port (its self-signed certificate unchecked, as Session clients do)."""
+    connection = _NamespaceHTTP(*address, connect, timeout, tls=tls)
     try:
         headers = {} if body is None else {"content-type": "application/json"}
         connection.request(method, path, body, headers)
@@ -450,9 +454,11 @@ def http_exchange(
 class _NamespaceHTTP(http.client.HTTPConnection):
     """HTTP over a socket opened in a node's namespace."""
 
-    def __init__(self, host: str, port: int, connect: Connect, timeout: float) -> None:
+    def __init__(self, host: str, port: int, connect: Connect, timeout: float, *, tls: bool = False) -> None:
         super().__init__(host, port, timeout=timeout)
         self._connect = connect
+        self._tls = client_context() if tls else None
 
     def connect(self) -> None:
-        self.sock = self._connect((self.host, self.port), self.timeout or DEFAULT_TIMEOUT)
+        sock = self._connect((self.host, self.port), self.timeout or DEFAULT_TIMEOUT)
+        self.sock = sock if self._tls is None else self._tls.wrap_socket(sock)

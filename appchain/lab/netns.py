@@ -225,10 +225,15 @@ class NetnsTestnet:
     # -- the relay ------------------------------------------------------------------------------------
 
     def start_relay(self, delay: float, loss: float, seed: int) -> None:
-        """Start :mod:`appchain.lab.relay` in the bridge namespace for every node's p2p and RPC port."""
+        """Start :mod:`appchain.lab.relay` in the bridge namespace for every node's p2p, RPC and
+        storage port."""
         if self.relay_process is not None:
             raise NetnsError("the relay is already running")
-        ports = sorted({m.p2p_port for m in self.members} | {m.rpc_port for m in self.members})
+        ports = sorted(
+            {m.p2p_port for m in self.members}
+            | {m.rpc_port for m in self.members}
+            | {m.storage_port for m in self.members}
+        )
         self.relay_process = start_relay(self.namespaces, ports, delay, loss, seed, self.folder / "relay.log")
 
     def stop_relay(self) -> None:

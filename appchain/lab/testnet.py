@@ -10,10 +10,11 @@
     DIR/spare0 …            with ``--spare K``: homes whose keys are not in the genesis, for
                             rehearsing a registration
 
-Ports: node ``i`` listens for peers on ``base_port + 3i``, for its operator (admin) on
-``base_port + 3i + 1`` and for JSON-RPC on ``base_port + 3i + 2``; spares follow the nodes.
+Ports (:data:`PORTS_PER_NODE` a node): node ``i`` listens for peers on ``base_port + 4i``, for
+its operator (admin) on ``base_port + 4i + 1``, for JSON-RPC on ``base_port + 4i + 2`` and on its
+storage port (HTTPS) on ``base_port + 4i + 3``; spares follow the nodes.
 Every node listens on 127.0.0.1 unless ``hosts`` gives each its own address (nodes in network
-namespaces, :mod:`appchain.lab.netns`): then it listens for peers and JSON-RPC on that address,
+namespaces, :mod:`appchain.lab.netns`): then it listens for peers, JSON-RPC and storage on that address,
 announces it in its uptime proofs, and its peers are dialled there; admin stays on 127.0.0.1
 (of the node's own namespace).
 
@@ -53,7 +54,8 @@ from state.params import ChainParams
 DEVNET_TIMING = {"stage_timeout": 1.0, "round_timeout": 6.0}
 DEFAULT_BASE_PORT = 26656
 LOCALHOST = "127.0.0.1"
-PORTS_PER_NODE = 3
+PORTS_PER_NODE = 4
+"""p2p, admin, JSON-RPC and storage: a test reserving ports for N nodes reserves N times this."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,8 +65,9 @@ class NetworkMember:
     p2p_port: int
     admin_port: int
     rpc_port: int
+    storage_port: int
     host: str = LOCALHOST
-    """Where the node listens for peers and JSON-RPC (its admin endpoint: 127.0.0.1, always)."""
+    """Where the node listens for peers, JSON-RPC and storage (its admin endpoint: 127.0.0.1, always)."""
 
 
 def spare_seeds(seed: str, index: int) -> tuple[bytes, bytes]:
@@ -122,7 +125,7 @@ def write_testnet(
         first = base_port + PORTS_PER_NODE * i
         node_key = ed25519.SigningKey(node_seed).public_key
         host = LOCALHOST if hosts is None else hosts[i]
-        members.append(NetworkMember(out / name, node_key, first, first + 1, first + 2, host))
+        members.append(NetworkMember(out / name, node_key, first, first + 1, first + 2, first + 3, host))
     for member, (node_seed, bls_seed) in zip(members, seeds, strict=True):
         peers = tuple(
             PeerAddress(other.node_key, other.host, other.p2p_port)
@@ -135,6 +138,7 @@ def write_testnet(
             p2p_listen=f"{member.host}:{member.p2p_port}",
             admin_listen=f"{LOCALHOST}:{member.admin_port}",
             rpc_listen=f"{member.host}:{member.rpc_port}",
+            storage_listen=f"{member.host}:{member.storage_port}",
             peers=peers,
             stage_timeout=stage_timeout,
             round_timeout=round_timeout,
@@ -155,7 +159,12 @@ def read_testnet(folder: Path) -> list[NetworkMember]:
         home = Home(path)
         config = home.load_config()
         key, _ = home.load_node_keys()
-        ports = (config.p2p_address[1], config.admin_address[1], config.rpc_address[1])
+        ports = (
+            config.p2p_address[1],
+            config.admin_address[1],
+            config.rpc_address[1],
+            config.storage_address[1],
+        )
         members.append(NetworkMember(path, key.public_key, *ports, config.p2p_address[0]))
     if not members:
         raise ChainError(f"{folder} holds no node homes (node0, node1, …)")

@@ -1,7 +1,16 @@
 """A small HTTP/1.1 client on trio and h11 (no hand-written parsing), with keep-alive connections:
-what a node uses to reach another node's storage endpoints, and the onion hops to forward."""
+what a node uses to reach another node's storage port, and the onion hops to forward.
+
+Storage ports speak HTTPS with a self-signed certificate (:mod:`appchain.home.tls`), so the pool
+connects over TLS without checking it, as the storage server does when it reaches another node:
+the node's identity is proven by what travels inside (an onion layer only the named node can
+decrypt, a swarm member's request signed with its node key), never by the certificate. A kept
+connection saves the handshake (an RSA signature on the serving side) on every later request.
+"""
 
 from __future__ import annotations
+
+import ssl
 
 import h11
 import trio
@@ -25,7 +34,10 @@ class ConnectionPool:
 
     MAX_IDLE = 4
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self.tls = tls
+        """Connect over TLS with this context (a node's pool: :func:`appchain.home.tls.client_context`);
+        None: plain HTTP (tests of the HTTP alone)."""
         self._idle: dict[tuple[str, int], list[tuple[trio.abc.Stream, h11.Connection]]] = {}
 
     async def post(
@@ -46,10 +58,7 @@ class ConnectionPool:
                     if reused:
                         stream, connection = idle.pop()
                     else:
-                        stream, connection = (
-                            await trio.open_tcp_stream(host, port),
-                            h11.Connection(h11.CLIENT),
-                        )
+                        stream, connection = await self._connect(host, port), h11.Connection(h11.CLIENT)
                     try:
                         status, answer = await _exchange(stream, connection, host, port, path, body, headers)
                     except BaseException:
@@ -58,6 +67,7 @@ class ConnectionPool:
             except trio.TooSlowError:
                 raise HttpTimeout(f"{host}:{port}: no answer within {timeout:g} s") from None
             except (OSError, trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError) as exc:
+                # a failed TLS handshake arrives as BrokenResourceError (ssl.SSLError inside)
                 if reused:
                     continue  # the peer closed the idle connection: once more on a new one
                 raise HttpError(f"{host}:{port}: {exc}") from None
@@ -72,6 +82,19 @@ class ConnectionPool:
                 await trio.aclose_forcefully(stream)
             return status, answer
         raise HttpError(f"{host}:{port}: the connection closed")  # not reached: the loop returns or raises
+
+    async def _connect(self, host: str, port: int) -> trio.abc.Stream:
+        """A new connection, its TLS handshake done (within the request's timeout)."""
+        stream = await trio.open_tcp_stream(host, port)
+        if self.tls is None:
+            return stream
+        tls = trio.SSLStream(stream, self.tls, https_compatible=True)
+        try:
+            await tls.do_handshake()
+        except BaseException:
+            await trio.aclose_forcefully(stream)
+            raise
+        return tls
 
 
 async def _exchange(

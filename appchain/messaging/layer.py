@@ -16,12 +16,13 @@ bounded trio channel); the layer then
 4. records the height and membership it processed in the message store, in the batch that drops
    the handed-over copies (:meth:`MessageStore.follow`), so a restart resumes from there.
 
-Nodes reach each other at ``POST /storage_cc/v1`` (the storage server's ``sn.storage_cc`` and
-``sn.data``, over HTTP): the body is signed with the sender's node key (headers ``X-Node-Key``
-and ``X-Node-Signature``), carries its time in ``t`` (±60 s), and the sender must be a
-registered service node (a decommissioned one still hands its data over). Methods: a recursive
-client request forwarded by the member that received it; ``push`` (messages handed over); ``pull``
-(the messages of one swarm's accounts, a page at a time).
+Nodes reach each other at ``POST /storage_cc/v1`` on the storage port (the storage server's
+``sn.storage_cc`` and ``sn.data``, over HTTPS here: :mod:`appchain.messaging.http`): the body is
+signed with the sender's node key (headers ``X-Node-Key`` and ``X-Node-Signature``), carries its
+time in ``t`` (±60 s), and the sender must be a registered service node (a decommissioned one
+still hands its data over). Methods: a recursive client request forwarded by the member that
+received it; ``push`` (messages handed over); ``pull`` (the messages of one swarm's accounts, a page
+at a time).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from typing import Any
 import trio
 
 from appchain.home.boundary import Faults
+from appchain.home.tls import client_context
 from appchain.messaging.http import ConnectionPool, HttpError, HttpTimeout
 from appchain.messaging.onion import ONION_PATH, Answer, OnionProcessor
 from appchain.messaging.requests import Reply
@@ -87,7 +89,7 @@ class SwarmLayer:
         is_node: Callable[[bytes], bool],
         faults: Faults | None = None,
     ) -> None:
-        self.pool = ConnectionPool()
+        self.pool = ConnectionPool(client_context())
         self.transport = transport or self.pool.post
         self.is_node = is_node
         """Whether a key is a registered service node (decommissioned ones hand over their data)."""
@@ -137,7 +139,7 @@ class SwarmLayer:
         for key in self.member_keys(swarm_id):
             contact = self.contact_of(key)
             if contact is not None:
-                out.append(Member(key, contact[0], contact[1], contact[2]))
+                out.append(Member(key, contact[0], contact[1]))
         return out
 
     def my_swarm(self) -> int | None:

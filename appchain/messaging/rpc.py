@@ -485,11 +485,14 @@ class StorageService:
             if message is None or message.owner != owner:
                 continue
             current = message.stored.expiry
-            if (shorten and new >= current) or (extend and new <= current) or new == current:
+            # As the storage server's update (storage/database.cpp): only shorten and extend put
+            # a condition on the current expiry; a plain expire updates, and lists in `updated`,
+            # every matching message, one whose expiry already equals the new one too.
+            if (shorten and new >= current) or (extend and new <= current):
                 unchanged[text_hash] = current
                 continue
             changes.append((message, new))
-        self.store.update_expiries(changes)
+        self.store.update_expiries((m, e) for m, e in changes if e != m.stored.expiry)
         updated = sorted(hash_text(m.hash) for m, _ in changes)
         applied = {hash_text(m.hash): e for m, e in changes}
         local: dict[str, Any] = {"updated": updated}

@@ -18,12 +18,17 @@ from state.crypto import ed25519
 
 @dataclass(frozen=True)
 class Member:
-    """A swarm member as ``get_swarm`` lists it."""
+    """A swarm member as ``get_swarm`` lists it.
+
+    The storage server also lists ``port_omq`` and ``port_quic`` (its OxenMQ and QUIC port, one
+    port). This node speaks neither (its p2p port is Noise, not OxenMQ), so they are left out: a
+    client that would dial them (libsession's QUIC transport) finds no port announced, rather than
+    a port that answers nothing it understands. The storage port (HTTPS) is ``port_https`` and
+    ``port``."""
 
     ed25519: bytes
     ip: str
     port_https: int
-    port_omq: int
 
     @property
     def x25519(self) -> bytes:
@@ -37,8 +42,6 @@ class Member:
             "pubkey_ed25519": self.ed25519.hex(),
             "port": str(self.port_https),
             "port_https": self.port_https,
-            "port_omq": self.port_omq,
-            "port_quic": self.port_omq,
             "ip": self.ip,
         }
 

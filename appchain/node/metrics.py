@@ -110,6 +110,11 @@ class MeteredNode(Protocol):
         """The public port's server once the node started it (its refusals are counted)."""
         ...
 
+    @property
+    def storage_server(self) -> RpcServer | None:
+        """The storage port's server once the node started it (its refusals are counted)."""
+        ...
+
     def status(self) -> dict[str, Any]: ...
 
 
@@ -251,6 +256,7 @@ class _NodeCollector(Collector):
             errors.add_metric([place], count)
         yield errors
         rpc_refused = node.rpc_server.refused if node.rpc_server is not None else {}
+        storage_refused = node.storage_server.refused if node.storage_server is not None else {}
         for name, text, counts in (
             ("appchain_p2p_refused", "Inbound p2p connections refused, by limit", node.host.refused),
             (
@@ -259,6 +265,12 @@ class _NodeCollector(Collector):
                 node.inbox.dropped,
             ),
             ("appchain_rpc_refused", "RPC connections and requests refused or cut, by limit", rpc_refused),
+            (
+                "appchain_storage_refused",
+                "Storage port (HTTPS) connections and requests refused or cut, by limit; failed TLS"
+                " handshakes as tls_handshake",
+                storage_refused,
+            ),
         ):
             family = CounterMetricFamily(name, text, labels=["reason"])
             for reason, count in sorted(counts.items()):

@@ -16,6 +16,8 @@ One trio nursery runs:
   and a request answered from the store is dropped while the asker has not read earlier answers
   (:data:`ANSWER_BACKLOG`);
 - the admin endpoint (:mod:`appchain.node.admin`): status, submitting a transaction, peers;
+- the public RPC port (:mod:`appchain.rpc.server`, plain HTTP) and the storage port
+  (:mod:`appchain.rpc.storage`, HTTPS with the home's certificate, made here if the home has none);
 - a signal watcher: SIGINT or SIGTERM cancel the nursery, the database closes cleanly, and a
   restart resumes from the log (the double-sign record is in the same database).
 
@@ -45,7 +47,7 @@ import trio
 from appchain.home.boundary import Faults, is_fatal
 from appchain.home.chain import Chain
 from appchain.home.history import OutsideWindow
-from appchain.home.home import Home, NodeConfig
+from appchain.home.home import Home, NodeConfig, split_address
 from appchain.messaging.layer import SwarmLayer
 from appchain.messaging.store import MessageStore
 from appchain.node.admin import serve_admin
@@ -56,9 +58,10 @@ from appchain.node.log import Logger
 from appchain.node.metrics import NodeMetrics, SignatureClock
 from appchain.node.settings import host_config, inbox_limits, naming_listener
 from appchain.node.statesync import answer
-from appchain.rpc.jsonrpc import RpcError
+from appchain.rpc.jsonrpc import RpcError, serve_on
 from appchain.rpc.methods import call_method
 from appchain.rpc.server import RpcLimits, RpcServer, serve_rpc
+from appchain.rpc.storage import StorageServer, serve_storage
 from consensus.evidence import Evidence
 from consensus.guard import GuardedSigner
 from consensus.messages import (
@@ -101,6 +104,10 @@ from state.types import NodeKey
 from state.view import Overlay
 
 SIGNATURE_CLOCK_ENV = "APPCHAIN_SIGNATURE_CLOCK"
+PLAIN_STORAGE_ENV = "APPCHAIN_BENCH_PLAIN_STORAGE"
+"""``host:port`` where the node also serves the storage port's routes without TLS: for
+``bench.swarm`` alone, which measures what TLS costs a request against plain HTTP in one run. It is
+announced nowhere and no Session client could use it; config.toml has no such setting."""
 SEEN_LIMIT = 50_000
 FRAME_SLICE = 64
 RELAY_FANOUT = 3
@@ -161,6 +168,11 @@ class Node:
         self.inbox = Inbox(inbox_limits(config))
         self.rpc_server: RpcServer | None = None
         """The public port's server, once :meth:`run` has started it."""
+        self.storage_server: StorageServer | None = None
+        """The storage port's server (HTTPS), once :meth:`run` has started it."""
+        if home.ensure_certificate():
+            log("info", "made the storage port's TLS certificate", cert=home.cert_path)
+        self.storage_tls = home.storage_tls()
         self._arrived = trio.Event()
         log.context["node"] = bytes(self.core.node_key).hex()[:12]
         self.message_store = MessageStore(home.messages_path, sync=config.sync_writes)
@@ -193,6 +205,14 @@ class Node:
             self.rpc_server = RpcServer(self, RpcLimits.from_config(self.config))
             with naming_listener("rpc_listen"):
                 await nursery.start(serve_rpc, self.rpc_server)
+            limits = RpcLimits.from_config(self.config)
+            self.storage_server = StorageServer(self, limits, tls=self.storage_tls)
+            with naming_listener("storage_listen"):
+                await nursery.start(serve_storage, self.storage_server)
+            plain = os.environ.get(PLAIN_STORAGE_ENV)
+            if plain:
+                bench = StorageServer(self, limits)  # the same routes and limits, no TLS
+                await nursery.start(serve_on, split_address(plain), bench.serve)
             self.log(
                 "info",
                 "node started",
@@ -201,6 +221,7 @@ class Node:
                 p2p=self.config.p2p_listen,
                 admin=self.config.admin_listen,
                 rpc=self.config.rpc_listen,
+                storage=self.config.storage_listen,
             )
             self.carry_out(self.core.start(self.now(), first_proof_in=1.0))
             self._follow_final(self.ledger.final_height)

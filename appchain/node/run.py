@@ -112,6 +112,9 @@ async def run_node(home: Home, *, ready: Callable[[Node], None] | None = None) -
     log = Logger(config.log_level)
     node: Node | None = None
     async with holding_home(home, log):
+        if home.ensure_certificate():  # a home made before the storage port served HTTPS
+            log("info", "made the storage port's TLS certificate", cert=home.cert_path)
+        home.storage_tls()  # a damaged pair stops the start here, in one line, before the chain opens
         with home.open_chain() as chain:
             try:
                 async with trio.open_nursery() as nursery:

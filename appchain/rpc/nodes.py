@@ -28,6 +28,10 @@ STAKING_PORTIONS = 0xFFFFFFFFFFFFFFFC
 
 
 def _service_node_entry(node: PublicNode, key: bytes, record: ServiceNode, height: int) -> dict[str, Any]:
+    """One node of ``get_service_nodes``. ``storage_port`` is its storage port (HTTPS), from its
+    uptime proof. ``storage_lmq_port`` is 0, oxend's value when it knows no such port: oxend
+    announces the storage server's OxenMQ/QUIC port there, which this node does not have (its p2p
+    port speaks Noise), and oxend always writes the field, so it stays, saying "none"."""
     params = node.ledger.state.params
     proof_entry = node.core.proofs.accepted.get(bytes(key))
     proof = proof_entry[0] if proof_entry else None
@@ -40,7 +44,7 @@ def _service_node_entry(node: PublicNode, key: bytes, record: ServiceNode, heigh
         "pubkey_bls": record.bls_key.hex(),
         "public_ip": proof.public_ip if proof else "",
         "storage_port": proof.storage_port if proof else 0,
-        "storage_lmq_port": proof.p2p_port if proof else 0,
+        "storage_lmq_port": 0,
         "storage_server_version": list(proof.version) if proof else [0, 0, 0],
         "service_node_version": list(proof.version) if proof else [0, 0, 0],
         "last_uptime_proof": proof.timestamp if proof else 0,

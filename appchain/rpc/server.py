@@ -1,12 +1,19 @@
-"""The node's public HTTP port: JSON-RPC, the storage RPC, onion requests, ``/metrics`` and the
-network page, over h11 on trio, with limits per remote address.
+"""The node's HTTP servers, over h11 on trio, with limits per remote address: the public RPC port
+(JSON-RPC, ``/metrics`` and the network page, plain HTTP as oxend's RPC port is) and, through
+:class:`RpcServer`'s connection and request handling, the storage port
+(:mod:`appchain.rpc.storage`, HTTPS).
 
 h11 does the HTTP/1.1 parsing (no hand-written HTTP here); each connection is served by one task,
-with keep-alive. Routes: ``POST /json_rpc`` (:mod:`appchain.rpc.methods`), ``POST /storage_rpc/v1``
-(:mod:`appchain.messaging.rpc`), the swarm members' requests (``PEER_PATH``), onion requests
-(``ONION_PATH``), ``GET /metrics`` and ``GET /``. ``HEAD`` is answered as HTTP says, on every
-path: the headers ``GET`` would get, no body (a load balancer's health check, ``curl -I``); a
-known path asked with another method gets 405 and ``allow``, an unknown one 404.
+with keep-alive. Routes of the RPC port: ``POST /json_rpc`` (:mod:`appchain.rpc.methods`),
+``GET /metrics`` and ``GET /``. ``HEAD`` is answered as HTTP says, on every path: the headers
+``GET`` would get, no body (a load balancer's health check, ``curl -I``); a known path asked with
+another method gets 405 and ``allow``, an unknown one 404 (the storage paths with a line saying
+they are served on the storage port, over HTTPS).
+
+A server made with a TLS context (the storage port's) shakes hands before it reads a request,
+within ``read_header_timeout``, after the connection limits let the connection in; a handshake
+that fails (a client speaking plain HTTP to it, a scanner, a client refusing the certificate)
+costs that connection only and is counted (``tls_handshake``).
 
 Each connection is a boundary (:mod:`appchain.home.boundary`): an exception its handler did not
 expect is logged with its traceback and counted (``rpc``), answered 500 if nothing was answered
@@ -23,8 +30,8 @@ Limits (:class:`RpcLimits`, the ``[rpc]`` settings of config.toml). *Per address
   ``read_body_timeout`` of the headers, and the answer taken within ``write_timeout``. A
   connection that misses one is closed. Headers are at most 16 KiB: more is answered 431 and the
   connection closed, as is a request h11 cannot parse (400), both counted as ``malformed``. A
-  body is at most :data:`MAX_BODY` on ``/json_rpc`` and :data:`STORAGE_MAX_BODY` on the storage
-  paths (413, refused on its declared length before it is sent).
+  body is at most :data:`MAX_BODY` on ``/json_rpc`` and :data:`appchain.rpc.storage.STORAGE_MAX_BODY` on the
+  storage port (413, refused on its declared length before it is sent).
 - **Requests**, per address: a token bucket of ``requests_per_second_per_ip`` and
   ``request_burst_per_ip`` (a JSON-RPC batch costs one per call); at most ``max_pending_per_ip``
   requests received and not yet answered; and for JSON-RPC, ``busy_share_per_ip`` seconds of
@@ -56,6 +63,7 @@ from __future__ import annotations
 import base64
 import functools
 import math
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -69,7 +77,6 @@ from appchain.home.boundary import is_fatal
 from appchain.home.home import NodeConfig
 from appchain.messaging.layer import PEER_PATH
 from appchain.messaging.onion import ONION_PATH
-from appchain.messaging.rpc import MAX_REQUEST_BODY
 from appchain.rpc.jsonrpc import encode_answer, error_reply, serve_on
 from appchain.rpc.methods import answer_one, join_answers, read_calls
 from appchain.rpc.served import PublicNode
@@ -80,13 +87,14 @@ METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 JSON_RPC_PATH = "/json_rpc"
 STORAGE_RPC_PATH = "/storage_rpc/v1"
 STORAGE_PATHS = (STORAGE_RPC_PATH, PEER_PATH, ONION_PATH)
+"""The storage port's paths a Session client or another node posts to (served at the storage port,
+not here: a request for one at the RPC port is told where to go)."""
 PAGE_PATHS = ("/", "/index.html")
 _ALLOWED: dict[str, tuple[bytes, ...]] = {
-    **{path: (b"POST",) for path in (JSON_RPC_PATH, *STORAGE_PATHS)},
+    JSON_RPC_PATH: (b"POST",),
     **{path: (b"GET", b"HEAD") for path in ("/metrics", *PAGE_PATHS)},
 }
 """The methods each known path serves (405 with ``allow`` for another; HEAD is GET's)."""
-STORAGE_MAX_BODY = MAX_REQUEST_BODY
 MAX_BODY = 1024 * 1024
 MAX_HEAD = 16 * 1024
 BUSY_BURST = 1.0
@@ -160,10 +168,10 @@ class _Cut(Exception):
     """The client closed the connection in the middle of a request."""
 
 
-class _Exchange:
+class Exchange:
     """One connection's HTTP: requests in and answers out, each within its deadline."""
 
-    def __init__(self, stream: trio.SocketStream, limits: RpcLimits) -> None:
+    def __init__(self, stream: trio.abc.Stream, limits: RpcLimits) -> None:
         self.stream = stream
         self.limits = limits
         self.http = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
@@ -190,7 +198,7 @@ class _Exchange:
             else:
                 with trio.fail_at(deadline):
                     data = await self.stream.receive_some(65536)
-            self.http.receive_data(data)
+            self.http.receive_data(bytes(data))
 
     async def body(self, limit: int) -> bytes | None:
         """The request's body, all of it within ``read_body_timeout``; None past ``limit`` bytes."""
@@ -199,7 +207,7 @@ class _Exchange:
             while True:
                 event = self.http.next_event()
                 if event is h11.NEED_DATA:
-                    self.http.receive_data(await self.stream.receive_some(65536))
+                    self.http.receive_data(bytes(await self.stream.receive_some(65536)))
                 elif isinstance(event, h11.Data):
                     body += event.data
                     if len(body) > limit:
@@ -272,7 +280,13 @@ def refusal_text(limits: RpcLimits, reason: str) -> str:
 
 
 class RpcServer:
-    """Serves the public port's connections under :class:`RpcLimits`."""
+    """Serves the public port's connections under :class:`RpcLimits`; with ``tls``, over TLS."""
+
+    PLACE = "rpc"
+    """Where an unexpected exception is counted (``appchain_unexpected_errors``)."""
+    PEER_TARGETS: tuple[str, ...] = ()
+    """Paths whose requests may be signed by a service node (counted per node key): the storage
+    port's, none here."""
 
     def __init__(
         self,
@@ -280,8 +294,10 @@ class RpcServer:
         limits: RpcLimits | None = None,
         *,
         clock: Callable[[], float] = time.perf_counter,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.node = node
+        self.tls = tls
         self.limits = limits = limits or RpcLimits()
         self.clock = clock
         self.open = 0
@@ -315,11 +331,31 @@ class RpcServer:
         if client.limited:
             self.connections.acquire(client.key)
         try:
-            await self._serve_connection(_Exchange(stream, self.limits), client)
+            served = stream if self.tls is None else await self._handshake(stream, self.tls)
+            if served is not None:
+                await self._serve_connection(Exchange(served, self.limits), client)
         finally:
             self.open -= 1
             if client.limited:
                 self.connections.release(client.key)
+
+    async def _handshake(
+        self, stream: trio.SocketStream, context: ssl.SSLContext
+    ) -> trio.SSLStream[trio.SocketStream] | None:
+        """The connection once its TLS handshake is done, within ``read_header_timeout``; None
+        (the connection closed and counted) when it failed or took too long."""
+        tls = trio.SSLStream(stream, context, server_side=True, https_compatible=True)
+        try:
+            with trio.fail_after(self.limits.read_header_timeout):
+                await tls.do_handshake()
+        except trio.TooSlowError:
+            self._count("deadline")
+        except (trio.BrokenResourceError, trio.ClosedResourceError):  # ssl.SSLError comes wrapped
+            self._count("tls_handshake")
+        else:
+            return tls
+        await trio.aclose_forcefully(stream)
+        return None
 
     def _connection_refusal(self, client: Client) -> str | None:
         if self.open >= self.limits.max_open_connections:
@@ -328,7 +364,7 @@ class RpcServer:
             return "max_connections_per_ip"
         return None
 
-    async def _serve_connection(self, exchange: _Exchange, client: Client) -> None:
+    async def _serve_connection(self, exchange: Exchange, client: Client) -> None:
         try:
             while (request := await exchange.head()) is not None:
                 if not await self._serve_request(exchange, request, client) or not exchange.next_cycle():
@@ -343,22 +379,22 @@ class RpcServer:
         except Exception as exc:  # the boundary: this connection fails, never the node
             if is_fatal(exc):
                 raise
-            self.node.faults.caught("rpc", exc, client=client.key)
+            self.node.faults.caught(self.PLACE, exc, client=client.key)
             await exchange.reject(500, "internal error (the node logged it)")
         finally:
             await trio.aclose_forcefully(exchange.stream)
 
     # -- requests -------------------------------------------------------------------------------
 
-    async def _serve_request(self, exchange: _Exchange, request: h11.Request, client: Client) -> bool:
+    async def _serve_request(self, exchange: Exchange, request: h11.Request, client: Client) -> bool:
         """Answer one request; False when the connection is to be closed."""
         target = request.target.decode("latin-1")
-        limit = STORAGE_MAX_BODY if target in STORAGE_PATHS else MAX_BODY
+        limit = self.body_limit
         declared = dict(request.headers).get(b"content-length", b"0")
         if declared.isdigit() and int(declared) > limit:  # refused before it is sent
             await self._too_big(exchange, target, limit)
             return False
-        claim = self._service_node_claim(request) if target == PEER_PATH and client.limited else None
+        claim = self._service_node_claim(request) if target in self.PEER_TARGETS and client.limited else None
         refusal = None if claim is not None else self._request_refusal(client)
         holds = refusal is None and claim is None and client.limited
         if holds:
@@ -416,7 +452,10 @@ class RpcServer:
             return "rate_per_ip"
         return None
 
-    async def _refuse(self, exchange: _Exchange, target: str, reason: str) -> None:
+    body_limit = MAX_BODY
+    """The largest request body served (413 beyond)."""
+
+    async def _refuse(self, exchange: Exchange, target: str, reason: str) -> None:
         text = refusal_text(self.limits, reason)
         if target == JSON_RPC_PATH:
             body = encode_answer(error_reply(None, LIMITED, text))
@@ -424,7 +463,7 @@ class RpcServer:
         else:
             await exchange.respond(429, text.encode(), "text/plain", RETRY_AFTER)
 
-    async def _too_big(self, exchange: _Exchange, target: str, limit: int) -> None:
+    async def _too_big(self, exchange: Exchange, target: str, limit: int) -> None:
         self._count("too_big")
         if target == JSON_RPC_PATH:
             error = encode_answer(error_reply(None, -32600, f"a body over {MAX_BODY} bytes"))
@@ -434,7 +473,7 @@ class RpcServer:
         await exchange.discard_rest(limit)
 
     async def _route(
-        self, exchange: _Exchange, request: h11.Request, target: str, body: bytes, client: Client
+        self, exchange: Exchange, request: h11.Request, target: str, body: bytes, client: Client
     ) -> None:
         node, method = self.node, request.method
         allowed = _ALLOWED.get(target)
@@ -447,19 +486,6 @@ class RpcServer:
         elif method == b"POST" and target == JSON_RPC_PATH:
             status, payload = await self._json_rpc(body, client)
             await exchange.respond(status, payload, "application/json")
-        elif method == b"POST" and target == STORAGE_RPC_PATH:
-            reply = await node.messages.service.handle_body(body)
-            await exchange.respond(reply.status, *reply.encode())
-        elif method == b"POST" and target == ONION_PATH:
-            await exchange.respond(*await node.messages.onion.handle(body))
-        elif method == b"POST" and target == PEER_PATH:
-            fields = dict(request.headers)
-            reply = await node.messages.handle_peer(
-                body,
-                fields.get(b"x-node-key", b"").decode("latin-1"),
-                fields.get(b"x-node-signature", b"").decode("latin-1"),
-            )
-            await exchange.respond(reply.status, *reply.encode())
         elif method == b"GET" and target == "/metrics":
             if node.metrics is None:
                 await exchange.respond(404, b"this node keeps no metrics\n", "text/plain")
@@ -467,8 +493,12 @@ class RpcServer:
             await exchange.respond(200, node.metrics.render(), METRICS_TYPE)
         elif method == b"GET" and target in PAGE_PATHS:
             await exchange.respond(200, network_page(), "text/html; charset=utf-8")
+        elif target in STORAGE_PATHS:
+            port = node.config.served_storage_port
+            text = f"not found: {target} is served over HTTPS on the storage port ({port}), not here\n"
+            await exchange.respond(404, text.encode(), "text/plain")
         else:
-            known = b"not found: POST /json_rpc, POST /storage_rpc/v1, GET /metrics, GET /\n"
+            known = b"not found: POST /json_rpc, GET /metrics, GET /\n"
             await exchange.respond(404, known, "text/plain")
 
     async def _json_rpc(self, body: bytes, client: Client) -> tuple[int, bytes]:

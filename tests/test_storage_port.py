@@ -6,8 +6,10 @@ from __future__ import annotations
 import base64
 import datetime
 import json
+import socket
 import ssl
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -240,3 +242,26 @@ async def test_the_clients_post_skips_the_check_only_when_told(node: Node) -> No
             match=r"^https://127\.0\.0\.1:\d+/storage_rpc/v1: no TLS connection \(CERTIFICATE_VERIFY_FAILED\)$",
         ):
             await trio.to_thread.run_sync(lambda: post(url, b"{}", timeout=10))
+
+
+async def test_a_tls13_client_with_nagle_on_is_not_held_by_a_delayed_ack(node: Node) -> None:
+    """A new connection's request, sent right after the handshake by a client that leaves Nagle's
+    algorithm on, is answered without waiting out the server's delayed ACK (40 ms on Linux): the
+    server acknowledges the handshake's last bytes at once (``TCP_QUICKACK``)."""
+    context = client_context()
+    context.minimum_version = ssl.TLSVersion.TLSv1_3  # the client speaks last in the handshake
+    request = b"POST /storage_rpc/v1 HTTP/1.1\r\nhost: n\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}"
+
+    def ask(port: int) -> float:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as plain:
+            tls = context.wrap_socket(plain)  # no TCP_NODELAY: Nagle on
+            started = time.perf_counter()
+            tls.sendall(request[:40])  # two writes: the second waits for the first's ACK
+            tls.sendall(request[40:])
+            while tls.recv(65536):
+                pass
+            return time.perf_counter() - started
+
+    async with serving(node) as served:
+        times = sorted([await trio.to_thread.run_sync(ask, served.storage_port) for _ in range(7)])
+    assert times[3] < 0.02, times  # the median: ~1 ms, where a delayed ACK costs 40

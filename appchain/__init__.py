@@ -9,7 +9,8 @@ and that no two files import each other, even in a function or under ``TYPE_CHEC
 :mod:`appchain.cli`       the ``appchain`` command
 :mod:`appchain.lab`       local networks: testnets, the devnet, namespaced hosts, faults, the checker
 :mod:`appchain.node`      the running node: the consensus core driven over p2p and the chain
-:mod:`appchain.rpc`       the public port: HTTP, the JSON-RPC methods, the network page
+:mod:`appchain.rpc`       the public ports: HTTP, the JSON-RPC methods, the network page; the
+                          storage port (HTTPS)
 :mod:`appchain.client`    what talks to nodes from outside: light client, wallet, message client
                           (on one floor with ``rpc``; neither imports the other)
 :mod:`appchain.messaging` the swarm layer (server side): message store, storage RPC, onion requests

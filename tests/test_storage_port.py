@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import functools
 import json
 import socket
 import ssl
@@ -25,6 +26,8 @@ from appchain.home.safefile import UnsafeTarget, check_target
 from appchain.home.tls import client_context, make_certificate
 from appchain.messaging.http import ConnectionPool
 from appchain.node.node import Node
+from appchain.rpc.server import RpcLimits
+from appchain.rpc.storage import StorageServer
 from tests.conftest import MakeHome
 from tests.test_boundaries import parse_answer, serving
 from tests.test_operator_tools import APPCHAIN, one_node
@@ -265,3 +268,25 @@ async def test_a_tls13_client_with_nagle_on_is_not_held_by_a_delayed_ack(node: N
     async with serving(node) as served:
         times = sorted([await trio.to_thread.run_sync(ask, served.storage_port) for _ in range(7)])
     assert times[3] < 0.02, times  # the median: ~1 ms, where a delayed ACK costs 40
+
+
+async def test_a_connection_over_the_limits_is_closed_unanswered_at_the_tls_port(node: Node) -> None:
+    """The RPC port answers 503 in words; the TLS port has no handshake to spend on one, and plain
+    words to a TLS client would be garbage: it closes the connection, counted."""
+    server = StorageServer(node, RpcLimits(max_open_connections=1), tls=node.storage_tls)
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(functools.partial(trio.serve_tcp, server.serve, 0, host="127.0.0.1"))
+        port = listeners[0].socket.getsockname()[1]
+        held = trio.SSLStream(
+            await trio.open_tcp_stream("127.0.0.1", port), client_context(), https_compatible=True
+        )
+        await held.do_handshake()
+        extra = await trio.open_tcp_stream("127.0.0.1", port)
+        with trio.fail_after(10):
+            assert await extra.receive_some(65536) == b""  # closed, nothing said
+        assert server.refused == {"max_open_connections": 1}
+        await held.send_all(b"GET /get_stats/v1 HTTP/1.1\r\nhost: n\r\nconnection: close\r\n\r\n")
+        assert (await held.receive_some(65536)).startswith(b"HTTP/1.1 200 ")  # the one inside is served
+        await held.aclose()
+        await extra.aclose()
+        nursery.cancel_scope.cancel()

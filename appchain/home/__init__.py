@@ -11,6 +11,8 @@
 - :mod:`~appchain.home.exchange`: export and import of the event log;
   :mod:`~appchain.home.genesis_export`: the state at a final height as a new genesis;
   :mod:`~appchain.home.genesis_files`: genesis files and dev keys;
+- :mod:`~appchain.home.tls`: the storage port's self-signed certificate, and the TLS contexts
+  that serve and reach storage ports;
 - :mod:`~appchain.home.keyfile` and :mod:`~appchain.home.safefile`: key files, and the one rule
   for every file a command writes;
 - :mod:`~appchain.home.boundary`: where the node's listeners and tasks catch what their handlers

@@ -1,7 +1,10 @@
-"""The public port: the node's HTTP server, its JSON-RPC methods and the network page.
+"""The public ports: the node's HTTP servers, its JSON-RPC methods and the network page.
 
-- :mod:`~appchain.rpc.server`: the HTTP server (h11) and its routes (``/json_rpc``, the storage
-  RPC and onion requests, ``/metrics``, ``/``) with its limits per address;
+- :mod:`~appchain.rpc.server`: the HTTP server (h11) with its limits per address, and the RPC
+  port's routes (``/json_rpc``, ``/metrics``, ``/``), plain HTTP;
+- :mod:`~appchain.rpc.storage`: the storage port, the same server over TLS with the storage
+  server's routes (the storage RPC, onion requests, ``ping_test``, ``get_stats``, the swarm
+  members' requests);
 - :mod:`~appchain.rpc.methods`: the table of public methods and how a body's calls reach them;
   the methods by what they answer for: :mod:`~appchain.rpc.blocks`, :mod:`~appchain.rpc.nodes`,
   :mod:`~appchain.rpc.accounts`, :mod:`~appchain.rpc.names`, :mod:`~appchain.rpc.proofs`,

@@ -339,8 +339,9 @@ class RpcServer:
         if refusal is not None:
             self._count(refusal)
             answer = SERVER_FULL if refusal == "max_open_connections" else TOO_MANY_CONNECTIONS
-            with trio.move_on_after(1):  # a word, not a wait: the client may not be reading
-                await stream.send_all(answer)
+            if self.tls is None:  # over TLS, plain words would be garbage: no handshake is spent on it
+                with trio.move_on_after(1):  # a word, not a wait: the client may not be reading
+                    await stream.send_all(answer)
             await trio.aclose_forcefully(stream)
             return
         self.open += 1

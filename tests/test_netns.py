@@ -8,8 +8,8 @@ randomized fault schedules, then the checker over every node's history. CI runs 
 ``NETNS_SEEDS`` (1, 2 and 5: a stall of the next producer and validators; a split, skewed
 clocks, a flapping link and a paused node; a slow link and nodes killed and started again one by
 one); ``make soak`` runs ``NETNS_SCHEDULES`` (200) from ``NETNS_FIRST_SEED`` (1), which hold
-the shrinks to the floor too (seeds 3, 4 and 8 are: some three minutes each, the decommissions of eight nodes one wave after
-another, which the simulator's outage runs and ``tests/test_liveness_network.py`` show in CI).
+the shrinks to the floor too (seeds 3, 4 and 8 are: some three minutes each, the decommissions
+of eight nodes one wave after another, which the simulator's outage runs and ``tests/test_liveness_network.py`` show in CI).
 """
 
 from __future__ import annotations

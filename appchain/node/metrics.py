@@ -24,6 +24,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from appchain.home.boundary import Faults
+from appchain.messaging.layer import SwarmLayer
 from appchain.node.inbox import Inbox
 from appchain.node.ledger import ChainLedger
 from appchain.rpc.server import RpcServer
@@ -104,6 +105,11 @@ class MeteredNode(Protocol):
 
     @property
     def inbox(self) -> Inbox: ...
+
+    @property
+    def messages(self) -> SwarmLayer:
+        """The swarm layer (its onion relay to outside servers is counted)."""
+        ...
 
     @property
     def rpc_server(self) -> RpcServer | None:
@@ -259,11 +265,26 @@ class _NodeCollector(Collector):
                 node.inbox.dropped,
             ),
             ("appchain_rpc_refused", "RPC connections and requests refused or cut, by limit", rpc_refused),
+            (
+                "appchain_onion_relay_refused",
+                "Onion requests to outside servers refused, by reason (invalid_url, non_public)",
+                node.messages.outside.refused,
+            ),
+            (
+                "appchain_onion_relay_failed",
+                "Onion requests to outside servers that got no usable answer, by reason",
+                node.messages.outside.failed,
+            ),
         ):
             family = CounterMetricFamily(name, text, labels=["reason"])
             for reason, count in sorted(counts.items()):
                 family.add_metric([reason], count)
             yield family
+        yield counter(
+            "appchain_onion_relayed",
+            "Onion requests to outside servers whose answer was passed back",
+            node.messages.outside.relayed,
+        )
         own = GaugeMetricFamily(
             "appchain_service_node_state", "1 for this node's state on chain", labels=["state"]
         )

@@ -297,6 +297,14 @@ def test_get_transactions_answers_in_request_order_with_extra_and_misses(node: A
     assert json.loads(ons["as_json"])["type"] == 4
     assert reg["block_height"] == reg_height and reg["stake_amount"] == registration.amount
     assert reg["extra"]["sn_registration"]["fee"] == registration.operator_fee_bp * 100  # millionths
+    (operator, *reserved) = reg["extra"]["sn_registration"]["contributors"]
+    assert operator == {
+        "wallet": registration.sender.hex(),
+        "amount": registration.amount,
+        "portion": registration.amount * 1_000_000 // params.staking_requirement,  # millionths
+    }
+    assert len(reserved) == len(registration.reserved)
+    assert reg["extra"]["sn_registration"]["hardfork"] == HARDFORK[0]
     assert json.loads(reg["as_json"])["rct_signatures"]["txnFee"] == compute_fee(params, registration)
     assert contrib["extra"]["sn_contributor"] == contribution.sender.hex()
     # without decode_as_json: the canonical bytes, as oxend's as_hex

@@ -26,6 +26,7 @@ from typing import Annotated, Any
 
 import msgspec
 
+from appchain.messaging.rpc import HARDFORK
 from appchain.rpc.jsonrpc import MAX_KEYS, Height, Params, Text
 from appchain.rpc.served import PublicNode
 from state.block import Block, compute_block_hash
@@ -152,12 +153,29 @@ def _b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode()
 
 
-def tx_type_and_extra(event: Event) -> tuple[int, dict[str, Any], int]:
-    """oxend's ``type``, its decoded ``extra`` (``tx_extra``) and the stake it carries."""
+PORTION_WHOLE = 1_000_000
+"""A registration's ``portion`` and ``fee`` are in millionths in oxend's tx extra (hf 19)."""
+
+
+def tx_type_and_extra(event: Event, params: ChainParams) -> tuple[int, dict[str, Any], int]:
+    """oxend's ``type``, its decoded ``extra`` (``tx_extra``) and the stake it carries. A
+    registration's contributors are the operator and the reserved spots, each with its
+    ``amount`` and its ``portion`` of the staking requirement in millionths (oxend hf 19)."""
     if isinstance(event, RegisterNode):
-        contributors = [{"wallet": event.sender.hex(), "amount": event.amount}]
-        contributors += [{"wallet": r.account.hex(), "amount": r.amount} for r in event.reserved]
-        registration = {"fee": event.operator_fee_bp * 100, "contributors": contributors}
+        stakes = [(event.sender, event.amount), *((r.account, r.amount) for r in event.reserved)]
+        contributors = [
+            {
+                "wallet": account.hex(),
+                "amount": amount,
+                "portion": amount * PORTION_WHOLE // params.staking_requirement,
+            }
+            for account, amount in stakes
+        ]
+        registration = {
+            "fee": event.operator_fee_bp * PORTION_WHOLE // 10_000,
+            "hardfork": HARDFORK[0],
+            "contributors": contributors,
+        }
         return TX_STAKE, {"sn_pubkey": event.node_key.hex(), "sn_registration": registration}, event.amount
     if isinstance(event, Contribute):
         extra = {"sn_pubkey": event.node_key.hex(), "sn_contributor": event.sender.hex()}
@@ -188,10 +206,10 @@ def tx_type_and_extra(event: Event) -> tuple[int, dict[str, Any], int]:
     return TX_STANDARD, {}, 0
 
 
-def tx_json(event: Event, fee: int) -> dict[str, Any]:
+def tx_json(event: Event, fee: int, params: ChainParams) -> dict[str, Any]:
     """The transaction as oxend's ``obj_to_json_str`` writes it, with nothing in ``vin``, ``vout``
     and ``extra`` (there are no outputs here; the decoded extra is the entry's ``extra``)."""
-    kind, _, _ = tx_type_and_extra(event)
+    kind, _, _ = tx_type_and_extra(event, params)
     return {
         "version": TX_VERSION,
         "output_unlock_times": [],
@@ -218,12 +236,12 @@ def _entry(
 ) -> dict[str, Any]:
     raw = encode(event)
     fee = event_fee(event, chain_params)
-    _, extra, stake = tx_type_and_extra(event)
+    _, extra, stake = tx_type_and_extra(event, chain_params)
     entry: dict[str, Any] = {"tx_hash": tx_hash}
     if not (params.decode_as_json or params.split or params.prune):
         entry["as_hex"] = raw.hex()
     if params.decode_as_json:
-        entry["as_json"] = json.dumps(tx_json(event, fee))
+        entry["as_json"] = json.dumps(tx_json(event, fee, chain_params))
     entry["size"] = len(raw)
     entry["double_spend_seen"] = False
     entry["blink"] = False
@@ -286,10 +304,10 @@ def get_transaction_pool(node: PublicNode, params: PoolParams) -> dict[str, Any]
     for tx_hash, tx in node.core.mempool.txs.items():
         raw = encode(tx)
         fee = compute_fee(chain_params, tx)
-        _, extra, stake = tx_type_and_extra(tx)
+        _, extra, stake = tx_type_and_extra(tx, chain_params)
         info: dict[str, Any] = {
             "id_hash": bytes(tx_hash).hex(),
-            "tx_json": json.dumps(tx_json(tx, fee)),
+            "tx_json": json.dumps(tx_json(tx, fee, chain_params)),
             "blob_size": len(raw),
             "weight": len(raw),
             "fee": fee,

@@ -28,6 +28,7 @@ from appchain.home.genesis_export import (
 )
 from appchain.home.home import Home, NodeConfig
 from appchain.rpc import methods as rpc
+from consensus.uptime import PulseRecord
 from genesis.build import create_genesis_state
 from genesis.devnet import create_devnet_genesis, derive_node
 from genesis.document import Genesis, dump_genesis
@@ -103,7 +104,7 @@ def rpc_node(state: State) -> Any:
         core=SimpleNamespace(
             node_key=bytes(32),
             proofs=SimpleNamespace(accepted={}),
-            pulse_record=SimpleNamespace(duties={}),
+            pulse_record=PulseRecord(),
         ),
     )
 

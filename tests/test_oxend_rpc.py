@@ -497,3 +497,22 @@ def test_accrued_earnings_without_addresses_answer_for_every_account(node: Any) 
     assert asked["addresses"] == some and asked["amounts"] == every["amounts"][:2]
     assert asked["balances"] == dict(zip(some, asked["amounts"], strict=True))
     assert error(node, "get_accrued_rewards", addresses=["beef"])[0] == -32602
+
+
+def test_pulse_participation_lists_each_duty_with_its_height_and_round(node: Any) -> None:
+    """oxend's ``pulse_participation``: the duties the node saw, oldest first, each ``{height,
+    voted, is_pulse: true, pulse_round}``; left out for a node with none (an empty list)."""
+    states = result(node, "get_service_nodes")["service_node_states"]
+    first, second = (bytes.fromhex(e["service_node_pubkey"]) for e in states[:2])
+    node.core.pulse_record.note_round((first, second), 0b01, height=40, round_=0)
+    node.core.pulse_record.note_round((first,), 0b0, height=41, round_=2)
+    entries = {e["service_node_pubkey"]: e for e in result(node, "get_service_nodes")["service_node_states"]}
+    assert entries[first.hex()]["pulse_participation"] == [
+        {"height": 40, "voted": True, "is_pulse": True, "pulse_round": 0},
+        {"height": 41, "voted": False, "is_pulse": True, "pulse_round": 2},
+    ]
+    assert entries[first.hex()]["pulse_votes"] == {"participated": 1, "missed": 1}
+    assert entries[second.hex()]["pulse_participation"] == [
+        {"height": 40, "voted": False, "is_pulse": True, "pulse_round": 0}
+    ]
+    assert all("pulse_participation" not in e for e in states), "no duties seen: left out"

@@ -238,11 +238,10 @@ class _NodeCollector(Collector):
         yield gauge("appchain_mempool_transactions", "Transactions waiting in the mempool", len(core.mempool))
         yield counter("appchain_blocks_produced", "Blocks this node produced", core.produced)
         yield counter("appchain_blocks_signed", "Blocks this node signed as a Pulse validator", core.signed)
-        duties = list(core.pulse_record.duties.get(bytes(core.node_key), ()))
         yield gauge(
             "appchain_pulse_missed_votes",
             "Rounds this node was a validator of and did not sign, among those remembered",
-            len(duties) - sum(duties),
+            core.pulse_record.missed(core.node_key),
         )
         yield counter(
             "appchain_p2p_violations", "Peers dropped for breaking the protocol", node.host.violations

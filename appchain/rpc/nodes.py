@@ -46,7 +46,7 @@ def _service_node_entry(node: PublicNode, key: bytes, record: ServiceNode, heigh
     proof_entry = node.core.proofs.accepted.get(bytes(key))
     proof = proof_entry[0] if proof_entry else None
     contributed = sum(c.amount for c in record.contributions)
-    history = list(node.core.pulse_record.duties.get(bytes(key), ()))
+    duties = node.core.pulse_record.of(bytes(key))
     checkpoints = _checkpoint_participation(node, bytes(key))
     entry = {
         "service_node_pubkey": key.hex(),
@@ -80,7 +80,10 @@ def _service_node_entry(node: PublicNode, key: bytes, record: ServiceNode, heigh
         "operator_fee": record.operator_fee_bp * MILLIONTHS_PER_BP,
         "operator_address": record.operator.hex(),
         "contributors": _contributors(record),
-        "pulse_votes": {"participated": sum(history), "missed": len(history) - sum(history)},
+        "pulse_votes": {
+            "participated": sum(duty.took_part for duty in duties),
+            "missed": sum(not duty.took_part for duty in duties),
+        },
         "storage_server_reachable": proof is not None,
         "storage_server_first_unreachable": 0,
         "storage_server_last_unreachable": 0,
@@ -95,6 +98,11 @@ def _service_node_entry(node: PublicNode, key: bytes, record: ServiceNode, heigh
     }
     if checkpoints:
         entry["checkpoint_participation"] = checkpoints
+    if duties:
+        entry["pulse_participation"] = [
+            {"height": duty.height, "voted": duty.took_part, "is_pulse": True, "pulse_round": duty.round}
+            for duty in duties
+        ]
     return entry
 
 

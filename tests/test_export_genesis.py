@@ -175,9 +175,8 @@ def test_the_state_at_a_final_height_comes_back_from_its_genesis(
         assert len(new_entries) == len(old_entries) == len(genesis.sns_records) > 0
         for old, new in zip(old_entries, new_entries, strict=True):
             assert new["expiration_height"] == old["expiration_height"] - height
-            reset = RESET_SNS_FIELDS | {"txid"}  # oxend's name for the update id
-            assert {k: v for k, v in new.items() if k not in reset} == {
-                k: v for k, v in old.items() if k not in reset
+            assert {k: v for k, v in new.items() if k not in RESET_SNS_FIELDS} == {
+                k: v for k, v in old.items() if k not in RESET_SNS_FIELDS
             }
 
 

@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test devnet lint typecheck bench fuzz soak floods clean
+.PHONY: test devnet lint typecheck bench fuzz soak floods clean sstests
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -72,4 +72,13 @@ fuzz: $(STAMP)
 	done
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .devnet
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .devnet .sstests
+
+# session-storage-server's own network-tests (not in this repository: CHECKOUT is a checkout of
+# session-storage-server, commit 8616387 or later, or its network-tests/ folder) against a fresh
+# 5-node devnet, through the OxenMQ stand-ins of tests/sstests; results in .sstests/results
+CHECKOUT ?=
+SSTESTS_NODES ?= 5
+sstests: $(STAMP)
+	@test -n "$(CHECKOUT)" || { echo "usage: make sstests CHECKOUT=/path/to/session-storage-server"; exit 2; }
+	tests/sstests/run.sh --checkout "$(CHECKOUT)" --nodes $(SSTESTS_NODES)

@@ -421,7 +421,9 @@ class NodeCore:
             quorum = self.ledger.apply(block)
         except InvalidBlock:
             return None
-        self.pulse_record.note_round(quorum.validators, block.header.validators)
+        self.pulse_record.note_round(
+            quorum.validators, block.header.validators, height=block.header.height, round_=block.header.round
+        )
         self._forget_recommissioned(block)
         me = self.node_key
         if block.header.producer == me:

@@ -33,6 +33,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 from enum import IntFlag
+from typing import NamedTuple
 
 import msgspec
 
@@ -114,20 +115,36 @@ class ProofBook:
         return entry is not None and now - entry[1] <= self.rules.validity
 
 
+class PulseDuty(NamedTuple):
+    """One Pulse duty: a block at ``height``, made in ``round``, whose validators held the node."""
+
+    height: int
+    round: int
+    took_part: bool
+
+
 @dataclass
 class PulseRecord:
-    """Each node's last ``PULSE_DUTIES_CHECKED`` Pulse duties: True when it took part."""
+    """Each node's last ``PULSE_DUTIES_CHECKED`` Pulse duties, oldest first (the heights are
+    kept for oxend's ``pulse_participation``; only ``took_part`` counts for the test)."""
 
-    duties: dict[bytes, deque[bool]] = field(default_factory=dict)
+    duties: dict[bytes, deque[PulseDuty]] = field(default_factory=dict)
 
-    def note_round(self, validators: tuple[bytes, ...], participants: int) -> None:
+    def note_round(
+        self, validators: tuple[bytes, ...], participants: int, *, height: int, round_: int
+    ) -> None:
         for index, key in enumerate(validators):
             history = self.duties.setdefault(bytes(key), deque(maxlen=PULSE_DUTIES_CHECKED))
-            history.append(bool(participants >> index & 1))
+            history.append(PulseDuty(height, round_, bool(participants >> index & 1)))
+
+    def of(self, node_key: bytes) -> list[PulseDuty]:
+        return list(self.duties.get(bytes(node_key), ()))
+
+    def missed(self, node_key: bytes) -> int:
+        return sum(1 for duty in self.duties.get(bytes(node_key), ()) if not duty.took_part)
 
     def fails(self, node_key: bytes) -> bool:
-        history = self.duties.get(bytes(node_key), ())
-        return sum(1 for took_part in history if not took_part) > PULSE_MAX_MISSED
+        return self.missed(node_key) > PULSE_MAX_MISSED
 
     def forget(self, node_key: bytes) -> None:
         """Start a node's record again (it was recommissioned)."""

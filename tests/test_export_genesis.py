@@ -28,6 +28,7 @@ from appchain.home.genesis_export import (
 )
 from appchain.home.home import Home, NodeConfig
 from appchain.rpc import methods as rpc
+from consensus.uptime import PulseRecord
 from genesis.build import create_genesis_state
 from genesis.devnet import create_devnet_genesis, derive_node
 from genesis.document import Genesis, dump_genesis
@@ -85,14 +86,25 @@ def state_at(home: Home, height: int) -> State:
     return state
 
 
+NO_BLOCKS = SimpleNamespace(
+    get_header=lambda height: None,
+    get_certificate=lambda height: None,
+    get_checkpoint_quorum=lambda height: None,
+    iter_blocks=lambda start, stop: iter(()),
+)
+"""A block store that holds none (the answers below come from the state alone)."""
+
+
 def rpc_node(state: State) -> Any:
-    """What the RPC methods read of a node, answering from ``state`` (no uptime proofs)."""
+    """What the RPC methods read of a node, answering from ``state`` (no uptime proofs, and no
+    blocks: as a node that joined by state sync at the state's height)."""
     return SimpleNamespace(
+        chain=SimpleNamespace(store=NO_BLOCKS, base_height=state.height),
         ledger=SimpleNamespace(state=state, height=state.height, final_height=state.height),
         core=SimpleNamespace(
             node_key=bytes(32),
             proofs=SimpleNamespace(accepted={}),
-            pulse_record=SimpleNamespace(duties={}),
+            pulse_record=PulseRecord(),
         ),
     )
 

@@ -30,6 +30,7 @@ from appchain.node.ledger import ChainLedger
 from appchain.rpc.methods import handle_body
 from consensus.checkpoint import CheckpointCertificate, decode_bitset, encode_bitset
 from consensus.light import Untrusted
+from consensus.mempool import Mempool
 from genesis.document import Genesis
 from genesis.load import load_genesis
 from state.block import Header
@@ -77,7 +78,11 @@ def chain(tmp_path_factory: pytest.TempPathFactory, devnet_dir: Path) -> Iterato
 
 @pytest.fixture
 def node(chain: Chain) -> Any:
-    return served_node(chain=chain, ledger=ChainLedger(chain), core=SimpleNamespace(node_key=bytes(32)))
+    return served_node(
+        chain=chain,
+        ledger=ChainLedger(chain),
+        core=SimpleNamespace(node_key=bytes(32), mempool=Mempool(chain.state.chain_id)),
+    )
 
 
 @pytest.fixture

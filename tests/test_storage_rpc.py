@@ -267,7 +267,8 @@ async def test_a_foreign_account_is_answered_with_its_swarm(
     assert reply.body["swarm"] == f"{OTHER_SWARM:x}"
     [member] = reply.body["snodes"]
     assert member["pubkey_ed25519"] == STRANGER.public_key.hex()
-    assert member["ip"] == "127.0.0.2" and member["port_https"] == 3000
+    assert member["ip"] == "127.0.0.2" and member["port_https"] == 3000 and member["port"] == "3000"
+    assert member["port_omq"] == member["port_quic"] == 0  # no OxenMQ/QUIC port: oxend's "none"
     assert member["pubkey_x25519"] == bytes(crypto_sign_ed25519_pk_to_curve25519(STRANGER.public_key)).hex()
     assert first.store.retrieve(bytes.fromhex(owner_of(stranger)), 0, None, None, 10**6) == ([], False)
     swarm = await rpc(first, "get_swarm", pubkey=owner_of(stranger))

@@ -59,14 +59,14 @@ def test_pulse_participation() -> None:
     record = PulseRecord()
     me = KEY.public_key
     for took_part in [True, False, False, False, False, True, True, True]:
-        record.note_round((me,), 1 if took_part else 0)
+        record.note_round((me,), 1 if took_part else 0, height=1, round_=0)
     assert not record.fails(me)  # 4 misses of 8: still passing
-    record.note_round((me,), 0)  # the oldest (a pass) leaves the window: 5 misses
+    record.note_round((me,), 0, height=1, round_=0)  # the oldest (a pass) leaves the window: 5 misses
     assert record.fails(me)
     record.forget(me)  # recommissioned: a new record
     assert not record.fails(me) and me not in record.duties
-    record.note_round((me,), 0)
-    assert list(record.duties[me]) == [False]
+    record.note_round((me,), 0, height=1, round_=0)
+    assert [duty.took_part for duty in record.of(me)] == [False]
 
 
 def test_reason_bits() -> None:

@@ -72,9 +72,10 @@ RESET_SERVICE_NODE_FIELDS = frozenset(
 with fresh credit and no unlock request, registration order and the reward queue follow the node
 key, swarms are drawn afresh. (Uptime-proof and Pulse fields are the answering node's own
 observations, not state.)"""
-RESET_SNS_FIELDS = frozenset({"update_id", "expiration_height"})
-"""``ons_names_to_owners`` fields the new genesis resets: the update id is the genesis event's
-hash; the expiration height is counted from the new genesis (``expiry - H``)."""
+RESET_SNS_FIELDS = frozenset({"update_id", "txid", "update_height", "expiration_height"})
+"""``ons_names_to_owners`` fields the new genesis resets: the update id (``txid``, oxend's name
+for it) is the genesis event's hash, and ``update_height`` its height; the expiration height is
+counted from the new genesis (``expiry - H``)."""
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,9 @@ def default_home() -> Path:
 
 MAX_CLOCK_OFFSET = 3600
 """The largest clock skew a node may be configured with, either way (an hour: beyond any test)."""
+ONION_HOP_TIMEOUT = 30.0
+"""Seconds a hop of an onion request waits for the next one's answer: the storage server's 30 s
+(``onion_processing.cpp``); a relay to an outside server must time out before it."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,9 @@ class NodeConfig:
     rpc_limit_loopback: bool = False
     rpc_node_requests_per_second: float = 600.0
     rpc_node_request_burst: int = 1200
+    onion_relay_timeout: float = 25.0
+    onion_relay_max_response: int = 16 * 1024 * 1024
+    onion_relay_private_targets: bool = False
     clock_offset: float = 0.0
     """Seconds added to every wall-clock read the node makes for consensus (block timestamps, Pulse
     round timing, uptime proofs): 0 in production; a testnet sets it to rehearse clock skew."""
@@ -136,6 +142,11 @@ class NodeConfig:
                 raise ChainError(f"{first} and {second} both use port {port}: each listener needs its own")
         if self.stage_timeout >= self.round_timeout:
             raise ChainError("consensus.stage_timeout must be below consensus.round_timeout")
+        if self.onion_relay_timeout >= ONION_HOP_TIMEOUT:
+            raise ChainError(
+                f"onion.relay_timeout must be below {ONION_HOP_TIMEOUT:g} seconds"
+                " (what a hop waits for the next)"
+            )
         if not -MAX_CLOCK_OFFSET <= self.clock_offset <= MAX_CLOCK_OFFSET:  # NaN too
             raise ChainError(
                 f"node.clock_offset must be from -{MAX_CLOCK_OFFSET} to {MAX_CLOCK_OFFSET} seconds"
@@ -247,10 +258,21 @@ _SCHEMA: dict[str, dict[str, str]] = {
     "node": {"public_ip": "public_ip", "storage_port": "storage_port", "clock_offset": "clock_offset"},
     "log": {"level": "log_level"},
     "sync": {"state_sync": "state_sync", "state_sync_min_gap": "state_sync_min_gap"},
+    "onion": {
+        "relay_timeout": "onion_relay_timeout",
+        "relay_max_response": "onion_relay_max_response",
+        "relay_private_targets": "onion_relay_private_targets",
+    },
 }
 
 
-_BOOLEANS = {"sync_writes", "state_sync", "p2p_limit_loopback", "rpc_limit_loopback"}
+_BOOLEANS = {
+    "sync_writes",
+    "state_sync",
+    "p2p_limit_loopback",
+    "rpc_limit_loopback",
+    "onion_relay_private_targets",
+}
 _COUNTS = {
     "snapshot_interval",
     "max_peers",
@@ -268,6 +290,7 @@ _COUNTS = {
     "rpc_max_pending_per_ip",
     "rpc_max_concurrent_requests",
     "rpc_node_request_burst",
+    "onion_relay_max_response",
 }
 _RATES = {
     "p2p_connections_per_second_per_ip",
@@ -282,6 +305,7 @@ _SECONDS = {
     "rpc_read_body_timeout",
     "rpc_write_timeout",
     "rpc_idle_timeout",
+    "onion_relay_timeout",
 }
 
 
@@ -455,6 +479,15 @@ level = "{config.log_level}"
 # false: always fetch and replay every block from genesis.
 state_sync = {str(config.state_sync).lower()}
 state_sync_min_gap = {config.state_sync_min_gap}
+
+[onion]
+# Onion requests whose last layer names an outside server (Session's open groups, file server):
+# seconds for the whole exchange (below the 30 s a hop waits for the next), the largest answer
+# passed back (bytes; what a hop accepts from the next), and whether targets on private,
+# loopback or link-local addresses are allowed (keep false on a public node).
+relay_timeout = {config.onion_relay_timeout}
+relay_max_response = {config.onion_relay_max_response}
+relay_private_targets = {str(config.onion_relay_private_targets).lower()}
 """
 
 

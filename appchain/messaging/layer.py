@@ -40,6 +40,7 @@ from appchain.home.boundary import Faults
 from appchain.home.tls import client_context
 from appchain.messaging.http import ConnectionPool, HttpError, HttpTimeout
 from appchain.messaging.onion import ONION_PATH, Answer, OnionProcessor
+from appchain.messaging.relay import HOP_TIMEOUT, OutsideRelay
 from appchain.messaging.requests import Reply
 from appchain.messaging.rpc import StorageService
 from appchain.messaging.store import (
@@ -88,6 +89,7 @@ class SwarmLayer:
         transport: Transport | None = None,
         is_node: Callable[[bytes], bool],
         faults: Faults | None = None,
+        outside: OutsideRelay | None = None,
     ) -> None:
         self.pool = ConnectionPool(client_context())
         self.transport = transport or self.pool.post
@@ -107,7 +109,11 @@ class SwarmLayer:
         followed = store.followed()
         self.followed_height = -1 if followed is None else followed.height
         self.service = StorageService(store, node_key, self, forward=self._call, oxend=oxend, clock=clock)
-        self.onion = OnionProcessor(node_key, self._run_storage, self._relay_onion, self._known, log=self.log)
+        self.outside = outside or OutsideRelay(log=self.log)
+        """Onion requests to outside servers (the node's ``[onion]`` settings)."""
+        self.onion = OnionProcessor(
+            node_key, self._run_storage, self._relay_onion, self._known, log=self.log, outside=self.outside
+        )
         self._finals_in, self._finals_out = trio.open_memory_channel[tuple[int, bytes, dict[bytes, int]]](64)
         self._pull_needed = True  # a start is a comeback: ask the swarm for what was missed
         self._hand_over_needed = True  # and copies left behind before a stop are handed over again
@@ -314,7 +320,9 @@ class SwarmLayer:
         if contact is None:
             return 502, f"Next node not found: {node_key.hex()}".encode(), "text/plain"
         try:
-            status, answer = await self.transport(contact[0], contact[1], ONION_PATH, body, timeout=30)
+            status, answer = await self.transport(
+                contact[0], contact[1], ONION_PATH, body, timeout=HOP_TIMEOUT
+            )
         except HttpTimeout:
             return 504, b"Request time out", "text/plain"
         except HttpError as exc:

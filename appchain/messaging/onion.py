@@ -14,8 +14,12 @@ X25519 key (the conversion of its Ed25519 node key) and finds the same shape aga
   next hop's layer, posted to that node's ``/onion_req/v2`` (the storage server sends it over
   OxenMQ ``sn.onion_request``; here it is the same body over HTTP, ``hop_no`` counting hops, at
   most 15), and its answer comes back unchanged;
-- JSON with ``host`` (a relay to an outside server, for open groups): not offered by this node;
-  answered as the storage server answers a URL it refuses (``Invalid url``).
+- JSON with ``host`` (a relay to an outside server: open groups, the file server): the whole
+  decrypted layer is posted to that server by :class:`~appchain.messaging.relay.OutsideRelay`
+  (its rules and limits are there) and its answer comes back as it is; a target the storage
+  server would not relay to is answered (encrypted to the layer's key)
+  ``{"status":400,"body":"Invalid url"}``, as is every ``host`` layer at a processor given no
+  relay.
 
 Channel encryption (both as the storage server and libsession):
 
@@ -45,6 +49,7 @@ from Crypto.Cipher import AES
 from nacl import bindings
 from nacl.exceptions import CryptoError
 
+from appchain.messaging.relay import InvalidUrl, OutsideRelay
 from state.crypto import ed25519
 from state.encoding import DecodeError, decode_json
 
@@ -205,8 +210,10 @@ class OnionProcessor:
         known: Known,
         *,
         log: Callable[..., None] | None = None,
+        outside: OutsideRelay | None = None,
     ) -> None:
         self.channel = Channel.of_node(node_key)
+        self.outside = outside
         self.storage = storage
         self.relay = relay
         self.known = known
@@ -236,16 +243,20 @@ class OnionProcessor:
                     raise ValueError("json and base64 must be true or false")
                 self.log("debug", "onion destination", bytes=len(blob))
                 return await self._final(blob, enc_type, remote, as_json=as_json, as_base64=as_base64)
-            if "host" in inner:
-                return self._sealed({"status": 400, "body": "Invalid url"}, enc_type, remote)
-            destination = inner.get("destination")
-            if not isinstance(destination, str) or len(destination) != 64:
-                raise ValueError("invalid destination")
-            next_key = bytes.fromhex(destination)
-            next_ephemeral = _x25519_hex(inner.get("ephemeral_key"))
-            next_enc = _enc_type(inner.get("enc_type"))
+            if "host" in inner:  # checked before "destination", as the storage server does
+                server: dict[str, Any] | None = inner
+            else:
+                server = None
+                destination = inner.get("destination")
+                if not isinstance(destination, str) or len(destination) != 64:
+                    raise ValueError("invalid destination")
+                next_key = bytes.fromhex(destination)
+                next_ephemeral = _x25519_hex(inner.get("ephemeral_key"))
+                next_enc = _enc_type(inner.get("enc_type"))
         except ValueError:
             return self._sealed({"status": 400, "body": "Invalid json"}, enc_type, remote)
+        if server is not None:
+            return await self._to_server(plaintext, server, enc_type, remote)
         if not self.known(next_key):
             return 502, f"Next node not found: {next_key.hex()}".encode(), "text/plain"
         self.log("debug", "onion relay", next=next_key.hex()[:12], bytes=len(blob))
@@ -253,6 +264,14 @@ class OnionProcessor:
             blob, {"ephemeral_key": next_ephemeral.hex(), "enc_type": next_enc, "hop_no": max(hop_no, 0) + 1}
         )
         return await self.relay(next_key, forward)
+
+    async def _to_server(self, layer: bytes, meta: dict[str, Any], enc_type: str, remote: bytes) -> Answer:
+        if self.outside is not None:
+            try:
+                return await self.outside.post(meta, layer)
+            except InvalidUrl:
+                pass
+        return self._sealed({"status": 400, "body": "Invalid url"}, enc_type, remote)
 
     def _sealed(
         self, reply: dict[str, Any], enc_type: str, remote: bytes, *, as_base64: bool = True

@@ -21,10 +21,11 @@ class Member:
     """A swarm member as ``get_swarm`` lists it.
 
     The storage server also lists ``port_omq`` and ``port_quic`` (its OxenMQ and QUIC port, one
-    port). This node speaks neither (its p2p port is Noise, not OxenMQ), so they are left out: a
-    client that would dial them (libsession's QUIC transport) finds no port announced, rather than
-    a port that answers nothing it understands. The storage port (HTTPS) is ``port_https`` and
-    ``port``."""
+    port). This node speaks neither (its p2p port is Noise, not OxenMQ), so both are 0, the value
+    oxend gives a port it does not know (``storage_lmq_port`` in ``get_service_nodes`` is 0 too):
+    no port is announced that would answer nothing a client understands, and a client that reads
+    the keys (the storage server's own network-tests build every address from ``port_omq``) still
+    finds them. The storage port (HTTPS) is ``port_https`` and ``port``."""
 
     ed25519: bytes
     ip: str
@@ -42,6 +43,8 @@ class Member:
             "pubkey_ed25519": self.ed25519.hex(),
             "port": str(self.port_https),
             "port_https": self.port_https,
+            "port_omq": 0,
+            "port_quic": 0,
             "ip": self.ip,
         }
 

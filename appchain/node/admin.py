@@ -19,6 +19,12 @@ open, so no other process may), and the devnet's live view polls it. Methods:
                             setting in config.toml is the value at start)
 ``messages``                the swarm layer: the final height it followed, its swarm, and the
                             number of messages it holds per account (at most 1,000 accounts)
+``get_info``                oxend's ``get_info`` as its admin connections see it: the public
+                            answer with the exact ``database_size``, the full ``version`` and
+                            ``service_node`` (whether this node is registered)
+``get_coinbase_tx_sum``     oxend's admin ``get_coinbase_tx_sum`` ``{height, count}``: what the
+                            blocks created (block 0's genesis supply), the fees their
+                            transactions paid, and 0 burned (:mod:`appchain.rpc.transactions`)
 ==========================  ============================================================
 
 Every request is parsed with a depth limit (:func:`state.encoding.decode_json`) and its params
@@ -45,12 +51,13 @@ import trio
 
 from appchain.home.home import MAX_CLOCK_OFFSET, NodeConfig
 from appchain.messaging.layer import SwarmLayer
+from appchain.rpc.blocks import VERSION, database_size, public_info
 from appchain.rpc.jsonrpc import (
+    Height,
     Method,
     NoParams,
     Params,
     RpcError,
-    Served,
     answer_call,
     decode_request,
     decode_transaction_hex,
@@ -60,9 +67,12 @@ from appchain.rpc.jsonrpc import (
     serve_on,
     submit,
 )
+from appchain.rpc.served import PublicNode, tip_view
+from appchain.rpc.transactions import coinbase_sum
 from consensus.node import NodeCore
 from p2p.host import Host
 from state.encoding import DecodeError, decode_json
+from state.nodes import get_node
 
 __all__ = [
     "ADMIN_FAILURES",
@@ -82,7 +92,7 @@ MAX_LINE = 4 * 1024 * 1024
 MAX_BATCH = 5_000
 
 
-class AdminNode(Served, Protocol):
+class AdminNode(PublicNode, Protocol):
     """The running node, as the admin endpoint reads it: handed over by the node when it starts
     the endpoint (the endpoint imports no node, so the node may import it)."""
 
@@ -159,6 +169,23 @@ def _set_clock_offset(node: AdminNode, params: ClockOffsetParams) -> Any:
     return {"seconds": node.clock_offset}
 
 
+def _get_info(node: AdminNode, params: NoParams) -> Any:
+    info = public_info(node, database_size=database_size(node))
+    info["version"] = VERSION
+    info["status_line"] = f"v{VERSION}; Height: {info['height']}"
+    info["service_node"] = get_node(tip_view(node), node.core.node_key) is not None
+    return info
+
+
+class CoinbaseParams(Params, frozen=True):
+    height: Height = 0
+    count: Height = 0
+
+
+def _get_coinbase_tx_sum(node: AdminNode, params: CoinbaseParams) -> Any:
+    return coinbase_sum(node, params.height, params.count)
+
+
 def _messages(node: AdminNode, params: NoParams) -> Any:
     layer = node.messages
     held = {owner.hex(): count for owner, count in layer.store.owner_counts(1000).items()}
@@ -174,13 +201,15 @@ METHODS: dict[str, Method[AdminNode, Any]] = {
     "submit_transactions": Method(_submit_transactions, TransactionsParams),
     "set_uptime_proofs": Method(_set_uptime_proofs, UptimeProofsParams),
     "set_clock_offset": Method(_set_clock_offset, ClockOffsetParams),
+    "get_info": method(_get_info),
+    "get_coinbase_tx_sum": Method(_get_coinbase_tx_sum, CoinbaseParams),
 }
 
 
 def answer(node: AdminNode, line: bytes) -> bytes:
     """The reply line to one request line (every line is answered, to keep the two in step)."""
     try:
-        reply = answer_call(METHODS, node, decode_request(line), place="admin", answer_notifications=True)
+        reply = answer_call(METHODS, node, decode_request(line), place="admin")
     except RpcError as exc:
         reply = error_reply(None, exc.code, str(exc))
     return encode_answer(reply) + b"\n"

@@ -24,6 +24,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from appchain.home.boundary import Faults
+from appchain.messaging.layer import SwarmLayer
 from appchain.node.inbox import Inbox
 from appchain.node.ledger import ChainLedger
 from appchain.rpc.server import RpcServer
@@ -104,6 +105,11 @@ class MeteredNode(Protocol):
 
     @property
     def inbox(self) -> Inbox: ...
+
+    @property
+    def messages(self) -> SwarmLayer:
+        """The swarm layer (its onion relay to outside servers is counted)."""
+        ...
 
     @property
     def rpc_server(self) -> RpcServer | None:
@@ -237,11 +243,10 @@ class _NodeCollector(Collector):
         yield gauge("appchain_mempool_transactions", "Transactions waiting in the mempool", len(core.mempool))
         yield counter("appchain_blocks_produced", "Blocks this node produced", core.produced)
         yield counter("appchain_blocks_signed", "Blocks this node signed as a Pulse validator", core.signed)
-        duties = list(core.pulse_record.duties.get(bytes(core.node_key), ()))
         yield gauge(
             "appchain_pulse_missed_votes",
             "Rounds this node was a validator of and did not sign, among those remembered",
-            len(duties) - sum(duties),
+            core.pulse_record.missed(core.node_key),
         )
         yield counter(
             "appchain_p2p_violations", "Peers dropped for breaking the protocol", node.host.violations
@@ -271,11 +276,26 @@ class _NodeCollector(Collector):
                 " handshakes as tls_handshake",
                 storage_refused,
             ),
+            (
+                "appchain_onion_relay_refused",
+                "Onion requests to outside servers refused, by reason (invalid_url, non_public)",
+                node.messages.outside.refused,
+            ),
+            (
+                "appchain_onion_relay_failed",
+                "Onion requests to outside servers that got no usable answer, by reason",
+                node.messages.outside.failed,
+            ),
         ):
             family = CounterMetricFamily(name, text, labels=["reason"])
             for reason, count in sorted(counts.items()):
                 family.add_metric([reason], count)
             yield family
+        yield counter(
+            "appchain_onion_relayed",
+            "Onion requests to outside servers whose answer was passed back",
+            node.messages.outside.relayed,
+        )
         own = GaugeMetricFamily(
             "appchain_service_node_state", "1 for this node's state on chain", labels=["state"]
         )

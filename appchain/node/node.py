@@ -49,6 +49,7 @@ from appchain.home.chain import Chain
 from appchain.home.history import OutsideWindow
 from appchain.home.home import Home, NodeConfig, split_address
 from appchain.messaging.layer import SwarmLayer
+from appchain.messaging.relay import OutsideRelay
 from appchain.messaging.store import MessageStore
 from appchain.node.admin import serve_admin
 from appchain.node.inbox import Inbox
@@ -56,7 +57,7 @@ from appchain.node.journal import Journal, JournaledSlots, history_path
 from appchain.node.ledger import ChainLedger
 from appchain.node.log import Logger
 from appchain.node.metrics import NodeMetrics, SignatureClock
-from appchain.node.settings import host_config, inbox_limits, naming_listener
+from appchain.node.settings import host_config, inbox_limits, naming_listener, relay_limits
 from appchain.node.statesync import answer
 from appchain.rpc.jsonrpc import RpcError, serve_on
 from appchain.rpc.methods import call_method
@@ -184,6 +185,7 @@ class Node:
             oxend=self._oxend,
             is_node=self._is_node,
             faults=self.faults,
+            outside=OutsideRelay(relay_limits(config), log=log),
         )
 
     def now(self) -> float:

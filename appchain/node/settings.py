@@ -2,7 +2,8 @@
 setting.
 
 :func:`host_config` gives the p2p host its listen address and its limits (peers, connections and
-handshakes per address), :func:`inbox_limits` the bounds of what one peer may leave waiting.
+handshakes per address), :func:`inbox_limits` the bounds of what one peer may leave waiting,
+:func:`relay_limits` the limits of onion requests to outside servers.
 :func:`naming_listener` turns a port that cannot be opened into one line an operator acts on:
 the setting, its address, why, and the section of config.toml to change.
 """
@@ -15,6 +16,7 @@ from contextlib import contextmanager
 
 from appchain.home.chain import Chain, ChainError
 from appchain.home.home import NodeConfig
+from appchain.messaging.relay import RelayLimits
 from appchain.node.inbox import InboxLimits
 from p2p.host import HostConfig, ListenFailed
 
@@ -70,4 +72,12 @@ def inbox_limits(config: NodeConfig) -> InboxLimits:
         peer_frames=config.p2p_peer_pending_frames,
         peer_transactions=config.p2p_peer_pending_transactions,
         peer_bytes=config.p2p_peer_pending_bytes,
+    )
+
+
+def relay_limits(config: NodeConfig) -> RelayLimits:
+    return RelayLimits(
+        timeout=config.onion_relay_timeout,
+        max_response=config.onion_relay_max_response,
+        private_targets=config.onion_relay_private_targets,
     )

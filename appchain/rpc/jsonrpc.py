@@ -132,53 +132,56 @@ def decode_request(body: bytes) -> Any:
         raise RpcError(-32700, str(exc)) from None
 
 
-def _request_id(request: object) -> Any:
-    """The call's ``id`` when it is one JSON-RPC allows (a string, a number or null); None
-    otherwise, as the spec asks for an id that cannot be read."""
+MISSING_ID = ""
+"""The id a call without ``id`` is answered with: oxend's (``http_server.cpp``), which never
+treats a call as a notification and answers ``"id": ""`` when the caller gave none (Session
+Desktop's seed call sends no id)."""
+
+
+def request_id(request: object) -> Any:
+    """The id to answer a call with: its ``id`` when it is one JSON-RPC allows (a string, a
+    number or null), :data:`MISSING_ID` when it has none (as oxend answers), None when it cannot
+    be read (the spec's id of an unreadable call)."""
     if not isinstance(request, dict):
         return None
-    value = request.get("id")
+    if "id" not in request:
+        return MISSING_ID
+    value = request["id"]
     if isinstance(value, str | int | float) and not isinstance(value, bool):
         return value
     return None
 
 
 def answer_call(
-    methods: Mapping[str, Method[N, Any]],
-    node: N,
-    request: object,
-    *,
-    place: str = "json_rpc",
-    answer_notifications: bool = False,
-) -> dict[str, Any] | None:
-    """The reply to one call; None for a notification (a call without ``id``), unless the
-    transport needs a reply per request (the admin line protocol does). The call is a boundary
-    (:mod:`appchain.home.boundary`): an exception its method did not expect is logged and counted at
-    ``place`` and answered with an internal error."""
-    request_id = _request_id(request)
+    methods: Mapping[str, Method[N, Any]], node: N, request: object, *, place: str = "json_rpc"
+) -> dict[str, Any]:
+    """The reply to one call. Every call is answered, as oxend answers them: ``"jsonrpc"`` is
+    not read (oxend never reads it) and a call without ``id`` is answered with
+    ``"id": ""`` (:data:`MISSING_ID`), not taken for a notification. The call is a boundary
+    (:mod:`appchain.home.boundary`): an exception its method did not expect is logged and counted
+    at ``place`` and answered with an internal error."""
+    call_id = request_id(request)
     name: object = None
     try:
-        if not isinstance(request, dict) or request.get("jsonrpc") != "2.0":
-            raise RpcError(-32600, "not a JSON-RPC 2.0 request")
-        if "id" in request and request["id"] is not None and request_id is None:
+        if not isinstance(request, dict):
+            raise RpcError(-32600, "not a JSON-RPC request: a call is a JSON object")
+        if request.get("id") is not None and call_id is None:
             raise RpcError(-32600, "id must be a string, a number or null")
         name = request.get("method")
         if not isinstance(name, str):
-            raise RpcError(-32600, "not a JSON-RPC 2.0 request")
+            raise RpcError(-32600, "not a JSON-RPC request: no method name")
         found = methods.get(name)
         if found is None:
             raise RpcError(-32601, f"unknown method {name!r}")
         result = found.run(node, read_params(found.params, request.get("params")))
     except RpcError as exc:
-        return error_reply(request_id, exc.code, str(exc))
+        return error_reply(call_id, exc.code, str(exc))
     except Exception as exc:
         if is_fatal(exc):
             raise
         node.faults.caught(place, exc, method=name)
-        return error_reply(request_id, INTERNAL_ERROR, "internal error (the node logged it)")
-    if "id" not in request and not answer_notifications:
-        return None
-    return {"jsonrpc": "2.0", "id": request_id, "result": result}
+        return error_reply(call_id, INTERNAL_ERROR, "internal error (the node logged it)")
+    return {"jsonrpc": "2.0", "id": call_id, "result": result}
 
 
 def decode_transaction_hex(value: object, name: str) -> Transaction:

@@ -23,13 +23,17 @@ from __future__ import annotations
 import time
 from typing import Any, NamedTuple
 
-from appchain.rpc.accounts import AccountsParams, get_accounts, get_accrued_rewards
+from appchain.rpc.accounts import AccountsParams, EarningsParams, get_accounts, get_accrued_rewards
 from appchain.rpc.blocks import (
+    BlockParams,
+    HashHeadersParams,
     HeadersParams,
-    HeightParams,
+    RangeParams,
     TransactionParams,
     get_block,
+    get_block_header_by_hash,
     get_block_header_by_height,
+    get_block_headers_range,
     get_info,
     get_last_block_header,
     get_staking_requirement,
@@ -70,6 +74,14 @@ from appchain.rpc.proofs import (
     get_state_proof,
 )
 from appchain.rpc.served import PublicNode
+from appchain.rpc.transactions import (
+    FeeParams,
+    PoolParams,
+    TransactionsParams,
+    get_fee_estimate,
+    get_transaction_pool,
+    get_transactions,
+)
 
 MAX_BATCH = 50
 
@@ -85,16 +97,32 @@ METHODS: dict[str, Method[PublicNode, Any]] = {
     "get_service_node_status": method(get_service_node_status),
     "get_quorum_state": Method(get_quorum_state, QuorumParams),
     "get_checkpoints": Method(get_checkpoints, CheckpointsParams),
-    "get_accrued_rewards": Method(get_accrued_rewards, AccountsParams),
+    "get_accrued_rewards": Method(get_accrued_rewards, EarningsParams),
     "get_accounts": Method(get_accounts, AccountsParams),
     "get_info": method(get_info),
     "get_last_block_header": method(get_last_block_header),
     "get_block_header_by_height": Method(get_block_header_by_height, HeadersParams),
-    "get_block": Method(get_block, HeightParams),
+    "get_block_header_by_hash": Method(get_block_header_by_hash, HashHeadersParams),
+    "get_block_headers_range": Method(get_block_headers_range, RangeParams),
+    "get_block": Method(get_block, BlockParams),
+    "get_transactions": Method(get_transactions, TransactionsParams),
+    "get_transaction_pool": Method(get_transaction_pool, PoolParams),
+    "get_fee_estimate": Method(get_fee_estimate, FeeParams),
     "get_staking_requirement": method(get_staking_requirement),
     "hard_fork_info": method(hard_fork_info),
     "send_transaction": Method(send_transaction, TransactionParams),
 }
+
+ALIASES = {
+    "get_n_service_nodes": "get_service_nodes",
+    "get_all_service_nodes": "get_service_nodes",
+    "lns_resolve": "ons_resolve",
+    "lns_names_to_owners": "ons_names_to_owners",
+    "get_accrued_batched_earnings": "get_accrued_rewards",
+}
+"""oxend's other names for the same methods (``core_rpc_server_commands_defs.h``): Session's
+seed call asks ``get_n_service_nodes``, the block explorer ``get_accrued_batched_earnings``."""
+METHODS.update({alias: METHODS[name] for alias, name in ALIASES.items()})
 
 
 def call_method(node: PublicNode, name: str, params: dict[str, Any]) -> Any:

@@ -14,14 +14,28 @@ from typing import Any
 import msgspec
 from nacl.bindings import crypto_sign_ed25519_pk_to_curve25519
 
-from appchain.rpc.blocks import HARD_FORK
+from appchain.rpc.blocks import HARD_FORK, HARD_FORK_REVISION
 from appchain.rpc.jsonrpc import Height, Keys, NoParams, Params, RpcError, Text
 from appchain.rpc.served import PublicNode, tip_view
+from consensus.checkpoint import decode_bitset
 from consensus.validation import compute_block_entropy, compute_block_quorum
-from state.checkpoints import get_checkpoint_quorum, is_checkpoint_height
+from state.checkpoints import (
+    CHECKPOINT_INTERVAL,
+    decode_checkpoint_quorum,
+    get_checkpoint_quorum,
+    is_checkpoint_height,
+)
 from state.noderecords import NodeStatus, ServiceNode
 from state.nodes import compute_credit, get_node, iter_nodes
 from state.obligations import get_quorum
+
+MILLIONTHS_PER_BP = 100
+"""``operator_fee`` is given in millionths, as oxend 11 (and the tx extra's ``fee``) gives it;
+the chain keeps basis points."""
+QUORUM_VOTE_CHECK_COUNT = 8
+"""Participation records oxend keeps per node (``service_node_rules.h``)."""
+CHECKPOINT_LOOKBACK = 8 * 4 * 8
+"""Heights below the final one searched for a node's checkpoint participation."""
 
 STAKING_PORTIONS = 0xFFFFFFFFFFFFFFFC
 """oxend's whole stake in "portions" (``portions_for_operator`` is the fee in these units)."""
@@ -36,8 +50,9 @@ def _service_node_entry(node: PublicNode, key: bytes, record: ServiceNode, heigh
     proof_entry = node.core.proofs.accepted.get(bytes(key))
     proof = proof_entry[0] if proof_entry else None
     contributed = sum(c.amount for c in record.contributions)
-    history = list(node.core.pulse_record.duties.get(bytes(key), ()))
-    return {
+    duties = node.core.pulse_record.of(bytes(key))
+    checkpoints = _checkpoint_participation(node, bytes(key))
+    entry = {
         "service_node_pubkey": key.hex(),
         "pubkey_ed25519": key.hex(),
         "pubkey_x25519": crypto_sign_ed25519_pk_to_curve25519(bytes(key)).hex(),
@@ -66,15 +81,54 @@ def _service_node_entry(node: PublicNode, key: bytes, record: ServiceNode, heigh
         "total_contributed": contributed,
         "total_reserved": contributed + sum(r.amount for r in record.reserved),
         "portions_for_operator": STAKING_PORTIONS * record.operator_fee_bp // 10_000,
-        "operator_fee": record.operator_fee_bp,
+        "operator_fee": record.operator_fee_bp * MILLIONTHS_PER_BP,
         "operator_address": record.operator.hex(),
         "contributors": _contributors(record),
-        "pulse_votes": {"participated": sum(history), "missed": len(history) - sum(history)},
-        "checkpoint_votes": {},
+        "pulse_votes": {
+            "participated": sum(duty.took_part for duty in duties),
+            "missed": sum(not duty.took_part for duty in duties),
+        },
+        "storage_server_reachable": proof is not None,
+        "storage_server_first_unreachable": 0,
+        "storage_server_last_unreachable": 0,
+        "storage_server_last_reachable": proof.timestamp if proof else 0,
+        "lokinet_reachable": True,
+        "lokinet_first_unreachable": 0,
+        "lokinet_last_unreachable": 0,
+        "lokinet_last_reachable": 0,
         "last_decommission_reason_consensus_all": record.reasons_all,
         "last_decommission_reason_consensus_any": record.reasons_any,
         "status": NodeStatus(record.status).name.lower(),
     }
+    if checkpoints:
+        entry["checkpoint_participation"] = checkpoints
+    if duties:
+        entry["pulse_participation"] = [
+            {"height": duty.height, "voted": duty.took_part, "is_pulse": True, "pulse_round": duty.round}
+            for duty in duties
+        ]
+    return entry
+
+
+def _checkpoint_participation(node: PublicNode, key: bytes) -> list[dict[str, Any]]:
+    """oxend's ``checkpoint_participation``: the last :data:`QUORUM_VOTE_CHECK_COUNT` certified
+    checkpoints whose quorum held this node, oldest first, each with whether its BLS signature
+    is in the certificate (``signers``, by member index)."""
+    store = node.chain.store
+    records: list[dict[str, Any]] = []
+    final = node.ledger.final_height
+    height = final - final % CHECKPOINT_INTERVAL
+    lowest = max(node.chain.base_height, final - CHECKPOINT_LOOKBACK)
+    while height > lowest and len(records) < QUORUM_VOTE_CHECK_COUNT:
+        certificate = store.get_certificate(height)
+        raw = store.get_checkpoint_quorum(height)
+        if certificate is not None and raw is not None:
+            members = [bytes(m.node_key) for m in decode_checkpoint_quorum(raw).members]
+            if key in members:
+                voted = members.index(key) in decode_bitset(certificate.signers, len(members))
+                records.append({"height": height, "voted": voted, "is_pulse": False})
+        height -= CHECKPOINT_INTERVAL
+    return records[::-1]
 
 
 def _contributors(record: ServiceNode) -> list[dict[str, Any]]:
@@ -131,7 +185,10 @@ def get_service_nodes(node: PublicNode, params: ServiceNodesParams) -> dict[str,
         "status": "OK",
         "service_node_states": entries,
         "height": state.height,
+        "target_height": 0,
         "block_hash": top,
+        "hardfork": HARD_FORK,
+        "snode_revision": HARD_FORK_REVISION,
         "unchanged": False,
     }
 
@@ -139,7 +196,8 @@ def get_service_nodes(node: PublicNode, params: ServiceNodesParams) -> dict[str,
 QUORUM_OBLIGATIONS, QUORUM_CHECKPOINT, QUORUM_PULSE, QUORUM_ALL = 0, 1, 3, 255
 
 
-MAX_QUORUM_SPAN = 60
+MAX_QUORUM_SPAN = 256
+"""Heights one ``get_quorum_state`` spans at most (oxend's public limit)."""
 
 
 def get_service_node_status(node: PublicNode, params: NoParams) -> dict[str, Any]:

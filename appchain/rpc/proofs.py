@@ -16,6 +16,7 @@ from appchain.home.history import OutsideWindow
 from appchain.rpc.blocks import header_at
 from appchain.rpc.jsonrpc import Height, Params, RpcError, Text
 from appchain.rpc.served import PublicNode
+from consensus.checkpoint import CheckpointCertificate, decode_bitset
 from state.block import compute_block_hash
 from state.checkpoints import CHECKPOINT_INTERVAL, decode_checkpoint_quorum, is_checkpoint_height
 from state.encoding import encode
@@ -131,24 +132,63 @@ class CheckpointsParams(Params, frozen=True):
     count: Height | None = None
 
 
+MAX_CHECKPOINTS = 256
+"""Most checkpoints one ``get_checkpoints`` answers (oxend's public limit)."""
+
+
 def get_checkpoints(node: PublicNode, params: CheckpointsParams) -> dict[str, Any]:
-    start = params.start_height or 0
-    count = params.count or 60
-    end = params.end_height
-    checkpoints = []
-    for certificate in node.chain.store.iter_certificates(start):
-        if end is not None and certificate.height > end:
-            break
-        checkpoints.append(
-            {
-                "version": 1,
-                "type": "ServiceNode",
-                "height": certificate.height,
-                "block_hash": certificate.block_hash.hex(),
-                "signers": certificate.signers.hex(),
-                "signature": certificate.signature.hex(),
-            }
+    """oxend's ``get_checkpoints``, in its order: without a range the newest first (``count`` of
+    them, default 60); with only ``end_height`` descending from it; with ``start_height``
+    ascending from it up to ``end_height``. A certificate is one BLS aggregate of its signers:
+    ``signatures`` lists each signer (``voter_index``, its index in the quorum) with that
+    aggregate, and ``signers`` / ``signature`` (*added*) give the bitset and the aggregate once."""
+    count = min(MAX_CHECKPOINTS, 60 if params.count is None else params.count)
+    store = node.chain.store
+    certificates: list[CheckpointCertificate] = []
+    if params.start_height is not None:
+        for certificate in store.iter_certificates(params.start_height):
+            if len(certificates) >= count or (
+                params.end_height is not None and certificate.height > params.end_height
+            ):
+                break
+            certificates.append(certificate)
+    else:
+        top = (
+            node.ledger.final_height
+            if params.end_height is None
+            else min(params.end_height, node.ledger.final_height)
         )
-        if len(checkpoints) >= min(count, 1000):
-            break
-    return {"status": "OK", "checkpoints": checkpoints, "immutable_height": node.ledger.final_height}
+        height = top - top % CHECKPOINT_INTERVAL
+        while height > 0 and len(certificates) < count:
+            found = store.get_certificate(height)
+            if found is not None:
+                certificates.append(found)
+            height -= CHECKPOINT_INTERVAL
+    checkpoints = [_checkpoint_entry(node, certificate) for certificate in certificates]
+    answer: dict[str, Any] = {
+        "status": "OK",
+        "untrusted": False,
+        "immutable_height": node.ledger.final_height,
+    }
+    if checkpoints:
+        answer["checkpoints"] = checkpoints
+    return answer
+
+
+def _checkpoint_entry(node: PublicNode, certificate: CheckpointCertificate) -> dict[str, Any]:
+    raw = node.chain.store.get_checkpoint_quorum(certificate.height)
+    size = len(decode_checkpoint_quorum(raw).members) if raw is not None else len(certificate.signers) * 8
+    aggregate = certificate.signature.hex()
+    return {
+        "version": 1,
+        "type": "ServiceNode",
+        "height": certificate.height,
+        "block_hash": certificate.block_hash.hex(),
+        "signatures": [
+            {"voter_index": index, "signature": aggregate}
+            for index in decode_bitset(certificate.signers, size)
+        ],
+        "prev_height": max(certificate.height - CHECKPOINT_INTERVAL, 0),
+        "signers": certificate.signers.hex(),
+        "signature": aggregate,
+    }

@@ -79,7 +79,7 @@ from appchain.home.boundary import is_fatal
 from appchain.home.home import NodeConfig
 from appchain.messaging.layer import PEER_PATH
 from appchain.messaging.onion import ONION_PATH
-from appchain.rpc.jsonrpc import encode_answer, error_reply, serve_on
+from appchain.rpc.jsonrpc import encode_answer, error_reply, request_id, serve_on
 from appchain.rpc.methods import answer_one, join_answers, read_calls
 from appchain.rpc.served import PublicNode
 from p2p.limits import AddressCounts, AddressRates, address_key, is_limited, remote_address
@@ -535,8 +535,7 @@ class RpcServer:
                 continue
             refused = True
             self._count(reason)
-            call_id = call.get("id") if isinstance(call, dict) else None
-            answers.append(error_reply(call_id, LIMITED, refusal_text(self.limits, reason)))
+            answers.append(error_reply(request_id(call), LIMITED, refusal_text(self.limits, reason)))
         answer = join_answers(calls, answers)
         status = 429 if refused and not calls.batch else 200
         return status, b"" if answer is None else encode_answer(answer)

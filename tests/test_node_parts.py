@@ -321,7 +321,7 @@ class FakeNode:
     [
         (b"{", -32700),
         (b"[" * 10_000, -32700),
-        (b'{"jsonrpc": "1.0", "method": "status"}', -32600),
+        (b'{"jsonrpc": "2.0", "id": 1}', -32600),
         (b'{"jsonrpc": "2.0", "method": 5}', -32600),
         (b'{"jsonrpc": "2.0", "id": 1, "method": "mine_bitcoin"}', -32601),
         (b'{"jsonrpc": "2.0", "id": 1, "method": "submit_transaction", "params": {"tx": "zz"}}', -32602),
@@ -336,6 +336,17 @@ class FakeNode:
 def test_the_admin_endpoint_answers_bad_requests_with_errors(line: bytes, code: int) -> None:
     reply = json.loads(answer(FakeNode(), line))  # type: ignore[arg-type]
     assert reply["error"]["code"] == code and "result" not in reply
+
+
+@pytest.mark.parametrize(
+    "line",
+    [b'{"jsonrpc": "1.0", "method": "status"}', b'{"method": "status"}', b'{"id": 7, "method": "status"}'],
+)
+def test_the_admin_endpoint_reads_neither_the_version_nor_needs_an_id(line: bytes) -> None:
+    """As oxend: "jsonrpc" is not read, and a call without an id is answered with ``"id": ""``."""
+    reply = json.loads(answer(FakeNode(), line))  # type: ignore[arg-type]
+    assert reply["result"]["height"] == 3
+    assert reply["id"] == json.loads(line).get("id", "")
 
 
 def test_the_admin_endpoint_submits_and_says_why_it_refuses(funded: Any) -> None:

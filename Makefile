@@ -61,7 +61,7 @@ floods: $(STAMP)
 	FLOOD_SECONDS=$(FLOOD_SECONDS) $(BIN)/pytest -q -s tests/test_floods.py -k floods_from_one_host
 
 FUZZ_RUNS ?= 1000000
-FUZZ_TARGETS := p2p_frame block genesis json_rpc storage_rpc onion onion_layer public_port admin_port p2p_port
+FUZZ_TARGETS := p2p_frame block genesis json_rpc storage_rpc onion onion_layer public_port admin_port p2p_port storage_port
 
 fuzz: $(STAMP)
 	@mkdir -p .fuzz

@@ -21,10 +21,11 @@ target             the path, and what it must never do
 ``onion``          an onion request body at the entry node, and (``onion_layer``) a layer that
                    decrypts, holding the fuzzed bytes, so the parsing behind the decryption is
                    reached too: raise anything (refusals are HTTP statuses).
-``public_port``    bytes to a running node's public port, ``admin_port`` to its admin port and
-``admin_port``     ``p2p_port`` to its p2p port (before and after a valid handshake), over real TCP
-``p2p_port``       (:mod:`tests.fuzz_sockets`): after each input the node answers ``get_info``,
-                   caught nothing at a boundary, and its chain is unchanged.
+``public_port``    bytes to a running node's public port, ``admin_port`` to its admin port,
+``admin_port``     ``p2p_port`` to its p2p port (before and after a valid handshake) and
+``p2p_port``       ``storage_port`` to its HTTPS storage port (before and after the TLS handshake),
+``storage_port``   over real TCP (:mod:`tests.fuzz_sockets`): after each input the node answers
+                   ``get_info``, caught nothing at a boundary, and its chain is unchanged.
 =================  ==============================================================================
 
 Run one target: ``python -m tests.fuzz TARGET [--runs N] [--corpus DIR]``; every target:
@@ -427,6 +428,7 @@ TARGETS: dict[str, Target] = {
     "public_port": Target(sockets.public_port, sockets.public_seeds, SERVERS, sockets.stop),
     "admin_port": Target(sockets.admin_port, sockets.admin_seeds, SERVERS, sockets.stop),
     "p2p_port": Target(sockets.p2p_port, sockets.p2p_seeds, (*SERVERS, *CHAIN), sockets.stop),
+    "storage_port": Target(sockets.storage_port, sockets.storage_seeds, SERVERS, sockets.stop),
 }
 
 

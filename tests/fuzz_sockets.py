@@ -18,6 +18,8 @@ target            what one input sends
                   methods, or the raw bytes
 ``p2p_port``      raw bytes before any handshake, or after a valid one (under a fresh node key):
                   raw bytes, or frames holding the input's bytes or a consensus message from it
+``storage_port``  the HTTPS storage port: the input's bytes after a valid TLS handshake, or
+                  where the handshake belongs, or HTTP requests built as for ``public_port``
 ================  ==================================================================================
 
 After every input the target asks ``get_info`` on a new connection and the node must answer it;
@@ -38,6 +40,7 @@ import io
 import json
 import shutil
 import socket
+import ssl
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -63,6 +66,7 @@ class Served:
     rpc_port: int
     admin_port: int
     p2p_port: int
+    storage_port: int
     thread: threading.Thread
     token: trio.lowlevel.TrioToken
     cancel: Callable[[], None]
@@ -156,7 +160,17 @@ def served() -> Served:
     if failure or "node" not in holder:
         raise RuntimeError(f"the fuzzed node did not start: {failure!r}\n{log.getvalue()[-3000:]}")
     result = Served(
-        holder["node"], rpc, admin, p2p, thread, holder["token"], holder["cancel"], log, folder, failure
+        holder["node"],
+        rpc,
+        admin,
+        p2p,
+        storage,
+        thread,
+        holder["token"],
+        holder["cancel"],
+        log,
+        folder,
+        failure,
     )
     atexit.register(result.stop)
     return result
@@ -462,6 +476,56 @@ def admin_port(data: bytes) -> None:
     assert_alive(node, before, caught)
 
 
+def storage_port(data: bytes) -> None:
+    """The storage port (HTTPS): the input's bytes over TLS (mode 0), the input's bytes where the
+    TLS handshake belongs (1), or HTTP requests over TLS built as for :func:`public_port`."""
+    node = served()
+    before, caught = node.tip(), node.caught()
+    reader = Reader(data)
+    mode = reader.number(4)
+    if mode == 1:
+        exchange(node.storage_port, reader.rest())
+    else:
+        if mode == 0:
+            payload = reader.rest()
+        else:
+            node_key = bytes(node.node.core.node_key)
+            payload = b"".join(http_request(reader, node_key) for _ in range(1 + reader.number(3)))
+        check_answers(trio.run(tls_exchange, node.storage_port, payload))
+    assert_alive(node, before, caught)
+
+
+@cache
+def _client_tls() -> ssl.SSLContext:
+    """As Session clients reach a service node: TLS, the self-signed certificate not checked."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+async def tls_exchange(port: int, data: bytes) -> bytes:
+    """Send ``data`` over a new TLS connection, end our side (TCP FIN under the TLS stream, so
+    the server sees the end of the requests), and read what the node answers."""
+    with trio.fail_after(NOW_GUARD):
+        tcp = await trio.open_tcp_stream("127.0.0.1", port)
+        tls = trio.SSLStream(tcp, _client_tls(), https_compatible=True)
+        answer = b""
+        try:
+            await tls.do_handshake()
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await tls.send_all(data)
+                await tcp.send_eof()
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                while chunk := await tls.receive_some(65536):
+                    answer += chunk
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the node may refuse the connection (its limits): that is its right
+        finally:
+            await trio.aclose_forcefully(tls)
+        return answer
+
+
 def p2p_port(data: bytes) -> None:
     node = served()
     before, caught = node.tip(), node.caught()
@@ -541,6 +605,16 @@ def admin_seeds() -> list[bytes]:
         b'{"jsonrpc": "2.0", "id": 2, "method": "peers"}\n',
     ]
     return [b"\x00" + line for line in lines] + [bytes([1, 3, 7, 2, 9]) * 6]
+
+
+def storage_seeds() -> list[bytes]:
+    served()
+    requests = [
+        _http("/storage_rpc/v1", b'{"method": "info", "params": {}}'),
+        _http("/get_stats/v1", b"", "GET") + _http("/ping_test/v1", b""),
+        _http("/storage_rpc/v1", b'{"method": "retrieve", "params": {"pubkey": "05' + b"ab" * 32 + b'"}}'),
+    ]
+    return [b"\x00" + request for request in requests] + [b"\x01\x16\x03\x01garbage", bytes([2, 5, 9, 2]) * 8]
 
 
 def p2p_seeds() -> list[bytes]:

@@ -367,3 +367,44 @@ def test_a_snapshot_installs_only_into_a_fresh_log(served: Chain, source: Home, 
         manifest = chain.store.get_manifest(40)
         assert manifest is not None
         chain.store.install_synced(manifest, [], [], [], {})
+
+
+def test_a_synced_node_answers_headers_at_and_below_its_base_and_refuses_their_bodies(
+    served: Chain, source: Home, tmp_path: Path
+) -> None:
+    """A node that joined at 40 holds some headers at and below it (block 0's, the checkpoints'
+    it walked, the base's) but no bodies: the header methods answer them without the body's fields, the block methods refuse them with
+    -32001, and none of it is a corrupt log (a ``StoreCorrupt`` would stop the node: the crash
+    loop found one request doing so)."""
+    from appchain.node.ledger import ChainLedger
+    from appchain.rpc.jsonrpc import RpcError
+    from appchain.rpc.methods import call_method
+    from tests.helpers import served_node
+
+    home = synced_home(served, source, tmp_path)
+    with home.open_chain() as chain:
+        node = served_node(chain=chain, ledger=ChainLedger(chain))
+        tip = call_method(node, "get_last_block_header", {})["block_header"]
+        assert tip["height"] == 40 and tip["state_root"] == chain.state.root.hex()
+        for height in (0, 40):
+            header = call_method(node, "get_block_header_by_height", {"height": height})["block_header"]
+            expected = served.store.get_header(height)
+            assert expected is not None and header["state_root"] == expected.state_root.hex()
+            assert "num_txes" not in header and "block_size" not in header and "reward" not in header
+            with pytest.raises(RpcError, match="joined by state sync at height 40") as refused:
+                call_method(node, "get_block", {"height": height})
+            assert refused.value.code == -32001
+        headers = call_method(node, "get_block_headers_range", {"start_height": 40, "end_height": 40})[
+            "headers"
+        ]
+        assert [h["height"] for h in headers] == [40]
+        assert chain.store.get_header(1) is None
+        with pytest.raises(RpcError, match="joined by state sync") as missing:
+            call_method(node, "get_block_header_by_height", {"height": 1})
+        assert missing.value.code == -32001
+        chain.append(served.store.get_block(41))
+        above = call_method(node, "get_block_headers_range", {"start_height": 40, "end_height": 41})[
+            "headers"
+        ]
+        assert [h["height"] for h in above] == [40, 41] and "num_txes" in above[1]
+        assert call_method(node, "get_block", {"height": 41})["block_header"]["height"] == 41

@@ -60,16 +60,21 @@ def block_reward(node: PublicNode, height: int) -> int:
     return 0
 
 
-def block_header(node: PublicNode, block: Block, *, tx_hashes: bool = False) -> dict[str, Any]:
+def block_header(
+    node: PublicNode, header: Header, block: Block | None, *, tx_hashes: bool = False
+) -> dict[str, Any]:
     """oxend's ``block_header_response`` (``fill_block_header_response``) of a Pulse block, with
     this chain's state fields added: ``nonce`` 0, ``difficulty`` :data:`PULSE_FIXED_DIFFICULTY`;
     ``reward`` what the block paid into the nodes' rewards; ``coinbase_payouts`` 0 and
     ``miner_tx_hash`` "" because no block pays anyone by itself (rewards are claimed, as oxend's
     batched blocks pay nothing between payouts); ``block_size`` the encoded block's bytes;
-    ``tx_hashes`` (with ``get_tx_hashes``, omitted when empty) its event hashes."""
-    header = block.header
+    ``tx_hashes`` (with ``get_tx_hashes``, omitted when empty) its event hashes.
+
+    ``block`` is None for a block a state-synced node holds only the header of (at or below its
+    base, :func:`stored_at`): the fields read from the block's body or its state delta
+    (``block_size``, ``block_weight``, ``long_term_weight``, ``num_txes``, ``reward``,
+    ``tx_hashes``) are then left out rather than guessed."""
     tip = node.ledger.height
-    size = len(encode(block))
     answer = {
         "major_version": HARD_FORK,
         "minor_version": HARD_FORK_REVISION,
@@ -82,12 +87,7 @@ def block_header(node: PublicNode, block: Block, *, tx_hashes: bool = False) -> 
         "hash": compute_block_hash(header).hex(),
         "difficulty": PULSE_FIXED_DIFFICULTY,
         "cumulative_difficulty": PULSE_FIXED_DIFFICULTY * (header.height + 1),
-        "reward": block_reward(node, header.height),
         "coinbase_payouts": 0,
-        "block_size": size,
-        "block_weight": size,
-        "long_term_weight": size,
-        "num_txes": len(block.events),
         "miner_tx_hash": "",
         "service_node_winner": header.producer.hex(),
         "header_version": header.version,
@@ -100,15 +100,46 @@ def block_header(node: PublicNode, block: Block, *, tx_hashes: bool = False) -> 
             "validator_bitset": header.validators,
         },
     }
-    if tx_hashes and block.events:
-        answer["tx_hashes"] = [compute_event_hash(event).hex() for event in block.events]
+    if block is not None:
+        size = len(encode(block))
+        answer.update(
+            reward=block_reward(node, header.height),
+            block_size=size,
+            block_weight=size,
+            long_term_weight=size,
+            num_txes=len(block.events),
+        )
+        if tx_hashes and block.events:
+            answer["tx_hashes"] = [compute_event_hash(event).hex() for event in block.events]
     return answer
 
 
 def block_at(node: PublicNode, height: int) -> Block:
-    """The block at ``height``, or -32001 (above the tip, or below a state-synced node's base)."""
-    header_at(node, height)
-    return node.chain.store.get_block(height)
+    """The whole block at ``height``, or -32001: above the tip, or at or below a state-synced
+    node's base, where it holds headers only (:func:`stored_at`)."""
+    block = stored_at(node, height)[1]
+    if block is None:
+        raise RpcError(-32001, f"no block at height {height}{below_base(node, height)}")
+    return block
+
+
+def stored_at(node: PublicNode, height: int) -> tuple[Header, Block | None]:
+    """The header at ``height`` and its block when this node holds it, or -32001 above the tip.
+
+    A node that joined by state sync holds no block bodies at or below its base, only some of
+    their headers (block 0's, the checkpoints' it walked, the base's), so there the body is None. Above
+    the base a missing body is a corrupt log, and the store stops the node (``StoreCorrupt``)."""
+    header = header_at(node, height)
+    base = node.chain.base_height
+    if base > 0 and height <= base:
+        body = node.chain.store.get_body(height)
+        return header, None if body is None else Block(header, body.events, body.signatures)
+    return header, node.chain.store.get_block(height)
+
+
+def headers_answer(node: PublicNode, height: int, *, tx_hashes: bool) -> dict[str, Any]:
+    header, block = stored_at(node, height)
+    return block_header(node, header, block, tx_hashes=tx_hashes)
 
 
 def header_at(node: PublicNode, height: int) -> Header:
@@ -203,7 +234,7 @@ def get_last_block_header(node: PublicNode, params: NoParams) -> dict[str, Any]:
     return {
         "status": "OK",
         "untrusted": False,
-        "block_header": block_header(node, block_at(node, node.ledger.height)),
+        "block_header": headers_answer(node, node.ledger.height, tx_hashes=False),
     }
 
 
@@ -221,12 +252,11 @@ def get_block_header_by_height(node: PublicNode, params: HeadersParams) -> dict[
     if params.height is None and params.heights is None:
         raise RpcError(-32602, "invalid params: give height or heights")
     if params.height is not None:
-        answer["block_header"] = block_header(
-            node, block_at(node, params.height), tx_hashes=params.get_tx_hashes
-        )
+        answer["block_header"] = headers_answer(node, params.height, tx_hashes=params.get_tx_hashes)
     if params.heights:
-        blocks = [block_at(node, height) for height in params.heights]
-        answer["block_headers"] = [block_header(node, b, tx_hashes=params.get_tx_hashes) for b in blocks]
+        answer["block_headers"] = [
+            headers_answer(node, height, tx_hashes=params.get_tx_hashes) for height in params.heights
+        ]
     return answer
 
 
@@ -259,12 +289,13 @@ def get_block_header_by_hash(node: PublicNode, params: HashHeadersParams) -> dic
     if params.hash is None and params.hashes is None:
         raise RpcError(-32602, "invalid params: give hash or hashes")
     if params.hash is not None:
-        answer["block_header"] = block_header(
-            node, block_by_hash(node, params.hash), tx_hashes=params.get_tx_hashes
-        )
+        block = block_by_hash(node, params.hash)
+        answer["block_header"] = block_header(node, block.header, block, tx_hashes=params.get_tx_hashes)
     if params.hashes:
         blocks = [block_by_hash(node, text) for text in params.hashes]
-        answer["block_headers"] = [block_header(node, b, tx_hashes=params.get_tx_hashes) for b in blocks]
+        answer["block_headers"] = [
+            block_header(node, b.header, b, tx_hashes=params.get_tx_hashes) for b in blocks
+        ]
     return answer
 
 
@@ -287,10 +318,12 @@ def get_block_headers_range(node: PublicNode, params: RangeParams) -> dict[str, 
         raise RpcError(-32001, f"invalid start/end heights {start}..{end}: the tip is {tip}")
     if end - start >= MAX_HEADERS_RANGE:
         raise RpcError(-32602, f"invalid params: at most {MAX_HEADERS_RANGE} headers at once")
-    header_at(node, start)  # below a state-synced node's base: -32001
-    headers = [
-        block_header(node, b, tx_hashes=params.get_tx_hashes)
-        for b in node.chain.store.iter_blocks(start, end)
+    base = node.chain.base_height
+    held = max(start, base + 1) if base > 0 else start  # whole blocks from here on
+    headers = [headers_answer(node, height, tx_hashes=params.get_tx_hashes) for height in range(start, held)]
+    headers += [
+        block_header(node, b.header, b, tx_hashes=params.get_tx_hashes)
+        for b in node.chain.store.iter_blocks(held, end)
     ]
     return {"status": "OK", "untrusted": False, "headers": headers}
 
@@ -350,7 +383,7 @@ def get_block(node: PublicNode, params: BlockParams) -> dict[str, Any]:
     answer: dict[str, Any] = {
         "status": "OK",
         "untrusted": False,
-        "block_header": block_header(node, block),
+        "block_header": block_header(node, block.header, block),
         "blob": encode(block).hex(),
         "json": json.dumps(block_json(node, block)),
     }

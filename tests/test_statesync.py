@@ -408,3 +408,52 @@ def test_a_synced_node_answers_headers_at_and_below_its_base_and_refuses_their_b
         ]
         assert [h["height"] for h in above] == [40, 41] and "num_txes" in above[1]
         assert call_method(node, "get_block", {"height": 41})["block_header"]["height"] == 41
+
+
+def test_no_public_method_reaches_what_a_synced_node_does_not_hold(
+    served: Chain, source: Home, tmp_path: Path
+) -> None:
+    """Every public JSON-RPC method, asked about heights and hashes around a state-synced node's
+    base (block 0, the base, just below it, the tip), answers or refuses with a JSON-RPC error:
+    none reads a body or delta the node never had (the store would call that corruption and stop
+    the node)."""
+    from types import SimpleNamespace
+
+    from appchain.node.ledger import ChainLedger
+    from appchain.rpc.jsonrpc import RpcError
+    from appchain.rpc.methods import METHODS, call_method
+    from consensus.mempool import Mempool
+    from consensus.uptime import PulseRecord
+    from state.block import compute_block_hash
+    from tests.helpers import served_node
+
+    home = synced_home(served, source, tmp_path)
+    with home.open_chain() as chain:
+        chain.append(served.store.get_block(41))
+        core = SimpleNamespace(
+            node_key=bytes(32),
+            mempool=Mempool(chain.state.chain_id),
+            proofs=SimpleNamespace(accepted={}),
+            pulse_record=PulseRecord(),
+        )
+        node = served_node(chain=chain, ledger=ChainLedger(chain), core=core, host=SimpleNamespace(peers={}))
+        hashes = [compute_block_hash(h).hex() for h in (served.store.get_header(n) for n in (0, 39, 40)) if h]
+        tries: list[dict[str, object]] = [{}]
+        for height in (0, 1, 39, 40, 41):
+            tries += [
+                {"height": height},
+                {"heights": [height]},
+                {"start_height": height, "end_height": 41},
+                {"start_height": height},
+            ]
+        for text in hashes:
+            tries += [{"hash": text}, {"hashes": [text]}, {"txs_hashes": [text]}]
+        answered = 0
+        for name in sorted(METHODS):
+            for params in tries:
+                try:
+                    call_method(node, name, params)
+                    answered += 1
+                except RpcError:
+                    pass
+        assert answered > len(METHODS)  # the sweep reaches the methods, not only their refusals

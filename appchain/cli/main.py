@@ -1,23 +1,7 @@
 """``appchain``: the command line, in the style of oxend and CometBFT.
 
-Exit status (:mod:`appchain.cli.results`):
-
-====  =====================================================================================
-0     success
-1     a user mistake (bad genesis, missing or busy home, tampered export, bad value…): one
-      ``error:`` line on stderr; the home is untouched
-2     a usage error (unknown command or option, missing argument): argparse's message
-3     corruption in the node's own database: one ``fatal:`` line naming what disagrees; the
-      operator must act (restore, re-import, or replay from an export); nothing is written
-4     ``simulate``: a safety property failed (roots differ, a final block forked, an honest
-      double sign)
-5     ``simulate``: safe, but the honest nodes did not finalize ``--blocks`` blocks in time
-6     ``query``, ``tx``: a node answered something that does not verify; the evidence (its answer and
-      every answer that verified) is printed as JSON on stdout
-130   interrupted (Ctrl-C); an interrupted import is undone first
-====  =====================================================================================
-
-Anything else is a bug and shows its traceback.
+Exit statuses: the table in :mod:`appchain.cli.results`, which chooses them (0 success, 1 a user
+mistake, 2 usage, 3 corruption, 4–5 ``simulate``, 6 a node that lied, 130 interrupted).
 
 Commands that use a home take ``--home DIR``; without it, ``$APPCHAIN_HOME``, else
 ``~/.appchain``. Each holds the home's lock while it runs (one process per home); ``status``

@@ -1,7 +1,8 @@
 """A real devnet under load: 12 node processes on 127.0.0.1, Pulse at tight deadlines, transfers.
 
-Writes a testnet (devnet parameters, ``--block-time`` seconds between blocks, ``--stage-timeout``
-and ``--round-timeout`` Pulse deadlines, 64 funded senders), starts one ``appchain start`` per
+Writes a testnet (devnet parameters, ``--block-time`` seconds between blocks, e.g. 0.25, and
+``--stage-timeout`` and ``--round-timeout`` Pulse deadlines in seconds, all three converted to the
+whole milliseconds the genesis and config.toml hold; 64 funded senders), starts one ``appchain start`` per
 node with the signature clock on (``APPCHAIN_SIGNATURE_CLOCK=1``), waits for finality, then
 feeds signed transfers at ``--rate`` per second for ``--seconds`` through the nodes' admin
 endpoints (``submit_transactions``, spread over the nodes). It prints, from node 0's log and
@@ -121,7 +122,7 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=12)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--rate", type=float, default=600.0, help="transfers offered per second")
-    parser.add_argument("--block-time", type=int, default=1)
+    parser.add_argument("--block-time", type=float, default=1.0, help="seconds, e.g. 0.25")
     parser.add_argument("--stage-timeout", type=float, default=0.5)
     parser.add_argument("--round-timeout", type=float, default=3.0)
     parser.add_argument("--base-port", type=int, default=27656)
@@ -132,7 +133,7 @@ def main() -> None:
     reference = 1.0 / costs["ed25519.verify"]
     root = Path(tempfile.mkdtemp(prefix="bench-devnet-"))
     net = root / "net"
-    params = msgspec.structs.replace(DEVNET, block_time=args.block_time)
+    params = msgspec.structs.replace(DEVNET, block_time=round(args.block_time * 1000))
     members = write_testnet(
         net,
         args.nodes,
@@ -140,8 +141,8 @@ def main() -> None:
         seed="bench",
         users=64,
         params=params,
-        stage_timeout=args.stage_timeout,
-        round_timeout=args.round_timeout,
+        stage_timeout_ms=round(args.stage_timeout * 1000),
+        round_timeout_ms=round(args.round_timeout * 1000),
         sync_writes=False,
     )
     genesis = load_genesis(net / "genesis.json")
@@ -198,7 +199,7 @@ def main() -> None:
             covering = next((c for c in final_heights if c >= height), None)
             header = chain.store.get_header(height)
             if covering is not None and header is not None:
-                finality.append(final[covering] - header.timestamp)
+                finality.append(final[covering] - header.timestamp / 1000)  # headers: ms
             if covering is not None:
                 transfers += sum(isinstance(e, Transfer) for e in chain.store.get_block(height).events)
     window = load_end - load_start

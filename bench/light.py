@@ -33,8 +33,9 @@ from typing import Any
 
 from appchain.client.lightclient import RpcSource, Trusted, VerifyingClient
 from consensus.checkpoint import CheckpointCertificate, compute_checkpoint_message, encode_bitset
+from genesis.presets import MAINNET
 from state.block import Header, compute_block_hash
-from state.checkpoints import CHECKPOINT_INTERVAL, CHECKPOINT_QUORUM_SIZE, compute_quorum_commitment
+from state.checkpoints import CHECKPOINT_QUORUM_SIZE, compute_quorum_commitment
 from state.crypto import bls
 from state.crypto.bls import CURVE_ORDER, BlsSecretKey
 from state.encoding import encode
@@ -44,6 +45,7 @@ from state.smt import SparseMerkleTree, verify_proof
 from state.types import Atomic, Hash32, Height, Nonce
 
 CHAIN_ID = "bench-light"
+INTERVAL = MAINNET.checkpoint_interval
 SIGNERS = 14
 
 
@@ -120,7 +122,7 @@ def checkpoint_answers(count: int, quorum: Quorum, genesis: Header) -> list[dict
     answers = []
     prev = compute_block_hash(genesis)
     for index in range(1, count + 1):
-        header = header_at(index * CHECKPOINT_INTERVAL, prev, bytes(32), quorum.commitment)
+        header = header_at(index * INTERVAL, prev, bytes(32), quorum.commitment)
         answers.append(
             {
                 "height": header.height,
@@ -134,7 +136,7 @@ def checkpoint_answers(count: int, quorum: Quorum, genesis: Header) -> list[dict
 
 
 def walk(answers: list[dict[str, Any]], genesis: Header, quorum: Quorum) -> float:
-    client = VerifyingClient(Trusted(CHAIN_ID, genesis, quorum.keys), [RpcSource("http://bench")])
+    client = VerifyingClient(Trusted(CHAIN_ID, genesis, quorum.keys, INTERVAL), [RpcSource("http://bench")])
     started = time.perf_counter()
     for answer in answers:
         client.accept(answer, "http://bench")
@@ -150,7 +152,7 @@ def verify_from_checkpoint(
     """Seconds per value: a get_state_proof answer, as JSON text, to a verified value."""
     header = header_at(4, bytes(32), tree.root, compute_quorum_commitment(()))
     source = RpcSource("http://bench")
-    client = VerifyingClient(Trusted(CHAIN_ID, header, ()), [source])
+    client = VerifyingClient(Trusted(CHAIN_ID, header, (), INTERVAL), [source])
     texts = []
     for key, value in rng.sample(items, probes):
         answer = {

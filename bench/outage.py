@@ -75,7 +75,9 @@ def main() -> None:
         folder / "net", NODES, base_port=free_base_port(PORTS_PER_NODE * NODES), seed=f"outage{args.seed}"
     )
     processes: dict[int, subprocess.Popen[bytes]] = {i: start_process(m.home) for i, m in enumerate(members)}
-    print(f"{NODES} nodes in {folder}; round timeout {DEVNET_TIMING['round_timeout']} s; seed {args.seed}")
+    print(
+        f"{NODES} nodes in {folder}; round timeout {DEVNET_TIMING['round_timeout_ms']} ms; seed {args.seed}"
+    )
     try:
         started = time.monotonic()
         while max((s or {}).get("final_height", 0) for s in map(poll_status, members)) < 4:

@@ -76,7 +76,7 @@ def run(folder: Path, args: argparse.Namespace) -> None:
         seed="bench-statesync",
         users=args.accounts,
         spare=2,
-        genesis_time=int(time.time()) - args.blocks * DEVNET.block_time,
+        genesis_time=int(time.time()) - args.blocks * DEVNET.block_time // 1000,  # s; block_time: ms
         sync_writes=False,
     )
     print(f"testnet of 12 nodes, {args.accounts:,} funded accounts: {time.perf_counter() - started:.1f} s")

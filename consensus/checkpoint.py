@@ -1,6 +1,6 @@
 """Checkpoint certificates: a BLS aggregate of two thirds of a checkpoint quorum over a block.
 
-Every ``CHECKPOINT_INTERVAL`` blocks each member of the checkpoint quorum signs
+Every ``params.checkpoint_interval`` blocks each member of the checkpoint quorum signs
 
     ``H_checkpoint(chain_id || height || block_hash)``
 

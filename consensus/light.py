@@ -3,7 +3,8 @@
 It starts from block 0's header, rebuilt from the genesis file (or from a header the operator
 trusts). It then accepts:
 
-- the next checkpoint header (``height + 4``) only with a certificate of at least two thirds of
+- the next checkpoint header (``height + checkpoint_interval``, the chain parameter it takes
+  from the trusted genesis: 4 on mainnet) only with a certificate of at least two thirds of
   the checkpoint quorum that the last trusted checkpoint header committed to (the client is given
   the quorum's BLS keys and checks them against that commitment);
 - a header between checkpoints only by hash links from a trusted header above it;
@@ -17,7 +18,7 @@ from collections.abc import Sequence
 
 from consensus.checkpoint import CheckpointCertificate, InvalidCertificate, verify_certificate
 from state.block import Header, compute_block_hash
-from state.checkpoints import CHECKPOINT_INTERVAL, compute_quorum_commitment
+from state.checkpoints import compute_quorum_commitment
 from state.smt import Proof, verify_proof
 
 
@@ -26,10 +27,14 @@ class Untrusted(ValueError):
 
 
 class LightClient:
-    def __init__(self, chain_id: str, trusted_checkpoint: Header) -> None:
-        if trusted_checkpoint.height % CHECKPOINT_INTERVAL:
+    def __init__(self, chain_id: str, trusted_checkpoint: Header, checkpoint_interval: int) -> None:
+        """``checkpoint_interval``: the chain's parameter, from the genesis the client trusts."""
+        if checkpoint_interval < 1:
+            raise ValueError("the checkpoint interval is at least 1 block")
+        if trusted_checkpoint.height % checkpoint_interval:
             raise ValueError("a light client starts from a checkpoint header (block 0, for instance)")
         self.chain_id = chain_id
+        self.interval = checkpoint_interval
         self.headers: dict[int, Header] = {trusted_checkpoint.height: trusted_checkpoint}
         self.checkpoint = trusted_checkpoint
 
@@ -40,7 +45,7 @@ class LightClient:
     def accept_checkpoint(
         self, header: Header, certificate: CheckpointCertificate, quorum_keys: Sequence[bytes]
     ) -> None:
-        expected = self.checkpoint.height + CHECKPOINT_INTERVAL
+        expected = self.checkpoint.height + self.interval
         if header.height != expected:
             raise Untrusted(f"the next checkpoint is {expected}, not {header.height}")
         if compute_quorum_commitment(quorum_keys) != self.checkpoint.next_checkpoint_quorum:

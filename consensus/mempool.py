@@ -45,9 +45,11 @@ class Mempool:
         return tx_hash in self.txs
 
     def _context(self, state: State, timestamp: int) -> BlockContext:
+        """The context of the next block as far as it is known: ``timestamp`` (unix ms, the
+        local clock) but not before the earliest the next block may be stamped."""
         return BlockContext(
             height=state.height + 1,
-            timestamp=max(timestamp, state.timestamp),
+            timestamp=max(timestamp, state.timestamp + state.params.block_time),
             prev_hash=state.block_hash,
             chain_id=self.chain_id,
             params=state.params,
@@ -70,7 +72,7 @@ class Mempool:
         return tx_hash
 
     def _rebuild(self, state: State, now: float) -> None:
-        self._ctx = self._context(state, int(now))
+        self._ctx = self._context(state, round(now * 1000))  # the clock in seconds, headers in ms
         self._view = Overlay(state.get)
         for tx_hash, tx in list(self.txs.items()):
             try:

@@ -72,7 +72,7 @@ from consensus.uptime import (
 )
 from consensus.validation import compute_block_entropy, compute_block_quorum, finalize_template
 from state.block import Block, compute_block_hash
-from state.checkpoints import CHECKPOINT_INTERVAL, get_checkpoint_quorum, is_checkpoint_height
+from state.checkpoints import get_checkpoint_quorum, is_checkpoint_height
 from state.crypto import bls, ed25519
 from state.encoding import Decoder, Record, encode
 from state.errors import InvalidBlock, InvalidEvent, InvalidSignature
@@ -92,6 +92,14 @@ this chain has no mining, so a stalled chain resumes as soon as a quorum is back
 the width of the double-sign guard's round field."""
 EARLY_PULSE_LIMIT = 1_024
 """Pulse messages kept for rounds this node has not started yet (see :meth:`NodeCore.on_message`)."""
+
+
+def to_ms(now: float) -> int:
+    """A driver's clock reading (float seconds: trio's clock, the simulator's) in whole
+    milliseconds, the unit of header timestamps and of the round schedule. Rounded to the nearest
+    millisecond, so a time the core computed as ``ms / 1000`` converts back to exactly ``ms``."""
+    return round(now * 1000)
+
 
 # -- actions -------------------------------------------------------------------------------------
 
@@ -151,9 +159,11 @@ Action = Send | Gossip | AskPeers | Applied | Finalized | Penalize | Equivocatio
 
 @dataclass(frozen=True)
 class CoreConfig:
+    """The node's own settings. The block time is not one of them: it is the chain's
+    ``params.block_time`` (milliseconds), read from the state, so the schedule the core keeps and
+    the "too early" rule of :func:`state.transition.validate_block_time` can never disagree."""
+
     chain_id: str
-    block_time: float
-    """Seconds from a block's timestamp to round 0 of the next height."""
     timing: Timing
     uptime: UptimeRules
     mempool_capacity: int = 20_000
@@ -488,17 +498,25 @@ class NodeCore:
 
     # -- Pulse rounds -----------------------------------------------------------------------------
 
+    def _round_start_ms(self, round_: int) -> int:
+        """When round ``round_`` of the next height starts, unix milliseconds: the tip's timestamp
+        plus the chain's ``block_time`` plus ``round_`` round timeouts, all integers (no float
+        drift however many rounds a stalled height runs). The producer stamps its template with
+        exactly this, so consecutive blocks can be any whole number of milliseconds apart."""
+        state = self.ledger.state
+        return state.timestamp + state.params.block_time + round_ * self.config.timing.round_timeout_ms
+
     def _schedule_height(self, now: float) -> None:
         """Round 0 of the next height starts a block time after the tip's timestamp; a node that
         arrives late joins the first round that has not ended by its clock."""
         round_ = self._round_at(now)
-        at = self.ledger.state.timestamp + self.config.block_time + round_ * self.config.timing.round_timeout
+        at = self._round_start_ms(round_) / 1000
         self.next_round = _NextRound(self.height + 1, round_, max(at, now))
 
     def _round_at(self, now: float) -> int:
         """The round of the next height under way at ``now`` by this node's clock (0 before it)."""
-        start = self.ledger.state.timestamp + self.config.block_time
-        return max(0, int((now - start) // self.config.timing.round_timeout))
+        elapsed_ms = to_ms(now) - self._round_start_ms(0)
+        return max(0, elapsed_ms // self.config.timing.round_timeout_ms)
 
     def _is_upcoming(self, height: int, round_: int, now: float) -> bool:
         """Whether a Pulse message of ``(height, round_)`` is for a round this node has yet to
@@ -519,9 +537,10 @@ class NodeCore:
         if height != self.height + 1 or round_ > MAX_ROUND:
             return []
         state = self.ledger.state
-        timeout = self.config.timing.round_timeout
-        start = state.timestamp + self.config.block_time + round_ * timeout
-        self.next_round = _NextRound(height, round_ + 1, start + timeout)
+        start_ms = self._round_start_ms(round_)
+        self.next_round = _NextRound(
+            height, round_ + 1, (start_ms + self.config.timing.round_timeout_ms) / 1000
+        )
         self.current_round = (height, round_)
         if (height, round_) in self.started:
             # started before a crash (the guard holds its slots): take part in the next one.
@@ -539,7 +558,7 @@ class NodeCore:
         self.evidence.on_round(state.block_hash, height, round_, quorum)
         template = None
         if me == quorum.producer:
-            template = self._build_template(state, int(start), quorum.producer, round_)
+            template = self._build_template(state, start_ms, quorum.producer, round_)
         self.round_id = (height, round_)
         self.round_members = (quorum.producer, *quorum.validators)
         self.round_wakes = []
@@ -556,7 +575,9 @@ class NodeCore:
             template=template,
             decode_template=_block_decoder.decode,  # a template that does not decode is missing
             encode_template=encode,
-            validate_template=lambda block: self._is_valid_template(block, height, round_, quorum.producer),
+            validate_template=lambda block, at: self._is_valid_template(
+                block, height, round_, quorum.producer, at
+            ),
         )
         actions = self._drive(self.round.on_start(), now)
         for message in early:  # what members whose clocks run ahead sent before we started
@@ -590,9 +611,34 @@ class NodeCore:
                 stale = events.pop(exc.event_index)  # stale or already applied: leave it out
                 self.mempool.remove(stale)
 
-    def _is_valid_template(self, block: Block, height: int, round_: int, producer: bytes) -> bool:
+    def max_template_lead_ms(self) -> int:
+        """How far ahead of this node's clock a template's timestamp may be, in milliseconds: the
+        uptime proofs' ``max_skew`` (devnet 5 s, mainnet 5 min), the skew the network already
+        allows between two honest clocks.
+
+        An honest template is never ahead at all: it is stamped with its round's start
+        (:meth:`_round_start_ms`, computed from the parent's timestamp, not from the producer's
+        clock), and a validator judges it only once its own clock has reached that start (the
+        round starts then; what arrives earlier waits in ``early_pulse``). So skew between honest
+        clocks never makes a template look early, and the bound only limits a dishonest producer
+        that stamps a block in the future to hold the next height back (every node waits for
+        ``timestamp + block_time``). It is taken from the declared clock allowance rather than 0
+        so that nodes whose round timeouts differ (config.toml is each node's own) or whose clocks
+        are skewed as far as the network tolerates still accept each other's templates. The
+        clock-skew faults of :mod:`appchain.lab.nemesis` stay under it (``MAX_SKEW`` = 3 s under
+        the devnet's 5 s, checked by a test)."""
+        return round(self.config.uptime.max_skew * 1000)
+
+    def _is_valid_template(self, block: Block, height: int, round_: int, producer: bytes, now: float) -> bool:
+        """Whether this validator takes ``block`` as the round's template: the round's height,
+        round and producer; a timestamp at most :meth:`max_template_lead_ms` ahead of this node's
+        clock at ``now`` (the clock rule, only here: a block proposed now; ``apply_block`` and
+        replays never read a clock); and a block that executes on our tip (the state rules,
+        the "too early" rule of :func:`state.transition.validate_block_time` among them)."""
         header = block.header
         if (header.height, header.round, header.producer) != (height, round_, producer):
+            return False
+        if header.timestamp > to_ms(now) + self.max_template_lead_ms():
             return False
         try:
             execute_block(self.ledger.state, block, verify_signatures=False)
@@ -655,7 +701,7 @@ class NodeCore:
             config.p2p_port,
             config.storage_port,
             config.version,
-            int(now),
+            int(now),  # uptime proofs stay in unix seconds, as oxend's
             record.bls_key,
         )
         return sign_proof(proof, self.identity.key)
@@ -709,9 +755,9 @@ class NodeCore:
 
     def _vote_checkpoint(self, now: float) -> list[Action]:
         height = self.height
-        if height == 0 or not is_checkpoint_height(height):
-            return []
         state = self.ledger.state
+        if height == 0 or not is_checkpoint_height(height, state.params.checkpoint_interval):
+            return []
         quorum = get_checkpoint_quorum(Overlay(state.get), height)
         if quorum is None:
             return []
@@ -789,9 +835,10 @@ class NodeCore:
         if failure is not None and failure.height != self.height + 1:
             failure = None
         checkpoint = votes = needed = None
-        first = self.final_height + CHECKPOINT_INTERVAL
+        interval = state.params.checkpoint_interval
+        first = self.final_height + interval
         if first <= self.height:
-            checkpoint = first - first % CHECKPOINT_INTERVAL
+            checkpoint = first - first % interval
             quorum = get_checkpoint_quorum(view, checkpoint)
             if quorum is not None:
                 needed = compute_checkpoint_threshold(len(quorum.members))
@@ -816,7 +863,7 @@ class NodeCore:
         """Ask a few peers for the blocks after our final one (at most once a round timeout)."""
         if now < self.syncing_until:
             return []
-        self.syncing_until = now + self.config.timing.round_timeout
+        self.syncing_until = now + self.config.timing.round_seconds
         return [AskPeers(SyncRequest(self.final_height + 1), 3)]
 
     def _on_sync_response(self, message: SyncResponse, sender: NodeKey | None, now: float) -> list[Action]:

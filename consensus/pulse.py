@@ -161,10 +161,28 @@ Finalize = Callable[[Any, bytes, int], tuple[Any, Hash32]]
 
 
 class Timing(Record, frozen=True):
-    stage_timeout: float
-    """Longest a stage may take (mainnet 10 s)."""
-    round_timeout: float
-    """Longest a round may take (mainnet 60 s)."""
+    """A node's Pulse deadlines, in whole **milliseconds** (config.toml's ``[consensus]``
+    ``stage_timeout_ms`` and ``round_timeout_ms``).
+
+    Milliseconds because the round schedule is computed from header timestamps, which are
+    milliseconds: round ``r`` of a height starts at ``parent + block_time + r x round_timeout_ms``
+    in integers, with no float drift however many rounds a stalled height runs
+    (:mod:`consensus.node`). The clock the drivers pass in as ``now`` stays float seconds (trio's
+    clock, the simulator's autojump clock); :attr:`stage_seconds` and :attr:`round_seconds` are
+    the one place the round machine converts, when it sets a deadline on that clock."""
+
+    stage_timeout_ms: int
+    """Longest a stage may take (mainnet 10,000: 10 s)."""
+    round_timeout_ms: int
+    """Longest a round may take (mainnet 60,000: 60 s)."""
+
+    @property
+    def stage_seconds(self) -> float:
+        return self.stage_timeout_ms / 1000
+
+    @property
+    def round_seconds(self) -> float:
+        return self.round_timeout_ms / 1000
 
 
 class PulseRound:
@@ -185,7 +203,7 @@ class PulseRound:
         template: Any = None,
         decode_template: Callable[[bytes], Any] = lambda b: b,
         encode_template: Callable[[Any], bytes] = lambda t: t,
-        validate_template: Callable[[Any], bool] = lambda t: True,
+        validate_template: Callable[[Any, float], bool] = lambda t, now: True,
         threshold: int | None = None,
     ) -> None:
         self.parent = parent
@@ -209,8 +227,8 @@ class PulseRound:
         self.template = template
         self.template_bitset: int | None = None
         self.stage = Stage.HANDSHAKE
-        self.round_end = start + timing.round_timeout
-        self.deadline = start + timing.stage_timeout
+        self.round_end = start + timing.round_seconds
+        self.deadline = start + timing.stage_seconds
         self.stage_times: dict[str, float] = {}
         self._start = start
         self.handshakes: set[int] = set()
@@ -247,7 +265,7 @@ class PulseRound:
         if message.kind > self.stage:
             self.early.append(message)  # from a stage we have not reached: keep it for then
             return []
-        self._record(message)
+        self._record(message, now)
         return self._advance(now)
 
     def on_time(self, now: float) -> list[Action]:
@@ -284,7 +302,7 @@ class PulseRound:
             return False
         return ed25519.verify(key, compute_message_digest(message), message.signature)
 
-    def _record(self, message: PulseMessage) -> None:
+    def _record(self, message: PulseMessage, now: float) -> None:
         sender, payload = message.sender, message.payload
         if message.kind == Stage.HANDSHAKE:
             if self.stage == Stage.HANDSHAKE:
@@ -299,7 +317,7 @@ class PulseRound:
                 except Exception:  # a template that does not decode is a missing template
                     return
                 bitset = int.from_bytes(payload[:2], "big")
-                if bin(bitset).count("1") >= self.threshold and self.validate_template(template):
+                if bin(bitset).count("1") >= self.threshold and self.validate_template(template, now):
                     self.template, self.template_bitset = template, bitset
         elif sender in self.participants:
             if message.kind == Stage.COMMIT and len(payload) == 32:
@@ -366,14 +384,14 @@ class PulseRound:
     def _enter(self, stage: Stage, now: float) -> list[Action]:
         self.stage_times[Stage(self.stage).name.lower()] = now - self._start
         self.stage = stage
-        self.deadline = min(now + self.timing.stage_timeout, self.round_end)
+        self.deadline = min(now + self.timing.stage_seconds, self.round_end)
         actions: list[Action] = [WakeAt(self.deadline)]
         replay, self.early = self.early, []
         for message in replay:
             if message.kind > self.stage:
                 self.early.append(message)
             else:
-                self._record(message)
+                self._record(message, now)
         return actions
 
     @property

@@ -47,7 +47,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from state.checkpoints import (
-    CHECKPOINT_INTERVAL,
     CHECKPOINT_QUORUM_SIZE,
     compute_checkpoint_seed,
     is_checkpoint_height,
@@ -67,7 +66,7 @@ FULL_QUORUM_NODES = PULSE_VALIDATORS + 1
 
 MAX_PULSE_ROUND = 65_535
 """Rounds are 16 bits (PROTOCOL.md §4a; Oxen's one byte ran out after 256 rounds, where it falls
-back to mining, which this chain does not have): at a round every ``round_timeout`` (60 s on
+back to mining, which this chain does not have): at a round every ``round_timeout_ms`` (60 s on
 mainnet) a height can fail for 45 days before its rounds run out."""
 ENTROPY_LAG_FIRST = 21
 ENTROPY_LAG_LAST = 10
@@ -128,7 +127,6 @@ def compute_checkpoint_threshold(quorum_size: int) -> int:
 
 
 __all__ = [
-    "CHECKPOINT_INTERVAL",
     "CHECKPOINT_QUORUM_SIZE",
     "FULL_QUORUM_NODES",
     "MAX_PULSE_ROUND",

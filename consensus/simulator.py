@@ -182,12 +182,14 @@ class SimConfig:
     seed: int = 1
     latency: float = 0.05
     jitter: float = 0.05
-    block_time: float = 2.0
-    stage_timeout: float = 1.0
-    round_timeout: float = 6.0
+    block_time_ms: int = 2_000
+    """The simulated chain's ``block_time`` (milliseconds): its genesis carries it
+    (:func:`appchain.cli.simulate.simulation_genesis`), and the cores read it from the state."""
+    stage_timeout_ms: int = 1_000
+    round_timeout_ms: int = 6_000
     faults: Faults = field(default_factory=Faults)
     time_limit: float = 0.0
-    """Stop at this simulated time (0: ``blocks * block_time * 20``)."""
+    """Stop at this simulated time, seconds (0: ``blocks`` block times x 20)."""
     verify_once: bool = False
     """Verify each distinct signature once for all the simulated nodes (:class:`VerdictMemo`)."""
 
@@ -336,6 +338,7 @@ class SimGenesis:
 
     chain_id: str
     genesis_time: int
+    """Unix seconds, as in the genesis file: simulated time (float seconds) starts there."""
     state: State
     keys: list[tuple[ed25519.SigningKey, bls.BlsSecretKey]]
 
@@ -357,13 +360,17 @@ class Simulation:
     ) -> None:
         if len(genesis.keys) != config.nodes:
             raise ValueError("the genesis must hold one key pair per simulated node")
+        if genesis.state.params.block_time != config.block_time_ms:
+            raise ValueError(
+                f"the genesis block time is {genesis.state.params.block_time} ms,"
+                f" the simulation's {config.block_time_ms} ms"
+            )
         self.config = config
         self.rng = random.Random(config.seed)
         self.genesis = genesis
         core_config = CoreConfig(
             chain_id=genesis.chain_id,
-            block_time=config.block_time,
-            timing=Timing(stage_timeout=config.stage_timeout, round_timeout=config.round_timeout),
+            timing=Timing(stage_timeout_ms=config.stage_timeout_ms, round_timeout_ms=config.round_timeout_ms),
             uptime=DEVNET_UPTIME,
             p2p_port=22020,
             storage_port=22021,
@@ -445,7 +452,7 @@ class Simulation:
         self.now = float(origin)
         ticking = watch is not None or until is not None
         next_watch = origin + watch_every
-        limit = origin + (config.time_limit or config.blocks * config.block_time * 20)
+        limit = origin + (config.time_limit or config.blocks * config.block_time_ms / 1000 * 20)
         for index, down, back in config.faults.crashes:
             self.push(origin + down, index, "crash")
             self.push(origin + back, index, "restart")
@@ -528,7 +535,7 @@ class Simulation:
         if healed is None or self.now < healed:
             return False
         return all(
-            n.final_height > 0 and n.ledger.block_at(n.final_height).header.timestamp >= healed
+            n.final_height > 0 and n.ledger.block_at(n.final_height).header.timestamp / 1000 >= healed
             for n in self.honest_nodes()
         )
 
@@ -713,7 +720,7 @@ class Simulation:
         if cached is not None:
             return cached
         block = _block_decoder.decode(message.payload[2:])
-        header = msgspec.structs.replace(block.header, timestamp=block.header.timestamp + 1)
+        header = msgspec.structs.replace(block.header, timestamp=block.header.timestamp + 1)  # 1 ms later
         other = message.payload[:2] + encode(Block(header, block.events))
         unsigned = msgspec.structs.replace(message, payload=other)
         forged = sign_message(unsigned, node.key)  # byzantine: bypasses its own guard

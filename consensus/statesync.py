@@ -49,7 +49,7 @@ from consensus.messages import (
 from consensus.node import Action, Penalize, Send
 from consensus.quorum import ENTROPY_LAG_FIRST
 from state.block import Header, compute_block_hash
-from state.checkpoints import CHECKPOINT_INTERVAL, checkpoint_quorum_key, decode_checkpoint_quorum
+from state.checkpoints import checkpoint_quorum_key, decode_checkpoint_quorum
 from state.encoding import DecodeError, encode
 from state.params import ChainParams
 from state.smt import Subtree
@@ -119,7 +119,7 @@ class StateSync:
         self.params = params
         self.height = height
         self.config = config
-        self.light = LightClient(chain_id, genesis_header)
+        self.light = LightClient(chain_id, genesis_header, params.checkpoint_interval)
         self.phase = "discover"
         """discover → trust → fetch → done; or skipped, or failed."""
         self.reason = ""
@@ -271,7 +271,7 @@ class StateSync:
         # prefer the peers that offered the target
         candidates.sort(key=lambda p: (self._offered(p) != self.target, self.strikes.get(p, 0)))
         peer = candidates[0]
-        request = CheckpointsRequest(self.light.height + CHECKPOINT_INTERVAL)
+        request = CheckpointsRequest(self.light.height + self.params.checkpoint_interval)
         self.asked[peer] = (request, now + self.config.request_timeout)
         return [Send(peer, request)]
 
@@ -482,7 +482,7 @@ class StateSync:
         quorums = {h: self.walked[h][1] for h in heights}
         # the quorum of the next checkpoint is in the snapshot (block ``target`` chose it); kept
         # beside the others so this node can serve the walk past its base, as its delta would
-        following = self.target + CHECKPOINT_INTERVAL
+        following = self.target + self.params.checkpoint_interval
         next_quorum = state.get(checkpoint_quorum_key(following))
         if next_quorum is not None:
             quorums[following] = next_quorum

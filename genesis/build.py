@@ -33,19 +33,19 @@ _name = Decoder(NameRecord)
 
 def create_pre_genesis_state(genesis: Genesis) -> State:
     """The empty state whose next block is block 0 of this genesis."""
-    return State(genesis.chain_id, genesis.params, genesis.hash, genesis.genesis_time)
+    return State(genesis.chain_id, genesis.params, genesis.hash, genesis.timestamp_ms)
 
 
 def create_genesis_block(genesis: Genesis) -> PendingBlock:
     """Block 0 executed against the empty state (not yet committed anywhere)."""
-    return propose_block(create_pre_genesis_state(genesis), genesis.events(), genesis.genesis_time)
+    return propose_block(create_pre_genesis_state(genesis), genesis.events(), genesis.timestamp_ms)
 
 
 def create_genesis_state(genesis: Genesis) -> tuple[State, PendingBlock]:
     """The state after block 0, and block 0 itself (the block's execution checks the nodes'
     proofs of possession as one batch, as it does for any block with several registrations)."""
     state = create_pre_genesis_state(genesis)
-    pending = propose_block(state, genesis.events(), genesis.genesis_time)
+    pending = propose_block(state, genesis.events(), genesis.timestamp_ms)
     commit_block(state, pending)
     return state, pending
 
@@ -54,7 +54,7 @@ def genesis_event_checker(genesis: Genesis) -> Callable[[Any], None]:
     """A function applying genesis events one by one to a scratch state (for validation)."""
     state = create_pre_genesis_state(genesis)
     view = Overlay(state.get)
-    ctx = BlockContext(0, genesis.genesis_time, genesis.hash, genesis.chain_id, genesis.params, True)
+    ctx = BlockContext(0, genesis.timestamp_ms, genesis.hash, genesis.chain_id, genesis.params, True)
 
     def apply_one(event: Any) -> None:
         process_event(view, event, ctx)
@@ -63,7 +63,8 @@ def genesis_event_checker(genesis: Genesis) -> Callable[[Any], None]:
 
 
 def export_genesis(state: State, genesis_time: int) -> Genesis:
-    """A genesis document whose block 0 recreates ``state``'s balances, nodes and names.
+    """A genesis document whose block 0 recreates ``state``'s balances, nodes and names;
+    ``genesis_time`` in unix seconds, as the document keeps it.
 
     Exact for the genesis state. A later state is exported by :mod:`genesis.export`, which also
     moves pending rewards, locked stakes and unfilled registrations so the supply is kept.

@@ -4,8 +4,9 @@
 
     {
       "chain_id": "appchain-devnet",          lowercase letters, digits, "-", "_", "."; 1..64
-      "genesis_time": 1767225600,             unix seconds: the timestamp of block 0
+      "genesis_time": 1767225600,             unix SECONDS; block 0's timestamp is this x 1,000 ms
       "params": {...},                        every field of state.params.ChainParams, no other
+                                              (block_time in milliseconds, checkpoint_interval)
       "total_supply": "…",                    decimal string: pool + allocations + stakes
       "reward_pool": "…",                     decimal string
       "allocations": [{"account": hex32, "amount": "…"}],
@@ -15,6 +16,14 @@
       "sns_records": [{"name_hash": hex32, "encrypted_value": hex, "owner": hex32,
                        "backup_owner": hex32 | null, "expiry_height": n}]
     }
+
+Units. Header timestamps and ``params.block_time`` are milliseconds (issue 22), but
+``genesis_time`` stays in unix seconds, as people and CometBFT-style tools write it; block 0's
+timestamp is ``genesis_time x 1,000`` (:attr:`Genesis.timestamp_ms`). ``block_time`` kept its name
+when its unit changed, so the check refuses one under :data:`MIN_BLOCK_TIME_MS` with a line that
+says the unit: a genesis written for seconds (``"block_time": 2``) fails loudly instead of
+making 2 ms blocks. ``checkpoint_interval`` (blocks between checkpoints, mainnet 4) must be
+present and at least 1.
 
 Amounts are decimal strings because JSON numbers lose precision above 2**53 (mainnet supplies
 exceed it). This module is the document itself: :class:`Genesis`, its hash and supply, and the
@@ -47,7 +56,7 @@ CHAIN_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 AMOUNT_PARAMS = frozenset(field.name for field in msgspec.structs.fields(ChainParams) if field.type is Atomic)
 POSITIVE_PARAMS = frozenset(
     {
-        "block_time",
+        "checkpoint_interval",
         "max_block_events",
         "max_event_bytes",
         "staking_requirement",
@@ -63,10 +72,20 @@ POSITIVE_PARAMS = frozenset(
         "sns_period",
     }
 )
-"""Parameters that must be at least 1; every other one may be 0."""
+"""Parameters that must be at least 1; every other one may be 0 (``block_time`` has its own floor,
+:data:`MIN_BLOCK_TIME_MS`)."""
 PARAM_NAMES = tuple(field.name for field in msgspec.structs.fields(ChainParams))
 MIN_PULSE_NODES, MAX_PULSE_NODES = 4, 10_000
 """The range of ``pulse_min_nodes`` (PROTOCOL.md §4a)."""
+MIN_BLOCK_TIME_MS = 50
+"""The shortest ``block_time``, in milliseconds. Below it a Pulse round (about 0.12 s on a loaded
+2-core devnet) cannot keep up with the schedule at all; and any genesis written when the unit was
+seconds (1 to 49 would have been sane values) is refused instead of running 1000 times too fast."""
+MAX_CHECKPOINT_INTERVAL = 1_000_000
+"""The largest ``checkpoint_interval``: finality (a certified checkpoint) must come within reach
+(1,000,000 blocks is almost four years of mainnet blocks)."""
+MAX_GENESIS_TIME = (2**64 - 1) // 1000
+"""The latest ``genesis_time`` (seconds) whose block-0 timestamp in milliseconds fits 64 bits."""
 TOP_LEVEL = (
     "chain_id",
     "genesis_time",
@@ -84,12 +103,18 @@ class Genesis(Record, frozen=True):
 
     chain_id: str
     genesis_time: int
+    """Unix seconds (block 0's timestamp is :attr:`timestamp_ms`)."""
     params: ChainParams
     total_supply: Atomic
     reward_pool: Atomic
     allocations: tuple[Allocation, ...]
     service_nodes: tuple[GenesisNode, ...]
     sns_records: tuple[GenesisName, ...]
+
+    @property
+    def timestamp_ms(self) -> int:
+        """Block 0's timestamp: ``genesis_time`` (seconds) in milliseconds."""
+        return self.genesis_time * 1000
 
     @property
     def hash(self) -> Hash32:

@@ -51,6 +51,11 @@ the moves and resets above and nothing else, so the normalised root of the state
 the one of the genesis state built from its export (:func:`compute_normalised_root`). This holds
 when ``payable_delay > 0``: with no payable delay the genesis nodes earn block 0's reward already.
 
+**Time**: a genesis keeps ``genesis_time`` in unix seconds while headers are in milliseconds;
+the export's default genesis time is block ``H``'s timestamp in seconds **rounded up**
+(:func:`compute_export_genesis_time`), so the new chain never starts before the old tip. The
+parameters carry over whole, ``block_time`` (ms) and ``checkpoint_interval`` included.
+
 **Replacing the node set** (``replacement``, the command's ``--replace-nodes N``, as Cosmos's
 in-place testnet swaps in local validators): every kept node leaves with its stakes returned to
 its contributors' balances, as if all had exited at ``H``; the replacement nodes' stakes are
@@ -208,6 +213,12 @@ def _genesis_node(key: NodeKey, node: ServiceNode) -> GenesisNode:
         operator_fee_bp=node.operator_fee_bp,
         contributions=tuple(Contribution(c.account, c.amount) for c in node.contributions),
     )
+
+
+def compute_export_genesis_time(timestamp_ms: int) -> int:
+    """The genesis time (unix seconds) of a chain exported at a block stamped ``timestamp_ms``:
+    rounded up, so block 0 of the new chain is not earlier than the old tip."""
+    return -(-timestamp_ms // 1000)
 
 
 def export_state(

@@ -16,7 +16,10 @@ from typing import Any
 from genesis.document import (
     AMOUNT_PARAMS,
     CHAIN_ID,
+    MAX_CHECKPOINT_INTERVAL,
+    MAX_GENESIS_TIME,
     MAX_PULSE_NODES,
+    MIN_BLOCK_TIME_MS,
     MIN_PULSE_NODES,
     PARAM_NAMES,
     POSITIVE_PARAMS,
@@ -148,7 +151,7 @@ def parse_document(document: Any, check: Checker) -> tuple[Genesis, Origins] | N
     chain_id = raw["chain_id"]
     if chain_id is not MISSING and (not isinstance(chain_id, str) or not CHAIN_ID.match(chain_id)):
         check.fail("$.chain_id", "must be 1..64 of a-z 0-9 . _ - starting with a letter or digit")
-    genesis_time = check.integer(raw["genesis_time"], "$.genesis_time")
+    genesis_time = check.integer(raw["genesis_time"], "$.genesis_time", maximum=MAX_GENESIS_TIME)
     params = _parse_params(raw["params"], check)
     total_supply = check.amount(raw["total_supply"], "$.total_supply")
     reward_pool = check.amount(raw["reward_pool"], "$.reward_pool", positive=False)
@@ -223,7 +226,14 @@ def _parse_params(document: Any, check: Checker) -> ChainParams | None:
             values[name] = value
     if len(values) != len(PARAM_NAMES):
         return None
+    if values["block_time"] < MIN_BLOCK_TIME_MS:
+        check.fail(
+            "$.params.block_time",
+            f"is in milliseconds and must be at least {MIN_BLOCK_TIME_MS}"
+            f" (a 2 s block time is 2000, not 2); {values['block_time']} ms is too short",
+        )
     for name, limit in (
+        ("checkpoint_interval", MAX_CHECKPOINT_INTERVAL),
         ("swarm_fill_percentile", 100),
         ("swarm_steal_percentile", 100),
         ("small_contributor_bp", 10_000),

@@ -33,7 +33,8 @@ class Header(Record, frozen=True):
     """Hash of the previous header; for block 0, the genesis document's hash."""
 
     timestamp: int
-    """Unix seconds; never decreases along the chain. The only clock the rules may read."""
+    """Unix **milliseconds**; at least the parent's plus ``params.block_time`` (block 0: the genesis
+    file's ``genesis_time`` seconds x 1,000). The only clock the rules may read."""
 
     events_root: Hash32
     """Merkle root of the event hashes (:mod:`state.merkle`)."""

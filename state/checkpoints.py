@@ -1,15 +1,18 @@
 """Checkpoint quorums in the state, and the header's commitment to the next one.
 
-Every ``CHECKPOINT_INTERVAL`` blocks a checkpoint quorum signs the block with BLS; two thirds
-of it make a certificate, and a certified block is final (:mod:`consensus.checkpoint`).
+Every ``checkpoint_interval`` blocks (a chain parameter, :class:`~state.params.ChainParams`;
+mainnet 4, called ``k`` below) a checkpoint quorum signs the block with BLS; two thirds of it
+make a certificate, and a certified block is final (:mod:`consensus.checkpoint`). Everything
+that needs the interval (the state, consensus, state sync, the light client, the RPC and the
+store) reads it from the chain's parameters; there is no constant.
 
 At the end of each checkpoint height ``h`` (block 0 included) the state draws the quorum that
-will sign checkpoint ``h + 4``: the active nodes after block ``h``, sorted by key, sampled by a
+will sign checkpoint ``h + k``: the active nodes after block ``h``, sorted by key, sampled by a
 :class:`~state.sampler.Sampler` tagged ``checkpoint`` seeded with ``h``'s parent hash and
-``h + 4``: 20 of them (all if fewer). It keeps them (node and BLS keys) under
-``ckq/<h + 4>``, and the header of ``h`` carries ``next_checkpoint_quorum``: the tagged hash of
+``h + k``: 20 of them (all if fewer). It keeps them (node and BLS keys) under
+``ckq/<h + k>``, and the header of ``h`` carries ``next_checkpoint_quorum``: the tagged hash of
 their BLS keys in quorum order. So a light client that trusts header ``h`` knows exactly which
-keys may certify ``h + 4``, and can walk from genesis certificate by certificate.
+keys may certify ``h + k``, and can walk from genesis certificate by certificate.
 """
 
 from __future__ import annotations
@@ -25,10 +28,10 @@ from state.sampler import Sampler
 from state.types import BlsPublicKey, Hash32, NodeKey
 from state.view import Overlay
 
-CHECKPOINT_INTERVAL = 4
 CHECKPOINT_QUORUM_SIZE = 20
 QUORUMS_KEPT = 64
-"""Checkpoint quorums kept in the state (256 blocks): late certificates can still be checked."""
+"""Checkpoint quorums kept in the state (64 checkpoints: 256 blocks on mainnet), so late
+certificates can still be checked."""
 CHECKPOINT_QUORUM_PREFIX = b"ckq/"
 NO_COMMITMENT = Hash32(bytes(32))
 
@@ -46,8 +49,9 @@ class CheckpointQuorum(Record, frozen=True):
 _quorum = Decoder(CheckpointQuorum)
 
 
-def is_checkpoint_height(height: int) -> bool:
-    return height % CHECKPOINT_INTERVAL == 0
+def is_checkpoint_height(height: int, interval: int) -> bool:
+    """Whether ``height`` is a checkpoint of a chain whose ``checkpoint_interval`` is ``interval``."""
+    return height % interval == 0
 
 
 def checkpoint_quorum_key(height: int) -> bytes:
@@ -85,23 +89,24 @@ def _bls_key(view: Overlay, node_key: bytes) -> BlsPublicKey:
 
 def store_next_checkpoint_quorum(view: Overlay, ctx: BlockContext) -> None:
     """At a checkpoint height: draw and keep the quorum of the next checkpoint."""
-    if not is_checkpoint_height(ctx.height):
+    interval = ctx.params.checkpoint_interval
+    if not is_checkpoint_height(ctx.height, interval):
         return
-    target = ctx.height + CHECKPOINT_INTERVAL
+    target = ctx.height + interval
     active, _ = node_lists(view)
     chosen = select_checkpoint_members(active, compute_checkpoint_seed(ctx.prev_hash, target))
     members = tuple(CheckpointMember(NodeKey(key), _bls_key(view, key)) for key in chosen)
     view.put(checkpoint_quorum_key(target), encode(CheckpointQuorum(target, members)))
-    expired = target - CHECKPOINT_INTERVAL * QUORUMS_KEPT
+    expired = target - interval * QUORUMS_KEPT
     if expired >= 0 and view.get(checkpoint_quorum_key(expired)) is not None:
         view.delete(checkpoint_quorum_key(expired))
 
 
-def compute_next_checkpoint_commitment(view: Overlay, height: int) -> Hash32:
+def compute_next_checkpoint_commitment(view: Overlay, height: int, interval: int) -> Hash32:
     """What the header of ``height`` must carry (zero off checkpoint heights)."""
-    if not is_checkpoint_height(height):
+    if not is_checkpoint_height(height, interval):
         return NO_COMMITMENT
-    quorum = get_checkpoint_quorum(view, height + CHECKPOINT_INTERVAL)
+    quorum = get_checkpoint_quorum(view, height + interval)
     if quorum is None:
         raise AssertionError("a checkpoint height without its next checkpoint quorum")
     return compute_quorum_commitment([m.bls_key for m in quorum.members])

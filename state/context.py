@@ -13,6 +13,7 @@ NO_PRODUCER = NodeKey(bytes(32))
 class BlockContext(NamedTuple):
     height: int
     timestamp: int
+    """The block's timestamp, unix milliseconds."""
     prev_hash: Hash32
     chain_id: str
     params: ChainParams

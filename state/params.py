@@ -3,7 +3,7 @@
 Mainnet keeps PROTOCOL.md's values; devnets shrink times and amounts. The presets live in
 :mod:`genesis.presets`; this module only defines the container, so the rules read
 ``params.<name>`` and nothing else. Amounts are in atomic units, durations in blocks unless the
-name says seconds.
+name says otherwise (``block_time`` is in milliseconds, ``seconds_per_year`` in seconds).
 """
 
 from __future__ import annotations
@@ -17,11 +17,19 @@ class ChainParams(Record, frozen=True):
 
     # -- blocks -----------------------------------------------------------------------------
     block_time: int
-    """Target seconds between blocks (mainnet 120)."""
+    """Target **milliseconds** between blocks (mainnet 120,000: 120 s). The name stayed when the
+    unit changed from seconds (issue 22), so the genesis check refuses anything under
+    ``genesis.document.MIN_BLOCK_TIME_MS`` (50 ms) with a line saying the unit: an old genesis with
+    ``block_time: 2`` fails loudly instead of making 2 ms blocks. A block's timestamp must be at
+    least its parent's plus this (:func:`state.transition.execute_block`); the Pulse round 0 of
+    the next height starts then (:mod:`consensus.node`)."""
     max_block_events: int
     """Most events one block may carry."""
     max_event_bytes: int
     """Largest encoded size of one event."""
+    checkpoint_interval: int
+    """Blocks between two checkpoints (mainnet 4): heights that are multiples of it are signed by
+    a checkpoint quorum with BLS and become final (:mod:`state.checkpoints`). At least 1."""
 
     # -- fees (every transaction: its kind's base fee + fee_per_byte x encoded size) ---------
     fee_per_byte: Atomic
@@ -84,7 +92,9 @@ class ChainParams(Record, frozen=True):
     reward_rate_bp: int
     """Yearly share of the pool paid out, in basis points (1,510: 15.1%)."""
     seconds_per_year: int
-    """Length of the year the rate is pro-rated over (31,536,000)."""
+    """Length of the year the rate is pro-rated over, in seconds (31,536,000); the reward
+    multiplies by ``block_time`` in milliseconds and divides by this x 1,000
+    (:func:`state.rewards.compute_block_reward`)."""
 
     # -- swarms -----------------------------------------------------------------------------
     min_swarm_size: int

@@ -1,8 +1,11 @@
 """Block rewards (PROTOCOL.md §5; Session's ``RewardRatePool.sol``), by a cumulative index.
 
 At the end of every block the pool pays ``pool x reward_rate_bp x block_time // (10,000 x
-seconds_per_year)``: 15.1% a year pro-rated to one block target, rounded down, split equally among
-the payable nodes. No node is visited for it: the state keeps a cumulative index (``meta/rewards``
+seconds_per_year x 1,000)``: 15.1% a year pro-rated to one block target, rounded down, split
+equally among the payable nodes. ``block_time`` is in milliseconds and the year in seconds, hence
+the 1,000: when the unit moved from seconds to milliseconds both sides of the division grew by
+exactly 1,000, so mainnet's (and any whole-second chain's) rewards are what they were to the
+atomic unit. No node is visited for it: the state keeps a cumulative index (``meta/rewards``
 → :class:`RewardIndex`: what one node payable since genesis would have earned, and how many nodes
 are payable). Each block ``share = reward // payable``; the index grows by ``share`` and the pool
 pays ``share x payable`` (what the division drops stays in it). O(1) per block whatever the size of
@@ -51,7 +54,8 @@ _index = Decoder(RewardIndex)
 
 
 def compute_block_reward(pool: int, params: ChainParams) -> int:
-    return pool * params.reward_rate_bp * params.block_time // (10_000 * params.seconds_per_year)
+    """One block's reward out of a pool of ``pool`` (``block_time`` in ms, the year in seconds)."""
+    return pool * params.reward_rate_bp * params.block_time // (10_000 * params.seconds_per_year * 1000)
 
 
 def get_index(view: Overlay) -> RewardIndex:

@@ -62,6 +62,7 @@ class SnapshotManifest(Record, frozen=True):
     height: int
     block_hash: Hash32
     timestamp: int
+    """The block's timestamp, unix milliseconds."""
     state_root: Hash32
     entries: int
     chunks: int

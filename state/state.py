@@ -31,7 +31,9 @@ class State:
         genesis_hash: Hash32,
         genesis_time: int,
     ) -> None:
-        """The empty state before block 0; block 0 must name ``genesis_hash`` as its parent."""
+        """The empty state before block 0; block 0 must name ``genesis_hash`` as its parent.
+        ``genesis_time`` is block 0's timestamp, unix milliseconds (the state's ``timestamp``
+        is always its tip's, in milliseconds)."""
         self.chain_id = chain_id
         self.params = params
         self.height = PRE_GENESIS_HEIGHT

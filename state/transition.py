@@ -246,6 +246,30 @@ def _run_block(
     return view, writes, changes, state.tree.update(writes) if update_tree else _SKIPPED_TREE
 
 
+def validate_block_time(state: State, height: int, timestamp: int) -> None:
+    """The timestamp rule every node applies the same way, in a live round as in a replay.
+
+    Timestamps are unix milliseconds. A block's timestamp must be at least its parent's plus
+    ``params.block_time``: a block proposed earlier is **too early** and the block is invalid.
+    The Pulse schedule never proposes earlier (round ``r`` of a height starts, and its template is
+    stamped, at ``parent + block_time + r x round_timeout``, :mod:`consensus.node`), so the rule
+    only refuses a producer that cheats on the schedule (with the block time in milliseconds,
+    sub-second blocks need no rounding of the timestamp). Block 0 has no parent block: the state
+    before it carries the genesis time and it is checked only not to go back in time.
+
+    The rule reads the parent's and the block's timestamps and nothing else: it never reads the
+    wall clock, so a replay of the same log gives the same verdict on any machine at any time.
+    How far *ahead* of the clock a template may be is a judgement only a live node can make, and
+    it makes it only for a block proposed now (:meth:`consensus.node.NodeCore._is_valid_template`).
+    """
+    earliest = state.timestamp if height == 0 else state.timestamp + state.params.block_time
+    if timestamp < earliest:
+        raise InvalidBlock(
+            f"block {height}: timestamp {timestamp} ms is too early: the parent's "
+            f"{state.timestamp} ms + block time {state.params.block_time} ms = {earliest} ms at the earliest"
+        )
+
+
 def execute_block(
     state: State,
     block: Block,
@@ -271,8 +295,7 @@ def execute_block(
         raise InvalidBlock(f"block {header.height}: expected height {state.height + 1}")
     if header.prev_hash != state.block_hash:
         raise InvalidBlock(f"block {header.height}: previous hash does not match the tip")
-    if header.timestamp < state.timestamp:
-        raise InvalidBlock(f"block {header.height}: timestamp goes back in time")
+    validate_block_time(state, header.height, header.timestamp)
     validate_block_basic(block, state.params)
     view, writes, changes, tree = _run_block(
         state,
@@ -284,7 +307,10 @@ def execute_block(
         verified,
         update_tree=not skip_state_tree,
     )
-    if compute_next_checkpoint_commitment(view, header.height) != header.next_checkpoint_quorum:
+    if (
+        compute_next_checkpoint_commitment(view, header.height, state.params.checkpoint_interval)
+        != header.next_checkpoint_quorum
+    ):
         raise InvalidBlock(f"block {header.height}: the next checkpoint quorum commitment is wrong")
     if not skip_state_tree and tree.root != header.state_root:
         raise InvalidBlock(
@@ -352,6 +378,7 @@ def propose_block(
     state root as it is) and collects the signatures.
     """
     height = state.height + 1
+    validate_block_time(state, height, timestamp)
     events_root = check_events(list(events), state.params, height)
     view, writes, changes, tree = _run_block(state, events, height, timestamp, True, producer, verified)
     header = Header(
@@ -363,7 +390,9 @@ def propose_block(
         state_root=Hash32(tree.root),
         round=round_,
         producer=producer,
-        next_checkpoint_quorum=compute_next_checkpoint_commitment(view, height),
+        next_checkpoint_quorum=compute_next_checkpoint_commitment(
+            view, height, state.params.checkpoint_interval
+        ),
     )
     block = Block(header, tuple(events))
     return PendingBlock(

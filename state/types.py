@@ -35,7 +35,7 @@ Nonce = NewType("Nonce", U64)
 """A per-account transaction counter: each transaction carries the account's nonce + 1."""
 
 Timestamp = NewType("Timestamp", U64)
-"""Unix time in whole seconds, taken from block headers, never from a local clock."""
+"""Unix time in milliseconds, taken from block headers, never from a local clock."""
 
 Hash32 = NewType("Hash32", Bytes32)
 """A 32-byte digest (blake3 for chain hashes, blake2b where an Oxen format demands it)."""

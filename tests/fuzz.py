@@ -106,9 +106,7 @@ def _world() -> SimpleNamespace:
     key, bls_secret = home.load_node_keys()
     ledger = ChainLedger(chain)
     core = NodeCore(
-        CoreConfig(
-            chain_id=chain.genesis.chain_id, block_time=2.0, timing=Timing(1.0, 6.0), uptime=DEVNET_UPTIME
-        ),
+        CoreConfig(chain_id=chain.genesis.chain_id, timing=Timing(1_000, 6_000), uptime=DEVNET_UPTIME),
         Identity(key, bls_secret, GuardedSigner(key, chain.store)),
         ledger,
         random_bytes=bytes,

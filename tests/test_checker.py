@@ -183,7 +183,9 @@ def test_the_command_reads_a_schedule_record_and_fails_a_late_resume(
     from appchain.home.home import NodeConfig, render_config
 
     home = finals_at(tmp_path, [(4, 100.0), (8, 108.0), (12, 130.0)])
-    (home / "config.toml").write_text(render_config(NodeConfig(stage_timeout=1.0, round_timeout=5.0)))
+    (home / "config.toml").write_text(
+        render_config(NodeConfig(stage_timeout_ms=1_000, round_timeout_ms=5_000))
+    )
     record = tmp_path / "schedules.jsonl"
     fault = {"label": "split 5/7 at 0.0-4.0 s", "applied_at": 100.0, "healed_at": 104.0}
     record.write_text(json.dumps({"seed": 1, "healed_at": 104.0, "faults": [fault]}) + "\n")

@@ -4,6 +4,7 @@ round, and the uptime proof a new peer gets."""
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from appchain.cli.simulate import simulation_genesis
@@ -15,10 +16,12 @@ from consensus.node import EARLY_PULSE_LIMIT, MAX_ROUND, Finalized, NodeCore, Se
 from consensus.pulse import PulseMessage
 from consensus.quorum import compute_checkpoint_threshold
 from consensus.simulator import Faults, SimConfig, Simulation
-from consensus.uptime import UptimeProof
+from consensus.uptime import DEVNET_UPTIME, UptimeProof
 from consensus.validation import compute_block_entropy, compute_block_quorum
+from state.block import Block
 from state.checkpoints import get_checkpoint_quorum
 from state.crypto import bls
+from state.transition import execute_block
 from state.types import Hash32
 from state.view import Overlay
 
@@ -79,7 +82,7 @@ def _core_at_checkpoint() -> tuple[NodeCore, dict[bytes, bls.BlsSecretKey]]:
     core = Simulation(config, start).nodes[0].core
     for height in range(1, 5):
         block = source.nodes[0].ledger.block_at(height)
-        core.on_block(block, block.header.timestamp + 1.0)
+        core.on_block(block, block.header.timestamp / 1000 + 1.0)  # the core's clock: seconds
     assert core.height == 4 and core.final_height == 0
     return core, {bytes(key.public_key): secret for key, secret in start.keys}
 
@@ -98,7 +101,7 @@ def test_a_vote_that_does_not_verify_never_enters_a_certificate() -> None:
         secret = secrets[bytes(quorum.members[member].node_key)]
         return CheckpointVote(4, state.block_hash, member, bls.sign(secret, payload))
 
-    now = state.timestamp + 2.0
+    now = state.timestamp / 1000 + 2.0
     forged = vote(forger, compute_checkpoint_message(state.chain_id, 4, Hash32(bytes(32))))
     assert core.on_message(forged, quorum.members[forger].node_key, now) == []
     # our own vote, the forged one and threshold - 2 honest ones: enough votes, too few valid
@@ -117,7 +120,7 @@ def test_a_vote_that_does_not_verify_never_enters_a_certificate() -> None:
 
 def test_rounds_stop_at_the_guards_bound() -> None:
     core, _ = _core_at_checkpoint()
-    now = core.ledger.state.timestamp + 1e6
+    now = core.ledger.state.timestamp / 1000 + 1e6
     assert core._start_round(core.height + 1, MAX_ROUND + 1, now) == []
     assert (core.height + 1, MAX_ROUND + 1) not in core.started
 
@@ -161,7 +164,7 @@ def test_a_node_back_within_the_round_it_started_before_its_crash_takes_part_in_
 
 def test_pulse_messages_are_kept_for_the_current_or_next_round_only_and_boundedly() -> None:
     core, _ = _core_at_checkpoint()
-    height, now = core.height + 1, core.ledger.state.timestamp + 0.5  # before round 0 starts
+    height, now = core.height + 1, core.ledger.state.timestamp / 1000 + 0.5  # before round 0 starts
 
     def message(round_: int, sender: int = 0) -> PulseMessage:
         return PulseMessage(core.ledger.state.block_hash, height, round_, sender, 0, b"")
@@ -174,7 +177,7 @@ def test_pulse_messages_are_kept_for_the_current_or_next_round_only_and_boundedl
     for index in range(2 * EARLY_PULSE_LIMIT):
         core.on_message(message(1, index % 11), None, now)
     assert sum(map(len, core.early_pulse.values())) == EARLY_PULSE_LIMIT
-    core._start_round(height, 0, core.ledger.state.timestamp + 2.0)
+    core._start_round(height, 0, core.ledger.state.timestamp / 1000 + 2.0)
     assert (height, 0) not in core.early_pulse and (height, 1) in core.early_pulse
 
 
@@ -195,3 +198,44 @@ def test_a_peer_that_connects_gets_a_fresh_proof_at_once() -> None:
     assert started.proofs.accepted[bytes(peer.node_key)][0] == proof
     peer.send_proofs = False  # an operator silenced it: it stays quiet to new peers too
     assert peer.on_peer_connected(started.node_key, now) == []
+
+
+def test_a_template_stamped_too_far_ahead_of_the_validators_clock_is_refused() -> None:
+    """The clock rule, judged only by a validator of a round under way: a template may be
+    stamped at most ``max_template_lead_ms`` (the uptime proofs' ``max_skew``) ahead of the
+    validator's clock; the edge is taken, a millisecond more is refused. A template stamped
+    before its parent plus the block time is refused by the state rule (too early). The block
+    stamped ahead is otherwise valid: applying it, as a replay would, reads no clock."""
+    core, _ = _core_at_checkpoint()
+    state = core.ledger.state
+    height, start_ms = core.height + 1, state.timestamp + state.params.block_time
+    quorum = compute_block_quorum(
+        state, compute_block_entropy(core.ledger.random_value_at, height), height, 0
+    )
+    assert quorum is not None
+    template = core._build_template(state, start_ms, quorum.producer, 0)
+    assert template.header.timestamp == start_ms
+    lead = core.max_template_lead_ms()
+    assert lead == DEVNET_UPTIME.max_skew * 1000 == 5_000
+
+    def valid(timestamp: int, now_ms: int) -> bool:
+        block = Block(msgspec.structs.replace(template.header, timestamp=timestamp), template.events)
+        return core._is_valid_template(block, height, 0, quorum.producer, now_ms / 1000)
+
+    assert valid(start_ms, start_ms)  # honest: the round's start, judged once our round started
+    ahead = start_ms + 60_000
+    assert valid(ahead, ahead - lead)  # the edge
+    assert not valid(ahead, ahead - lead - 1)  # too far ahead of our clock
+    assert not valid(start_ms - 1, start_ms)  # too early: before the parent plus the block time
+    assert not valid(start_ms - 1, start_ms + 10**6)  # whatever the clock says
+    stamped_ahead = Block(msgspec.structs.replace(template.header, timestamp=ahead), template.events)
+    execute_block(state, stamped_ahead, verify_signatures=False)  # the state rules read no clock
+
+
+def test_the_template_lead_covers_the_skew_the_fault_schedules_inject() -> None:
+    """The nemesis skews a node's clock by at most MAX_SKEW: templates between skewed nodes must
+    still be accepted, so the lead a template may have is above it (and the uptime proofs'
+    allowance, which it is, is what the schedules promise to stay under)."""
+    from appchain.lab.nemesis import MAX_SKEW
+
+    assert DEVNET_UPTIME.max_skew > MAX_SKEW

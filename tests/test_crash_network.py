@@ -91,7 +91,7 @@ NODES = 6
 PHASES = ("append", "messages", "snapshot", "sync", "statesync")
 SNAPSHOT_INTERVAL = 4
 VICTIM_SNAPSHOT_INTERVAL = 2
-BLOCK_TIME = float(DEVNET.block_time)
+BLOCK_TIME = DEVNET.block_time / 1000  # seconds (the parameter is in ms)
 STORERS = 3
 APPLIED = re.compile(r" block applied .*\bheight=(\d+) ")
 FAILURE = re.compile(r"^(fatal:|error:|Traceback)")

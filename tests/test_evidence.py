@@ -323,7 +323,7 @@ def core_at_4() -> tuple[NodeCore, Simulation]:
     core = target.nodes[0].core
     for height in range(1, 5):
         block = source.nodes[0].ledger.block_at(height)
-        core.on_block(block, block.header.timestamp + 1.0)
+        core.on_block(block, block.header.timestamp / 1000 + 1.0)  # the core's clock: seconds
     return core, target
 
 
@@ -335,7 +335,7 @@ def test_the_core_emits_evidence_of_double_votes(core_at_4: tuple[NodeCore, Simu
     core, sim = core_at_4
     state = core.ledger.state
     view = Overlay(state.get)
-    now = state.timestamp + 1.0
+    now = state.timestamp / 1000 + 1.0
     keys = {bytes(n.node_key): n for n in sim.nodes}
 
     checkpoint = get_checkpoint_quorum(view, 4)
@@ -380,7 +380,8 @@ def test_the_core_emits_evidence_of_two_stage_messages_in_its_round(
 ) -> None:
     core, sim = core_at_4
     state = core.ledger.state
-    core._start_round(5, 0, state.timestamp + core.config.block_time)
+    round_start = (state.timestamp + state.params.block_time) / 1000
+    core._start_round(5, 0, round_start)
     assert core.round is not None and core.round_id == (5, 0)
     quorum = core.round.quorum
     sender = next(i for i, k in enumerate(quorum.validators) if k != core.node_key)
@@ -389,7 +390,7 @@ def test_the_core_emits_evidence_of_two_stage_messages_in_its_round(
         sign_message(PulseMessage(state.block_hash, 5, 0, sender, int(Stage.BITSET), payload), signer.key)
         for payload in (b"\x07\xff", b"\x03\xff")
     ]
-    now = state.timestamp + core.config.block_time + 0.1
+    now = round_start + 0.1
     assert _evidence_in(core.on_message(bitsets[0], signer.node_key, now)) == []
     [evidence] = _evidence_in(core.on_message(bitsets[1], signer.node_key, now))
     assert evidence.signer == signer.node_key and (evidence.height, evidence.round, evidence.stage) == (

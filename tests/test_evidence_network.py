@@ -36,6 +36,7 @@ from consensus.checkpoint import compute_checkpoint_message
 from consensus.evidence import Evidence, EvidenceKind, verify_evidence
 from consensus.messages import CheckpointVote
 from consensus.uptime import UptimeProof, sign_proof
+from genesis.presets import DEVNET
 from p2p.host import Host, HostConfig
 from state.checkpoints import get_checkpoint_quorum
 from state.crypto import bls
@@ -52,8 +53,8 @@ NODES = 12
 BUILT = 8
 """The chain the nodes start from: blocks 1..8, final (8 is a checkpoint)."""
 START_LEAD = 6
-"""Seconds from building the chain to block 8's timestamp: round 0 of height 9 starts two
-seconds later, about when the processes are up."""
+"""Seconds from building the chain to block 8's timestamp: round 0 of height 9 starts a block
+time later, about when the processes are up."""
 
 
 class Equivocator:
@@ -116,7 +117,7 @@ def test_an_equivocating_validator_is_caught_by_every_running_node(tmp_path: Pat
         NODES,
         base_port=free_port_block(PORTS_PER_NODE * NODES),
         seed="evidence",
-        genesis_time=int(time.time()) + START_LEAD - 2 * BUILT,
+        genesis_time=int(time.time()) + START_LEAD - BUILT * DEVNET.block_time // 1000,  # s; block_time: ms
         sync_writes=False,
     )
     source = Home(members[0].home)

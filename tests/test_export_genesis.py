@@ -32,7 +32,7 @@ from consensus.uptime import PulseRecord
 from genesis.build import create_genesis_state
 from genesis.devnet import create_devnet_genesis, derive_node
 from genesis.document import Genesis, dump_genesis
-from genesis.export import compute_normalised_root, export_state, normalise_state
+from genesis.export import compute_export_genesis_time, compute_normalised_root, export_state, normalise_state
 from genesis.load import load_genesis, parse_genesis_json
 from genesis.presets import DEVNET
 from state import sns
@@ -141,7 +141,10 @@ def test_the_state_at_a_final_height_comes_back_from_its_genesis(
     genesis = load_genesis(out)
     assert dump_genesis(genesis) == out.read_text()
     original = state_at(source, height)
-    assert genesis.chain_id == f"appchain-devnet-h{height}" and genesis.genesis_time == original.timestamp
+    assert genesis.chain_id == f"appchain-devnet-h{height}"
+    # headers are in ms, the genesis in s: the tip's time rounded up, never before the old tip
+    assert genesis.genesis_time == compute_export_genesis_time(original.timestamp)
+    assert original.timestamp <= genesis.timestamp_ms < original.timestamp + 1000
     assert genesis.params == original.params
     assert genesis.total_supply == compute_supply(original).total == source.load_genesis().total_supply
 
@@ -212,7 +215,9 @@ def test_every_pending_amount_lands_in_its_owners_balance(source: Home) -> None:
         if node.status == NodeStatus.AWAITING:
             for contribution in node.contributions:
                 expected[contribution.account] = expected.get(contribution.account, 0) + contribution.amount
-    genesis, summary = export_state(state, chain_id="moved", genesis_time=state.timestamp)
+    genesis, summary = export_state(
+        state, chain_id="moved", genesis_time=compute_export_genesis_time(state.timestamp)
+    )
     assert {a.account: a.amount for a in genesis.allocations} == {k: v for k, v in expected.items() if v}
     assert genesis.total_supply == compute_supply(state).total
     assert genesis.reward_pool == get_pool_balance(view) + summary.rewards_to_pool
@@ -274,7 +279,9 @@ def test_decommissioned_exiting_deregistered_unfilled_nodes_and_expired_names() 
     unfilled_node = get_node(sim.view, unfilled.public_key)
     assert unfilled_node is not None and unfilled_node.status == NodeStatus.AWAITING
 
-    exported, summary = export_state(state, chain_id="sim-export", genesis_time=state.timestamp)
+    exported, summary = export_state(
+        state, chain_id="sim-export", genesis_time=compute_export_genesis_time(state.timestamp)
+    )
     loaded = parse_genesis_json(dump_genesis(exported))
     assert loaded == exported
     fresh, _ = create_genesis_state(loaded)
@@ -305,6 +312,21 @@ def test_decommissioned_exiting_deregistered_unfilled_nodes_and_expired_names() 
     record = get_name_record(fresh, "late")
     assert record is not None and record.expiry_height == late.expiry_height - height
     assert record.owner == users[3].public_key and record.backup_owner == users[0].public_key
+
+
+def test_the_exported_genesis_time_is_the_tip_in_seconds_rounded_up() -> None:
+    """Headers are in milliseconds, a genesis file in seconds: the new chain's block 0 is never
+    earlier than the old tip, and a whole second stays that second."""
+    cases = {
+        0: 0,
+        1: 1,
+        999: 1,
+        1_000: 1,
+        1_001: 2,
+        1_767_225_600_000: 1_767_225_600,
+        1_767_225_600_250: 1_767_225_601,
+    }
+    assert {ms: compute_export_genesis_time(ms) for ms in cases} == cases
 
 
 def test_the_export_of_a_genesis_state_is_that_genesis() -> None:
@@ -389,7 +411,9 @@ def test_replace_nodes_gives_a_testnet_that_runs(
         derive_node("local", i).node.public_key for i in range(12)
     }
     assert genesis.total_supply == compute_supply(original).total
-    reference, _ = export_state(original, chain_id="local-testnet", genesis_time=original.timestamp)
+    reference, _ = export_state(
+        original, chain_id="local-testnet", genesis_time=compute_export_genesis_time(original.timestamp)
+    )
     requirement = original.params.staking_requirement
     assert genesis.reward_pool == reference.reward_pool - 12 * requirement
     balances = {a.account: a.amount for a in genesis.allocations}

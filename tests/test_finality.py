@@ -13,7 +13,7 @@ from consensus.checkpoint import aggregate_certificate, sign_checkpoint
 from consensus.light import LightClient, Untrusted
 from genesis.build import create_genesis_block
 from state.block import compute_block_hash
-from state.checkpoints import compute_quorum_commitment, get_checkpoint_quorum
+from state.checkpoints import compute_quorum_commitment, decode_checkpoint_quorum, get_checkpoint_quorum
 from state.errors import InvalidBlock
 from state.ledger import account_key
 from state.sns import NAME_PREFIX
@@ -96,7 +96,7 @@ def test_export_and_import_carry_finality(chain_home, make_home: MakeHome, tmp_p
 
 def test_light_client_walks_from_genesis_and_checks_proofs(chain_home, devnet_genesis) -> None:  # type: ignore[no-untyped-def]
     genesis_header = create_genesis_block(devnet_genesis).block.header
-    client = LightClient(devnet_genesis.chain_id, genesis_header)
+    client = LightClient(devnet_genesis.chain_id, genesis_header, devnet_genesis.params.checkpoint_interval)
     with chain_home.open_chain() as chain:
         assert chain.store.get_header(0) == genesis_header
         # the node serves: each checkpoint header, its certificate, and the quorum's keys
@@ -162,3 +162,44 @@ def test_a_certificate_signed_by_outsiders_is_refused(chain_home) -> None:  # ty
         forged = aggregate_certificate(height, compute_block_hash(header), votes, len(quorum.members))
         with pytest.raises(ChainError, match="does not verify"):
             chain.check_certificate(forged)
+
+
+def test_the_checkpoint_interval_is_the_chains_parameter(tmp_path: Path) -> None:
+    """A chain whose genesis says ``checkpoint_interval`` 3: its state draws the quorums of
+    heights 3, 6, 9…, headers commit to them there, certificates finalise them, and a light client
+    given the interval walks 3 by 3 and refuses a step of mainnet's 4."""
+    from appchain.home.genesis_files import write_devnet
+    from appchain.home.home import Home, NodeConfig
+    from genesis.presets import DEVNET
+    from tests.conftest import extend
+
+    params = msgspec.structs.replace(DEVNET, checkpoint_interval=3)
+    genesis = write_devnet(
+        tmp_path / "net" / "genesis.json", nodes=12, seed="interval", users=2, params=params
+    )
+    home, _ = Home.init(tmp_path / "home", tmp_path / "net" / "genesis.json", NodeConfig(sync_writes=False))
+    with home.open_chain() as chain:
+        extend(chain, home, 12, per_block=2)
+        assert chain.final_height == 12
+        assert [h for h in range(1, 13) if chain.store.get_certificate(h) is not None] == [3, 6, 9, 12]
+        assert [h for h in range(13) if any(chain.store.get_header(h).next_checkpoint_quorum)] == [
+            0,
+            3,
+            6,
+            9,
+            12,
+        ]
+        with pytest.raises(ValueError, match="starts from a checkpoint header"):
+            LightClient(genesis.chain_id, chain.store.get_header(4), 3)  # type: ignore[arg-type]
+        client = LightClient(genesis.chain_id, chain.store.get_header(0), 3)  # type: ignore[arg-type]
+        wrong = chain.store.get_header(4)
+        with pytest.raises(Untrusted, match="the next checkpoint is 3, not 4"):
+            client.accept_checkpoint(wrong, chain.store.get_certificate(3), [])  # type: ignore[arg-type]
+        for height in (3, 6, 9, 12):
+            quorum = chain.store.get_checkpoint_quorum(height, 3)
+            assert quorum is not None
+            keys = [m.bls_key for m in decode_checkpoint_quorum(quorum).members]
+            client.accept_checkpoint(
+                chain.store.get_header(height), chain.store.get_certificate(height), keys
+            )  # type: ignore[arg-type]
+        assert client.height == 12

@@ -315,7 +315,10 @@ EXPECTED_REFUSALS = {
 }
 """Per flood: groups of the flooded node's /metrics counts, each of which must have risen (the
 flood arrived, and each of its doors refused it)."""
-TIMING = {"stage_timeout": DEVNET_TIMING["stage_timeout"], "round_timeout": DEVNET_TIMING["round_timeout"]}
+TIMING = {
+    "stage_timeout_ms": DEVNET_TIMING["stage_timeout_ms"],
+    "round_timeout_ms": DEVNET_TIMING["round_timeout_ms"],
+}
 STALL_ROUNDS = 3
 PHASE_SECONDS = float(os.environ.get("FLOOD_SECONDS", "4"))
 RECOVERY_SECONDS = 1.5
@@ -598,7 +601,7 @@ def test_floods_from_one_host_leave_finality_and_honest_clients_alone(tmp_path: 
     honest request to the flooded node succeeds, and the flooded node's /metrics show each flood
     refused at its doors. Prints each phase's median block interval beside the unloaded one."""
     folder = tmp_path / "net"
-    limit = STALL_ROUNDS * TIMING["round_timeout"]
+    limit = STALL_ROUNDS * TIMING["round_timeout_ms"] / 1000
     phases: list[Phase] = []
     began = time.time()
     with NetnsTestnet(folder, NODES, outsiders=3, sync_writes=False, state_sync=False, **TIMING) as net:

@@ -49,7 +49,27 @@ def test_a_valid_document_parses(document: dict[str, Any]) -> None:
         (lambda d: d.update(extra=1), "$.extra: unknown field"),
         (lambda d: d["params"].update(block_tme=3), "$.params.block_tme: unknown field"),
         (lambda d: d["params"].pop("block_time"), "$.params.block_time: missing field"),
-        (lambda d: d["params"].update(block_time=0), "$.params.block_time: must be at least 1"),
+        (lambda d: d["params"].update(block_time=-1), "$.params.block_time: must not be negative"),
+        (lambda d: d["params"].update(block_time=1.5), "$.params.block_time: must be an integer"),
+        (
+            lambda d: d["params"].update(block_time=2),  # a genesis written when the unit was seconds
+            "$.params.block_time: is in milliseconds and must be at least 50 (a 2 s block time is 2000,"
+            " not 2); 2 ms is too short",
+        ),
+        (lambda d: d["params"].update(block_time=49), "$.params.block_time: is in milliseconds"),
+        (lambda d: d["params"].pop("checkpoint_interval"), "$.params.checkpoint_interval: missing field"),
+        (
+            lambda d: d["params"].update(checkpoint_interval=0),
+            "$.params.checkpoint_interval: must be at least 1",
+        ),
+        (
+            lambda d: d["params"].update(checkpoint_interval="4"),
+            "$.params.checkpoint_interval: must be an integer",
+        ),
+        (
+            lambda d: d["params"].update(checkpoint_interval=1_000_001),
+            "$.params.checkpoint_interval: must be at most 1000000",
+        ),
         (lambda d: d["allocations"][1].update(amount="-5"), "$.allocations[1].amount: must not be negative"),
         (
             lambda d: d["allocations"][0].update(amount=5),
@@ -72,6 +92,7 @@ def test_a_valid_document_parses(document: dict[str, Any]) -> None:
         (lambda d: d.update(total_supply="1"), "$.total_supply: supply mismatch"),
         (lambda d: d.update(genesis_time=-1), "$.genesis_time: must not be negative"),
         (lambda d: d.update(genesis_time=True), "$.genesis_time: must be an integer"),
+        (lambda d: d.update(genesis_time=2**64 // 1000 + 1), "$.genesis_time: must be at most"),
         (lambda d: d.update(chain_id="Bad Chain"), "$.chain_id: must be"),
         (lambda d: d.update(allocations={}), "$.allocations: must be an array"),
         (
@@ -175,7 +196,8 @@ def test_same_seed_same_bytes_other_seed_other_keys(tmp_path: Path) -> None:
 
 
 def test_presets_follow_the_protocol() -> None:
-    assert MAINNET.block_time == 120
+    assert MAINNET.block_time == 120_000  # milliseconds
+    assert MAINNET.checkpoint_interval == 4
     assert MAINNET.staking_requirement == 25_000 * ATOMIC_PER_COIN
     assert MAINNET.max_contributors == 10
     assert MAINNET.min_operator_stake_divisor == 4
@@ -213,3 +235,15 @@ def test_block_0_names_the_node_whose_proof_of_possession_is_bad() -> None:
         create_genesis_state(bad)
     bls._known_possessions.clear()
     assert create_genesis_state(genesis)[0].root == good.root
+
+
+def test_genesis_time_is_in_seconds_and_block_0_in_milliseconds() -> None:
+    """The genesis file keeps unix seconds; block 0's header, and the state after it, carry
+    ``genesis_time x 1000`` milliseconds, and the next block may come ``block_time`` ms later."""
+    from genesis.build import create_genesis_state
+
+    genesis, _, _ = create_devnet_genesis(4, "genesis-tests", users=1, genesis_time=1_767_225_600)
+    state, block_0 = create_genesis_state(genesis)
+    assert genesis_to_json(genesis)["genesis_time"] == 1_767_225_600
+    assert block_0.block.header.timestamp == state.timestamp == 1_767_225_600_000 == genesis.timestamp_ms
+    assert genesis_to_json(genesis)["params"]["checkpoint_interval"] == DEVNET.checkpoint_interval

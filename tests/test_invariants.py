@@ -102,14 +102,24 @@ def test_invariants_hold_for_any_event_sequence(
                     continue
                 root, entries = chain.state.root, list(chain.state.items())
                 try:
-                    propose_block(chain.state, [bad], chain.state.timestamp + 1, producer=quorum.producer)
+                    propose_block(
+                        chain.state,
+                        [bad],
+                        chain.state.timestamp + chain.state.params.block_time,
+                        producer=quorum.producer,
+                    )
                 except InvalidBlock:
                     pass
                 else:
                     raise AssertionError(f"a {how} mutation of {type(event).__name__} was accepted")
                 assert chain.state.root == root and list(chain.state.items()) == entries
                 break
-        template = chain.propose(events, chain.state.timestamp + 2, producer=quorum.producer, round_=round_)
+        template = chain.propose(
+            events,
+            chain.state.timestamp + chain.state.params.block_time,
+            producer=quorum.producer,
+            round_=round_,
+        )
         block = sign_round_locally(template.block, quorum, generator.node_keys, generator.rng.randbytes)
         chain.append_pending(with_final_block(template, block))
         problems = check_invariants(chain.state, GENESIS.total_supply)
@@ -130,7 +140,7 @@ def test_a_node_index_that_drifted_from_the_records_is_reported() -> None:
         round_, quorum = generator.choose_round()
         template = chain.propose(
             generator.make_events(quorum.producer),
-            chain.state.timestamp + 2,
+            chain.state.timestamp + chain.state.params.block_time,
             producer=quorum.producer,
             round_=round_,
         )

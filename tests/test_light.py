@@ -33,7 +33,7 @@ from consensus.light import Untrusted
 from consensus.mempool import Mempool
 from genesis.document import Genesis
 from genesis.load import load_genesis
-from state.block import Header
+from state.block import Header, compute_block_hash
 from state.encoding import decode, encode
 from state.namespaces import decode_value, state_key
 from state.smt import Proof, verify_proof
@@ -138,6 +138,38 @@ def test_the_trusted_checkpoint_is_kept_between_runs(
     (tmp_path / "bad.json").write_text('{"chain_id": "x"}')
     with pytest.raises(Untrusted, match="not a trusted checkpoint file"):
         TrustFile.load(tmp_path / "bad.json")
+
+
+def test_the_checkpoint_interval_comes_from_the_genesis_or_the_node_and_is_kept(
+    tmp_path: Path, node: Any, chain: Chain, trusted: Trusted
+) -> None:
+    """From a genesis, the interval is the genesis's; from a checkpoint the user names, it is
+    the node's ``get_info`` (a bad one is a lie); a trust file keeps it, and an entry written
+    before it was a parameter reads as 4, what every chain used then."""
+    assert trusted.checkpoint_interval == chain.genesis.params.checkpoint_interval == 4
+    named = chain.store.get_header(40)
+    assert named is not None
+    source = LocalSource(node)
+    start = Trusted.from_checkpoint(chain.genesis.chain_id, 40, compute_block_hash(named), source)
+    assert (start.height, start.checkpoint_interval) == (40, 4) and source.calls[:1] == ["get_info"]
+    client = VerifyingClient(start, [LocalSource(node)])
+    assert client.query("account", some_key(chain, b"acct/")).height == 44 and client.checkpoints_walked == 1
+    for bad in (0, "4", None):
+        liar = LocalSource(
+            node,
+            tamper=lambda method, _p, r, bad=bad: (
+                {**r, "checkpoint_interval": bad} if method == "get_info" else r
+            ),
+        )
+        with pytest.raises(Lied, match="checkpoint_interval is not a positive integer"):
+            Trusted.from_checkpoint(chain.genesis.chain_id, 40, compute_block_hash(named), liar)
+    legacy = start.to_json()
+    del legacy["checkpoint_interval"]
+    assert Trusted.from_json(legacy) == start
+    with pytest.raises(Untrusted, match="must be a checkpoint header"):
+        Trusted.from_json({**legacy, "checkpoint_interval": 3})
+    with pytest.raises(Untrusted, match="at least 1 block"):
+        Trusted.from_json({**legacy, "checkpoint_interval": 0})
 
 
 def test_a_trust_file_of_another_genesis_with_the_same_chain_id_is_kept_not_used(
@@ -342,7 +374,7 @@ def test_the_proof_methods_answer_errors_for_heights_they_cannot_prove(node: Any
     ]:
         names = ("get_header", "get_certificate", "get_checkpoint_quorum")
         parts = {name: getattr(store, name) for name in names}
-        parts[missing] = lambda height: None
+        parts[missing] = lambda height, *interval: None
         lacking = served_node(
             chain=SimpleNamespace(store=SimpleNamespace(**parts), history=chain.history, base_height=0),
             ledger=node.ledger,

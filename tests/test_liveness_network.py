@@ -37,7 +37,7 @@ from appchain.lab.testnet import (
 )
 from tests.test_network import free_port_block, wait_for
 
-ROUND_TIMEOUT = DEVNET_TIMING["round_timeout"]
+ROUND_TIMEOUT = DEVNET_TIMING["round_timeout_ms"] / 1000  # seconds
 
 
 def status(member: NetworkMember) -> dict[str, Any]:

@@ -68,7 +68,8 @@ SEEDS = (
     else [int(seed) for seed in os.environ.get("NETNS_SEEDS", "2,5").split(",")]
 )
 NODES = 12
-TIMING = {"stage_timeout": 1.0, "round_timeout": 6.0}
+TIMING = {"stage_timeout_ms": 1_000, "round_timeout_ms": 6_000}
+ROUND_SECONDS = TIMING["round_timeout_ms"] / 1000
 """Pulse deadlines of the runs: after a heal, the round under way may fail (up to a round
 timeout), then up to 4 blocks 2 s apart lead to the next checkpoint: 3 round timeouts leave room."""
 PARAMS = msgspec.structs.replace(DEVNET, credit_initial=DEVNET.credit_max)
@@ -142,7 +143,7 @@ def test_a_seed_gives_one_schedule_every_fault_healed_within_the_bounds() -> Non
     kinds: set[str] = set()
     long_silences = 0
     for seed in range(300):
-        schedule = generate_schedule(seed, NODES, round_timeout=TIMING["round_timeout"])
+        schedule = generate_schedule(seed, NODES, round_timeout=ROUND_SECONDS)
         for fault in schedule.faults:
             kinds.add(fault.kind)
             assert 0 <= fault.start <= START_WITHIN and fault.start < fault.end
@@ -152,7 +153,7 @@ def test_a_seed_gives_one_schedule_every_fault_healed_within_the_bounds() -> Non
             assert 1 <= outage.stagger <= 4 or (outage.kind == "stall" and outage.stagger == 0)
             if outage.kind == "stall":
                 first_back = outage.end - outage.stagger * (stall_size(NODES) - 1)
-                rounds = (first_back - outage.start) / TIMING["round_timeout"]
+                rounds = (first_back - outage.start) / ROUND_SECONDS
                 assert STALL_ROUNDS[0] - 0.01 <= rounds <= STALL_ROUNDS[1] + 0.01
             else:
                 assert 3 <= outage.hold <= 15 and outage.extra in (0, 1) and not outage.nodes
@@ -197,7 +198,7 @@ def test_every_fault_a_schedule_holds_starts_and_heals_last_within_its_window() 
     net = SimpleNamespace(namespaces=None, members=[None] * NODES)
     seen = set()
     for seed in range(200):
-        schedule = generate_schedule(seed, NODES, round_timeout=TIMING["round_timeout"])
+        schedule = generate_schedule(seed, NODES, round_timeout=ROUND_SECONDS)
         for index, fault in enumerate(schedule.faults):
             steps = sorted(
                 fault_steps(net, index, Applied(fault), random.Random(seed), PARAMS), key=lambda s: s.at
@@ -423,7 +424,7 @@ def test_nodes_in_namespaces_stay_safe_and_final_under_randomized_fault_schedule
     seeds = SEEDS
     folder = tmp_path / "net"
     record = folder / "schedules.jsonl"
-    limit = RESUME_ROUNDS * TIMING["round_timeout"]
+    limit = RESUME_ROUNDS * ROUND_SECONDS
     with NetnsTestnet(folder, NODES, sync_writes=False, state_sync=False, params=PARAMS, **TIMING) as net:
         names, pids = net.namespaces.names, [p.pid for p in net.processes.values()]
         try:

@@ -45,8 +45,8 @@ def test_every_setting_round_trips_through_the_file() -> None:
         admin_listen="127.0.0.1:4001",
         rpc_listen="127.0.0.1:4003",
         storage_listen="0.0.0.0:4005",
-        stage_timeout=0.5,
-        round_timeout=3.0,
+        stage_timeout_ms=500,
+        round_timeout_ms=3_000,
         public_ip="203.0.113.7",
         storage_port=22021,
         log_level="debug",
@@ -106,8 +106,25 @@ def test_the_limit_settings_reach_the_host_the_inbox_and_the_rpc_server() -> Non
         ('[p2p]\npeers = ["abc@127.0.0.1:1"]\n', "is not <64 hex digits of node key>@host:port"),
         ('[p2p]\npeers = "x"\n', "p2p.peers must be a list of strings"),
         ("[p2p]\nmax_peers = 0\n", "p2p.max_peers must be a positive integer"),
-        ("[consensus]\nstage_timeout = 0\n", "consensus.stage_timeout must be a number of seconds above 0"),
-        ("[consensus]\nstage_timeout = 7.0\nround_timeout = 6.0\n", "stage_timeout must be below"),
+        (
+            "[consensus]\nstage_timeout_ms = 0\n",
+            "consensus.stage_timeout_ms must be a whole number of milliseconds from 1 to 3600000",
+        ),
+        (
+            "[consensus]\nround_timeout_ms = 6.0\n",
+            "consensus.round_timeout_ms must be a whole number of millis",
+        ),
+        (
+            "[consensus]\nround_timeout_ms = true\n",
+            "consensus.round_timeout_ms must be a whole number of millis",
+        ),
+        ("[consensus]\nstage_timeout_ms = 7000\nround_timeout_ms = 6000\n", "stage_timeout_ms must be below"),
+        (
+            "[consensus]\nstage_timeout = 1.0\n",
+            "consensus.stage_timeout is now consensus.stage_timeout_ms, in milliseconds"
+            " (e.g. stage_timeout = 1.0 becomes stage_timeout_ms = 1000)",
+        ),
+        ("[consensus]\nround_timeout = 6\n", "consensus.round_timeout is now consensus.round_timeout_ms"),
         ('[log]\nlevel = "loud"\n', "log.level must be one of debug, info, warn, error"),
         ("[node]\nstorage_port = -1\n", "node.storage_port must be a port number"),
         ('[node]\nclock_offset = "2s"\n', "node.clock_offset must be a number of seconds"),
@@ -168,7 +185,7 @@ def test_a_testnet_folder_is_complete_and_never_written_twice(tmp_path: Path) ->
     assert config.storage_address == ("127.0.0.1", 40007) and config.served_storage_port == 40007
     assert read_testnet(tmp_path / "net") == members[:3]  # the spare is not a node of the folder
     assert {p.port for p in config.peers} == {40000, 40008}  # every other genesis node
-    assert config.stage_timeout == 1.0 and config.round_timeout == 6.0
+    assert config.stage_timeout_ms == 1_000 and config.round_timeout_ms == 6_000
     keys = {Home(m.home).load_node_keys()[0].public_key for m in members}
     assert len(keys) == 4
     with pytest.raises(ChainError, match="is not empty"):

@@ -80,7 +80,7 @@ def test_offline_node_is_decommissioned_then_deregistered_when_its_credit_runs_o
     # decommission: the first test once the grace period is over and the node is down (t >= 8 s),
     # in a quorum where it is a worker; the votes land in the next block
     down_from = next(
-        h for h in range(1, watcher.height + 1) if watcher.blocks[h - 1].header.timestamp >= origin + 8
+        h for h in range(1, watcher.height + 1) if watcher.blocks[h - 1].header.timestamp / 1000 >= origin + 8
     )
     tested = first_test_after(watcher, node_key, max(DEVNET_UPTIME.grace, down_from))
     decommissioned = tested + 1
@@ -100,7 +100,7 @@ def test_a_node_that_comes_back_is_recommissioned_with_the_credit_the_rules_give
     # decommissioned when it stays down, then bring it back 20 s after that.
     sim, watcher, node_key = run(down_until=10_000, time_limit=200)
     decommissioned = changes_for(watcher, node_key)[0][0]
-    back = watcher.blocks[decommissioned - 1].header.timestamp - sim.genesis.genesis_time + 20
+    back = watcher.blocks[decommissioned - 1].header.timestamp / 1000 - sim.genesis.genesis_time + 20
     records = PulseRecordsSince()
     sim, watcher, node_key = run(down_until=back, time_limit=back + 120, watch=records)
     params = watcher.state.params
@@ -110,7 +110,9 @@ def test_a_node_that_comes_back_is_recommissioned_with_the_credit_the_rules_give
     assert NewState.DEREGISTER not in kinds
     assert changes[0][0] == decommissioned
     recommissioned = changes[1][0]
-    assert watcher.blocks[recommissioned - 1].header.timestamp > sim.genesis.genesis_time + back  # once back
+    assert (
+        watcher.blocks[recommissioned - 1].header.timestamp / 1000 > sim.genesis.genesis_time + back
+    )  # once back
     node = get_node(Overlay(watcher.states[recommissioned].get), node_key)
     assert node is not None
     credit_at_decommission = min(

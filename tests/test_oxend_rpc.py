@@ -15,6 +15,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import msgspec
 import pytest
 import trio
 
@@ -516,3 +517,32 @@ def test_pulse_participation_lists_each_duty_with_its_height_and_round(node: Any
         {"height": 40, "voted": False, "is_pulse": True, "pulse_round": 0}
     ]
     assert all("pulse_participation" not in e for e in states), "no duties seen: left out"
+
+
+def test_oxends_seconds_stay_seconds_and_the_milliseconds_are_added(node: Any, chain: Chain) -> None:
+    """Headers and the block time are milliseconds here; every field oxend gives in seconds is
+    still seconds (timestamps rounded down, ``target`` rounded up so a sub-second chain does not
+    say 0), and the exact values come as the added ``timestamp_ms`` and ``target_ms``."""
+    state = chain.state
+    info = result(node, "get_info")
+    assert (info["target"], info["target_ms"]) == (state.params.block_time // 1000, state.params.block_time)
+    assert info["checkpoint_interval"] == state.params.checkpoint_interval == 4
+    next_round_ms = state.timestamp + state.params.block_time
+    assert info["pulse_ideal_timestamp"] == info["pulse_target_timestamp"] == next_round_ms // 1000
+    header = chain.store.get_header(20)
+    assert header is not None and header.timestamp % 1000 == 0  # this devnet's blocks are 1 s apart
+    shown = result(node, "get_block_header_by_height", height=20)["block_header"]
+    assert (shown["timestamp"], shown["timestamp_ms"]) == (header.timestamp // 1000, header.timestamp)
+    assert json.loads(result(node, "get_block", height=20)["json"])["timestamp"] == header.timestamp // 1000
+    event = compute_event_hash(chain.store.get_block(20).events[0]).hex()
+    [entry] = result(node, "get_transactions", txs_hashes=[event])["txs"]
+    assert entry["block_timestamp"] == header.timestamp // 1000
+    params = state.params
+    try:
+        state.params = msgspec.structs.replace(params, block_time=250)
+        fast = result(node, "get_info")
+        assert (fast["target"], fast["target_ms"]) == (1, 250)
+        state.params = msgspec.structs.replace(params, block_time=1_500)
+        assert result(node, "get_info")["target"] == 2
+    finally:
+        state.params = params

@@ -4,7 +4,10 @@ tells it: the core's :class:`~consensus.node.Progress`, ``status``/``get_info`` 
 
 from __future__ import annotations
 
+import time
 from typing import Any
+
+import msgspec
 
 from appchain.lab.devnet import explain_stall
 from appchain.lab.testnet import Answer
@@ -94,3 +97,27 @@ def test_the_devnet_table_says_why_from_the_node_furthest_ahead() -> None:
     ]
     assert explain_stall([Answer(status(12, None, None))]) == []
     assert explain_stall([Answer(None)]) == []
+
+
+def test_a_node_on_sub_second_blocks_looks_behind_after_four_blocks_and_a_round(offline_node: Node) -> None:
+    """``looks_behind`` and ``stalled`` in milliseconds, with no one-second floor under the block
+    time: on a 250 ms chain with 6 s rounds a tip is stale after 4 x 250 ms + 6 s, not 4 s + 6 s;
+    stalled after a block time and a round."""
+    state = offline_node.ledger.state
+    params = state.params
+    try:
+        state.params = msgspec.structs.replace(params, block_time=250)
+        assert offline_node.config.round_timeout_ms == 60_000  # the default config: mainnet's
+
+        def at(age_ms: int) -> None:
+            offline_node.clock_offset = state.timestamp / 1000 + age_ms / 1000 - time.time()
+
+        at(4 * 250 + 60_000 - 300)
+        assert not offline_node.looks_behind() and offline_node.progress()["stalled"] is True
+        at(4 * 250 + 60_000 + 300)
+        assert offline_node.looks_behind()
+        at(250 + 60_000 - 300)
+        assert offline_node.progress()["stalled"] is False
+    finally:
+        state.params = params
+        offline_node.clock_offset = 0.0

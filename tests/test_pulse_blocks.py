@@ -37,7 +37,9 @@ def signed() -> tuple[MemoryChain, Block]:
         generator.next_block()
     round_, quorum = generator.choose_round()
     events = generator.make_events(quorum.producer)
-    template = chain.propose(events, chain.state.timestamp + 2, producer=quorum.producer, round_=round_)
+    template = chain.propose(
+        events, chain.state.timestamp + chain.state.params.block_time, producer=quorum.producer, round_=round_
+    )
     # three validators sit this round out, as if they had dropped: 8 take part
     present = [v for v in quorum.validators if v in generator.node_keys][:8]
     keys = {k: v for k, v in generator.node_keys.items() if k == quorum.producer or k in present}

@@ -31,7 +31,7 @@ from state.types import Hash32, NodeKey
 
 KEYS = [ed25519.SigningKey(bytes([i + 1]) * 32) for i in range(12)]
 QUORUM = PulseQuorum(NodeKey(KEYS[0].public_key), tuple(NodeKey(k.public_key) for k in KEYS[1:]))
-TIMING = Timing(stage_timeout=10.0, round_timeout=60.0)
+TIMING = Timing(stage_timeout_ms=10_000, round_timeout_ms=60_000)
 PARENT = Hash32(b"\x07" * 32)
 
 

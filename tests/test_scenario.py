@@ -39,7 +39,7 @@ class Model:
     """The expected chain, kept by hand: the reward index of PROTOCOL.md §5."""
 
     pool: int
-    rate: tuple[int, int, int]  # reward_rate_bp, block_time, seconds_per_year
+    rate: tuple[int, int, int]  # reward_rate_bp, block_time (ms), seconds_per_year
     delay: int
     nodes: dict[bytes, ModelNode] = field(default_factory=dict)
     accrued: dict[bytes, int] = field(default_factory=dict)
@@ -76,7 +76,7 @@ class Model:
         if not earning:
             return
         rate_bp, block_time, year = self.rate
-        share = self.pool * rate_bp * block_time // (10_000 * year) // len(earning)
+        share = self.pool * rate_bp * block_time // (10_000 * year * 1000) // len(earning)  # block_time: ms
         self.per_node += share
         self.pool -= share * len(earning)
 

@@ -32,7 +32,9 @@ OUTAGE_SEEDS = int(os.environ.get("APPCHAIN_SIM_SEEDS", "50"))
 NODES = 30
 BLOCKS = 8
 FLOOR = DEVNET.pulse_min_nodes
-OUTAGE_TIMING = {"block_time": 6.0, "stage_timeout": 0.5, "round_timeout": 3.0}
+OUTAGE_TIMING = {"block_time_ms": 6_000, "stage_timeout_ms": 500, "round_timeout_ms": 3_000}
+OUTAGE_ROUND = OUTAGE_TIMING["round_timeout_ms"] / 1000
+"""The outage runs' round timeout, seconds (simulated time)."""
 """Timing of the outage runs. Short Pulse deadlines make 256 failed rounds 13 simulated minutes;
 blocks 4 s apart (the devnet's 2 s would do too, at twice the blocks) let a decommission take a
 handful of blocks, since the uptime rules are in seconds (a proof is stale 20 s after the last,
@@ -92,7 +94,7 @@ def random_outages(seed: int) -> SimConfig:
     story = rng.choice(["floor", "stall", "stall, then floor"] if nodes <= 10 else ["floor", "stall"])
     start, floors, stalls = rng.uniform(10, 40), [], []
     if "stall" in story:
-        back = start + OUTAGE_TIMING["round_timeout"] * rng.uniform(STALL_ROUNDS + 2, STALL_ROUNDS + 10)
+        back = start + OUTAGE_ROUND * rng.uniform(STALL_ROUNDS + 2, STALL_ROUNDS + 10)
         # back one by one, unless the shrink follows: a node decommissioned after the stall (down
         # when blocks resumed) is recommissioned with less credit than a decommission needs
         stagger = 0.0 if "floor" in story else rng.choice([0.0, rng.uniform(1, 5)])
@@ -224,7 +226,7 @@ def test_a_height_that_fails_more_than_256_rounds_is_made_when_the_nodes_are_bac
     up, no round has a producer and the 3 signatures a block needs. Once they are back, the
     height is made in the round under way (past 255), every honest node has that block, and
     finality resumes; a node that came back took part in it."""
-    timeout = OUTAGE_TIMING["round_timeout"]
+    timeout = OUTAGE_ROUND
     sim = outage_run(5, 2, Faults(stalls=[Stall(30.0, 30.0 + 270 * timeout)]))
     report = sim.report()
     assert report["safety_violations"] == 0 and report["roots_agree"] and report["double_signs"] == 0
@@ -236,9 +238,15 @@ def test_a_height_that_fails_more_than_256_rounds_is_made_when_the_nodes_are_bac
     watcher = sim.nodes[next(i for i in range(5) if i not in stopped)]
     [height] = [b.header.height for b in watcher.blocks if b.header.round > 0]  # the one that failed
     block, parent = watcher.blocks[height - 1], watcher.blocks[height - 2]
-    assert parent.header.timestamp < stopped_at < block.header.timestamp
-    round_start = parent.header.timestamp + OUTAGE_TIMING["block_time"] + block.header.round * timeout
-    assert block.header.timestamp == int(round_start)
+    assert parent.header.timestamp / 1000 < stopped_at < block.header.timestamp / 1000
+    # the schedule in integer milliseconds: the template is stamped with its round's start
+    round_start_ms = (
+        parent.header.timestamp
+        + OUTAGE_TIMING["block_time_ms"]
+        + block.header.round * OUTAGE_TIMING["round_timeout_ms"]
+    )
+    assert block.header.timestamp == round_start_ms
+    round_start = round_start_ms / 1000
     assert block.header.round > 255 and back - timeout <= round_start <= back + timeout  # the round under way
     for node in sim.honest_nodes():
         assert node.final_height >= height and node.ledger.block_at(height) == block
@@ -267,7 +275,7 @@ def test_the_active_set_shrinks_to_the_floor_holds_there_and_grows_back() -> Non
     at_floor = [
         state
         for state, block in zip(watcher.states[1:], watcher.blocks, strict=True)
-        if record.floor_reached + 2 * STOP_SPACING < block.header.timestamp < record.back[0][1]
+        if record.floor_reached + 2 * STOP_SPACING < block.header.timestamp / 1000 < record.back[0][1]
     ]
     assert len(at_floor) >= 3  # blocks made at the floor, with the extra node down
     for state in at_floor:

@@ -41,6 +41,7 @@ from consensus.messages import (
     SnapshotOffer,
     decode_message,
 )
+from genesis.presets import DEVNET
 from p2p.host import Host, HostConfig
 from state.crypto import ed25519
 from state.encoding import DecodeError, encode
@@ -130,7 +131,8 @@ def test_a_fresh_node_joins_by_state_sync_and_refuses_liars(tmp_path: Path) -> N
         seed="statesync",
         users=12_000,
         spare=1,
-        genesis_time=int(time.time()) - 90,  # the 100th block about now, once built
+        # the 100th block about now, once built (genesis_time in s, block_time in ms)
+        genesis_time=int(time.time()) + 10 - 100 * DEVNET.block_time // 1000,
         sync_writes=False,
     )
     servers, joiner = members[:2], members[-1]

@@ -104,14 +104,16 @@ def test_invalid_transfer_leaves_the_state_untouched(state: State, case: str) ->
     tx = _invalid_transfers(state)[case]
     root, height, items = state.root, state.height, list(state.items())
     with pytest.raises(InvalidBlock):
-        propose_block(state, [transfer(state, BOB, CAROL, 1, 1), tx], state.timestamp + 1)
+        propose_block(
+            state, [transfer(state, BOB, CAROL, 1, 1), tx], state.timestamp + state.params.block_time
+        )
     leader = compute_leader(Overlay(state.get))
     assert leader is not None
     header = Header(
         1,
         state.height + 1,
         state.block_hash,
-        state.timestamp + 1,
+        state.timestamp + state.params.block_time,
         compute_events_root((tx,)),
         root,
         producer=leader,
@@ -140,7 +142,7 @@ def test_transactions_are_refused_in_the_genesis_block(devnet_genesis: Genesis) 
     empty = create_pre_genesis_state(devnet_genesis)
     tx = transfer(empty, ALICE, CAROL, 1, 1)
     with pytest.raises(InvalidBlock, match="not allowed in the genesis block"):
-        propose_block(empty, [tx], devnet_genesis.genesis_time)
+        propose_block(empty, [tx], devnet_genesis.timestamp_ms)
 
 
 def _header_cases(state: State) -> dict[str, Block]:
@@ -151,6 +153,7 @@ def _header_cases(state: State) -> dict[str, Block]:
         "wrong height": Block(replace(h, height=h.height + 1), good.events),
         "wrong parent": Block(replace(h, prev_hash=Hash32(b"\x09" * 32)), good.events),
         "time goes back": Block(replace(h, timestamp=state.timestamp - 1), good.events),
+        "too early": Block(replace(h, timestamp=state.timestamp + state.params.block_time - 1), good.events),
         "events root": Block(replace(h, events_root=Hash32(b"\x09" * 32)), good.events),
         "state root": Block(replace(h, state_root=Hash32(b"\x09" * 32)), good.events),
         "version": Block(replace(h, version=2), good.events),
@@ -165,6 +168,7 @@ def _header_cases(state: State) -> dict[str, Block]:
         "wrong height",
         "wrong parent",
         "time goes back",
+        "too early",
         "events root",
         "state root",
         "version",
@@ -178,6 +182,42 @@ def test_invalid_blocks_are_refused_and_change_nothing(state: State, case: str) 
     with pytest.raises(InvalidBlock):
         apply_block(state, block)
     assert (state.root, state.block_hash) == (root, tip)
+
+
+def test_a_block_is_not_stamped_before_its_parent_plus_the_block_time(state: State) -> None:
+    """The deterministic timestamp rule, in milliseconds: the parent's timestamp plus
+    ``block_time`` is the earliest valid stamp (the edge is valid), one millisecond less is too
+    early, whether proposed or applied, and a refused block changes nothing. No clock is read:
+    the same block gets the same verdict in any replay."""
+    earliest = state.timestamp + state.params.block_time
+    events = [transfer(state, ALICE, CAROL, 1, 1)]
+    with pytest.raises(InvalidBlock, match=r"block 1: timestamp \d+ ms is too early"):
+        propose_block(state, events, earliest - 1, producer=compute_leader(Overlay(state.get)))
+    good = next_block(state, events).block
+    assert good.header.timestamp == earliest  # the helpers stamp the edge itself
+    early = Block(msgspec.structs.replace(good.header, timestamp=earliest - 1), good.events)
+    root = state.root
+    with pytest.raises(InvalidBlock, match="too early"):
+        apply_block(state, early)
+    assert state.root == root and state.height == 0
+    apply_block(state, good)
+    assert state.height == 1 and state.timestamp == earliest
+
+
+def test_blocks_may_be_less_than_a_second_apart(devnet_genesis: Genesis) -> None:
+    """With ``block_time`` in milliseconds, a 250 ms chain's blocks are 250 ms apart: timestamps
+    are not whole seconds."""
+    fast = msgspec.structs.replace(
+        devnet_genesis, params=msgspec.structs.replace(devnet_genesis.params, block_time=250)
+    )
+    state, _ = create_genesis_state(fast)
+    assert state.timestamp == fast.genesis_time * 1000
+    for height in (1, 2, 3):
+        apply_block(state, next_block(state, []).block)
+        assert state.timestamp == fast.genesis_time * 1000 + 250 * height
+    early = next_block(state, []).block
+    with pytest.raises(InvalidBlock, match="too early"):
+        apply_block(state, Block(msgspec.structs.replace(early.header, timestamp=state.timestamp + 249), ()))
 
 
 def test_block_size_limits(state: State) -> None:
@@ -217,9 +257,9 @@ def test_signatures_can_be_trusted_on_replay_of_a_certified_log(state: State) ->
 def test_the_producer_must_be_an_active_service_node(state: State) -> None:
     root = state.root
     with pytest.raises(InvalidBlock, match="producer is not an active service node"):
-        propose_block(state, [], state.timestamp + 2, producer=NodeKey(b"\x42" * 32))
+        propose_block(state, [], state.timestamp + state.params.block_time, producer=NodeKey(b"\x42" * 32))
     with pytest.raises(InvalidBlock, match="producer is not an active service node"):
-        propose_block(state, [], state.timestamp + 2)  # no producer at all
+        propose_block(state, [], state.timestamp + state.params.block_time)  # no producer at all
     assert state.root == root
 
 

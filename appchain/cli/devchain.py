@@ -342,7 +342,7 @@ class DevChainGenerator:
         """On a checkpoint height: the certificate of the quorum members whose BLS keys we hold."""
         state = self.chain.state
         height = state.height
-        if height == 0 or not is_checkpoint_height(height):
+        if height == 0 or not is_checkpoint_height(height, state.params.checkpoint_interval):
             return None
         quorum = get_checkpoint_quorum(Overlay(state.get), height)
         if quorum is None:

@@ -30,6 +30,7 @@ from appchain.home.home import Home, NodeConfig
 from appchain.home.store import BlockStore
 from genesis.devnet import load_dev_accounts, load_dev_nodes
 from genesis.document import CHAIN_ID, Genesis, GenesisError
+from genesis.export import compute_export_genesis_time
 from genesis.load import load_genesis
 from state.supply import compute_supply
 
@@ -213,7 +214,9 @@ def cmd_export_genesis(args: argparse.Namespace) -> int:
     genesis, summary, dev_nodes = export.build_export(
         state,
         chain_id=chain_id,
-        genesis_time=state.timestamp if args.genesis_time is None else args.genesis_time,
+        genesis_time=compute_export_genesis_time(state.timestamp)
+        if args.genesis_time is None
+        else args.genesis_time,
         replace_nodes=args.replace_nodes,
         seed=chain_id if args.seed is None else args.seed,
     )

@@ -71,7 +71,7 @@ def cmd_check_histories(args: argparse.Namespace) -> int:
         heals += recorded
     limit = args.resume_within
     if heals and limit is None:
-        limit = RESUME_ROUNDS * Home(homes[0]).load_config().round_timeout
+        limit = RESUME_ROUNDS * Home(homes[0]).load_config().round_timeout_ms / 1000
     report = check_histories(homes, healed_at=heals, resume_within=limit, faults=faults)
     if args.json:
         print_json(report.to_json())

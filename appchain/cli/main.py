@@ -145,7 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--chain-id", default=None, help="the new chain id (default: the old one + -h<H>)"
     )
     export_genesis.add_argument(
-        "--genesis-time", type=int, default=None, help="unix seconds (default: the timestamp of block H)"
+        "--genesis-time",
+        type=int,
+        default=None,
+        help="unix seconds (default: the timestamp of block H, in seconds rounded up)",
     )
     export_genesis.add_argument("--force", action="store_true", help="overwrite an existing file and keys/")
     export_genesis.set_defaults(handler=cmd_export_genesis)

@@ -33,7 +33,7 @@ from consensus.light import LightClient, Untrusted
 from genesis.build import create_genesis_state
 from genesis.document import Genesis
 from state.block import Block, Header, compute_block_hash, compute_events_root
-from state.checkpoints import CHECKPOINT_INTERVAL, compute_quorum_commitment, get_checkpoint_quorum
+from state.checkpoints import compute_quorum_commitment, get_checkpoint_quorum
 from state.encoding import DecodeError, Decoder, decode_json, encode
 from state.events import compute_event_hash
 from state.namespaces import decode_value, state_key
@@ -120,16 +120,31 @@ class RpcSource:
         return [self._result(by_id.get(i), self.url) for i in range(len(calls))]
 
 
+LEGACY_CHECKPOINT_INTERVAL = 4
+"""The checkpoint interval of a trust file entry written before the interval was a chain
+parameter (issue 22): every chain then checkpointed every 4 blocks."""
+
+
 @dataclass
 class Trusted:
-    """A checkpoint header the client trusts and the BLS keys its header committed to."""
+    """A checkpoint header the client trusts, the BLS keys its header committed to, and the
+    chain's ``checkpoint_interval``.
+
+    The interval comes from the trusted genesis (:meth:`from_genesis`). Started from a checkpoint
+    the user names (:meth:`from_checkpoint`), there is no genesis and it is the node's word
+    (``get_info``'s ``checkpoint_interval``): a wrong one cannot make the client trust a header
+    the committed keys did not certify, it only changes which heights the client asks for (a
+    quorum signs checkpoint heights only, so no certificate exists for any other)."""
 
     chain_id: str
     header: Header
     next_quorum: tuple[bytes, ...]
+    checkpoint_interval: int
 
     def __post_init__(self) -> None:
-        if self.header.height % CHECKPOINT_INTERVAL:
+        if self.checkpoint_interval < 1:
+            raise Untrusted("the checkpoint interval must be at least 1 block")
+        if self.header.height % self.checkpoint_interval:
             raise Untrusted("a trusted header must be a checkpoint header")
         if compute_quorum_commitment(self.next_quorum) != self.header.next_checkpoint_quorum:
             raise Untrusted("the next quorum's keys do not match the trusted header's commitment")
@@ -145,19 +160,24 @@ class Trusted:
     @classmethod
     def from_genesis(cls, genesis: Genesis) -> Trusted:
         state, pending = create_genesis_state(genesis)
-        quorum = get_checkpoint_quorum(Overlay(state.get), CHECKPOINT_INTERVAL)
+        interval = genesis.params.checkpoint_interval
+        quorum = get_checkpoint_quorum(Overlay(state.get), interval)
         keys = () if quorum is None else tuple(bytes(m.bls_key) for m in quorum.members)
-        return cls(genesis.chain_id, pending.block.header, keys)
+        return cls(genesis.chain_id, pending.block.header, keys, interval)
 
     @classmethod
     def from_checkpoint(cls, chain_id: str, height: int, block_hash: bytes, source: RpcSource) -> Trusted:
         """Trust the checkpoint at ``height`` whose hash the user gives; the node only supplies it."""
+        info = source.call("get_info")
+        interval = info.get("checkpoint_interval")
+        if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
+            raise Lied(source.url, "its checkpoint_interval is not a positive integer", info)
         answer = source.call("get_checkpoint", {"height": height})
         header, _certificate, keys = _read_checkpoint(answer, source.url)
         if header.height != height or compute_block_hash(header) != block_hash:
             raise Lied(source.url, f"its checkpoint {height} is not the block {block_hash.hex()}", answer)
         try:
-            return cls(chain_id, header, keys)
+            return cls(chain_id, header, keys, interval)
         except Untrusted as exc:
             raise Lied(source.url, str(exc), answer) from None
 
@@ -168,6 +188,7 @@ class Trusted:
             "block_hash": self.block_hash.hex(),
             "header": encode(self.header).hex(),
             "next_quorum": [key.hex() for key in self.next_quorum],
+            "checkpoint_interval": self.checkpoint_interval,
         }
 
     @classmethod
@@ -177,7 +198,11 @@ class Trusted:
         if not isinstance(data, dict):
             raise TypeError("an entry is not an object")
         header = _header.decode(bytes.fromhex(data["header"]))
-        return cls(str(data["chain_id"]), header, tuple(bytes.fromhex(k) for k in data["next_quorum"]))
+        interval = data.get("checkpoint_interval", LEGACY_CHECKPOINT_INTERVAL)
+        if isinstance(interval, bool) or not isinstance(interval, int):
+            raise TypeError("its checkpoint_interval is not an integer")
+        next_quorum = tuple(bytes.fromhex(k) for k in data["next_quorum"])
+        return cls(str(data["chain_id"]), header, next_quorum, interval)
 
 
 TRUST_FORMAT = "appchain-light-trust/2"
@@ -311,7 +336,7 @@ class VerifyingClient:
             raise ValueError("a light client needs at least one node to ask")
         self.trusted = trusted
         self.sources = list(sources)
-        self.core = LightClient(trusted.chain_id, trusted.header)
+        self.core = LightClient(trusted.chain_id, trusted.header, trusted.checkpoint_interval)
         self.checkpoints_walked = 0
 
     # -- walking checkpoints -----------------------------------------------------------------
@@ -319,11 +344,12 @@ class VerifyingClient:
     def walk_to(self, target: int, source: RpcSource) -> None:
         """Trust every checkpoint up to ``target`` (a checkpoint height) on ``source``'s word,
         each one verified: certificate by the committed quorum, next quorum by its commitment."""
+        interval = self.trusted.checkpoint_interval
         while self.trusted.height < target:
             heights = range(
-                self.trusted.height + CHECKPOINT_INTERVAL,
-                min(target, self.trusted.height + CHECKPOINT_INTERVAL * BATCH) + 1,
-                CHECKPOINT_INTERVAL,
+                self.trusted.height + interval,
+                min(target, self.trusted.height + interval * BATCH) + 1,
+                interval,
             )
             answers = source.batch("get_checkpoint", [{"height": h} for h in heights])
             for answer in answers:
@@ -336,7 +362,7 @@ class VerifyingClient:
             raise Lied(url, f"checkpoint {header.height} came without a certificate", answer)
         try:
             self.core.accept_checkpoint(header, certificate, self.trusted.next_quorum)
-            self.trusted = Trusted(self.trusted.chain_id, header, next_keys)
+            self.trusted = Trusted(self.trusted.chain_id, header, next_keys, self.trusted.checkpoint_interval)
         except Untrusted as exc:
             raise Lied(url, f"checkpoint {header.height}: {exc}", answer) from None
         self.checkpoints_walked += 1
@@ -344,7 +370,12 @@ class VerifyingClient:
     def final_height(self, source: RpcSource) -> int:
         info = source.call("get_info")
         final = info.get("immutable_height")
-        if isinstance(final, bool) or not isinstance(final, int) or final < 0 or final % CHECKPOINT_INTERVAL:
+        if (
+            isinstance(final, bool)
+            or not isinstance(final, int)
+            or final < 0
+            or final % self.trusted.checkpoint_interval
+        ):
             raise Lied(source.url, "its final height is not a checkpoint height", info)
         return final
 
@@ -360,7 +391,8 @@ class VerifyingClient:
         one of them must be the event. So a node can claim a transaction final only if a quorum
         certified a block that holds it.
         """
-        top = -(-height // CHECKPOINT_INTERVAL) * CHECKPOINT_INTERVAL
+        interval = self.trusted.checkpoint_interval
+        top = -(-height // interval) * interval
         if top > self.trusted.height:
             self.walk_to(top, source)
         top = min((h for h in self.core.headers if h >= height), default=-1)
@@ -470,7 +502,12 @@ class VerifyingClient:
         except DecodeError as exc:
             raise Lied(url, str(exc), answer) from None
         top = answer.get("checkpoint_height")
-        if not isinstance(top, int) or isinstance(top, bool) or top < height or top % CHECKPOINT_INTERVAL:
+        if (
+            not isinstance(top, int)
+            or isinstance(top, bool)
+            or top < height
+            or top % self.trusted.checkpoint_interval
+        ):
             raise Lied(url, "its checkpoint height is not a checkpoint at or above the height", answer)
         if top not in self.core.headers:
             self.walk_to(top, source)

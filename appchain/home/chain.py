@@ -213,7 +213,8 @@ class Chain:
         """Raise :class:`ChainError` unless ``certificate`` certifies our block at its height."""
         height = certificate.height
         header = self.store.get_header(height)
-        if not is_checkpoint_height(height) or height == 0 or header is None:
+        interval = self.genesis.params.checkpoint_interval
+        if not is_checkpoint_height(height, interval) or height == 0 or header is None:
             raise ChainError(f"no checkpoint block at height {height} to certify")
         if compute_block_hash(header) != certificate.block_hash:
             raise ChainError(f"the certificate is for another block than ours at height {height}")

@@ -13,8 +13,10 @@ moves to keep the supply, what resets: its introduction says). The file is check
 
 Defaults: the chain id is the old one with ``-h<H>`` appended, since nonces restart at 0 and a
 transaction signed for the old chain id could otherwise be replayed on the new chain; the genesis
-time is the timestamp of block ``H``. With ``--replace-nodes N`` the node set is N dev nodes
-derived from ``--seed`` (default: the new chain id) as ``appchain genesis new`` derives them,
+time is the timestamp of block ``H`` in seconds, rounded up (headers are in milliseconds, the
+genesis file keeps seconds: :func:`genesis.export.compute_export_genesis_time`). With
+``--replace-nodes N`` the node set is N dev nodes derived from ``--seed`` (default: the new
+chain id) as ``appchain genesis new`` derives them,
 their keys written to ``keys/`` beside the genesis file (``nodes.json``, ``accounts.json``:
 what ``appchain init`` copies into a home and ``dev-chain`` signs with). Like every dev key they
 are public: for testnets only.

@@ -88,8 +88,11 @@ class NodeConfig:
     storage_listen: str = "127.0.0.1:26659"
     """The storage port (HTTPS): the storage RPC, onion requests and the swarm members' requests."""
     proof_window: int = DEFAULT_PROOF_WINDOW
-    stage_timeout: float = 10.0
-    round_timeout: float = 60.0
+    stage_timeout_ms: int = 10_000
+    """Pulse: the longest a stage may take, milliseconds (:class:`consensus.pulse.Timing`)."""
+    round_timeout_ms: int = 60_000
+    """Pulse: the longest a round may take, milliseconds; round ``r`` of a height starts
+    ``r x round_timeout_ms`` after round 0."""
     public_ip: str = "127.0.0.1"
     storage_port: int = 0
     log_level: str = "info"
@@ -140,8 +143,8 @@ class NodeConfig:
             port = listeners[first][1]
             if port and port == listeners[second][1]:  # then "in use" would blame another process
                 raise ChainError(f"{first} and {second} both use port {port}: each listener needs its own")
-        if self.stage_timeout >= self.round_timeout:
-            raise ChainError("consensus.stage_timeout must be below consensus.round_timeout")
+        if self.stage_timeout_ms >= self.round_timeout_ms:
+            raise ChainError("consensus.stage_timeout_ms must be below consensus.round_timeout_ms")
         if self.onion_relay_timeout >= ONION_HOP_TIMEOUT:
             raise ChainError(
                 f"onion.relay_timeout must be below {ONION_HOP_TIMEOUT:g} seconds"
@@ -254,7 +257,7 @@ _SCHEMA: dict[str, dict[str, str]] = {
         "proof_window": "proof_window",
         **{name: f"rpc_{name}" for name in _RPC_LIMITS},
     },
-    "consensus": {"stage_timeout": "stage_timeout", "round_timeout": "round_timeout"},
+    "consensus": {"stage_timeout_ms": "stage_timeout_ms", "round_timeout_ms": "round_timeout_ms"},
     "node": {"public_ip": "public_ip", "storage_port": "storage_port", "clock_offset": "clock_offset"},
     "log": {"level": "log_level"},
     "sync": {"state_sync": "state_sync", "state_sync_min_gap": "state_sync_min_gap"},
@@ -298,9 +301,16 @@ _RATES = {
     "rpc_busy_share_per_ip",
     "rpc_node_requests_per_second",
 }
+_MILLISECONDS = {"stage_timeout_ms", "round_timeout_ms"}
+MAX_TIMEOUT_MS = 3_600_000
+"""The longest Pulse deadline config.toml accepts (an hour)."""
+RENAMED = {
+    ("consensus", "stage_timeout"): "stage_timeout_ms",
+    ("consensus", "round_timeout"): "round_timeout_ms",
+}
+"""Settings that were renamed when their unit changed: the old name is refused with a line naming
+the new one (a number of seconds read as milliseconds would be 1000 times too short)."""
 _SECONDS = {
-    "stage_timeout",
-    "round_timeout",
     "rpc_read_header_timeout",
     "rpc_read_body_timeout",
     "rpc_write_timeout",
@@ -324,6 +334,9 @@ def _check(field: str, value: object) -> object:
     elif field == "storage_port":
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
             raise ValueError("must be a port number")
+    elif field in _MILLISECONDS:
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_TIMEOUT_MS:
+            raise ValueError(f"must be a whole number of milliseconds from 1 to {MAX_TIMEOUT_MS}")
     elif field in _SECONDS:
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 3600:
             raise ValueError("must be a number of seconds above 0")
@@ -363,6 +376,13 @@ def parse_config(text: str, source: str = "config.toml") -> NodeConfig:
         table = data.get(section, {})
         if not isinstance(table, dict):
             raise ChainError(f"{source}: [{section}] must be a table")
+        for name in sorted(table):
+            if (section, name) in RENAMED:
+                new = RENAMED[section, name]
+                raise ChainError(
+                    f"{source}: {section}.{name} is now {section}.{new}, in milliseconds"
+                    f" (e.g. {name} = 1.0 becomes {new} = 1000)"
+                )
         unknown = set(table) - set(fields)
         if unknown:
             raise ChainError(f"{source}: unknown setting {section}.{sorted(unknown)[0]}")
@@ -457,9 +477,9 @@ idle_timeout = {config.rpc_idle_timeout}
 limit_loopback = {str(config.rpc_limit_loopback).lower()}
 
 [consensus]
-# Pulse deadlines: a stage, and a whole round (mainnet 10 s and 60 s).
-stage_timeout = {config.stage_timeout}
-round_timeout = {config.round_timeout}
+# Pulse deadlines in milliseconds: a stage, and a whole round (mainnet 10000 and 60000).
+stage_timeout_ms = {config.stage_timeout_ms}
+round_timeout_ms = {config.round_timeout_ms}
 
 [node]
 # The address and storage port announced in uptime proofs (storage_port 0: the port of

@@ -67,7 +67,7 @@ import plyvel
 from consensus.checkpoint import CheckpointCertificate
 from consensus.evidence import Evidence, InvalidEvidence, decode_evidence
 from state.block import Block, Header, PulseSignature
-from state.checkpoints import CHECKPOINT_INTERVAL, checkpoint_quorum_key
+from state.checkpoints import checkpoint_quorum_key
 from state.encoding import DecodeError, Decoder, Record, encode
 from state.events import Event
 from state.snapshot import SnapshotManifest, cut_snapshot, split_parts
@@ -385,14 +385,15 @@ class BlockStore:
         raw = self._get(BASE_KEY)
         return 0 if raw is None else int.from_bytes(raw, "big")
 
-    def get_checkpoint_quorum(self, height: int) -> bytes | None:
+    def get_checkpoint_quorum(self, height: int, interval: int) -> bytes | None:
         """The encoded checkpoint quorum that certifies checkpoint ``height`` (written by block
-        ``height - 4``, or kept as a record below a state-synced base)."""
+        ``height - interval``, the chain's ``checkpoint_interval``, or kept as a record below a
+        state-synced base)."""
         raw = self._get(height_key(QUORUM_PREFIX, height))
         if raw is not None:
             return raw
         wanted = checkpoint_quorum_key(height)
-        for key, _before, after in self.get_delta(height - CHECKPOINT_INTERVAL) or ():
+        for key, _before, after in self.get_delta(height - interval) or ():
             if key == wanted:
                 return after
         return None

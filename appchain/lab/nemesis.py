@@ -57,7 +57,9 @@ Bounds, and why (PROTOCOL.md §3, §4, §4a, with 12 nodes):
 - A 5/7 split (and a bridge node between 5 and 6) leaves no side with a producer and 7
   validators: no block is made on either side, so no fork and no decommission; finality needs 8
   of 12 checkpoint votes and resumes once healed. Partitions last up to :data:`MAX_PARTITION`.
-- Clock skew stays under the uptime proofs' 5 s allowance (devnet ``max_skew``).
+- Clock skew stays under the uptime proofs' 5 s allowance (devnet ``max_skew``), which is also
+  how far ahead of a validator's clock a Pulse template may be stamped
+  (:meth:`consensus.node.NodeCore.max_template_lead_ms`).
 """
 
 from __future__ import annotations
@@ -170,8 +172,8 @@ class Schedule:
 
 def generate_schedule(seed: int, nodes: int = 12, *, round_timeout: float = 6.0) -> Schedule:
     """The schedule of ``seed`` over ``nodes`` nodes: 12 to 14 (the partitions are sized for
-    them: beyond 14 a side of 8 would make blocks alone). ``round_timeout``: the network's, for
-    the length of a stall."""
+    them: beyond 14 a side of 8 would make blocks alone). ``round_timeout``: the network's, in
+    seconds (config.toml's ``round_timeout_ms`` / 1000), for the length of a stall."""
     if not 12 <= nodes <= 14:
         raise ValueError(f"{nodes} nodes: schedules are made for 12 to 14 nodes")
     rng = random.Random(seed)
@@ -630,7 +632,7 @@ def run_schedules(
     """Each seed's schedule in turn on ``net``, each from a settled network; after each, wait for
     a new final block (up to twice ``resume_within``: the checker judges the limit exactly)."""
     runs = []
-    round_timeout = Home(net.members[0].home).load_config().round_timeout
+    round_timeout = Home(net.members[0].home).load_config().round_timeout_ms / 1000
     for number, seed in enumerate(seeds, 1):
         wait_until_settled(net)
         schedule = generate_schedule(seed, len(net.members), round_timeout=round_timeout)

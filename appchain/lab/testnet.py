@@ -51,7 +51,8 @@ from state.crypto import ed25519
 from state.encoding import decode_json
 from state.params import ChainParams
 
-DEVNET_TIMING = {"stage_timeout": 1.0, "round_timeout": 6.0}
+DEVNET_TIMING = {"stage_timeout_ms": 1_000, "round_timeout_ms": 6_000}
+"""A testnet's Pulse deadlines, milliseconds (config.toml's ``[consensus]``)."""
 DEFAULT_BASE_PORT = 26656
 LOCALHOST = "127.0.0.1"
 PORTS_PER_NODE = 4
@@ -86,8 +87,8 @@ def write_testnet(
     users: int = 4,
     genesis_time: int | None = None,
     params: ChainParams = DEVNET,
-    stage_timeout: float = DEVNET_TIMING["stage_timeout"],
-    round_timeout: float = DEVNET_TIMING["round_timeout"],
+    stage_timeout_ms: int = DEVNET_TIMING["stage_timeout_ms"],
+    round_timeout_ms: int = DEVNET_TIMING["round_timeout_ms"],
     sync_writes: bool = True,
     hosts: Sequence[str] | None = None,
     state_sync: bool = True,
@@ -140,8 +141,8 @@ def write_testnet(
             rpc_listen=f"{member.host}:{member.rpc_port}",
             storage_listen=f"{member.host}:{member.storage_port}",
             peers=peers,
-            stage_timeout=stage_timeout,
-            round_timeout=round_timeout,
+            stage_timeout_ms=stage_timeout_ms,
+            round_timeout_ms=round_timeout_ms,
             public_ip=member.host,
             state_sync=state_sync,
         )

@@ -188,7 +188,7 @@ class _NodeCollector(Collector):
         yield gauge(
             "appchain_block_age_seconds",
             "Seconds since the top block's timestamp",
-            time.time() - state.timestamp,
+            time.time() - state.timestamp / 1000,  # headers are in ms; the metric stays seconds
         )
         status = node.status()
         yield gauge(

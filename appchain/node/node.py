@@ -89,11 +89,11 @@ from consensus.node import (
     NodeCore,
     Penalize,
     Send,
+    to_ms,
 )
 from consensus.pulse import Timing
 from consensus.uptime import DEVNET_UPTIME, MAINNET_UPTIME, UptimeProof
 from p2p.host import Host
-from state.checkpoints import CHECKPOINT_INTERVAL
 from state.encoding import DecodeError, encode
 from state.events import Transaction, compute_event_hash
 from state.hashing import blake3_256
@@ -141,12 +141,13 @@ class Node:
         """What this node finalized and signed, for the run checker (:mod:`appchain.lab.checker`)."""
         self.ledger = ChainLedger(chain)
         self.clock_offset = config.clock_offset
-        uptime = DEVNET_UPTIME if params.block_time < 60 else MAINNET_UPTIME
+        uptime = DEVNET_UPTIME if params.block_time < 60_000 else MAINNET_UPTIME  # block_time: ms
         self.core = NodeCore(
             CoreConfig(
                 chain_id=chain.genesis.chain_id,
-                block_time=float(params.block_time),
-                timing=Timing(stage_timeout=config.stage_timeout, round_timeout=config.round_timeout),
+                timing=Timing(
+                    stage_timeout_ms=config.stage_timeout_ms, round_timeout_ms=config.round_timeout_ms
+                ),
                 uptime=uptime,
                 public_ip=config.public_ip,
                 p2p_port=config.p2p_address[1],
@@ -489,10 +490,10 @@ class Node:
         core = self.core
         progress = core.progress()
         state = self.ledger.state
-        stalled = self.now() - state.timestamp > state.params.block_time + self.config.round_timeout
+        stalled = self.tip_age_ms() > state.params.block_time + self.config.round_timeout_ms
         too_few = progress.active_nodes < progress.pulse_min_nodes
         failure = progress.last_failure
-        lagging = progress.height - progress.final_height >= 2 * CHECKPOINT_INTERVAL
+        lagging = progress.height - progress.final_height >= 2 * state.params.checkpoint_interval
         return {
             "stalled": stalled,
             "blocks": progress.blocks_reason() if stalled or too_few else None,
@@ -510,10 +511,23 @@ class Node:
             },
         }
 
+    def tip_age_ms(self) -> int:
+        """Milliseconds from our tip's timestamp to the node's clock (headers are in ms)."""
+        return to_ms(self.now()) - self.ledger.state.timestamp
+
     def looks_behind(self) -> bool:
-        """Our tip is older than a few blocks and a round: the network has likely moved on."""
+        """Our tip is older than four block times and a round timeout: the network has likely
+        moved on.
+
+        No floor under the block time: the old ``max(block_time, 1)`` second was a guard for a
+        block time of 0, which the genesis check never allowed; in milliseconds it would have
+        made a 250 ms chain wait 4 s instead of 1 s before noticing it is behind. The slack that
+        keeps a synced node from looking behind is the round timeout term, which does not shrink
+        with the block time: it covers a tip that is a failed round late, and clock skew up to it
+        (devnet 6 s, the nemesis skews at most 3 s). A false alarm costs little: ``status`` says
+        syncing and the node asks three peers for blocks, at most once a round timeout."""
         state = self.ledger.state
-        return self.now() - state.timestamp > 4 * max(state.params.block_time, 1) + self.config.round_timeout
+        return self.tip_age_ms() > 4 * state.params.block_time + self.config.round_timeout_ms
 
     def status(self) -> dict[str, Any]:
         state = self.ledger.state

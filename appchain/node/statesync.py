@@ -47,7 +47,7 @@ from consensus.node import Action, Penalize, Send
 from consensus.statesync import StateSync, SyncConfig
 from p2p.host import Host, HostConfig
 from state.block import Header
-from state.checkpoints import CHECKPOINT_INTERVAL, is_checkpoint_height
+from state.checkpoints import is_checkpoint_height
 from state.crypto import ed25519
 from state.encoding import DecodeError, encode
 from state.snapshot import SnapshotManifest
@@ -85,8 +85,9 @@ def answer(chain: Chain, message: Message) -> Message | None:
 def offered_snapshot(chain: Chain) -> SnapshotManifest | None:
     """The newest snapshot cut by path, at a final checkpoint height whose certificate we hold."""
     store = chain.store
+    interval = chain.genesis.params.checkpoint_interval
     for height in reversed(store.list_snapshots()):
-        if height == 0 or height > chain.final_height or not is_checkpoint_height(height):
+        if height == 0 or height > chain.final_height or not is_checkpoint_height(height, interval):
             continue
         manifest = store.get_manifest(height)
         if manifest is not None and manifest.verifiable and store.get_certificate(height) is not None:
@@ -96,12 +97,13 @@ def offered_snapshot(chain: Chain) -> SnapshotManifest | None:
 
 def _links(chain: Chain, start: int) -> list[CheckpointLink]:
     links: list[CheckpointLink] = []
-    if start <= 0 or not is_checkpoint_height(start):
+    interval = chain.genesis.params.checkpoint_interval
+    if start <= 0 or not is_checkpoint_height(start, interval):
         return links
     store = chain.store
-    for height in range(start, chain.final_height + 1, CHECKPOINT_INTERVAL):
+    for height in range(start, chain.final_height + 1, interval):
         header, certificate = store.get_header(height), store.get_certificate(height)
-        quorum = store.get_checkpoint_quorum(height)
+        quorum = store.get_checkpoint_quorum(height, interval)
         if header is None or certificate is None or quorum is None or len(links) == LINK_BATCH:
             break
         links.append(CheckpointLink(header, certificate, quorum))

@@ -4,6 +4,11 @@ blocks, the staking requirement and hard fork, and ``send_transaction``.
 A header is oxend's ``block_header_response`` with this chain's Pulse and state fields added. A
 node that joined by state sync holds no blocks at or below its base height, and says so
 (-32001) rather than answer for a block it does not hold.
+
+Time: headers and ``block_time`` are in milliseconds, but every field oxend gives in seconds stays
+in seconds (``timestamp``, ``target``, ``pulse_ideal_timestamp``, ``pulse_target_timestamp``,
+``block_timestamp``): timestamps rounded down (:func:`to_seconds`), ``target`` rounded up so a
+sub-second chain does not say 0. The added ``timestamp_ms`` and ``target_ms`` carry the exact values.
 """
 
 from __future__ import annotations
@@ -33,6 +38,12 @@ from state.events import compute_event_hash
 from state.rewards import REWARD_INDEX_KEY, RewardIndex
 
 VERSION = "0.1.0"
+
+
+def to_seconds(timestamp_ms: int) -> int:
+    """A header timestamp (unix ms) as oxend's unix seconds, rounded down."""
+    return timestamp_ms // 1000
+
 
 HARD_FORK, HARD_FORK_REVISION = HARDFORK
 """The hard fork this node speaks, in oxend's numbering: 19 and its revision, the same pair
@@ -78,7 +89,8 @@ def block_header(
     answer = {
         "major_version": HARD_FORK,
         "minor_version": HARD_FORK_REVISION,
-        "timestamp": header.timestamp,
+        "timestamp": to_seconds(header.timestamp),
+        "timestamp_ms": header.timestamp,
         "prev_hash": header.prev_hash.hex(),
         "nonce": 0,
         "orphan_status": False,
@@ -192,7 +204,7 @@ def database_size(node: PublicNode) -> int:
 def public_info(node: PublicNode, *, database_size: int) -> dict[str, Any]:
     state = node.ledger.state
     chain_params = state.params
-    nettype = "mainnet" if chain_params.block_time >= 60 else "devnet"
+    nettype = "mainnet" if chain_params.block_time >= 60_000 else "devnet"  # block_time: ms
     max_block = chain_params.max_block_events * chain_params.max_event_bytes
     top = state.height
     return {
@@ -214,7 +226,9 @@ def public_info(node: PublicNode, *, database_size: int) -> dict[str, Any]:
         "status_line": f"v{VERSION.split('.', maxsplit=1)[0]}; Height: {top + 1}",
         "difficulty": PULSE_FIXED_DIFFICULTY,
         "cumulative_difficulty": PULSE_FIXED_DIFFICULTY * (top + 1),
-        "target": chain_params.block_time,
+        "target": -(-chain_params.block_time // 1000),  # seconds, as oxend's, rounded up
+        "target_ms": chain_params.block_time,
+        "checkpoint_interval": chain_params.checkpoint_interval,
         "block_size_limit": max_block,
         "block_weight_limit": max_block,
         "tx_pool_size": len(node.core.mempool),
@@ -224,8 +238,8 @@ def public_info(node: PublicNode, *, database_size: int) -> dict[str, Any]:
         "min_operator_contribution": chain_params.staking_requirement
         // chain_params.min_operator_stake_divisor,
         "pulse": True,
-        "pulse_ideal_timestamp": state.timestamp + chain_params.block_time,
-        "pulse_target_timestamp": state.timestamp + chain_params.block_time,
+        "pulse_ideal_timestamp": to_seconds(state.timestamp + chain_params.block_time),
+        "pulse_target_timestamp": to_seconds(state.timestamp + chain_params.block_time),
         "progress": node.progress(),
     }
 
@@ -344,7 +358,7 @@ def block_json(node: PublicNode, block: Block) -> dict[str, Any]:
     return {
         "major_version": HARD_FORK,
         "minor_version": HARD_FORK_REVISION,
-        "timestamp": header.timestamp,
+        "timestamp": to_seconds(header.timestamp),
         "prev_id": header.prev_hash.hex(),
         "nonce": 0,
         "pulse": {

@@ -20,7 +20,6 @@ from appchain.rpc.served import PublicNode, tip_view
 from consensus.checkpoint import decode_bitset
 from consensus.validation import compute_block_entropy, compute_block_quorum
 from state.checkpoints import (
-    CHECKPOINT_INTERVAL,
     decode_checkpoint_quorum,
     get_checkpoint_quorum,
     is_checkpoint_height,
@@ -117,17 +116,18 @@ def _checkpoint_participation(node: PublicNode, key: bytes) -> list[dict[str, An
     store = node.chain.store
     records: list[dict[str, Any]] = []
     final = node.ledger.final_height
-    height = final - final % CHECKPOINT_INTERVAL
+    interval = node.ledger.state.params.checkpoint_interval
+    height = final - final % interval
     lowest = max(node.chain.base_height, final - CHECKPOINT_LOOKBACK)
     while height > lowest and len(records) < QUORUM_VOTE_CHECK_COUNT:
         certificate = store.get_certificate(height)
-        raw = store.get_checkpoint_quorum(height)
+        raw = store.get_checkpoint_quorum(height, interval)
         if certificate is not None and raw is not None:
             members = [bytes(m.node_key) for m in decode_checkpoint_quorum(raw).members]
             if key in members:
                 voted = members.index(key) in decode_bitset(certificate.signers, len(members))
                 records.append({"height": height, "voted": voted, "is_pulse": False})
-        height -= CHECKPOINT_INTERVAL
+        height -= interval
     return records[::-1]
 
 
@@ -244,7 +244,9 @@ def get_quorum_state(node: PublicNode, params: QuorumParams) -> dict[str, Any]:
                     "workers": [k.hex() for k in obligations.workers],
                 }
                 quorums.append({"height": height, "quorum_type": QUORUM_OBLIGATIONS, "quorum": quorum})
-        if kind in (QUORUM_CHECKPOINT, QUORUM_ALL) and is_checkpoint_height(height):
+        if kind in (QUORUM_CHECKPOINT, QUORUM_ALL) and is_checkpoint_height(
+            height, node.ledger.state.params.checkpoint_interval
+        ):
             checkpoint = get_checkpoint_quorum(view, height)
             if checkpoint is not None:
                 quorum = {"validators": [m.node_key.hex() for m in checkpoint.members], "workers": []}

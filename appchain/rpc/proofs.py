@@ -18,7 +18,7 @@ from appchain.rpc.jsonrpc import Height, Params, RpcError, Text
 from appchain.rpc.served import PublicNode
 from consensus.checkpoint import CheckpointCertificate, decode_bitset
 from state.block import compute_block_hash
-from state.checkpoints import CHECKPOINT_INTERVAL, decode_checkpoint_quorum, is_checkpoint_height
+from state.checkpoints import decode_checkpoint_quorum, is_checkpoint_height
 from state.encoding import encode
 from state.namespaces import state_key
 
@@ -101,13 +101,17 @@ def get_checkpoint(node: PublicNode, params: CheckpointParams) -> dict[str, Any]
     """A certified checkpoint (default: the final one): its header, certificate and the BLS keys
     of the quorum its header commits to (the one that certifies the next checkpoint)."""
     height = _final_height_param(node, params.height)
-    if not is_checkpoint_height(height):
-        raise RpcError(-32602, f"height {height} is not a checkpoint height (a multiple of 4)")
+    interval = node.ledger.state.params.checkpoint_interval
+    if not is_checkpoint_height(height, interval):
+        raise RpcError(
+            -32602,
+            f"height {height} is not a checkpoint height (a multiple of checkpoint_interval {interval})",
+        )
     certificate = None if height == 0 else node.chain.store.get_certificate(height)
     if height > 0 and certificate is None:
         raise RpcError(-32001, f"this node holds no certificate for checkpoint {height}")
     header = header_at(node, height)
-    raw = node.chain.store.get_checkpoint_quorum(height + CHECKPOINT_INTERVAL)
+    raw = node.chain.store.get_checkpoint_quorum(height + interval, interval)
     if raw is None:
         message = f"this node holds no record of the quorum that block {height} chose for the next checkpoint"
         raise RpcError(-32001, message)
@@ -158,12 +162,13 @@ def get_checkpoints(node: PublicNode, params: CheckpointsParams) -> dict[str, An
             if params.end_height is None
             else min(params.end_height, node.ledger.final_height)
         )
-        height = top - top % CHECKPOINT_INTERVAL
+        interval = node.ledger.state.params.checkpoint_interval
+        height = top - top % interval
         while height > 0 and len(certificates) < count:
             found = store.get_certificate(height)
             if found is not None:
                 certificates.append(found)
-            height -= CHECKPOINT_INTERVAL
+            height -= interval
     checkpoints = [_checkpoint_entry(node, certificate) for certificate in certificates]
     answer: dict[str, Any] = {
         "status": "OK",
@@ -176,7 +181,8 @@ def get_checkpoints(node: PublicNode, params: CheckpointsParams) -> dict[str, An
 
 
 def _checkpoint_entry(node: PublicNode, certificate: CheckpointCertificate) -> dict[str, Any]:
-    raw = node.chain.store.get_checkpoint_quorum(certificate.height)
+    interval = node.ledger.state.params.checkpoint_interval
+    raw = node.chain.store.get_checkpoint_quorum(certificate.height, interval)
     size = len(decode_checkpoint_quorum(raw).members) if raw is not None else len(certificate.signers) * 8
     aggregate = certificate.signature.hex()
     return {
@@ -188,7 +194,7 @@ def _checkpoint_entry(node: PublicNode, certificate: CheckpointCertificate) -> d
             {"voter_index": index, "signature": aggregate}
             for index in decode_bitset(certificate.signers, size)
         ],
-        "prev_height": max(certificate.height - CHECKPOINT_INTERVAL, 0),
+        "prev_height": max(certificate.height - interval, 0),
         "signers": certificate.signers.hex(),
         "signature": aggregate,
     }

@@ -274,7 +274,7 @@ def get_transactions(node: PublicNode, params: TransactionsParams) -> dict[str, 
             height, position = found
             block = node.chain.store.get_block(height)
             entry = _entry(block.events[position], tx_hash.hex(), params, chain_params)
-            entry.update(in_pool=False, block_height=height, block_timestamp=block.header.timestamp)
+            entry.update(in_pool=False, block_height=height, block_timestamp=block.header.timestamp // 1000)
             txs.append(entry)
         elif tx_hash in pool:
             entry = _entry(pool[tx_hash], tx_hash.hex(), params, chain_params)  # type: ignore[index]

@@ -7,6 +7,7 @@ runs 1,000 of each).
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
@@ -402,3 +403,23 @@ async def test_the_run_on_trios_mock_clock_is_the_same_run(autojump_clock) -> No
     report = await make_simulation(config).run_on_trio()
     assert report == expected
     assert trio.current_time() - started == pytest.approx(report["simulated_seconds"], abs=1e-3)
+
+
+def test_blocks_a_quarter_second_apart() -> None:
+    """Sub-second blocks: a 250 ms chain on a fast network makes each height in round 0, stamped
+    exactly 250 ms after its parent (the schedule is integer milliseconds; no timestamp is
+    truncated to a second), and finalises them. A simulation refuses a genesis whose block time
+    is not its own."""
+    config = SimConfig(
+        nodes=12, blocks=24, seed=2, latency=0.005, jitter=0.005, block_time_ms=250, stage_timeout_ms=500,
+        round_timeout_ms=2_000,
+    )  # fmt: skip
+    sim = make_simulation(config)
+    report = sim.run()
+    assert report["target_reached"] and report["roots_agree"] and report["rounds_used"] == 0, report
+    headers = [block.header for block in sim.nodes[0].blocks]
+    assert len(headers) >= 24 and all(h.round == 0 for h in headers)
+    assert {b.timestamp - a.timestamp for a, b in itertools.pairwise(headers)} == {250}
+    assert report["simulated_seconds"] < 24 * 0.25 + 3  # a few stages of latency beyond the schedule
+    with pytest.raises(ValueError, match="the genesis block time is 250 ms, the simulation's 2000 ms"):
+        Simulation(SimConfig(nodes=12), sim.genesis)

@@ -620,7 +620,8 @@ class NodeCore:
         (:meth:`_round_start_ms`, computed from the parent's timestamp, not from the producer's
         clock), and a validator judges it only once its own clock has reached that start (the
         round starts then; what arrives earlier waits in ``early_pulse``). So skew between honest
-        clocks never makes a template look early, and the bound only limits a dishonest producer
+        clocks never puts a template ahead of a validator's clock, and the bound only limits a
+        dishonest producer
         that stamps a block in the future to hold the next height back (every node waits for
         ``timestamp + block_time``). It is taken from the declared clock allowance rather than 0
         so that nodes whose round timeouts differ (config.toml is each node's own) or whose clocks

@@ -71,11 +71,12 @@ NODES = 12
 TIMING = {"stage_timeout_ms": 1_000, "round_timeout_ms": 6_000}
 ROUND_SECONDS = TIMING["round_timeout_ms"] / 1000
 """Pulse deadlines of the runs: after a heal, the round under way may fail (up to a round
-timeout), then up to 4 blocks 2 s apart lead to the next checkpoint: 3 round timeouts leave room."""
+timeout), then up to 4 blocks a block time apart (1 s on the devnet) lead to the next checkpoint:
+3 round timeouts leave room."""
 PARAMS = msgspec.structs.replace(DEVNET, credit_initial=DEVNET.credit_max)
-"""The devnet's rules, but every node starts with the most credit a node earns (1,440 blocks: 48
-minutes of downtime at 2 s a block), as on a network that has run for two months. With the
-devnet's 60 (2 minutes), a shrink to the floor, which keeps its first nodes out for about as
+"""The devnet's rules, but every node starts with the most credit a node earns (1,440 blocks: 24
+minutes of downtime at the devnet's 1 s a block), as on a network that has run for two months.
+With the devnet's 60 (a minute), a shrink to the floor, which keeps its first nodes out for about as
 long, would deregister them, and two outages of one node would deregister it on the second
 (a recommissioned node keeps its credit less twice the blocks it was out): the schedules would
 use the network up."""

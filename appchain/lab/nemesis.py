@@ -41,8 +41,9 @@ another fault's node). Every fault starts in the first :data:`START_WITHIN` seco
 Bounds, and why (PROTOCOL.md §3, §4, §4a, with 12 nodes):
 
 - Before §4a, Pulse needed 12 active nodes: in a 12-node network one decommission stopped the
-  chain for good, so a fault on single nodes was held to 3.5 s (about two blocks: a node that
-  missed more than 4 of its last 8 Pulse duties is decommissioned). Now Pulse runs down to
+  chain for good, so a fault on single nodes was held to 3.5 s (about two blocks of the devnet's 2 s then;
+  three and a half at its 1 s now, still not more than 4: a node that missed more than 4 of its
+  last 8 Pulse duties is decommissioned). Now Pulse runs down to
   ``pulse_min_nodes`` (4) and a node that is back is recommissioned by votes, so such a fault
   lasts up to :data:`MAX_SILENCE` seconds, half of them longer than a decommission takes (about
   10 s of missed duties, a proof stale after 20 s): the silenced node is decommissioned, the
@@ -99,7 +100,7 @@ STALL_ROUNDS = (4, 10)
 FLOOR_SHRINK = 240.0
 """Seconds a shrink may take to reach the floor before it brings its nodes back anyway."""
 MIN_CREDIT = 300
-"""Blocks of credit a node needs for an outage to take it (10 minutes of devnet blocks)."""
+"""Blocks of credit a node needs for an outage to take it (5 minutes of 1 s devnet blocks)."""
 STOP_SPACING = 1.0
 """Seconds between two nodes an outage kills in one go."""
 RESTART_WAIT = 60.0

@@ -124,7 +124,11 @@ def test_the_limit_settings_reach_the_host_the_inbox_and_the_rpc_server() -> Non
             "consensus.stage_timeout is now consensus.stage_timeout_ms, in milliseconds"
             " (e.g. stage_timeout = 1.0 becomes stage_timeout_ms = 1000)",
         ),
-        ("[consensus]\nround_timeout = 6\n", "consensus.round_timeout is now consensus.round_timeout_ms"),
+        (
+            "[consensus]\nround_timeout = 6\n",
+            "consensus.round_timeout is now consensus.round_timeout_ms, in milliseconds"
+            " (e.g. round_timeout = 6 becomes round_timeout_ms = 6000)",
+        ),
         ('[log]\nlevel = "loud"\n', "log.level must be one of debug, info, warn, error"),
         ("[node]\nstorage_port = -1\n", "node.storage_port must be a port number"),
         ('[node]\nclock_offset = "2s"\n', "node.clock_offset must be a number of seconds"),

@@ -378,10 +378,11 @@ def parse_config(text: str, source: str = "config.toml") -> NodeConfig:
             raise ChainError(f"{source}: [{section}] must be a table")
         for name in sorted(table):
             if (section, name) in RENAMED:
-                new = RENAMED[section, name]
+                new, old = RENAMED[section, name], table[name]
+                seconds = old if isinstance(old, int | float) and not isinstance(old, bool) else 1.0
                 raise ChainError(
                     f"{source}: {section}.{name} is now {section}.{new}, in milliseconds"
-                    f" (e.g. {name} = 1.0 becomes {new} = 1000)"
+                    f" (e.g. {name} = {seconds!r} becomes {new} = {round(seconds * 1000)})"
                 )
         unknown = set(table) - set(fields)
         if unknown:

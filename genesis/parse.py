@@ -224,14 +224,16 @@ def _parse_params(document: Any, check: Checker) -> ChainParams | None:
             value = check.integer(raw[name], path, 1 if name in POSITIVE_PARAMS else 0)
         if value is not None:
             values[name] = value
-    if len(values) != len(PARAM_NAMES):
-        return None
-    if values["block_time"] < MIN_BLOCK_TIME_MS:
+    # before the return below: a genesis written when block_time was seconds also lacks
+    # checkpoint_interval, and must be told about the unit too, not only the missing field
+    if "block_time" in values and values["block_time"] < MIN_BLOCK_TIME_MS:
         check.fail(
             "$.params.block_time",
             f"is in milliseconds and must be at least {MIN_BLOCK_TIME_MS}"
             f" (a 2 s block time is 2000, not 2); {values['block_time']} ms is too short",
         )
+    if len(values) != len(PARAM_NAMES):
+        return None
     for name, limit in (
         ("checkpoint_interval", MAX_CHECKPOINT_INTERVAL),
         ("swarm_fill_percentile", 100),

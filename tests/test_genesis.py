@@ -247,3 +247,21 @@ def test_genesis_time_is_in_seconds_and_block_0_in_milliseconds() -> None:
     assert genesis_to_json(genesis)["genesis_time"] == 1_767_225_600
     assert block_0.block.header.timestamp == state.timestamp == 1_767_225_600_000 == genesis.timestamp_ms
     assert genesis_to_json(genesis)["params"]["checkpoint_interval"] == DEVNET.checkpoint_interval
+
+
+def test_a_genesis_written_when_block_time_was_seconds_is_told_the_unit(document: dict[str, Any]) -> None:
+    """Such a file has a small ``block_time`` and no ``checkpoint_interval``: both are reported,
+    on one line, the unit too (not only the missing field)."""
+
+    def old(d: dict[str, Any]) -> None:
+        d["params"].update(block_time=2)
+        d["params"].pop("checkpoint_interval")
+
+    assert problems_of(edited(document, old)) == [
+        "$.params.checkpoint_interval: missing field",
+        "$.params.block_time: is in milliseconds and must be at least 50 (a 2 s block time is 2000, not 2);"
+        " 2 ms is too short",
+    ]
+    with pytest.raises(GenesisError) as caught:
+        parse_genesis_json(json.dumps(edited(document, old)))
+    assert "\n" not in str(caught.value) and "milliseconds" in str(caught.value)

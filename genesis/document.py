@@ -81,9 +81,11 @@ MIN_BLOCK_TIME_MS = 50
 """The shortest ``block_time``, in milliseconds. Below it a Pulse round (about 0.12 s on a loaded
 2-core devnet) cannot keep up with the schedule at all; and any genesis written when the unit was
 seconds (1 to 49 would have been sane values) is refused instead of running 1000 times too fast."""
-MAX_CHECKPOINT_INTERVAL = 1_000_000
-"""The largest ``checkpoint_interval``: finality (a certified checkpoint) must come within reach
-(1,000,000 blocks is almost four years of mainnet blocks)."""
+MAX_CHECKPOINT_INTERVAL = 1_000
+"""The largest ``checkpoint_interval``: a light client links a block to the certified checkpoint
+above it header by header, at most ``appchain.client.lightclient.MAX_LINKED`` (1,000) of them, so
+every block of the chain must have a checkpoint within that many (a test keeps the two in step).
+That is 33 hours of mainnet blocks: finality further away would be no finality."""
 MAX_GENESIS_TIME = (2**64 - 1) // 1000
 """The latest ``genesis_time`` (seconds) whose block-0 timestamp in milliseconds fits 64 bits."""
 TOP_LEVEL = (

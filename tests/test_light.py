@@ -452,3 +452,11 @@ def test_history_gives_each_heights_value(devnet_dir: Path, tmp_path: Path) -> N
     ) as chain:
         assert chain.history.bounds == (12, 13)
         assert chain.history.prove(chain.state, key, 12)[0] == values[12]
+
+
+def test_every_block_of_a_valid_genesis_links_to_a_checkpoint_within_reach() -> None:
+    """The genesis check bounds ``checkpoint_interval`` by what the client links."""
+    from appchain.client.lightclient import MAX_LINKED
+    from genesis.document import MAX_CHECKPOINT_INTERVAL
+
+    assert MAX_CHECKPOINT_INTERVAL <= MAX_LINKED

@@ -45,7 +45,9 @@ BATCH = 50
 """Checkpoints or blocks asked for in one HTTP request (the node's batch limit)."""
 MAX_LINKED = 1_000
 """Most blocks fetched to link a block to a certified checkpoint above it (a checkpoint comes
-every 4 blocks; more happens only when the trusted checkpoint is far above the block)."""
+every ``checkpoint_interval`` blocks, 4 on mainnet and at most
+:data:`genesis.document.MAX_CHECKPOINT_INTERVAL`; more happens only when the trusted checkpoint
+is far above the block)."""
 
 _header = Decoder(Header)
 _block = Decoder(Block)

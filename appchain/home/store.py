@@ -23,7 +23,8 @@ key                           value
                               certificates, and the headers of the entropy lag before the base
 ``q/<height>``                the encoded :class:`~state.checkpoints.CheckpointQuorum` that
                               certified checkpoint ``height``, for a checkpoint below the base
-                              (above it, the delta of block ``height - 4`` holds it)
+                              (above it, the delta of block ``height - checkpoint_interval``
+                              holds it)
 ``x/<height><round><stage>``  equivocation evidence (:class:`~consensus.evidence.Evidence`): two
 ``<signer>``                  messages a quorum member signed for that slot (round 4 bytes,
                               stage 2, signer the 32-byte node key); the first record of a

@@ -9,8 +9,10 @@ store writes the block between the two, so what is on disk and what is in memory
 The stateless event checks (``validate_basic``: shapes and signatures) can be skipped when
 replaying a log whose blocks were certified when they were written (``verify_signatures=False``):
 they depend on nothing but the event, so skipping them cannot change the state a valid log
-produces. The block's own checks (heights, hashes, sizes, roots) always run, except that a
-measurement replay may switch the state tree off (``skip_state_tree``, see :func:`execute_block`).
+produces. The block's own checks (heights, hashes, timestamps, sizes, roots) always run, except
+that a measurement replay may switch the state tree off (``skip_state_tree``, see
+:func:`execute_block`). Timestamps are unix milliseconds, each at least its parent's plus
+``block_time`` (:func:`validate_block_time`); no check here reads a clock.
 """
 
 from __future__ import annotations

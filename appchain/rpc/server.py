@@ -99,6 +99,7 @@ _ALLOWED: dict[str, tuple[bytes, ...]] = {
 """The methods each known path serves (405 with ``allow`` for another; HEAD is GET's)."""
 MAX_BODY = 1024 * 1024
 MAX_HEAD = 16 * 1024
+RECEIVE_SIZE = 65536
 BUSY_BURST = 1.0
 """Seconds of JSON-RPC calls an address may take at once before its share applies."""
 LIMITED = -32005
@@ -180,6 +181,15 @@ class Exchange:
         self.method = b""
         """The method of the request being answered (a HEAD answer carries no body)."""
 
+    async def _receive(self, deadline: float) -> bytes:
+        """The next bytes the client sent, by ``deadline`` (:class:`trio.TooSlowError` past it).
+
+        A cancel scope of its own rather than :func:`trio.fail_after`, which builds a generator
+        context manager on every call: this runs once or twice a request."""
+        with trio.CancelScope(deadline=deadline):
+            return bytes(await self.stream.receive_some(RECEIVE_SIZE))
+        raise trio.TooSlowError
+
     async def head(self) -> h11.Request | None:
         """The next request's line and headers: the first byte within ``idle_timeout``, the rest
         within ``read_header_timeout`` of it; None when the client closed between requests."""
@@ -194,30 +204,31 @@ class Exchange:
             if event is not h11.NEED_DATA:
                 return None
             if deadline == math.inf:
-                with trio.fail_after(self.limits.idle_timeout):
-                    data = await self.stream.receive_some(65536)
+                data = await self._receive(trio.current_time() + self.limits.idle_timeout)
                 deadline = trio.current_time() + self.limits.read_header_timeout
             else:
-                with trio.fail_at(deadline):
-                    data = await self.stream.receive_some(65536)
-            self.http.receive_data(bytes(data))
+                data = await self._receive(deadline)
+            self.http.receive_data(data)
 
     async def body(self, limit: int) -> bytes | None:
-        """The request's body, all of it within ``read_body_timeout``; None past ``limit`` bytes."""
-        body = bytearray()
-        with trio.fail_after(self.limits.read_body_timeout):
-            while True:
-                event = self.http.next_event()
-                if event is h11.NEED_DATA:
-                    self.http.receive_data(bytes(await self.stream.receive_some(65536)))
-                elif isinstance(event, h11.Data):
-                    body += event.data
-                    if len(body) > limit:
-                        return None
-                elif isinstance(event, h11.EndOfMessage):
-                    return bytes(body)
-                else:
-                    raise _Cut
+        """The request's body, all of it within ``read_body_timeout``; None past ``limit`` bytes.
+        (A body that came with its headers, as most do, is read without waiting.)"""
+        parts: list[bytes] = []
+        size = 0
+        deadline = trio.current_time() + self.limits.read_body_timeout
+        while True:
+            event = self.http.next_event()
+            if event is h11.NEED_DATA:
+                self.http.receive_data(await self._receive(deadline))
+            elif isinstance(event, h11.Data):
+                parts.append(event.data)
+                size += len(event.data)
+                if size > limit:
+                    return None
+            elif isinstance(event, h11.EndOfMessage):
+                return b"".join(parts)  # bytes, from h11's bytearrays
+            else:
+                raise _Cut
 
     def _answer(self, status: int, body: bytes, kind: str, headers: tuple[tuple[str, str], ...]) -> bytes:
         """The bytes of a whole answer; the answer to a HEAD request has the same headers and
@@ -232,8 +243,10 @@ class Exchange:
     async def respond(self, status: int, body: bytes, kind: str, *headers: tuple[str, str]) -> None:
         """The whole answer in one write, taken by the client within ``write_timeout``."""
         data = self._answer(status, body, kind, headers)
-        with trio.fail_after(self.limits.write_timeout):
+        with trio.CancelScope(deadline=trio.current_time() + self.limits.write_timeout):
             await self.stream.send_all(data)
+            return
+        raise trio.TooSlowError
 
     async def reject(self, status: int, reason: str) -> None:
         """Answer a request that cannot be served (431 for a head over :data:`MAX_HEAD`, 400 for
@@ -428,12 +441,24 @@ class RpcServer:
                 self._count(refusal)
                 await self._refuse(exchange, target, refusal)
                 return True
-            async with self.workers:
+            await self._take_worker()
+            try:
                 await self._route(exchange, request, target, body, client)
+            finally:
+                self.workers.release()
         finally:
             if holds:
                 self.pending.release(client.key)
         return True
+
+    async def _take_worker(self) -> None:
+        """A place among ``max_concurrent_requests``: at once when one is free and nobody waits
+        (no trip through the scheduler, which ``async with`` the limiter always makes), else in
+        arrival order as the limiter gives them."""
+        try:
+            self.workers.acquire_nowait()
+        except trio.WouldBlock:
+            await self.workers.acquire()
 
     def _service_node_claim(self, request: h11.Request) -> tuple[bytes, bytes] | None:
         """The (node key, signature) a swarm member's request carries, when the key is a service

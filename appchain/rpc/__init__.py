@@ -4,6 +4,8 @@
   port's routes (``/json_rpc``, ``/metrics``, ``/``), plain HTTP;
 - :mod:`~appchain.rpc.exchange`: one connection's HTTP/1.1 (httptools parses; the answers and
   keep-alive as h11 made them);
+- :mod:`~appchain.rpc.tlsstream`: the storage port's TLS connections (OpenSSL on the socket,
+  trio waiting for it);
 - :mod:`~appchain.rpc.storage`: the storage port, the same server over TLS with the storage
   server's routes (the storage RPC, onion requests, ``ping_test``, ``get_stats``, the swarm
   members' requests);

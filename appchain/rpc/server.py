@@ -82,6 +82,7 @@ from appchain.rpc.exchange import BadRequest, Cut, Exchange, Request
 from appchain.rpc.jsonrpc import encode_answer, error_reply, request_id, serve_on
 from appchain.rpc.methods import answer_one, join_answers, read_calls
 from appchain.rpc.served import PublicNode
+from appchain.rpc.tlsstream import TLSStream, accept_tls
 from p2p.limits import AddressCounts, AddressRates, address_key, is_limited, remote_address
 from state.crypto import ed25519
 
@@ -166,7 +167,7 @@ TOO_MANY_CONNECTIONS = _fixed_answer("429 Too Many Requests", "too many connecti
 SERVER_FULL = _fixed_answer("503 Service Unavailable", "too many open connections: try again later")
 
 
-def _acknowledge_now(stream: trio.SocketStream) -> None:
+def _acknowledge_now(stream: trio.SocketStream | socket.socket) -> None:
     """Acknowledge the client's last handshake bytes at once (Linux ``TCP_QUICKACK``).
 
     In TLS 1.3 the client speaks last in the handshake (its Finished), then sends its request. The
@@ -255,22 +256,19 @@ class RpcServer:
             if client.limited:
                 self.connections.release(client.key)
 
-    async def _handshake(
-        self, stream: trio.SocketStream, context: ssl.SSLContext
-    ) -> trio.SSLStream[trio.SocketStream] | None:
+    async def _handshake(self, stream: trio.SocketStream, context: ssl.SSLContext) -> TLSStream | None:
         """The connection once its TLS handshake is done, within ``read_header_timeout``; None
         (the connection closed and counted) when it failed or took too long."""
-        tls = trio.SSLStream(stream, context, server_side=True, https_compatible=True)
-        try:
-            with trio.fail_after(self.limits.read_header_timeout):
-                await tls.do_handshake()
-        except trio.TooSlowError:
-            self._count("deadline")
-        except (trio.BrokenResourceError, trio.ClosedResourceError):  # ssl.SSLError comes wrapped
-            self._count("tls_handshake")
-        else:
-            _acknowledge_now(stream)
+        with trio.CancelScope(deadline=trio.current_time() + self.limits.read_header_timeout):
+            try:
+                tls = await accept_tls(stream, context)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):  # ssl.SSLError comes wrapped
+                self._count("tls_handshake")
+                await trio.aclose_forcefully(stream)
+                return None
+            _acknowledge_now(tls.socket)
             return tls
+        self._count("deadline")
         await trio.aclose_forcefully(stream)
         return None
 

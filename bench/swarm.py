@@ -2,20 +2,21 @@
 
 Starts a fresh testnet of ``--nodes`` node processes (12: Pulse needs them; they form one swarm,
 so every store is replicated to all of them) and waits until node 0's swarm layer serves. Then
-``--clients`` HTTPS clients (``http.client``, one thread each) send to node 0's storage port
-only, for ``--seconds`` each:
+``--clients`` HTTPS clients send to node 0's storage port only, for ``--seconds`` each:
 
 - ``store``: a ``--size``-byte message to namespace 0 (a Session direct message: no client
-  signature) for one of 64 accounts, on a kept-alive connection; node 0 stores it, forwards it
-  to every other member over HTTPS, each of which stores and signs its result, and node 0
-  answers when all have;
+  signature) for one of 64 accounts, on a kept-alive connection (``http.client``, a thread
+  each); node 0 stores it, forwards it to every other member over HTTPS, each of which stores
+  and signs its result, and node 0 answers when all have;
 - ``retrieve``: a signed retrieve (at most 10 messages) for one of those accounts, four ways:
-  HTTPS and plain HTTP, each on kept-alive connections and on a fresh connection per request
-  (Session Desktop opens one per request: a full TLS handshake, an RSA-2048 signature on the
-  node's side, each time). The plain HTTP port is node 0's storage routes without TLS
-  (``APPCHAIN_BENCH_PLAIN_STORAGE``, :data:`appchain.node.node.PLAIN_STORAGE_ENV`: for this
-  measurement only, announced nowhere), so the ratios are TLS's price per request, measured in
-  the same run on the same node.
+  HTTPS and plain HTTP, each on ``--clients`` kept-alive connections driven by one thread
+  (:mod:`bench.load`: ~50 µs of this process's CPU a request, against ~150 µs for a thread of
+  ``http.client`` per connection, which ``--threaded-clients`` brings back) and on a fresh
+  connection per request (Session Desktop opens one per request: a full TLS handshake, an
+  RSA-2048 signature on the node's side, each time). The plain HTTP port is node 0's storage
+  routes without TLS (``APPCHAIN_BENCH_PLAIN_STORAGE``,
+  :data:`appchain.node.node.PLAIN_STORAGE_ENV`: for this measurement only, announced nowhere),
+  so the ratios are TLS's price per request, measured in the same run on the same node.
 
 References measured in the same run, on this machine:
 
@@ -54,6 +55,7 @@ from appchain.home.tls import client_context
 from appchain.lab.testnet import PORTS_PER_NODE, poll_status, start_process, stop_processes, write_testnet
 from appchain.messaging.store import compute_message_hash
 from appchain.node.node import PLAIN_STORAGE_ENV
+from bench import load
 from bench.rpc import measure
 from state.crypto import ed25519
 
@@ -166,6 +168,11 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=1000)
     parser.add_argument("--base-port", type=int, default=31656)
     parser.add_argument(
+        "--threaded-clients",
+        action="store_true",
+        help="kept-alive retrieves from http.client threads (bench.rpc.measure), as before bench.load",
+    )
+    parser.add_argument(
         "--kept-only", action="store_true", help="retrieve on kept-alive connections only (no new one each)"
     )
     args = parser.parse_args()
@@ -224,9 +231,9 @@ def main() -> None:
         phases: dict[tuple[str, str], Phase] = {}
         for fresh in (False,) if args.kept_only else (False, True):
             for scheme, port in (("https", node.storage_port), ("http", plain_port)):
-                phases[scheme, "fresh" if fresh else "kept"] = measure_phase(
-                    processes[0].pid,
-                    functools.partial(
+                run: Callable[[], tuple[float, int]]
+                if fresh or args.threaded_clients:
+                    run = functools.partial(
                         measure,
                         port,
                         retrieves,
@@ -236,8 +243,18 @@ def main() -> None:
                         timeout=30,
                         tls=scheme == "https",
                         fresh=fresh,
-                    ),
-                )
+                    )
+                else:
+                    run = functools.partial(
+                        load.run,
+                        port,
+                        retrieves,
+                        args.seconds,
+                        args.clients,
+                        path=STORAGE_PATH,
+                        tls=scheme == "https",
+                    )
+                phases[scheme, "fresh" if fresh else "kept"] = measure_phase(processes[0].pid, run)
     finally:
         stop_processes(processes)
     setup = f"{args.nodes} nodes in one swarm, {args.clients} clients, {args.size}-byte messages"

@@ -4,6 +4,7 @@ an HTTP/1.1 request without Host, bytes that are not HTTP) with their status."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -231,20 +232,28 @@ async def test_an_upgrade_is_answered_and_the_connection_closed() -> None:
     assert answered.startswith(b"HTTP/1.1 200 ") and answered.count(b"HTTP/1.1") == 1
 
 
-async def test_the_deadlines_hold(autojump_clock: trio.testing.MockClock) -> None:
+@pytest.mark.parametrize("one_scope", [False, True])
+async def test_the_deadlines_hold(autojump_clock: trio.testing.MockClock, one_scope: bool) -> None:
     """The first byte within idle_timeout, the head within read_header_timeout, the body within
-    read_body_timeout (the clock jumps when everything waits)."""
+    read_body_timeout, the answer taken within write_timeout (the clock jumps when everything
+    waits); with each wait in a scope of its own, or all in the connection's (``deadlines``)."""
 
-    async def slow(timeout: Limits, pieces: list[bytes], body: bool) -> None:
-        client, server = trio.testing.memory_stream_pair()
-        exchange = Exchange(server, timeout)
-        for piece in pieces:
-            await client.send_all(piece)
-        with pytest.raises(trio.TooSlowError):
-            request = await exchange.head()
-            assert isinstance(request, Request) and body
-            await exchange.body(LIMIT)
+    async def slow(pieces: list[bytes], *, body: bool = False, answer: bool = False) -> None:
+        # lockstep: what the server writes waits until the client reads it, and it never does
+        client, server = trio.testing.lockstep_stream_pair()
+        exchange = Exchange(server, Limits())
+        async with trio.open_nursery() as nursery:
+            for piece in pieces:
+                nursery.start_soon(client.send_all, piece)
+            scope = exchange.deadlines() if one_scope else contextlib.nullcontext()
+            with pytest.raises(trio.TooSlowError), scope:
+                request = await exchange.head()
+                assert isinstance(request, Request) and (body or answer)
+                assert await exchange.body(LIMIT) == b"12345" and answer
+                await exchange.respond(200, b"x", "text/plain")
+            nursery.cancel_scope.cancel()
 
-    await slow(Limits(), [], body=False)
-    await slow(Limits(), [b"POST / HTTP/1.1\r\n"], body=False)
-    await slow(Limits(), [post(b"12345")[:-2]], body=True)
+    await slow([])
+    await slow([b"POST / HTTP/1.1\r\n"])
+    await slow([post(b"12345")[:-2]], body=True)
+    await slow([post(b"12345")], answer=True)

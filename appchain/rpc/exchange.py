@@ -23,8 +23,10 @@ other, and the connection closes after the answer: nothing here speaks another p
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -112,6 +114,7 @@ class Exchange:
         self._eof = False
         self._closing = False
         self._answered = False
+        self._deadlines: trio.CancelScope | None = None
 
     # -- the parser's callbacks (httptools calls them from feed_data) ----------------------------
 
@@ -147,14 +150,32 @@ class Exchange:
 
     # -- reading ---------------------------------------------------------------------------------
 
-    async def _receive(self, deadline: float) -> bytes:
-        """The next bytes the client sent, by ``deadline`` (:class:`trio.TooSlowError` past it).
+    @contextlib.contextmanager
+    def deadlines(self) -> Iterator[None]:
+        """One cancel scope for the connection, whose deadline each wait sets and clears (a scope
+        entered and left for every read and write cost more than the rest of the exchange's
+        Python): :class:`trio.TooSlowError` out of it when a deadline passed. Outside it, each
+        wait has a scope of its own."""
+        with trio.CancelScope() as scope:
+            self._deadlines = scope
+            try:
+                yield
+            finally:
+                self._deadlines = None
+        if scope.cancelled_caught:
+            raise trio.TooSlowError
 
-        A cancel scope of its own rather than :func:`trio.fail_after`, which builds a generator
-        context manager on every call: this runs once or twice a request."""
-        with trio.CancelScope(deadline=deadline):
-            return bytes(await self.stream.receive_some(RECEIVE_SIZE))
-        raise trio.TooSlowError
+    async def _receive(self, deadline: float) -> bytes:
+        """The next bytes the client sent, by ``deadline`` (:class:`trio.TooSlowError` past it)."""
+        scope = self._deadlines
+        if scope is None:
+            with trio.CancelScope(deadline=deadline):
+                return bytes(await self.stream.receive_some(RECEIVE_SIZE))
+            raise trio.TooSlowError
+        scope.deadline = deadline
+        data = await self.stream.receive_some(RECEIVE_SIZE)
+        scope.deadline = math.inf
+        return bytes(data)
 
     def _feed(self, data: bytes) -> None:
         """Parse what came; a parse error is kept for when the requests before it are answered."""
@@ -249,10 +270,16 @@ class Exchange:
     async def respond(self, status: int, body: bytes, kind: str, *headers: tuple[str, str]) -> None:
         """The whole answer in one write, taken by the client within ``write_timeout``."""
         data = self._answer(status, body, kind, headers)
-        with trio.CancelScope(deadline=trio.current_time() + self.limits.write_timeout):
-            await self.stream.send_all(data)
-            return
-        raise trio.TooSlowError
+        deadline = trio.current_time() + self.limits.write_timeout
+        scope = self._deadlines
+        if scope is None:
+            with trio.CancelScope(deadline=deadline):
+                await self.stream.send_all(data)
+                return
+            raise trio.TooSlowError
+        scope.deadline = deadline
+        await self.stream.send_all(data)
+        scope.deadline = math.inf
 
     async def reject(self, status: int, reason: str) -> None:
         """Answer a request that cannot be served (431 for a head over :data:`MAX_HEAD`, 400 for

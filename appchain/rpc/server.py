@@ -281,9 +281,10 @@ class RpcServer:
 
     async def _serve_connection(self, exchange: Exchange, client: Client) -> None:
         try:
-            while (request := await exchange.head()) is not None:
-                if not await self._serve_request(exchange, request, client) or not exchange.next_cycle():
-                    return
+            with exchange.deadlines():
+                while (request := await exchange.head()) is not None:
+                    if not await self._serve_request(exchange, request, client) or not exchange.next_cycle():
+                        return
         except trio.TooSlowError:
             self._count("deadline")
         except BadRequest as exc:

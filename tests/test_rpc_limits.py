@@ -21,8 +21,9 @@ from appchain.messaging.layer import PEER_PATH
 from appchain.messaging.requests import Reply
 from appchain.rpc import methods as rpc
 from appchain.rpc import server as rpc_server
+from appchain.rpc.exchange import MAX_HEAD
 from appchain.rpc.jsonrpc import method
-from appchain.rpc.server import LIMITED, MAX_BODY, MAX_HEAD, RpcLimits, RpcServer
+from appchain.rpc.server import LIMITED, MAX_BODY, RpcLimits, RpcServer
 from appchain.rpc.storage import StorageServer
 from state.crypto import ed25519
 from tests.test_p2p_limits import HONEST, JUNK, Clock, FakeAddresses

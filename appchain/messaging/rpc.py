@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import base64
 import time
+from binascii import b2a_base64
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -336,7 +337,7 @@ class StorageService:
         body = {
             "messages": [
                 {
-                    "data": base64.b64encode(m.stored.data).decode(),
+                    "data": b2a_base64(m.stored.data, newline=False).decode(),
                     "expiration": m.stored.expiry,
                     "hash": hash_text(m.hash),
                     "timestamp": m.stored.timestamp,

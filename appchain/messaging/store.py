@@ -36,6 +36,7 @@ exactly there.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -91,7 +92,7 @@ def compute_message_hash(owner: bytes, namespace: int, data: bytes) -> bytes:
 
 def hash_text(raw: bytes) -> str:
     """The hash as the storage server writes it: unpadded standard base64 (43 characters)."""
-    return base64.b64encode(raw).decode().rstrip("=")
+    return binascii.b2a_base64(raw, newline=False).decode().rstrip("=")
 
 
 def hash_bytes(text: str) -> bytes | None:
@@ -313,15 +314,23 @@ class MessageStore:
             found = self.locate(last_hash)
             if found is not None and found.owner == owner and found.namespace == namespace:
                 after = found.seq
+        prefix = MESSAGE_PREFIX + owner + _ns(namespace)
+        start = prefix if after < 0 else prefix + (after + 1).to_bytes(8, "big")
+        seq_at = len(prefix)
+        decode = self._decode
         out: list[Message] = []
         size = 0
-        for message in self.messages(owner, namespace, after):
+        # one pass over the keys, without messages()'s generators: this runs once a retrieve
+        for key, raw in self._scan(start=start):
+            if not key.startswith(prefix):
+                break
             if max_count is not None and len(out) >= max_count:
                 return out, True
-            cost = MESSAGE_OVERHEAD + 43 + len(message.stored.data) * 4 // 3
+            stored = decode(raw)
+            cost = MESSAGE_OVERHEAD + 43 + len(stored.data) * 4 // 3
             if out and size + cost > max_size:
                 return out, True
-            out.append(message)
+            out.append(Message(owner, namespace, int.from_bytes(key[seq_at:], "big"), stored))
             size += cost
         return out, False
 

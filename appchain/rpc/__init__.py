@@ -1,7 +1,11 @@
 """The public ports: the node's HTTP servers, its JSON-RPC methods and the network page.
 
-- :mod:`~appchain.rpc.server`: the HTTP server (h11) with its limits per address, and the RPC
+- :mod:`~appchain.rpc.server`: the HTTP server with its limits per address, and the RPC
   port's routes (``/json_rpc``, ``/metrics``, ``/``), plain HTTP;
+- :mod:`~appchain.rpc.exchange`: one connection's HTTP/1.1 (httptools parses; the answers and
+  keep-alive as h11 made them);
+- :mod:`~appchain.rpc.tlsstream`: the storage port's TLS connections (OpenSSL on the socket,
+  trio waiting for it);
 - :mod:`~appchain.rpc.storage`: the storage port, the same server over TLS with the storage
   server's routes (the storage RPC, onion requests, ``ping_test``, ``get_stats``, the swarm
   members' requests);

@@ -1,11 +1,12 @@
-"""The node's HTTP servers, over h11 on trio, with limits per remote address: the public RPC port
+"""The node's HTTP servers, on trio, with limits per remote address: the public RPC port
 (JSON-RPC, ``/metrics`` and the network page, plain HTTP as oxend's RPC port is) and, through
 :class:`RpcServer`'s connection and request handling, the storage port
 (:mod:`appchain.rpc.storage`, HTTPS).
 
-h11 does the HTTP/1.1 parsing (no hand-written HTTP here); each connection is served by one task,
-with keep-alive. Routes of the RPC port: ``POST /json_rpc`` (:mod:`appchain.rpc.methods`),
-``GET /metrics`` and ``GET /``. ``HEAD`` is answered as HTTP says, on every path: the headers
+Each connection's HTTP/1.1 is an :class:`~appchain.rpc.exchange.Exchange` (requests parsed by
+httptools, no hand-written parsing); each connection is served by one task, with keep-alive.
+Routes of the RPC port: ``POST /json_rpc`` (:mod:`appchain.rpc.methods`), ``GET /metrics`` and
+``GET /``. ``HEAD`` is answered as HTTP says, on every path: the headers
 ``GET`` would get, no body (a load balancer's health check, ``curl -I``); a known path asked with
 another method gets 405 and ``allow``, an unknown one 404 (the storage paths with a line saying
 they are served on the storage port, over HTTPS).
@@ -29,7 +30,7 @@ Limits (:class:`RpcLimits`, the ``[rpc]`` settings of config.toml). *Per address
   ``idle_timeout``, its headers within ``read_header_timeout`` of that byte, its body within
   ``read_body_timeout`` of the headers, and the answer taken within ``write_timeout``. A
   connection that misses one is closed. Headers are at most 16 KiB: more is answered 431 and the
-  connection closed, as is a request h11 cannot parse (400), both counted as ``malformed``. A
+  connection closed, as is a request that does not parse (400), both counted as ``malformed``. A
   body is at most :data:`MAX_BODY` on ``/json_rpc`` and :data:`appchain.rpc.storage.STORAGE_MAX_BODY` on the
   storage port (413, refused on its declared length before it is sent).
 - **Requests**, per address: a token bucket of ``requests_per_second_per_ip`` and
@@ -63,7 +64,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import functools
-import math
 import socket
 import ssl
 import time
@@ -72,16 +72,17 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-import h11
 import trio
 
 from appchain.home.boundary import is_fatal
 from appchain.home.home import NodeConfig
 from appchain.messaging.layer import PEER_PATH
 from appchain.messaging.onion import ONION_PATH
+from appchain.rpc.exchange import BadRequest, Cut, Exchange, Request
 from appchain.rpc.jsonrpc import encode_answer, error_reply, request_id, serve_on
 from appchain.rpc.methods import answer_one, join_answers, read_calls
 from appchain.rpc.served import PublicNode
+from appchain.rpc.tlsstream import TLSStream, accept_tls
 from p2p.limits import AddressCounts, AddressRates, address_key, is_limited, remote_address
 from state.crypto import ed25519
 
@@ -98,7 +99,6 @@ _ALLOWED: dict[str, tuple[bytes, ...]] = {
 }
 """The methods each known path serves (405 with ``allow`` for another; HEAD is GET's)."""
 MAX_BODY = 1024 * 1024
-MAX_HEAD = 16 * 1024
 BUSY_BURST = 1.0
 """Seconds of JSON-RPC calls an address may take at once before its share applies."""
 LIMITED = -32005
@@ -154,7 +154,8 @@ class Client:
 
 
 def _fixed_answer(status: str, text: str) -> bytes:
-    """A whole HTTP answer sent before any request is read (h11 answers requests; there is none)."""
+    """A whole HTTP answer sent before any request is read (an exchange answers requests; there is
+    none)."""
     body = text.encode() + b"\n"
     return (
         f"HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {len(body)}\r\n"
@@ -166,108 +167,7 @@ TOO_MANY_CONNECTIONS = _fixed_answer("429 Too Many Requests", "too many connecti
 SERVER_FULL = _fixed_answer("503 Service Unavailable", "too many open connections: try again later")
 
 
-class _Cut(Exception):
-    """The client closed the connection in the middle of a request."""
-
-
-class Exchange:
-    """One connection's HTTP: requests in and answers out, each within its deadline."""
-
-    def __init__(self, stream: trio.abc.Stream, limits: RpcLimits) -> None:
-        self.stream = stream
-        self.limits = limits
-        self.http = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
-        self.method = b""
-        """The method of the request being answered (a HEAD answer carries no body)."""
-
-    async def head(self) -> h11.Request | None:
-        """The next request's line and headers: the first byte within ``idle_timeout``, the rest
-        within ``read_header_timeout`` of it; None when the client closed between requests."""
-        deadline = math.inf
-        if self.http.trailing_data[0]:  # it already sent some of the next request
-            deadline = trio.current_time() + self.limits.read_header_timeout
-        while True:
-            event = self.http.next_event()
-            if isinstance(event, h11.Request):
-                self.method = event.method
-                return event
-            if event is not h11.NEED_DATA:
-                return None
-            if deadline == math.inf:
-                with trio.fail_after(self.limits.idle_timeout):
-                    data = await self.stream.receive_some(65536)
-                deadline = trio.current_time() + self.limits.read_header_timeout
-            else:
-                with trio.fail_at(deadline):
-                    data = await self.stream.receive_some(65536)
-            self.http.receive_data(bytes(data))
-
-    async def body(self, limit: int) -> bytes | None:
-        """The request's body, all of it within ``read_body_timeout``; None past ``limit`` bytes."""
-        body = bytearray()
-        with trio.fail_after(self.limits.read_body_timeout):
-            while True:
-                event = self.http.next_event()
-                if event is h11.NEED_DATA:
-                    self.http.receive_data(bytes(await self.stream.receive_some(65536)))
-                elif isinstance(event, h11.Data):
-                    body += event.data
-                    if len(body) > limit:
-                        return None
-                elif isinstance(event, h11.EndOfMessage):
-                    return bytes(body)
-                else:
-                    raise _Cut
-
-    def _answer(self, status: int, body: bytes, kind: str, headers: tuple[tuple[str, str], ...]) -> bytes:
-        """The bytes of a whole answer; the answer to a HEAD request has the same headers and
-        no body (its ``content-length`` is the body's that GET would get)."""
-        fields = [("content-type", kind), ("content-length", str(len(body))), *headers]
-        events: list[h11.Event] = [h11.Response(status_code=status, headers=fields)]
-        if self.method != b"HEAD":
-            events.append(h11.Data(data=body))
-        events.append(h11.EndOfMessage())
-        return b"".join(self.http.send(event) or b"" for event in events)
-
-    async def respond(self, status: int, body: bytes, kind: str, *headers: tuple[str, str]) -> None:
-        """The whole answer in one write, taken by the client within ``write_timeout``."""
-        data = self._answer(status, body, kind, headers)
-        with trio.fail_after(self.limits.write_timeout):
-            await self.stream.send_all(data)
-
-    async def reject(self, status: int, reason: str) -> None:
-        """Answer a request that cannot be served (431 for a head over :data:`MAX_HEAD`, 400 for
-        one h11 cannot parse, 500 for one that failed inside), if nothing was answered on it
-        yet; a word, not a wait, before the connection closes."""
-        if self.http.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
-            return
-        with trio.move_on_after(1.0):
-            try:
-                data = self._answer(status, f"{reason}\n".encode(), "text/plain", (("connection", "close"),))
-                await self.stream.send_all(data)
-            except (h11.LocalProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
-                return
-
-    async def discard_rest(self, limit: int) -> None:
-        """After a 413, read (and drop) what the client is still sending, for a moment: closing
-        at once would make a client that is still writing see a broken pipe, not the answer."""
-        received = 0
-        with trio.move_on_after(1.0):
-            while received < 2 * limit:
-                data = await self.stream.receive_some(65536)
-                if not data:
-                    return
-                received += len(data)
-
-    def next_cycle(self) -> bool:
-        """Ready for the next request on this connection; False when it is to close."""
-        if self.http.our_state is h11.MUST_CLOSE:
-            return False
-        self.http.start_next_cycle()
-        return True
-
-
-def _acknowledge_now(stream: trio.SocketStream) -> None:
+def _acknowledge_now(stream: trio.SocketStream | socket.socket) -> None:
     """Acknowledge the client's last handshake bytes at once (Linux ``TCP_QUICKACK``).
 
     In TLS 1.3 the client speaks last in the handshake (its Finished), then sends its request. The
@@ -356,22 +256,19 @@ class RpcServer:
             if client.limited:
                 self.connections.release(client.key)
 
-    async def _handshake(
-        self, stream: trio.SocketStream, context: ssl.SSLContext
-    ) -> trio.SSLStream[trio.SocketStream] | None:
+    async def _handshake(self, stream: trio.SocketStream, context: ssl.SSLContext) -> TLSStream | None:
         """The connection once its TLS handshake is done, within ``read_header_timeout``; None
         (the connection closed and counted) when it failed or took too long."""
-        tls = trio.SSLStream(stream, context, server_side=True, https_compatible=True)
-        try:
-            with trio.fail_after(self.limits.read_header_timeout):
-                await tls.do_handshake()
-        except trio.TooSlowError:
-            self._count("deadline")
-        except (trio.BrokenResourceError, trio.ClosedResourceError):  # ssl.SSLError comes wrapped
-            self._count("tls_handshake")
-        else:
-            _acknowledge_now(stream)
+        with trio.CancelScope(deadline=trio.current_time() + self.limits.read_header_timeout):
+            try:
+                tls = await accept_tls(stream, context)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):  # ssl.SSLError comes wrapped
+                self._count("tls_handshake")
+                await trio.aclose_forcefully(stream)
+                return None
+            _acknowledge_now(tls.socket)
             return tls
+        self._count("deadline")
         await trio.aclose_forcefully(stream)
         return None
 
@@ -384,15 +281,16 @@ class RpcServer:
 
     async def _serve_connection(self, exchange: Exchange, client: Client) -> None:
         try:
-            while (request := await exchange.head()) is not None:
-                if not await self._serve_request(exchange, request, client) or not exchange.next_cycle():
-                    return
+            with exchange.deadlines():
+                while (request := await exchange.head()) is not None:
+                    if not await self._serve_request(exchange, request, client) or not exchange.next_cycle():
+                        return
         except trio.TooSlowError:
             self._count("deadline")
-        except h11.RemoteProtocolError as exc:
+        except BadRequest as exc:
             self._count("malformed")
-            await exchange.reject(exc.error_status_hint, str(exc))
-        except (_Cut, trio.BrokenResourceError, trio.ClosedResourceError):
+            await exchange.reject(exc.status, str(exc))
+        except (Cut, trio.BrokenResourceError, trio.ClosedResourceError):
             return
         except Exception as exc:  # the boundary: this connection fails, never the node
             if is_fatal(exc):
@@ -404,7 +302,7 @@ class RpcServer:
 
     # -- requests -------------------------------------------------------------------------------
 
-    async def _serve_request(self, exchange: Exchange, request: h11.Request, client: Client) -> bool:
+    async def _serve_request(self, exchange: Exchange, request: Request, client: Client) -> bool:
         """Answer one request; False when the connection is to be closed."""
         target = request.target.decode("latin-1")
         limit = self.body_limit
@@ -428,14 +326,26 @@ class RpcServer:
                 self._count(refusal)
                 await self._refuse(exchange, target, refusal)
                 return True
-            async with self.workers:
+            await self._take_worker()
+            try:
                 await self._route(exchange, request, target, body, client)
+            finally:
+                self.workers.release()
         finally:
             if holds:
                 self.pending.release(client.key)
         return True
 
-    def _service_node_claim(self, request: h11.Request) -> tuple[bytes, bytes] | None:
+    async def _take_worker(self) -> None:
+        """A place among ``max_concurrent_requests``: at once when one is free and nobody waits
+        (no trip through the scheduler, which ``async with`` the limiter always makes), else in
+        arrival order as the limiter gives them."""
+        try:
+            self.workers.acquire_nowait()
+        except trio.WouldBlock:
+            await self.workers.acquire()
+
+    def _service_node_claim(self, request: Request) -> tuple[bytes, bytes] | None:
         """The (node key, signature) a swarm member's request carries, when the key is a service
         node's (nothing is verified yet); None for anything else."""
         fields = dict(request.headers)
@@ -491,7 +401,7 @@ class RpcServer:
         await exchange.discard_rest(limit)
 
     async def _route(
-        self, exchange: Exchange, request: h11.Request, target: str, body: bytes, client: Client
+        self, exchange: Exchange, request: Request, target: str, body: bytes, client: Client
     ) -> None:
         node, method = self.node, request.method
         allowed = _ALLOWED.get(target)

@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import base64
 
-import h11
 import trio
 
 from appchain.messaging.layer import PEER_PATH
 from appchain.messaging.onion import ONION_PATH
 from appchain.messaging.rpc import MAX_REQUEST_BODY, VERSION
+from appchain.rpc.exchange import Exchange, Request
 from appchain.rpc.jsonrpc import serve_on
-from appchain.rpc.server import STORAGE_RPC_PATH, Client, Exchange, RpcServer
+from appchain.rpc.server import STORAGE_RPC_PATH, Client, RpcServer
 
 PING_PATH = "/ping_test/v1"
 STATS_PATH = "/get_stats/v1"
@@ -50,7 +50,7 @@ class StorageServer(RpcServer):
     body_limit = STORAGE_MAX_BODY
 
     async def _route(
-        self, exchange: Exchange, request: h11.Request, target: str, body: bytes, client: Client
+        self, exchange: Exchange, request: Request, target: str, body: bytes, client: Client
     ) -> None:
         messages, method = self.node.messages, request.method
         if method == b"POST" and target == STORAGE_RPC_PATH:

@@ -121,8 +121,14 @@ GOSSIP = (SignedBlock, CheckpointVote, Certified, VoteMessage, UptimeProof, TxMe
 @dataclass
 class Counters:
     frames: int = 0
+    """Frames decoded (those that waited in the inbox and were not a known copy)."""
     undecodable: int = 0
     dropped: int = 0
+    arrived: int = 0
+    """Every frame a peer sent us, before any check."""
+    duplicates: int = 0
+    """Gossip we already had, dropped by its hash unread (at arrival, or after waiting behind the
+    first copy in the inbox)."""
 
 
 class Node:
@@ -277,7 +283,11 @@ class Node:
         """From the host: queue the frame in the inbox (bounded per peer, see :mod:`appchain.node.inbox`).
         Its hash, taken once here, drops gossip we already have before it is decoded."""
         digest = blake3_256(payload)
-        if digest in self.seen or self.host.is_banned(sender):
+        self.counters.arrived += 1
+        if digest in self.seen:
+            self.counters.duplicates += 1
+            return
+        if self.host.is_banned(sender):
             return
         refused = self.inbox.offer(sender, payload, digest)
         if refused is not None:
@@ -345,6 +355,7 @@ class Node:
         gossip = isinstance(message, GOSSIP)
         if gossip:
             if digest in self.seen:  # a copy that arrived while the first one waited in the queue
+                self.counters.duplicates += 1
                 return
             self._remember(digest)
         actions = self.core.on_message(message, sender, self.now())
@@ -543,6 +554,8 @@ class Node:
             "signed": self.core.signed,
             "p2p_violations": self.host.violations,
             "frames": self.counters.frames,
+            "frames_arrived": self.counters.arrived,
+            "frames_duplicate": self.counters.duplicates,
             "undecodable": self.counters.undecodable,
             "seconds": round(time.time() - self.started, 1),
             "cpu_seconds": round(time.process_time(), 3),

@@ -26,7 +26,7 @@ from genesis.devnet import load_dev_accounts
 from genesis.document import Genesis
 from state.crypto import ed25519
 from state.encoding import DecodeError, encode
-from state.errors import InvalidBlock, InvalidEvent, InvalidSignature
+from state.errors import BadNonce, InvalidBlock, InvalidEvent, InvalidSignature
 from state.events import Transfer, compute_event_hash, sign_transaction
 from state.transition import execute_block, propose_block
 from state.types import AccountKey, Atomic, Nonce
@@ -216,6 +216,43 @@ def test_the_mempool_chains_nonces_and_refuses_what_does_not_apply(funded: Any) 
     with pytest.raises(MempoolFull):
         pool.add(_transfer(state.chain_id, keys[-3], 1), state, 0)
     assert pool.take(2) == [first, second]
+
+
+def test_a_used_nonce_is_refused_before_its_signature_is_checked(
+    funded: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state, keys = funded
+    pool = Mempool(state.chain_id)
+    alice = keys[-1]
+    a1 = _transfer(state.chain_id, alice, 1)
+    pending = next_block(state, [a1])
+    state = state.copy()
+    from state.transition import commit_block
+
+    commit_block(state, pending)
+    checked: list[bytes] = []
+    verify = ed25519.verify
+
+    def counting(key: bytes, message: bytes, signature: bytes) -> bool:
+        checked.append(signature)
+        return verify(key, message, signature)
+
+    monkeypatch.setattr(ed25519, "verify", counting)
+    with pytest.raises(BadNonce, match="used"):
+        pool.add(a1, state, 0)  # a late gossip copy of what the block included
+    forged_stale = msgspec.structs.replace(a1, amount=Atomic(1))
+    with pytest.raises(BadNonce, match="used"):
+        pool.add(forged_stale, state, 0)  # no signature could make it apply: not checked
+    assert checked == []
+    a2 = _transfer(state.chain_id, alice, 2)
+    pool.add(a2, state, 0)
+    with pytest.raises(BadNonce, match="used"):
+        pool.add(_transfer(state.chain_id, alice, 2, amount=5), state, 0)  # used by a2, waiting
+    assert len(checked) == 1
+    forged_fresh = msgspec.structs.replace(_transfer(state.chain_id, alice, 3), amount=Atomic(1))
+    with pytest.raises(InvalidSignature):
+        pool.add(forged_fresh, state, 0)  # an unused nonce: checked in full, and refused
+    assert len(checked) == 2 and pool.take(10) == [a2]
 
 
 def test_after_a_block_the_mempool_keeps_only_what_still_applies(funded: Any) -> None:

@@ -16,11 +16,11 @@ from appchain.home.chain import ChainError
 from appchain.home.home import Home, NodeConfig, PeerAddress, parse_config, render_config
 from appchain.lab.testnet import read_testnet, write_testnet
 from appchain.node.admin import answer
-from appchain.node.inbox import TX_PREFIX
+from appchain.node.inbox import TX_PREFIX, Kind, frame_kind
 from appchain.node.settings import host_config, inbox_limits
 from appchain.rpc.server import RpcLimits
 from consensus.mempool import Mempool, MempoolFull
-from consensus.messages import SignedBlock, SyncRequest, TxMessage, decode_message
+from consensus.messages import TX_BATCH, SignedBlock, SyncRequest, TxBatch, TxMessage, decode_message
 from genesis.build import create_genesis_state
 from genesis.devnet import load_dev_accounts
 from genesis.document import Genesis
@@ -339,9 +339,32 @@ def test_messages_decode_to_their_type_and_garbage_is_refused(funded: Any) -> No
     assert SignedBlock.__struct_config__.tag == "block"
 
 
+def test_a_transaction_batch_decodes_whole_or_not_at_all(funded: Any) -> None:
+    state, keys = funded
+    txs = tuple(_transfer(state.chain_id, keys[-1], nonce) for nonce in range(1, 4))
+    batch = TxBatch(txs)
+    assert decode_message(encode(batch)) == batch and frame_kind(encode(batch)) is Kind.TRANSACTION
+    assert decode_message(encode(TxBatch(txs * (TX_BATCH // 3)))) == TxBatch(txs * (TX_BATCH // 3))
+    entry = encode(txs[0])
+    too_many = encode(["txs", [txs[0]] * (TX_BATCH + 1)])
+    malformed = (
+        encode(["txs", []]),  # empty
+        too_many,  # oversized
+        encode(["txs", [txs[0], ["transfer", 1]]]),  # an entry that is no transaction
+        encode(["txs", [txs[0], SyncRequest(5)]]),  # an entry of another message
+        encode(["txs", txs[0]]),  # not a list
+        b"\x92\xa3txs\x91" + entry[:-1],  # an entry cut short
+        encode(["txs", list(txs)]) + b"\x00",  # trailing bytes
+    )
+    for junk in malformed:
+        with pytest.raises(DecodeError):
+            decode_message(junk)
+
+
 class FakeNode:
     def __init__(self) -> None:
         self.submitted: list[Any] = []
+        self.batches: list[int] = []
 
     def status(self) -> dict[str, int]:
         return {"height": 3}
@@ -351,6 +374,16 @@ class FakeNode:
             raise InvalidEvent("nonce 2 is not the next")
         self.submitted.append(tx)
         return compute_event_hash(tx)
+
+    def submit_batch(self, txs: list[Any]) -> list[bytes | InvalidEvent]:
+        self.batches.append(len(txs))
+        results: list[bytes | InvalidEvent] = []
+        for tx in txs:
+            try:
+                results.append(self.submit(tx))
+            except InvalidEvent as exc:
+                results.append(exc)
+        return results
 
 
 @pytest.mark.parametrize(
@@ -412,6 +445,11 @@ def test_the_admin_endpoint_submits_and_says_why_it_refuses(funded: Any) -> None
     batch = {"jsonrpc": "2.0", "id": 9, "method": "submit_transactions", "params": {"txs": [good, bad, "zz"]}}
     results = json.loads(answer(node, json.dumps(batch).encode()))["result"]  # type: ignore[arg-type]
     assert "hash" in results[0] and "nonce" in results[1]["error"] and "hex" in results[2]["error"]
+    assert node.batches == [2]  # what decodes goes to the node in one batch
+    batch["params"] = {"txs": ["zz", bad, good, "00"]}
+    results = json.loads(answer(node, json.dumps(batch).encode()))["result"]  # type: ignore[arg-type]
+    assert "hex" in results[0]["error"] and "refused: nonce" in results[1]["error"]
+    assert "hash" in results[2] and "hex" in results[3]["error"] and node.batches == [2, 2]
     assert json.loads(answer(node, b'{"jsonrpc": "2.0", "id": 1, "method": "status"}'))["result"] == {
         "height": 3
     }  # type: ignore[arg-type]

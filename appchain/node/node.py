@@ -10,6 +10,9 @@ One trio nursery runs:
   actions go out through the host: direct sends to quorum members, gossip to every peer, sync
   requests to a few. New gossip is passed on once (de-duplicated by hash, before decoding):
   blocks and certificates to every peer, transactions, votes and proofs to a few random ones.
+  Transactions travel many to a frame (:class:`~consensus.messages.TxBatch`): what one admin call
+  submits goes out as one frame, and a batch is passed on as it came when this node kept all of
+  it (so the copies are dropped by the frame's hash), else as a batch of what it kept.
   Frames wait in the :class:`~appchain.node.inbox.Inbox`, bounded per peer and handled peer by peer
   in turn, consensus frames before transactions, so neither a flood of transactions nor one
   peer's backlog can starve a Pulse round. What a banned peer left waiting is dropped unread,
@@ -35,10 +38,12 @@ state sync and running until a signal is :mod:`appchain.node.run`. The servers t
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import secrets
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,14 +70,17 @@ from appchain.rpc.server import RpcLimits, RpcServer, serve_rpc
 from appchain.rpc.storage import StorageServer, serve_storage
 from consensus.evidence import Evidence
 from consensus.guard import GuardedSigner
+from consensus.mempool import MempoolFull
 from consensus.messages import (
     SYNC_REQUESTS,
     SYNC_RESPONSES,
+    TX_BATCH,
     Certified,
     CheckpointVote,
     Message,
     SignedBlock,
     SyncRequest,
+    TxBatch,
     TxMessage,
     VoteMessage,
     decode_message,
@@ -95,6 +103,7 @@ from consensus.uptime import DEVNET_UPTIME, MAINNET_UPTIME, UptimeProof
 from p2p.host import Host
 from state.checkpoints import CHECKPOINT_INTERVAL
 from state.encoding import DecodeError, encode
+from state.errors import InvalidEvent
 from state.events import Transaction, compute_event_hash
 from state.hashing import blake3_256
 from state.membership import get_swarms
@@ -115,7 +124,7 @@ RELAY_FANOUT = 3
 ANSWER_BACKLOG = 8 * 1024 * 1024
 """Bytes of earlier answers a peer may leave unread in its send queue and still be answered."""
 ANSWERED_FROM_STORE = (SyncRequest, *SYNC_REQUESTS)
-GOSSIP = (SignedBlock, CheckpointVote, Certified, VoteMessage, UptimeProof, TxMessage)
+GOSSIP = (SignedBlock, CheckpointVote, Certified, VoteMessage, UptimeProof, TxMessage, TxBatch)
 
 
 @dataclass
@@ -358,8 +367,11 @@ class Node:
                 self.counters.duplicates += 1
                 return
             self._remember(digest)
+        waiting = len(self.core.mempool)
         actions = self.core.on_message(message, sender, self.now())
-        if gossip and self._should_relay(message, actions):
+        if isinstance(message, TxBatch):
+            self._relay_batch(message, payload, sender, len(self.core.mempool) - waiting, actions)
+        elif gossip and self._should_relay(message, actions):
             if isinstance(message, TxMessage | VoteMessage | UptimeProof):
                 self._relay_to_some(payload, sender)
             else:
@@ -377,6 +389,41 @@ class Node:
         if isinstance(message, TxMessage):
             return compute_event_hash(message.tx) in self.core.mempool
         return not any(isinstance(a, Penalize) for a in actions)
+
+    def _relay_batch(
+        self, batch: TxBatch, payload: bytes, sender: NodeKey, kept: int, actions: list[Action]
+    ) -> None:
+        """Pass a batch on to a few peers: as it came when all of it is new and kept here (its
+        copies die at the frame hash), else only what it added to the mempool (checked, so no
+        peer is punished for what we pass on), and nothing from a peer that sent a forgery.
+        ``kept`` is how much the mempool grew while the core took the batch."""
+        if kept <= 0 or any(isinstance(a, Penalize) for a in actions):
+            return
+        if kept < len(batch.txs):  # the newest in the mempool are what this batch added
+            txs = tuple(itertools.islice(reversed(self.core.mempool.txs.values()), kept))[::-1]
+            payload = encode(TxBatch(txs))
+            self._remember(blake3_256(payload))
+        self._relay_to_some(payload, sender)
+
+    def submit_batch(self, txs: Sequence[Transaction]) -> list[bytes | InvalidEvent | MempoolFull]:
+        """Transactions from the admin endpoint: each into our mempool, then those kept to every
+        peer in as few frames as :data:`~consensus.messages.TX_BATCH` allows. One result per
+        transaction: its hash, or why it was refused."""
+        results: list[bytes | InvalidEvent | MempoolFull] = []
+        kept: list[Transaction] = []
+        state, now = self.ledger.state, self.now()
+        for tx in txs:
+            try:
+                results.append(self.core.mempool.add(tx, state, now))
+            except (InvalidEvent, MempoolFull) as exc:
+                results.append(exc)
+                continue
+            kept.append(tx)
+        for start in range(0, len(kept), TX_BATCH):
+            payload = encode(TxBatch(tuple(kept[start : start + TX_BATCH])))
+            self._remember(blake3_256(payload))
+            self.host.broadcast(payload)
+        return results
 
     def submit(self, tx: Transaction) -> bytes:
         """A transaction from the admin endpoint: into our mempool, then to every peer.

@@ -63,6 +63,7 @@ from appchain.node.ledger import ChainLedger
 from appchain.node.log import Logger
 from appchain.node.metrics import NodeMetrics, SignatureClock
 from appchain.node.settings import host_config, inbox_limits, naming_listener, relay_limits
+from appchain.node.slots import DeferredSlots
 from appchain.node.statesync import answer
 from appchain.rpc.jsonrpc import RpcError, serve_on
 from appchain.rpc.methods import call_method
@@ -155,6 +156,11 @@ class Node:
         self.journal = Journal(history_path(home.path))
         """What this node finalized and signed, for the run checker (:mod:`appchain.lab.checker`)."""
         self.ledger = ChainLedger(chain)
+        self.slots = DeferredSlots(chain.store)
+        """The double-sign record: slots written off the event loop (:mod:`appchain.node.slots`)."""
+        self._held: list[Action] = []
+        """Actions waiting for the slots their signatures need to be on disk."""
+        self._slots_due = trio.Event()
         self.clock_offset = config.clock_offset
         uptime = DEVNET_UPTIME if params.block_time < 60 else MAINNET_UPTIME
         self.core = NodeCore(
@@ -167,7 +173,7 @@ class Node:
                 p2p_port=config.p2p_address[1],
                 storage_port=config.served_storage_port,
             ),
-            Identity(key, bls_secret, GuardedSigner(key, JournaledSlots(chain.store, self.journal))),
+            Identity(key, bls_secret, GuardedSigner(key, JournaledSlots(self.slots, self.journal))),
             self.ledger,
             random_bytes=secrets.token_bytes,
             probe=self.probe,
@@ -242,6 +248,8 @@ class Node:
             )
             self.carry_out(self.core.start(self.now(), first_proof_in=1.0))
             self._follow_final(self.ledger.final_height)
+            self.slots.write_at_once = False
+            nursery.start_soon(self.faults.supervise, "slots", self._slot_writer)
             nursery.start_soon(self.faults.supervise, "core", self._core_loop)
             nursery.start_soon(self.faults.supervise, "peers", self._peer_loop)
             task_status.started()
@@ -262,6 +270,19 @@ class Node:
                     await self._arrived.wait()
                 continue
             await trio.sleep(0)  # let the host's tasks read and write between two slices
+
+    async def _slot_writer(self) -> None:
+        """Write the double-sign slots the core remembered, in a worker thread, then release what
+        was held for them (:mod:`appchain.node.slots`)."""
+        while True:
+            await self._slots_due.wait()
+            self._slots_due = trio.Event()
+            while self.slots.pending:
+                slots = self.slots.take()
+                await trio.to_thread.run_sync(self.slots.write, slots)
+                self.slots.written(slots)
+            held, self._held = self._held, []
+            self._carry_out(held)
 
     async def _peer_loop(self) -> None:
         """Keep peers: every node whose uptime proof we accepted, plus the configured ones; send
@@ -448,6 +469,15 @@ class Node:
             self.host.send(peer, payload)
 
     def carry_out(self, actions: list[Action]) -> None:
+        """Do what the core decided; held, in order, while a slot a signature needs is not on
+        disk yet (and behind what is held already)."""
+        if self.slots.pending or self._held:
+            self._held.extend(actions)
+            self._slots_due.set()
+            return
+        self._carry_out(actions)
+
+    def _carry_out(self, actions: list[Action]) -> None:
         for action in actions:
             if isinstance(action, Send):
                 self.host.send(action.to, encode(action.message))

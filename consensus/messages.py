@@ -80,6 +80,9 @@ class TxBatch(Record, frozen=True, tag="txs"):
     frame hash for all of them (what a node's admin endpoint takes in one call goes out as one)."""
 
     txs: Annotated[tuple[Transaction, ...], Meta(min_length=1, max_length=TX_BATCH)]
+    everyone: bool
+    """The origin sent it to every node it knows (a full mesh): nobody passes it on, since every
+    peer already has it. A false flag can only keep its sender's own transactions from spreading."""
 
 
 class SyncRequest(Record, frozen=True, tag="sync_request"):

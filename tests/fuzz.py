@@ -178,14 +178,18 @@ def _p2p_seeds() -> list[bytes]:
     block = chain.store.get_block(chain.height)
     txs = tuple(event for event in block.events if isinstance(event, TRANSACTIONS))
     refused = [  # a batch over TX_BATCH, an entry that is no transaction (decoding refuses both)
-        encode(["txs", [txs[0]] * (TX_BATCH + 1)]),
-        encode(["txs", [txs[0], ["transfer", 1]]]),
+        encode(["txs", [txs[0]] * (TX_BATCH + 1), False]),
+        encode(["txs", [txs[0], ["transfer", 1]], False]),
     ]
     return refused + [
         encode(message)
         for message in (
             SignedBlock(block),
-            *([TxBatch(txs[:3]), TxMessage(txs[0])] if txs else []),
+            *(
+                [TxBatch(txs[:3], everyone=False), TxBatch(txs[:1], everyone=True), TxMessage(txs[0])]
+                if txs
+                else []
+            ),
             SyncRequest(3),
             SnapshotsRequest(),
             CheckpointsRequest(4),

@@ -342,19 +342,26 @@ def test_messages_decode_to_their_type_and_garbage_is_refused(funded: Any) -> No
 def test_a_transaction_batch_decodes_whole_or_not_at_all(funded: Any) -> None:
     state, keys = funded
     txs = tuple(_transfer(state.chain_id, keys[-1], nonce) for nonce in range(1, 4))
-    batch = TxBatch(txs)
+    batch = TxBatch(txs, everyone=False)
     assert decode_message(encode(batch)) == batch and frame_kind(encode(batch)) is Kind.TRANSACTION
-    assert decode_message(encode(TxBatch(txs * (TX_BATCH // 3)))) == TxBatch(txs * (TX_BATCH // 3))
+    flagged = TxBatch(txs, everyone=True)
+    assert decode_message(encode(flagged)) == flagged and frame_kind(encode(flagged)) is Kind.TRANSACTION
+    assert decode_message(encode(TxBatch(txs * (TX_BATCH // 3), everyone=False))) == TxBatch(
+        txs * (TX_BATCH // 3), everyone=False
+    )
     entry = encode(txs[0])
-    too_many = encode(["txs", [txs[0]] * (TX_BATCH + 1)])
+    too_many = encode(["txs", [txs[0]] * (TX_BATCH + 1), False])
     malformed = (
-        encode(["txs", []]),  # empty
+        encode(["txs", [], False]),  # empty
         too_many,  # oversized
-        encode(["txs", [txs[0], ["transfer", 1]]]),  # an entry that is no transaction
-        encode(["txs", [txs[0], SyncRequest(5)]]),  # an entry of another message
-        encode(["txs", txs[0]]),  # not a list
-        b"\x92\xa3txs\x91" + entry[:-1],  # an entry cut short
-        encode(["txs", list(txs)]) + b"\x00",  # trailing bytes
+        encode(["txs", [txs[0], ["transfer", 1]], False]),  # an entry that is no transaction
+        encode(["txs", [txs[0], SyncRequest(5)], False]),  # an entry of another message
+        encode(["txs", txs[0], False]),  # not a list
+        b"\x93\xa3txs\x91" + entry[:-1],  # an entry cut short
+        encode(["txs", list(txs), False]) + b"\x00",  # trailing bytes
+        encode(["txs", list(txs), 1]),  # a flag that is no bool
+        encode(["txs", list(txs)]),  # no flag (a short form would also pass for another lane)
+        encode(["txs", list(txs), True, True]),  # a field too many
     )
     for junk in malformed:
         with pytest.raises(DecodeError):

@@ -12,7 +12,8 @@ One trio nursery runs:
   blocks and certificates to every peer, transactions, votes and proofs to a few random ones.
   Transactions travel many to a frame (:class:`~consensus.messages.TxBatch`): what one admin call
   submits goes out as one frame, and a batch is passed on as it came when this node kept all of
-  it (so the copies are dropped by the frame's hash), else as a batch of what it kept.
+  it (so the copies are dropped by the frame's hash), else as a batch of what it kept; not at all
+  when its origin was connected to every node it knows (a full mesh: every peer has it).
   Frames wait in the :class:`~appchain.node.inbox.Inbox`, bounded per peer and handled peer by peer
   in turn, consensus frames before transactions, so neither a flood of transactions nor one
   peer's backlog can starve a Pulse round. What a banned peer left waiting is dropped unread,
@@ -416,13 +417,14 @@ class Node:
     ) -> None:
         """Pass a batch on to a few peers: as it came when all of it is new and kept here (its
         copies die at the frame hash), else only what it added to the mempool (checked, so no
-        peer is punished for what we pass on), and nothing from a peer that sent a forgery.
+        peer is punished for what we pass on), and nothing from a peer that sent a forgery, nor
+        what its origin sent to every node.
         ``kept`` is how much the mempool grew while the core took the batch."""
-        if kept <= 0 or any(isinstance(a, Penalize) for a in actions):
+        if batch.everyone or kept <= 0 or any(isinstance(a, Penalize) for a in actions):
             return
         if kept < len(batch.txs):  # the newest in the mempool are what this batch added
             txs = tuple(itertools.islice(reversed(self.core.mempool.txs.values()), kept))[::-1]
-            payload = encode(TxBatch(txs))
+            payload = encode(TxBatch(txs, everyone=False))
             self._remember(blake3_256(payload))
         self._relay_to_some(payload, sender)
 
@@ -440,8 +442,10 @@ class Node:
                 results.append(exc)
                 continue
             kept.append(tx)
+        peers = self.host.connected
+        everyone = set(self.host.targets) <= set(peers)  # every node we know of, connected
         for start in range(0, len(kept), TX_BATCH):
-            payload = encode(TxBatch(tuple(kept[start : start + TX_BATCH])))
+            payload = encode(TxBatch(tuple(kept[start : start + TX_BATCH]), everyone))
             self._remember(blake3_256(payload))
             self.host.broadcast(payload)
         return results

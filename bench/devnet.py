@@ -286,7 +286,11 @@ def main() -> None:
     offered = sum(f.submitted for f in feeders)
     offer_seconds = max(f.finished for f in feeders) - load_start
     refused = sum(f.refused for f in feeders)
-    median, p95 = statistics.median, percentile
+    p95 = percentile
+
+    def median(values: list[float]) -> float:
+        return statistics.median(values) if values else float("nan")  # a stalled chain: no blocks
+
     per_node = max(transfers, 1) * args.nodes
     print(
         f"devnet: {args.nodes} processes, block time {args.block_time} s, stage {args.stage_timeout} s, "

@@ -5,6 +5,12 @@ state rules on top of the tip *and every transaction already waiting* (so a send
 chain: 5, 6, 7 may all wait at once, a second spend of the same balance may not). The pool is
 bounded by count; a full pool refuses newcomers rather than evicting (no fee market yet).
 
+Each signature is checked once: a transaction already waiting is known by its hash, and one whose
+nonce the sender has already used (at the tip or by a transaction waiting here: most often a
+gossip copy of a transaction a block already included) is refused before its signature is
+checked, since no signature could make it apply. A forgery with an unused nonce is checked in
+full and fails its signature, which is what gets the peer that sent it punished.
+
 After each block the pool drops what the block included and re-checks the rest against the new
 tip, in arrival order, dropping whatever no longer applies (a nonce used by a block from
 another producer, a balance spent). The producer takes transactions in arrival order.
@@ -15,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from state.context import BlockContext
-from state.errors import InvalidEvent
+from state.errors import BadNonce, InvalidEvent
 from state.events import Event, Transaction, compute_event_hash, validate_basic
 from state.ledger import get_account
 from state.state import State
@@ -63,10 +69,13 @@ class Mempool:
             return tx_hash
         if len(self.txs) >= self.capacity:
             raise MempoolFull(f"the mempool holds {self.capacity} transactions")
-        validate_basic(tx, self.chain_id)
         if self._view is None or self._ctx is None or self._ctx.prev_hash != state.block_hash:
             self._rebuild(state, now)
         assert self._view is not None and self._ctx is not None
+        used = get_account(self._view, tx.sender).nonce
+        if tx.nonce <= used:  # before the signature: a used nonce never applies
+            raise BadNonce(f"nonce {tx.nonce} is used: the sender's next nonce is {used + 1}")
+        validate_basic(tx, self.chain_id)
         process_event(self._view, tx, self._ctx)  # raises InvalidEvent, the view untouched
         self.txs[tx_hash] = tx
         return tx_hash

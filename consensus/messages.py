@@ -7,7 +7,8 @@ refused. Pulse's own messages (:class:`~consensus.pulse.PulseMessage`) and uptim
 
 Who receives what: Pulse messages go to the members of the round's quorum, checkpoint votes to
 the members of the checkpoint quorum (who aggregate them); blocks, certificates, state-change
-votes, uptime proofs and transactions are gossiped to every peer; sync requests go to a few
+votes, uptime proofs and transactions (one to a :class:`TxMessage`, or many to a :class:`TxBatch`)
+are gossiped to every peer; sync requests go to a few
 peers, and the answer back to the asker. A joining node's state sync
 (:mod:`consensus.statesync`) asks peers for their snapshot offers, the certified checkpoints from
 genesis up to a snapshot, the headers just below it and the snapshot's chunks, part by part.
@@ -15,7 +16,9 @@ genesis up to a snapshot, the headers just below it and the snapshot's chunks, p
 
 from __future__ import annotations
 
-from typing import Union
+from typing import Annotated, Union
+
+from msgspec import Meta
 
 from consensus.checkpoint import CheckpointCertificate
 from consensus.pulse import PulseMessage
@@ -32,6 +35,8 @@ LINK_BATCH = 64
 """Most checkpoints in one :class:`CheckpointsResponse`."""
 HEADER_BATCH = 64
 """Most headers in one :class:`HeadersResponse`."""
+TX_BATCH = 512
+"""Most transactions in one :class:`TxBatch` (a full one is ~100 KB of transfers)."""
 
 
 class SignedBlock(Record, frozen=True, tag="block"):
@@ -68,6 +73,16 @@ class TxMessage(Record, frozen=True, tag="tx"):
     """A signed transaction on its way to the mempools and, through a producer, into a block."""
 
     tx: Transaction
+
+
+class TxBatch(Record, frozen=True, tag="txs"):
+    """Signed transactions on their way to the mempools, many to a frame: one decode and one
+    frame hash for all of them (what a node's admin endpoint takes in one call goes out as one)."""
+
+    txs: Annotated[tuple[Transaction, ...], Meta(min_length=1, max_length=TX_BATCH)]
+    everyone: bool
+    """The origin sent it to every node it knows (a full mesh): nobody passes it on, since every
+    peer already has it. A false flag can only keep its sender's own transactions from spreading."""
 
 
 class SyncRequest(Record, frozen=True, tag="sync_request"):
@@ -158,6 +173,7 @@ Message = Union[  # noqa: UP007 (a runtime union: msgspec decodes into it)
     VoteMessage,
     UptimeProof,
     TxMessage,
+    TxBatch,
     SyncRequest,
     SyncResponse,
     SnapshotsRequest,

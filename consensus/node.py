@@ -46,6 +46,7 @@ from consensus.messages import (
     SignedBlock,
     SyncRequest,
     SyncResponse,
+    TxBatch,
     TxMessage,
     VoteMessage,
 )
@@ -76,7 +77,7 @@ from state.checkpoints import get_checkpoint_quorum, is_checkpoint_height
 from state.crypto import bls, ed25519
 from state.encoding import Decoder, Record, encode
 from state.errors import InvalidBlock, InvalidEvent, InvalidSignature
-from state.events import Event, NewState, StateChange, Vote, compute_vote_message
+from state.events import Event, NewState, StateChange, Transaction, Vote, compute_vote_message
 from state.nodeindex import node_lists
 from state.noderecords import NodeStatus
 from state.nodes import get_node
@@ -397,6 +398,8 @@ class NodeCore:
             return self._on_sync_request(message, sender)
         if isinstance(message, TxMessage):
             return self.on_transaction(message, sender, now)
+        if isinstance(message, TxBatch):
+            return self.on_transactions(message.txs, sender, now)
         if isinstance(message, SyncResponse):
             return self._on_sync_response(message, sender, now)
         return []
@@ -411,6 +414,20 @@ class NodeCore:
             return []
         except MempoolFull:
             return []
+        return []
+
+    def on_transactions(self, txs: Sequence[Transaction], sender: NodeKey | None, now: float) -> list[Action]:
+        """Keep each new valid transaction of a batch, in order. A forged one (its nonce unused
+        and its signature wrong) penalizes the sender and ends the batch: an honest peer passes
+        on only what it checked (the driver relays a batch whole only when all of it was kept)."""
+        for tx in txs:
+            try:
+                self.mempool.add(tx, self.ledger.state, now)
+            except InvalidSignature as exc:
+                if sender is not None:
+                    return [Penalize(sender, f"a transaction with a bad signature: {exc}")]
+            except (InvalidEvent, MempoolFull):
+                continue
         return []
 
     # -- blocks -----------------------------------------------------------------------------------

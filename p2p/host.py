@@ -454,10 +454,20 @@ class Host:
         return bytes(self.node_key if channel.initiator else channel.remote_key)
 
     async def _read_loop(self, peer: Peer) -> None:
+        """Frames to :attr:`on_frame` as they come; :class:`trio.TooSlowError` after
+        ``idle_timeout`` without any (one deadline for the connection, moved on at each batch:
+        a cancel scope per read cost more than the read on a busy link)."""
+        config = self.config
+        with trio.CancelScope(deadline=trio.current_time() + config.idle_timeout) as idle:
+            await self._read_frames(peer, idle)
+        if idle.cancelled_caught:
+            raise trio.TooSlowError
+
+    async def _read_frames(self, peer: Peer, idle: trio.CancelScope) -> None:
         config = self.config
         while True:
-            with trio.fail_after(config.idle_timeout):
-                frames = await peer.channel.receive_batch()
+            frames = await peer.channel.receive_batch()
+            idle.deadline = trio.current_time() + config.idle_timeout
             now = self.clock()
             refill = (now - peer.refilled) * config.frames_per_second
             peer.tokens = min(config.frame_burst, peer.tokens + refill) - len(frames)

@@ -45,6 +45,10 @@ MAX_RECORD = 65535
 TAG_SIZE = 16
 MAX_PLAINTEXT = MAX_RECORD - TAG_SIZE
 DEFAULT_MAX_FRAME = 16 * 1024 * 1024
+RECEIVE_SIZE = 65_536
+"""Bytes asked of the socket at once: a channel reads whatever has arrived (many records, as
+many as a busy peer has written) into its buffer and takes the records out of it, rather than
+two reads of exact sizes per record."""
 HELLO_CONTEXT = b"appchain p2p hello"
 INITIATOR, RESPONDER = b"\x01", b"\x02"
 
@@ -131,6 +135,9 @@ class SecureChannel:
         self.max_frame = max_frame
         self._noise = noise
         self._plain = bytearray()
+        self._raw = bytearray()
+        self._raw_start = 0
+        """Received bytes not yet taken as records: ``_raw[_raw_start:]``."""
         self._send_lock = trio.Lock()
 
     @property
@@ -157,12 +164,54 @@ class SecureChannel:
             await self.stream.send_all(self._encrypt(frames))
 
     async def _fill(self, size: int) -> None:
+        """Decrypt records until ``size`` plaintext bytes are there, then every further record
+        already received (no more waiting: a burst becomes one :meth:`receive_batch`)."""
         while len(self._plain) < size:
-            record = await _receive_record(self.stream, clean_end=not self._plain)
-            try:
-                self._plain += self._noise.decrypt(record)
-            except (InvalidTag, NoiseInvalidMessage, NoiseMaxNonceError) as exc:
-                raise ProtocolViolation(f"a record that does not decrypt ({type(exc).__name__})") from None
+            record = self._take_record()
+            while record is None:
+                await self._receive_more(clean_end=not self._plain)
+                record = self._take_record()
+            self._decrypt(record)
+        while (record := self._take_record()) is not None:
+            self._decrypt(record)
+
+    def _decrypt(self, record: bytes) -> None:
+        try:
+            self._plain += self._noise.decrypt(record)
+        except (InvalidTag, NoiseInvalidMessage, NoiseMaxNonceError) as exc:
+            raise ProtocolViolation(f"a record that does not decrypt ({type(exc).__name__})") from None
+
+    def _take_record(self) -> bytes | None:
+        """The next whole record received, or None while it is incomplete."""
+        raw, start = self._raw, self._raw_start
+        if len(raw) - start < 2:
+            return None
+        size = int.from_bytes(raw[start : start + 2], "big")
+        if size == 0:
+            raise ProtocolViolation("an empty record")
+        end = start + 2 + size
+        if len(raw) < end:
+            return None
+        record = bytes(raw[start + 2 : end])
+        if end == len(raw):
+            raw.clear()
+            self._raw_start = 0
+        else:
+            self._raw_start = end
+        return record
+
+    async def _receive_more(self, *, clean_end: bool) -> None:
+        """Read what has arrived; a close with nothing pending is :class:`PeerClosed` when
+        ``clean_end`` (between two frames), any other close a :class:`ConnectionCut`."""
+        if self._raw_start:
+            del self._raw[: self._raw_start]  # what is left is part of one record
+            self._raw_start = 0
+        chunk = await self.stream.receive_some(RECEIVE_SIZE)
+        if not chunk:
+            if clean_end and not self._raw:
+                raise PeerClosed("the peer closed the connection")
+            raise ConnectionCut("the connection closed mid-message")
+        self._raw += chunk
 
     def _frame_size(self, start: int) -> int | None:
         """The size of the frame whose header starts at ``start`` of the decrypted bytes (None

@@ -159,21 +159,35 @@ def p2p_frame(data: bytes) -> None:
 
 def _p2p_seeds() -> list[bytes]:
     from consensus.messages import (
+        TX_BATCH,
         CheckpointsRequest,
         ChunkRequest,
         HeadersRequest,
         SignedBlock,
         SnapshotsRequest,
         SyncRequest,
+        TxBatch,
+        TxMessage,
     )
     from state.encoding import encode
+    from state.events import TRANSACTIONS
 
     chain = _world().chain
     block = chain.store.get_block(chain.height)
-    return [
+    txs = tuple(event for event in block.events if isinstance(event, TRANSACTIONS))
+    refused = [  # a batch over TX_BATCH, an entry that is no transaction (decoding refuses both)
+        encode(["txs", [txs[0]] * (TX_BATCH + 1), False]),
+        encode(["txs", [txs[0], ["transfer", 1]], False]),
+    ]
+    return refused + [
         encode(message)
         for message in (
             SignedBlock(block),
+            *(
+                [TxBatch(txs[:3], everyone=False), TxBatch(txs[:1], everyone=True), TxMessage(txs[0])]
+                if txs
+                else []
+            ),
             SyncRequest(3),
             SnapshotsRequest(),
             CheckpointsRequest(4),

@@ -12,24 +12,35 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from appchain.home.chain import ChainError
 from appchain.home.guard import HomeInUse, HomeLock
 from appchain.home.store import BlockStore
 from appchain.node import run as node_module
 from appchain.node.log import Logger
+from appchain.node.node import Node
 from appchain.node.run import holding_home
-from consensus.guard import CHECKPOINT, DoubleSign, GuardedSigner, MemorySlotRecord
+from appchain.node.slots import DeferredSlots
+from consensus.guard import CHECKPOINT, DoubleSign, GuardedSigner, MemorySlotRecord, SlotRecord
+from consensus.messages import SyncRequest
+from consensus.node import Send
 from state.crypto import ed25519
+from state.encoding import encode
+from state.types import NodeKey
 from tests.conftest import MakeHome
 
 KEY = ed25519.SigningKey(b"\x05" * 32)
 
 
-@pytest.mark.parametrize("record_kind", ["memory", "leveldb"])
+@pytest.mark.parametrize("record_kind", ["memory", "leveldb", "deferred"])
 def test_one_payload_per_slot(record_kind: str, tmp_path: Path) -> None:
     db = BlockStore(tmp_path / "db", create=True)
-    record = MemorySlotRecord() if record_kind == "memory" else db
+    record: SlotRecord = {"memory": MemorySlotRecord(), "leveldb": db, "deferred": DeferredSlots(db)}[
+        record_kind
+    ]
+    if isinstance(record, DeferredSlots):
+        record.write_at_once = False  # every slot waits for a writer: the guard holds all the same
     signer = GuardedSigner(KEY, record)
     # the very first slot is guarded too (cometbft #5435: a check that checked nothing for N=1)
     first = signer.sign(1, 0, 5, b"block A")
@@ -41,6 +52,29 @@ def test_one_payload_per_slot(record_kind: str, tmp_path: Path) -> None:
     signer.sign(1, 1, 5, b"block B")
     signer.sign(1, 0, CHECKPOINT, b"block B")
     signer.sign(2, 0, 5, b"block B")
+    db.close()
+
+
+def test_a_deferred_slot_is_durable_once_written_and_refused_meanwhile(tmp_path: Path) -> None:
+    db = BlockStore(tmp_path / "db", create=True)
+    slots = DeferredSlots(db)
+    slots.write_at_once = False
+    signer = GuardedSigner(KEY, slots)
+    signer.sign(7, 2, 5, b"first")
+    assert db.get_slot(7, 2, 5) is None and list(slots.pending) == [(7, 2, 5)]
+    taken = slots.take()
+    with pytest.raises(DoubleSign):  # while it is being written
+        signer.sign(7, 2, 5, b"second")
+    slots.write(taken)
+    slots.written(taken)
+    assert slots.pending == {} and slots.writing == {}
+    signer.sign(8, 0, 5, b"never written")  # lost with the process: it never left it
+    db.close()
+    db = BlockStore(tmp_path / "db")
+    signer = GuardedSigner(KEY, DeferredSlots(db))
+    with pytest.raises(DoubleSign):
+        signer.sign(7, 2, 5, b"second")
+    signer.sign(8, 0, 5, b"another")
     db.close()
 
 
@@ -151,3 +185,35 @@ def test_a_reader_that_never_leaves_is_named_after_the_wait(
             trio.run(start)
         with pytest.raises(HomeInUse, match=r"in use by read-only commands \(status\)"):
             home.lock("replay").acquire()  # the gate was let go: commands see the reader, not a node
+
+
+async def test_a_signature_leaves_the_node_only_once_its_slot_is_on_disk(
+    offline_node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node, peer = offline_node, NodeKey(b"\x22" * 32)
+    sent: list[bytes] = []
+    monkeypatch.setattr(node.host, "send", lambda key, payload: sent.append(payload) or True)
+    gate, write = threading.Event(), node.slots.write
+
+    def held_write(slots: dict[tuple[int, int, int], bytes]) -> None:
+        assert gate.wait(30)
+        write(slots)
+
+    monkeypatch.setattr(node.slots, "write", held_write)
+    node.slots.write_at_once = False  # as Node.run sets it when it starts the writer
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(node._slot_writer)
+        node.core.identity.signer.sign(9, 0, 5, b"a Pulse message")
+        node.carry_out([Send(peer, SyncRequest(1))])  # what the core returned with that signature
+        node.carry_out([Send(peer, SyncRequest(2))])  # later actions wait behind it, in order
+        await trio.testing.wait_all_tasks_blocked()
+        assert sent == [] and node.chain.store.get_slot(9, 0, 5) is None
+        gate.set()
+        with trio.fail_after(30):
+            while len(sent) < 2:
+                await trio.sleep(0.001)
+        assert sent == [encode(SyncRequest(1)), encode(SyncRequest(2))]
+        assert node.chain.store.get_slot(9, 0, 5) is not None
+        node.carry_out([Send(peer, SyncRequest(3))])  # nothing waits for a slot: out at once
+        assert sent[-1] == encode(SyncRequest(3))
+        nursery.cancel_scope.cancel()

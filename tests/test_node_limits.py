@@ -21,11 +21,13 @@ from consensus.messages import (
     SnapshotOffer,
     SnapshotsRequest,
     SyncRequest,
+    TxBatch,
     TxMessage,
 )
 from genesis.devnet import load_dev_accounts
 from state.crypto import ed25519
 from state.encoding import encode
+from state.errors import InvalidEvent
 from state.events import Transfer, sign_transaction
 from state.types import AccountKey, Atomic, Ed25519Signature, NodeKey, Nonce
 
@@ -149,6 +151,80 @@ def test_a_peer_flooding_forged_transactions_is_banned_and_its_backlog_never_che
     assert node.counters.dropped == 300 - ban_after
     node._on_frame(FLOODER, encode(TxMessage(_transfer(node, 2000, forged=True))))  # after the ban
     assert not node.inbox and len(verifies) == ban_after + 1
+
+
+def _relays(node: Node, monkeypatch: pytest.MonkeyPatch) -> list[tuple[NodeKey, bytes]]:
+    """What the node sends, with FLOODER, HONEST and THIRD connected."""
+    sent: list[tuple[NodeKey, bytes]] = []
+    monkeypatch.setattr(type(node.host), "connected", property(lambda _: [FLOODER, HONEST, THIRD]))
+    monkeypatch.setattr(node.host, "send", lambda key, payload: sent.append((key, payload)) or True)
+    return sent
+
+
+def test_a_batch_all_new_is_passed_on_as_it_came_and_its_copies_die_at_the_hash(
+    node: Node, verifies: list[bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent = _relays(node, monkeypatch)
+    batch = encode(TxBatch(tuple(_transfer(node, nonce) for nonce in (1, 2, 3)), everyone=False))
+    node._on_frame(HONEST, batch)
+    _drain(node)
+    assert len(node.core.mempool) == 3 and len(verifies) == 3
+    assert sorted(sent) == [(FLOODER, batch), (THIRD, batch)]  # as it came, not back to its sender
+    node._on_frame(THIRD, batch)  # a copy
+    assert not node.inbox and node.counters.duplicates == 1 and len(verifies) == 3
+    sent.clear()
+    node._on_frame(HONEST, encode(TxBatch((_transfer(node, 4),), everyone=True)))
+    _drain(node)
+    assert len(node.core.mempool) == 4 and sent == []  # its origin sent it to every node
+
+
+def test_a_batch_partly_known_is_passed_on_as_what_was_kept(
+    node: Node, verifies: list[bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent = _relays(node, monkeypatch)
+    first, second = _transfer(node, 1), _transfer(node, 2)
+    node._on_frame(HONEST, encode(TxMessage(first)))
+    _drain(node)
+    sent.clear()
+    node._on_frame(HONEST, encode(TxBatch((first, second), everyone=False)))
+    _drain(node)
+    assert len(verifies) == 2  # the one already waiting is not checked again
+    assert sorted(sent) == [
+        (FLOODER, encode(TxBatch((second,), everyone=False))),
+        (THIRD, encode(TxBatch((second,), everyone=False))),
+    ]
+    sent.clear()
+    node._on_frame(THIRD, encode(TxBatch((second, first), everyone=False)))  # nothing new: not passed on
+    _drain(node)
+    assert sent == [] and len(verifies) == 2
+
+
+def test_a_batch_with_a_forgery_costs_its_sender_and_is_not_passed_on(
+    node: Node, verifies: list[bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent = _relays(node, monkeypatch)
+    good, forged, after = _transfer(node, 1), _transfer(node, 2, forged=True), _transfer(node, 3)
+    node._on_frame(FLOODER, encode(TxBatch((good, forged, after), everyone=False)))
+    _drain(node)
+    assert list(node.core.mempool.txs.values()) == [good]  # the batch ends at the forgery
+    assert len(verifies) == 2 and sent == []
+    assert node.host.scores[bytes(FLOODER)] < 0
+
+
+def test_the_admin_batch_goes_to_the_peers_as_one_frame(node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
+    broadcast: list[bytes] = []
+    monkeypatch.setattr(node.host, "broadcast", lambda payload, exclude=None: broadcast.append(payload) or 0)
+    monkeypatch.setattr(type(node.host), "connected", property(lambda _: [FLOODER, HONEST]))
+    node.host.add_target(FLOODER, "127.0.0.1", 1)
+    node.host.add_target(HONEST, "127.0.0.1", 2)
+    txs = [_transfer(node, nonce) for nonce in (1, 2, 3, 4)]
+    results = node.submit_batch([txs[0], txs[2], txs[1]])  # nonce 3 before 2: refused
+    assert isinstance(results[0], bytes) and isinstance(results[1], InvalidEvent)
+    assert isinstance(results[2], bytes)
+    assert broadcast == [encode(TxBatch((txs[0], txs[1]), everyone=True))]  # every node has it
+    node.host.add_target(THIRD, "127.0.0.1", 3)  # a node we know and are not connected to
+    node.submit_batch([txs[2]])
+    assert broadcast[-1] == encode(TxBatch((txs[2],), everyone=False))  # the peers pass it on
 
 
 def test_one_peers_backlog_does_not_delay_another_peers_frames(node: Node) -> None:

@@ -16,17 +16,17 @@ from appchain.home.chain import ChainError
 from appchain.home.home import Home, NodeConfig, PeerAddress, parse_config, render_config
 from appchain.lab.testnet import read_testnet, write_testnet
 from appchain.node.admin import answer
-from appchain.node.inbox import TX_PREFIX
+from appchain.node.inbox import TX_PREFIX, Kind, frame_kind
 from appchain.node.settings import host_config, inbox_limits
 from appchain.rpc.server import RpcLimits
 from consensus.mempool import Mempool, MempoolFull
-from consensus.messages import SignedBlock, SyncRequest, TxMessage, decode_message
+from consensus.messages import TX_BATCH, SignedBlock, SyncRequest, TxBatch, TxMessage, decode_message
 from genesis.build import create_genesis_state
 from genesis.devnet import load_dev_accounts
 from genesis.document import Genesis
 from state.crypto import ed25519
 from state.encoding import DecodeError, encode
-from state.errors import InvalidBlock, InvalidEvent, InvalidSignature
+from state.errors import BadNonce, InvalidBlock, InvalidEvent, InvalidSignature
 from state.events import Transfer, compute_event_hash, sign_transaction
 from state.transition import execute_block, propose_block
 from state.types import AccountKey, Atomic, Nonce
@@ -239,6 +239,43 @@ def test_the_mempool_chains_nonces_and_refuses_what_does_not_apply(funded: Any) 
     assert pool.take(2) == [first, second]
 
 
+def test_a_used_nonce_is_refused_before_its_signature_is_checked(
+    funded: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state, keys = funded
+    pool = Mempool(state.chain_id)
+    alice = keys[-1]
+    a1 = _transfer(state.chain_id, alice, 1)
+    pending = next_block(state, [a1])
+    state = state.copy()
+    from state.transition import commit_block
+
+    commit_block(state, pending)
+    checked: list[bytes] = []
+    verify = ed25519.verify
+
+    def counting(key: bytes, message: bytes, signature: bytes) -> bool:
+        checked.append(signature)
+        return verify(key, message, signature)
+
+    monkeypatch.setattr(ed25519, "verify", counting)
+    with pytest.raises(BadNonce, match="used"):
+        pool.add(a1, state, 0)  # a late gossip copy of what the block included
+    forged_stale = msgspec.structs.replace(a1, amount=Atomic(1))
+    with pytest.raises(BadNonce, match="used"):
+        pool.add(forged_stale, state, 0)  # no signature could make it apply: not checked
+    assert checked == []
+    a2 = _transfer(state.chain_id, alice, 2)
+    pool.add(a2, state, 0)
+    with pytest.raises(BadNonce, match="used"):
+        pool.add(_transfer(state.chain_id, alice, 2, amount=5), state, 0)  # used by a2, waiting
+    assert len(checked) == 1
+    forged_fresh = msgspec.structs.replace(_transfer(state.chain_id, alice, 3), amount=Atomic(1))
+    with pytest.raises(InvalidSignature):
+        pool.add(forged_fresh, state, 0)  # an unused nonce: checked in full, and refused
+    assert len(checked) == 2 and pool.take(10) == [a2]
+
+
 def test_after_a_block_the_mempool_keeps_only_what_still_applies(funded: Any) -> None:
     state, keys = funded
     pool = Mempool(state.chain_id)
@@ -323,9 +360,39 @@ def test_messages_decode_to_their_type_and_garbage_is_refused(funded: Any) -> No
     assert SignedBlock.__struct_config__.tag == "block"
 
 
+def test_a_transaction_batch_decodes_whole_or_not_at_all(funded: Any) -> None:
+    state, keys = funded
+    txs = tuple(_transfer(state.chain_id, keys[-1], nonce) for nonce in range(1, 4))
+    batch = TxBatch(txs, everyone=False)
+    assert decode_message(encode(batch)) == batch and frame_kind(encode(batch)) is Kind.TRANSACTION
+    flagged = TxBatch(txs, everyone=True)
+    assert decode_message(encode(flagged)) == flagged and frame_kind(encode(flagged)) is Kind.TRANSACTION
+    assert decode_message(encode(TxBatch(txs * (TX_BATCH // 3), everyone=False))) == TxBatch(
+        txs * (TX_BATCH // 3), everyone=False
+    )
+    entry = encode(txs[0])
+    too_many = encode(["txs", [txs[0]] * (TX_BATCH + 1), False])
+    malformed = (
+        encode(["txs", [], False]),  # empty
+        too_many,  # oversized
+        encode(["txs", [txs[0], ["transfer", 1]], False]),  # an entry that is no transaction
+        encode(["txs", [txs[0], SyncRequest(5)], False]),  # an entry of another message
+        encode(["txs", txs[0], False]),  # not a list
+        b"\x93\xa3txs\x91" + entry[:-1],  # an entry cut short
+        encode(["txs", list(txs), False]) + b"\x00",  # trailing bytes
+        encode(["txs", list(txs), 1]),  # a flag that is no bool
+        encode(["txs", list(txs)]),  # no flag (a short form would also pass for another lane)
+        encode(["txs", list(txs), True, True]),  # a field too many
+    )
+    for junk in malformed:
+        with pytest.raises(DecodeError):
+            decode_message(junk)
+
+
 class FakeNode:
     def __init__(self) -> None:
         self.submitted: list[Any] = []
+        self.batches: list[int] = []
 
     def status(self) -> dict[str, int]:
         return {"height": 3}
@@ -335,6 +402,16 @@ class FakeNode:
             raise InvalidEvent("nonce 2 is not the next")
         self.submitted.append(tx)
         return compute_event_hash(tx)
+
+    def submit_batch(self, txs: list[Any]) -> list[bytes | InvalidEvent]:
+        self.batches.append(len(txs))
+        results: list[bytes | InvalidEvent] = []
+        for tx in txs:
+            try:
+                results.append(self.submit(tx))
+            except InvalidEvent as exc:
+                results.append(exc)
+        return results
 
 
 @pytest.mark.parametrize(
@@ -396,6 +473,11 @@ def test_the_admin_endpoint_submits_and_says_why_it_refuses(funded: Any) -> None
     batch = {"jsonrpc": "2.0", "id": 9, "method": "submit_transactions", "params": {"txs": [good, bad, "zz"]}}
     results = json.loads(answer(node, json.dumps(batch).encode()))["result"]  # type: ignore[arg-type]
     assert "hash" in results[0] and "nonce" in results[1]["error"] and "hex" in results[2]["error"]
+    assert node.batches == [2]  # what decodes goes to the node in one batch
+    batch["params"] = {"txs": ["zz", bad, good, "00"]}
+    results = json.loads(answer(node, json.dumps(batch).encode()))["result"]  # type: ignore[arg-type]
+    assert "hex" in results[0]["error"] and "refused: nonce" in results[1]["error"]
+    assert "hash" in results[2] and "hex" in results[3]["error"] and node.batches == [2, 2]
     assert json.loads(answer(node, b'{"jsonrpc": "2.0", "id": 1, "method": "status"}'))["result"] == {
         "height": 3
     }  # type: ignore[arg-type]

@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from p2p.host import DATA, Host, HostConfig
-from p2p.secure import HandshakeFailed, PeerClosed, ProtocolViolation, SecureChannel, handshake
+from p2p.secure import ConnectionCut, HandshakeFailed, PeerClosed, ProtocolViolation, SecureChannel, handshake
 from state.crypto import ed25519
 from state.types import NodeKey
 from tests.exports import Recorder
@@ -279,3 +280,69 @@ async def test_repeat_offenders_are_banned(nursery: trio.Nursery) -> None:
         ):
             with trio.fail_after(10):
                 await channel.receive()  # …but the host hangs up at once
+
+
+class _Dribble(trio.abc.Stream):
+    """A stream that hands out at most ``step`` bytes per read (a slow or fragmenting link)."""
+
+    def __init__(self, inner: trio.abc.Stream, step: int) -> None:
+        self.inner, self.step, self.reads = inner, step, 0
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        self.reads += 1
+        return await self.inner.receive_some(min(self.step, max_bytes or self.step))
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self.inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def _channels() -> tuple[SecureChannel, SecureChannel]:
+    left, right = trio.testing.memory_stream_pair()
+    channels: list[SecureChannel] = []
+    async with trio.open_nursery() as nursery:
+
+        async def side(stream: trio.abc.Stream, n: int, initiator: bool) -> None:
+            channels.append(await handshake(stream, key(n), chain_id="test", initiator=initiator))
+
+        nursery.start_soon(side, left, 1, True)
+        nursery.start_soon(side, right, 2, False)
+    first, second = sorted(channels, key=lambda c: not c.initiator)
+    return first, second
+
+
+@pytest.mark.parametrize("step", [1, 7, 65_536])
+async def test_frames_come_out_whole_whatever_the_reads_cut(step: int) -> None:
+    sender, receiver = await _channels()
+    receiver.stream = dribble = _Dribble(receiver.stream, step)
+    frames = [bytes([n]) * n for n in range(1, 40)] + [b"\xab" * 150_000]  # the last spans records
+    for frame in frames:  # a record (or three) each
+        await sender.send([frame])
+    got: list[bytes] = []
+    while len(got) < len(frames):
+        got += await receiver.receive_batch()
+    assert got == frames
+    if step == 65_536:  # a burst is read in a few reads, not two per record (82 of them)
+        assert dribble.reads <= 6
+    await sender.stream.send_all(b"\x00\x00")  # an empty record
+    with pytest.raises(ProtocolViolation, match="empty record"):
+        await receiver.receive()
+
+
+async def test_a_close_between_frames_is_clean_and_mid_record_is_a_cut() -> None:
+    sender, receiver = await _channels()
+    await sender.send([b"last"])
+    await sender.stream.aclose()
+    assert await receiver.receive() == b"last"
+    with pytest.raises(PeerClosed):
+        await receiver.receive()
+    sender, receiver = await _channels()
+    await sender.stream.send_all(b"\x00\x10partial")
+    await sender.stream.aclose()
+    with pytest.raises(ConnectionCut):
+        await receiver.receive()

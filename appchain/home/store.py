@@ -519,13 +519,26 @@ class BlockStore:
 
     def remember(self, height: int, round_: int, stage: int, digest: bytes) -> bytes:
         """Store ``digest`` for the slot, durably, unless one is there; return the stored one."""
-        key = GUARD_PREFIX + height.to_bytes(8, "big") + round_.to_bytes(2, "big") + stage.to_bytes(2, "big")
-        stored = self._get(key)
+        stored = self.get_slot(height, round_, stage)
         if stored is not None:
             return stored
-        with self._batch(describe_key(key), sync=True) as batch:
-            batch.put(key, digest)
+        self.put_slots({(height, round_, stage): digest})
         return digest
+
+    def get_slot(self, height: int, round_: int, stage: int) -> bytes | None:
+        """The payload hash recorded for the slot, or None."""
+        return self._get(_slot_key(height, round_, stage))
+
+    def put_slots(self, slots: dict[tuple[int, int, int], bytes]) -> None:
+        """Record every slot's payload hash in one synced batch; a slot already recorded keeps its
+        own. Safe from a worker thread (LevelDB orders concurrent writes)."""
+        keys = {_slot_key(*slot): digest for slot, digest in slots.items()}
+        fresh = {key: digest for key, digest in keys.items() if self._get(key) is None}
+        if not fresh:
+            return
+        with self._batch("the double-sign records", sync=True) as batch:
+            for key, digest in fresh.items():
+                batch.put(key, digest)
 
     def forget_slots_below(self, height: int) -> None:
         """Forget guard slots below ``height`` (final heights can never be signed again)."""
@@ -564,3 +577,7 @@ def _leveldb_message(exc: plyvel.Error) -> str:
     """LevelDB's own words (plyvel passes them as bytes)."""
     detail = exc.args[0] if exc.args else exc
     return detail.decode("utf-8", "replace") if isinstance(detail, bytes) else str(detail)
+
+
+def _slot_key(height: int, round_: int, stage: int) -> bytes:
+    return GUARD_PREFIX + height.to_bytes(8, "big") + round_.to_bytes(2, "big") + stage.to_bytes(2, "big")

@@ -9,7 +9,8 @@ open, so no other process may), and the devnet's live view polls it. Methods:
                             its process id
 ``submit_transaction``      ``{"tx": hex}``: a canonical signed transaction into the mempool
                             and out to every peer; answers its hash, or why it was refused
-``submit_transactions``     ``{"txs": [hex, …]}``: up to 5,000 at once (load generators); one
+``submit_transactions``     ``{"txs": [hex, …]}``: up to 5,000 at once (load generators), out to
+                            the peers as one frame per 512 kept; one
                             result (hash or error) per transaction
 ``peers``                   the connected peers: node key and address
 ``set_uptime_proofs``       ``{"enabled": bool}``: stop or resume this node's uptime proofs
@@ -43,7 +44,7 @@ import functools
 import json
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Protocol
 
 import msgspec
@@ -69,9 +70,12 @@ from appchain.rpc.jsonrpc import (
 )
 from appchain.rpc.served import PublicNode, tip_view
 from appchain.rpc.transactions import coinbase_sum
+from consensus.mempool import MempoolFull
 from consensus.node import NodeCore
 from p2p.host import Host
 from state.encoding import DecodeError, decode_json
+from state.errors import InvalidEvent
+from state.events import Transaction
 from state.nodes import get_node
 
 __all__ = [
@@ -117,6 +121,11 @@ class AdminNode(PublicNode, Protocol):
 
     def status(self) -> dict[str, Any]: ...
 
+    def submit_batch(self, txs: Sequence[Transaction]) -> list[bytes | InvalidEvent | MempoolFull]:
+        """Each into the mempool, those kept out to the peers in as few frames as can be: per
+        transaction its hash or why it was refused."""
+        ...
+
 
 def _status(node: AdminNode, params: NoParams) -> Any:
     return node.status()
@@ -142,12 +151,23 @@ class TransactionsParams(Params, frozen=True):
 
 
 def _submit_transactions(node: AdminNode, params: TransactionsParams) -> Any:
-    results: list[dict[str, str]] = []
+    """Each transaction that decodes goes to the node in one batch (one frame to each peer)."""
+    decoded: list[Transaction | RpcError] = []
     for text in params.txs:
         try:
-            results.append({"hash": submit(node, decode_transaction_hex(text, "tx")).hex()})
+            decoded.append(decode_transaction_hex(text, "tx"))
         except RpcError as exc:
-            results.append({"error": str(exc)})
+            decoded.append(exc)
+    outcomes = iter(node.submit_batch([tx for tx in decoded if not isinstance(tx, RpcError)]))
+    results: list[dict[str, str]] = []
+    for item in decoded:
+        outcome = item if isinstance(item, RpcError) else next(outcomes)
+        if isinstance(outcome, bytes):
+            results.append({"hash": outcome.hex()})
+        elif isinstance(outcome, RpcError):
+            results.append({"error": str(outcome)})
+        else:
+            results.append({"error": str(RpcError(-32000, f"refused: {outcome}"))})
     return results
 
 

@@ -5,7 +5,8 @@ queues it here; the core loop takes them out a slice at a time. What waits is wo
 put on this node, so it is bounded per peer as well as in total. Frames are told apart by their
 first bytes, before anything is decoded (:func:`frame_kind`):
 
-- *transactions* (``tx``): a signature check each, and they can wait;
+- *transactions* (``tx``, and ``txs``: a batch, counted as one frame against the transaction
+  bounds and by its size against the byte bounds): a signature check each, and they can wait;
 - *requests* answered from the store (block sync, state sync): a peer has at most
   ``peer_requests`` waiting (an honest one has one block-sync request or four chunk requests out
   at a time);
@@ -39,6 +40,7 @@ from consensus.messages import (
     HeadersRequest,
     SnapshotsRequest,
     SyncRequest,
+    TxBatch,
     TxMessage,
 )
 from state.encoding import Record
@@ -62,6 +64,7 @@ def tag_prefix(record: type[Record]) -> bytes:
 
 
 TX_PREFIX = tag_prefix(TxMessage)
+TX_PREFIXES = (TX_PREFIX, tag_prefix(TxBatch))
 REQUEST_PREFIXES = tuple(
     tag_prefix(record)
     for record in (SyncRequest, SnapshotsRequest, CheckpointsRequest, HeadersRequest, ChunkRequest)
@@ -70,7 +73,7 @@ REQUEST_PREFIXES = tuple(
 
 def frame_kind(payload: bytes) -> Kind:
     """The kind of a frame, by its first bytes (a frame that lies about it fails to decode)."""
-    if payload.startswith(TX_PREFIX):
+    if payload.startswith(TX_PREFIXES):
         return Kind.TRANSACTION
     if payload.startswith(REQUEST_PREFIXES):
         return Kind.REQUEST

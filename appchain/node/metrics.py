@@ -248,6 +248,12 @@ class _NodeCollector(Collector):
             "Rounds this node was a validator of and did not sign, among those remembered",
             core.pulse_record.missed(core.node_key),
         )
+        yield counter("appchain_p2p_frames_arrived", "Frames peers sent this node", status["frames_arrived"])
+        yield counter(
+            "appchain_p2p_frames_duplicate",
+            "Gossip frames this node already had, dropped by their hash before decoding",
+            status["frames_duplicate"],
+        )
         yield counter(
             "appchain_p2p_violations", "Peers dropped for breaking the protocol", node.host.violations
         )

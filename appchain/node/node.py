@@ -10,6 +10,10 @@ One trio nursery runs:
   actions go out through the host: direct sends to quorum members, gossip to every peer, sync
   requests to a few. New gossip is passed on once (de-duplicated by hash, before decoding):
   blocks and certificates to every peer, transactions, votes and proofs to a few random ones.
+  Transactions travel many to a frame (:class:`~consensus.messages.TxBatch`): what one admin call
+  submits goes out as one frame, and a batch is passed on as it came when this node kept all of
+  it (so the copies are dropped by the frame's hash), else as a batch of what it kept; not at all
+  when its origin was connected to every node it knows (a full mesh: every peer has it).
   Frames wait in the :class:`~appchain.node.inbox.Inbox`, bounded per peer and handled peer by peer
   in turn, consensus frames before transactions, so neither a flood of transactions nor one
   peer's backlog can starve a Pulse round. What a banned peer left waiting is dropped unread,
@@ -35,10 +39,12 @@ state sync and running until a signal is :mod:`appchain.node.run`. The servers t
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import secrets
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +64,7 @@ from appchain.node.ledger import ChainLedger
 from appchain.node.log import Logger
 from appchain.node.metrics import NodeMetrics, SignatureClock
 from appchain.node.settings import host_config, inbox_limits, naming_listener, relay_limits
+from appchain.node.slots import DeferredSlots
 from appchain.node.statesync import answer
 from appchain.rpc.jsonrpc import RpcError, serve_on
 from appchain.rpc.methods import call_method
@@ -65,14 +72,17 @@ from appchain.rpc.server import RpcLimits, RpcServer, serve_rpc
 from appchain.rpc.storage import StorageServer, serve_storage
 from consensus.evidence import Evidence
 from consensus.guard import GuardedSigner
+from consensus.mempool import MempoolFull
 from consensus.messages import (
     SYNC_REQUESTS,
     SYNC_RESPONSES,
+    TX_BATCH,
     Certified,
     CheckpointVote,
     Message,
     SignedBlock,
     SyncRequest,
+    TxBatch,
     TxMessage,
     VoteMessage,
     decode_message,
@@ -95,6 +105,7 @@ from consensus.pulse import Timing
 from consensus.uptime import DEVNET_UPTIME, MAINNET_UPTIME, UptimeProof
 from p2p.host import Host
 from state.encoding import DecodeError, encode
+from state.errors import InvalidEvent
 from state.events import Transaction, compute_event_hash
 from state.hashing import blake3_256
 from state.membership import get_swarms
@@ -115,14 +126,20 @@ RELAY_FANOUT = 3
 ANSWER_BACKLOG = 8 * 1024 * 1024
 """Bytes of earlier answers a peer may leave unread in its send queue and still be answered."""
 ANSWERED_FROM_STORE = (SyncRequest, *SYNC_REQUESTS)
-GOSSIP = (SignedBlock, CheckpointVote, Certified, VoteMessage, UptimeProof, TxMessage)
+GOSSIP = (SignedBlock, CheckpointVote, Certified, VoteMessage, UptimeProof, TxMessage, TxBatch)
 
 
 @dataclass
 class Counters:
     frames: int = 0
+    """Frames decoded (those that waited in the inbox and were not a known copy)."""
     undecodable: int = 0
     dropped: int = 0
+    arrived: int = 0
+    """Every frame a peer sent us, before any check."""
+    duplicates: int = 0
+    """Gossip we already had, dropped by its hash unread (at arrival, or after waiting behind the
+    first copy in the inbox)."""
 
 
 class Node:
@@ -140,6 +157,11 @@ class Node:
         self.journal = Journal(history_path(home.path))
         """What this node finalized and signed, for the run checker (:mod:`appchain.lab.checker`)."""
         self.ledger = ChainLedger(chain)
+        self.slots = DeferredSlots(chain.store)
+        """The double-sign record: slots written off the event loop (:mod:`appchain.node.slots`)."""
+        self._held: list[Action] = []
+        """Actions waiting for the slots their signatures need to be on disk."""
+        self._slots_due = trio.Event()
         self.clock_offset = config.clock_offset
         uptime = DEVNET_UPTIME if params.block_time < 60_000 else MAINNET_UPTIME  # block_time: ms
         self.core = NodeCore(
@@ -153,7 +175,7 @@ class Node:
                 p2p_port=config.p2p_address[1],
                 storage_port=config.served_storage_port,
             ),
-            Identity(key, bls_secret, GuardedSigner(key, JournaledSlots(chain.store, self.journal))),
+            Identity(key, bls_secret, GuardedSigner(key, JournaledSlots(self.slots, self.journal))),
             self.ledger,
             random_bytes=secrets.token_bytes,
             probe=self.probe,
@@ -228,6 +250,8 @@ class Node:
             )
             self.carry_out(self.core.start(self.now(), first_proof_in=1.0))
             self._follow_final(self.ledger.final_height)
+            self.slots.write_at_once = False
+            nursery.start_soon(self.faults.supervise, "slots", self._slot_writer)
             nursery.start_soon(self.faults.supervise, "core", self._core_loop)
             nursery.start_soon(self.faults.supervise, "peers", self._peer_loop)
             task_status.started()
@@ -248,6 +272,19 @@ class Node:
                     await self._arrived.wait()
                 continue
             await trio.sleep(0)  # let the host's tasks read and write between two slices
+
+    async def _slot_writer(self) -> None:
+        """Write the double-sign slots the core remembered, in a worker thread, then release what
+        was held for them (:mod:`appchain.node.slots`)."""
+        while True:
+            await self._slots_due.wait()
+            self._slots_due = trio.Event()
+            while self.slots.pending:
+                slots = self.slots.take()
+                await trio.to_thread.run_sync(self.slots.write, slots)
+                self.slots.written(slots)
+            held, self._held = self._held, []
+            self._carry_out(held)
 
     async def _peer_loop(self) -> None:
         """Keep peers: every node whose uptime proof we accepted, plus the configured ones; send
@@ -278,7 +315,11 @@ class Node:
         """From the host: queue the frame in the inbox (bounded per peer, see :mod:`appchain.node.inbox`).
         Its hash, taken once here, drops gossip we already have before it is decoded."""
         digest = blake3_256(payload)
-        if digest in self.seen or self.host.is_banned(sender):
+        self.counters.arrived += 1
+        if digest in self.seen:
+            self.counters.duplicates += 1
+            return
+        if self.host.is_banned(sender):
             return
         refused = self.inbox.offer(sender, payload, digest)
         if refused is not None:
@@ -346,10 +387,14 @@ class Node:
         gossip = isinstance(message, GOSSIP)
         if gossip:
             if digest in self.seen:  # a copy that arrived while the first one waited in the queue
+                self.counters.duplicates += 1
                 return
             self._remember(digest)
+        waiting = len(self.core.mempool)
         actions = self.core.on_message(message, sender, self.now())
-        if gossip and self._should_relay(message, actions):
+        if isinstance(message, TxBatch):
+            self._relay_batch(message, payload, sender, len(self.core.mempool) - waiting, actions)
+        elif gossip and self._should_relay(message, actions):
             if isinstance(message, TxMessage | VoteMessage | UptimeProof):
                 self._relay_to_some(payload, sender)
             else:
@@ -367,6 +412,44 @@ class Node:
         if isinstance(message, TxMessage):
             return compute_event_hash(message.tx) in self.core.mempool
         return not any(isinstance(a, Penalize) for a in actions)
+
+    def _relay_batch(
+        self, batch: TxBatch, payload: bytes, sender: NodeKey, kept: int, actions: list[Action]
+    ) -> None:
+        """Pass a batch on to a few peers: as it came when all of it is new and kept here (its
+        copies die at the frame hash), else only what it added to the mempool (checked, so no
+        peer is punished for what we pass on), and nothing from a peer that sent a forgery, nor
+        what its origin sent to every node.
+        ``kept`` is how much the mempool grew while the core took the batch."""
+        if batch.everyone or kept <= 0 or any(isinstance(a, Penalize) for a in actions):
+            return
+        if kept < len(batch.txs):  # the newest in the mempool are what this batch added
+            txs = tuple(itertools.islice(reversed(self.core.mempool.txs.values()), kept))[::-1]
+            payload = encode(TxBatch(txs, everyone=False))
+            self._remember(blake3_256(payload))
+        self._relay_to_some(payload, sender)
+
+    def submit_batch(self, txs: Sequence[Transaction]) -> list[bytes | InvalidEvent | MempoolFull]:
+        """Transactions from the admin endpoint: each into our mempool, then those kept to every
+        peer in as few frames as :data:`~consensus.messages.TX_BATCH` allows. One result per
+        transaction: its hash, or why it was refused."""
+        results: list[bytes | InvalidEvent | MempoolFull] = []
+        kept: list[Transaction] = []
+        state, now = self.ledger.state, self.now()
+        for tx in txs:
+            try:
+                results.append(self.core.mempool.add(tx, state, now))
+            except (InvalidEvent, MempoolFull) as exc:
+                results.append(exc)
+                continue
+            kept.append(tx)
+        peers = self.host.connected
+        everyone = set(self.host.targets) <= set(peers)  # every node we know of, connected
+        for start in range(0, len(kept), TX_BATCH):
+            payload = encode(TxBatch(tuple(kept[start : start + TX_BATCH]), everyone))
+            self._remember(blake3_256(payload))
+            self.host.broadcast(payload)
+        return results
 
     def submit(self, tx: Transaction) -> bytes:
         """A transaction from the admin endpoint: into our mempool, then to every peer.
@@ -391,6 +474,15 @@ class Node:
             self.host.send(peer, payload)
 
     def carry_out(self, actions: list[Action]) -> None:
+        """Do what the core decided; held, in order, while a slot a signature needs is not on
+        disk yet (and behind what is held already)."""
+        if self.slots.pending or self._held:
+            self._held.extend(actions)
+            self._slots_due.set()
+            return
+        self._carry_out(actions)
+
+    def _carry_out(self, actions: list[Action]) -> None:
         for action in actions:
             if isinstance(action, Send):
                 self.host.send(action.to, encode(action.message))
@@ -557,6 +649,8 @@ class Node:
             "signed": self.core.signed,
             "p2p_violations": self.host.violations,
             "frames": self.counters.frames,
+            "frames_arrived": self.counters.arrived,
+            "frames_duplicate": self.counters.duplicates,
             "undecodable": self.counters.undecodable,
             "seconds": round(time.time() - self.started, 1),
             "cpu_seconds": round(time.process_time(), 3),

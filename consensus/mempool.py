@@ -14,6 +14,13 @@ full and fails its signature, which is what gets the peer that sent it punished.
 After each block the pool drops what the block included and re-checks the rest against the new
 tip, in arrival order, dropping whatever no longer applies (a nonce used by a block from
 another producer, a balance spent). The producer takes transactions in arrival order.
+
+That re-check costs the state rules of every waiting transaction at every block, on the event
+loop. So besides its configured capacity the pool holds at most :attr:`Mempool.backlog` (the
+node core sets it to a few templates' worth, :data:`consensus.node.BACKLOG_TEMPLATES`): beyond
+what the chain can include in the next blocks, a newcomer is refused as "full" at once (the
+wallet's signal to wait), rather than kept at a cost every block that stalled Pulse rounds under
+an offered load above the chain's capacity.
 """
 
 from __future__ import annotations
@@ -41,6 +48,8 @@ class Mempool:
         self.chain_id = chain_id
         self.capacity = capacity
         self.txs: dict[Hash32, Transaction] = {}
+        self.backlog: int | None = None
+        """At most this many waiting (None: the capacity only); see the module's docstring."""
         self._view: Overlay | None = None
         self._ctx: BlockContext | None = None
 
@@ -69,6 +78,8 @@ class Mempool:
             return tx_hash
         if len(self.txs) >= self.capacity:
             raise MempoolFull(f"the mempool holds {self.capacity} transactions")
+        if self.backlog is not None and len(self.txs) >= self.backlog:
+            raise MempoolFull(f"the mempool holds {self.backlog} transactions, the next blocks' worth")
         if self._view is None or self._ctx is None or self._ctx.prev_hash != state.block_hash:
             self._rebuild(state, now)
         assert self._view is not None and self._ctx is not None

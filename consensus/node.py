@@ -26,6 +26,7 @@ import heapq
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from consensus.budget import TemplateBudget
 from consensus.checkpoint import (
     CheckpointCertificate,
     InvalidCertificate,
@@ -172,6 +173,14 @@ class CoreConfig:
     p2p_port: int = 0
     storage_port: int = 0
     version: tuple[int, int, int] = (1, 0, 0)
+    timer: Callable[[], float] | None = None
+    """A wall clock for the template budget (:mod:`consensus.budget`); None: full templates
+    (the simulator, whose runs must not depend on the machine's speed)."""
+
+
+BACKLOG_TEMPLATES = 3
+"""How many templates' worth of transactions the mempool keeps waiting (:mod:`consensus.mempool`):
+enough for the next template and what arrives during its round, no more to re-check each block."""
 
 
 @dataclass
@@ -305,6 +314,9 @@ class NodeCore:
         self.votes: dict[tuple[int, bytes], dict[int, bytes]] = {}
         self.vote_pool: dict[tuple[int, int, int], dict[int, Vote]] = {}
         self.mempool = Mempool(self.config.chain_id, self.config.mempool_capacity)
+        self.budget = TemplateBudget(self.config.timing.stage_seconds, self.config.timer)
+        """How full this node makes its templates: what validators execute within a stage."""
+        self._bound_backlog(self.ledger.state)
         self.produced = 0
         """Blocks of our chain this node produced (since it started)."""
         self.signed = 0
@@ -615,18 +627,27 @@ class NodeCore:
             if len(votes) >= compute_vote_threshold(quorum, quorum.workers[w], params):
                 ordered = tuple(sorted(votes.values(), key=lambda v: v.validator_index))
                 events.append(StateChange(Height(h), w, new_state, ordered))
-        events += self.mempool.take(state.params.max_block_events - len(events))
+        events += self.mempool.take(max(0, self.budget.limit(state.params.max_block_events) - len(events)))
         while True:
+            started = self.budget.start()
             try:
                 pending = propose_block(
                     state, events, timestamp, producer=producer, round_=round_, verified=self.mempool
                 )
+                self.budget.observe(len(events), started)
+                self._bound_backlog(state)
                 return pending.block
             except InvalidBlock as exc:
                 if exc.event_index is None:
                     raise
                 stale = events.pop(exc.event_index)  # stale or already applied: leave it out
                 self.mempool.remove(stale)
+
+    def _bound_backlog(self, state: State) -> None:
+        """The mempool keeps :data:`BACKLOG_TEMPLATES` templates' worth, as last measured (none
+        while the budget has no clock: the simulator keeps its configured capacity)."""
+        if self.budget.timer is not None:
+            self.mempool.backlog = BACKLOG_TEMPLATES * self.budget.limit(state.params.max_block_events)
 
     def max_template_lead_ms(self) -> int:
         """How far ahead of this node's clock a template's timestamp may be, in milliseconds: the
@@ -658,10 +679,13 @@ class NodeCore:
             return False
         if header.timestamp > to_ms(now) + self.max_template_lead_ms():
             return False
+        started = self.budget.start()
         try:
             execute_block(self.ledger.state, block, verify_signatures=False)
         except InvalidBlock:
             return False
+        self.budget.observe(len(block.events), started)
+        self._bound_backlog(self.ledger.state)
         return True
 
     def _drive(self, round_actions: Sequence[object], now: float) -> list[Action]:

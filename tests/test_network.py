@@ -828,6 +828,7 @@ def check_metrics(url: str) -> None:
     assert values["appchain_final_height"] <= info["immutable_height"]
     assert values["appchain_height"] >= values["appchain_final_height"] >= 4
     assert values["appchain_peers"] == NODES - 1 and values["appchain_mempool_transactions"] >= 0
+    assert 100 <= values["appchain_template_event_limit"] <= 10_000
     assert values['appchain_service_node_state{state="active"}'] == 1
     assert values['appchain_rpc_calls_total{method="get_info",outcome="ok"}'] >= 1
     assert 'appchain_rpc_call_seconds_bucket{le="0.01",method="get_info"}' in values

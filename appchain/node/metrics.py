@@ -241,6 +241,11 @@ class _NodeCollector(Collector):
             yield gauge("appchain_checkpoint_votes_needed", "Votes that checkpoint needs", needed)
         yield gauge("appchain_peers", "Connected peers", len(node.host.peers))
         yield gauge("appchain_mempool_transactions", "Transactions waiting in the mempool", len(core.mempool))
+        yield gauge(
+            "appchain_template_event_limit",
+            "Events this node would put in a block template now (its execution-time budget)",
+            core.budget.limit(state.params.max_block_events),
+        )
         yield counter("appchain_blocks_produced", "Blocks this node produced", core.produced)
         yield counter("appchain_blocks_signed", "Blocks this node signed as a Pulse validator", core.signed)
         yield gauge(

@@ -174,6 +174,7 @@ class Node:
                 public_ip=config.public_ip,
                 p2p_port=config.p2p_address[1],
                 storage_port=config.served_storage_port,
+                timer=time.perf_counter,
             ),
             Identity(key, bls_secret, GuardedSigner(key, JournaledSlots(self.slots, self.journal))),
             self.ledger,

@@ -57,7 +57,7 @@ from p2p.secure import NOISE_PROTOCOL, PROLOGUE, HandshakeFailed, handshake
 from state.crypto import ed25519
 from state.encoding import encode
 from state.events import Transaction
-from state.types import Nonce
+from state.types import AccountKey, Nonce
 
 RPC_BATCH = 50
 """Calls in a batch (the node's most)."""
@@ -89,12 +89,14 @@ class Closed(Exception):
 class Forgeries:
     """Distinct transactions whose sender signature does not verify: a transfer and a registration
     (with valid node-key proofs, the expensive kind to check in the wrong order) signed once by a
-    throwaway key, then renumbered with the signature kept, so each is new to the node's
-    duplicate filter and costs it a whole signature check."""
+    throwaway key, then given a new sender each with the signature kept: nonce 1 is each
+    sender's next, so each is new to the node's duplicate filter, passes the nonce check the
+    mempool makes first, and costs it a whole signature check."""
 
     def __init__(self, chain_id: str) -> None:
         key = ed25519.SigningKey(os.urandom(32))
         self.templates = [transactions(chain_id, key)[name] for name in ("transfer", "registration")]
+        self.prefix = os.urandom(24)
         self.count = 0
 
     def __iter__(self) -> Iterator[Transaction]:
@@ -103,7 +105,8 @@ class Forgeries:
     def __next__(self) -> Transaction:
         self.count += 1
         template = self.templates[self.count % len(self.templates)]
-        return msgspec.structs.replace(template, nonce=Nonce(1_000_000 + self.count))
+        sender = AccountKey(self.prefix + self.count.to_bytes(8, "big"))
+        return msgspec.structs.replace(template, sender=sender, nonce=Nonce(1))
 
 
 def send_transaction_call(tx: Transaction, call_id: int) -> dict[str, Any]:

@@ -9,10 +9,13 @@ this is the producer's own choice of how full to make a valid block, the way a m
 which transactions to take (CometBFT's ``max_bytes`` and Oxen's block weight limit are the hard
 caps; what a proposer fits under them is its own).
 
-The producer keeps a limit it adjusts on what executing a template took on its own clock (its own
-templates and those it validates): an execution over ``TEMPLATE_SHARE`` of the stage timeout
-shrinks the limit in proportion; a full template executed well within it lets the limit grow, at
-most doubling a block, up to the chain's limit. Targeting the time rather than a cost per event
+Each node keeps a limit it adjusts on what executing the templates it validates took on its own
+clock (not its own builds: the producer executes alone, its validators all at once, so on shared
+cores a validator's time is the one the stage waits for, several times the producer's). An
+execution over ``TEMPLATE_SHARE`` of the stage timeout shrinks the limit in proportion; a full
+template executed well within it lets the limit grow, by at most a quarter a block, up to the
+chain's limit; a backup round's producer takes half its limit (the round before may have failed
+for its template's size). Targeting the time rather than a cost per event
 keeps the block's fixed costs (the tree's root, the checkpoint commitment) from reading as a
 per-event cost that small blocks would then never outgrow. The validators run the same code on
 similar machines; the share leaves them room for a slower core, the network and their other
@@ -32,7 +35,7 @@ INITIAL_TEMPLATE_EVENTS = 1_000
 """The limit before anything is measured: a second of transfers at this project's test rates."""
 MIN_TEMPLATE_EVENTS = 100
 """However slow the measure says this machine is, a template may take this many events."""
-MAX_GROWTH = 2.0
+MAX_GROWTH = 1.25
 """A limit grows at most this much a block (a full template executed well within the budget)."""
 FULL = 0.9
 """A template of at least this share of the limit counts as full (the limit was what held it)."""
@@ -65,8 +68,10 @@ class TemplateBudget:
         elif events >= FULL * self.events:
             self.events = round(self.events * min(MAX_GROWTH, self.seconds / took))
 
-    def limit(self, chain_limit: int) -> int:
-        """The events a template may carry now: the chain's limit, capped by the time budget."""
+    def limit(self, chain_limit: int, round_: int = 0) -> int:
+        """The events a template of ``round_`` may carry now: the chain's limit, capped by the
+        time budget (halved for a backup round)."""
         if self.timer is None:
             return chain_limit
-        return max(MIN_TEMPLATE_EVENTS, min(chain_limit, self.events))
+        events = self.events if round_ == 0 else self.events // 2
+        return max(MIN_TEMPLATE_EVENTS, min(chain_limit, events))

@@ -6,9 +6,10 @@ chain: 5, 6, 7 may all wait at once, a second spend of the same balance may not)
 bounded by count; a full pool refuses newcomers rather than evicting (no fee market yet).
 
 Each signature is checked once: a transaction already waiting is known by its hash, and one whose
-nonce the sender has already used (at the tip or by a transaction waiting here: most often a
-gossip copy of a transaction a block already included) is refused before its signature is
-checked, since no signature could make it apply. A forgery with an unused nonce is checked in
+nonce is not the sender's next (used at the tip or by a transaction waiting here: most often a
+gossip copy of a transaction a block already included; or beyond it, leaving a gap: a wallet
+offering again what a full pool refused) is refused before its signature is checked, since no
+signature could make it apply. A forgery with an unused nonce is checked in
 full and fails its signature, which is what gets the peer that sent it punished.
 
 After each block the pool drops what the block included and re-checks the rest against the new
@@ -86,6 +87,8 @@ class Mempool:
         used = get_account(self._view, tx.sender).nonce
         if tx.nonce <= used:  # before the signature: a used nonce never applies
             raise BadNonce(f"nonce {tx.nonce} is used: the sender's next nonce is {used + 1}")
+        if tx.nonce > used + 1:  # nor one that leaves a gap (the state rule refuses it too)
+            raise BadNonce(f"nonce {tx.nonce} leaves a gap: the sender's next nonce is {used + 1}")
         validate_basic(tx, self.chain_id)
         process_event(self._view, tx, self._ctx)  # raises InvalidEvent, the view untouched
         self.txs[tx_hash] = tx

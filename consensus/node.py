@@ -627,15 +627,13 @@ class NodeCore:
             if len(votes) >= compute_vote_threshold(quorum, quorum.workers[w], params):
                 ordered = tuple(sorted(votes.values(), key=lambda v: v.validator_index))
                 events.append(StateChange(Height(h), w, new_state, ordered))
-        events += self.mempool.take(max(0, self.budget.limit(state.params.max_block_events) - len(events)))
+        limit = self.budget.limit(state.params.max_block_events, round_)
+        events += self.mempool.take(max(0, limit - len(events)))
         while True:
-            started = self.budget.start()
             try:
                 pending = propose_block(
                     state, events, timestamp, producer=producer, round_=round_, verified=self.mempool
                 )
-                self.budget.observe(len(events), started)
-                self._bound_backlog(state)
                 return pending.block
             except InvalidBlock as exc:
                 if exc.event_index is None:

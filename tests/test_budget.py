@@ -43,22 +43,25 @@ def _executed(budget: TemplateBudget, clock: FakeClock, events: int, seconds: fl
 
 def test_the_limit_follows_what_executing_a_template_took() -> None:
     """Over the budget (half the stage) the limit shrinks in proportion, never under the floor;
-    a full template well within it lets the limit grow, at most doubling a block, never past the
-    chain's limit; a template that was not full, or that took about the budget, changes nothing."""
+    a full template well within it lets the limit grow, by at most a quarter a block, never past
+    the chain's limit; a template that was not full, or that took about the budget, changes
+    nothing; a backup round's template takes half."""
     clock = FakeClock()
     budget = TemplateBudget(stage_seconds=1.0, timer=clock)
     assert budget.seconds == 0.5 and budget.limit(10_000) == INITIAL_TEMPLATE_EVENTS
+    assert budget.limit(10_000, round_=1) == INITIAL_TEMPLATE_EVENTS // 2
     _executed(budget, clock, 1_000, 1.0)  # twice the budget
     assert budget.limit(10_000) == 500
     _executed(budget, clock, 500, 100.0)  # a machine that stalled
     assert budget.limit(10_000) == MIN_TEMPLATE_EVENTS
-    _executed(budget, clock, 100, 0.001)  # full and fast: at most doubles
+    assert budget.limit(10_000, round_=2) == MIN_TEMPLATE_EVENTS  # the floor holds for backups too
+    _executed(budget, clock, 100, 0.001)  # full and fast: grows by at most a quarter
     assert budget.limit(10_000) == MAX_GROWTH * MIN_TEMPLATE_EVENTS
-    _executed(budget, clock, 200, 0.4)  # full, within the budget, but not twice within: grows less
-    assert budget.limit(10_000) == 250
+    _executed(budget, clock, 125, 0.45)  # full, within the budget, but not a quarter within: grows less
+    assert budget.limit(10_000) == 139
     _executed(budget, clock, 20, 0.001)  # not full: the limit was not what held the template
-    assert budget.limit(10_000) == 250
-    for _ in range(10):
+    assert budget.limit(10_000) == 139
+    for _ in range(50):
         _executed(budget, clock, budget.limit(10_000), 0.001)
     assert budget.limit(10_000) == 10_000  # never above the chain's limit
     assert budget.limit(500) == 500

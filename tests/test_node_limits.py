@@ -117,6 +117,13 @@ def _transfer(node: Node, nonce: int, *, forged: bool = False) -> Transfer:
     return signed
 
 
+def _forged_from(sender: int) -> Transfer:
+    """A forgery each mempool must check in full: nonce 1 of a fresh account (its next nonce, so
+    only the signature can refuse it), signed by nobody."""
+    tx = Transfer(AccountKey(sender.to_bytes(32, "big")), Nonce(1), AccountKey(b"\x42" * 32), Atomic(1000))
+    return msgspec.structs.replace(tx, signature=Ed25519Signature(bytes(64)))
+
+
 @pytest.fixture
 def verifies(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     """The public keys of every Ed25519 verification made."""
@@ -140,8 +147,8 @@ def test_a_peer_flooding_forged_transactions_is_banned_and_its_backlog_never_che
     node: Node, verifies: list[bytes]
 ) -> None:
     ban_after = int(-node.host.config.ban_score // node.host.config.violation_points)
-    for nonce in range(1, 301):  # distinct frames: the gossip de-duplication does not stop them
-        node._on_frame(FLOODER, encode(TxMessage(_transfer(node, nonce, forged=True))))
+    for sender in range(1, 301):  # distinct frames: the gossip de-duplication does not stop them
+        node._on_frame(FLOODER, encode(TxMessage(_forged_from(sender))))
     honest = _transfer(node, 1)
     node._on_frame(HONEST, encode(TxMessage(honest)))
     _drain(node)

@@ -274,6 +274,10 @@ def test_a_used_nonce_is_refused_before_its_signature_is_checked(
     with pytest.raises(InvalidSignature):
         pool.add(forged_fresh, state, 0)  # an unused nonce: checked in full, and refused
     assert len(checked) == 2 and pool.take(10) == [a2]
+    forged_gap = msgspec.structs.replace(_transfer(state.chain_id, alice, 5), amount=Atomic(1))
+    with pytest.raises(BadNonce, match="gap"):
+        pool.add(forged_gap, state, 0)  # beyond the next nonce: no signature could make it apply
+    assert len(checked) == 2
 
 
 def test_after_a_block_the_mempool_keeps_only_what_still_applies(funded: Any) -> None:

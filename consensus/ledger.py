@@ -10,13 +10,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+import msgspec
+
 from consensus.checkpoint import CheckpointCertificate
 from consensus.quorum import PulseQuorum
 from consensus.validation import check_pulse
-from state.block import Block
+from state.block import Block, Header, compute_block_hash
 from state.errors import InvalidBlock
 from state.state import State
-from state.transition import commit_block, execute_block
+from state.transition import PendingBlock, adopt_template_result, commit_block, execute_block
+from state.types import Hash32
 
 
 class Ledger(Protocol):
@@ -49,10 +52,13 @@ class Ledger(Protocol):
 
     def block_at(self, height: int) -> Block: ...
 
-    def apply(self, block: Block) -> PulseQuorum:
+    def apply(self, block: Block, template: PendingBlock | None = None) -> PulseQuorum:
         """Validate ``block`` (Pulse data, every rule) on the tip and append it; return its quorum.
 
-        Raises :class:`~state.errors.InvalidBlock` and changes nothing when it is not valid.
+        ``template`` is this node's execution of the block's Pulse template on the tip, if it
+        has one (:class:`ExecutedTemplates`): the ledger takes its result instead of executing
+        the block again where :func:`~state.transition.adopt_template_result` shows it to be the
+        block's. Raises :class:`~state.errors.InvalidBlock` and changes nothing when it is not valid.
         """
         ...
 
@@ -104,14 +110,19 @@ class MemoryLedger:
     def block_at(self, height: int) -> Block:
         return self.blocks[height - 1]
 
-    def apply(self, block: Block) -> PulseQuorum:
+    def apply(self, block: Block, template: PendingBlock | None = None) -> PulseQuorum:
         state = self.state.copy()
         if block.header.prev_hash != state.block_hash:
             raise InvalidBlock(f"block {block.header.height}: not on our tip")
         quorum = check_pulse(state, block, self.random_value_at)
         if quorum is None:
             raise InvalidBlock("block 0 comes from the genesis, not from a peer")
-        commit_block(state, execute_block(state, block, verify_signatures=False))
+        pending = None
+        if template is not None:
+            pending = adopt_template_result(state, template, block, verify_signatures=False)
+        if pending is None:
+            pending = execute_block(state, block, verify_signatures=False)
+        commit_block(state, pending)
         self.states.append(state)
         self.blocks.append(block)
         return quorum
@@ -128,3 +139,38 @@ class MemoryLedger:
 
     def certificates_from(self, height: int) -> Sequence[CheckpointCertificate]:
         return [c for h, c in sorted(self.certificates.items()) if h >= height]
+
+
+TEMPLATES_KEPT = 4
+"""Executed templates a node keeps (:class:`ExecutedTemplates`): those of the rounds it takes part
+in on its tip, one a round; a tip's are dropped when a template on another tip is kept."""
+
+
+def compute_template_key(header: Header) -> tuple[Hash32, Hash32]:
+    """(parent hash, hash of the header without what the Pulse ceremony fills in): the same for a
+    template and the final block of its round."""
+    bare = msgspec.structs.replace(header, random_value=bytes(16), validators=0)
+    return header.prev_hash, compute_block_hash(bare)
+
+
+class ExecutedTemplates:
+    """The results of the Pulse templates this node executed (the producer's own, a validator's
+    check), kept so that the round's signed block is not executed a second time: the ledger
+    adopts the result (:meth:`Ledger.apply`) when the block is the template finalized."""
+
+    def __init__(self) -> None:
+        self._results: dict[tuple[Hash32, Hash32], PendingBlock] = {}
+
+    def keep(self, pending: PendingBlock) -> None:
+        parent = pending.parent_hash
+        results = {key: kept for key, kept in self._results.items() if key[0] == parent}
+        while len(results) >= TEMPLATES_KEPT:
+            del results[next(iter(results))]
+        results[compute_template_key(pending.block.header)] = pending
+        self._results = results
+
+    def find(self, block: Block) -> PendingBlock | None:
+        """The executed template ``block`` may be the final form of, if this node kept one."""
+        if not self._results:
+            return None
+        return self._results.get(compute_template_key(block.header))

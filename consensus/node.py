@@ -37,7 +37,7 @@ from consensus.checkpoint import (
 from consensus.evidence import EVIDENCE_WINDOW, Evidence, EvidenceBook
 from consensus.forkchoice import prefer_candidate
 from consensus.guard import CHECKPOINT, VOTE, DoubleSign, GuardedSigner
-from consensus.ledger import Ledger
+from consensus.ledger import ExecutedTemplates, Ledger
 from consensus.mempool import Mempool, MempoolFull
 from consensus.messages import (
     SYNC_BATCH,
@@ -317,6 +317,8 @@ class NodeCore:
         self.budget = TemplateBudget(self.config.timing.stage_seconds, self.config.timer)
         """How full this node makes its templates: what validators execute within a stage."""
         self._bound_backlog(self.ledger.state)
+        self.templates = ExecutedTemplates()
+        """The templates this node executed, so that a round's signed block is executed once."""
         self.produced = 0
         """Blocks of our chain this node produced (since it started)."""
         self.signed = 0
@@ -457,7 +459,7 @@ class NodeCore:
 
     def _try_apply(self, block: Block, now: float) -> Applied | None:
         try:
-            quorum = self.ledger.apply(block)
+            quorum = self.ledger.apply(block, self.templates.find(block))
         except InvalidBlock:
             return None
         self.pulse_record.note_round(
@@ -634,6 +636,7 @@ class NodeCore:
                 pending = propose_block(
                     state, events, timestamp, producer=producer, round_=round_, verified=self.mempool
                 )
+                self.templates.keep(pending)
                 return pending.block
             except InvalidBlock as exc:
                 if exc.event_index is None:
@@ -679,11 +682,12 @@ class NodeCore:
             return False
         started = self.budget.start()
         try:
-            execute_block(self.ledger.state, block, verify_signatures=False)
+            pending = execute_block(self.ledger.state, block, verify_signatures=False)
         except InvalidBlock:
             return False
         self.budget.observe(len(block.events), started)
         self._bound_backlog(self.ledger.state)
+        self.templates.keep(pending)
         return True
 
     def _drive(self, round_actions: Sequence[object], now: float) -> list[Action]:

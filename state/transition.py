@@ -345,24 +345,72 @@ def apply_block(state: State, block: Block, *, verify_signatures: bool = True) -
     return pending
 
 
+def is_final_of(template: Block, block: Block) -> bool:
+    """Whether ``block`` is ``template`` as a Pulse round finalizes it: the same events and the
+    same header but for the random value and the validator bitset the ceremony fills in
+    (:func:`consensus.validation.finalize_template`; the signatures travel beside the header).
+    Those fields take no part in execution, so both blocks execute alike."""
+    header = template.header
+    replaced = msgspec.structs.replace(
+        block.header, random_value=header.random_value, validators=header.validators
+    )
+    return replaced == header and block.events == template.events
+
+
 def with_final_block(pending: PendingBlock, block: Block) -> PendingBlock:
     """``pending`` with its template replaced by the round's final block.
 
     Only the random value, the validator bitset and the signatures may differ: they do not take
     part in execution, so the writes, the tree and the effects stay those of the template.
     """
-    template = pending.block.header
-    final = block.header
-    if (
-        msgspec.structs.replace(final, random_value=template.random_value, validators=template.validators)
-        != template
-    ):
+    if not is_final_of(pending.block, block):
         raise ValueError(
             "the final block differs from its template beyond the round's random value and bitset"
         )
-    if block.events != pending.block.events:
-        raise ValueError("the final block's events differ from its template's")
-    return pending._replace(block=block, block_hash=compute_block_hash(final))
+    return pending._replace(block=block, block_hash=compute_block_hash(block.header))
+
+
+def adopt_template_result(
+    state: State,
+    template: PendingBlock,
+    block: Block,
+    *,
+    verify_signatures: bool = True,
+    verified: Container[bytes] = (),
+) -> PendingBlock | None:
+    """What :func:`execute_block` would return for ``block`` on ``state``, taken from ``template``,
+    the execution of its Pulse template on this tip, instead of executing the block again; None
+    when that cannot be shown (then execute the block).
+
+    ``template`` must be an execution of a block on ``state`` that passed (by
+    :func:`execute_block`, with or without signatures, or :func:`propose_block`): every check
+    but the stateless event checks has then passed on this tip for its block. It stands for
+    ``block`` when it executed on this very tip (same parent hash and height) and ``block`` is
+    its final form (:func:`is_final_of`): the rules never read the fields in which the two may
+    differ, so the writes, the tree, the effects and every check's verdict are the same, and the
+    result is byte for byte a full execution's, with ``block`` and its hash in it.
+
+    What a template execution without signatures skipped is done here as :func:`execute_block`
+    would do it: with ``verify_signatures``, each event not in ``verified`` passes
+    ``validate_basic`` (its signature among the rest); a failure gives None, so the full
+    execution refuses the block with its usual error. A block with obligations votes gives
+    None too: their signatures are checked against a quorum in the state, inside the transition.
+    """
+    if template.parent_hash != state.block_hash or template.block.header.height != state.height + 1:
+        return None
+    if not is_final_of(template.block, block):
+        return None
+    if verify_signatures:
+        if any(isinstance(event, StateChange) for event in block.events):
+            return None
+        try:
+            _check_possessions_together(block.events, verified)
+            for event in block.events:
+                if not (verified and compute_event_hash(event) in verified):
+                    validate_basic(event, state.chain_id)
+        except InvalidEvent:
+            return None
+    return template._replace(block=block, block_hash=compute_block_hash(block.header))
 
 
 def propose_block(

@@ -41,7 +41,7 @@ from state.errors import InvalidBlock
 from state.events import Event
 from state.snapshot import SnapshotManifest
 from state.state import State
-from state.transition import PendingBlock, commit_block, execute_block, propose_block
+from state.transition import PendingBlock, adopt_template_result, commit_block, execute_block, propose_block
 from state.types import NodeKey
 from state.view import Overlay
 
@@ -183,13 +183,27 @@ class Chain:
         return propose_block(self.state, events, timestamp, producer=producer, round_=round_)
 
     def append(
-        self, block: Block, *, verify_signatures: bool = True, verified: Container[bytes] = ()
+        self,
+        block: Block,
+        *,
+        verify_signatures: bool = True,
+        verified: Container[bytes] = (),
+        template: PendingBlock | None = None,
     ) -> PulseQuorum | None:
         """Validate ``block`` (Pulse data included) against the tip; make it part of the log and
         state. Returns its Pulse quorum (when signatures are verified). ``verified`` holds the
-        hashes of transactions whose signatures this node already checked (its mempool's)."""
+        hashes of transactions whose signatures this node already checked (its mempool's).
+        ``template`` is this node's execution of the block's Pulse template on the tip, if it
+        has one: the block is then not executed again when the template's result is the block's
+        (:func:`state.transition.adopt_template_result`)."""
         quorum = check_pulse(self.state, block, self.random_value_at) if verify_signatures else None
-        pending = execute_block(self.state, block, verify_signatures=verify_signatures, verified=verified)
+        pending = None
+        if template is not None:
+            pending = adopt_template_result(
+                self.state, template, block, verify_signatures=verify_signatures, verified=verified
+            )
+        if pending is None:
+            pending = execute_block(self.state, block, verify_signatures=verify_signatures, verified=verified)
         self.append_pending(pending)
         return quorum
 

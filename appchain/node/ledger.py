@@ -17,6 +17,7 @@ from consensus.quorum import PulseQuorum
 from state.block import Block, compute_block_hash
 from state.errors import InvalidBlock
 from state.state import State
+from state.transition import PendingBlock
 
 
 class ChainLedger:
@@ -61,8 +62,8 @@ class ChainLedger:
     def block_at(self, height: int) -> Block:
         return self.chain.store.get_block(height)
 
-    def apply(self, block: Block) -> PulseQuorum:
-        quorum = self.chain.append(block, verified=self.verified)
+    def apply(self, block: Block, template: PendingBlock | None = None) -> PulseQuorum:
+        quorum = self.chain.append(block, verified=self.verified, template=template)
         # only block 0 has no quorum, and append refuses it (it expects the height above the tip)
         assert quorum is not None, "block 0 comes from the genesis, not from a peer"
         return quorum

@@ -195,7 +195,10 @@ def test_deregistered_stakes_return_after_the_lock(sim: Sim) -> None:
 
 
 def test_ip_change_penalty_sends_the_node_to_the_back(sim: Sim) -> None:
-    worker = active_worker(sim)
+    worker = sim.worker_in_next_quorum(  # not the last block's producer: already at the back
+        lambda n: n.status == NodeStatus.ACTIVE and n.last_reward_height < sim.height
+    )
+    assert worker is not None
     assert sim.node(worker).last_reward_height < sim.height  # type: ignore[union-attr]
     sim.block(sim.votes(worker, NewState.IP_CHANGE_PENALTY))
     tail = compute_reward_queue(sim.view)[-2:]  # this block's producer went to the back too

@@ -525,7 +525,10 @@ def test_oxends_seconds_stay_seconds_and_the_milliseconds_are_added(node: Any, c
     say 0), and the exact values come as the added ``timestamp_ms`` and ``target_ms``."""
     state = chain.state
     info = result(node, "get_info")
-    assert (info["target"], info["target_ms"]) == (state.params.block_time // 1000, state.params.block_time)
+    assert (info["target"], info["target_ms"]) == (
+        -(-state.params.block_time // 1000),
+        state.params.block_time,
+    )
     assert info["checkpoint_interval"] == state.params.checkpoint_interval == 4
     next_round_ms = state.timestamp + state.params.block_time
     assert info["pulse_ideal_timestamp"] == info["pulse_target_timestamp"] == next_round_ms // 1000

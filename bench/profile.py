@@ -22,7 +22,6 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 Frame = tuple[str, str]
@@ -38,24 +37,28 @@ def has(stack: Stack, func: str | None = None, file: str | None = None) -> bool:
     )
 
 
-CATEGORIES: list[tuple[str, Callable[[Stack], bool]]] = [
-    ("signature calls' Python side (Ed25519/BLS)", lambda s: has(s, file=r"nacl/|state/crypto/")),
-    ("LevelDB (plyvel, store)", lambda s: has(s, file=r"plyvel|appchain/home/store\.py")),
-    ("mempool add (state rules)", lambda s: has(s, func=r"^Mempool\.add$")),
-    ("mempool re-check after a block", lambda s: has(s, func=r"^Mempool\.(_rebuild|on_block)$")),
-    ("producer: template (propose_block)", lambda s: has(s, func=r"_build_template")),
-    ("validator: template execution", lambda s: has(s, func=r"_is_valid_template")),
-    ("block apply (ledger, state, SMT)", lambda s: has(s, func=r"_try_apply|ChainLedger|execute_block")),
-    ("admin submit (JSON, hex, decode)", lambda s: has(s, file=r"appchain/node/admin\.py")),
-    ("decoding frames", lambda s: has(s, func=r"decode") and has(s, func=r"_handle_frame")),
-    ("core: other consensus logic", lambda s: has(s, func=r"NodeCore\.")),
-    ("relay / broadcast", lambda s: has(s, func=r"broadcast|_relay|Host\.send|carry_out")),
-    ("Noise AEAD", lambda s: has(s, file=r"noise/|cryptography/")),
-    ("p2p per frame/record (host loops, framing)", lambda s: has(s, file=r"(^|/)p2p/")),
-    ("inbox, seen, frame hash", lambda s: has(s, func=r"_on_frame|Inbox\.|handle_slice")),
-    ("public RPC, storage, metrics", lambda s: has(s, file=r"appchain/rpc/|appchain/messaging/|metrics")),
-    ("trio scheduler, socket I/O", lambda s: has(s, file=r"trio/")),
+Pattern = tuple[str | None, str | None]
+"""(function, file) regular expressions a frame must match (None matches anything)."""
+
+CATEGORIES: list[tuple[str, tuple[Pattern, ...]]] = [
+    ("signature calls' Python side (Ed25519/BLS)", ((None, r"nacl/|state/crypto/"),)),
+    ("LevelDB (plyvel, store)", ((None, r"plyvel|appchain/home/store\.py"),)),
+    ("mempool add (state rules)", ((r"^Mempool\.add$", None),)),
+    ("mempool re-check after a block", ((r"^Mempool\.(_rebuild|on_block)$", None),)),
+    ("producer: template (propose_block)", ((r"_build_template", None),)),
+    ("validator: template execution", ((r"_is_valid_template", None),)),
+    ("block apply (ledger, state, SMT)", ((r"_try_apply|ChainLedger|execute_block", None),)),
+    ("admin submit (JSON, hex, decode)", ((None, r"appchain/node/admin\.py"),)),
+    ("decoding frames", ((r"decode", None), (r"_handle_frame", None))),
+    ("core: other consensus logic", ((r"NodeCore\.", None),)),
+    ("relay / broadcast", ((r"broadcast|_relay|Host\.send|carry_out", None),)),
+    ("Noise AEAD", ((None, r"noise/|cryptography/"),)),
+    ("p2p per frame/record (host loops, framing)", ((None, r"(^|/)p2p/"),)),
+    ("inbox, seen, frame hash", ((r"_on_frame|Inbox\.|handle_slice", None),)),
+    ("public RPC, storage, metrics", ((None, r"appchain/rpc/|appchain/messaging/|metrics"),)),
+    ("trio scheduler, socket I/O", ((None, r"trio/"),)),
 ]
+"""Each category's patterns: a stack is in the first category whose every pattern a frame matches."""
 
 CROSS: list[tuple[str, str | None, str | None]] = [
     ("hashing (blake3, tagged)", r"blake3|tagged_hasher|digest", r"state/hashing"),
@@ -91,7 +94,9 @@ def report(files: list[Path], top: int = 20) -> str:
             total += count
             func, file = stack[-1]
             own[f"{func} ({re.sub(r'.*site-packages/', '', file)})"] += count
-            name = next((name for name, rule in CATEGORIES if rule(stack)), "other")
+            name = next(
+                (name for name, rule in CATEGORIES if all(has(stack, *pattern) for pattern in rule)), "other"
+            )
             categories[name] += count
             for label, func_pattern, file_pattern in CROSS:
                 if has(stack, func_pattern, file_pattern):

@@ -56,6 +56,7 @@ from appchain.lab.testnet import PORTS_PER_NODE, poll_status, start_process, sto
 from appchain.messaging.store import compute_message_hash
 from appchain.node.node import PLAIN_STORAGE_ENV
 from bench import load
+from bench.devnet import process_cpu
 from bench.rpc import measure
 from state.crypto import ed25519
 
@@ -85,13 +86,6 @@ def verify_bound(seconds: float = 1.0) -> float:
             ed25519.verify(key.public_key, message, signature)
         count += 500
     return count / (time.perf_counter() - started)
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """User and system CPU seconds of process ``pid`` so far (Linux ``/proc``)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def own_cpu_seconds() -> float:
@@ -126,14 +120,14 @@ class Phase:
 
 
 def measure_phase(node_pid: int, run: Callable[[], tuple[float, int]]) -> Phase:
-    node_before, own_before, started = process_cpu_seconds(node_pid), own_cpu_seconds(), time.perf_counter()
+    node_before, own_before, started = process_cpu(node_pid), own_cpu_seconds(), time.perf_counter()
     rate, failures = run()
     seconds = time.perf_counter() - started
     return Phase(
         rate,
         failures,
         seconds,
-        process_cpu_seconds(node_pid) - node_before,
+        process_cpu(node_pid) - node_before,
         own_cpu_seconds() - own_before,
     )
 

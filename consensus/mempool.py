@@ -28,10 +28,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from consensus.pulse import to_ms
 from state.context import BlockContext
-from state.errors import BadNonce, InvalidEvent
+from state.errors import InvalidEvent
 from state.events import Event, Transaction, compute_event_hash, validate_basic
-from state.ledger import get_account
+from state.ledger import check_nonce, get_account
 from state.state import State
 from state.transition import process_event
 from state.types import AccountKey, Hash32, Nonce
@@ -84,18 +85,14 @@ class Mempool:
         if self._view is None or self._ctx is None or self._ctx.prev_hash != state.block_hash:
             self._rebuild(state, now)
         assert self._view is not None and self._ctx is not None
-        used = get_account(self._view, tx.sender).nonce
-        if tx.nonce <= used:  # before the signature: a used nonce never applies
-            raise BadNonce(f"nonce {tx.nonce} is used: the sender's next nonce is {used + 1}")
-        if tx.nonce > used + 1:  # nor one that leaves a gap (the state rule refuses it too)
-            raise BadNonce(f"nonce {tx.nonce} leaves a gap: the sender's next nonce is {used + 1}")
+        check_nonce(tx, get_account(self._view, tx.sender).nonce)  # before the signature
         validate_basic(tx, self.chain_id)
         process_event(self._view, tx, self._ctx)  # raises InvalidEvent, the view untouched
         self.txs[tx_hash] = tx
         return tx_hash
 
     def _rebuild(self, state: State, now: float) -> None:
-        self._ctx = self._context(state, round(now * 1000))  # the clock in seconds, headers in ms
+        self._ctx = self._context(state, to_ms(now))
         self._view = Overlay(state.get)
         for tx_hash, tx in list(self.txs.items()):
             try:

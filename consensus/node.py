@@ -60,6 +60,7 @@ from consensus.pulse import (
     Stage,
     Timing,
     WakeAt,
+    to_ms,
 )
 from consensus.quorum import MAX_PULSE_ROUND, compute_checkpoint_threshold
 from consensus.uptime import (
@@ -94,13 +95,6 @@ this chain has no mining, so a stalled chain resumes as soon as a quorum is back
 the width of the double-sign guard's round field."""
 EARLY_PULSE_LIMIT = 1_024
 """Pulse messages kept for rounds this node has not started yet (see :meth:`NodeCore.on_message`)."""
-
-
-def to_ms(now: float) -> int:
-    """A driver's clock reading (float seconds: trio's clock, the simulator's) in whole
-    milliseconds, the unit of header timestamps and of the round schedule. Rounded to the nearest
-    millisecond, so a time the core computed as ``ms / 1000`` converts back to exactly ``ms``."""
-    return round(now * 1000)
 
 
 # -- actions -------------------------------------------------------------------------------------
@@ -420,15 +414,7 @@ class NodeCore:
 
     def on_transaction(self, message: TxMessage, sender: NodeKey | None, now: float) -> list[Action]:
         """Keep a new valid transaction (the driver passes new ones on to its peers)."""
-        try:
-            self.mempool.add(message.tx, self.ledger.state, now)
-        except InvalidEvent as exc:
-            if sender is not None and isinstance(exc, InvalidSignature):
-                return [Penalize(sender, f"a transaction with a bad signature: {exc}")]
-            return []
-        except MempoolFull:
-            return []
-        return []
+        return self.on_transactions((message.tx,), sender, now)
 
     def on_transactions(self, txs: Sequence[Transaction], sender: NodeKey | None, now: float) -> list[Action]:
         """Keep each new valid transaction of a batch, in order. A forged one (its nonce unused

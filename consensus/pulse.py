@@ -160,6 +160,13 @@ Finalize = Callable[[Any, bytes, int], tuple[Any, Hash32]]
 """(template, random value, participant bitset) → (final block, its hash)."""
 
 
+def to_ms(now: float) -> int:
+    """A driver's clock reading (float seconds: trio's clock, the simulator's) in whole
+    milliseconds, the unit of header timestamps and of the round schedule. Rounded to the nearest
+    millisecond, so a time the core computed as ``ms / 1000`` converts back to exactly ``ms``."""
+    return round(now * 1000)
+
+
 class Timing(Record, frozen=True):
     """A node's Pulse deadlines, in whole **milliseconds** (config.toml's ``[consensus]``
     ``stage_timeout_ms`` and ``round_timeout_ms``).

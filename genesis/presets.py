@@ -20,6 +20,13 @@ DEVNET_BLOCK_TIME_MS = 500
 project's 2-core machine while the test suite runs two networks at once (250 ms holds for a lone
 12-node devnet at light load, at 1.3 cores for Pulse alone; 500 ms takes 0.74, 1 s 0.5)."""
 
+
+def is_devnet_pace(params: ChainParams) -> bool:
+    """Whether a chain makes blocks faster than a minute (mainnet's are 2 minutes): a devnet or
+    testnet, which takes the devnet's uptime rules and calls itself "devnet" to oxend's clients."""
+    return params.block_time < 60_000  # milliseconds
+
+
 MAINNET = ChainParams(
     block_time=120_000,  # milliseconds
     max_block_events=10_000,

@@ -132,14 +132,23 @@ def compute_fee(params: ChainParams, tx: Transaction) -> int:
     return compute_base_fee(params, tx) + params.fee_per_byte * len(encode(tx))
 
 
+def check_nonce(tx: Transaction, used: int) -> None:
+    """Raise :class:`BadNonce` unless ``tx`` carries the sender's next nonce (``used`` + 1): a
+    nonce already used, or one beyond the next that leaves a gap. It reads nothing but the two
+    numbers, so a mempool can ask it before paying for the signature."""
+    if tx.nonce <= used:
+        raise BadNonce(f"nonce {tx.nonce} is used: the sender's next nonce is {used + 1}")
+    if tx.nonce > used + 1:
+        raise BadNonce(f"nonce {tx.nonce} leaves a gap: the sender's next nonce is {used + 1}")
+
+
 def charge_transaction(view: Overlay, tx: Transaction, ctx: BlockContext) -> None:
     """Check and take the fee, then check and bump the nonce: the start of every transaction."""
     sender = get_account(view, tx.sender)
     fee = compute_fee(ctx.params, tx)
     if sender.balance < fee:
         raise InsufficientFunds(f"balance {sender.balance} cannot pay the fee {fee}")
-    if tx.nonce != sender.nonce + 1:
-        raise BadNonce(f"nonce {tx.nonce} but the sender's next nonce is {sender.nonce + 1}")
+    check_nonce(tx, sender.nonce)
     put_account(view, tx.sender, Account(Atomic(sender.balance - fee), tx.nonce))
     increase_pool(view, fee)
 

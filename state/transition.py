@@ -204,8 +204,8 @@ def _execute_events(
         _check_possessions_together(events, verified)
     for index, event in enumerate(events):
         try:
-            if verify_signatures and not (verified and compute_event_hash(event) in verified):
-                validate_basic(event, state.chain_id)
+            if verify_signatures:
+                _check_unvouched(event, state.chain_id, verified)
             process_event(view, event, ctx)
         except InvalidBlock:
             raise
@@ -367,7 +367,18 @@ def with_final_block(pending: PendingBlock, block: Block) -> PendingBlock:
         raise ValueError(
             "the final block differs from its template beyond the round's random value and bitset"
         )
+    return _as_final(pending, block)
+
+
+def _as_final(pending: PendingBlock, block: Block) -> PendingBlock:
     return pending._replace(block=block, block_hash=compute_block_hash(block.header))
+
+
+def _check_unvouched(event: Event, chain_id: str, verified: Container[bytes]) -> None:
+    """The stateless checks (shape, signature) of ``event``, unless ``verified`` (a mempool's
+    hashes) vouches that they passed on this machine already."""
+    if not (verified and compute_event_hash(event) in verified):
+        validate_basic(event, chain_id)
 
 
 def adopt_template_result(
@@ -406,11 +417,10 @@ def adopt_template_result(
         try:
             _check_possessions_together(block.events, verified)
             for event in block.events:
-                if not (verified and compute_event_hash(event) in verified):
-                    validate_basic(event, state.chain_id)
+                _check_unvouched(event, state.chain_id, verified)
         except InvalidEvent:
             return None
-    return template._replace(block=block, block_hash=compute_block_hash(block.header))
+    return _as_final(template, block)
 
 
 def propose_block(

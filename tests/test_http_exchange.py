@@ -207,6 +207,21 @@ async def test_a_head_over_16_kib_is_431_before_it_ends_as_h11_said() -> None:
     assert answered == reference and answered.startswith(b"HTTP/1.1 200 ")
 
 
+async def test_pipelined_bodies_read_together_with_the_next_head_do_not_count_as_head(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A read that ends one head, carries its body and begins the next head counts none of it as
+    head bytes: three pipelined 20 KB posts, each read ending inside the next request's head,
+    are all served (the body bytes once made the third a 431)."""
+    monkeypatch.setitem(globals(), "LIMIT", 100_000)  # serve() reads it at each request
+    requests = [post(b"b" * 20_000) for _ in range(3)]
+    stream = b"".join(requests)
+    cuts = [len(requests[0]) + 10, 2 * len(requests[0]) + 10]
+    pieces = [stream[: cuts[0]], stream[cuts[0] : cuts[1]], stream[cuts[1] :]]
+    reference, answered = await both(pieces)
+    assert answered == reference and answered.count(b"HTTP/1.1 200 ") == 3
+
+
 async def test_http_11_without_host_and_bytes_that_are_not_http_are_400() -> None:
     assert await refused([b"GET / HTTP/1.1\r\n\r\n"]) == (b"HTTP/1.1 400 ", b"HTTP/1.1 400 ")
     assert await refused([b"\x16\x03\x01 not http at all\r\n\r\n"]) == (b"HTTP/1.1 400 ", b"HTTP/1.1 400 ")

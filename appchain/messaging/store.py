@@ -314,23 +314,15 @@ class MessageStore:
             found = self.locate(last_hash)
             if found is not None and found.owner == owner and found.namespace == namespace:
                 after = found.seq
-        prefix = MESSAGE_PREFIX + owner + _ns(namespace)
-        start = prefix if after < 0 else prefix + (after + 1).to_bytes(8, "big")
-        seq_at = len(prefix)
-        decode = self._decode
         out: list[Message] = []
         size = 0
-        # one pass over the keys, without messages()'s generators: this runs once a retrieve
-        for key, raw in self._scan(start=start):
-            if not key.startswith(prefix):
-                break
+        for message in self.messages(owner, namespace, after):
             if max_count is not None and len(out) >= max_count:
                 return out, True
-            stored = decode(raw)
-            cost = MESSAGE_OVERHEAD + 43 + len(stored.data) * 4 // 3
+            cost = MESSAGE_OVERHEAD + 43 + len(message.stored.data) * 4 // 3
             if out and size + cost > max_size:
                 return out, True
-            out.append(Message(owner, namespace, int.from_bytes(key[seq_at:], "big"), stored))
+            out.append(message)
             size += cost
         return out, False
 

@@ -39,7 +39,6 @@ state sync and running until a signal is :mod:`appchain.node.run`. The servers t
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import os
 import secrets
 import time
@@ -99,10 +98,10 @@ from consensus.node import (
     NodeCore,
     Penalize,
     Send,
-    to_ms,
 )
-from consensus.pulse import Timing
+from consensus.pulse import Timing, to_ms
 from consensus.uptime import DEVNET_UPTIME, MAINNET_UPTIME, UptimeProof
+from genesis.presets import is_devnet_pace
 from p2p.host import Host
 from state.encoding import DecodeError, encode
 from state.errors import InvalidEvent
@@ -163,7 +162,7 @@ class Node:
         """Actions waiting for the slots their signatures need to be on disk."""
         self._slots_due = trio.Event()
         self.clock_offset = config.clock_offset
-        uptime = DEVNET_UPTIME if params.block_time < 60_000 else MAINNET_UPTIME  # block_time: ms
+        uptime = DEVNET_UPTIME if is_devnet_pace(params) else MAINNET_UPTIME
         self.core = NodeCore(
             CoreConfig(
                 chain_id=chain.genesis.chain_id,
@@ -391,11 +390,11 @@ class Node:
                 self.counters.duplicates += 1
                 return
             self._remember(digest)
-        waiting = len(self.core.mempool)
-        actions = self.core.on_message(message, sender, self.now())
         if isinstance(message, TxBatch):
-            self._relay_batch(message, payload, sender, len(self.core.mempool) - waiting, actions)
-        elif gossip and self._should_relay(message, actions):
+            self._on_batch(message, payload, sender)
+            return
+        actions = self.core.on_message(message, sender, self.now())
+        if gossip and self._should_relay(message, actions):
             if isinstance(message, TxMessage | VoteMessage | UptimeProof):
                 self._relay_to_some(payload, sender)
             else:
@@ -414,21 +413,25 @@ class Node:
             return compute_event_hash(message.tx) in self.core.mempool
         return not any(isinstance(a, Penalize) for a in actions)
 
-    def _relay_batch(
-        self, batch: TxBatch, payload: bytes, sender: NodeKey, kept: int, actions: list[Action]
-    ) -> None:
-        """Pass a batch on to a few peers: as it came when all of it is new and kept here (its
-        copies die at the frame hash), else only what it added to the mempool (checked, so no
-        peer is punished for what we pass on), and nothing from a peer that sent a forgery, nor
-        what its origin sent to every node.
-        ``kept`` is how much the mempool grew while the core took the batch."""
-        if batch.everyone or kept <= 0 or any(isinstance(a, Penalize) for a in actions):
-            return
-        if kept < len(batch.txs):  # the newest in the mempool are what this batch added
-            txs = tuple(itertools.islice(reversed(self.core.mempool.txs.values()), kept))[::-1]
-            payload = encode(TxBatch(txs, everyone=False))
-            self._remember(blake3_256(payload))
-        self._relay_to_some(payload, sender)
+    def _on_batch(self, batch: TxBatch, payload: bytes, sender: NodeKey) -> None:
+        """Take a batch into the mempool and pass it on to a few peers: as it came when all of it
+        is new and kept here (its copies die at the frame hash), else only what it added to the
+        mempool (checked, so no peer is punished for what we pass on), and nothing from a peer
+        that sent a forgery, nor what its origin sent to every node. What it added is known by
+        hash, as :meth:`_should_relay` knows a single transaction: the mempool may also drop
+        others while it takes the batch (a re-check on a new tip)."""
+        mempool = self.core.mempool
+        hashes = [compute_event_hash(tx) for tx in batch.txs]
+        new = [tx_hash not in mempool for tx_hash in hashes]
+        actions = self.core.on_message(batch, sender, self.now())
+        entries = zip(batch.txs, hashes, new, strict=True)
+        kept = tuple(tx for tx, tx_hash, fresh in entries if fresh and tx_hash in mempool)
+        if kept and not batch.everyone and not any(isinstance(a, Penalize) for a in actions):
+            if len(kept) < len(batch.txs):
+                payload = encode(TxBatch(kept, everyone=False))
+                self._remember(blake3_256(payload))
+            self._relay_to_some(payload, sender)
+        self.carry_out(actions)
 
     def submit_batch(self, txs: Sequence[Transaction]) -> list[bytes | InvalidEvent | MempoolFull]:
         """Transactions from the admin endpoint: each into our mempool, then those kept to every
@@ -458,11 +461,10 @@ class Node:
         Returns its hash; raises :class:`~state.errors.InvalidEvent` or
         :class:`~consensus.mempool.MempoolFull` saying why it was refused.
         """
-        tx_hash = self.core.mempool.add(tx, self.ledger.state, self.now())
-        payload = encode(TxMessage(tx))
-        self._remember(blake3_256(payload))
-        self.host.broadcast(payload)
-        return tx_hash
+        [result] = self.submit_batch([tx])
+        if isinstance(result, Exception):
+            raise result
+        return result
 
     # -- actions out ---------------------------------------------------------------------------------
 

@@ -29,20 +29,17 @@ from appchain.rpc.jsonrpc import (
     Text,
     decode_transaction_hex,
     submit,
+    to_seconds,
 )
 from appchain.rpc.served import PublicNode
 from appchain.rpc.transactions import TX_VERSION, chain_index
+from genesis.presets import is_devnet_pace
 from state.block import Block, Header, compute_block_hash
 from state.encoding import Decoder, encode
 from state.events import compute_event_hash
 from state.rewards import REWARD_INDEX_KEY, RewardIndex
 
 VERSION = "0.1.0"
-
-
-def to_seconds(timestamp_ms: int) -> int:
-    """A header timestamp (unix ms) as oxend's unix seconds, rounded down."""
-    return timestamp_ms // 1000
 
 
 HARD_FORK, HARD_FORK_REVISION = HARDFORK
@@ -204,7 +201,7 @@ def database_size(node: PublicNode) -> int:
 def public_info(node: PublicNode, *, database_size: int) -> dict[str, Any]:
     state = node.ledger.state
     chain_params = state.params
-    nettype = "mainnet" if chain_params.block_time >= 60_000 else "devnet"  # block_time: ms
+    nettype = "devnet" if is_devnet_pace(chain_params) else "mainnet"
     max_block = chain_params.max_block_events * chain_params.max_event_bytes
     top = state.height
     return {

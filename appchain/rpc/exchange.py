@@ -26,12 +26,14 @@ from __future__ import annotations
 import contextlib
 import math
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import httptools
 import trio
+
+T = TypeVar("T")
 
 MAX_HEAD = 16 * 1024
 RECEIVE_SIZE = 65536
@@ -165,17 +167,22 @@ class Exchange:
         if scope.cancelled_caught:
             raise trio.TooSlowError
 
-    async def _receive(self, deadline: float) -> bytes:
-        """The next bytes the client sent, by ``deadline`` (:class:`trio.TooSlowError` past it)."""
+    async def _by(self, deadline: float, wait: Awaitable[T]) -> T:
+        """``wait``'s result, by ``deadline`` (:class:`trio.TooSlowError` past it): on the
+        connection's scope of :meth:`deadlines` when there is one, else on a scope of its own."""
         scope = self._deadlines
         if scope is None:
             with trio.CancelScope(deadline=deadline):
-                return bytes(await self.stream.receive_some(RECEIVE_SIZE))
+                return await wait
             raise trio.TooSlowError
         scope.deadline = deadline
-        data = await self.stream.receive_some(RECEIVE_SIZE)
+        result = await wait
         scope.deadline = math.inf
-        return bytes(data)
+        return result
+
+    async def _receive(self, deadline: float) -> bytes:
+        """The next bytes the client sent, by ``deadline`` (:class:`trio.TooSlowError` past it)."""
+        return bytes(await self._by(deadline, self.stream.receive_some(RECEIVE_SIZE)))
 
     def _feed(self, data: bytes) -> None:
         """Parse what came; a parse error is kept for when the requests before it are answered."""
@@ -198,10 +205,11 @@ class Exchange:
         if self._in_head and self._broken is None:
             # bytes of a head not yet ended; a read that also ended an earlier request counts from
             # the next read on (where that request ended in it is not known)
-            if started_in_head:
-                self._head_bytes += len(data)
-            elif started_between and len(self._incoming) == before:
-                self._head_bytes = len(data)
+            if len(self._incoming) == before:  # no head ended in this read
+                if started_in_head:
+                    self._head_bytes += len(data)
+                elif started_between:
+                    self._head_bytes = len(data)
             if self._head_bytes > MAX_HEAD:
                 self._broken = BadRequest(431, "Receive buffer too long")
 
@@ -270,16 +278,7 @@ class Exchange:
     async def respond(self, status: int, body: bytes, kind: str, *headers: tuple[str, str]) -> None:
         """The whole answer in one write, taken by the client within ``write_timeout``."""
         data = self._answer(status, body, kind, headers)
-        deadline = trio.current_time() + self.limits.write_timeout
-        scope = self._deadlines
-        if scope is None:
-            with trio.CancelScope(deadline=deadline):
-                await self.stream.send_all(data)
-                return
-            raise trio.TooSlowError
-        scope.deadline = deadline
-        await self.stream.send_all(data)
-        scope.deadline = math.inf
+        await self._by(trio.current_time() + self.limits.write_timeout, self.stream.send_all(data))
 
     async def reject(self, status: int, reason: str) -> None:
         """Answer a request that cannot be served (431 for a head over :data:`MAX_HEAD`, 400 for

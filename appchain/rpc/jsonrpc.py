@@ -48,6 +48,12 @@ Text = Annotated[str, msgspec.Meta(max_length=1024)]
 MAX_KEYS = 1000
 """Most keys, heights or addresses one call may name."""
 
+
+def to_seconds(timestamp_ms: int) -> int:
+    """A header timestamp (unix ms) as oxend's unix seconds, rounded down."""
+    return timestamp_ms // 1000
+
+
 Keys = Annotated[list[Text], msgspec.Meta(max_length=MAX_KEYS)]
 Addresses = Annotated[list[Text], msgspec.Meta(min_length=1, max_length=MAX_KEYS)]
 """``addresses``: 1 to 1,000 hex account keys."""

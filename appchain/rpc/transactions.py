@@ -27,7 +27,7 @@ from typing import Annotated, Any
 import msgspec
 
 from appchain.messaging.rpc import HARDFORK
-from appchain.rpc.jsonrpc import MAX_KEYS, Height, Params, Text
+from appchain.rpc.jsonrpc import MAX_KEYS, Height, Params, Text, to_seconds
 from appchain.rpc.served import PublicNode
 from state.block import Block, compute_block_hash
 from state.encoding import encode
@@ -274,7 +274,9 @@ def get_transactions(node: PublicNode, params: TransactionsParams) -> dict[str, 
             height, position = found
             block = node.chain.store.get_block(height)
             entry = _entry(block.events[position], tx_hash.hex(), params, chain_params)
-            entry.update(in_pool=False, block_height=height, block_timestamp=block.header.timestamp // 1000)
+            entry.update(
+                in_pool=False, block_height=height, block_timestamp=to_seconds(block.header.timestamp)
+            )
             txs.append(entry)
         elif tx_hash in pool:
             entry = _entry(pool[tx_hash], tx_hash.hex(), params, chain_params)  # type: ignore[index]

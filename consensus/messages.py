@@ -8,10 +8,12 @@ refused. Pulse's own messages (:class:`~consensus.pulse.PulseMessage`) and uptim
 Who receives what: Pulse messages go to the members of the round's quorum, checkpoint votes to
 the members of the checkpoint quorum (who aggregate them); blocks, certificates, state-change
 votes, uptime proofs and transactions (one to a :class:`TxMessage`, or many to a :class:`TxBatch`)
-are gossiped to every peer; sync requests go to a few
-peers, and the answer back to the asker. A joining node's state sync
-(:mod:`consensus.statesync`) asks peers for their snapshot offers, the certified checkpoints from
-genesis up to a snapshot, the headers just below it and the snapshot's chunks, part by part.
+are gossiped over a node's few gossip peers (:mod:`consensus.gossip`: the body to some, a
+:class:`Have` of its hash to the others, who send a :class:`Want` if they lack it); sync requests
+and a new node's :class:`ProofsRequest` go to a few peers, and the answer back to the asker. A
+joining node's state sync (:mod:`consensus.statesync`) asks peers for their snapshot offers, the
+certified checkpoints from genesis up to a snapshot, the headers just below it and the snapshot's
+chunks, part by part.
 """
 
 from __future__ import annotations
@@ -37,6 +39,10 @@ HEADER_BATCH = 64
 """Most headers in one :class:`HeadersResponse`."""
 TX_BATCH = 512
 """Most transactions in one :class:`TxBatch` (a full one is ~100 KB of transfers)."""
+DIGEST_BATCH = 1_024
+"""Most gossip digests in one :class:`Have` or :class:`Want`."""
+PROOF_BATCH = 256
+"""Most uptime proofs in one :class:`Proofs` (about 60 KB)."""
 
 
 class SignedBlock(Record, frozen=True, tag="block"):
@@ -83,6 +89,32 @@ class TxBatch(Record, frozen=True, tag="txs"):
     everyone: bool
     """The origin sent it to every node it knows (a full mesh): nobody passes it on, since every
     peer already has it. A false flag can only keep its sender's own transactions from spreading."""
+
+
+class Have(Record, frozen=True, tag="have"):
+    """Gossip the sender holds, by the hashes of its frames: a peer that lacks one asks for it
+    with a :class:`Want` (:mod:`consensus.gossip`: bodies go to a few peers, hashes to the rest)."""
+
+    digests: Annotated[tuple[Hash32, ...], Meta(min_length=1, max_length=DIGEST_BATCH)]
+
+
+class Want(Record, frozen=True, tag="want"):
+    """The frames of these hashes, please (announced by the peer in a :class:`Have`)."""
+
+    digests: Annotated[tuple[Hash32, ...], Meta(min_length=1, max_length=DIGEST_BATCH)]
+
+
+class ProofsRequest(Record, frozen=True, tag="proofs_request"):
+    """The uptime proofs you accepted, please: how a node that just started (a fresh home among
+    them) learns where every service node is from its first peers, rather than in a proof
+    interval (an hour on mainnet) of gossip."""
+
+
+class Proofs(Record, frozen=True, tag="proofs"):
+    """Uptime proofs a node accepted, in answer to a :class:`ProofsRequest` (not gossip: they
+    are checked as any proof, and never passed on)."""
+
+    proofs: Annotated[tuple[UptimeProof, ...], Meta(max_length=PROOF_BATCH)]
 
 
 class SyncRequest(Record, frozen=True, tag="sync_request"):
@@ -174,6 +206,10 @@ Message = Union[  # noqa: UP007 (a runtime union: msgspec decodes into it)
     UptimeProof,
     TxMessage,
     TxBatch,
+    Have,
+    Want,
+    ProofsRequest,
+    Proofs,
     SyncRequest,
     SyncResponse,
     SnapshotsRequest,

@@ -40,10 +40,13 @@ from consensus.guard import CHECKPOINT, VOTE, DoubleSign, GuardedSigner
 from consensus.ledger import ExecutedTemplates, Ledger
 from consensus.mempool import Mempool, MempoolFull
 from consensus.messages import (
+    PROOF_BATCH,
     SYNC_BATCH,
     Certified,
     CheckpointVote,
     Message,
+    Proofs,
+    ProofsRequest,
     SignedBlock,
     SyncRequest,
     SyncResponse,
@@ -95,6 +98,8 @@ this chain has no mining, so a stalled chain resumes as soon as a quorum is back
 the width of the double-sign guard's round field."""
 EARLY_PULSE_LIMIT = 1_024
 """Pulse messages kept for rounds this node has not started yet (see :meth:`NodeCore.on_message`)."""
+DIRECTORY_PEERS = 2
+"""Peers a node asks for the uptime proofs they hold when it starts (:meth:`NodeCore.on_peer_connected`)."""
 
 
 # -- actions -------------------------------------------------------------------------------------
@@ -319,6 +324,9 @@ class NodeCore:
         """Blocks of our chain this node signed as a Pulse validator (since it started)."""
         self.send_proofs = True
         """Whether to send uptime proofs (an operator's test knob: a node that stops is decommissioned)."""
+        self.directory_asks = DIRECTORY_PEERS
+        """Peers still to ask for the proofs they hold (:meth:`on_peer_connected`)."""
+        self._duties: tuple[tuple[bytes, int, int], frozenset[NodeKey]] | None = None
 
     # -- the driver's entry points --------------------------------------------------------------
 
@@ -343,6 +351,7 @@ class NodeCore:
     def on_restart(self, now: float) -> list[Action]:
         """Back after a crash (the ledger and the guard's record survived): catch up, rejoin."""
         self.on_crash()
+        self.directory_asks = DIRECTORY_PEERS
         self.proof_due = now
         self._schedule_height(now)
         actions = self.request_sync(now)
@@ -410,6 +419,12 @@ class NodeCore:
             return self.on_transactions(message.txs, sender, now)
         if isinstance(message, SyncResponse):
             return self._on_sync_response(message, sender, now)
+        if isinstance(message, ProofsRequest):
+            return self._on_proofs_request(sender, now)
+        if isinstance(message, Proofs):
+            for proof in message.proofs:
+                self.on_message(proof, sender, now)
+            return []
         return []
 
     def on_transaction(self, message: TxMessage, sender: NodeKey | None, now: float) -> list[Action]:
@@ -714,10 +729,67 @@ class NodeCore:
     def on_peer_connected(self, peer: NodeKey, now: float) -> list[Action]:
         """A peer connected: it gets a fresh uptime proof of ours at once, so a node that just
         started knows where its peers serve (their storage ports, for its swarm) within a second,
-        not a proof interval later (an hour on mainnet). Oxen keeps the proofs it accepted in its
-        database across restarts; this covers a fresh home too."""
+        not a proof interval later (an hour on mainnet). The first :data:`DIRECTORY_PEERS` peers
+        after a start are also asked for the proofs they hold (:class:`ProofsRequest`): with a
+        few gossip peers rather than a connection to everyone, that is how a node that just
+        started (a fresh home too) learns where every service node is, to draw its gossip peers
+        and reach its quorums. Oxen keeps the proofs it accepted in its database across restarts."""
+        actions: list[Action] = []
         signed = self._sign_proof(now)
-        return [] if signed is None else [Send(peer, signed)]
+        if signed is not None:
+            actions.append(Send(peer, signed))
+        if self.directory_asks > 0:
+            self.directory_asks -= 1
+            actions.append(Send(peer, ProofsRequest()))
+        return actions
+
+    def _on_proofs_request(self, sender: NodeKey | None, now: float) -> list[Action]:
+        """The fresh uptime proofs this node accepted, :data:`PROOF_BATCH` to a message."""
+        if sender is None:
+            return []
+        book = self.proofs
+        fresh = [proof for key, (proof, _) in sorted(book.accepted.items()) if book.is_fresh(key, now)]
+        return [
+            Send(sender, Proofs(tuple(fresh[start : start + PROOF_BATCH])))
+            for start in range(0, len(fresh), PROOF_BATCH)
+        ]
+
+    def known_nodes(self, now: float) -> list[NodeKey]:
+        """The nodes whose fresh uptime proofs this node holds (where it draws gossip peers from)."""
+        book, me = self.proofs, self.node_key
+        return [NodeKey(key) for key in book.accepted if key != me and book.is_fresh(key, now)]
+
+    def duty_peers(self) -> frozenset[NodeKey]:
+        """The nodes this node must reach directly now (:mod:`consensus.topology`): the other
+        members of the next height's Pulse quorums it sits in (the round under way by its
+        schedule, and the next), and of the quorums of the checkpoints above the final one that
+        it votes in (each known from the state four blocks ahead). Empty for a node in no quorum.
+        Computed once per tip and round."""
+        state = self.ledger.state
+        height, round_ = self.current_round
+        round_ = round_ if height == self.height + 1 else 0
+        key = (bytes(state.block_hash), round_, self.final_height)
+        if self._duties is not None and self._duties[0] == key:
+            return self._duties[1]
+        me = self.node_key
+        members: set[NodeKey] = set()
+        entropy = compute_block_entropy(self.ledger.random_value_at, self.height + 1)
+        for r in (round_, round_ + 1):
+            quorum = compute_block_quorum(state, entropy, self.height + 1, r) if r <= MAX_ROUND else None
+            if quorum is not None and (me == quorum.producer or me in quorum.validators):
+                members.update((quorum.producer, *quorum.validators))
+        interval = state.params.checkpoint_interval
+        view = Overlay(state.get)
+        checkpoint = self.final_height - self.final_height % interval + interval
+        while checkpoint <= self.height + interval:
+            quorum_ = get_checkpoint_quorum(view, checkpoint)
+            if quorum_ is not None and any(m.node_key == me for m in quorum_.members):
+                members.update(m.node_key for m in quorum_.members)
+            checkpoint += interval
+        members.discard(me)
+        duties = frozenset(members)
+        self._duties = (key, duties)
+        return duties
 
     def _sign_proof(self, now: float) -> UptimeProof | None:
         """A proof of this node signed now; None when it is not registered or must stay quiet."""

@@ -36,20 +36,26 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.scale
 	$(BIN)/python -m bench.statesync
 	$(BIN)/python -m bench.forged
+	$(BIN)/python -m bench.topology
 
 SOAK_SEEDS ?= 1000
 NETNS_SCHEDULES ?= 200
 FLOOD_SECONDS ?= 60
 CRASH_KILLS ?= 100
 CRASH_SEED ?= 2026
+TOPOLOGY_NODES ?= 2000
+TOPOLOGY_SEEDS ?= 4
 
 # the randomized fault simulations with many more seeds than CI runs (it runs 20 of the 30-node
 # faults and 50 of the outages of 4 to 14 nodes), the randomized fault schedules over 12 node
 # processes in network namespaces (CI runs 5; needs root), the crash loop of a network node killed
-# CRASH_KILLS times (CI kills it 5 times), then the floods with FLOOD_SECONDS a phase
+# CRASH_KILLS times (CI kills it 5 times), then the floods with FLOOD_SECONDS a phase; and the
+# bounded topology's faults at TOPOLOGY_NODES nodes, TOPOLOGY_SEEDS seeds (CI: 500 nodes, 2 seeds)
 soak: $(STAMP)
 	APPCHAIN_SIM_SEEDS=$(SOAK_SEEDS) $(BIN)/pytest -q tests/test_simulator.py \
 		-k "safety_and_finality_under_faults or regrowth_through_outages"
+	APPCHAIN_TOPOLOGY_NODES=$(TOPOLOGY_NODES) APPCHAIN_TOPOLOGY_SEEDS=$(TOPOLOGY_SEEDS) \
+		$(BIN)/pytest -q tests/test_topology_sim.py -k at_scale
 	NETNS_SCHEDULES=$(NETNS_SCHEDULES) $(BIN)/pytest -q -s tests/test_netns.py -k randomized_fault_schedules
 	APPCHAIN_CRASH_LOOP_KILLS=$(CRASH_KILLS) APPCHAIN_CRASH_LOOP_SEED=$(CRASH_SEED) \
 		$(BIN)/pytest -q -s tests/test_crash_network.py

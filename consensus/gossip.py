@@ -40,7 +40,8 @@ from consensus.messages import (
     TxMessage,
     Want,
 )
-from consensus.node import Action, Applied, Finalized, Penalize
+from consensus.node import Action, Applied, Finalized, Penalize, ProofAccepted
+from consensus.uptime import UptimeProof
 from state.events import compute_event_hash
 from state.types import Hash32, NodeKey
 
@@ -64,9 +65,13 @@ def push_count(peers: int) -> int:
 
 def should_relay(message: Message, actions: Sequence[Action], mempool: object) -> bool:
     """Whether gossip this node just handled is passed on: a block once applied, a certificate
-    once it finalised a block, a transaction once the mempool (anything that answers ``in`` by
-    transaction hash) holds it, and the rest (proofs, obligations votes) unless the core penalised
-    its sender. Checkpoint votes are never relayed: they go to the checkpoint quorum directly."""
+    once it finalised a block, an uptime proof once accepted (one refused, sent too soon after
+    the last say, is refused everywhere: passing it on would cost the network a flood for
+    nothing), a transaction once the mempool (anything that answers ``in`` by transaction hash)
+    holds it, and the rest (obligations votes) unless the core penalised its sender. Checkpoint
+    votes are never relayed: they go to the checkpoint quorum directly."""
+    if isinstance(message, UptimeProof):
+        return any(isinstance(a, ProofAccepted) for a in actions)
     if isinstance(message, SignedBlock):
         return any(isinstance(a, Applied) for a in actions)
     if isinstance(message, Certified):
@@ -76,6 +81,20 @@ def should_relay(message: Message, actions: Sequence[Action], mempool: object) -
     if isinstance(message, TxMessage):
         return compute_event_hash(message.tx) in mempool  # type: ignore[operator]
     return not any(isinstance(a, Penalize) for a in actions)
+
+
+def relay_style(message: Message) -> tuple[bool, bool]:
+    """(push, urgent) for passing ``message`` on (:meth:`Spreader.spread`). Blocks and
+    certificates are pushed and their hashes announced at once: finality waits for them. Uptime
+    proofs, small and a steady stream that grows with the network, are announced only (each
+    node pulls each proof once, a hash from each peer; not ⌈√n⌉ copies of the body) at the
+    trickle pace, so many share a :class:`~consensus.messages.Have`. Transactions and
+    obligations votes are pushed, their hashes trickled."""
+    if isinstance(message, SignedBlock | Certified):
+        return True, True
+    if isinstance(message, UptimeProof):
+        return False, False
+    return True, False
 
 
 class Spreader(Generic[Body]):
@@ -89,6 +108,8 @@ class Spreader(Generic[Body]):
         self.wanted: dict[bytes, float] = {}
         self.owed: dict[NodeKey, list[Hash32]] = {}
         """Hashes to announce to each peer at the next :meth:`flush`."""
+        self.urgent = False
+        """Whether a block or a certificate is among the hashes owed (flush soon)."""
 
     # -- what is known --------------------------------------------------------------------------
 
@@ -109,17 +130,27 @@ class Spreader(Generic[Body]):
     # -- passing on -----------------------------------------------------------------------------
 
     def spread(
-        self, digest: bytes, body: Body, peers: Sequence[NodeKey], exclude: NodeKey | None = None
+        self,
+        digest: bytes,
+        body: Body,
+        peers: Sequence[NodeKey],
+        exclude: NodeKey | None = None,
+        *,
+        push: bool = True,
+        urgent: bool = False,
     ) -> list[NodeKey]:
-        """Pass ``body`` on: returns the peers to push it to now; the others of ``peers`` (but
-        ``exclude``, whence it came) are owed its hash at the next :meth:`flush`. The body is
-        kept to answer their :class:`~consensus.messages.Want`."""
+        """Pass ``body`` on: returns the peers to push it to now (none unless ``push``); the
+        others of ``peers`` (but ``exclude``, whence it came) are owed its hash at the next
+        :meth:`flush`, which the driver makes soon when something ``urgent`` is owed (else at its
+        trickle pace). The body is kept to answer their :class:`~consensus.messages.Want`.
+        :func:`relay_style` says how each kind of gossip goes."""
         self.remember(digest)
         self.bodies[digest] = body
         if len(self.bodies) > BODIES_KEPT:
             self.bodies.popitem(last=False)
+        self.urgent = self.urgent or urgent
         targets = [peer for peer in peers if peer != exclude]
-        pushed = self.rng.sample(targets, push_count(len(targets))) if targets else []
+        pushed = self.rng.sample(targets, push_count(len(targets))) if targets and push else []
         chosen = set(pushed)
         hashed = Hash32(digest)
         for peer in targets:
@@ -131,6 +162,7 @@ class Spreader(Generic[Body]):
         """The :class:`~consensus.messages.Have` messages owed, one per peer (or more, past
         :data:`~consensus.messages.DIGEST_BATCH` hashes)."""
         owed, self.owed = self.owed, {}
+        self.urgent = False
         return [
             (peer, Have(tuple(digests[start : start + DIGEST_BATCH])))
             for peer, digests in owed.items()

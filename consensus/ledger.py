@@ -7,7 +7,7 @@ both: in memory under the simulator, on disk behind p2p.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import msgspec
@@ -73,10 +73,42 @@ class Ledger(Protocol):
     def certificates_from(self, height: int) -> Sequence[CheckpointCertificate]: ...
 
 
-class MemoryLedger:
-    """A ledger in memory: one state per height (so rollback is a slice)."""
+class SharedExecutions:
+    """Each block executed once for all the simulated nodes that apply it on the same parent.
 
-    def __init__(self, genesis_state: State) -> None:
+    Execution is pure (DESIGN.md: same parent state and block, same state, on every machine), so
+    simulated nodes applying one block on one parent may share the resulting state, as they share
+    signature verdicts (:class:`consensus.simulator.VerdictMemo`): a 2,000-node simulation then
+    costs one execution and one state per block rather than 2,000. A state is never changed once
+    committed (a ledger applies on a copy), so sharing it is safe. Keyed by the parent's hash, the
+    block's hash and its signatures (which :func:`~consensus.validation.check_pulse` judges); an
+    invalid block's error is kept too, and raised again for every node that tries it."""
+
+    def __init__(self) -> None:
+        self.results: dict[tuple[bytes, bytes, object], tuple[State, PulseQuorum] | InvalidBlock] = {}
+
+    def run(
+        self, parent: State, block: Block, execute: Callable[[], tuple[State, PulseQuorum]]
+    ) -> tuple[State, PulseQuorum]:
+        key = (bytes(parent.block_hash), compute_block_hash(block.header), block.signatures)
+        result = self.results.get(key)
+        if result is None:
+            try:
+                result = execute()
+            except InvalidBlock as exc:
+                result = exc
+            self.results[key] = result
+        if isinstance(result, InvalidBlock):
+            raise result
+        return result
+
+
+class MemoryLedger:
+    """A ledger in memory: one state per height (so rollback is a slice). Simulated nodes may
+    share their executions (:class:`SharedExecutions`), and so their states."""
+
+    def __init__(self, genesis_state: State, shared: SharedExecutions | None = None) -> None:
+        self.shared = shared
         self.states: list[State] = [genesis_state]
         self.blocks: list[Block] = []  # blocks[h - 1] is height h
         self.certificates: dict[int, CheckpointCertificate] = {}
@@ -111,9 +143,18 @@ class MemoryLedger:
         return self.blocks[height - 1]
 
     def apply(self, block: Block, template: PendingBlock | None = None) -> PulseQuorum:
-        state = self.state.copy()
-        if block.header.prev_hash != state.block_hash:
+        if block.header.prev_hash != self.state.block_hash:
             raise InvalidBlock(f"block {block.header.height}: not on our tip")
+        if self.shared is None:
+            state, quorum = self._execute(block, template)
+        else:
+            state, quorum = self.shared.run(self.state, block, lambda: self._execute(block, template))
+        self.states.append(state)
+        self.blocks.append(block)
+        return quorum
+
+    def _execute(self, block: Block, template: PendingBlock | None) -> tuple[State, PulseQuorum]:
+        state = self.state.copy()
         quorum = check_pulse(state, block, self.random_value_at)
         if quorum is None:
             raise InvalidBlock("block 0 comes from the genesis, not from a peer")
@@ -123,9 +164,7 @@ class MemoryLedger:
         if pending is None:
             pending = execute_block(state, block, verify_signatures=False)
         commit_block(state, pending)
-        self.states.append(state)
-        self.blocks.append(block)
-        return quorum
+        return state, quorum
 
     def rollback(self, height: int) -> None:
         if height < self._final_height:

@@ -66,6 +66,7 @@ from consensus.pulse import (
     to_ms,
 )
 from consensus.quorum import MAX_PULSE_ROUND, compute_checkpoint_threshold
+from consensus.topology import FreshNodes
 from consensus.uptime import (
     ProofBook,
     PulseRecord,
@@ -153,7 +154,14 @@ class Equivocation(Record, frozen=True, tag="equivocation"):
     evidence: Evidence
 
 
-Action = Send | Gossip | AskPeers | Applied | Finalized | Penalize | Equivocation
+class ProofAccepted(Record, frozen=True, tag="proof_accepted"):
+    """An uptime proof was new and valid, and is now the node's (the driver passes it on; a
+    proof refused, too soon after the last one say, goes no further)."""
+
+    node_key: NodeKey
+
+
+Action = Send | Gossip | AskPeers | Applied | Finalized | Penalize | Equivocation | ProofAccepted
 
 # -- configuration -------------------------------------------------------------------------------
 
@@ -407,8 +415,8 @@ class NodeCore:
             return self._on_vote_message(message)
         if isinstance(message, UptimeProof):
             record = get_node(Overlay(self.ledger.state.get), message.node_key)
-            self.proofs.on_proof(message, now, record.bls_key if record else None)
-            return []
+            accepted = self.proofs.on_proof(message, now, record.bls_key if record else None)
+            return [ProofAccepted(message.node_key)] if accepted else []
         if isinstance(message, Certified):
             return self.on_certificate(message.certificate, now)
         if isinstance(message, SyncRequest):
@@ -727,7 +735,9 @@ class NodeCore:
         return [Gossip(signed)]
 
     def on_peer_connected(self, peer: NodeKey, now: float) -> list[Action]:
-        """A peer connected: it gets a fresh uptime proof of ours at once, so a node that just
+        """A peer connected: it gets our uptime proof at once (the one we gossiped last, while it
+        is younger than a proof interval: a connection opened for each quorum duty must not set
+        off a new proof's flood of the network each time), so a node that just
         started knows where its peers serve (their storage ports, for its swarm) within a second,
         not a proof interval later (an hour on mainnet). The first :data:`DIRECTORY_PEERS` peers
         after a start are also asked for the proofs they hold (:class:`ProofsRequest`): with a
@@ -735,7 +745,11 @@ class NodeCore:
         started (a fresh home too) learns where every service node is, to draw its gossip peers
         and reach its quorums. Oxen keeps the proofs it accepted in its database across restarts."""
         actions: list[Action] = []
-        signed = self._sign_proof(now)
+        ours = self.proofs.accepted.get(bytes(self.node_key))
+        if ours is not None and now - ours[1] < self.config.uptime.interval and self.send_proofs:
+            signed: UptimeProof | None = ours[0]  # the proof gossiped last: its copies die by hash
+        else:
+            signed = self._sign_proof(now)
         if signed is not None:
             actions.append(Send(peer, signed))
         if self.directory_asks > 0:
@@ -754,10 +768,9 @@ class NodeCore:
             for start in range(0, len(fresh), PROOF_BATCH)
         ]
 
-    def known_nodes(self, now: float) -> list[NodeKey]:
+    def known_nodes(self, now: float) -> FreshNodes:
         """The nodes whose fresh uptime proofs this node holds (where it draws gossip peers from)."""
-        book, me = self.proofs, self.node_key
-        return [NodeKey(key) for key in book.accepted if key != me and book.is_fresh(key, now)]
+        return FreshNodes(self.proofs, now, self.node_key)
 
     def duty_peers(self) -> frozenset[NodeKey]:
         """The nodes this node must reach directly now (:mod:`consensus.topology`): the other

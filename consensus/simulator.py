@@ -43,9 +43,20 @@ import trio
 
 from consensus.checkpoint import compute_checkpoint_message
 from consensus.evidence import Evidence
+from consensus.gossip import Spreader, relay_style, should_relay
 from consensus.guard import CHECKPOINT, GuardedSigner, MemorySlotRecord, SlotRecord
-from consensus.ledger import Ledger, MemoryLedger
-from consensus.messages import CheckpointVote, Message
+from consensus.ledger import Ledger, MemoryLedger, SharedExecutions
+from consensus.messages import (
+    Certified,
+    CheckpointVote,
+    Have,
+    Message,
+    SignedBlock,
+    TxBatch,
+    TxMessage,
+    VoteMessage,
+    Want,
+)
 from consensus.node import (
     Action,
     Applied,
@@ -60,11 +71,14 @@ from consensus.node import (
 )
 from consensus.pulse import PulseMessage, Timing, sign_message
 from consensus.quorum import PULSE_VALIDATORS, compute_pulse_threshold
-from consensus.uptime import DEVNET_UPTIME
+from consensus.simnet import FRAME_OVERHEAD, HANDSHAKE_TRIPS, Links, Traffic, Wan, kind_of
+from consensus.topology import GossipPeers, Topology
+from consensus.uptime import DEVNET_UPTIME, UptimeProof, UptimeRules
 from state.block import Block, compute_block_hash
 from state.crypto import bls, ed25519
 from state.encoding import Decoder, encode
 from state.events import StateChange
+from state.hashing import blake3_256
 from state.obligations import compute_votes_needed
 from state.params import ChainParams
 from state.state import State, state_index
@@ -192,6 +206,26 @@ class SimConfig:
     """Stop at this simulated time, seconds (0: ``blocks`` block times x 20)."""
     verify_once: bool = False
     """Verify each distinct signature once for all the simulated nodes (:class:`VerdictMemo`)."""
+    apply_once: bool = False
+    """Execute each block once for all the simulated nodes (:class:`~consensus.ledger.SharedExecutions`)."""
+    topology: Topology | None = None
+    """Bounded gossip (:mod:`consensus.topology`, :mod:`consensus.gossip`) over a WAN
+    (:class:`~consensus.simnet.Wan`: regions, jitter, upload bandwidth), with connections opened
+    and closed as the nodes decide; None: every node reaches every node directly after
+    ``latency`` plus up to ``jitter`` seconds, and gossip goes to all (the small simulations)."""
+    wan: Wan = field(default_factory=Wan)
+    uptime: UptimeRules = DEVNET_UPTIME
+    steady_proofs: bool = False
+    """Start as a network that has run a while: every node holds every node's uptime proof,
+    and each node sends its next one at a random point of the proof interval (not all at once)."""
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q`` quantile of ``values`` (nearest rank), seconds rounded to the millisecond."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
 
 
 def compute_wave(active: int, down: int, params: ChainParams) -> int:
@@ -271,6 +305,33 @@ class VerdictMemo:
         return memoized
 
 
+GOSSIP = (SignedBlock, Certified, VoteMessage, UptimeProof, TxMessage, TxBatch)
+"""What spreads by relay under a bounded topology (checkpoint votes go to their quorum directly)."""
+MAINTAIN_EVERY = 1.0
+"""Seconds between two looks of a node at its gossip peers (:class:`~consensus.topology.GossipPeers`)."""
+FLUSH_DELAY = 0.005
+"""Seconds a node gathers the hashes it owes its peers before it sends them, when a block or a
+certificate is among them (a turn of the process node's loop)."""
+TRICKLE = 1.0
+"""Seconds a node gathers the other hashes it owes (proofs, transactions, votes): many then share
+one :class:`~consensus.messages.Have` (as Bitcoin trickles its transaction announcements)."""
+META_LIMIT = 200_000
+DIGEST_BYTES = 34
+"""Bytes one hash adds to a :class:`~consensus.messages.Have` or :class:`~consensus.messages.Want`."""
+
+
+@dataclass
+class Spread:
+    """How blocks spread and became final under a bounded topology (:meth:`Simulation.report`)."""
+
+    born: dict[bytes, float] = field(default_factory=dict)
+    """Block hash → when its producer applied it (signed by the quorum: the start of its spread)."""
+    arrivals: list[float] = field(default_factory=list)
+    """Seconds from a block's birth to each other node applying it."""
+    finality: list[float] = field(default_factory=list)
+    """Seconds from a block's timestamp (its round's start) to each node holding it final."""
+
+
 # -- a node ---------------------------------------------------------------------------------------
 
 
@@ -287,6 +348,11 @@ class SimNode:
         self.up = True
         self.byzantine = ""
         self.wakes: set[float] = set()  # local times already queued for core.on_time
+        self.spreader: Spreader[Message] | None = None
+        self.gossip_peers: GossipPeers | None = None
+        self.duties: frozenset[NodeKey] = frozenset()
+        self.flush_at: float | None = None  # when the hashes owed go out (a flush is queued)
+        self.final_seen = 0  # the final height whose blocks' finality times are counted
 
     @property
     def states(self) -> list[State]:
@@ -371,13 +437,19 @@ class Simulation:
         core_config = CoreConfig(
             chain_id=genesis.chain_id,
             timing=Timing(stage_timeout_ms=config.stage_timeout_ms, round_timeout_ms=config.round_timeout_ms),
-            uptime=DEVNET_UPTIME,
+            uptime=config.uptime,
             p2p_port=22020,
             storage_port=22021,
         )
         self.nodes: list[SimNode] = []
+        self.executions = SharedExecutions() if config.apply_once else None
         for index, (key, secret) in enumerate(genesis.keys):
-            ledger = ledgers(index, genesis.state) if ledgers else MemoryLedger(genesis.state.copy())
+            if ledgers:
+                ledger = ledgers(index, genesis.state)
+            elif self.executions is not None:  # a committed state is never changed: one for all
+                ledger = MemoryLedger(genesis.state, self.executions)
+            else:
+                ledger = MemoryLedger(genesis.state.copy())
             record = records(index) if records else MemorySlotRecord()
             identity = Identity(key, secret, GuardedSigner(key, record))
             core = NodeCore(
@@ -404,6 +476,26 @@ class Simulation:
         """What each :class:`ToFloor` and :class:`Stall` did, in the order of the faults."""
         self.outage_nodes: set[int] = set()
         """Nodes an outage stopped (a stall takes none of them)."""
+        self.at_target: set[int] = set()
+        """Honest nodes whose final height reached ``config.blocks``."""
+        self.links: Links | None = None
+        self.traffic: Traffic | None = None
+        self.spread = Spread()
+        self.regions: list[int] = []
+        self.uplink_free: list[float] = []
+        self.last_arrival: dict[tuple[int, int], float] = {}
+        self.duplicates = 0
+        """Gossip a node had already, dropped by its hash (bounded topology)."""
+        self._sizes: dict[int, tuple[object, int, bytes, tuple[tuple[str, int], ...]]] = {}
+        self._digest_kinds: dict[bytes, str] = {}
+        if config.topology is not None:
+            self.links = Links(config.nodes)
+            self.traffic = Traffic(config.nodes)
+            self.regions = config.wan.place(config.nodes, self.rng)
+            self.uplink_free = [0.0] * config.nodes
+            for sim_node in self.nodes:
+                sim_node.spreader = Spreader(self.rng)
+                sim_node.gossip_peers = GossipPeers(sim_node.node_key, config.topology, self.rng)
 
     # -- the event loop -------------------------------------------------------------------------
 
@@ -462,8 +554,14 @@ class Simulation:
         for number, stall in enumerate(config.faults.stalls):
             self.outages.append(OutageRecord("stall"))
             self.push(origin + stall.start, 0, "stall", (number, len(self.outages) - 1))
+        if config.steady_proofs:
+            phases = [self.rng.random() * config.uptime.interval for _ in self.nodes]
+            self._seed_proofs(phases)
         for node in self.nodes:
-            self.carry_out(node, node.core.start(self.local_time(node), first_proof_in=self.rng.random()))
+            phase = phases[node.index] if config.steady_proofs else self.rng.random()
+            self.carry_out(node, node.core.start(self.local_time(node), first_proof_in=phase))
+            if self.links is not None:
+                self.push(self.now + self.rng.random() * MAINTAIN_EVERY, node.index, "maintain")
         while self.queue:
             at, _, target, kind, payload = heapq.heappop(self.queue)
             if at > limit:
@@ -482,10 +580,10 @@ class Simulation:
             node = self.nodes[target]
             self._handle(node, kind, payload)
             # only the node that handled the event can have reached the target with it
-            if node.final_height >= config.blocks and all(
-                n.final_height >= config.blocks for n in self.honest_nodes()
-            ):
-                break
+            if node.final_height >= config.blocks and not node.byzantine:
+                self.at_target.add(node.index)
+                if len(self.at_target) == len(self.honest_nodes()):
+                    break
         if watch is not None:
             watch(self)
 
@@ -495,8 +593,13 @@ class Simulation:
         if kind == "crash":
             node.up = False
             node.core.on_crash()
+            if self.links is not None:
+                self._lose_links(node)
         elif kind == "restart":
             node.up = True
+            if self.links is not None:
+                self._lose_links(node)  # a process starts afresh: no peers, nothing owed
+                self._maintain(node, again=False)
             self.carry_out(node, node.core.on_restart(self.local_time(node)))
         elif kind == "floor":
             self._on_floor_tick(*payload)
@@ -506,9 +609,18 @@ class Simulation:
             return
         elif kind == "deliver":
             sender, message = payload
+            if self.links is not None:
+                self._deliver(node, self.nodes[sender], message)
+                return
             self.carry_out(
                 node, node.core.on_message(message, self.nodes[sender].node_key, self.local_time(node))
             )
+        elif kind == "maintain":
+            self._maintain(node)
+        elif kind == "greet":
+            self._greet(node, payload)
+        elif kind == "flush":
+            self._flush(node, payload)
         elif kind == "wake":
             # the wake's own local time: skew arithmetic must not leave the core a hair early
             self.carry_out(node, node.core.on_time(max(self.local_time(node), payload)))
@@ -642,6 +754,9 @@ class Simulation:
     def send(self, sender: SimNode, target: SimNode, message: Any) -> None:
         if target is sender or not self.connected(sender.index, target.index):
             return
+        if self.links is not None:
+            self._send_wan(sender, target, message)
+            return
         self.messages += 1
         delay = self.config.latency + self.rng.random() * self.config.jitter
         while self.rng.random() < self.config.faults.loss:
@@ -663,13 +778,21 @@ class Simulation:
             elif isinstance(action, Gossip):
                 self.gossip_as(node, action.message)
             elif isinstance(action, AskPeers):
-                peers = [n for n in self.nodes if n is not node]
+                if self.links is not None:
+                    peers = [self.nodes[i] for i in sorted(self.links.peers[node.index])]
+                else:
+                    peers = [n for n in self.nodes if n is not node]
                 for peer in self.rng.sample(peers, min(action.count, len(peers))):
                     self.send(node, peer, action.message)
             elif isinstance(action, Applied):
                 self.note_signatures(action.block, action.validators)
+                if self.links is not None:
+                    self._note_arrival(node, action.block)
+                    self._keep_duties(node)
             elif isinstance(action, Finalized):
                 self.final_blocks.setdefault(action.height, set()).add(bytes(action.block_hash))
+                if self.links is not None:
+                    self._note_finality(node, action.height)
             elif isinstance(action, Equivocation) and not node.byzantine:
                 self.evidence.append((node.index, action.evidence))
         wake = node.core.next_wake()
@@ -708,7 +831,10 @@ class Simulation:
     def gossip_as(self, node: SimNode, message: Message) -> None:
         if isinstance(message, CheckpointVote):
             self.note_checkpoint_vote(node, message)
-        self.broadcast(node, message)
+        if self.links is None:
+            self.broadcast(node, message)
+            return
+        self._relay(node, message, None)
 
     def note_checkpoint_vote(self, node: SimNode, vote: CheckpointVote) -> None:
         slot = (bytes(node.node_key), vote.height, 0, CHECKPOINT)
@@ -735,6 +861,267 @@ class Simulation:
             self.signed_slots.setdefault(
                 (bytes(validators[index]), header.height, header.round, 0), set()
             ).add(block_hash)
+
+    # -- a bounded topology over a WAN (config.topology) ----------------------------------------
+
+    def _seed_proofs(self, phases: list[float]) -> None:
+        """Every node holds every node's last proof (a network that has run a while): each was
+        sent a proof interval before that node's next, which comes ``phases[node]`` into the run."""
+        proofs = {}
+        interval = self.config.uptime.interval
+        for node, phase in zip(self.nodes, phases, strict=True):
+            sent = self.now + phase - interval
+            signed = node.core._sign_proof(sent)
+            if signed is not None:
+                proofs[bytes(node.node_key)] = (signed, sent)
+        for node in self.nodes:
+            node.core.proofs.accepted = dict(proofs)
+            node.core.directory_asks = 0  # it has the directory
+
+    def _meta(self, message: object) -> tuple[int, bytes, tuple[tuple[str, int], ...]]:
+        """A message's size on the wire, its hash (what the process node knows gossip by) and
+        its bytes by kind: a :class:`~consensus.messages.Have` or :class:`~consensus.messages.Want`
+        counts under the kinds of what its hashes name (:data:`DIGEST_BYTES` each), its frame
+        under ``announcements``. Worked out once per message object."""
+        entry = self._sizes.get(id(message))
+        if entry is not None and entry[0] is message:
+            return entry[1], entry[2], entry[3]
+        payload = encode(message)
+        size, digest = len(payload) + FRAME_OVERHEAD, blake3_256(payload)
+        if isinstance(message, Have | Want):
+            kinds = self._digest_kinds
+            split: dict[str, int] = {}
+            for named in message.digests:
+                kind = kinds.get(bytes(named), "other")
+                split[kind] = split.get(kind, 0) + DIGEST_BYTES
+            split["announcements"] = size - DIGEST_BYTES * len(message.digests)
+            parts = tuple(split.items())
+        else:
+            parts = ((kind_of(message), size),)
+        if len(self._sizes) >= META_LIMIT:
+            self._sizes.clear()
+        self._sizes[id(message)] = (message, size, digest, parts)
+        return size, digest, parts
+
+    def _lose_links(self, node: SimNode) -> None:
+        assert self.links is not None and self.config.topology is not None
+        self.links.close_all(node.index)
+        node.spreader = Spreader(self.rng)
+        node.gossip_peers = GossipPeers(node.node_key, self.config.topology, self.rng)
+        node.duties = frozenset()
+        node.flush_at = None
+
+    def _open(self, node: SimNode, target: SimNode, *, gossip: bool) -> None:
+        """``node`` dials ``target`` (refused when it is down, partitioned away or full)."""
+        links, topology = self.links, self.config.topology
+        assert links is not None and topology is not None
+        link = links.get(node.index, target.index)
+        if link is not None:
+            if gossip and link.dialler == node.index:
+                link.gossip = True
+            return
+        if not target.up or not self.connected(node.index, target.index):
+            return
+        if links.inbound[target.index] >= topology.max_inbound:
+            return
+        trip = 2 * self.config.wan.latency(self.regions[node.index], self.regions[target.index])
+        link = links.open(node.index, target.index, self.now + HANDSHAKE_TRIPS * trip, gossip=gossip)
+        for end in (node, target):
+            bound = topology.outbound + topology.max_inbound + len(end.duties)
+            if len(links.peers[end.index]) > bound:
+                links.over[end.index] += 1
+        # both ends greet the new peer once the handshake is done (their own proofs, a directory)
+        self.push(link.ready, node.index, "greet", target.index)
+        self.push(link.ready, target.index, "greet", node.index)
+
+    def _maintain(self, node: SimNode, again: bool = True) -> None:
+        """A node's periodic look at its gossip peers: keep, swap, draw, dial; close what it
+        dialled and no longer needs."""
+        if again:
+            self.push(self.now + MAINTAIN_EVERY, node.index, "maintain")
+        if not node.up or node.gossip_peers is None:
+            return
+        links = self.links
+        assert links is not None
+        connected = [self.nodes[i].node_key for i in links.peers[node.index]]
+        local = self.local_time(node)
+        chosen = node.gossip_peers.update(node.core.known_nodes(local), set(connected), local)
+        for key in chosen:
+            target = self.by_key.get(key)
+            if target is not None:
+                self._open(node, target, gossip=True)
+        self._keep_duties(node, chosen=set(chosen))
+
+    def _keep_duties(self, node: SimNode, chosen: set[NodeKey] | None = None) -> None:
+        """Open connections to the node's duty peers ahead of the duty; close those it dialled
+        for a duty that ended (and does not keep as gossip peers)."""
+        links = self.links
+        assert links is not None and node.gossip_peers is not None
+        node.duties = node.core.duty_peers()
+        keep = set(node.gossip_peers.chosen) if chosen is None else chosen
+        for key in sorted(node.duties):
+            target = self.by_key.get(key)
+            if target is not None:
+                self._open(node, target, gossip=False)
+        for other, link in sorted(links.dialled_by(node.index), key=lambda pair: pair[0]):
+            key = self.nodes[other].node_key
+            if key not in node.duties and key not in keep:
+                links.close(node.index, other)
+            elif key not in keep:
+                link.gossip = False
+
+    def _greet(self, node: SimNode, peer: int) -> None:
+        links = self.links
+        assert links is not None
+        if node.up and links.get(node.index, peer) is not None:
+            self.carry_out(
+                node, node.core.on_peer_connected(self.nodes[peer].node_key, self.local_time(node))
+            )
+
+    def _send_wan(self, sender: SimNode, target: SimNode, message: Any) -> None:
+        """One message over the WAN: it leaves after the sender's earlier ones (upload), after the
+        connection's handshake (opened now if there is none), and arrives a latency later, in order."""
+        links, traffic, wan = self.links, self.traffic, self.config.wan
+        assert links is not None and traffic is not None
+        if links.get(sender.index, target.index) is None:
+            self._open(sender, target, gossip=False)
+        link = links.get(sender.index, target.index)
+        if link is None:
+            return  # refused: down, partitioned away, or full
+        self.messages += 1
+        size, _, parts = self._meta(message)
+        traffic.sent(sender.index, parts)
+        leave = max(self.now, self.uplink_free[sender.index])
+        if wan.upload:
+            leave += size / wan.upload
+        self.uplink_free[sender.index] = leave
+        latency = wan.latency(self.regions[sender.index], self.regions[target.index])
+        arrive = max(leave, link.ready) + latency * (1 + wan.jitter * self.rng.random())
+        while self.rng.random() < self.config.faults.loss:
+            arrive += self.config.faults.rto
+        pair = (sender.index, target.index)
+        arrive = max(arrive, self.last_arrival.get(pair, 0.0))  # one TCP stream: in order
+        self.last_arrival[pair] = arrive
+        self.push(arrive, target.index, "deliver", (sender.index, message))
+
+    def _deliver(self, node: SimNode, sender: SimNode, message: Any) -> None:
+        traffic, spreader = self.traffic, node.spreader
+        assert traffic is not None and spreader is not None
+        _, digest, parts = self._meta(message)
+        traffic.received(node.index, parts)
+        local = self.local_time(node)
+        if isinstance(message, Have):
+            want = spreader.on_have(message, local)
+            if want is not None:
+                self.send(node, sender, want)
+            return
+        if isinstance(message, Want):
+            for body in spreader.on_want(message):
+                self.send(node, sender, body)
+            return
+        if not isinstance(message, GOSSIP):
+            self.carry_out(node, node.core.on_message(message, sender.node_key, local))
+            return
+        if not spreader.is_new(digest):
+            self.duplicates += 1
+            return
+        spreader.remember(digest)
+        actions = node.core.on_message(message, sender.node_key, local)
+        if should_relay(message, actions, node.core.mempool):
+            self._relay(node, message, sender)
+        self.carry_out(node, actions)
+
+    def _relay(self, node: SimNode, message: Message, sender: SimNode | None) -> None:
+        """Pass gossip on: the body to a few peers now, its hash to the rest at the next flush."""
+        links, spreader = self.links, node.spreader
+        assert links is not None and spreader is not None
+        _, digest, _ = self._meta(message)
+        if len(self._digest_kinds) >= META_LIMIT:
+            self._digest_kinds.clear()
+        self._digest_kinds[digest] = kind_of(message)
+        peers = self._gossip_links(node)
+        exclude = None if sender is None else sender.node_key
+        push, urgent = relay_style(message)
+        for key in spreader.spread(digest, message, peers, exclude, push=push, urgent=urgent):
+            self.send(node, self.by_key[key], message)
+        if spreader.owed and (node.flush_at is None or (urgent and node.flush_at > self.now + FLUSH_DELAY)):
+            node.flush_at = self.now + (FLUSH_DELAY if urgent else TRICKLE)
+            self.push(node.flush_at, node.index, "flush", node.flush_at)
+
+    def _gossip_links(self, node: SimNode) -> list[NodeKey]:
+        """The peers gossip goes to: every connection but those held only for a duty."""
+        links, chosen = self.links, node.gossip_peers
+        assert links is not None and chosen is not None
+        duty_only = node.duties.difference(chosen.chosen)
+        keys = (self.nodes[i].node_key for i in sorted(links.peers[node.index]))
+        return [key for key in keys if key not in duty_only]
+
+    def _flush(self, node: SimNode, at: float) -> None:
+        if node.flush_at != at:
+            return  # a flush moved earlier (something urgent came) and already went
+        node.flush_at = None
+        if node.spreader is None or not node.up:
+            return
+        for key, have in node.spreader.flush():
+            self.send(node, self.by_key[key], have)
+
+    def _note_arrival(self, node: SimNode, block: Block) -> None:
+        block_hash = compute_block_hash(block.header)
+        born = self.spread.born.get(block_hash)
+        if born is None:
+            self.spread.born[block_hash] = self.now
+        else:
+            self.spread.arrivals.append(self.now - born)
+
+    def _note_finality(self, node: SimNode, height: int) -> None:
+        for final in range(node.final_seen + 1, height + 1):
+            made = node.ledger.block_at(final).header.timestamp / 1000
+            self.spread.finality.append(self.now - made)
+        node.final_seen = max(node.final_seen, height)
+
+    def topology_report(self) -> dict[str, Any]:
+        """What the bounded topology cost and gave (see :mod:`bench.topology`): per node and
+        per block, messages, bytes (consensus and directory apart) and connections; block spread
+        and finality percentiles."""
+        links, traffic, topology = self.links, self.traffic, self.config.topology
+        assert links is not None and traffic is not None and topology is not None
+        honest = self.honest_nodes()
+        blocks = max(1, max((n.height for n in honest), default=0))
+        count = max(1, len(honest))
+
+        def mean(values: list[float]) -> float:
+            return sum(values) / max(1, len(values))
+
+        rows = [traffic.nodes[n.index] for n in honest]
+        directory = [sum(b for k, b in row.by_kind.items() if k == "proofs") for row in rows]
+        total = [row.sent_bytes + row.received_bytes for row in rows]
+        kinds: dict[str, int] = {}
+        for row in rows:
+            for kind, size in row.by_kind.items():
+                kinds[kind] = kinds.get(kind, 0) + size
+        return {
+            "nodes": len(self.nodes),
+            "blocks": blocks,
+            "messages_per_node_per_block": round(mean([r.sent + r.received for r in rows]) / blocks, 1),
+            "bytes_per_node_per_block": round(mean([float(t) for t in total]) / blocks),
+            "consensus_bytes_per_node_per_block": round(
+                mean([float(t - d) for t, d in zip(total, directory, strict=True)]) / blocks
+            ),
+            "directory_bytes_per_node_per_block": round(mean([float(d) for d in directory]) / blocks),
+            "max_bytes_per_node_per_block": round(max(total, default=0) / blocks),
+            "bytes_by_kind_per_node_per_block": {
+                kind: round(size / count / blocks) for kind, size in sorted(kinds.items())
+            },
+            "connections_mean": round(mean([float(links.most[n.index]) for n in honest]), 1),
+            "connections_max": max((links.most[n.index] for n in honest), default=0),
+            "bound": topology.outbound + topology.max_inbound,
+            "over_bound": sum(links.over),
+            "duplicates_per_node_per_block": round(self.duplicates / count / blocks, 1),
+            "propagation_p50": percentile(self.spread.arrivals, 0.5),
+            "propagation_p99": percentile(self.spread.arrivals, 0.99),
+            "finality_p50": percentile(self.spread.finality, 0.5),
+            "finality_p99": percentile(self.spread.finality, 0.99),
+        }
 
     # -- the verdict ----------------------------------------------------------------------------
 

@@ -26,9 +26,10 @@ members, whatever the size of the network.
 from __future__ import annotations
 
 import random
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 
+from consensus.uptime import ProofBook
 from state.types import NodeKey
 
 
@@ -83,15 +84,16 @@ class GossipPeers:
         return [*self.preferred, *self.drawn]
 
     def update(self, known: Collection[NodeKey], connected: Collection[NodeKey], now: float) -> list[NodeKey]:
-        """Keep the drawn peers that are still known and connect, swap one at each refresh, and
+        """Keep the drawn peers that are still known and connect (a node whose proof went stale,
+        decommissioned or gone, is let go even while connected), swap one at each refresh, and
         draw from ``known`` (nodes with a fresh uptime proof) up to :attr:`Topology.outbound`.
         Deterministic for a given generator and inputs (``known`` is sorted before drawing)."""
         topology = self.topology
         for key in list(self.drawn):
-            if key in connected:
-                self.drawn[key] = now
-            elif key not in known or now - self.drawn[key] > topology.dial_grace:
+            if key not in known or (key not in connected and now - self.drawn[key] > topology.dial_grace):
                 del self.drawn[key]
+            elif key in connected:
+                self.drawn[key] = now
         if self.next_refresh is None:
             self.next_refresh = now + topology.refresh
         elif now >= self.next_refresh:
@@ -106,3 +108,22 @@ class GossipPeers:
             for key in self.rng.sample(candidates, min(room, len(candidates))):
                 self.drawn[key] = now
         return self.chosen
+
+
+class FreshNodes(Collection[NodeKey]):
+    """The nodes whose fresh uptime proofs a :class:`~consensus.uptime.ProofBook` holds at ``now``
+    (but ``me``), as a collection read lazily: :meth:`GossipPeers.update` asks whether a peer is
+    still in it every turn and lists it only when it draws."""
+
+    def __init__(self, book: ProofBook, now: float, me: NodeKey) -> None:
+        self.book, self.now, self.me = book, now, me
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, bytes) and key != self.me and self.book.is_fresh(key, self.now)
+
+    def __iter__(self) -> Iterator[NodeKey]:
+        book, now, me = self.book, self.now, self.me
+        return (NodeKey(key) for key in book.accepted if key != me and book.is_fresh(key, now))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)

@@ -543,6 +543,7 @@ class Simulation:
         origin = self.genesis.genesis_time
         self.now = float(origin)
         ticking = watch is not None or until is not None
+        honest = len(self.honest_nodes())
         next_watch = origin + watch_every
         limit = origin + (config.time_limit or config.blocks * config.block_time_ms / 1000 * 20)
         for index, down, back in config.faults.crashes:
@@ -582,7 +583,7 @@ class Simulation:
             # only the node that handled the event can have reached the target with it
             if node.final_height >= config.blocks and not node.byzantine:
                 self.at_target.add(node.index)
-                if len(self.at_target) == len(self.honest_nodes()):
+                if len(self.at_target) == honest:
                     break
         if watch is not None:
             watch(self)
@@ -887,7 +888,8 @@ class Simulation:
         if entry is not None and entry[0] is message:
             return entry[1], entry[2], entry[3]
         payload = encode(message)
-        size, digest = len(payload) + FRAME_OVERHEAD, blake3_256(payload)
+        size = len(payload) + FRAME_OVERHEAD
+        digest = b"" if isinstance(message, Have | Want) else blake3_256(payload)  # never gossip
         if isinstance(message, Have | Want):
             kinds = self._digest_kinds
             split: dict[str, int] = {}

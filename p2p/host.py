@@ -141,6 +141,8 @@ class HostConfig:
     """Payloads sent to a target not connected yet, kept for it: at most this many, and bytes."""
     pending_seconds: float = 5.0
     """Seconds such a payload waits for the connection before it is dropped."""
+    yield_dial: float = 0.5
+    """Seconds a new target of a lower key is left to dial this host before it is dialled."""
 
 
 @dataclass
@@ -243,7 +245,7 @@ class Host:
             return
         current = self.targets.get(key)
         if current is None or (current.host, current.port) != (host, port):
-            self.targets[key] = self._moved(current, host, port)
+            self.targets[key] = self._moved(current, host, port, key)
 
     def retarget(self, targets: Mapping[NodeKey, tuple[str, int]]) -> None:
         """Keep connections to exactly ``targets`` (node key → host and port) from now on: the new
@@ -257,7 +259,7 @@ class Host:
                 continue
             current = old.get(key)
             keep = current is not None and (current.host, current.port) == (host, port)
-            new[key] = current if keep and current is not None else self._moved(current, host, port)
+            new[key] = current if keep and current is not None else self._moved(current, host, port, key)
         self.targets = new
         dropped = [key for key in old if key not in new]
         for key in dropped:
@@ -272,12 +274,16 @@ class Host:
             for peer in sorted(former, key=lambda p: p.connected_at, reverse=True)[:excess]:
                 self._close(peer, "over max_peers once no longer a target")
 
-    @staticmethod
-    def _moved(current: _Target | None, host: str, port: int) -> _Target:
-        """A target at a new address (what waited for the old one goes to the new one)."""
+    def _moved(self, current: _Target | None, host: str, port: int, key: NodeKey) -> _Target:
+        """A new target, or one at a new address (what waited for the old one goes to the new
+        one). A new target whose key is below ours is first left ``yield_dial`` seconds to dial
+        us: when both sides want the connection (two members of a quorum), both keep the one
+        the lower key dialled, and a frame written into the other one could be lost."""
         target = _Target(host, port)
         if current is not None:
             target.pending, target.pending_bytes = current.pending, current.pending_bytes
+        elif bytes(key) < bytes(self.node_key):
+            target.next_try = self.clock() + self.config.yield_dial
         return target
 
     def send(self, key: NodeKey, payload: bytes) -> bool:
@@ -521,6 +527,10 @@ class Host:
                 await trio.aclose_forcefully(channel.stream)
                 return
             current.cancel.cancel()
+            # what waited for the replaced connection's writer goes out on this one
+            peer.outbox, peer.queued = current.outbox, current.queued
+            current.outbox, current.queued = deque(), 0
+            peer.wake.set()
         self.peers[key] = peer
         target = self.targets.get(key)
         if target is not None and target.pending:
@@ -612,8 +622,11 @@ class Host:
                 await peer.channel.send(frames)
 
     def _close(self, peer: Peer, reason: str) -> None:
+        """End ``peer``'s connection: no longer a peer from now (its tasks end at their next turn)."""
         peer.closing = reason
         peer.cancel.cancel()
+        if self.peers.get(peer.key) is peer:
+            del self.peers[peer.key]
 
     def _hold(self, target: _Target, frame: bytes) -> bool:
         """Keep ``frame`` for a target not connected yet; False when its buffer is full."""

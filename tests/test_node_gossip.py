@@ -9,7 +9,7 @@ import dataclasses
 
 import pytest
 
-from appchain.node.node import ANSWER_BACKLOG, Node
+from appchain.node.node import ANSWER_BACKLOG, DUTY_LINGER, Node
 from consensus.gossip import push_count
 from consensus.messages import DIGEST_BATCH, Have, TxMessage, Want, decode_message
 from consensus.topology import GossipPeers
@@ -140,9 +140,14 @@ def test_the_host_is_told_the_gossip_peers_and_the_duty_peers(
     assert len(chosen) == 4 and chosen[:2] == [PEERS[0], PEERS[1]]  # the seeds kept by preference
     assert set(node.host.targets) == {*chosen, *duty} and node.duty == duty
     assert all((t.host, t.port) == {**seeds, **proofs}[k] for k, t in node.host.targets.items())
-    duty = frozenset()  # the duty is over: only the gossip peers stay
+    first = duty
+    duty = frozenset()  # the duty is over: its members stay a few more duties
     node.retarget()
-    assert set(node.host.targets) == set(chosen) and node.status()["duty_peers"] == 0
+    assert set(node.host.targets) == {*chosen, *first} and node.duty == first
+    for turn in range(DUTY_LINGER):
+        duty = frozenset({PEERS[2]}) if turn % 2 == 0 else frozenset()
+        node.retarget()
+    assert set(node.host.targets) == {*chosen, PEERS[2]} and node.status()["duty_peers"] == 1
     status = node.status()
     assert status["gossip_peers"] == 4 and status["peers_inbound"] == status["peers_outbound"] == 0
 

@@ -53,6 +53,7 @@ import os
 import random
 import secrets
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -136,6 +137,11 @@ FRAME_SLICE = 64
 ANSWER_BACKLOG = 8 * 1024 * 1024
 """Bytes of earlier answers a peer may leave unread in its send queue and still be answered."""
 ANSWERED_FROM_STORE = (SyncRequest, *SYNC_REQUESTS, Want)
+DUTY_LINGER = 4
+"""Duty sets kept after they end (one per tip or round that changed them): the members of the
+quorums of the last few blocks stay connected a little longer, so a node that sits in quorums
+often does not redial the same members every block (a handshake each, and a window in which
+a Pulse message waits for the connection)."""
 PROBES_AT_ONCE = 8
 """Obligations probes of nodes this node keeps no connection to, running at once."""
 PROBE_QUEUE = 256
@@ -208,7 +214,9 @@ class Node:
         )
         """The gossip peers this node dials (:mod:`consensus.topology`)."""
         self.duty: frozenset[NodeKey] = frozenset()
-        """The quorum members this node keeps direct connections to now."""
+        """The quorum members this node keeps direct connections to now (its duties now and
+        the last :data:`DUTY_LINGER` ones)."""
+        self._duties: deque[frozenset[NodeKey]] = deque(maxlen=DUTY_LINGER + 1)
         self.probed: dict[NodeKey, tuple[bool, float]] = {}
         """Obligations probes of nodes not connected: the answer and when (:meth:`probe`)."""
         self._to_probe: dict[NodeKey, None] = {}
@@ -354,10 +362,14 @@ class Node:
         """Hand the host the nodes to keep connections to now: the gossip peers
         (:class:`~consensus.topology.GossipPeers`, redrawn as proofs and connections change) and
         the other members of the quorums this node sits in (duties change every block and
-        round). The host closes what it dialled to the others."""
+        round; the members of the last few duties stay a little longer, :data:`DUTY_LINGER`). The
+        host closes what it dialled to the others."""
         now = self.now()
         chosen = self.gossip_peers.update(self.known_nodes(), self.host.peers, now)
-        self.duty = self.core.duty_peers()
+        duty = self.core.duty_peers()
+        if not self._duties or self._duties[-1] != duty:
+            self._duties.append(duty)
+        self.duty = frozenset().union(*self._duties)
         targets: dict[NodeKey, tuple[str, int]] = {}
         for key in (*chosen, *sorted(self.duty)):
             where = self.address_of(key)

@@ -1,13 +1,19 @@
 """The p2p host: listening, dialling, and one secure channel per peer, bounded and policed.
 
-A :class:`Host` keeps connections to a set of *targets* (node key and address: the bootstrap list
-and, later, the addresses in uptime proofs), redialling with exponential backoff (a dial that
+A :class:`Host` keeps connections to a set of *targets* (node key and address) that the application
+chooses and replaces as it goes (:meth:`Host.retarget`: a node's few gossip peers and the members
+of the quorums it is on duty in, :mod:`consensus.topology`), redialling with exponential backoff (a dial that
 times out or is cut, as dials are across a partition, to a stopped process or through a reset,
 only backs off: it is no violation, or a partition would get honest nodes banned; a connection
 the other side hangs up at once backs off too, instead of redialling in a tight loop), and accepts
 connections from anyone who completes the handshake (:mod:`p2p.secure`). It moves bytes only:
 the application hands it payloads (:meth:`Host.send`, :meth:`Host.broadcast`) and receives each
-peer's payloads through ``on_frame``; what they mean is not the host's business.
+peer's payloads through ``on_frame``; what they mean is not the host's business. A connection
+this host dialled to a key no longer targeted is closed; one the other side dialled is left to
+it (its initiator closes it when it no longer needs it). A payload sent to a target not connected
+yet (a duty connection being opened: Pulse's first stage must not be lost) waits in a small
+bounded buffer (``pending_frames``, ``pending_bytes``) and goes out when the connection is made,
+or is dropped after ``pending_seconds``.
 
 Per peer:
 
@@ -26,7 +32,9 @@ Per remote address (:mod:`p2p.limits`: an IPv4 address or an IPv6 /64), before a
 at most ``max_inbound_per_ip`` inbound connections, in handshake or established, and new ones at
 ``inbound_per_second_per_ip`` (bursts of ``inbound_burst_per_ip``); and, over every address, at
 most ``max_handshakes`` inbound handshakes at once (each costs a Diffie-Hellman and a signature
-check) and ``max_peers`` inbound peers. So one host's junk connections hold a few handshake and
+check) and ``max_peers`` inbound peers that are not targets (a target calling in is a
+connection this node wants anyway, and dialled peers are not counted: they are bounded by the
+targets). So one host's junk connections hold a few handshake and
 peer slots, never all of them. A connection refused is closed at once and counted in
 :attr:`Host.refused` by reason. Loopback addresses are exempt from the per-address limits unless
 ``limit_loopback`` (a devnet runs every node on 127.0.0.1). Outbound dials are not limited: this
@@ -47,7 +55,7 @@ import random
 import time
 import traceback
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,6 +136,13 @@ class HostConfig:
     """Inbound handshakes in progress at once, over every address."""
     limit_loopback: bool = False
     """Apply the per-address limits to loopback addresses too (tests; a local proxy)."""
+    pending_frames: int = 64
+    pending_bytes: int = 1024 * 1024
+    """Payloads sent to a target not connected yet, kept for it: at most this many, and bytes."""
+    pending_seconds: float = 5.0
+    """Seconds such a payload waits for the connection before it is dropped."""
+    yield_dial: float = 0.5
+    """Seconds a new target of a lower key is left to dial this host before it is dialled."""
 
 
 @dataclass
@@ -137,6 +152,9 @@ class _Target:
     backoff: float = 0.0
     next_try: float = 0.0
     dialling: bool = False
+    pending: deque[tuple[float, bytes]] = field(default_factory=deque)
+    """Frames sent before the connection was made, with when they were sent."""
+    pending_bytes: int = 0
 
 
 @dataclass
@@ -151,6 +169,23 @@ class Peer:
     refilled: float = 0.0
     wake: trio.Event = field(default_factory=trio.Event)
     cancel: trio.CancelScope = field(default_factory=trio.CancelScope)
+    closing: str = "replaced by a newer connection"
+    """Why the connection ends when this host cancels it."""
+
+    @property
+    def dialled(self) -> bool:
+        """Whether this host opened the connection (an outbound peer)."""
+        return self.channel.initiator
+
+
+@dataclass(frozen=True)
+class PeerCounts:
+    """What a host holds: connections the other side opened, ones it opened, and payloads waiting
+    for a target to connect."""
+
+    inbound: int
+    outbound: int
+    pending: int
 
 
 class Host:
@@ -198,18 +233,85 @@ class Host:
     def connected(self) -> list[NodeKey]:
         return list(self.peers)
 
+    def counts(self) -> PeerCounts:
+        peers = self.peers.values()
+        outbound = sum(1 for peer in peers if peer.dialled)
+        pending = sum(len(target.pending) for target in self.targets.values())
+        return PeerCounts(len(self.peers) - outbound, outbound, pending)
+
     def add_target(self, key: NodeKey, host: str, port: int) -> None:
         """Keep a connection to ``key`` at ``host:port`` (redialled with backoff when it drops)."""
         if key == self.node_key:
             return
         current = self.targets.get(key)
         if current is None or (current.host, current.port) != (host, port):
-            self.targets[key] = _Target(host, port)
+            self.targets[key] = self._moved(current, host, port, key)
+
+    def retarget(self, targets: Mapping[NodeKey, tuple[str, int]]) -> None:
+        """Keep connections to exactly ``targets`` (node key → host and port) from now on: the new
+        ones are dialled, and a connection this host dialled to a key no longer among them is
+        closed (one the other side dialled is left to it). A target that stays keeps its backoff
+        and the payloads waiting for it."""
+        old = self.targets
+        new: dict[NodeKey, _Target] = {}
+        for key, (host, port) in targets.items():
+            if key == self.node_key:
+                continue
+            current = old.get(key)
+            keep = current is not None and (current.host, current.port) == (host, port)
+            new[key] = current if keep and current is not None else self._moved(current, host, port, key)
+        self.targets = new
+        dropped = [key for key in old if key not in new]
+        for key in dropped:
+            peer = self.peers.get(key)
+            if peer is not None and peer.dialled:
+                self._close(peer, "no longer a target")
+        # an inbound connection of a dropped target (both sides dialled for a duty) now counts
+        # against max_peers: past it, the newest such are closed (their duty is over here too)
+        excess = self._untargeted_inbound() - self.config.max_peers
+        if excess > 0:
+            former = [self.peers[key] for key in dropped if key in self.peers and not self.peers[key].dialled]
+            for peer in sorted(former, key=lambda p: p.connected_at, reverse=True)[:excess]:
+                self._close(peer, "over max_peers once no longer a target")
+
+    def _moved(self, current: _Target | None, host: str, port: int, key: NodeKey) -> _Target:
+        """A new target, or one at a new address (what waited for the old one goes to the new
+        one). A new target whose key is below ours is first left ``yield_dial`` seconds to dial
+        us: when both sides want the connection (two members of a quorum), both keep the one
+        the lower key dialled, and a frame written into the other one could be lost."""
+        target = _Target(host, port)
+        if current is not None:
+            target.pending, target.pending_bytes = current.pending, current.pending_bytes
+        elif bytes(key) < bytes(self.node_key):
+            target.next_try = self.clock() + self.config.yield_dial
+        return target
 
     def send(self, key: NodeKey, payload: bytes) -> bool:
-        """Queue ``payload`` for ``key``; False when not connected or its queue is full."""
+        """Queue ``payload`` for ``key``: at once when connected, else in its small buffer when it
+        is a target (sent when the connection is made, dropped after ``pending_seconds``); False
+        when neither, or the queue or buffer is full."""
         peer = self.peers.get(key)
-        return peer is not None and self._enqueue(peer, DATA + payload)
+        if peer is not None:
+            return self._enqueue(peer, DATA + payload)
+        target = self.targets.get(key)
+        return target is not None and self._hold(target, DATA + payload)
+
+    async def probe(self, key: NodeKey, host: str, port: int) -> bool:
+        """Whether ``key`` answers at ``host:port``: connected, or a connection and a handshake
+        that proves its key, closed at once (an obligations test of a node this host keeps no
+        connection to). Never raises for what the network or the other side does."""
+        if key in self.peers:
+            return True
+        try:
+            with trio.move_on_after(self.config.handshake_timeout) as scope:
+                stream = await trio.open_tcp_stream(host, port)
+                try:
+                    await self._handshake(stream, initiator=True, expected=key)
+                finally:
+                    await trio.aclose_forcefully(stream)
+        except (OSError, HandshakeFailed, trio.BrokenResourceError, trio.ClosedResourceError):
+            return False
+        return not scope.cancelled_caught
 
     def broadcast(self, payload: bytes, exclude: NodeKey | None = None) -> int:
         """Queue ``payload`` for every connected peer but ``exclude``; returns how many took it."""
@@ -252,6 +354,8 @@ class Host:
         while True:
             now = self.clock()
             for key, target in list(self.targets.items()):
+                if target.pending:
+                    self._expire(target, now)
                 if key in self.peers or target.dialling or target.next_try > now or self.is_banned(key):
                     continue
                 target.dialling = True
@@ -335,7 +439,7 @@ class Host:
                 return
             if self.is_banned(channel.remote_key):
                 self._refuse("banned", ip)
-            elif channel.remote_key not in self.peers and len(self.peers) >= self.config.max_peers:
+            elif self._over_inbound_limit(channel.remote_key):
                 self._refuse("max_peers", ip)
             else:
                 await self._serve(channel, f"{ip}:{port}")
@@ -350,7 +454,7 @@ class Host:
         config = self.config
         if self.banned_hosts.get(key, 0.0) > self.clock():
             return "banned"
-        if len(self.peers) >= config.max_peers:
+        if len(self.peers) >= config.max_peers + len(self.targets):  # no room whoever it is
             return "max_peers"
         if self.handshakes >= config.max_handshakes:
             return "max_handshakes"
@@ -359,6 +463,18 @@ class Host:
         if limited and self.inbound[key] >= config.max_inbound_per_ip:
             return "max_inbound_per_ip"
         return None
+
+    def _untargeted_inbound(self) -> int:
+        """Inbound connections of keys that are not targets: what ``max_peers`` bounds."""
+        targets = self.targets
+        return sum(1 for key, peer in self.peers.items() if not peer.dialled and key not in targets)
+
+    def _over_inbound_limit(self, key: NodeKey) -> bool:
+        """Whether an inbound connection of ``key``, handshake done, is one too many: not already a
+        peer, nor a target (a connection this node wants anyway), with ``max_peers`` such held."""
+        if key in self.peers or key in self.targets:
+            return False
+        return self._untargeted_inbound() >= self.config.max_peers
 
     def _refuse(self, reason: str, ip: str) -> None:
         self.refused[reason] = self.refused.get(reason, 0) + 1
@@ -401,6 +517,9 @@ class Host:
     async def _serve(self, channel: SecureChannel, address: str) -> None:
         key = channel.remote_key
         now = self.clock()
+        if channel.initiator and key not in self.targets:  # retargeted while the dial ran
+            await trio.aclose_forcefully(channel.stream)
+            return
         peer = Peer(key, channel, address, now, tokens=self.config.frame_burst, refilled=now)
         current = self.peers.get(key)
         if current is not None:
@@ -408,14 +527,23 @@ class Host:
                 await trio.aclose_forcefully(channel.stream)
                 return
             current.cancel.cancel()
+            # what waited for the replaced connection's writer goes out on this one
+            peer.outbox, peer.queued = current.outbox, current.queued
+            current.outbox, current.queued = deque(), 0
+            peer.wake.set()
         self.peers[key] = peer
+        target = self.targets.get(key)
+        if target is not None and target.pending:
+            self._release(target, peer)
         self.connection_made.set()  # wakes whoever waits for new peers, then a fresh event
         self.connection_made = trio.Event()
         self.log("info", "peer connected", peer=key.hex()[:16], address=address, peers=len(self.peers))
-        reason = "replaced by a newer connection"
+        reason = peer.closing
         try:
             with peer.cancel:
                 reason = await self._run_peer(peer)
+            if peer.cancel.cancelled_caught:
+                reason = peer.closing
         finally:  # the host stopping (cancelled) too: close, so the peer sees it at once
             if self.peers.get(key) is peer:
                 del self.peers[key]
@@ -493,9 +621,45 @@ class Host:
             with trio.fail_after(config.write_timeout):
                 await peer.channel.send(frames)
 
-    def _enqueue(self, peer: Peer, frame: bytes) -> bool:
+    def _close(self, peer: Peer, reason: str) -> None:
+        """End ``peer``'s connection: no longer a peer from now (its tasks end at their next turn)."""
+        peer.closing = reason
+        peer.cancel.cancel()
+        if self.peers.get(peer.key) is peer:
+            del self.peers[peer.key]
+
+    def _hold(self, target: _Target, frame: bytes) -> bool:
+        """Keep ``frame`` for a target not connected yet; False when its buffer is full."""
+        config = self.config
+        self._check_size(frame)
+        now = self.clock()
+        self._expire(target, now)
+        full = len(target.pending) >= config.pending_frames
+        if full or target.pending_bytes + len(frame) > config.pending_bytes:
+            return False
+        target.pending.append((now, frame))
+        target.pending_bytes += len(frame)
+        return True
+
+    def _expire(self, target: _Target, now: float) -> None:
+        """Drop what waited for ``target`` longer than ``pending_seconds``."""
+        pending, oldest = target.pending, now - self.config.pending_seconds
+        while pending and pending[0][0] < oldest:
+            target.pending_bytes -= len(pending.popleft()[1])
+
+    def _release(self, target: _Target, peer: Peer) -> None:
+        """``target`` connected: what waited for it goes out, in order (the expired dropped)."""
+        self._expire(target, self.clock())
+        pending, target.pending, target.pending_bytes = target.pending, deque(), 0
+        for _, frame in pending:
+            self._enqueue(peer, frame)
+
+    def _check_size(self, frame: bytes) -> None:
         if len(frame) > self.config.max_frame + 1:
             raise ValueError(f"a payload of {len(frame) - 1} bytes is over the frame limit")
+
+    def _enqueue(self, peer: Peer, frame: bytes) -> bool:
+        self._check_size(frame)
         if peer.queued + len(frame) > self.config.queue_bytes:
             return False
         peer.outbox.append(frame)
@@ -515,7 +679,7 @@ class Host:
             self.scores[key] = 0.0
             peer = self.peers.get(NodeKey(key))
             if peer is not None:
-                peer.cancel.cancel()
+                self._close(peer, "banned")
                 self._ban_host(peer.address.rsplit(":", 1)[0])
             self.log("warn", "peer banned", peer=key.hex()[:16], seconds=self.config.ban_seconds)
 

@@ -109,6 +109,7 @@ PROCESS_NETWORK_GROUPS = {
     "test_devnet": "networks-b",
     "test_evidence_network": "networks-b",
     "test_onion_relay_network": "networks-b",
+    "test_topology_network": "networks-b",
 }
 """Modules that run networks of node processes on real timers, in two groups of about equal
 length. ``make test`` runs the suite on two pytest-xdist workers with ``--dist loadgroup``: a

@@ -17,19 +17,21 @@ from consensus.messages import (
     CheckpointsRequest,
     ChunkRequest,
     HeadersRequest,
+    ProofsRequest,
     SignedBlock,
     SnapshotOffer,
     SnapshotsRequest,
     SyncRequest,
     TxBatch,
     TxMessage,
+    Want,
 )
 from genesis.devnet import load_dev_accounts
 from state.crypto import ed25519
 from state.encoding import encode
 from state.errors import InvalidEvent
 from state.events import Transfer, sign_transaction
-from state.types import AccountKey, Atomic, Ed25519Signature, NodeKey, Nonce
+from state.types import AccountKey, Atomic, Ed25519Signature, Hash32, NodeKey, Nonce
 
 FLOODER, HONEST, THIRD = NodeKey(b"\x11" * 32), NodeKey(b"\x22" * 32), NodeKey(b"\x33" * 32)
 
@@ -44,6 +46,8 @@ def test_frames_are_told_apart_by_their_first_bytes() -> None:
         CheckpointsRequest(4),
         HeadersRequest(1, 2),
         ChunkRequest(4, 0, 0),
+        Want((Hash32(bytes(32)),)),
+        ProofsRequest(),
     ):
         assert frame_kind(encode(request)) is Kind.REQUEST
     tx = Transfer(AccountKey(b"\x01" * 32), Nonce(1), AccountKey(b"\x02" * 32), Atomic(1))
@@ -51,7 +55,7 @@ def test_frames_are_told_apart_by_their_first_bytes() -> None:
     assert frame_kind(encode(TxMessage(tx))) is Kind.TRANSACTION
     assert frame_kind(encode(SnapshotOffer(None))) is Kind.CONSENSUS
     assert frame_kind(b"\x92\xa5block") is Kind.CONSENSUS and frame_kind(b"") is Kind.CONSENSUS
-    assert SignedBlock.__struct_config__.tag == "block" and len(REQUEST_PREFIXES) == 5
+    assert SignedBlock.__struct_config__.tag == "block" and len(REQUEST_PREFIXES) == 7
 
 
 def test_each_peer_has_its_own_bounds_and_a_flood_is_dropped_not_queued() -> None:
@@ -221,17 +225,18 @@ def test_a_batch_with_a_forgery_costs_its_sender_and_is_not_passed_on(
 def test_the_admin_batch_goes_to_the_peers_as_one_frame(node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
     broadcast: list[bytes] = []
     monkeypatch.setattr(node.host, "broadcast", lambda payload, exclude=None: broadcast.append(payload) or 0)
+    sent = _relays(node, monkeypatch)
     monkeypatch.setattr(type(node.host), "connected", property(lambda _: [FLOODER, HONEST]))
-    node.host.add_target(FLOODER, "127.0.0.1", 1)
-    node.host.add_target(HONEST, "127.0.0.1", 2)
+    node.seeds = {FLOODER: ("127.0.0.1", 1), HONEST: ("127.0.0.1", 2)}  # every node it knows
     txs = [_transfer(node, nonce) for nonce in (1, 2, 3, 4)]
     results = node.submit_batch([txs[0], txs[2], txs[1]])  # nonce 3 before 2: refused
     assert isinstance(results[0], bytes) and isinstance(results[1], InvalidEvent)
     assert isinstance(results[2], bytes)
     assert broadcast == [encode(TxBatch((txs[0], txs[1]), everyone=True))]  # every node has it
-    node.host.add_target(THIRD, "127.0.0.1", 3)  # a node we know and are not connected to
+    node.seeds[THIRD] = ("127.0.0.1", 3)  # a node we know and are not connected to
     node.submit_batch([txs[2]])
-    assert broadcast[-1] == encode(TxBatch((txs[2],), everyone=False))  # the peers pass it on
+    frame = encode(TxBatch((txs[2],), everyone=False))  # the peers pass it on
+    assert len(broadcast) == 1 and sorted(sent) == [(FLOODER, frame), (HONEST, frame)]
 
 
 def test_one_peers_backlog_does_not_delay_another_peers_frames(node: Node) -> None:

@@ -15,7 +15,7 @@ import pytest
 import trio
 import trio.testing
 
-from p2p.host import DATA, Host, HostConfig
+from p2p.host import DATA, Host, HostConfig, PeerCounts
 from p2p.secure import ConnectionCut, HandshakeFailed, PeerClosed, ProtocolViolation, SecureChannel, handshake
 from state.crypto import ed25519
 from state.types import NodeKey
@@ -346,3 +346,97 @@ async def test_a_close_between_frames_is_clean_and_mid_record_is_a_cut() -> None
     await sender.stream.aclose()
     with pytest.raises(ConnectionCut):
         await receiver.receive()
+
+
+# -- targets the application replaces (a few gossip peers, and quorum members while on duty) ------
+
+
+def address(host: Host) -> tuple[str, int]:
+    return ("127.0.0.1", host.port)
+
+
+async def test_retarget_closes_what_it_dialled_and_leaves_what_the_other_side_dialled(
+    nursery: trio.Nursery,
+) -> None:
+    async with running(nursery, 40) as (a, _), running(nursery, 41) as (b, _), running(nursery, 42) as (c, _):
+        a.retarget({b.node_key: address(b)})
+        c.retarget({a.node_key: address(a)})
+        await until(lambda: b.node_key in a.peers and c.node_key in a.peers)
+        assert a.counts() == PeerCounts(inbound=1, outbound=1, pending=0)
+        a.retarget({})  # b is no longer wanted; c dialled a, and only c may close that
+        await until(lambda: a.node_key not in b.peers and b.node_key not in a.peers)
+        await trio.sleep(0.5)  # no redial either way
+        assert list(a.peers) == [c.node_key] and a.counts() == PeerCounts(1, 0, 0)
+        assert any(
+            e == "peer dropped" and f["reason"] == "no longer a target"
+            for _, e, f in a.logs  # type: ignore[attr-defined]
+        )
+        c.retarget({})
+        await until(lambda: not a.peers and not c.peers)
+
+
+async def test_a_payload_for_a_target_being_dialled_goes_out_once_connected(nursery: trio.Nursery) -> None:
+    """A duty connection is opened as the duty starts: Pulse's first stage, sent before the
+    handshake is done, waits for it rather than being lost."""
+    async with running(nursery, 43) as (a, _), running(nursery, 44) as (b, inbox_b):
+        stranger = NodeKey(key(45).public_key)
+        a.retarget({b.node_key: address(b)})
+        assert b.node_key not in a.peers  # nothing awaited since: not connected yet
+        assert a.send(b.node_key, b"stage one") and a.send(b.node_key, b"stage two")
+        assert a.counts().pending == 2
+        assert not a.send(stranger, b"not a target: dropped")
+        await inbox_b.wait_for(2)
+        assert [payload for _, payload in inbox_b.frames] == [b"stage one", b"stage two"]
+        assert a.counts().pending == 0
+
+
+def test_what_waits_for_a_target_is_bounded_and_expires() -> None:
+    now = [1000.0]
+    config = HostConfig(chain_id=CHAIN, pending_frames=3, pending_bytes=2_000, pending_seconds=5.0)
+    host = Host(config, key(46), lambda key, payload: None, clock=lambda: now[0])
+    target = NodeKey(key(47).public_key)
+    host.retarget({target: ("127.0.0.1", 9)})
+    assert [host.send(target, bytes(100)) for _ in range(4)] == [True, True, True, False]  # frames
+    host.retarget({target: ("127.0.0.1", 9), NodeKey(key(48).public_key): ("127.0.0.1", 10)})
+    assert host.counts().pending == 3  # a target that stays keeps what waits for it
+    now[0] += 5.5
+    assert host.send(target, bytes(1_500))  # the three expired: room again
+    assert not host.send(target, bytes(600))  # bytes
+    assert host.counts().pending == 1
+    host.retarget({target: ("127.0.0.2", 9)})  # moved: what waits follows it
+    assert host.counts().pending == 1
+    host.retarget({})
+    assert host.counts().pending == 0 and not host.send(target, b"x")
+
+
+async def test_max_peers_bounds_inbound_strangers_not_dialled_peers_nor_targets(
+    nursery: trio.Nursery,
+) -> None:
+    async with (
+        running(nursery, 50, max_peers=1) as (a, _),
+        running(nursery, 51) as (b, _),
+        running(nursery, 52) as (c, _),
+        running(nursery, 53) as (d, _),
+    ):
+        a.retarget({b.node_key: address(b)})  # dialled: not counted
+        await until(lambda: b.node_key in a.peers)
+        c.retarget({a.node_key: address(a)})  # the one inbound stranger allowed
+        await until(lambda: c.node_key in a.peers)
+        d.retarget({a.node_key: address(a)})
+        await until(lambda: a.refused.get("max_peers", 0) >= 1)
+        assert d.node_key not in a.peers
+        a.retarget({b.node_key: address(b), d.node_key: address(d)})  # d is wanted now (a duty)
+        await until(lambda: d.node_key in a.peers and a.node_key in d.peers)
+        assert set(a.peers) == {b.node_key, c.node_key, d.node_key}
+
+
+async def test_a_probe_proves_the_key_and_keeps_no_connection(nursery: trio.Nursery) -> None:
+    async with running(nursery, 54) as (a, _), running(nursery, 55) as (b, _):
+        assert await a.probe(b.node_key, *address(b))
+        assert not await a.probe(NodeKey(key(56).public_key), *address(b))  # someone else answers
+        listener = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
+        closed_port = listener.socket.getsockname()[1]
+        await listener.aclose()
+        assert not await a.probe(b.node_key, "127.0.0.1", closed_port)
+        await until(lambda: not b.peers)
+        assert not a.peers

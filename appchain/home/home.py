@@ -82,7 +82,11 @@ class NodeConfig:
     sync_writes: bool = True
     p2p_listen: str = "127.0.0.1:26656"
     peers: tuple[PeerAddress, ...] = ()
+    outbound_peers: int = 8
+    """Gossip peers this node dials: the configured ones first, then drawn from uptime proofs."""
     max_peers: int = 64
+    """Inbound connections at most, of nodes this node does not want itself (dialled peers and
+    the members of its quorums while on duty are not counted)."""
     admin_listen: str = "127.0.0.1:26657"
     rpc_listen: str = "127.0.0.1:26658"
     storage_listen: str = "127.0.0.1:26659"
@@ -248,6 +252,7 @@ _SCHEMA: dict[str, dict[str, str]] = {
     "p2p": {
         "listen": "p2p_listen",
         "peers": "peers",
+        "outbound_peers": "outbound_peers",
         "max_peers": "max_peers",
         **{name: f"p2p_{name}" for name in _P2P_LIMITS},
     },
@@ -278,6 +283,7 @@ _BOOLEANS = {
 }
 _COUNTS = {
     "snapshot_interval",
+    "outbound_peers",
     "max_peers",
     "proof_window",
     "state_sync_min_gap",
@@ -417,9 +423,13 @@ listen = "{config.storage_listen}"
 [p2p]
 # Where this node accepts peer connections (Noise XX, bound to the node key).
 listen = "{config.p2p_listen}"
-# Peers to keep connected: "<node key hex>@host:port". More are learnt from uptime proofs.
+# Seed peers, kept by preference: "<node key hex>@host:port". More are learnt from uptime proofs.
 peers = [{peers}{chr(10) if peers else ""}]
-# Inbound peers at most (dialled peers are not counted).
+# Gossip peers this node dials (the seeds first, then nodes drawn from uptime proofs, swapped
+# slowly); blocks, transactions and proofs spread over them. Never a connection to every node.
+outbound_peers = {config.outbound_peers}
+# Inbound peers at most (dialled peers, and the members of this node's quorums while on duty,
+# are not counted).
 max_peers = {config.max_peers}
 # Per remote address (IPv4, or an IPv6 /64): inbound connections, in handshake or established,
 # and new connections a second (a token bucket of this rate and burst). Beyond: closed at once.

@@ -4,11 +4,16 @@
 
     DIR/genesis.json        one devnet genesis with N funded service nodes (genesis time: now)
     DIR/keys/               its dev keys (UNSAFE: derived from the seed)
-    DIR/node0 … node{N-1}   node homes: config.toml (ports, every other node as a peer,
-                            devnet Pulse deadlines), genesis, database with block 0,
+    DIR/node0 … node{N-1}   node homes: config.toml (ports, a few seed peers, devnet Pulse
+                            deadlines), genesis, database with block 0,
                             keys/node_ed25519.key and node_bls.key (mode 0600)
     DIR/spare0 …            with ``--spare K``: homes whose keys are not in the genesis, for
                             rehearsing a registration
+
+Seeds: node ``i``'s configured peers are the next :data:`SEEDS` nodes of a ring (``i+1``,
+``i+2``, ``i+3``, modulo N; a spare's are the first genesis nodes), never every node: the rest it
+learns from their uptime proofs, and it keeps a bounded set of gossip peers
+(:mod:`consensus.topology`).
 
 Ports (:data:`PORTS_PER_NODE` a node): node ``i`` listens for peers on ``base_port + 4i``, for
 its operator (admin) on ``base_port + 4i + 1``, for JSON-RPC on ``base_port + 4i + 2`` and on its
@@ -57,6 +62,8 @@ DEFAULT_BASE_PORT = 26656
 LOCALHOST = "127.0.0.1"
 PORTS_PER_NODE = 4
 """p2p, admin, JSON-RPC and storage: a test reserving ports for N nodes reserves N times this."""
+SEEDS = 3
+"""Configured peers per node (a ring: the next three)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +76,14 @@ class NetworkMember:
     storage_port: int
     host: str = LOCALHOST
     """Where the node listens for peers, JSON-RPC and storage (its admin endpoint: 127.0.0.1, always)."""
+
+
+def seed_peers(nodes: Sequence[NetworkMember], member: NetworkMember) -> list[NetworkMember]:
+    """``member``'s configured peers among the genesis ``nodes``: the next :data:`SEEDS` of the
+    ring after it (a spare, not in the ring: the first ones)."""
+    start = nodes.index(member) + 1 if member in nodes else 0
+    ring = [nodes[(start + k) % len(nodes)] for k in range(min(SEEDS, len(nodes)))]
+    return [other for other in dict.fromkeys(ring) if other is not member]
 
 
 def spare_seeds(seed: str, index: int) -> tuple[bytes, bytes]:
@@ -130,8 +145,7 @@ def write_testnet(
     for member, (node_seed, bls_seed) in zip(members, seeds, strict=True):
         peers = tuple(
             PeerAddress(other.node_key, other.host, other.p2p_port)
-            for other in members[:nodes]
-            if other is not member
+            for other in seed_peers(members[:nodes], member)
         )
         config = NodeConfig(
             snapshot_interval=100,

@@ -7,8 +7,9 @@ first bytes, before anything is decoded (:func:`frame_kind`):
 
 - *transactions* (``tx``, and ``txs``: a batch, counted as one frame against the transaction
   bounds and by its size against the byte bounds): a signature check each, and they can wait;
-- *requests* answered from the store (block sync, state sync): a peer has at most
-  ``peer_requests`` waiting (an honest one has one block-sync request or four chunk requests out
+- *requests* answered from the store or memory (block sync, state sync, a gossip
+  :class:`~consensus.messages.Want`, a :class:`~consensus.messages.ProofsRequest`): a peer has
+  at most ``peer_requests`` waiting (an honest one has one block-sync request or four chunk requests out
   at a time);
 - *consensus*: everything else (Pulse messages, blocks, votes, certificates, proofs, answers to
   our own requests), and garbage, which costs its sender points when it is decoded.
@@ -38,10 +39,12 @@ from consensus.messages import (
     CheckpointsRequest,
     ChunkRequest,
     HeadersRequest,
+    ProofsRequest,
     SnapshotsRequest,
     SyncRequest,
     TxBatch,
     TxMessage,
+    Want,
 )
 from state.encoding import Record
 from state.types import NodeKey
@@ -67,7 +70,15 @@ TX_PREFIX = tag_prefix(TxMessage)
 TX_PREFIXES = (TX_PREFIX, tag_prefix(TxBatch))
 REQUEST_PREFIXES = tuple(
     tag_prefix(record)
-    for record in (SyncRequest, SnapshotsRequest, CheckpointsRequest, HeadersRequest, ChunkRequest)
+    for record in (
+        SyncRequest,
+        SnapshotsRequest,
+        CheckpointsRequest,
+        HeadersRequest,
+        ChunkRequest,
+        Want,
+        ProofsRequest,
+    )
 )
 
 

@@ -240,6 +240,12 @@ class _NodeCollector(Collector):
             needed = checkpoint["needed"]
             yield gauge("appchain_checkpoint_votes_needed", "Votes that checkpoint needs", needed)
         yield gauge("appchain_peers", "Connected peers", len(node.host.peers))
+        held = node.host.counts()
+        yield gauge("appchain_peers_inbound", "Connected peers that dialled this node", held.inbound)
+        yield gauge("appchain_peers_outbound", "Connected peers this node dialled", held.outbound)
+        duty = status["duty_peers"]
+        yield gauge("appchain_duty_peers", "Quorum members this node keeps direct connections to", duty)
+        yield gauge("appchain_p2p_pending_frames", "Frames waiting for a target to connect", held.pending)
         yield gauge("appchain_mempool_transactions", "Transactions waiting in the mempool", len(core.mempool))
         yield gauge(
             "appchain_template_event_limit",

@@ -2,18 +2,28 @@
 
 One trio nursery runs:
 
-- the p2p :class:`~p2p.host.Host` (Noise XX connections to the configured peers and to every
-  node whose uptime proof names an address);
+- the p2p :class:`~p2p.host.Host` (Noise XX connections), kept on a bounded topology
+  (:mod:`consensus.topology`, DESIGN.md "Topology at scale"): ``[p2p] outbound_peers`` gossip
+  peers it dials (the configured seeds first, then nodes drawn from the uptime proofs it holds,
+  swapped slowly), at most ``max_peers`` inbound ones, and direct connections to the other
+  members of the quorums it sits in, opened when the duty is known (each applied block, each
+  round) and closed after it. Never a connection to every node. The peer loop hands the host
+  that target set each turn and after each applied block;
 - the core loop: each arriving frame is decoded into a :class:`~consensus.messages.Message`
   and handed to :class:`~consensus.node.NodeCore` (undecodable frames cost the sender points),
   and the core's timers run when the wall clock reaches :meth:`NodeCore.next_wake`. The core's
-  actions go out through the host: direct sends to quorum members, gossip to every peer, sync
-  requests to a few. New gossip is passed on once (de-duplicated by hash, before decoding):
-  blocks and certificates to every peer, transactions, votes and proofs to a few random ones.
-  Transactions travel many to a frame (:class:`~consensus.messages.TxBatch`): what one admin call
-  submits goes out as one frame, and a batch is passed on as it came when this node kept all of
-  it (so the copies are dropped by the frame's hash), else as a batch of what it kept; not at all
-  when its origin was connected to every node it knows (a full mesh: every peer has it).
+  actions go out through the host: direct sends to quorum members (a message for a member not
+  connected yet waits in the host's buffer for the connection being opened), gossip by relay,
+  sync requests to a few gossip peers. New gossip is passed on once (de-duplicated by the hash of
+  its frame, before decoding) through :class:`~consensus.gossip.Spreader`: the frame to ⌈√n⌉ of
+  the n peers, its hash in a :class:`~consensus.messages.Have` to the others, sent once per turn
+  of the core loop; a peer that lacks it asks with a :class:`~consensus.messages.Want`, answered
+  from the frames kept. Transactions travel many to a frame
+  (:class:`~consensus.messages.TxBatch`): what one admin call submits goes out as one frame, and
+  a batch is passed on as it came when this node kept all of it (so the copies are dropped by
+  the frame's hash), else as a batch of what it kept; not at all when its origin was connected
+  to every node it knows (a small network: every peer has it). Obligations tests of a node not
+  connected probe its p2p port (a handshake, closed at once).
   Frames wait in the :class:`~appchain.node.inbox.Inbox`, bounded per peer and handled peer by peer
   in turn, consensus frames before transactions, so neither a flood of transactions nor one
   peer's backlog can starve a Pulse round. What a banned peer left waiting is dropped unread,
@@ -40,9 +50,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import random
 import secrets
 import time
-from collections import OrderedDict
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -62,7 +73,7 @@ from appchain.node.journal import Journal, JournaledSlots, history_path
 from appchain.node.ledger import ChainLedger
 from appchain.node.log import Logger
 from appchain.node.metrics import NodeMetrics, SignatureClock
-from appchain.node.settings import host_config, inbox_limits, naming_listener, relay_limits
+from appchain.node.settings import host_config, inbox_limits, naming_listener, relay_limits, topology
 from appchain.node.slots import DeferredSlots
 from appchain.node.statesync import answer
 from appchain.rpc.jsonrpc import RpcError, serve_on
@@ -70,6 +81,7 @@ from appchain.rpc.methods import call_method
 from appchain.rpc.server import RpcLimits, RpcServer, serve_rpc
 from appchain.rpc.storage import StorageServer, serve_storage
 from consensus.evidence import Evidence
+from consensus.gossip import Spreader, should_relay
 from consensus.guard import GuardedSigner
 from consensus.mempool import MempoolFull
 from consensus.messages import (
@@ -78,12 +90,13 @@ from consensus.messages import (
     TX_BATCH,
     Certified,
     CheckpointVote,
-    Message,
+    Have,
     SignedBlock,
     SyncRequest,
     TxBatch,
     TxMessage,
     VoteMessage,
+    Want,
     decode_message,
 )
 from consensus.node import (
@@ -100,6 +113,7 @@ from consensus.node import (
     Send,
 )
 from consensus.pulse import Timing, to_ms
+from consensus.topology import GossipPeers
 from consensus.uptime import DEVNET_UPTIME, MAINNET_UPTIME, UptimeProof
 from genesis.presets import is_devnet_pace
 from p2p.host import Host
@@ -119,12 +133,19 @@ PLAIN_STORAGE_ENV = "APPCHAIN_BENCH_PLAIN_STORAGE"
 """``host:port`` where the node also serves the storage port's routes without TLS: for
 ``bench.swarm`` alone, which measures what TLS costs a request against plain HTTP in one run. It is
 announced nowhere and no Session client could use it; config.toml has no such setting."""
-SEEN_LIMIT = 50_000
 FRAME_SLICE = 64
-RELAY_FANOUT = 3
 ANSWER_BACKLOG = 8 * 1024 * 1024
 """Bytes of earlier answers a peer may leave unread in its send queue and still be answered."""
-ANSWERED_FROM_STORE = (SyncRequest, *SYNC_REQUESTS)
+ANSWERED_FROM_STORE = (SyncRequest, *SYNC_REQUESTS, Want)
+DUTY_LINGER = 4
+"""Duty sets kept after they end (one per tip or round that changed them): the members of the
+quorums of the last few blocks stay connected a little longer, so a node that sits in quorums
+often does not redial the same members every block (a handshake each, and a window in which
+a Pulse message waits for the connection)."""
+PROBES_AT_ONCE = 8
+"""Obligations probes of nodes this node keeps no connection to, running at once."""
+PROBE_QUEUE = 256
+"""Nodes waiting to be probed, at most (a validator tests at most its quorum's workers)."""
 GOSSIP = (SignedBlock, CheckpointVote, Certified, VoteMessage, UptimeProof, TxMessage, TxBatch)
 
 
@@ -184,7 +205,22 @@ class Node:
         self.signature_clock = (
             SignatureClock().install() if os.environ.get(SIGNATURE_CLOCK_ENV) == "1" else None
         )
-        self.seen: OrderedDict[bytes, None] = OrderedDict()
+        self.spreader: Spreader[bytes] = Spreader(random.Random(secrets.randbits(64)))
+        """Gossip seen, frames kept to answer a Want, hashes owed to each peer (by frame hash)."""
+        self.topology = topology(config, params)
+        self.seeds = {NodeKey(peer.node_key): (peer.host, peer.port) for peer in config.peers}
+        self.gossip_peers = GossipPeers(
+            self.core.node_key, self.topology, random.Random(secrets.randbits(64)), list(self.seeds)
+        )
+        """The gossip peers this node dials (:mod:`consensus.topology`)."""
+        self.duty: frozenset[NodeKey] = frozenset()
+        """The quorum members this node keeps direct connections to now (its duties now and
+        the last :data:`DUTY_LINGER` ones)."""
+        self._duties: deque[frozenset[NodeKey]] = deque(maxlen=DUTY_LINGER + 1)
+        self.probed: dict[NodeKey, tuple[bool, float]] = {}
+        """Obligations probes of nodes not connected: the answer and when (:meth:`probe`)."""
+        self._to_probe: dict[NodeKey, None] = {}
+        self._probe_due = trio.Event()
         self.counters = Counters()
         self.metrics: NodeMetrics | None = NodeMetrics(self)
         self.started = time.time()
@@ -222,8 +258,7 @@ class Node:
         async with trio.open_nursery() as nursery:
             with naming_listener("p2p_listen"):
                 await nursery.start(self.host.run)
-            for peer in self.config.peers:
-                self.host.add_target(NodeKey(peer.node_key), peer.host, peer.port)
+            self.retarget()
             await nursery.start(self.messages.run)
             with naming_listener("admin_listen"):
                 await nursery.start(serve_admin, self)
@@ -254,6 +289,7 @@ class Node:
             nursery.start_soon(self.faults.supervise, "slots", self._slot_writer)
             nursery.start_soon(self.faults.supervise, "core", self._core_loop)
             nursery.start_soon(self.faults.supervise, "peers", self._peer_loop)
+            nursery.start_soon(self.faults.supervise, "probes", self._probe_loop)
             task_status.started()
 
     async def _core_loop(self) -> None:
@@ -267,10 +303,12 @@ class Node:
             if self.inbox:
                 self.handle_slice()
             elif wake is None or wake > now:
+                self.flush_gossip()
                 self._arrived = trio.Event()
                 with trio.move_on_after(1.0 if wake is None else min(1.0, wake - now)):
                     await self._arrived.wait()
                 continue
+            self.flush_gossip()  # the hashes owed go out once per turn, many to a Have
             await trio.sleep(0)  # let the host's tasks read and write between two slices
 
     async def _slot_writer(self) -> None:
@@ -287,27 +325,102 @@ class Node:
             self._carry_out(held)
 
     async def _peer_loop(self) -> None:
-        """Keep peers: every node whose uptime proof we accepted, plus the configured ones; send
-        each new peer a fresh proof of ours (so a node that just started learns where its peers
-        serve at once); ask for blocks whenever a new peer arrives (a node that starts behind
-        catches up at once), and again while our tip looks stale (the peers asked may have had
-        nothing to give). A connection is new by its start, not its key: a peer that restarted
-        between two turns of the loop is connected again, and is new."""
+        """Keep peers (:meth:`retarget`); send each new peer a fresh proof of ours (so a node
+        that just started learns where its peers serve at once; the first ones are also asked
+        for the proofs they hold, to draw gossip peers from); ask for blocks whenever a new peer
+        arrives (a node that starts behind catches up at once), and again while our tip looks
+        stale (the peers asked may have had nothing to give). A connection is new by its start,
+        not its key: a peer that restarted between two turns of the loop is connected again, and
+        is new."""
         known: dict[NodeKey, float] = {}
         while True:
-            for key, (proof, _) in list(self.core.proofs.accepted.items()):
-                node_key = NodeKey(key)
-                if node_key != self.core.node_key and node_key not in self.host.targets:
-                    self.host.add_target(node_key, proof.public_ip, proof.p2p_port)
+            self.retarget()
             connections = {key: peer.connected_at for key, peer in self.host.peers.items()}
             new = [key for key, since in connections.items() if known.get(key) != since]
             for peer in new:
                 self.carry_out(self.core.on_peer_connected(peer, self.now()))
+            for gone in known.keys() - connections.keys():
+                self.spreader.drop_peer(gone)
             if new or self.looks_behind():
                 self.carry_out(self.core.request_sync(self.now()))  # at most once a round timeout
             known = connections
             with trio.move_on_after(1.0):  # a new connection is greeted at once
                 await self.host.connection_made.wait()
+
+    def known_nodes(self) -> set[NodeKey]:
+        """Every node this node knows where to reach: fresh uptime proofs, and the seeds."""
+        return {*self.core.known_nodes(self.now()), *self.seeds}
+
+    def address_of(self, key: NodeKey) -> tuple[str, int] | None:
+        """Where ``key`` listens for peers: its uptime proof's address, else its seed entry."""
+        entry = self.core.proofs.accepted.get(key)
+        if entry is not None:
+            return entry[0].public_ip, entry[0].p2p_port
+        return self.seeds.get(key)
+
+    def retarget(self) -> None:
+        """Hand the host the nodes to keep connections to now: the gossip peers
+        (:class:`~consensus.topology.GossipPeers`, redrawn as proofs and connections change) and
+        the other members of the quorums this node sits in (duties change every block and
+        round; the members of the last few duties stay a little longer, :data:`DUTY_LINGER`). The
+        host closes what it dialled to the others."""
+        now = self.now()
+        chosen = self.gossip_peers.update(self.known_nodes(), self.host.peers, now)
+        duty = self.core.duty_peers()
+        if not self._duties or self._duties[-1] != duty:
+            self._duties.append(duty)
+        self.duty = frozenset().union(*self._duties)
+        targets: dict[NodeKey, tuple[str, int]] = {}
+        for key in (*chosen, *sorted(self.duty)):
+            where = self.address_of(key)
+            if where is not None:
+                targets[key] = where
+        self.host.retarget(targets)
+
+    def gossip_connected(self) -> list[NodeKey]:
+        """The connected peers that are not only duty connections: whom sync requests ask (all
+        connected peers when none is)."""
+        chosen = set(self.gossip_peers.chosen)
+        peers = [key for key in self.host.peers if key in chosen or key not in self.duty]
+        return peers or self.host.connected
+
+    # -- obligations probes ----------------------------------------------------------------------------
+
+    def probe(self, worker: NodeKey) -> bool | None:
+        """An obligations test of ``worker``: does its p2p port answer with its key? Connected is
+        yes; else the answer of a recent probe (a connection and handshake, closed at once: this
+        node keeps connections to a few peers, not to every node it tests); None (no vote this
+        time) while the first probe runs."""
+        now = time.monotonic()
+        if worker in self.host.peers:
+            self.probed[worker] = (True, now)
+            return True
+        found = self.probed.get(worker)
+        fresh = found is not None and now - found[1] < self.core.config.uptime.interval
+        if not fresh and len(self._to_probe) < PROBE_QUEUE and self.address_of(worker) is not None:
+            self._to_probe[worker] = None
+            self._probe_due.set()
+        return None if found is None else found[0]
+
+    async def _probe_loop(self) -> None:
+        limiter = trio.CapacityLimiter(PROBES_AT_ONCE)
+
+        async def run(worker: NodeKey, host: str, port: int) -> None:
+            async with limiter:
+                self.probed[worker] = (await self.host.probe(worker, host, port), time.monotonic())
+
+        async with trio.open_nursery() as nursery:
+            while True:
+                await self._probe_due.wait()
+                self._probe_due = trio.Event()
+                workers, self._to_probe = list(self._to_probe), {}
+                for worker in workers:
+                    where = self.address_of(worker)
+                    if where is not None:
+                        nursery.start_soon(run, worker, *where)
+                if len(self.probed) > 4 * PROBE_QUEUE:  # forget the oldest answers
+                    for key, _ in sorted(self.probed.items(), key=lambda item: item[1][1])[:PROBE_QUEUE]:
+                        del self.probed[key]
 
     # -- frames in -----------------------------------------------------------------------------------
 
@@ -316,7 +429,7 @@ class Node:
         Its hash, taken once here, drops gossip we already have before it is decoded."""
         digest = blake3_256(payload)
         self.counters.arrived += 1
-        if digest in self.seen:
+        if not self.spreader.is_new(digest):
             self.counters.duplicates += 1
             return
         if self.host.is_banned(sender):
@@ -354,14 +467,8 @@ class Node:
             except Exception as exc:  # the frame's boundary: it is dropped, the node goes on
                 if is_fatal(exc):
                     raise
-                self.seen.pop(digest, None)  # a copy sent again gets another chance
+                self.spreader.forget(digest)  # a copy sent again gets another chance
                 self.faults.caught("frame", exc, peer=sender.hex()[:12])
-
-    def _remember(self, digest: bytes) -> None:
-        """Mark gossip as seen (the oldest is forgotten past :data:`SEEN_LIMIT`)."""
-        self.seen[digest] = None
-        if len(self.seen) > SEEN_LIMIT:
-            self.seen.popitem(last=False)
 
     def _handle_frame(self, sender: NodeKey, payload: bytes, digest: bytes) -> None:
         if self.host.is_banned(sender):  # banned since it queued this: drop the rest unread
@@ -384,34 +491,33 @@ class Node:
             return
         if isinstance(message, SYNC_RESPONSES):
             return  # late answers to our own state sync, which is over
+        if isinstance(message, Have):
+            want = self.spreader.on_have(message, self.now())
+            if want is not None:
+                self.host.send(sender, encode(want))
+            return
+        if isinstance(message, Want):
+            self._on_want(message, sender)
+            return
         gossip = isinstance(message, GOSSIP)
         if gossip:
-            if digest in self.seen:  # a copy that arrived while the first one waited in the queue
+            if not self.spreader.is_new(digest):  # a copy that arrived while the first one waited
                 self.counters.duplicates += 1
                 return
-            self._remember(digest)
+            self.spreader.remember(digest)
         if isinstance(message, TxBatch):
             self._on_batch(message, payload, sender)
             return
         actions = self.core.on_message(message, sender, self.now())
-        if gossip and self._should_relay(message, actions):
-            if isinstance(message, TxMessage | VoteMessage | UptimeProof):
-                self._relay_to_some(payload, sender)
-            else:
-                self.host.broadcast(payload, exclude=sender)
+        if gossip and should_relay(message, actions, self.core.mempool):
+            self.spread(digest, payload, exclude=sender)
         self.carry_out(actions)
 
-    def _should_relay(self, message: Message, actions: list[Action]) -> bool:
-        """Pass gossip on once: blocks we applied, certificates that finalised, and the rest."""
-        if isinstance(message, SignedBlock):
-            return any(isinstance(a, Applied) for a in actions)
-        if isinstance(message, Certified):
-            return any(isinstance(a, Finalized) for a in actions)
-        if isinstance(message, CheckpointVote):
-            return False  # sent to the checkpoint quorum directly; its certificate is gossiped
-        if isinstance(message, TxMessage):
-            return compute_event_hash(message.tx) in self.core.mempool
-        return not any(isinstance(a, Penalize) for a in actions)
+    def _on_want(self, want: Want, sender: NodeKey) -> None:
+        """The frames asked for that this node keeps, while the asker reads what it is sent."""
+        for body in self.spreader.on_want(want):
+            if self.host.backlog(sender) > ANSWER_BACKLOG or not self.host.send(sender, body):
+                return
 
     def _on_batch(self, batch: TxBatch, payload: bytes, sender: NodeKey) -> None:
         """Take a batch into the mempool and pass it on to a few peers: as it came when all of it
@@ -427,10 +533,11 @@ class Node:
         entries = zip(batch.txs, hashes, new, strict=True)
         kept = tuple(tx for tx, tx_hash, fresh in entries if fresh and tx_hash in mempool)
         if kept and not batch.everyone and not any(isinstance(a, Penalize) for a in actions):
+            digest = blake3_256(payload)
             if len(kept) < len(batch.txs):
                 payload = encode(TxBatch(kept, everyone=False))
-                self._remember(blake3_256(payload))
-            self._relay_to_some(payload, sender)
+                digest = blake3_256(payload)
+            self.spread(digest, payload, exclude=sender)
         self.carry_out(actions)
 
     def submit_batch(self, txs: Sequence[Transaction]) -> list[bytes | InvalidEvent | MempoolFull]:
@@ -448,11 +555,14 @@ class Node:
                 continue
             kept.append(tx)
         peers = self.host.connected
-        everyone = set(self.host.targets) <= set(peers)  # every node we know of, connected
+        everyone = self.known_nodes() <= set(peers)  # every node we know of, connected
         for start in range(0, len(kept), TX_BATCH):
             payload = encode(TxBatch(tuple(kept[start : start + TX_BATCH]), everyone))
-            self._remember(blake3_256(payload))
-            self.host.broadcast(payload)
+            if everyone:  # nobody passes it on: every peer gets the frame itself
+                self.spreader.remember(blake3_256(payload))
+                self.host.broadcast(payload)
+            else:
+                self.spread(blake3_256(payload), payload)
         return results
 
     def submit(self, tx: Transaction) -> bytes:
@@ -468,13 +578,16 @@ class Node:
 
     # -- actions out ---------------------------------------------------------------------------------
 
-    def _relay_to_some(self, payload: bytes, sender: NodeKey) -> None:
-        """Pass frequent gossip on to :data:`RELAY_FANOUT` random peers, not all: its origin sent it
-        to every peer it has, so relaying to all would multiply the traffic by the peer count
-        (measured: every transaction arrived 11 times at each of 12 fully meshed nodes)."""
-        peers = [key for key in self.host.connected if key != sender]
-        for peer in _sample(peers, RELAY_FANOUT):
+    def spread(self, digest: bytes, payload: bytes, exclude: NodeKey | None = None) -> None:
+        """Pass gossip on (:class:`~consensus.gossip.Spreader`): the frame to a few connected
+        peers now, its hash to the others at the next :meth:`flush_gossip`."""
+        for peer in self.spreader.spread(digest, payload, self.host.connected, exclude):
             self.host.send(peer, payload)
+
+    def flush_gossip(self) -> None:
+        """Send the :class:`~consensus.messages.Have` messages owed (once per turn of the core loop)."""
+        for peer, have in self.spreader.flush():
+            self.host.send(peer, encode(have))
 
     def carry_out(self, actions: list[Action]) -> None:
         """Do what the core decided; held, in order, while a slot a signature needs is not on
@@ -486,15 +599,16 @@ class Node:
         self._carry_out(actions)
 
     def _carry_out(self, actions: list[Action]) -> None:
+        if any(isinstance(action, Applied) for action in actions):
+            self.retarget()  # a new tip: new duties, dialled before the round's messages go out
         for action in actions:
             if isinstance(action, Send):
                 self.host.send(action.to, encode(action.message))
             elif isinstance(action, Gossip):
                 payload = encode(action.message)
-                self._remember(blake3_256(payload))
-                self.host.broadcast(payload)
+                self.spread(blake3_256(payload), payload)
             elif isinstance(action, AskPeers):
-                peers = self.host.connected
+                peers = self.gossip_connected()
                 payload = encode(action.message)
                 for peer in _sample(peers, action.count):
                     self.host.send(peer, payload)
@@ -567,10 +681,6 @@ class Node:
         proof = entry[0]
         return proof.public_ip, proof.storage_port, proof.p2p_port
 
-    def probe(self, worker: NodeKey) -> bool | None:
-        """An obligations test of ``worker``: is it connected to us (its p2p port answers)?"""
-        return worker in self.host.peers
-
     # -- status ---------------------------------------------------------------------------------------
 
     def progress(self) -> dict[str, Any]:
@@ -628,6 +738,7 @@ class Node:
         state = self.ledger.state
         final = self.ledger.final_height
         behind = self.looks_behind()
+        counts = self.host.counts()
         return {
             "running": True,
             "pid": os.getpid(),
@@ -641,6 +752,10 @@ class Node:
             "final_height": final,
             "final_root": self.ledger.root_at(final).hex(),
             "peers": len(self.host.peers),
+            "peers_inbound": counts.inbound,
+            "peers_outbound": counts.outbound,
+            "duty_peers": len(self.duty),
+            "gossip_peers": len(self.gossip_peers.chosen),
             "sync": "syncing" if behind else "synced",
             "round": self.core.round_id[1] if self.core.round is not None else None,
             "progress": self.progress(),

@@ -2,7 +2,8 @@
 setting.
 
 :func:`host_config` gives the p2p host its listen address and its limits (peers, connections and
-handshakes per address), :func:`inbox_limits` the bounds of what one peer may leave waiting,
+handshakes per address), :func:`topology` the node's gossip peers and inbound bound,
+:func:`inbox_limits` the bounds of what one peer may leave waiting,
 :func:`relay_limits` the limits of onion requests to outside servers.
 :func:`naming_listener` turns a port that cannot be opened into one line an operator acts on:
 the setting, its address, why, and the section of config.toml to change.
@@ -10,6 +11,7 @@ the setting, its address, why, and the section of config.toml to change.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +20,10 @@ from appchain.home.chain import Chain, ChainError
 from appchain.home.home import NodeConfig
 from appchain.messaging.relay import RelayLimits
 from appchain.node.inbox import InboxLimits
+from consensus.topology import DEVNET_TOPOLOGY, Topology
+from genesis.presets import is_devnet_pace
 from p2p.host import HostConfig, ListenFailed
+from state.params import ChainParams
 
 VERSION = "appchain/0.1"
 
@@ -65,6 +70,13 @@ def host_config(config: NodeConfig, chain: Chain) -> HostConfig:
         max_handshakes=config.p2p_max_handshakes,
         limit_loopback=config.p2p_limit_loopback,
     )
+
+
+def topology(config: NodeConfig, params: ChainParams) -> Topology:
+    """``[p2p] outbound_peers`` and ``max_peers``, at the devnet's pace (peers swapped and given
+    up on sooner) on a chain of devnet pace."""
+    base = DEVNET_TOPOLOGY if is_devnet_pace(params) else Topology()
+    return dataclasses.replace(base, outbound=config.outbound_peers, max_inbound=config.max_peers)
 
 
 def inbox_limits(config: NodeConfig) -> InboxLimits:

@@ -40,7 +40,9 @@ class Topology:
     outbound: int = 8
     """Gossip peers this node dials."""
     max_inbound: int = 64
-    """Inbound connections it accepts (gossip and duty alike)."""
+    """Inbound connections it accepts from nodes it does not want itself (the process host's
+    ``max_peers``): a quorum member calling in for a duty, or a gossip peer this node dials too,
+    is a connection it holds anyway and does not count."""
     refresh: float = 600.0
     """Seconds between two swaps of one drawn gossip peer."""
     anchors: int = 2

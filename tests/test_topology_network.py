@@ -14,7 +14,9 @@ The test asserts:
   duty members, and in all at most ``outbound_peers + max_peers`` + its current duty members;
 - a node stopped and restarted with a fresh home (same keys, a new folder) asks its seeds for
   a snapshot (state sync), learns the other nodes from their proofs (it draws more gossip peers
-  than it has seeds), and reaches the final height the others had when it came back.
+  than it has seeds), and reaches the final height the others had when it came back;
+- no node is decommissioned: an obligations test of a node the tester keeps no connection to
+  probes its p2p port instead of failing it.
 
 The chain runs at a 1.5 s block time (a genesis parameter) with 2 s Pulse stages: thirty
 processes share the machine's two cores.
@@ -186,13 +188,18 @@ def test_thirty_nodes_on_a_few_gossip_peers_each(tmp_path: Path) -> None:
 
         # 3. blocks still become final everywhere, the fresh node among them
         top = max(s.get("final_height", 0) for s in statuses)
-        wait_sampling(
+        statuses = wait_sampling(
             "two more checkpoints everywhere",
             members,
             bounds,
             lambda statuses: all(s.get("final_height", 0) >= top + 8 for s in statuses),
             60,
         )
+        # 4. nobody was decommissioned: obligations tests of a node one keeps no connection to
+        # probe it (a handshake) rather than fail it
+        inactive = {m.home.name: s["service_node"] for m, s in zip(members, statuses, strict=True)}
+        inactive = {name: sn for name, sn in inactive.items() if sn is None or sn["status"] != "active"}
+        assert not inactive, inactive
         print(
             f"\n{NODES} nodes, outbound {OUTBOUND}, max inbound {MAX_INBOUND}: 8 final everywhere at"
             f" {first_final:.0f} s, the fresh node final {target} at {rejoined:.0f} s, done at"

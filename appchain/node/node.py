@@ -15,8 +15,9 @@ One trio nursery runs:
   actions go out through the host: direct sends to quorum members (a message for a member not
   connected yet waits in the host's buffer for the connection being opened), gossip by relay,
   sync requests to a few gossip peers. New gossip is passed on once (de-duplicated by the hash of
-  its frame, before decoding) through :class:`~consensus.gossip.Spreader`: the frame to ⌈√n⌉ of
-  the n peers, its hash in a :class:`~consensus.messages.Have` to the others, sent once per turn
+  its frame, before decoding) through :class:`~consensus.gossip.Spreader` over the gossip
+  connections (not those held only for a duty): the frame to ⌈√n⌉ of the n peers (none for an
+  uptime proof), its hash in a :class:`~consensus.messages.Have` to the others, sent once per turn
   of the core loop; a peer that lacks it asks with a :class:`~consensus.messages.Want`, answered
   from the frames kept. Transactions travel many to a frame
   (:class:`~consensus.messages.TxBatch`): what one admin call submits goes out as one frame, and
@@ -81,7 +82,7 @@ from appchain.rpc.methods import call_method
 from appchain.rpc.server import RpcLimits, RpcServer, serve_rpc
 from appchain.rpc.storage import StorageServer, serve_storage
 from consensus.evidence import Evidence
-from consensus.gossip import Spreader, should_relay
+from consensus.gossip import Spreader, relay_style, should_relay
 from consensus.guard import GuardedSigner
 from consensus.mempool import MempoolFull
 from consensus.messages import (
@@ -91,6 +92,7 @@ from consensus.messages import (
     Certified,
     CheckpointVote,
     Have,
+    Message,
     SignedBlock,
     SyncRequest,
     TxBatch,
@@ -510,7 +512,7 @@ class Node:
             return
         actions = self.core.on_message(message, sender, self.now())
         if gossip and should_relay(message, actions, self.core.mempool):
-            self.spread(digest, payload, exclude=sender)
+            self.spread(message, digest, payload, exclude=sender)
         self.carry_out(actions)
 
     def _on_want(self, want: Want, sender: NodeKey) -> None:
@@ -537,7 +539,7 @@ class Node:
             if len(kept) < len(batch.txs):
                 payload = encode(TxBatch(kept, everyone=False))
                 digest = blake3_256(payload)
-            self.spread(digest, payload, exclude=sender)
+            self.spread(batch, digest, payload, exclude=sender)
         self.carry_out(actions)
 
     def submit_batch(self, txs: Sequence[Transaction]) -> list[bytes | InvalidEvent | MempoolFull]:
@@ -557,12 +559,13 @@ class Node:
         peers = self.host.connected
         everyone = self.known_nodes() <= set(peers)  # every node we know of, connected
         for start in range(0, len(kept), TX_BATCH):
-            payload = encode(TxBatch(tuple(kept[start : start + TX_BATCH]), everyone))
+            batch = TxBatch(tuple(kept[start : start + TX_BATCH]), everyone)
+            payload = encode(batch)
             if everyone:  # nobody passes it on: every peer gets the frame itself
                 self.spreader.remember(blake3_256(payload))
                 self.host.broadcast(payload)
             else:
-                self.spread(blake3_256(payload), payload)
+                self.spread(batch, blake3_256(payload), payload)
         return results
 
     def submit(self, tx: Transaction) -> bytes:
@@ -578,10 +581,14 @@ class Node:
 
     # -- actions out ---------------------------------------------------------------------------------
 
-    def spread(self, digest: bytes, payload: bytes, exclude: NodeKey | None = None) -> None:
-        """Pass gossip on (:class:`~consensus.gossip.Spreader`): the frame to a few connected
-        peers now, its hash to the others at the next :meth:`flush_gossip`."""
-        for peer in self.spreader.spread(digest, payload, self.host.connected, exclude):
+    def spread(self, message: Message, digest: bytes, payload: bytes, exclude: NodeKey | None = None) -> None:
+        """Pass gossip on (:class:`~consensus.gossip.Spreader`) over the gossip connections (not
+        those held only for a duty): the frame to a few of them now (none for an uptime proof,
+        :func:`~consensus.gossip.relay_style`), its hash to the others at the next
+        :meth:`flush_gossip`, as the simulator does."""
+        push, urgent = relay_style(message)
+        peers = self.gossip_connected()
+        for peer in self.spreader.spread(digest, payload, peers, exclude, push=push, urgent=urgent):
             self.host.send(peer, payload)
 
     def flush_gossip(self) -> None:
@@ -606,7 +613,7 @@ class Node:
                 self.host.send(action.to, encode(action.message))
             elif isinstance(action, Gossip):
                 payload = encode(action.message)
-                self.spread(blake3_256(payload), payload)
+                self.spread(action.message, blake3_256(payload), payload)
             elif isinstance(action, AskPeers):
                 peers = self.gossip_connected()
                 payload = encode(action.message)

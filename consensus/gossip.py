@@ -10,7 +10,9 @@ trip. So, as Ethereum's devp2p does for blocks and transactions:
   most nodes get it in one hop of latency per hop of the graph;
 - the **hash** goes to the rest in a :class:`~consensus.messages.Have`, batched per peer until
   the driver flushes (once per turn of its loop), and a peer that lacks the body asks for it with a
-  :class:`~consensus.messages.Want`, answered from the bodies kept here (:data:`BODIES_KEPT`).
+  :class:`~consensus.messages.Want`, answered from the bodies kept here (:data:`BODIES_KEPT`);
+- nothing goes back to a peer that announced it to us: it holds it already (as Bitcoin filters
+  the inventory a peer is known to have).
 
 Gossip is known by the hash of its frame (the process node's ``blake3`` of the payload; the
 simulator's of the encoded message), remembered for :data:`SEEN_LIMIT` frames, so a copy is
@@ -54,6 +56,8 @@ WANT_RETRY = 2.0
 WANTED_LIMIT = 16_384
 """Digests asked for and not yet received, remembered (a peer announcing junk hashes fills this
 and no more)."""
+HOLDERS_LIMIT = 16_384
+"""Digests whose holders (the peers that announced them) are remembered, the newest."""
 
 Body = TypeVar("Body")
 
@@ -110,6 +114,9 @@ class Spreader(Generic[Body]):
         """Hashes to announce to each peer at the next :meth:`flush`."""
         self.urgent = False
         """Whether a block or a certificate is among the hashes owed (flush soon)."""
+        self.holders: OrderedDict[bytes, set[NodeKey]] = OrderedDict()
+        """Digest → the peers known to hold it (they announced it): it is never announced or
+        pushed back to them (Bitcoin's known-inventory filter)."""
 
     # -- what is known --------------------------------------------------------------------------
 
@@ -149,7 +156,8 @@ class Spreader(Generic[Body]):
         if len(self.bodies) > BODIES_KEPT:
             self.bodies.popitem(last=False)
         self.urgent = self.urgent or urgent
-        targets = [peer for peer in peers if peer != exclude]
+        holders = self.holders.get(digest, ())
+        targets = [peer for peer in peers if peer != exclude and peer not in holders]
         pushed = self.rng.sample(targets, push_count(len(targets))) if targets and push else []
         chosen = set(pushed)
         hashed = Hash32(digest)
@@ -163,11 +171,14 @@ class Spreader(Generic[Body]):
         :data:`~consensus.messages.DIGEST_BATCH` hashes)."""
         owed, self.owed = self.owed, {}
         self.urgent = False
-        return [
-            (peer, Have(tuple(digests[start : start + DIGEST_BATCH])))
-            for peer, digests in owed.items()
-            for start in range(0, len(digests), DIGEST_BATCH)
-        ]
+        holders = self.holders
+        haves: list[tuple[NodeKey, Have]] = []
+        for peer, digests in owed.items():
+            # what the peer announced to us since we owed it is not announced back
+            fresh = [digest for digest in digests if peer not in holders.get(bytes(digest), ())]
+            for start in range(0, len(fresh), DIGEST_BATCH):
+                haves.append((peer, Have(tuple(fresh[start : start + DIGEST_BATCH]))))
+        return haves
 
     def drop_peer(self, peer: NodeKey) -> None:
         """``peer`` is gone: nothing is owed to it any more."""
@@ -175,12 +186,21 @@ class Spreader(Generic[Body]):
 
     # -- hashes in, bodies out ------------------------------------------------------------------
 
-    def on_have(self, have: Have, now: float) -> Want | None:
+    def on_have(self, have: Have, now: float, peer: NodeKey | None = None) -> Want | None:
         """The announced hashes this node has neither seen nor asked for lately: a
-        :class:`~consensus.messages.Want` to send back to the announcer (None: nothing)."""
+        :class:`~consensus.messages.Want` to send back to the announcer (None: nothing). The
+        announcer ``peer`` is noted as holding them all."""
         missing: list[Hash32] = []
+        holders = self.holders
         for digest in have.digests:
             key = bytes(digest)
+            if peer is not None:
+                held = holders.get(key)
+                if held is None:
+                    held = holders[key] = set()
+                    if len(holders) > HOLDERS_LIMIT:
+                        holders.popitem(last=False)
+                held.add(peer)
             if key in self.seen:
                 continue
             asked = self.wanted.get(key)

@@ -1013,7 +1013,7 @@ class Simulation:
         traffic.received(node.index, parts)
         local = self.local_time(node)
         if isinstance(message, Have):
-            want = spreader.on_have(message, local)
+            want = spreader.on_have(message, local, sender.node_key)
             if want is not None:
                 self.send(node, sender, want)
             return

@@ -158,7 +158,7 @@ def test_obligations_probe_a_node_not_connected_once_then_use_the_answer(
     worker, stranger = PEERS[3], PEERS[4]
     monkeypatch.setattr(node, "address_of", lambda key: ("127.0.0.1", 9) if key == worker else None)
     assert node.probe(worker) is None and list(node._to_probe) == [worker]  # no vote before an answer
-    assert node.probe(stranger) is None and list(node._to_probe) == [worker]  # nowhere to probe
+    assert node.probe(stranger) is False and list(node._to_probe) == [worker]  # said nowhere where it is
     node._to_probe.clear()
     node.probed[worker] = (False, 1e18)  # the probe's answer (fresh)
     assert node.probe(worker) is False and not node._to_probe

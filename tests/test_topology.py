@@ -306,3 +306,19 @@ def test_a_new_peer_gets_our_last_proof_and_is_asked_for_its_proofs_by_a_startin
         newcomer.on_message(batch, sim.nodes[3].node_key, now)
     assert len(newcomer.proofs.accepted) == total
     assert sim.nodes[3].core.on_message(ProofsRequest(), None, now) == []
+
+
+def test_nothing_goes_back_to_a_peer_that_announced_it() -> None:
+    spreader: Spreader[bytes] = Spreader(random.Random(1))
+    peers = keys(9)
+    digest = Hash32(b"h" * 32)
+    spreader.on_have(Have((digest,)), 0.0, peers[0])
+    spreader.on_have(Have((digest,)), 0.1, peers[1])
+    pushed = spreader.spread(bytes(digest), b"body", peers, exclude=peers[2])
+    owed = set(spreader.owed)
+    assert not {peers[0], peers[1], peers[2]} & (set(pushed) | owed)
+    assert set(pushed) | owed == set(peers[3:])
+    # a peer that announces it after we owed it our Have is not sent it
+    late = next(iter(owed))
+    spreader.on_have(Have((digest,)), 0.2, late)
+    assert late not in {peer for peer, _ in spreader.flush()}

@@ -392,14 +392,17 @@ class Node:
         """An obligations test of ``worker``: does its p2p port answer with its key? Connected is
         yes; else the answer of a recent probe (a connection and handshake, closed at once: this
         node keeps connections to a few peers, not to every node it tests); None (no vote this
-        time) while the first probe runs."""
+        time) while the first probe runs. A node that never said where it listens (no uptime
+        proof, no seed entry) does not answer: False, as an oxend tester finds it."""
         now = time.monotonic()
         if worker in self.host.peers:
             self.probed[worker] = (True, now)
             return True
+        if self.address_of(worker) is None:
+            return False
         found = self.probed.get(worker)
         fresh = found is not None and now - found[1] < self.core.config.uptime.interval
-        if not fresh and len(self._to_probe) < PROBE_QUEUE and self.address_of(worker) is not None:
+        if not fresh and len(self._to_probe) < PROBE_QUEUE:
             self._to_probe[worker] = None
             self._probe_due.set()
         return None if found is None else found[0]
@@ -494,7 +497,7 @@ class Node:
         if isinstance(message, SYNC_RESPONSES):
             return  # late answers to our own state sync, which is over
         if isinstance(message, Have):
-            want = self.spreader.on_have(message, self.now())
+            want = self.spreader.on_have(message, self.now(), sender)
             if want is not None:
                 self.host.send(sender, encode(want))
             return

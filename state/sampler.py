@@ -10,7 +10,8 @@ Procedure (reproducible in any language with BLAKE3):
 5. ``sample(items, k)`` is Fisher–Yates from the front, stopped after ``k`` positions: on a copy,
    for ``i`` from 0 to ``min(k, len) - 1``, swap ``items[i]`` with ``items[i + uniform(len - i)]``;
    the first ``k`` items are the sample. It draws ``k`` numbers, not ``len``: a quorum of 11 out
-   of 2,000 nodes costs 11 draws.
+   of 2,000 nodes costs 11 draws. (The copy is virtual: only the positions a swap moved are
+   remembered, so a draw reads ``k`` items of ``items`` and copies none of the others.)
 
 Seeds are built from chain data only (heights, parent hashes, lagged random values), so every
 node draws the same numbers. Oxen uses ``mt19937_64``; a keyed XOF is simpler to specify.
@@ -18,33 +19,45 @@ node draws the same numbers. Oxen uses ``mt19937_64``; a keyed XOF is simpler to
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TypeVar
+import struct
+from bisect import bisect_right
+from collections.abc import Iterable
+from typing import Generic, Protocol, TypeVar
 
 import blake3
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 _BUFFER = 512
+_WORDS = struct.Struct(f">{_BUFFER // 8}Q").unpack
+"""The stream's next 512 bytes as 64 big-endian u64 (step 3 for 64 draws at once)."""
 _U64 = 1 << 64
 
 
+class Indexed(Protocol[T_co]):
+    """What a draw reads: a length and items by position (a list, a tuple, an :class:`Excluding`)."""
+
+    def __len__(self) -> int: ...
+    def __getitem__(self, index: int, /) -> T_co: ...
+
+
 class Sampler:
-    __slots__ = ("_buffer", "_hasher", "_offset", "_position")
+    __slots__ = ("_hasher", "_offset", "_position", "_words")
 
     def __init__(self, tag: str, seed: bytes) -> None:
         key = blake3.blake3(derive_key_context="appchain 2026-11 sampler " + tag).digest()
         self._hasher = blake3.blake3(seed, key=key)
         self._offset = 0
-        self._buffer = b""
+        self._words: tuple[int, ...] = ()
         self._position = 0
 
     def next_u64(self) -> int:
-        if self._position + 8 > len(self._buffer):
-            self._buffer = self._hasher.digest(length=_BUFFER, seek=self._offset)
+        if self._position == len(self._words):
+            self._words = _WORDS(self._hasher.digest(length=_BUFFER, seek=self._offset))
             self._offset += _BUFFER
             self._position = 0
-        value = int.from_bytes(self._buffer[self._position : self._position + 8], "big")
-        self._position += 8
+        value = self._words[self._position]
+        self._position += 1
         return value
 
     def uniform(self, n: int) -> int:
@@ -57,11 +70,47 @@ class Sampler:
             if value < limit:
                 return value % n
 
-    def sample(self, items: Sequence[T], k: int) -> list[T]:
-        """``k`` distinct items (all of them, in drawn order, if there are fewer)."""
-        out = list(items)
-        size = len(out)
+    def sample(self, items: Indexed[T], k: int) -> list[T]:
+        """``k`` distinct items (all of them, in drawn order, if there are fewer).
+
+        The swaps of step 5 on a copy of ``items``, kept as the positions they changed: position
+        ``i`` is final once swapped (later swaps only reach beyond it), so it is the sample's
+        ``i``-th item, and ``moved`` holds what the swap left at ``j``. O(k) reads of ``items``,
+        whatever its length (an :class:`Excluding` view, for instance, is never copied)."""
+        size = len(items)
+        moved: dict[int, T] = {}
+        out: list[T] = []
+        uniform, item = self.uniform, items.__getitem__
         for i in range(min(k, size)):
-            j = i + self.uniform(size - i)
-            out[i], out[j] = out[j], out[i]
-        return out[:k]
+            j = i + uniform(size - i)
+            out.append(moved[j] if j in moved else item(j))
+            moved[j] = moved[i] if i in moved else item(i)
+        return out
+
+
+class Excluding(Generic[T]):
+    """``items`` without the items at ``positions``: a read-only view, built in O(len(positions)).
+
+    What a draw samples from when it is "these sorted keys but those few" (the Pulse candidates
+    are the active nodes but the leader; the obligations workers the listed nodes but the
+    validators): the same sequence a filtered copy would be, without copying the rest."""
+
+    __slots__ = ("_items", "_kept_before", "_size")
+
+    def __init__(self, items: Indexed[T], positions: Iterable[int]) -> None:
+        self._items = items
+        skips = sorted(set(positions))
+        if skips and not (skips[0] >= 0 and skips[-1] < len(items)):
+            raise IndexError("Excluding a position outside the items")
+        self._kept_before = [skip - count for count, skip in enumerate(skips)]
+        """For each excluded position, in order, how many kept items precede it: kept item ``i``
+        sits past every excluded position whose count is at most ``i``."""
+        self._size = len(items) - len(skips)
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __getitem__(self, index: int) -> T:
+        if not 0 <= index < self._size:
+            raise IndexError("Excluding index out of range")
+        return self._items[index + bisect_right(self._kept_before, index)]

@@ -114,9 +114,9 @@ class State:
     ) -> None:
         """Make a validated block's writes current (or undo blocks: a rollback installs the old
         values); only :mod:`state.transition` and the chain's rollback call this."""
-        if self.node_index is not None:
-            self.node_index = self.node_index.patched(node_changes(writes.items()))
         kv = self._kv
+        if self.node_index is not None:
+            self.node_index = self.node_index.patched(node_changes(writes.items(), kv.get))
         for key, value in writes.items():
             if value is None:
                 kv.pop(key, None)

@@ -1,0 +1,142 @@
+"""The derived node index and the draws that read it: against a full scan and against copies.
+
+- after every block of a random chain (every event kind: registrations, contributions, unlocks,
+  decommissions, recommissions, deregistrations, exits), the index :meth:`State.install` moved
+  along equals the one a scan of the records builds, and so does the index a block's view sees
+  once its producer moved (:func:`state.nodeindex.view_index`);
+- ``Sampler.sample`` swaps virtually, and draws what Fisher–Yates on a copy draws;
+- :class:`state.sampler.Excluding` is the filtered copy it stands for;
+- the draws from the index's sorted lists (``draw_*``) are the draws of any-order inputs
+  (``compute_*``/``select_*``).
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from appchain.cli.devchain import DevChainGenerator
+from consensus.local import sign_round_locally
+from consensus.quorum import compute_pulse_quorum, draw_pulse_quorum
+from genesis.build import create_genesis_state
+from genesis.devnet import create_devnet_genesis
+from state.checkpoints import draw_checkpoint_members, select_checkpoint_members
+from state.context import BlockContext
+from state.nodeindex import build_index, view_index
+from state.nodes import move_producer_to_back
+from state.obligations import compute_obligations_quorum, draw_obligations_quorum
+from state.params import ChainParams
+from state.sampler import Excluding, Sampler
+from state.state import state_index
+from state.transition import apply_block, propose_block, with_final_block
+from state.types import NodeKey
+from state.view import Overlay
+
+
+class _Chain:
+    """What :class:`DevChainGenerator` needs of a chain, in memory."""
+
+    def __init__(self, nodes: int, name: str) -> None:
+        self.genesis, self.nodes, self.users = create_devnet_genesis(nodes, name, users=8)
+        self.state = create_genesis_state(self.genesis)[0]
+        self.random_values = [bytes(16)]
+
+    @property
+    def height(self) -> int:
+        return self.state.height
+
+    def random_value_at(self, height: int) -> bytes:
+        return self.random_values[height]
+
+
+@pytest.mark.parametrize(("nodes", "seed"), [(14, "a"), (40, "b")])
+def test_the_index_follows_the_records_block_after_block(nodes: int, seed: str) -> None:
+    chain = _Chain(nodes, f"index {seed}")
+    generator = DevChainGenerator(
+        chain,  # type: ignore[arg-type]
+        [n.operator for n in chain.nodes] + chain.users,
+        seed,
+        events_per_block=25,
+        nodes=[(n.node, n.bls_secret) for n in chain.nodes],
+    )
+    statuses_seen = set()
+    for _ in range(120):
+        state = chain.state
+        round_, quorum = generator.choose_round()
+        # what a block's rules see after its producer went to the back of the queue
+        ctx = BlockContext(
+            state.height + 1, state.timestamp, state.block_hash, state.chain_id, state.params, False,
+            quorum.producer,
+        )  # fmt: skip
+        view = Overlay(state.get, index=state_index(state))
+        move_producer_to_back(view, ctx)
+        assert view_index(view) == build_index(view.get)
+        events = generator.make_events(quorum.producer)
+        template = propose_block(
+            state, events, state.timestamp + state.params.block_time, producer=quorum.producer, round_=round_
+        )
+        block = sign_round_locally(template.block, quorum, generator.node_keys, generator.rng.randbytes)
+        apply_block(state, with_final_block(template, block).block)
+        chain.random_values.append(block.header.random_value)
+        index = state_index(state)
+        assert index == build_index(state.get), state.height
+        assert index.listed == sorted(index.active + index.decommissioned)
+        statuses_seen.add((len(index.decommissioned) > 0, len(index.active)))
+    assert any(decommissioned for decommissioned, _ in statuses_seen)  # the chain exercised it
+
+
+def _reference_sample(sampler: Sampler, items: list[int], k: int) -> list[int]:
+    out = list(items)
+    for i in range(min(k, len(out))):
+        j = i + sampler.uniform(len(out) - i)
+        out[i], out[j] = out[j], out[i]
+    return out[:k]
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 5, 12, 60, 2_000])
+def test_a_virtual_sample_draws_what_a_copy_draws(size: int) -> None:
+    items = list(range(size))
+    for k in (0, 1, 2, 11, 12, 50, size, size + 3):
+        seed = f"{size} {k}".encode()
+        assert Sampler("t", seed).sample(items, k) == _reference_sample(Sampler("t", seed), items, k)
+
+
+def test_excluding_is_the_filtered_copy() -> None:
+    rng = random.Random(7)
+    for _ in range(300):
+        items = sorted(rng.sample(range(10_000), rng.randrange(0, 60)))
+        skips = rng.sample(range(len(items)), rng.randrange(0, len(items) + 1)) if items else []
+        view = Excluding(items, skips)
+        kept = [item for position, item in enumerate(items) if position not in set(skips)]
+        assert len(view) == len(kept)
+        assert [view[i] for i in range(len(view))] == kept
+        assert list(view) == kept
+        for outside in (-1, len(kept)):
+            with pytest.raises(IndexError):
+                view[outside]
+    with pytest.raises(IndexError):
+        Excluding([1, 2], [2])
+
+
+def test_draws_from_sorted_lists_are_the_draws_of_any_order(params: ChainParams) -> None:
+    rng = random.Random(3)
+    for size in (1, 4, 10, 11, 12, 13, 60, 700):
+        active = [NodeKey(rng.randbytes(32)) for _ in range(size)]
+        down = [NodeKey(rng.randbytes(32)) for _ in range(rng.randrange(0, 5))]
+        seed = rng.randbytes(40)
+        assert draw_obligations_quorum(
+            sorted(active), sorted(active + down), seed, params
+        ) == compute_obligations_quorum(active, down, seed, params)
+        assert draw_checkpoint_members(sorted(active), seed) == select_checkpoint_members(active, seed)
+        leader = active[rng.randrange(size)]
+        for round_ in (0, 1, 300):
+            expected = compute_pulse_quorum(leader, active, seed[:32], 9, round_, min_nodes=4)
+            assert draw_pulse_quorum(leader, sorted(active), seed[:32], 9, round_, min_nodes=4) == expected
+        stranger = NodeKey(rng.randbytes(32))
+        assert draw_pulse_quorum(stranger, sorted(active), seed[:32], 9, 0, min_nodes=1) is None
+
+
+@pytest.fixture
+def params() -> ChainParams:
+    return create_devnet_genesis(12, "index params", users=1)[0].params

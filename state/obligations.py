@@ -53,7 +53,7 @@ from state.effects import NodeDecommissioned, NodePenalised, NodeRecommissioned,
 from state.encoding import Decoder, Record, encode
 from state.errors import InvalidEvent, InvalidSignature
 from state.events import NewState, StateChange, compute_vote_message
-from state.nodeindex import node_lists, view_index
+from state.nodeindex import node_lists, view_lists
 from state.noderecords import NodeStatus
 from state.nodes import compute_credit, deregister_node, is_payable, put_node, require_node
 from state.params import ChainParams
@@ -134,9 +134,9 @@ def get_quorum(view: Overlay, height: int) -> ObligationsQuorum | None:
 
 def store_quorum(view: Overlay, ctx: BlockContext) -> None:
     """Draw and keep this height's quorum; forget the one that just left the vote window."""
-    index = view_index(view)
+    lists = view_lists(view)
     seed = compute_quorum_seed(ctx.prev_hash, ctx.height)
-    quorum = draw_obligations_quorum(index.active, index.listed, seed, ctx.params)
+    quorum = draw_obligations_quorum(lists.active, lists.listed, seed, ctx.params)
     if quorum is not None:
         view.put(quorum_key(ctx.height), encode(quorum))
     expired = ctx.height - ctx.params.vote_lifetime - 1

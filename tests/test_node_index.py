@@ -2,8 +2,10 @@
 
 - after every block of a random chain (every event kind: registrations, contributions, unlocks,
   decommissions, recommissions, deregistrations, exits), the index :meth:`State.install` moved
-  along equals the one a scan of the records builds, and so does the index a block's view sees
-  once its producer moved (:func:`state.nodeindex.view_index`);
+  along equals the one a scan of the records builds, and so do the index and the lists a
+  block's view sees once its producer moved (:func:`state.nodeindex.view_index`, ``view_lists``);
+- a state's copy shares the index until one of them commits a block, and neither then sees the
+  other's blocks;
 - ``Sampler.sample`` swaps virtually, and draws what Fisher–Yates on a copy draws;
 - :class:`state.sampler.Excluding` is the filtered copy it stands for;
 - the draws from the index's sorted lists (``draw_*``) are the draws of any-order inputs
@@ -19,17 +21,18 @@ import pytest
 from appchain.cli.devchain import DevChainGenerator
 from consensus.local import sign_round_locally
 from consensus.quorum import compute_pulse_quorum, draw_pulse_quorum
+from consensus.validation import compute_block_entropy, compute_block_quorum
 from genesis.build import create_genesis_state
 from genesis.devnet import create_devnet_genesis
 from state.checkpoints import draw_checkpoint_members, select_checkpoint_members
 from state.context import BlockContext
-from state.nodeindex import build_index, view_index
+from state.nodeindex import build_index, view_index, view_lists
 from state.nodes import move_producer_to_back
 from state.obligations import compute_obligations_quorum, draw_obligations_quorum
 from state.params import ChainParams
 from state.sampler import Excluding, Sampler
-from state.state import state_index
-from state.transition import apply_block, propose_block, with_final_block
+from state.state import State, state_index
+from state.transition import apply_block, commit_block, propose_block, with_final_block
 from state.types import NodeKey
 from state.view import Overlay
 
@@ -71,7 +74,9 @@ def test_the_index_follows_the_records_block_after_block(nodes: int, seed: str) 
         )  # fmt: skip
         view = Overlay(state.get, index=state_index(state))
         move_producer_to_back(view, ctx)
-        assert view_index(view) == build_index(view.get)
+        scanned = build_index(view.get)
+        assert view_index(view) == scanned
+        assert view_lists(view) == (scanned.active, scanned.decommissioned, scanned.listed)
         events = generator.make_events(quorum.producer)
         template = propose_block(
             state, events, state.timestamp + state.params.block_time, producer=quorum.producer, round_=round_
@@ -84,6 +89,34 @@ def test_the_index_follows_the_records_block_after_block(nodes: int, seed: str) 
         assert index.listed == sorted(index.active + index.decommissioned)
         statuses_seen.add((len(index.decommissioned) > 0, len(index.active)))
     assert any(decommissioned for decommissioned, _ in statuses_seen)  # the chain exercised it
+
+
+def _empty_block(state: State) -> None:
+    height = state.height + 1
+    quorum = compute_block_quorum(state, compute_block_entropy(lambda h: bytes(16), height), height, 0)
+    assert quorum is not None
+    timestamp = state.timestamp + state.params.block_time
+    commit_block(state, propose_block(state, [], timestamp, producer=quorum.producer))
+
+
+def test_a_copy_shares_the_index_until_one_of_them_commits() -> None:
+    state = _Chain(14, "index copy").state
+    for _ in range(3):
+        _empty_block(state)
+    kept = state_index(state).copy()
+    other = state.copy()
+    assert other.node_index is state.node_index
+    for _ in range(2):
+        _empty_block(other)
+    assert state_index(state) == kept == build_index(state.get)
+    assert state_index(other) == build_index(other.get) != kept
+    third = other.copy()
+    _empty_block(other)  # the original moves on; its copy stays where it was
+    assert state_index(third) == build_index(third.get) != state_index(other)
+    _empty_block(state)
+    _empty_block(third)
+    for each in (state, other, third):
+        assert state_index(each) == build_index(each.get)
 
 
 def _reference_sample(sampler: Sampler, items: list[int], k: int) -> list[int]:

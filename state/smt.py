@@ -262,7 +262,7 @@ class SparseMerkleTree:
         depth = 0
         present = bytearray(32)
         siblings: list[bytes] = []
-        while node is not None and not _is_leaf(node):
+        while node is not None and node[1].__class__ is not bytes:  # not a leaf
             if (path_int >> (KEY_BITS - 1 - depth)) & 1:
                 sibling, node = node[1], node[2]
             else:

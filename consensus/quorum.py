@@ -55,7 +55,7 @@ from state.checkpoints import (
 )
 from state.encoding import Record
 from state.hashing import hash_tagged
-from state.sampler import Excluding, Sampler
+from state.sampler import Sampler
 from state.types import Hash32, NodeKey
 
 PULSE_VALIDATORS = 11
@@ -125,7 +125,7 @@ def draw_pulse_quorum(
     if not 0 <= round_ <= MAX_PULSE_ROUND:
         raise ValueError(f"a round is 0..{MAX_PULSE_ROUND}")
     sampler = Sampler("pulse", bytes(entropy) + height.to_bytes(8, "big") + _round_bytes(round_))
-    candidates = sampler.sample(Excluding(sorted_active, (place,)), PULSE_VALIDATORS + 1)
+    candidates = sampler.sample(sorted_active, PULSE_VALIDATORS + 1, excluding=(place,))
     if round_ == 0:
         return PulseQuorum(leader, tuple(candidates[:PULSE_VALIDATORS]))
     if len(sorted_active) < FULL_QUORUM_NODES:  # a small set: the leader validates the backup rounds

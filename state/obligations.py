@@ -57,7 +57,7 @@ from state.nodeindex import node_lists, view_lists
 from state.noderecords import NodeStatus
 from state.nodes import compute_credit, deregister_node, is_payable, put_node, require_node
 from state.params import ChainParams
-from state.sampler import Excluding, Indexed, Sampler
+from state.sampler import Sampler
 from state.swarms import UNASSIGNED_SWARM_ID
 from state.types import NodeKey
 from state.view import Overlay
@@ -94,13 +94,13 @@ def draw_obligations_quorum(
         return None
     sampler = Sampler("obligations", seed)
     validators = sampler.sample(sorted_active, min(params.obligations_quorum_size, len(sorted_active)))
-    rest: Indexed[NodeKey] = sorted_listed  # all validate: test all
+    chosen = []  # all validate: test all
     if len(validators) < len(sorted_active):
-        rest = Excluding(sorted_listed, [bisect_left(sorted_listed, key) for key in validators])
-    count = min(
-        len(rest), max(params.obligations_min_workers, len(rest) // params.obligations_worker_divisor)
-    )
-    return ObligationsQuorum(tuple(validators), tuple(sampler.sample(rest, count)))
+        chosen = [bisect_left(sorted_listed, key) for key in validators]
+    rest = len(sorted_listed) - len(chosen)
+    count = min(rest, max(params.obligations_min_workers, rest // params.obligations_worker_divisor))
+    workers = sampler.sample(sorted_listed, count, excluding=chosen)
+    return ObligationsQuorum(tuple(validators), tuple(workers))
 
 
 def compute_vote_threshold(quorum: ObligationsQuorum, worker: bytes, params: ChainParams) -> int:

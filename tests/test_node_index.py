@@ -7,7 +7,7 @@
 - a state's copy shares the index until one of them commits a block, and neither then sees the
   other's blocks;
 - ``Sampler.sample`` swaps virtually, and draws what Fisher–Yates on a copy draws;
-- :class:`state.sampler.Excluding` is the filtered copy it stands for;
+- a sample ``excluding`` positions is the sample of the filtered copy;
 - the draws from the index's sorted lists (``draw_*``) are the draws of any-order inputs
   (``compute_*``/``select_*``).
 """
@@ -30,7 +30,7 @@ from state.nodeindex import build_index, view_index, view_lists
 from state.nodes import move_producer_to_back
 from state.obligations import compute_obligations_quorum, draw_obligations_quorum
 from state.params import ChainParams
-from state.sampler import Excluding, Sampler
+from state.sampler import Sampler
 from state.state import State, state_index
 from state.transition import apply_block, commit_block, propose_block, with_final_block
 from state.types import NodeKey
@@ -135,21 +135,27 @@ def test_a_virtual_sample_draws_what_a_copy_draws(size: int) -> None:
         assert Sampler("t", seed).sample(items, k) == _reference_sample(Sampler("t", seed), items, k)
 
 
-def test_excluding_is_the_filtered_copy() -> None:
+def test_a_sample_excluding_positions_is_the_sample_of_the_filtered_copy() -> None:
     rng = random.Random(7)
-    for _ in range(300):
+    for case in range(300):
         items = sorted(rng.sample(range(10_000), rng.randrange(0, 60)))
         skips = rng.sample(range(len(items)), rng.randrange(0, len(items) + 1)) if items else []
-        view = Excluding(items, skips)
         kept = [item for position, item in enumerate(items) if position not in set(skips)]
-        assert len(view) == len(kept)
-        assert [view[i] for i in range(len(view))] == kept
-        assert list(view) == kept
-        for outside in (-1, len(kept)):
-            with pytest.raises(IndexError):
-                view[outside]
-    with pytest.raises(IndexError):
-        Excluding([1, 2], [2])
+        seed = case.to_bytes(4, "big")
+        for k in (0, 1, 5, 50, 70):
+            expected = _reference_sample(Sampler("x", seed), kept, k)
+            assert Sampler("x", seed).sample(items, k, excluding=skips) == expected
+    for outside in (-1, 2):
+        with pytest.raises(IndexError):
+            Sampler("x", b"").sample([1, 2], 1, excluding=[outside])
+
+
+def test_a_sample_reads_the_stream_as_uniform_does() -> None:
+    """A sample reads the words inline; the draws after it continue the same stream."""
+    for k in (3, 64, 65, 200):  # 64 words a refill
+        inline, stepwise = Sampler("y", b"seed"), Sampler("y", b"seed")
+        assert inline.sample(list(range(1000)), k) == _reference_sample(stepwise, list(range(1000)), k)
+        assert [inline.next_u64() for _ in range(70)] == [stepwise.next_u64() for _ in range(70)]
 
 
 def test_draws_from_sorted_lists_are_the_draws_of_any_order(params: ChainParams) -> None:

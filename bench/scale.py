@@ -7,7 +7,7 @@ funded accounts (10^5; 10^6 with ``--large``):
   keys and proof of possession checked, every account and node written to the tree);
 - **empty block**: drawing the next Pulse quorum, then executing and committing a block with no
   events, once every node is payable (rewards, schedules, quorums and swarms are what it costs):
-  100 blocks in 5 runs of 20, the mean of the fastest run (a block costs a tenth of a
+  200 blocks in 10 runs of 20, the mean of the fastest run (a block costs a tenth of a
   millisecond, and the machine is shared: as ``timeit`` does, the least disturbed run counts);
 - **100 transfers**: the same with 100 signed transfers (signatures trusted, as in a replay);
 - **replay**: events per second executing the last 12 empty blocks and the 12 blocks of
@@ -42,7 +42,7 @@ from state.transition import commit_block, execute_block, propose_block
 from state.types import AccountKey, Atomic, Nonce
 
 BLOCKS = 12
-EMPTY_RUNS, EMPTY_RUN_BLOCKS = 5, 20
+EMPTY_RUNS, EMPTY_RUN_BLOCKS = 10, 20
 
 
 def _block(state: State, events: list[Event], random_values: dict[int, bytes]) -> Block:

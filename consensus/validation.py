@@ -29,7 +29,7 @@ from consensus.quorum import (
     MAX_PULSE_ROUND,
     PulseQuorum,
     compute_pulse_entropy,
-    compute_pulse_quorum,
+    draw_pulse_quorum,
 )
 from state.block import Block, compute_block_hash
 from state.crypto import ed25519
@@ -56,7 +56,7 @@ def compute_block_quorum(state: State, entropy: bytes, height: int, round_: int)
     if not index.queue:
         return None
     leader = index.queue[0][2]
-    return compute_pulse_quorum(
+    return draw_pulse_quorum(
         leader, index.active, entropy, height, round_, min_nodes=state.params.pulse_min_nodes
     )
 

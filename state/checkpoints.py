@@ -60,7 +60,12 @@ def checkpoint_quorum_key(height: int) -> bytes:
 
 def select_checkpoint_members(active: Sequence[NodeKey], seed: bytes) -> list[NodeKey]:
     """The checkpoint quorum drawn from ``active``: 20 of them (all if fewer)."""
-    return Sampler("checkpoint", seed).sample(sorted(active), CHECKPOINT_QUORUM_SIZE)
+    return draw_checkpoint_members(sorted(active), seed)
+
+
+def draw_checkpoint_members(sorted_active: Sequence[NodeKey], seed: bytes) -> list[NodeKey]:
+    """:func:`select_checkpoint_members` of active nodes already sorted by key (a node index's)."""
+    return Sampler("checkpoint", seed).sample(sorted_active, CHECKPOINT_QUORUM_SIZE)
 
 
 def compute_checkpoint_seed(prev_hash: bytes, checkpoint_height: int) -> bytes:
@@ -94,7 +99,7 @@ def store_next_checkpoint_quorum(view: Overlay, ctx: BlockContext) -> None:
         return
     target = ctx.height + interval
     active, _ = node_lists(view)
-    chosen = select_checkpoint_members(active, compute_checkpoint_seed(ctx.prev_hash, target))
+    chosen = draw_checkpoint_members(active, compute_checkpoint_seed(ctx.prev_hash, target))
     members = tuple(CheckpointMember(NodeKey(key), _bls_key(view, key)) for key in chosen)
     view.put(checkpoint_quorum_key(target), encode(CheckpointQuorum(target, members)))
     expired = target - interval * QUORUMS_KEPT

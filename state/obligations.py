@@ -41,6 +41,9 @@ chain's own decisions. Credits follow :func:`state.nodes.compute_credit`:
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections.abc import Sequence
+
 import msgspec
 
 from state import rewards
@@ -50,7 +53,7 @@ from state.effects import NodeDecommissioned, NodePenalised, NodeRecommissioned,
 from state.encoding import Decoder, Record, encode
 from state.errors import InvalidEvent, InvalidSignature
 from state.events import NewState, StateChange, compute_vote_message
-from state.nodeindex import node_lists
+from state.nodeindex import node_lists, view_lists
 from state.noderecords import NodeStatus
 from state.nodes import compute_credit, deregister_node, is_payable, put_node, require_node
 from state.params import ChainParams
@@ -78,16 +81,26 @@ def compute_obligations_quorum(
     active: list[NodeKey], decommissioned: list[NodeKey], seed: bytes, params: ChainParams
 ) -> ObligationsQuorum | None:
     """The quorum for a height, or ``None`` when no node is active."""
-    if not active:
+    return draw_obligations_quorum(sorted(active), sorted([*active, *decommissioned]), seed, params)
+
+
+def draw_obligations_quorum(
+    sorted_active: Sequence[NodeKey], sorted_listed: Sequence[NodeKey], seed: bytes, params: ChainParams
+) -> ObligationsQuorum | None:
+    """:func:`compute_obligations_quorum` of the active nodes and of the active and decommissioned
+    ones together, each already sorted by key (a node index's lists): it reads the drawn members
+    and the validators' places, never the whole lists."""
+    if not sorted_active:
         return None
     sampler = Sampler("obligations", seed)
-    validators = sampler.sample(sorted(active), min(params.obligations_quorum_size, len(active)))
-    chosen = set(validators) if len(validators) < len(active) else set()  # all validate: test all
-    rest = sorted([k for k in active if k not in chosen] + list(decommissioned))
-    count = min(
-        len(rest), max(params.obligations_min_workers, len(rest) // params.obligations_worker_divisor)
-    )
-    return ObligationsQuorum(tuple(validators), tuple(sampler.sample(rest, count)))
+    validators = sampler.sample(sorted_active, min(params.obligations_quorum_size, len(sorted_active)))
+    chosen = []  # all validate: test all
+    if len(validators) < len(sorted_active):
+        chosen = [bisect_left(sorted_listed, key) for key in validators]
+    rest = len(sorted_listed) - len(chosen)
+    count = min(rest, max(params.obligations_min_workers, rest // params.obligations_worker_divisor))
+    workers = sampler.sample(sorted_listed, count, excluding=chosen)
+    return ObligationsQuorum(tuple(validators), tuple(workers))
 
 
 def compute_vote_threshold(quorum: ObligationsQuorum, worker: bytes, params: ChainParams) -> int:
@@ -121,9 +134,9 @@ def get_quorum(view: Overlay, height: int) -> ObligationsQuorum | None:
 
 def store_quorum(view: Overlay, ctx: BlockContext) -> None:
     """Draw and keep this height's quorum; forget the one that just left the vote window."""
-    active, decommissioned = node_lists(view)
+    lists = view_lists(view)
     seed = compute_quorum_seed(ctx.prev_hash, ctx.height)
-    quorum = compute_obligations_quorum(active, decommissioned, seed, ctx.params)
+    quorum = draw_obligations_quorum(lists.active, lists.listed, seed, ctx.params)
     if quorum is not None:
         view.put(quorum_key(ctx.height), encode(quorum))
     expired = ctx.height - ctx.params.vote_lifetime - 1

@@ -46,19 +46,37 @@ Digest = Callable[[bytes], bytes]
 
 # Nodes are plain tuples, not classes: CPython's cycle collector stops tracking a tuple whose
 # items are all untracked, so a tree of a million nodes costs the collector nothing, and tuples
-# are the cheapest object to build. The two shapes are told apart by length:
+# are the cheapest object to build. Both shapes have three items; the second tells them apart:
 #
-#   leaf  = (hash, path_int, path, value_hash)   4 items
-#   inner = (hash, left, right)                  3 items, each child a node or None
+#   leaf  = (hash, key, value)    the key and the value themselves (bytes)
+#   inner = (hash, left, right)   each child a node or None
 #
+# A leaf holds references to the key and the value, which the state's map holds anyway, rather
+# than its path and the value's hash: with a million accounts that is 129 bytes a leaf instead of
+# 327 (a 4-tuple, the path as bytes and as an int, the value's hash), ~200 MB. The path and the
+# value's hash are recomputed where they are needed: the path of a leaf met on the way down while
+# inserting another key (one hash), and both for an absence proof that ends at another leaf.
 Leaf = tuple[Any, ...]
 Inner = tuple[Any, ...]
 Node = tuple[Any, ...] | None
-_LEAF_SIZE = 4
 
 
-def _leaf(path: bytes, path_int: int, value_hash: bytes, digest: Digest) -> Leaf:
-    return (digest(_LEAF_PREFIX + path + value_hash), path_int, path, value_hash)
+def _is_leaf(node: Leaf | Inner) -> bool:
+    return node[1].__class__ is bytes
+
+
+def _leaf(key: bytes, value: bytes, path: bytes, digest: Digest) -> Leaf:
+    """The leaf of ``key`` (whose path is ``path``) holding ``value``; both kept as exact bytes,
+    which is what tells a leaf from an inner node."""
+    return (digest(_LEAF_PREFIX + path + digest(value)), bytes(key), bytes(value))
+
+
+def _leaf_path(leaf: Leaf, digest: Digest) -> int:
+    return int.from_bytes(digest(leaf[1]), "big")
+
+
+Entry = tuple[int, bytes, Leaf | None]
+"""One write of a batch: the key's path, the key, and its new leaf (``None``: a deletion)."""
 
 
 def _inner(left: Node, right: Node, digest: Digest) -> Inner:
@@ -116,12 +134,11 @@ class SparseMerkleTree:
         if not changes:
             return self
         digest = self._digest
-        batch: list[tuple[int, Leaf | None]] = []
+        batch: list[Entry] = []
         for key, value in changes.items():
             path = digest(key)
-            path_int = int.from_bytes(path, "big")
-            leaf = None if value is None else _leaf(path, path_int, digest(value), digest)
-            batch.append((path_int, leaf))
+            leaf = None if value is None else _leaf(key, value, path, digest)
+            batch.append((int.from_bytes(path, "big"), key, leaf))
         batch.sort(key=_first)
         paths = [entry[0] for entry in batch]
         return SparseMerkleTree(digest, self._update(self._root, 0, batch, paths, 0, len(batch)))
@@ -130,21 +147,25 @@ class SparseMerkleTree:
         self,
         node: Node,
         depth: int,
-        batch: list[tuple[int, Leaf | None]],
+        batch: list[Entry],
         paths: list[int],
         lo: int,
         hi: int,
     ) -> Node:
         """Apply ``batch[lo:hi]`` (sorted, all sharing ``depth`` bits of path) below ``node``."""
         if hi - lo == 1:
-            path_int, leaf = batch[lo]
-            return self._update_one(node, depth, path_int, leaf)
-        if node is None or len(node) == _LEAF_SIZE:
-            leaves = [leaf for _, leaf in batch[lo:hi] if leaf is not None]
-            if node is not None and not _contains(paths, node[1], lo, hi):
-                leaves.append(node)
-                leaves.sort(key=_first_after_hash)
-            return self._build(depth, leaves, [leaf[1] for leaf in leaves], 0, len(leaves))
+            path_int, key, leaf = batch[lo]
+            return self._update_one(node, depth, path_int, key, leaf)
+        if node is None or _is_leaf(node):
+            if node is None and all(batch[i][2] is not None for i in range(lo, hi)):
+                return self._build(depth, batch, paths, lo, hi)  # the common large case: no copy
+            kept = [entry for entry in batch[lo:hi] if entry[2] is not None]
+            if node is not None:
+                path = _leaf_path(node, self._digest)
+                if not _contains(paths, path, lo, hi):
+                    kept.append((path, node[1], node))
+                    kept.sort(key=_first)
+            return self._build(depth, kept, [entry[0] for entry in kept], 0, len(kept))
         mid = _split(paths, depth, lo, hi)
         left = self._update(node[1], depth + 1, batch, paths, lo, mid) if lo < mid else node[1]
         right = self._update(node[2], depth + 1, batch, paths, mid, hi) if mid < hi else node[2]
@@ -152,34 +173,37 @@ class SparseMerkleTree:
 
     def _join(self, left: Node, right: Node) -> Node:
         """The parent of two subtrees, collapsed when it would hold a single leaf."""
-        if left is None and (right is None or len(right) == _LEAF_SIZE):
+        if left is None and (right is None or _is_leaf(right)):
             return right
-        if right is None and len(left) == _LEAF_SIZE:  # type: ignore[arg-type]
+        if right is None and _is_leaf(left):  # type: ignore[arg-type]
             return left
         return _inner(left, right, self._digest)
 
-    def _update_one(self, node: Node, depth: int, path_int: int, leaf: Leaf | None) -> Node:
-        """Set (``leaf``) or delete (``None``) one path below ``node``: the common case.
+    def _update_one(self, node: Node, depth: int, path_int: int, key: bytes, leaf: Leaf | None) -> Node:
+        """Set (``leaf``) or delete (``None``) ``key``, whose path is ``path_int``, below
+        ``node``: the common case.
 
-        The hottest loop of a replay, so :meth:`_join` and :func:`_inner` are written inline.
+        The hottest loop of a replay, so :meth:`_join`, :func:`_inner` and :func:`_is_leaf` are
+        written inline.
         """
         stack: list[tuple[Inner, int]] = []
         top = node
         shift = KEY_BITS - 1 - depth
-        while node is not None and len(node) != _LEAF_SIZE:
+        while node is not None and node[1].__class__ is not bytes:
             bit = (path_int >> shift) & 1
             stack.append((node, bit))
             node = node[2] if bit else node[1]
             shift -= 1
         new: Node
-        if node is None or node[1] == path_int:
+        if node is None or node[1] == key:
             if node is None and leaf is None:
                 return top  # deleting an absent key changes nothing
             new = leaf
         elif leaf is None:
             return top  # the path ends at another key's leaf: ours is absent
         else:
-            new = self._pair(KEY_BITS - 1 - shift, node, leaf)
+            digest = self._digest
+            new = self._pair(KEY_BITS - 1 - shift, node, _leaf_path(node, digest), leaf, path_int)
         digest = self._digest
         for parent, bit in reversed(stack):
             if bit:
@@ -187,12 +211,12 @@ class SparseMerkleTree:
             else:
                 left, right = new, parent[2]
             if left is None:
-                if right is None or len(right) == _LEAF_SIZE:
+                if right is None or right[1].__class__ is bytes:
                     new = right
                     continue
                 new = (digest(_EMPTY_LEFT + right[0]), None, right)
             elif right is None:
-                if len(left) == _LEAF_SIZE:
+                if left[1].__class__ is bytes:
                     new = left
                     continue
                 new = (digest(_INNER_PREFIX + left[0] + EMPTY), left, None)
@@ -200,45 +224,45 @@ class SparseMerkleTree:
                 new = (digest(_INNER_PREFIX + left[0] + right[0]), left, right)
         return new
 
-    def _pair(self, depth: int, a: Leaf, b: Leaf) -> Inner:
-        """The subtree at ``depth`` holding exactly the two leaves ``a`` and ``b``."""
-        split = KEY_BITS - (a[1] ^ b[1]).bit_length()
-        if (a[1] >> (KEY_BITS - 1 - split)) & 1:
+    def _pair(self, depth: int, a: Leaf, a_path: int, b: Leaf, b_path: int) -> Inner:
+        """The subtree at ``depth`` holding exactly the two leaves ``a`` and ``b`` (paths given)."""
+        split = KEY_BITS - (a_path ^ b_path).bit_length()
+        if (a_path >> (KEY_BITS - 1 - split)) & 1:
             a, b = b, a
         digest = self._digest
         node = _inner(a, b, digest)
         for level in range(split - 1, depth - 1, -1):
-            if (a[1] >> (KEY_BITS - 1 - level)) & 1:
+            if (a_path >> (KEY_BITS - 1 - level)) & 1:
                 node = _inner(None, node, digest)
             else:
                 node = _inner(node, None, digest)
         return node
 
-    def _build(self, depth: int, leaves: list[Leaf], paths: list[int], lo: int, hi: int) -> Node:
-        """The canonical subtree at ``depth`` of ``leaves[lo:hi]`` (sorted by path)."""
+    def _build(self, depth: int, entries: list[Entry], paths: list[int], lo: int, hi: int) -> Node:
+        """The canonical subtree at ``depth`` of the leaves of ``entries[lo:hi]`` (sorted by
+        path, none a deletion)."""
         count = hi - lo
         if count == 0:
             return None
         if count == 1:
-            return leaves[lo]
+            return entries[lo][2]
         if depth >= KEY_BITS:
             raise AssertionError("two distinct keys with the same 256-bit path")
         mid = _split(paths, depth, lo, hi)
         return _inner(
-            self._build(depth + 1, leaves, paths, lo, mid),
-            self._build(depth + 1, leaves, paths, mid, hi),
+            self._build(depth + 1, entries, paths, lo, mid),
+            self._build(depth + 1, entries, paths, mid, hi),
             self._digest,
         )
 
     def prove(self, key: bytes) -> Proof:
         """A proof of ``key``'s value, or of its absence."""
-        path = self._digest(key)
-        path_int = int.from_bytes(path, "big")
+        path_int = int.from_bytes(self._digest(key), "big")
         node = self._root
         depth = 0
         present = bytearray(32)
         siblings: list[bytes] = []
-        while node is not None and len(node) != _LEAF_SIZE:
+        while node is not None and node[1].__class__ is not bytes:  # not a leaf
             if (path_int >> (KEY_BITS - 1 - depth)) & 1:
                 sibling, node = node[1], node[2]
             else:
@@ -248,18 +272,15 @@ class SparseMerkleTree:
                 siblings.append(sibling[0])
             depth += 1
         bitmap = bytes(present[: (depth + 7) // 8])
-        if node is not None and node[2] != path:
-            return Proof(depth, bitmap, tuple(siblings), node[2], node[3])
+        if node is not None and node[1] != key:
+            digest = self._digest
+            return Proof(depth, bitmap, tuple(siblings), digest(node[1]), digest(node[2]))
         return Proof(depth, bitmap, tuple(siblings))
 
 
-def _first(entry: tuple[int, object]) -> int:
-    return entry[0]
-
-
-def _first_after_hash(leaf: Leaf) -> int:
-    path_int: int = leaf[1]
-    return path_int
+def _first(entry: tuple[Any, ...]) -> int:
+    path: int = entry[0]
+    return path
 
 
 def _split(paths: list[int], depth: int, lo: int, hi: int) -> int:
@@ -358,7 +379,7 @@ def summarize(node: Subtree) -> bytes:
     """The frontier entry of a subtree."""
     if node is None:
         return _EMPTY_SUMMARY
-    kind = SUBTREE_LEAF if len(node) == _LEAF_SIZE else SUBTREE_INNER
+    kind = SUBTREE_LEAF if _is_leaf(node) else SUBTREE_INNER
     return bytes([kind]) + bytes(node[0])
 
 
@@ -374,8 +395,8 @@ def compute_frontier(tree: SparseMerkleTree, depth: int) -> bytes:
             out.extend(summarize(node))
         elif node is None:
             out.extend(_EMPTY_SUMMARY * span)
-        elif len(node) == _LEAF_SIZE:  # a collapsed leaf: it sits in exactly one prefix below
-            slot = (node[1] >> (KEY_BITS - depth)) - (prefix << (depth - level))
+        elif _is_leaf(node):  # a collapsed leaf: it sits in exactly one prefix below
+            slot = (_leaf_path(node, tree.digest) >> (KEY_BITS - depth)) - (prefix << (depth - level))
             out.extend(_EMPTY_SUMMARY * slot + summarize(node) + _EMPTY_SUMMARY * (span - slot - 1))
         else:
             walk(node[1], level + 1, prefix << 1)
@@ -415,20 +436,20 @@ def build_subtree(
 
     Raises ``ValueError`` when a key's path lies outside the prefix or a key repeats.
     """
-    leaves = []
+    entries: list[Entry] = []
     shift = KEY_BITS - depth
     for key, value in pairs:
         path = digest(key)
         path_int = int.from_bytes(path, "big")
         if depth and path_int >> shift != prefix:
             raise ValueError(f"key {key.hex()} does not belong to chunk {prefix}")
-        leaves.append(_leaf(path, path_int, digest(value), digest))
-    leaves.sort(key=_first_after_hash)
-    paths = [leaf[1] for leaf in leaves]
+        entries.append((path_int, key, _leaf(key, value, path, digest)))
+    entries.sort(key=_first)
+    paths = [entry[0] for entry in entries]
     for a, b in pairwise(paths):
         if a == b:
             raise ValueError("a key appears twice")
-    return SparseMerkleTree(digest)._build(depth, leaves, paths, 0, len(leaves))
+    return SparseMerkleTree(digest)._build(depth, entries, paths, 0, len(entries))
 
 
 def join_subtrees(subtrees: list[Subtree], digest: Digest = blake3_256) -> SparseMerkleTree:

@@ -22,7 +22,17 @@ PRE_GENESIS_HEIGHT = -1
 
 
 class State:
-    __slots__ = ("_kv", "_tree", "block_hash", "chain_id", "height", "node_index", "params", "timestamp")
+    __slots__ = (
+        "_index_shared",
+        "_kv",
+        "_tree",
+        "block_hash",
+        "chain_id",
+        "height",
+        "node_index",
+        "params",
+        "timestamp",
+    )
 
     def __init__(
         self,
@@ -43,6 +53,8 @@ class State:
         self._tree = SparseMerkleTree()
         self.node_index: NodeIndex | None = None
         """Derived from the node records, built on first use, moved along by :meth:`install`."""
+        self._index_shared = False
+        """Whether ``node_index`` is shared with a copy (then the next block copies it first)."""
 
     @classmethod
     def from_snapshot(
@@ -100,7 +112,8 @@ class State:
         other.height = self.height
         other._kv = dict(self._kv)
         other._tree = self._tree
-        other.node_index = self.node_index  # never mutated: a patch makes a new one
+        other.node_index = self.node_index  # shared until one of the two commits a block
+        self._index_shared = other._index_shared = self.node_index is not None
         return other
 
     def install(
@@ -114,9 +127,13 @@ class State:
     ) -> None:
         """Make a validated block's writes current (or undo blocks: a rollback installs the old
         values); only :mod:`state.transition` and the chain's rollback call this."""
-        if self.node_index is not None:
-            self.node_index = self.node_index.patched(node_changes(writes.items()))
         kv = self._kv
+        if self.node_index is not None:
+            changes = node_changes(writes.items(), kv.get)
+            if changes:
+                if self._index_shared:
+                    self.node_index, self._index_shared = self.node_index.copy(), False
+                self.node_index.apply(changes)
         for key, value in writes.items():
             if value is None:
                 kv.pop(key, None)

@@ -101,9 +101,19 @@ class PendingBlock(NamedTuple):
     block_hash: Hash32
     parent_hash: Hash32
     writes: dict[bytes, bytes | None]
-    changes: list[Change]
+    """The block's effective writes (each changes its key), in no particular order."""
+    befores: dict[bytes, bytes]
+    """The value each write replaces, for the keys that had one."""
     tree: SparseMerkleTree
     effects: tuple[Any, ...]
+
+    @property
+    def changes(self) -> list[Change]:
+        """(key, value before, value after) of every effective write, key-sorted: the block's
+        delta, made when asked (the store's delta, the proof window), not kept with the block
+        (block 0 of a million accounts would hold a million triples at its peak)."""
+        befores, writes = self.befores, self.writes
+        return [(key, befores.get(key), writes[key]) for key in sorted(writes)]
 
 
 Rule = Callable[[Overlay, Any, BlockContext], None]
@@ -219,17 +229,21 @@ def _execute_events(
 
 def _changes(
     state: State, writes: dict[bytes, bytes | None]
-) -> tuple[dict[bytes, bytes | None], list[Change]]:
-    """Drop writes that change nothing; list the rest with their previous values, key-sorted."""
-    effective: dict[bytes, bytes | None] = {}
-    changes: list[Change] = []
-    for key in sorted(writes):
-        after = writes[key]
-        before = state.get(key)
-        if before != after:
-            effective[key] = after
-            changes.append((key, before, after))
-    return effective, changes
+) -> tuple[dict[bytes, bytes | None], dict[bytes, bytes]]:
+    """The writes that change something (``writes`` itself when all do: block 0's million), and
+    the values they replace."""
+    get = state.get
+    befores: dict[bytes, bytes] = {}
+    unchanged: set[bytes] = set()
+    for key, after in writes.items():
+        before = get(key)
+        if before == after:
+            unchanged.add(key)
+        elif before is not None:
+            befores[key] = before
+    if not unchanged:
+        return writes, befores
+    return {key: after for key, after in writes.items() if key not in unchanged}, befores
 
 
 def _run_block(
@@ -241,11 +255,12 @@ def _run_block(
     producer: NodeKey,
     verified: Container[bytes] = (),
     update_tree: bool = True,
-) -> tuple[Overlay, dict[bytes, bytes | None], list[Change], SparseMerkleTree]:
-    """Run the events and the block's own work; the effective writes and the new tree."""
+) -> tuple[Overlay, dict[bytes, bytes | None], dict[bytes, bytes], SparseMerkleTree]:
+    """Run the events and the block's own work; the effective writes, the values they replace
+    and the new tree."""
     view = _execute_events(state, events, height, timestamp, verify_signatures, producer, verified)
-    writes, changes = _changes(state, view.writes)
-    return view, writes, changes, state.tree.update(writes) if update_tree else _SKIPPED_TREE
+    writes, befores = _changes(state, view.writes)
+    return view, writes, befores, state.tree.update(writes) if update_tree else _SKIPPED_TREE
 
 
 def validate_block_time(state: State, height: int, timestamp: int) -> None:
@@ -299,7 +314,7 @@ def execute_block(
         raise InvalidBlock(f"block {header.height}: previous hash does not match the tip")
     validate_block_time(state, header.height, header.timestamp)
     validate_block_basic(block, state.params)
-    view, writes, changes, tree = _run_block(
+    view, writes, befores, tree = _run_block(
         state,
         block.events,
         header.height,
@@ -320,7 +335,7 @@ def execute_block(
             f"{header.state_root.hex()}"
         )
     return PendingBlock(
-        block, compute_block_hash(header), state.block_hash, writes, changes, tree, tuple(view.effects)
+        block, compute_block_hash(header), state.block_hash, writes, befores, tree, tuple(view.effects)
     )
 
 
@@ -440,7 +455,7 @@ def propose_block(
     height = state.height + 1
     validate_block_time(state, height, timestamp)
     events_root = check_events(list(events), state.params, height)
-    view, writes, changes, tree = _run_block(state, events, height, timestamp, True, producer, verified)
+    view, writes, befores, tree = _run_block(state, events, height, timestamp, True, producer, verified)
     header = Header(
         version=HEADER_VERSION,
         height=Height(height),
@@ -456,5 +471,5 @@ def propose_block(
     )
     block = Block(header, tuple(events))
     return PendingBlock(
-        block, compute_block_hash(header), state.block_hash, writes, changes, tree, tuple(view.effects)
+        block, compute_block_hash(header), state.block_hash, writes, befores, tree, tuple(view.effects)
     )

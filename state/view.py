@@ -39,6 +39,13 @@ class Overlay:
             return writes[key]
         return self._base(key)
 
+    def get_committed(self, key: bytes) -> bytes | None:
+        """``key`` as the map below every overlay holds it (what ``index`` was derived from)."""
+        layer = self
+        while layer._parent is not None:
+            layer = layer._parent
+        return layer._base(key)
+
     def put(self, key: bytes, value: bytes) -> None:
         self.writes[key] = value
 

@@ -200,3 +200,59 @@ def test_our_tree_in_sha256_mode_is_the_celestia_layout() -> None:
     assert tree.root == definition_root({b"a": b"1", b"b": b"2"}, _sha256)
     only = SparseMerkleTree.from_items([(b"a", b"1")], _sha256)
     assert only.root == _sha256(b"\x00" + _sha256(b"a") + _sha256(b"1"))
+
+
+PINNED_HISTORY = "74ef1568fcc93356d2d7f5b95af622cbe6ba56124feb1ab40ab73df602540eeb"
+"""The digest of :func:`_pinned_history`, computed with the tree as it was before its leaves held
+the key and value themselves (issue 23): the same inserts and deletes must give the same roots
+and the same proofs, byte for byte."""
+
+
+def _pinned_history() -> tuple[str, SparseMerkleTree, dict[bytes, bytes]]:
+    rng = random.Random(2023)
+    tree, model = SparseMerkleTree(), {}
+    history = hashlib.sha256()
+    for _ in range(60):
+        changes: dict[bytes, bytes | None] = {}
+        for _ in range(rng.choice([1, 1, 2, 3, 10, 100, 1000])):
+            if model and rng.random() < 0.3:
+                changes[rng.choice(list(model))] = None
+            elif rng.random() < 0.05:
+                changes[rng.randbytes(3)] = None  # most likely absent
+            else:
+                changes[rng.randbytes(rng.randrange(1, 40))] = rng.randbytes(rng.randrange(0, 50))
+        tree = tree.update(changes)
+        for key, value in changes.items():
+            if value is None:
+                model.pop(key, None)
+            else:
+                model[key] = value
+        history.update(tree.root)
+        probes = rng.sample(list(model), min(5, len(model))) + [rng.randbytes(4) for _ in range(5)]
+        for probe in probes:
+            history.update(encode(tree.prove(probe)))
+    return history.hexdigest(), tree, model
+
+
+def test_roots_and_proofs_of_a_fixed_history_are_pinned() -> None:
+    digest, tree, model = _pinned_history()
+    assert digest == PINNED_HISTORY
+    assert tree.root == definition_root(model)
+
+
+def test_a_leaf_holds_the_maps_own_key_and_value() -> None:
+    """What makes a million-account tree fit (issue 23): a leaf references the key and the value
+    the state's map holds, instead of keeping copies of their hashes."""
+    key, value = b"account/" + bytes(range(32)), b"\x92\x01\x02"
+    tree = SparseMerkleTree().update({key: value})
+    leaf = tree._root
+    assert leaf is not None and leaf[1] is key and leaf[2] is value
+    grown, found = tree.update({b"other": b"v"}), []
+    stack = [grown._root]
+    while stack:
+        node = stack.pop()
+        if node is not None and isinstance(node[1], bytes):
+            found.append(node)
+        elif node is not None:
+            stack.extend(node[1:])
+    assert any(node is leaf for node in found) and len(found) == 2  # shared with the old version

@@ -87,11 +87,12 @@ def replay_blocks(
             pending = execute_block(state, block, verify_signatures=verify_signatures)
         except InvalidBlock as exc:
             raise ReplayMismatch(height, str(exc)) from None
-        if stored_deltas is not None and stored_deltas(height) != encode(pending.changes):
+        changes = pending.changes if stored_deltas is not None or history is not None else []
+        if stored_deltas is not None and stored_deltas(height) != encode(changes):
             raise ReplayMismatch(height, "the stored state delta differs from the replayed one")
         commit_block(state, pending)
         if history is not None:
-            history.record(state, pending.changes)
+            history.record(state, changes)
         if progress is not None:
             progress(1, len(block.events))
     return state

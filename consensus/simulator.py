@@ -1051,12 +1051,18 @@ class Simulation:
             self.push(node.flush_at, node.index, "flush", node.flush_at)
 
     def _gossip_links(self, node: SimNode) -> list[NodeKey]:
-        """The peers gossip goes to: every connection but those held only for a duty."""
+        """The peers gossip goes to: every connection but those the node dialled for a duty
+        alone (one a peer dialled counts, as in the process node: the peer may count on it)."""
         links, chosen = self.links, node.gossip_peers
         assert links is not None and chosen is not None
-        duty_only = node.duties.difference(chosen.chosen)
-        keys = (self.nodes[i].node_key for i in sorted(links.peers[node.index]))
-        return [key for key in keys if key not in duty_only]
+        wanted = set(chosen.chosen)
+        keys = []
+        for other in sorted(links.peers[node.index]):
+            link = links.links[links.pair(node.index, other)]
+            key = self.nodes[other].node_key
+            if link.dialler != node.index or key in wanted:
+                keys.append(key)
+        return keys
 
     def _flush(self, node: SimNode, at: float) -> None:
         if node.flush_at != at:

@@ -6,6 +6,7 @@ probes of nodes it keeps no connection to."""
 from __future__ import annotations
 
 import dataclasses
+from types import SimpleNamespace
 
 import pytest
 
@@ -36,6 +37,8 @@ def sent(node: Node, monkeypatch: pytest.MonkeyPatch) -> Sent:
     """What the node sends, with the ten PEERS connected."""
     frames: Sent = []
     monkeypatch.setattr(type(node.host), "connected", property(lambda _: list(PEERS)))
+    # connections the peers dialled: each counts for gossip (gossip_connected)
+    monkeypatch.setattr(node.host, "peers", {key: SimpleNamespace(dialled=False, queued=0) for key in PEERS})
     monkeypatch.setattr(node.host, "send", lambda key, payload: frames.append((key, payload)) or True)
     return frames
 

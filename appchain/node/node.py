@@ -380,11 +380,12 @@ class Node:
         self.host.retarget(targets)
 
     def gossip_connected(self) -> list[NodeKey]:
-        """The connected peers that are not only duty connections: whom sync requests ask (all
-        connected peers when none is)."""
+        """The peers gossip goes to and sync requests ask: every connection but those this node
+        dialled for a duty alone. A peer that dialled us may count on us for gossip whatever we
+        think of it (to a new node, every peer may be a quorum member of ours, and it must hear
+        blocks from someone), so inbound connections always count."""
         chosen = set(self.gossip_peers.chosen)
-        peers = [key for key in self.host.peers if key in chosen or key not in self.duty]
-        return peers or self.host.connected
+        return [key for key, peer in self.host.peers.items() if not peer.dialled or key in chosen]
 
     # -- obligations probes ----------------------------------------------------------------------------
 
@@ -618,7 +619,7 @@ class Node:
                 payload = encode(action.message)
                 self.spread(action.message, blake3_256(payload), payload)
             elif isinstance(action, AskPeers):
-                peers = self.gossip_connected()
+                peers = self.gossip_connected() or self.host.connected
                 payload = encode(action.message)
                 for peer in _sample(peers, action.count):
                     self.host.send(peer, payload)

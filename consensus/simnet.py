@@ -130,20 +130,22 @@ class Traffic:
         if self.counting:
             entry = self.nodes[node]
             entry.sent += 1
-            by_kind = entry.by_kind
-            for kind, size in parts:
-                entry.sent_bytes += size
-                by_kind[kind] = by_kind.get(kind, 0) + size
+            entry.sent_bytes += self._add(entry, parts)
 
     def received(self, node: int, parts: tuple[tuple[str, int], ...]) -> None:
         """One message received by ``node``: its bytes by kind."""
         if self.counting:
             entry = self.nodes[node]
             entry.received += 1
-            by_kind = entry.by_kind
-            for kind, size in parts:
-                entry.received_bytes += size
-                by_kind[kind] = by_kind.get(kind, 0) + size
+            entry.received_bytes += self._add(entry, parts)
+
+    @staticmethod
+    def _add(entry: NodeTraffic, parts: tuple[tuple[str, int], ...]) -> int:
+        by_kind, total = entry.by_kind, 0
+        for kind, size in parts:
+            by_kind[kind] = by_kind.get(kind, 0) + size
+            total += size
+        return total
 
 
 @dataclass

@@ -5,6 +5,7 @@ the signature, before any other work), and requests answered only to peers that 
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 from typing import Any
 
 import msgspec
@@ -128,6 +129,13 @@ def _forged_from(sender: int) -> Transfer:
     return msgspec.structs.replace(tx, signature=Ed25519Signature(bytes(64)))
 
 
+def connect(node: Node, monkeypatch: pytest.MonkeyPatch, keys: list[NodeKey]) -> None:
+    """Make ``keys`` the node's connected peers, each dialled by the other side (so each counts
+    for gossip, :meth:`~appchain.node.node.Node.gossip_connected`)."""
+    peers = {key: SimpleNamespace(dialled=False, queued=0) for key in keys}
+    monkeypatch.setattr(node.host, "peers", peers)
+
+
 @pytest.fixture
 def verifies(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     """The public keys of every Ed25519 verification made."""
@@ -167,7 +175,7 @@ def test_a_peer_flooding_forged_transactions_is_banned_and_its_backlog_never_che
 def _relays(node: Node, monkeypatch: pytest.MonkeyPatch) -> list[tuple[NodeKey, bytes]]:
     """What the node sends, with FLOODER, HONEST and THIRD connected."""
     sent: list[tuple[NodeKey, bytes]] = []
-    monkeypatch.setattr(type(node.host), "connected", property(lambda _: [FLOODER, HONEST, THIRD]))
+    connect(node, monkeypatch, [FLOODER, HONEST, THIRD])
     monkeypatch.setattr(node.host, "send", lambda key, payload: sent.append((key, payload)) or True)
     return sent
 
@@ -226,7 +234,7 @@ def test_the_admin_batch_goes_to_the_peers_as_one_frame(node: Node, monkeypatch:
     broadcast: list[bytes] = []
     monkeypatch.setattr(node.host, "broadcast", lambda payload, exclude=None: broadcast.append(payload) or 0)
     sent = _relays(node, monkeypatch)
-    monkeypatch.setattr(type(node.host), "connected", property(lambda _: [FLOODER, HONEST]))
+    connect(node, monkeypatch, [FLOODER, HONEST])
     node.seeds = {FLOODER: ("127.0.0.1", 1), HONEST: ("127.0.0.1", 2)}  # every node it knows
     txs = [_transfer(node, nonce) for nonce in (1, 2, 3, 4)]
     results = node.submit_batch([txs[0], txs[2], txs[1]])  # nonce 3 before 2: refused

@@ -5,10 +5,11 @@ the same node core as the process node, on a bounded topology (:mod:`consensus.t
 gossip peers dialled, up to 64 accepted, direct connections to quorum members while on duty;
 :mod:`consensus.gossip`: bodies to ⌈√n⌉ peers, hashes to the rest) over a simulated WAN
 (:mod:`consensus.simnet`: six regions 20–300 ms apart one way, 10 % jitter, 1 % packet loss with a
-0.3 s retransmission, 100 Mbit/s upload per node). The chain has mainnet's shape twelve times
-faster (:data:`BLOCK_TIME_MS` 10 s blocks, proofs every :data:`UPTIME` interval of 30 blocks, a
-network that has run a while: every node holds every proof, each sends its next at a random
-point of the interval), so a proof costs per block what it costs on mainnet.
+0.3 s retransmission, 100 Mbit/s upload per node): :func:`appchain.cli.simulate.internet_config`,
+as ``appchain simulate --internet`` runs it. The chain has mainnet's shape twelve times faster (10 s
+blocks, a proof every 30 blocks, a network that has run a while: every node holds every proof,
+each sends its next at a random point of the interval), so a proof costs per block what it costs
+on mainnet.
 
 Per size it prints, per node and per block: messages and bytes (sent plus received), the
 consensus part (blocks, certificates, Pulse, votes, their announcements) and the directory part
@@ -32,39 +33,13 @@ import sys
 import time
 from typing import Any
 
-from appchain.cli.simulate import simulation_genesis
-from consensus.simulator import Faults, SimConfig, Simulation
-from consensus.topology import Topology
-from consensus.uptime import UptimeRules
-
-BLOCK_TIME_MS = 10_000
-STAGE_TIMEOUT_MS = 2_000
-ROUND_TIMEOUT_MS = 15_000
-UPTIME = UptimeRules(interval=300, validity=625, max_skew=25, min_gap=150, grace=60)
-"""Mainnet's uptime rules (a proof an hour, 120 s blocks) twelve times faster, as the blocks."""
-LOSS = 0.01
-
-
-def config(nodes: int, blocks: int, seed: int) -> SimConfig:
-    return SimConfig(
-        nodes=nodes,
-        blocks=blocks,
-        seed=seed,
-        block_time_ms=BLOCK_TIME_MS,
-        stage_timeout_ms=STAGE_TIMEOUT_MS,
-        round_timeout_ms=ROUND_TIMEOUT_MS,
-        faults=Faults(loss=LOSS),
-        verify_once=True,
-        apply_once=True,
-        topology=Topology(),
-        uptime=UPTIME,
-        steady_proofs=True,
-    )
+from appchain.cli.simulate import internet_config, simulation_genesis
+from consensus.simulator import Simulation
 
 
 def measure(nodes: int, blocks: int, seed: int) -> dict[str, Any]:
     started = time.perf_counter()
-    sim_config = config(nodes, blocks, seed)
+    sim_config = internet_config(nodes, blocks, seed)
     sim = Simulation(sim_config, simulation_genesis(sim_config)[1])
     report = sim.run()
     result = sim.topology_report()

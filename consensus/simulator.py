@@ -20,6 +20,16 @@ that is up: :class:`ToFloor` stops nodes one after another until the active set 
 ``pulse_min_nodes`` and then some, :class:`Stall` stops the next producer and enough validators
 that no Pulse round can succeed; both bring their nodes back one by one.
 
+Two networks. By default every node reaches every node directly, after a latency with jitter,
+and gossip goes to all (the small simulations). With ``SimConfig.topology`` the network is the
+one the process node keeps (:mod:`consensus.topology`): a few gossip peers per node and direct
+connections to quorum members while on duty, opened and closed as the cores decide; gossip
+relays through :class:`consensus.gossip.Spreader` exactly as the process node's does, over a
+WAN (:mod:`consensus.simnet`: regions, jitter, loss, upload bandwidth, handshakes), and
+:meth:`Simulation.topology_report` says what it cost per node and block and how fast blocks
+spread and became final. That is how 2,000 nodes run on one machine: with ``apply_once`` and
+``verify_once`` a block is executed and a signature verified once for all the nodes.
+
 Checks, reported by :meth:`Simulation.report`: final heights per node; whether every honest node
 has the same block and root at every height final for it (``roots_agree``); safety violations
 (two different final blocks at one height anywhere); double signatures by honest nodes; the

@@ -2,7 +2,7 @@
 
 The simulator's properties (no two final blocks at one height, honest nodes agree on every root,
 no honest double signature, evidence only against the byzantine, finality on every honest node
-after every fault heals) on :mod:`bench.topology`'s network (8 gossip peers dialled, duty
+after every fault heals) on ``appchain simulate --internet``'s network (:func:`appchain.cli.simulate.internet_config`) (8 gossip peers dialled, duty
 connections to quorum members, six regions 20–300 ms apart, 1 % loss, 100 Mbit/s upload) with
 faults drawn per seed: byzantine members, crashes, a partition of a minority. And no node ever
 holds more connections than its bound plus its quorum members.
@@ -14,13 +14,15 @@ defaults; ``make soak`` runs 2,000 nodes.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import random
 
 import pytest
 
+from appchain.cli.main import main
+from appchain.cli.simulate import internet_config as topology_config
 from appchain.cli.simulate import simulation_genesis
-from bench.topology import config as topology_config
 from consensus.messages import SignedBlock
 from consensus.simulator import Faults, Simulation
 from state.encoding import encode
@@ -91,3 +93,16 @@ def test_gossip_reaches_every_node_with_few_copies() -> None:
     assert network["over_bound"] == 0 and network["connections_max"] <= network["bound"], network
     assert len(sim.spread.arrivals) >= (150 - 1) * 8  # every other node applied every block
     assert network["finality_p50"] < 4 * config.block_time_ms / 1000, network
+
+
+def test_simulate_internet_from_the_command_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["simulate", "--nodes", "40", "--blocks", "4", "--internet", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["safety_violations"] == 0 and report["target_reached"]
+    network = report["network"]
+    assert network["nodes"] == 40 and network["over_bound"] == 0 and network["bytes_per_node_per_block"] > 0
+    assert main(["simulate", "--nodes", "40", "--blocks", "4", "--internet"]) == 0
+    shown = capsys.readouterr().out
+    assert "per node and block:" in shown and "finality p50/p99:" in shown
+    assert main(["simulate", "--nodes", "40", "--internet", "--faults", "loss=7"]) == 1
+    assert capsys.readouterr().err.count("\n") == 1  # one line, no traceback

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from appchain.cli.results import EXIT_OK, EXIT_TARGET_MISSED, EXIT_UNSAFE, EXIT_USER_ERROR, print_json
-from appchain.cli.simulate import make_simulation
+from appchain.cli.simulate import internet_config, make_simulation
 from appchain.home.chain import ChainError
 from appchain.home.home import Home
 from appchain.lab.checker import RESUME_ROUNDS, FaultWindow, check_histories, read_schedules
@@ -115,13 +115,21 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             f"--nodes must be at least {floor} (Pulse needs pulse_min_nodes active nodes)"
             " and --blocks positive"
         )
+    base = (
+        internet_config(args.nodes, args.blocks, args.seed)
+        if args.internet
+        else SimConfig(nodes=args.nodes, blocks=args.blocks, seed=args.seed, verify_once=True)
+    )
     try:
-        config = parse_faults(
-            args.faults, SimConfig(nodes=args.nodes, blocks=args.blocks, seed=args.seed, verify_once=True)
-        )
+        config = parse_faults(args.faults, base)
     except FaultSpecError as exc:
         raise ChainError(str(exc)) from None
-    report = make_simulation(config).run()
+    if args.internet and "loss=" not in args.faults:
+        config.faults.loss = base.faults.loss
+    simulation = make_simulation(config)
+    report = simulation.run()
+    if args.internet:
+        report["network"] = simulation.topology_report()
     safe = report["roots_agree"] and report["safety_violations"] == 0 and report["double_signs"] == 0
     if args.json:
         print_json(report)
@@ -138,6 +146,20 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(
             f"active nodes: {report['smallest_active']} at the fewest, {report['active_at_end']} at the end"
         )
+        network = report.get("network")
+        if network is not None:
+            consensus = network["consensus_bytes_per_node_per_block"]
+            print(
+                f"per node and block: {network['messages_per_node_per_block']} messages,"
+                f" {network['bytes_per_node_per_block']} bytes ({consensus}"
+                f" consensus, {network['directory_bytes_per_node_per_block']} uptime proofs);"
+                f" connections at most {network['connections_max']} (bound {network['bound']} + duties,"
+                f" {network['over_bound']} over)"
+            )
+            print(
+                f"block propagation p50/p99: {network['propagation_p50']}/{network['propagation_p99']} s,"
+                f" finality p50/p99: {network['finality_p50']}/{network['finality_p99']} s"
+            )
     if not safe:
         print("error: simulate: a safety property failed (see the report)", file=sys.stderr)
         return EXIT_UNSAFE

@@ -338,6 +338,8 @@ class Spread:
     """Block hash → when its producer applied it (signed by the quorum: the start of its spread)."""
     arrivals: list[float] = field(default_factory=list)
     """Seconds from a block's birth to each other node applying it."""
+    last: dict[bytes, float] = field(default_factory=dict)
+    """Block hash → seconds from its birth to the last node that applied it so far."""
     finality: list[float] = field(default_factory=list)
     """Seconds from a block's timestamp (its round's start) to each node holding it final."""
 
@@ -1090,6 +1092,7 @@ class Simulation:
             self.spread.born[block_hash] = self.now
         else:
             self.spread.arrivals.append(self.now - born)
+            self.spread.last[block_hash] = self.now - born
 
     def _note_finality(self, node: SimNode, height: int) -> None:
         for final in range(node.final_seen + 1, height + 1):
@@ -1100,6 +1103,7 @@ class Simulation:
     def topology_report(self) -> dict[str, Any]:
         """What the bounded topology cost and gave (see :mod:`bench.topology`): per node and
         per block, messages, bytes (consensus and directory apart) and connections; block spread
+        (from the quorum signing a block to each node applying it, and to the last node that did)
         and finality percentiles."""
         links, traffic, topology = self.links, self.traffic, self.config.topology
         assert links is not None and traffic is not None and topology is not None
@@ -1137,6 +1141,8 @@ class Simulation:
             "duplicates_per_node_per_block": round(self.duplicates / count / blocks, 1),
             "propagation_p50": percentile(self.spread.arrivals, 0.5),
             "propagation_p99": percentile(self.spread.arrivals, 0.99),
+            "propagation_to_all_p50": percentile(list(self.spread.last.values()), 0.5),
+            "propagation_to_all_max": percentile(list(self.spread.last.values()), 1.0),
             "finality_p50": percentile(self.spread.finality, 0.5),
             "finality_p99": percentile(self.spread.finality, 0.99),
         }

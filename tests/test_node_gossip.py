@@ -12,7 +12,7 @@ import pytest
 
 from appchain.node.node import ANSWER_BACKLOG, DUTY_LINGER, Node
 from consensus.gossip import push_count
-from consensus.messages import DIGEST_BATCH, Have, TxMessage, Want, decode_message
+from consensus.messages import DIGEST_BATCH, Have, ProofsRequest, TxMessage, Want, decode_message
 from consensus.topology import GossipPeers
 from genesis.devnet import load_dev_accounts
 from state.encoding import encode
@@ -109,6 +109,9 @@ def test_a_want_is_not_answered_to_a_peer_that_does_not_read(
     node._on_frame(PEERS[2], encode(Want((Hash32(blake3_256(frame)),))))
     _drain(node)
     assert sent == [] and node.counters.dropped == dropped + 1
+    node._on_frame(PEERS[2], encode(ProofsRequest()))  # the directory too: hundreds of KB
+    _drain(node)
+    assert sent == [] and node.counters.dropped == dropped + 2
 
 
 def test_junk_hashes_cost_their_sender_one_message_each(node: Node, sent: Sent) -> None:

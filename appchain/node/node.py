@@ -93,6 +93,7 @@ from consensus.messages import (
     CheckpointVote,
     Have,
     Message,
+    ProofsRequest,
     SignedBlock,
     SyncRequest,
     TxBatch,
@@ -138,7 +139,8 @@ announced nowhere and no Session client could use it; config.toml has no such se
 FRAME_SLICE = 64
 ANSWER_BACKLOG = 8 * 1024 * 1024
 """Bytes of earlier answers a peer may leave unread in its send queue and still be answered."""
-ANSWERED_FROM_STORE = (SyncRequest, *SYNC_REQUESTS, Want)
+ANSWERED_FROM_STORE = (SyncRequest, *SYNC_REQUESTS, Want, ProofsRequest)
+"""Requests whose answers can be large: dropped while the asker leaves earlier answers unread."""
 DUTY_LINGER = 4
 """Duty sets kept after they end (one per tip or round that changed them): the members of the
 quorums of the last few blocks stay connected a little longer, so a node that sits in quorums

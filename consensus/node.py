@@ -23,7 +23,7 @@ nothing is signed twice for one slot.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from consensus.budget import TemplateBudget
@@ -728,7 +728,7 @@ class NodeCore:
     # -- uptime proofs and obligations tests --------------------------------------------------------
 
     def _send_proof(self, now: float) -> list[Action]:
-        signed = self._sign_proof(now)
+        signed = self.signed_proof(now)
         if signed is None:
             return []
         self.proofs.on_proof(signed, now, signed.bls_key)
@@ -749,7 +749,7 @@ class NodeCore:
         if ours is not None and now - ours[1] < self.config.uptime.interval and self.send_proofs:
             signed: UptimeProof | None = ours[0]  # the proof gossiped last: its copies die by hash
         else:
-            signed = self._sign_proof(now)
+            signed = self.signed_proof(now)
         if signed is not None:
             actions.append(Send(peer, signed))
         if self.directory_asks > 0:
@@ -768,9 +768,10 @@ class NodeCore:
             for start in range(0, len(fresh), PROOF_BATCH)
         ]
 
-    def known_nodes(self, now: float) -> FreshNodes:
-        """The nodes whose fresh uptime proofs this node holds (where it draws gossip peers from)."""
-        return FreshNodes(self.proofs, now, self.node_key)
+    def known_nodes(self, now: float, also: Collection[NodeKey] = ()) -> FreshNodes:
+        """The nodes whose fresh uptime proofs this node holds, and ``also`` (its seeds): where it
+        draws gossip peers from."""
+        return FreshNodes(self.proofs, now, self.node_key, also)
 
     def duty_peers(self) -> frozenset[NodeKey]:
         """The nodes this node must reach directly now (:mod:`consensus.topology`): the other
@@ -804,7 +805,7 @@ class NodeCore:
         self._duties = (key, duties)
         return duties
 
-    def _sign_proof(self, now: float) -> UptimeProof | None:
+    def signed_proof(self, now: float) -> UptimeProof | None:
         """A proof of this node signed now; None when it is not registered or must stay quiet."""
         record = get_node(Overlay(self.ledger.state.get), self.node_key)
         if record is None or not self.send_proofs:

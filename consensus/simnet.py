@@ -115,29 +115,22 @@ class NodeTraffic:
 
 
 class Traffic:
-    """Messages and bytes per node, counted from :meth:`start` on (the measurement window)."""
+    """Messages and bytes per node, over the whole run."""
 
     def __init__(self, nodes: int) -> None:
         self.nodes = [NodeTraffic() for _ in range(nodes)]
-        self.counting = True
-
-    def start(self) -> None:
-        """Forget what was counted so far: the window starts now."""
-        self.nodes = [NodeTraffic() for _ in self.nodes]
 
     def sent(self, node: int, parts: tuple[tuple[str, int], ...]) -> None:
         """One message sent by ``node``: its bytes by kind."""
-        if self.counting:
-            entry = self.nodes[node]
-            entry.sent += 1
-            entry.sent_bytes += self._add(entry, parts)
+        entry = self.nodes[node]
+        entry.sent += 1
+        entry.sent_bytes += self._add(entry, parts)
 
     def received(self, node: int, parts: tuple[tuple[str, int], ...]) -> None:
         """One message received by ``node``: its bytes by kind."""
-        if self.counting:
-            entry = self.nodes[node]
-            entry.received += 1
-            entry.received_bytes += self._add(entry, parts)
+        entry = self.nodes[node]
+        entry.received += 1
+        entry.received_bytes += self._add(entry, parts)
 
     @staticmethod
     def _add(entry: NodeTraffic, parts: tuple[tuple[str, int], ...]) -> int:

@@ -884,7 +884,7 @@ class Simulation:
         interval = self.config.uptime.interval
         for node, phase in zip(self.nodes, phases, strict=True):
             sent = self.now + phase - interval
-            signed = node.core._sign_proof(sent)
+            signed = node.core.signed_proof(sent)
             if signed is not None:
                 proofs[bytes(node.node_key)] = (signed, sent)
         for node in self.nodes:

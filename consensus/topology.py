@@ -25,6 +25,7 @@ members, whatever the size of the network.
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
@@ -113,19 +114,24 @@ class GossipPeers:
 
 
 class FreshNodes(Collection[NodeKey]):
-    """The nodes whose fresh uptime proofs a :class:`~consensus.uptime.ProofBook` holds at ``now``
-    (but ``me``), as a collection read lazily: :meth:`GossipPeers.update` asks whether a peer is
-    still in it every turn and lists it only when it draws."""
+    """The nodes whose fresh uptime proofs a :class:`~consensus.uptime.ProofBook` holds at ``now``,
+    and the nodes ``also`` names (a node's configured seeds), but ``me``: a collection read
+    lazily, since :meth:`GossipPeers.update` asks whether a peer is still in it after every block
+    and lists it only when it draws (listing 2,000 proofs a block would be work for nothing)."""
 
-    def __init__(self, book: ProofBook, now: float, me: NodeKey) -> None:
-        self.book, self.now, self.me = book, now, me
+    def __init__(self, book: ProofBook, now: float, me: NodeKey, also: Collection[NodeKey] = ()) -> None:
+        self.book, self.now, self.me, self.also = book, now, me, also
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, bytes) and key != self.me and self.book.is_fresh(key, self.now)
+        if not isinstance(key, bytes) or key == self.me:
+            return False
+        return key in self.also or self.book.is_fresh(key, self.now)
 
     def __iter__(self) -> Iterator[NodeKey]:
-        book, now, me = self.book, self.now, self.me
-        return (NodeKey(key) for key in book.accepted if key != me and book.is_fresh(key, now))
+        book, now, me, also = self.book, self.now, self.me, self.also
+        fresh = (NodeKey(key) for key in book.accepted if key != me and book.is_fresh(key, now))
+        rest = (key for key in also if key != me and not book.is_fresh(key, now))
+        return itertools.chain(fresh, rest)
 
     def __len__(self) -> int:
         return sum(1 for _ in self)

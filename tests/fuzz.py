@@ -162,15 +162,20 @@ def _p2p_seeds() -> list[bytes]:
         TX_BATCH,
         CheckpointsRequest,
         ChunkRequest,
+        Have,
         HeadersRequest,
+        Proofs,
+        ProofsRequest,
         SignedBlock,
         SnapshotsRequest,
         SyncRequest,
         TxBatch,
         TxMessage,
+        Want,
     )
     from state.encoding import encode
     from state.events import TRANSACTIONS
+    from state.hashing import blake3_256
 
     chain = _world().chain
     block = chain.store.get_block(chain.height)
@@ -189,6 +194,10 @@ def _p2p_seeds() -> list[bytes]:
                 else []
             ),
             SyncRequest(3),
+            Have((blake3_256(encode(SignedBlock(block))),)),
+            Want((blake3_256(encode(SignedBlock(block))),)),
+            ProofsRequest(),
+            Proofs(()),
             SnapshotsRequest(),
             CheckpointsRequest(4),
             HeadersRequest(2, 9),

@@ -618,17 +618,21 @@ def storage_seeds() -> list[bytes]:
 
 
 def p2p_seeds() -> list[bytes]:
-    from consensus.messages import SignedBlock, SyncRequest
+    from consensus.messages import Have, ProofsRequest, SignedBlock, SyncRequest, Want
     from state.encoding import encode
+    from state.hashing import blake3_256
 
     node = served()
     block = encode(SignedBlock(node.node.chain.store.get_block(3)))
     sync = encode(SyncRequest(2))
+    digest = blake3_256(block)
+    gossip = [encode(Have((digest, bytes(32)))), encode(Want((digest,))), encode(ProofsRequest())]
     return [
         b"\x00garbage",
         bytes([1]) + b"junk after the handshake",
         bytes([2, 0, 0, 1]) + sync,
         bytes([3, 0, 1, 0]) + block,
+        *(bytes([3, 0, 1, 0]) + message for message in gossip),
     ]
 
 

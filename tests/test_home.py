@@ -36,6 +36,8 @@ def test_defaults_and_values() -> None:
         ('[sync]\nstate_sync = "yes"\n', "sync.state_sync must be true or false"),
         ("[sync]\nstate_sync_min_gap = 0\n", "sync.state_sync_min_gap must be a positive integer"),
         ("[sync]\nfast = true\n", "unknown setting sync.fast"),
+        ("[p2p]\noutbound_peers = 0\n", "p2p.outbound_peers must be a positive integer"),
+        ('[p2p]\noutbound_peers = "8"\n', "p2p.outbound_peers must be a positive integer"),
         ('[admin]\nlisten = "0.0.0.0:26657"\n', "admin.listen must be a loopback address"),
         ('[admin]\nlisten = "10.1.2.3:26657"\n', "admin.listen must be a loopback address"),
         ('[admin]\nlisten = "node.example:26657"\n', "admin.listen must be a loopback address"),

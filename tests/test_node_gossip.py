@@ -137,7 +137,7 @@ def test_the_host_is_told_the_gossip_peers_and_the_duty_peers(
     topology = dataclasses.replace(node.topology, outbound=4)
     node.gossip_peers = GossipPeers(node.core.node_key, topology, node.spreader.rng, list(seeds))
     proofs = {key: ("127.0.0.2", 2000 + i) for i, key in enumerate(PEERS[2:], 2)}
-    monkeypatch.setattr(node.core, "known_nodes", lambda now: list(proofs))
+    monkeypatch.setattr(node.core, "known_nodes", lambda now, also=(): [*proofs, *also])
     monkeypatch.setattr(node, "address_of", {**seeds, **proofs}.get)
     duty = frozenset(PEERS[7:])
     monkeypatch.setattr(node.core, "duty_peers", lambda: duty)

@@ -55,7 +55,7 @@ import random
 import secrets
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -351,9 +351,10 @@ class Node:
             with trio.move_on_after(1.0):  # a new connection is greeted at once
                 await self.host.connection_made.wait()
 
-    def known_nodes(self) -> set[NodeKey]:
-        """Every node this node knows where to reach: fresh uptime proofs, and the seeds."""
-        return {*self.core.known_nodes(self.now()), *self.seeds}
+    def known_nodes(self) -> Collection[NodeKey]:
+        """Every node this node knows where to reach: fresh uptime proofs, and the seeds (read
+        lazily, :class:`~consensus.topology.FreshNodes`)."""
+        return self.core.known_nodes(self.now(), also=self.seeds.keys())
 
     def address_of(self, key: NodeKey) -> tuple[str, int] | None:
         """Where ``key`` listens for peers: its uptime proof's address, else its seed entry."""
@@ -532,7 +533,7 @@ class Node:
         is new and kept here (its copies die at the frame hash), else only what it added to the
         mempool (checked, so no peer is punished for what we pass on), and nothing from a peer
         that sent a forgery, nor what its origin sent to every node. What it added is known by
-        hash, as :meth:`_should_relay` knows a single transaction: the mempool may also drop
+        hash, as :func:`~consensus.gossip.should_relay` knows a single transaction: the mempool may also drop
         others while it takes the batch (a re-check on a new tip)."""
         mempool = self.core.mempool
         hashes = [compute_event_hash(tx) for tx in batch.txs]
@@ -562,8 +563,8 @@ class Node:
                 results.append(exc)
                 continue
             kept.append(tx)
-        peers = self.host.connected
-        everyone = self.known_nodes() <= set(peers)  # every node we know of, connected
+        connected = self.host.peers
+        everyone = all(key in connected for key in self.known_nodes())  # every node we know of
         for start in range(0, len(kept), TX_BATCH):
             batch = TxBatch(tuple(kept[start : start + TX_BATCH]), everyone)
             payload = encode(batch)
